@@ -1,0 +1,160 @@
+// Package record defines the row and batch types that flow between weir's
+// pipeline stages. Ingest converts wire messages into these types at the
+// edge; no generated protobuf type travels past ingest.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultTenant is the tenant of records that name none.
+const DefaultTenant = "default"
+
+// Record is one log record in the OpenTelemetry log data model.
+//
+// Attribute values are kept as text: scalars in their canonical form
+// (integers in decimal, booleans as true/false, bytes in base64) and arrays
+// and maps as JSON. The Parquet schema stores them as a map of strings.
+type Record struct {
+	Timestamp         int64 // ns since the Unix epoch; 0 = unknown
+	ObservedTimestamp int64 // ns since the Unix epoch; 0 = unknown
+	SeverityNumber    int32 // 0..24, OpenTelemetry severity number
+	SeverityText      string
+	Body              string
+	Attributes        []KV
+	Resource          []KV
+	TraceID           [16]byte // zero = absent
+	SpanID            [8]byte  // zero = absent
+	Flags             uint32
+}
+
+// KV is one attribute.
+type KV struct {
+	Key   string
+	Value string
+}
+
+// Size approximates the memory the record holds, for buffer accounting.
+func (r *Record) Size() int {
+	n := 96 + len(r.SeverityText) + len(r.Body)
+	for _, kv := range r.Attributes {
+		n += 32 + len(kv.Key) + len(kv.Value)
+	}
+	for _, kv := range r.Resource {
+		n += 32 + len(kv.Key) + len(kv.Value)
+	}
+	return n
+}
+
+// ServiceName returns the value of the "service.name" resource attribute,
+// or "" when there is none.
+func (r *Record) ServiceName() string {
+	for _, kv := range r.Resource {
+		if kv.Key == "service.name" {
+			return kv.Value
+		}
+	}
+	return ""
+}
+
+// Batch is a group of records for one stream of one tenant. Batches are the
+// unit of buffering: a ring buffer slot holds one batch.
+//
+// A batch has one owner at a time. Whoever hands a batch to the next stage
+// must not touch it afterwards.
+type Batch struct {
+	Tenant  string
+	Stream  string
+	Records []Record
+	// Bytes is the accounted size of Records (see Record.Size); it is set by
+	// NewBatch and must be kept in step by anyone who changes Records.
+	Bytes int
+	// Partition and Offset are assigned by the buffer: the stream partition
+	// the batch was queued on and the offset of its first record in that
+	// partition. Record i has offset Offset+i.
+	Partition int32
+	Offset    int64
+}
+
+// NewBatch returns a batch of the records with Bytes computed.
+func NewBatch(tenant, stream string, recs []Record) *Batch {
+	b := &Batch{Tenant: tenant, Stream: stream, Records: recs}
+	for i := range recs {
+		b.Bytes += recs[i].Size()
+	}
+	return b
+}
+
+// Validation errors. Callers match them with errors.Is.
+var (
+	ErrInvalidStream    = errors.New("invalid stream name")
+	ErrInvalidTenant    = errors.New("invalid tenant id")
+	ErrInvalidUTF8      = errors.New("invalid UTF-8")
+	ErrInvalidTimestamp = errors.New("timestamp out of range")
+	ErrInvalidSeverity  = errors.New("severity number out of range")
+	ErrEmptyBatch       = errors.New("batch has no records")
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// ValidateStream reports whether name is a valid stream name: 1 to 64
+// characters of [a-z0-9_], starting with a letter. Stream names appear in
+// storage paths and as SQL view names, so the rule is strict.
+func ValidateStream(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w %q: want 1 to 64 characters of [a-z0-9_] starting with a letter", ErrInvalidStream, name)
+	}
+	return nil
+}
+
+// ValidateTenant reports whether id is a valid tenant id; the rule is the
+// one for stream names.
+func ValidateTenant(id string) error {
+	if !nameRE.MatchString(id) {
+		return fmt.Errorf("%w %q: want 1 to 64 characters of [a-z0-9_] starting with a letter", ErrInvalidTenant, id)
+	}
+	return nil
+}
+
+// Limits bounds what a valid record may hold.
+type Limits struct {
+	// MaxFuture is how far past the validation time a timestamp may lie.
+	MaxFuture time.Duration
+}
+
+// Validate checks the record against lim at time now. It rejects invalid
+// UTF-8 in any text, negative or far-future timestamps, and severity
+// numbers outside 0..24. index names the record in the error.
+func (r *Record) Validate(index int, now time.Time, lim Limits) error {
+	maxTS := now.Add(lim.MaxFuture).UnixNano()
+	if r.Timestamp < 0 || r.Timestamp > maxTS {
+		return fmt.Errorf("record %d: %w: timestamp %d ns is before 1970 or more than %s in the future", index, ErrInvalidTimestamp, r.Timestamp, lim.MaxFuture)
+	}
+	if r.ObservedTimestamp < 0 || r.ObservedTimestamp > maxTS {
+		return fmt.Errorf("record %d: %w: observed timestamp %d ns is before 1970 or more than %s in the future", index, ErrInvalidTimestamp, r.ObservedTimestamp, lim.MaxFuture)
+	}
+	if r.SeverityNumber < 0 || r.SeverityNumber > 24 {
+		return fmt.Errorf("record %d: %w: %d (want 0 to 24)", index, ErrInvalidSeverity, r.SeverityNumber)
+	}
+	if !utf8.ValidString(r.Body) {
+		return fmt.Errorf("record %d: body: %w", index, ErrInvalidUTF8)
+	}
+	if !utf8.ValidString(r.SeverityText) {
+		return fmt.Errorf("record %d: severity text: %w", index, ErrInvalidUTF8)
+	}
+	for _, kv := range r.Attributes {
+		if !utf8.ValidString(kv.Key) || !utf8.ValidString(kv.Value) {
+			return fmt.Errorf("record %d: attribute %q: %w", index, kv.Key, ErrInvalidUTF8)
+		}
+	}
+	for _, kv := range r.Resource {
+		if !utf8.ValidString(kv.Key) || !utf8.ValidString(kv.Value) {
+			return fmt.Errorf("record %d: resource attribute %q: %w", index, kv.Key, ErrInvalidUTF8)
+		}
+	}
+	return nil
+}
