@@ -213,7 +213,8 @@ type QueryResponse struct {
 	Columns []*Column `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
 	// A chunk of the result in the requested format.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	// Rows in this chunk.
+	// Total rows of the result; set on the last response, which carries no
+	// data.
 	Rows uint64 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
 	// Set on the last response when the row limit cut the result short.
 	Truncated     bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/query"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
+)
+
+// config is everything `weir serve` can be told, in the shape of its YAML
+// configuration file. Keys left out keep their defaults; unknown keys are
+// an error. README.md documents every key.
+type config struct {
+	Addr     string `yaml:"addr"`
+	Data     string `yaml:"data"`
+	LogLevel string `yaml:"log_level"`
+
+	Ingest struct {
+		MaxMessageBytes int           `yaml:"max_message_bytes"`
+		MaxBatchRecords int           `yaml:"max_batch_records"`
+		MaxFuture       time.Duration `yaml:"max_future"`
+		PushTimeout     time.Duration `yaml:"push_timeout"`
+	} `yaml:"ingest"`
+
+	Buffer struct {
+		Partitions   int           `yaml:"partitions"`
+		RingSlots    int           `yaml:"ring_slots"`
+		MaxRecords   int           `yaml:"max_records"`
+		MaxBytes     int64         `yaml:"max_bytes"`
+		TickInterval time.Duration `yaml:"tick_interval"`
+	} `yaml:"buffer"`
+
+	Transform struct {
+		MaxRows  int           `yaml:"max_rows"`
+		MaxBytes int           `yaml:"max_bytes"`
+		MaxAge   time.Duration `yaml:"max_age"`
+	} `yaml:"transform"`
+
+	Sink struct {
+		TargetFileBytes int64         `yaml:"target_file_bytes"`
+		MaxFileAge      time.Duration `yaml:"max_file_age"`
+		RowGroupRows    int64         `yaml:"row_group_rows"`
+		ZstdLevel       int           `yaml:"zstd_level"`
+	} `yaml:"sink"`
+
+	Query struct {
+		Threads        int           `yaml:"threads"`
+		MemoryLimit    string        `yaml:"memory_limit"`
+		MaxConcurrent  int           `yaml:"max_concurrent"`
+		DefaultRows    uint64        `yaml:"default_rows"`
+		MaxRows        uint64        `yaml:"max_rows"`
+		DefaultTimeout time.Duration `yaml:"default_timeout"`
+		MaxTimeout     time.Duration `yaml:"max_timeout"`
+	} `yaml:"query"`
+
+	// ShutdownTimeout bounds the drain on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+func defaultConfig() config {
+	var c config
+	c.Addr = "127.0.0.1:7070"
+	c.Data = "./weir-data"
+	c.LogLevel = "info"
+	c.ShutdownTimeout = time.Minute
+
+	ic := ingest.DefaultConfig()
+	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout =
+		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout
+
+	bc := buffer.DefaultConfig()
+	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval =
+		bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval
+
+	tc := transform.DefaultConfig()
+	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge = tc.MaxRows, tc.MaxBytes, tc.MaxAge
+
+	sc := sink.DefaultConfig()
+	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel =
+		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel
+
+	qc := query.DefaultConfig()
+	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxConcurrent
+	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
+		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
+	return c
+}
+
+// loadConfigFile decodes a YAML file over c.
+func loadConfigFile(c *config, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *config) ingest() ingest.Config {
+	ic := ingest.DefaultConfig()
+	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout =
+		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout
+	return ic
+}
+
+func (c *config) buffer() buffer.Config {
+	bc := buffer.DefaultConfig()
+	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval =
+		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval
+	return bc
+}
+
+func (c *config) transform() transform.Config {
+	tc := transform.DefaultConfig()
+	tc.MaxRows, tc.MaxBytes, tc.MaxAge = c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge
+	return tc
+}
+
+func (c *config) sink() sink.Config {
+	sc := sink.DefaultConfig()
+	sc.Dir = filepath.Join(c.Data, "lake")
+	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel =
+		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel
+	return sc
+}
+
+func (c *config) query() query.Config {
+	qc := query.DefaultConfig()
+	qc.DataDir = c.Data
+	qc.Threads, qc.MemoryLimit, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent
+	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
+		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
+	return qc
+}
+
+// validate checks every stage's configuration so that a bad value fails
+// at start-up with the stage and field named.
+func (c *config) validate() error {
+	if c.Addr == "" {
+		return fmt.Errorf("addr is empty")
+	}
+	if c.Data == "" {
+		return fmt.Errorf("data is empty")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown_timeout must be positive")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	for _, err := range []error{c.ingest().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

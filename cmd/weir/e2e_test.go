@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+)
+
+func countLines(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var n int64
+	for sc.Scan() {
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// csvColumnCounts counts the values of one column of a Loghub structured CSV.
+func csvColumnCounts(t *testing.T, path, column string) map[string]int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := -1
+	for i, name := range rows[0] {
+		if name == column {
+			col = i
+		}
+	}
+	if col < 0 {
+		t.Fatalf("%s has no column %q", path, column)
+	}
+	out := map[string]int64{}
+	for _, r := range rows[1:] {
+		out[r[col]]++
+	}
+	return out
+}
+
+func equalCounts(t *testing.T, what string, got, want map[string]int64) {
+	t.Helper()
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s[%q] = %d, want %d", what, k, got[k], w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s[%q] = %d, want none", what, k, g)
+		}
+	}
+}
+
+// TestLoghubEndToEnd is the tour of the README: push the 16 Loghub samples
+// with `weir push`, query them while they are only in memory, stop the
+// server, find them in Parquet, and query them again after a restart.
+func TestLoghubEndToEnd(t *testing.T) {
+	s := startServer(t, "", nil)
+	files, err := filepath.Glob(filepath.Join(loghubDir, "*_2k.log"))
+	if err != nil || len(files) != 16 {
+		t.Fatalf("want the 16 Loghub samples in %s, found %d (%v)", loghubDir, len(files), err)
+	}
+	want := map[string]int64{}
+	var total int64
+	for _, f := range files {
+		stream := strings.ToLower(strings.TrimSuffix(filepath.Base(f), "_2k.log"))
+		want[stream] = countLines(t, f)
+		total += want[stream]
+		out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", f)
+		if err != nil {
+			t.Fatalf("push %s: %v: %s", f, err, out)
+		}
+		if !strings.Contains(out, "pushed ") {
+			t.Fatalf("push output: %q", out)
+		}
+	}
+	// Nothing has been published yet (files are published after a
+	// minute), so these answers come from the records in memory.
+	time.Sleep(time.Second)
+	if n := len(lakeFiles(t, s.data)); n != 0 {
+		t.Logf("note: %d Parquet files already published", n)
+	}
+	equalCounts(t, "count by stream (memory)", countBy(t, s.url, "SELECT stream, count(*) FROM logs GROUP BY 1"), want)
+
+	hdfsLevels := csvColumnCounts(t, filepath.Join(loghubDir, "HDFS_2k.log_structured.csv"), "Level")
+	equalCounts(t, "HDFS severity", countBy(t, s.url, "SELECT severity_text, count(*) FROM hdfs GROUP BY 1"), hdfsLevels)
+	sevNum := countBy(t, s.url, "SELECT severity_number, count(*) FROM hdfs GROUP BY 1")
+	equalCounts(t, "HDFS severity number", sevNum, map[string]int64{"9": hdfsLevels["INFO"], "13": hdfsLevels["WARN"]})
+
+	// Offsets are contiguous per stream partition.
+	res := mustSQL(t, s.url, "SELECT count(*) AS n FROM logs GROUP BY stream HAVING max(_offset) - min(_offset) + 1 <> count(*) OR count(DISTINCT _offset) <> count(*)")
+	if len(res.Rows) != 0 {
+		t.Errorf("streams with non-contiguous offsets: %v", res.Rows)
+	}
+
+	// The CLI query prints a table.
+	out, err := runWeir(t, "query", "--server", s.url, "SELECT count(*) AS n FROM logs")
+	if err != nil || !strings.Contains(out, strconv.FormatInt(total, 10)) {
+		t.Errorf("weir query: %v: %q", err, out)
+	}
+
+	// Stopping drains everything into Parquet.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	paths := lakeFiles(t, s.data)
+	if len(paths) < 16 {
+		t.Fatalf("after shutdown: %d Parquet files, want at least one per stream", len(paths))
+	}
+	for _, p := range paths {
+		rel, _ := filepath.Rel(filepath.Join(s.data, "lake"), p)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if len(parts) != 5 || parts[0] != "tenant=default" || !strings.HasPrefix(parts[1], "stream=") ||
+			!strings.HasPrefix(parts[2], "date=") || !strings.HasPrefix(parts[3], "hour=") {
+			t.Errorf("file %s is not in the lake layout", rel)
+		}
+	}
+	byStream := readLakeCounts(t, paths)
+	equalCounts(t, "rows in Parquet by stream", byStream, want)
+
+	// A restart finds the files and serves the same answers from Parquet.
+	s2 := startServer(t, s.data, nil)
+	equalCounts(t, "count by stream (Parquet)", countBy(t, s2.url, "SELECT stream, count(*) FROM logs GROUP BY 1"), want)
+	equalCounts(t, "HDFS severity (Parquet)", countBy(t, s2.url, "SELECT severity_text, count(*) FROM hdfs GROUP BY 1"), hdfsLevels)
+
+	// New records continue the offsets of the published ones.
+	out, err = runWeir(t, "push", "--server", s2.url, "--stream", "hdfs", filepath.Join(loghubDir, "HDFS_2k.log"))
+	if err != nil {
+		t.Fatalf("second push: %v: %s", err, out)
+	}
+	waitCount(t, s2.url, "SELECT count(*) FROM hdfs", 2*want["hdfs"])
+	res = mustSQL(t, s2.url, "SELECT count(*) AS n, count(DISTINCT _offset) AS d, max(_offset) AS m FROM hdfs")
+	if n, d, m := res.Rows[0]["n"], res.Rows[0]["d"], res.Rows[0]["m"]; n != d || fmt.Sprint(m) != strconv.FormatInt(2*want["hdfs"]-1, 10) {
+		t.Errorf("after restart and push: count %v, distinct offsets %v, max offset %v", n, d, m)
+	}
+}
+
+// TestVisibleWithinOneSecond checks the freshness promise: a record is
+// visible to SQL within a second of its acknowledgement, before any
+// Parquet file is published.
+func TestVisibleWithinOneSecond(t *testing.T) {
+	s := startServer(t, "", nil)
+	ingest, _ := newClients(s.url)
+	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{
+		Stream: "fresh", Records: []*weirv1.Record{textRecord("fresh record")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	acked := time.Now()
+	time.Sleep(time.Until(acked.Add(time.Second)))
+	res := mustSQL(t, s.url, "SELECT body FROM fresh")
+	if len(res.Rows) != 1 || res.Rows[0]["body"] != "fresh record" {
+		t.Fatalf("one second after the ack: %v", res.Rows)
+	}
+	if n := len(lakeFiles(t, s.data)); n != 0 {
+		t.Fatalf("%d Parquet files published; the record should have come from memory", n)
+	}
+}
+
+// pushErr returns the Connect code of a push of recs to stream.
+func pushErr(t *testing.T, url, stream string, recs ...*weirv1.Record) error {
+	t.Helper()
+	ingest, _ := newClients(url)
+	_, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs}))
+	return err
+}
+
+func wantCode(t *testing.T, what string, err error, code connect.Code) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error, want %s", what, code)
+		return
+	}
+	if got := connect.CodeOf(err); got != code {
+		t.Errorf("%s: code %s (%v), want %s", what, got, err, code)
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Message() == "" {
+		t.Errorf("%s: error without a message", what)
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+)
+
+// TestBadInput sends every kind of malformed request and checks each gets
+// a clear error with the right code, and that accepted data is untouched.
+func TestBadInput(t *testing.T) {
+	s := startServer(t, "", func(c *config) { c.Ingest.MaxMessageBytes = 64 << 10 })
+	if err := pushErr(t, s.url, "good", textRecord("accepted before the bad ones")); err != nil {
+		t.Fatal(err)
+	}
+	future := uint64(time.Now().Add(365 * 24 * time.Hour).UnixNano())
+	wantCode(t, "invalid stream name", pushErr(t, s.url, "Bad/Name", textRecord("x")), connect.CodeInvalidArgument)
+	wantCode(t, "empty stream name", pushErr(t, s.url, "", textRecord("x")), connect.CodeInvalidArgument)
+	wantCode(t, "empty batch", pushErr(t, s.url, "good"), connect.CodeInvalidArgument)
+	wantCode(t, "timestamp a year ahead", pushErr(t, s.url, "good", textRecord("ok"), &weirv1.Record{Body: "x", TimeUnixNano: future}), connect.CodeInvalidArgument)
+	wantCode(t, "severity 99", pushErr(t, s.url, "good", &weirv1.Record{Body: "x", SeverityNumber: 99}), connect.CodeInvalidArgument)
+	wantCode(t, "3-byte trace id", pushErr(t, s.url, "good", &weirv1.Record{Body: "x", TraceId: []byte{1, 2, 3}}), connect.CodeInvalidArgument)
+	wantCode(t, "oversized message", pushErr(t, s.url, "good", textRecord(strings.Repeat("x", 100<<10))), connect.CodeResourceExhausted)
+
+	// Invalid UTF-8 can't be produced by a conforming client, so build the
+	// protobuf bytes by hand: PushRequest{stream: "good", records: [{body: "\xff"}]}.
+	var rec []byte
+	rec = protowire.AppendTag(rec, 5, protowire.BytesType)
+	rec = protowire.AppendString(rec, "bad \xff utf-8")
+	var msg []byte
+	msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+	msg = protowire.AppendString(msg, "good")
+	msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, rec)
+	resp, err := http.Post(s.url+"/weir.v1.IngestService/Push", "application/proto", bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid_argument") {
+		t.Errorf("invalid UTF-8: %s %s", resp.Status, body)
+	}
+	// Garbage bytes.
+	resp, err = http.Post(s.url+"/weir.v1.IngestService/Push", "application/proto", strings.NewReader("\xff\xff\xff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("garbage body: %s", resp.Status)
+	}
+
+	waitCount(t, s.url, "SELECT count(*) FROM logs", 1)
+	res := mustSQL(t, s.url, "SELECT body FROM logs")
+	if len(res.Rows) != 1 || res.Rows[0]["body"] != "accepted before the bad ones" {
+		t.Errorf("after bad input the data is %v", res.Rows)
+	}
+}
+
+// TestSQLSandbox checks that only reading statements run, that DuckDB can
+// reach no file outside the data directory, and the result formats and
+// bounds of the SQL endpoint.
+func TestSQLSandbox(t *testing.T) {
+	s := startServer(t, "", func(c *config) { c.Query.MaxConcurrent = 1 })
+	if err := pushErr(t, s.url, "app", textRecord("one"), textRecord("two")); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"CREATE TABLE t (i INTEGER)",
+		"INSERT INTO weir_hot (body) VALUES ('x')",
+		"DELETE FROM weir_hot",
+		"DROP VIEW logs",
+		"COPY (SELECT 1) TO '/tmp/weir-escape.csv'",
+		"COPY (SELECT 1) TO '" + s.data + "/inside.csv'",
+		"ATTACH ':memory:' AS other",
+		"INSTALL httpfs",
+		"LOAD httpfs",
+		"SET threads = 1",
+		"SELECT * FROM read_csv('/etc/passwd')",
+		"SELECT * FROM glob('/etc/*')",
+		"SELECT 1; SELECT 2",
+		"CALL pragma_version()",
+		"SELECT * FROM nosuchtable",
+		"SELEC 1",
+	} {
+		status, raw, _ := postSQL(t, s.url, sql, "")
+		var e struct{ Code, Error string }
+		json.Unmarshal(raw, &e)
+		if status != http.StatusBadRequest || e.Code != "invalid_argument" || e.Error == "" {
+			t.Errorf("%s: status %d: %s", sql, status, raw)
+		}
+	}
+	if n := len(lakeFiles(t, s.data)); n != 0 {
+		t.Errorf("refused statements left %d files", n)
+	}
+
+	// The Connect Query refuses the same.
+	_, q := newClients(s.url)
+	st, err := q.Query(context.Background(), connect.NewRequest(&weirv1.QueryRequest{Sql: "DROP VIEW logs"}))
+	if err == nil {
+		for st.Receive() {
+		}
+		err = st.Err()
+	}
+	wantCode(t, "Connect DROP VIEW", err, connect.CodeInvalidArgument)
+
+	waitCount(t, s.url, "SELECT count(*) FROM logs", 2)
+	// CSV.
+	status, raw, _ := postSQL(t, s.url, "SELECT body, severity_number FROM app ORDER BY body", "text/csv")
+	if status != 200 || string(raw) != "body,severity_number\none,0\ntwo,0\n" {
+		t.Errorf("CSV: %d %q", status, raw)
+	}
+	// Arrow IPC.
+	status, raw, _ = postSQL(t, s.url, "SELECT body, length(body) AS n FROM app ORDER BY body", "application/vnd.apache.arrow.stream")
+	if status != 200 {
+		t.Fatalf("Arrow: %d %s", status, raw)
+	}
+	rd, err := ipc.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for rd.Next() {
+		rec := rd.RecordBatch()
+		b := rec.Column(0).(*array.String)
+		n := rec.Column(1).(*array.Int64)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			if int64(len(b.Value(i))) != n.Value(i) {
+				t.Errorf("Arrow row %d: %q has length %d", i, b.Value(i), n.Value(i))
+			}
+			bodies = append(bodies, b.Value(i))
+		}
+	}
+	rd.Release()
+	if strings.Join(bodies, ",") != "one,two" {
+		t.Errorf("Arrow bodies %v", bodies)
+	}
+
+	// Row limit.
+	body, _ := json.Marshal(map[string]any{"sql": "SELECT * FROM range(100)", "max_rows": 10})
+	resp, err := http.Post(s.url+"/v1/sql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res sqlResult
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if len(res.Rows) != 10 || !res.Truncated {
+		t.Errorf("max_rows 10: %d rows, truncated %t", len(res.Rows), res.Truncated)
+	}
+
+	// Timeout.
+	const heavy = "SELECT sum(a.range * b.range) FROM range(300000) a, range(300000) b"
+	body, _ = json.Marshal(map[string]any{"sql": heavy, "timeout_ms": 200})
+	resp, err = http.Post(s.url+"/v1/sql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(raw), "deadline_exceeded") {
+		t.Errorf("timeout: %s %s", resp.Status, raw)
+	}
+
+	// Cancelling the request cancels the query: with one query slot, the
+	// next query runs only if the cancelled one let go of it.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	body, _ = json.Marshal(map[string]any{"sql": heavy})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/sql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("heavy query finished in 300ms: %s", resp.Status)
+	}
+	body, _ = json.Marshal(map[string]any{"sql": "SELECT 42 AS answer", "timeout_ms": 5000})
+	resp, err = http.Post(s.url+"/v1/sql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), `"answer":42`) {
+		t.Errorf("query after a cancelled one: %s %s", resp.Status, raw)
+	}
+}

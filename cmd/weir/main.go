@@ -1,0 +1,65 @@
+// Command weir is the weir log pipeline: a server (weir serve) and its
+// clients (weir push, weir query).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `weir: a log and event pipeline.
+
+Usage:
+  weir serve [flags]            run the server
+  weir push  [flags] [files]    send log lines from files (or stdin) to a stream
+  weir query [flags] SQL        run a read-only SQL query
+
+Run 'weir <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "weir:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// errUsage marks errors in how weir was called.
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stderr)
+	case "push":
+		return pushCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "query":
+		return queryCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}

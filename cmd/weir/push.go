@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// maxLineBytes bounds one input line; longer lines are split.
+const maxLineBytes = 1 << 20
+
+func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("weir push", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "http://127.0.0.1:7070", "weir server URL")
+	stream := fs.String("stream", "", "target stream (required)")
+	service := fs.String("service", "", "service.name resource attribute (default: the stream name)")
+	batch := fs.Int("batch", 1000, "lines per batch")
+	window := fs.Int("window", 8, "batches in flight before waiting for acknowledgements")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: weir push --stream NAME [flags] [FILE ...]\n\nSends each line of the files (or of stdin) as a log record over a PushStream.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *stream == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: --stream is required", errUsage)
+	}
+	if err := record.ValidateStream(*stream); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *batch < 1 || *window < 1 {
+		return fmt.Errorf("%w: --batch and --window must be positive", errUsage)
+	}
+	if *service == "" {
+		*service = *stream
+	}
+	p := &pusher{
+		client:  weirv1connect.NewIngestServiceClient(newHTTPClient(), strings.TrimRight(*server, "/")),
+		stream:  *stream,
+		service: *service,
+		batch:   *batch,
+		window:  *window,
+	}
+	var inputs []io.Reader
+	if fs.NArg() == 0 {
+		inputs = append(inputs, stdin)
+	}
+	for _, name := range fs.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		inputs = append(inputs, f)
+	}
+	start := time.Now()
+	n, err := p.run(ctx, io.MultiReader(inputs...))
+	if err != nil {
+		return err
+	}
+	el := time.Since(start)
+	fmt.Fprintf(stdout, "pushed %d records to stream %q in %s (%.0f records/s)\n", n, *stream, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	return nil
+}
+
+// newHTTPClient returns a client that speaks HTTP/1.1 and cleartext
+// HTTP/2, so that bidirectional streams work against a plain-text server.
+func newHTTPClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+}
+
+type pusher struct {
+	client  weirv1connect.IngestServiceClient
+	stream  string
+	service string
+	batch   int
+	window  int
+}
+
+// run sends the lines of r in batches over one PushStream and waits for
+// every acknowledgement. It fails on the first batch the server rejects.
+func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st := p.client.PushStream(ctx)
+	credits := make(chan struct{}, p.window)
+	var (
+		wg       sync.WaitGroup
+		acked    int64
+		ackErr   error
+		sentMu   sync.Mutex
+		sentIDs  []uint64
+		sentRecs = map[uint64]int{}
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			ack, err := st.Receive()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					ackErr = err
+				}
+				cancel()
+				return
+			}
+			sentMu.Lock()
+			want := len(sentIDs) > 0 && sentIDs[0] == ack.GetBatchId()
+			n := sentRecs[ack.GetBatchId()]
+			if want {
+				sentIDs = sentIDs[1:]
+				delete(sentRecs, ack.GetBatchId())
+			}
+			sentMu.Unlock()
+			if !want {
+				ackErr = fmt.Errorf("acknowledgement for unexpected batch %d", ack.GetBatchId())
+				cancel()
+				return
+			}
+			if ack.GetErrorCode() != "" {
+				ackErr = fmt.Errorf("batch %d rejected: %s: %s", ack.GetBatchId(), ack.GetErrorCode(), ack.GetErrorMessage())
+				cancel()
+				return
+			}
+			if int(ack.GetAccepted()) != n {
+				ackErr = fmt.Errorf("batch %d: %d of %d records accepted", ack.GetBatchId(), ack.GetAccepted(), n)
+				cancel()
+				return
+			}
+			acked += int64(n)
+			<-credits
+		}
+	}()
+
+	var sendErr error
+	send := func(id uint64, recs []*weirv1.Record) bool {
+		select {
+		case credits <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		sentMu.Lock()
+		sentIDs = append(sentIDs, id)
+		sentRecs[id] = len(recs)
+		sentMu.Unlock()
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: p.stream, Records: recs}); err != nil {
+			if !errors.Is(err, io.EOF) {
+				sendErr = err
+			}
+			return false
+		}
+		return true
+	}
+
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	resource := []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: p.service}}}}
+	var (
+		id   uint64
+		recs []*weirv1.Record
+	)
+	ok := true
+	for ok && sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		line = strings.ToValidUTF8(line, "\uFFFD")
+		recs = append(recs, &weirv1.Record{
+			ObservedTimeUnixNano: uint64(time.Now().UnixNano()),
+			SeverityText:         guessSeverity(line),
+			Body:                 line,
+			Resource:             resource,
+		})
+		if len(recs) == p.batch {
+			id++
+			ok = send(id, recs)
+			recs = nil
+		}
+	}
+	if ok && len(recs) > 0 {
+		id++
+		send(id, recs)
+	}
+	scanErr := sc.Err()
+	closeErr := st.CloseRequest()
+	wg.Wait()
+	st.CloseResponse()
+	switch {
+	case ackErr != nil:
+		return acked, ackErr
+	case sendErr != nil:
+		return acked, sendErr
+	case scanErr != nil:
+		return acked, fmt.Errorf("read input: %w", scanErr)
+	case closeErr != nil:
+		return acked, closeErr
+	case ctx.Err() != nil && len(sentIDs) > 0:
+		return acked, fmt.Errorf("%d batches not acknowledged: %w", len(sentIDs), context.Cause(ctx))
+	}
+	return acked, nil
+}
+
+// guessSeverity finds a severity word among the first fields of a log
+// line, such as "INFO" in "081109 203615 148 INFO dfs.DataNode: ...". It
+// is deliberately simple: full parsing belongs to the server's
+// transforms. Only words of four letters or more count, so that short
+// tokens in timestamps and ids do not.
+func guessSeverity(line string) string {
+	fields := 0
+	for len(line) > 0 && fields < 8 {
+		i := strings.IndexAny(line, " \t")
+		var tok string
+		if i < 0 {
+			tok, line = line, ""
+		} else {
+			tok, line = line[:i], line[i+1:]
+		}
+		if tok == "" {
+			continue
+		}
+		fields++
+		tok = strings.Trim(tok, "[]():,<>")
+		if len(tok) >= 4 && record.ParseSeverity(tok) != 0 {
+			return strings.ToUpper(tok)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/query"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
+)
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("weir serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := defaultConfig()
+	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
+	addr := fs.String("addr", cfg.Addr, "listen address for Connect, gRPC, gRPC-Web and HTTP")
+	data := fs.String("data", cfg.Data, "data directory (the lake and its state)")
+	logLevel := fs.String("log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if *configPath != "" {
+		if err := loadConfigFile(&cfg, *configPath); err != nil {
+			return err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "addr":
+			cfg.Addr = *addr
+		case "data":
+			cfg.Data = *data
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, ln, log)
+}
+
+// serve runs the pipeline on ln until ctx is done, then drains it: every
+// record acknowledged to a client is in a published Parquet file when
+// serve returns nil.
+//
+// The stages are built back to front and shut down front to back:
+//
+//	query ← sink ← transform ← buffer ← ingest ← HTTP server
+func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (err error) {
+	defer ln.Close()
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	engine, err := query.Open(cfg.query(), log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, engine.Close()) }()
+
+	lake, err := sink.New(cfg.sink(), engine, log)
+	if err != nil {
+		return err
+	}
+	if err := engine.AddFiles(lake.Files()); err != nil {
+		return err
+	}
+	if err := lake.Start(ctx); err != nil {
+		return err
+	}
+
+	tcfg := cfg.transform()
+	buf, err := buffer.New(cfg.buffer(), buffer.Deps{
+		NewConsumer: func(k buffer.Key) buffer.Consumer {
+			b, err := transform.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
+			if err != nil {
+				panic(err) // tcfg was validated at start-up
+			}
+			return b
+		},
+		FirstOffset: func(k buffer.Key) int64 { return lake.LastOffset(k.Tenant, k.Stream, k.Partition) },
+		Logger:      log,
+	})
+	if err != nil {
+		return errors.Join(err, lake.Shutdown(context.Background()))
+	}
+
+	ing, err := ingest.NewService(cfg.ingest(), buf, log)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), bufferCollector{buf})
+
+	mux := http.NewServeMux()
+	mux.Handle(ing.Handler())
+	mux.Handle(query.NewService(engine).Handler())
+	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/v1/sql", engine.HTTPHandler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+
+	// Streams outlive a graceful HTTP shutdown, so their handlers get a
+	// context that is cancelled once the grace period is over.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           mux,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return handlerCtx },
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("weir serving", "addr", ln.Addr().String(), "data", cfg.Data)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("server failed", "err", err)
+	}
+	log.Info("shutting down: draining every stage")
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+
+	graceCtx, cancelGrace := context.WithTimeout(drainCtx, 5*time.Second)
+	httpErr := srv.Shutdown(graceCtx)
+	cancelGrace()
+	cancelHandlers()
+	if httpErr != nil {
+		// Streams still open after the grace period: their contexts are
+		// now cancelled; close what is left.
+		httpErr = srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		httpErr = errors.Join(httpErr, err)
+	}
+	bufErr := buf.Shutdown(drainCtx)
+	lakeErr := lake.Shutdown(drainCtx)
+	if err := errors.Join(httpErr, bufErr, lakeErr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("shut down cleanly")
+	return nil
+}
+
+// bufferCollector exports the buffer's statistics to Prometheus.
+type bufferCollector struct{ b *buffer.Buffer }
+
+var (
+	descQueuedRecords = prometheus.NewDesc("weir_buffer_queued_records", "Records waiting in the ring buffers.", nil, nil)
+	descQueuedBytes   = prometheus.NewDesc("weir_buffer_queued_bytes", "Accounted bytes waiting in the ring buffers.", nil, nil)
+	descStreams       = prometheus.NewDesc("weir_buffer_streams", "Streams with ring buffers.", nil, nil)
+	descPushedRecords = prometheus.NewDesc("weir_ingest_records_total", "Records accepted into the buffer.", nil, nil)
+	descPushedBatches = prometheus.NewDesc("weir_ingest_batches_total", "Batches accepted into the buffer.", nil, nil)
+	descRejectedFull  = prometheus.NewDesc("weir_ingest_rejected_full_total", "Batches rejected because the buffer stayed full.", nil, nil)
+)
+
+func (c bufferCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull} {
+		ch <- d
+	}
+}
+
+func (c bufferCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.b.Stats()
+	ch <- prometheus.MustNewConstMetric(descQueuedRecords, prometheus.GaugeValue, float64(s.QueuedRecords))
+	ch <- prometheus.MustNewConstMetric(descQueuedBytes, prometheus.GaugeValue, float64(s.QueuedBytes))
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(s.Streams))
+	ch <- prometheus.MustNewConstMetric(descPushedRecords, prometheus.CounterValue, float64(s.PushedRecords))
+	ch <- prometheus.MustNewConstMetric(descPushedBatches, prometheus.CounterValue, float64(s.PushedBatches))
+	ch <- prometheus.MustNewConstMetric(descRejectedFull, prometheus.CounterValue, float64(s.RejectedFull))
+}

@@ -1,0 +1,315 @@
+package ingest
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// TenantHeader names the request header that selects the tenant. Requests
+// without it belong to record.DefaultTenant.
+const TenantHeader = "Weir-Tenant"
+
+// Pusher accepts batches; *buffer.Buffer implements it. Push takes
+// ownership of b when it returns nil, waits for room until ctx is done and
+// then fails with an error wrapping buffer.ErrFull, and fails with
+// buffer.ErrClosed when shutting down.
+type Pusher interface {
+	Push(ctx context.Context, b *record.Batch) error
+}
+
+// Config bounds what the service accepts.
+type Config struct {
+	// MaxMessageBytes bounds one request message; larger ones fail with
+	// RESOURCE_EXHAUSTED before they are decoded.
+	MaxMessageBytes int
+	// MaxBatchRecords bounds the records of one batch.
+	MaxBatchRecords int
+	// MaxFuture is how far in the future a record's timestamp may lie.
+	MaxFuture time.Duration
+	// PushTimeout bounds the wait for buffer room of a request that has no
+	// deadline of its own, and of each batch of a PushStream.
+	PushTimeout time.Duration
+}
+
+// DefaultConfig returns limits fit for most deployments.
+func DefaultConfig() Config {
+	return Config{
+		MaxMessageBytes: 16 << 20,
+		MaxBatchRecords: 100_000,
+		MaxFuture:       24 * time.Hour,
+		PushTimeout:     10 * time.Second,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxMessageBytes < 1024:
+		return fmt.Errorf("ingest: MaxMessageBytes must be at least 1024, got %d", c.MaxMessageBytes)
+	case c.MaxBatchRecords < 1:
+		return fmt.Errorf("ingest: MaxBatchRecords must be positive, got %d", c.MaxBatchRecords)
+	case c.MaxFuture < 0:
+		return fmt.Errorf("ingest: MaxFuture must not be negative, got %s", c.MaxFuture)
+	case c.PushTimeout <= 0:
+		return fmt.Errorf("ingest: PushTimeout must be positive, got %s", c.PushTimeout)
+	}
+	return nil
+}
+
+// Service implements the Connect IngestService.
+type Service struct {
+	cfg Config
+	out Pusher
+	log *slog.Logger
+	now func() time.Time
+}
+
+var _ weirv1connect.IngestServiceHandler = (*Service)(nil)
+
+// NewService returns a service that pushes accepted batches to out.
+func NewService(cfg Config, out Pusher, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, errors.New("ingest: nil Pusher")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, out: out, log: log, now: time.Now}, nil
+}
+
+// Handler returns the service's path and HTTP handler, with the message
+// size limit applied.
+func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, opts...)
+	return weirv1connect.NewIngestServiceHandler(s, opts...)
+}
+
+// Push implements weirv1connect.IngestServiceHandler.
+func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequest]) (*connect.Response[weirv1.PushResponse], error) {
+	tenant, err := tenantOf(req.Header())
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n)}), nil
+}
+
+// PushStream implements weirv1connect.IngestServiceHandler. Batches are
+// handled one at a time in order, so a full buffer stops the server from
+// reading further requests: the transport's flow control then slows the
+// client down. A batch that waits longer than PushTimeout for room is
+// acknowledged with resource_exhausted.
+func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[weirv1.PushStreamRequest, weirv1.PushStreamResponse]) error {
+	tenant, err := tenantOf(stream.RequestHeader())
+	if err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Receive()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId()}
+		n, err := s.push(ctx, tenant, req.GetStream(), req.GetRecords())
+		if err != nil {
+			if ctx.Err() != nil {
+				return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
+			}
+			ack.ErrorCode = connect.CodeOf(err).String()
+			ack.ErrorMessage = errMessage(err)
+		} else {
+			ack.Accepted = uint32(n)
+		}
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
+}
+
+func errMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// push validates and converts one batch and hands it to the buffer. Errors
+// are *connect.Error.
+func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record) (int, error) {
+	if err := record.ValidateStream(stream); err != nil {
+		return 0, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if len(recs) == 0 {
+		return 0, connect.NewError(connect.CodeInvalidArgument, record.ErrEmptyBatch)
+	}
+	if len(recs) > s.cfg.MaxBatchRecords {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords))
+	}
+	now := s.now()
+	lim := record.Limits{MaxFuture: s.cfg.MaxFuture}
+	out := make([]record.Record, len(recs))
+	for i, pr := range recs {
+		if err := convert(&out[i], pr, i); err != nil {
+			return 0, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		if out[i].ObservedTimestamp == 0 {
+			out[i].ObservedTimestamp = now.UnixNano()
+		}
+		if err := out[i].Validate(i, now, lim); err != nil {
+			return 0, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+	}
+	b := record.NewBatch(tenant, stream, out)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.PushTimeout)
+		defer cancel()
+	}
+	if err := s.out.Push(ctx, b); err != nil {
+		switch {
+		case errors.Is(err, buffer.ErrFull):
+			cerr := connect.NewError(connect.CodeResourceExhausted, err)
+			cerr.Meta().Set("Retry-After", "1")
+			return 0, cerr
+		case errors.Is(err, buffer.ErrClosed):
+			return 0, connect.NewError(connect.CodeUnavailable, err)
+		case ctx.Err() != nil:
+			return 0, connect.NewError(connect.CodeCanceled, err)
+		}
+		return 0, connect.NewError(connect.CodeInternal, err)
+	}
+	return len(out), nil
+}
+
+func tenantOf(h http.Header) (string, error) {
+	t := h.Get(TenantHeader)
+	if t == "" {
+		return record.DefaultTenant, nil
+	}
+	if err := record.ValidateTenant(t); err != nil {
+		return "", connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return t, nil
+}
+
+// convert copies a wire record into r. index names the record in errors.
+func convert(r *record.Record, pr *weirv1.Record, index int) error {
+	if pr.GetTimeUnixNano() > math.MaxInt64 || pr.GetObservedTimeUnixNano() > math.MaxInt64 {
+		return fmt.Errorf("record %d: %w: past the year 2262", index, record.ErrInvalidTimestamp)
+	}
+	r.Timestamp = int64(pr.GetTimeUnixNano())
+	r.ObservedTimestamp = int64(pr.GetObservedTimeUnixNano())
+	r.SeverityNumber = int32(pr.GetSeverityNumber())
+	r.SeverityText = pr.GetSeverityText()
+	r.Body = pr.GetBody()
+	r.Flags = pr.GetFlags()
+	switch tid := pr.GetTraceId(); len(tid) {
+	case 0:
+	case 16:
+		copy(r.TraceID[:], tid)
+	default:
+		return fmt.Errorf("record %d: trace_id has %d bytes; want 0 or 16", index, len(tid))
+	}
+	switch sid := pr.GetSpanId(); len(sid) {
+	case 0:
+	case 8:
+		copy(r.SpanID[:], sid)
+	default:
+		return fmt.Errorf("record %d: span_id has %d bytes; want 0 or 8", index, len(sid))
+	}
+	r.Attributes = convertKVs(pr.GetAttributes())
+	r.Resource = convertKVs(pr.GetResource())
+	return nil
+}
+
+func convertKVs(kvs []*weirv1.KeyValue) []record.KV {
+	if len(kvs) == 0 {
+		return nil
+	}
+	out := make([]record.KV, len(kvs))
+	for i, kv := range kvs {
+		out[i] = record.KV{Key: kv.GetKey(), Value: valueText(kv.GetValue())}
+	}
+	return out
+}
+
+// valueText renders an attribute value as text: scalars canonically,
+// bytes in base64, arrays and maps as JSON.
+func valueText(v *weirv1.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *weirv1.AnyValue_StringValue:
+		return x.StringValue
+	case *weirv1.AnyValue_BoolValue:
+		return strconv.FormatBool(x.BoolValue)
+	case *weirv1.AnyValue_IntValue:
+		return strconv.FormatInt(x.IntValue, 10)
+	case *weirv1.AnyValue_DoubleValue:
+		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+	case *weirv1.AnyValue_BytesValue:
+		return base64.StdEncoding.EncodeToString(x.BytesValue)
+	case *weirv1.AnyValue_ArrayValue, *weirv1.AnyValue_KvlistValue:
+		b, err := json.Marshal(jsonOf(v))
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	}
+	return ""
+}
+
+func jsonOf(v *weirv1.AnyValue) any {
+	switch x := v.GetValue().(type) {
+	case *weirv1.AnyValue_StringValue:
+		return x.StringValue
+	case *weirv1.AnyValue_BoolValue:
+		return x.BoolValue
+	case *weirv1.AnyValue_IntValue:
+		return x.IntValue
+	case *weirv1.AnyValue_DoubleValue:
+		if math.IsNaN(x.DoubleValue) || math.IsInf(x.DoubleValue, 0) {
+			return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+		}
+		return x.DoubleValue
+	case *weirv1.AnyValue_BytesValue:
+		return x.BytesValue
+	case *weirv1.AnyValue_ArrayValue:
+		out := make([]any, len(x.ArrayValue.GetValues()))
+		for i, e := range x.ArrayValue.GetValues() {
+			out[i] = jsonOf(e)
+		}
+		return out
+	case *weirv1.AnyValue_KvlistValue:
+		out := make(map[string]any, len(x.KvlistValue.GetValues()))
+		for _, kv := range x.KvlistValue.GetValues() {
+			out[kv.GetKey()] = jsonOf(kv.GetValue())
+		}
+		return out
+	}
+	return nil
+}

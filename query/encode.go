@@ -1,0 +1,394 @@
+package query
+
+import (
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// Format is a result encoding.
+type Format int
+
+// Result encodings.
+const (
+	// FormatJSON writes one JSON object per row, newline-delimited.
+	FormatJSON Format = iota
+	// FormatCSV writes CSV with a header line.
+	FormatCSV
+	// FormatArrow writes an Arrow IPC stream.
+	FormatArrow
+)
+
+// NewWriter returns a ResultWriter that encodes a result in f to w.
+// Nested values (lists, maps, structs) are JSON text in CSV and Arrow.
+func NewWriter(f Format, w io.Writer) ResultWriter {
+	switch f {
+	case FormatCSV:
+		return &csvWriter{w: csv.NewWriter(w)}
+	case FormatArrow:
+		return &arrowWriter{w: w, mem: memory.DefaultAllocator}
+	default:
+		return &ndjsonWriter{w: w}
+	}
+}
+
+// ndjsonWriter writes rows as JSON objects, one per line.
+type ndjsonWriter struct {
+	w    io.Writer
+	cols []Column
+	keys [][]byte
+	buf  []byte
+}
+
+func (j *ndjsonWriter) Begin(cols []Column) error {
+	j.cols = cols
+	j.keys = make([][]byte, len(cols))
+	for i, c := range cols {
+		k, _ := json.Marshal(c.Name)
+		j.keys[i] = append(k, ':')
+	}
+	return nil
+}
+
+func (j *ndjsonWriter) Row(vals []driver.Value) error {
+	b, err := j.appendRow(j.buf[:0], vals)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	j.buf = b
+	_, err = j.w.Write(b)
+	return err
+}
+
+func (j *ndjsonWriter) appendRow(b []byte, vals []driver.Value) ([]byte, error) {
+	b = append(b, '{')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, j.keys[i]...)
+		enc, err := json.Marshal(jsonValue(v, j.cols[i].Type))
+		if err != nil {
+			return nil, fmt.Errorf("encode column %q: %w", j.cols[i].Name, err)
+		}
+		b = append(b, enc...)
+	}
+	return append(b, '}'), nil
+}
+
+func (j *ndjsonWriter) End(bool) error { return nil }
+
+// jsonValue converts a DuckDB driver value to one encoding/json renders
+// faithfully: timestamps in RFC 3339, dates as YYYY-MM-DD, big numbers as
+// JSON numbers, non-finite floats as strings, UUIDs in their text form.
+func jsonValue(v any, typ string) any {
+	switch x := v.(type) {
+	case nil, bool, string, int8, int16, int32, int64, uint8, uint16, uint32, uint64:
+		return x
+	case float32:
+		return jsonFloat(float64(x))
+	case float64:
+		return jsonFloat(x)
+	case time.Time:
+		return formatTime(x, typ)
+	case []byte:
+		if typ == "UUID" && len(x) == 16 {
+			return formatUUID(x)
+		}
+		return base64.StdEncoding.EncodeToString(x)
+	case *big.Int:
+		return json.Number(x.String())
+	case duckdb.Decimal:
+		return json.Number(x.String())
+	case duckdb.Interval:
+		return map[string]any{"months": x.Months, "days": x.Days, "micros": x.Micros}
+	case duckdb.OrderedMap:
+		keys, vals := x.Keys(), x.Values()
+		m := make(map[string]any, len(keys))
+		for i, k := range keys {
+			m[fmt.Sprint(k)] = jsonValue(vals[i], "")
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonValue(e, "")
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonValue(e, "")
+		}
+		return out
+	}
+	return fmt.Sprint(v)
+}
+
+func jsonFloat(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return f
+}
+
+func formatTime(t time.Time, typ string) string {
+	switch {
+	case typ == "DATE":
+		return t.Format(time.DateOnly)
+	case strings.HasPrefix(typ, "TIME") && !strings.HasPrefix(typ, "TIMESTAMP"):
+		return t.Format("15:04:05.999999")
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func formatUUID(b []byte) string {
+	const hexdigits = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hexdigits[c>>4], hexdigits[c&15])
+	}
+	return string(out)
+}
+
+// textValue renders a value for CSV: scalars in their plain text form,
+// nested values as JSON, NULL as the empty string.
+func textValue(v any, typ string) string {
+	switch x := jsonValue(v, typ).(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case bool:
+		return strconv.FormatBool(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
+		return fmt.Sprint(x)
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	}
+}
+
+type csvWriter struct {
+	w    *csv.Writer
+	cols []Column
+	rec  []string
+}
+
+func (c *csvWriter) Begin(cols []Column) error {
+	c.cols = cols
+	c.rec = make([]string, len(cols))
+	for i, col := range cols {
+		c.rec[i] = col.Name
+	}
+	return c.w.Write(c.rec)
+}
+
+func (c *csvWriter) Row(vals []driver.Value) error {
+	for i, v := range vals {
+		c.rec[i] = textValue(v, c.cols[i].Type)
+	}
+	return c.w.Write(c.rec)
+}
+
+func (c *csvWriter) End(bool) error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
+// arrowBatchRows is the row count of each Arrow record batch written.
+const arrowBatchRows = 8192
+
+// arrowWriter builds record batches from rows and writes an IPC stream.
+type arrowWriter struct {
+	w      io.Writer
+	mem    memory.Allocator
+	cols   []Column
+	schema *arrow.Schema
+	rb     *array.RecordBuilder
+	ipc    *ipc.Writer
+	rows   int
+}
+
+func (a *arrowWriter) Begin(cols []Column) error {
+	a.cols = cols
+	fields := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fields[i] = arrow.Field{Name: c.Name, Type: arrowType(c.Type), Nullable: true}
+	}
+	a.schema = arrow.NewSchema(fields, nil)
+	a.rb = array.NewRecordBuilder(a.mem, a.schema)
+	a.ipc = ipc.NewWriter(a.w, ipc.WithSchema(a.schema), ipc.WithAllocator(a.mem))
+	return nil
+}
+
+// arrowType maps a DuckDB type name to the Arrow type weir writes it as.
+// Types without a faithful scalar mapping become strings.
+func arrowType(t string) arrow.DataType {
+	switch t {
+	case "BOOLEAN":
+		return arrow.FixedWidthTypes.Boolean
+	case "TINYINT":
+		return arrow.PrimitiveTypes.Int8
+	case "SMALLINT":
+		return arrow.PrimitiveTypes.Int16
+	case "INTEGER":
+		return arrow.PrimitiveTypes.Int32
+	case "BIGINT":
+		return arrow.PrimitiveTypes.Int64
+	case "UTINYINT":
+		return arrow.PrimitiveTypes.Uint8
+	case "USMALLINT":
+		return arrow.PrimitiveTypes.Uint16
+	case "UINTEGER":
+		return arrow.PrimitiveTypes.Uint32
+	case "UBIGINT":
+		return arrow.PrimitiveTypes.Uint64
+	case "FLOAT":
+		return arrow.PrimitiveTypes.Float32
+	case "DOUBLE":
+		return arrow.PrimitiveTypes.Float64
+	case "BLOB":
+		return arrow.BinaryTypes.Binary
+	case "DATE":
+		return arrow.FixedWidthTypes.Date32
+	case "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE":
+		return &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+	case "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS":
+		return &arrow.TimestampType{Unit: arrow.Microsecond}
+	case "TIMESTAMP_NS":
+		return &arrow.TimestampType{Unit: arrow.Nanosecond}
+	}
+	return arrow.BinaryTypes.String
+}
+
+func (a *arrowWriter) Row(vals []driver.Value) error {
+	for i, v := range vals {
+		b := a.rb.Field(i)
+		if v == nil {
+			b.AppendNull()
+			continue
+		}
+		if err := appendArrow(b, v, a.cols[i].Type); err != nil {
+			return fmt.Errorf("column %q: %w", a.cols[i].Name, err)
+		}
+	}
+	a.rows++
+	if a.rows == arrowBatchRows {
+		return a.flush()
+	}
+	return nil
+}
+
+func appendArrow(b array.Builder, v any, typ string) error {
+	switch bb := b.(type) {
+	case *array.BooleanBuilder:
+		bb.Append(v.(bool))
+	case *array.Int8Builder:
+		bb.Append(v.(int8))
+	case *array.Int16Builder:
+		bb.Append(v.(int16))
+	case *array.Int32Builder:
+		bb.Append(v.(int32))
+	case *array.Int64Builder:
+		bb.Append(v.(int64))
+	case *array.Uint8Builder:
+		bb.Append(v.(uint8))
+	case *array.Uint16Builder:
+		bb.Append(v.(uint16))
+	case *array.Uint32Builder:
+		bb.Append(v.(uint32))
+	case *array.Uint64Builder:
+		bb.Append(v.(uint64))
+	case *array.Float32Builder:
+		bb.Append(v.(float32))
+	case *array.Float64Builder:
+		bb.Append(v.(float64))
+	case *array.BinaryBuilder:
+		bb.Append(v.([]byte))
+	case *array.Date32Builder:
+		bb.Append(arrow.Date32FromTime(v.(time.Time)))
+	case *array.TimestampBuilder:
+		t := v.(time.Time)
+		if bb.Type().(*arrow.TimestampType).Unit == arrow.Nanosecond {
+			bb.Append(arrow.Timestamp(t.UnixNano()))
+		} else {
+			bb.Append(arrow.Timestamp(t.UnixMicro()))
+		}
+	case *array.StringBuilder:
+		bb.Append(textValue(v, typ))
+	default:
+		return fmt.Errorf("no Arrow builder for %T", b)
+	}
+	return nil
+}
+
+func (a *arrowWriter) flush() error {
+	rec := a.rb.NewRecordBatch()
+	defer rec.Release()
+	a.rows = 0
+	return a.ipc.Write(rec)
+}
+
+func (a *arrowWriter) End(bool) error {
+	defer a.rb.Release()
+	if a.rows > 0 {
+		if err := a.flush(); err != nil {
+			return err
+		}
+	}
+	return a.ipc.Close()
+}
+
+// chunkWriter collects encoded bytes and hands them on in chunks of about
+// size bytes; it backs the streaming Connect responses.
+type chunkWriter struct {
+	buf  []byte
+	size int
+	emit func([]byte) error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	if len(c.buf) >= c.size {
+		if err := c.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush hands on what is buffered, if anything.
+func (c *chunkWriter) Flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.emit(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}

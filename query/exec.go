@@ -1,0 +1,205 @@
+package query
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// Errors of Run. Callers match them with errors.Is and map them to their
+// protocol's codes.
+var (
+	// ErrInvalid marks SQL that is refused or fails to parse or bind: the
+	// caller's fault.
+	ErrInvalid = errors.New("invalid query")
+	// ErrBusy marks a query that found no free slot before its deadline.
+	ErrBusy = errors.New("too many concurrent queries")
+	// ErrTimeout marks a query that ran past its timeout.
+	ErrTimeout = errors.New("query timed out")
+	// ErrCanceled marks a query whose caller went away.
+	ErrCanceled = errors.New("query canceled")
+	// ErrResources marks a query that ran out of memory.
+	ErrResources = errors.New("query exceeded its resources")
+)
+
+// Options bound one query. Zero values take the engine's defaults; values
+// above the engine's maximums are lowered to them.
+type Options struct {
+	MaxRows uint64
+	Timeout time.Duration
+}
+
+// Column describes one result column.
+type Column struct {
+	Name string `json:"name"`
+	// Type is DuckDB's type name, such as "VARCHAR".
+	Type string `json:"type"`
+}
+
+// ResultWriter receives a result. Begin is called once, before any row
+// and only after the query has produced its first row or finished, so
+// errors in planning and in the first chunk come back from Run before
+// anything is written. Row's values are only valid during the call.
+type ResultWriter interface {
+	Begin(cols []Column) error
+	Row(vals []driver.Value) error
+	End(truncated bool) error
+}
+
+// Stats describes a finished query.
+type Stats struct {
+	Rows      uint64
+	Truncated bool
+	Elapsed   time.Duration
+}
+
+// allowedStatements are the statement types user SQL may run: SELECT
+// (which covers WITH, FROM-first, DESCRIBE, SHOW, SUMMARIZE and reading
+// PRAGMAs) and EXPLAIN.
+var allowedStatements = map[duckdb.StmtType]bool{
+	duckdb.STATEMENT_TYPE_SELECT:  true,
+	duckdb.STATEMENT_TYPE_EXPLAIN: true,
+}
+
+// Run executes one read-only statement and writes its result to w. It
+// returns errors wrapping ErrInvalid, ErrBusy, ErrTimeout, ErrCanceled or
+// ErrResources for the caller's and the load's faults; other errors are
+// the engine's. If Begin was called, the error happened mid-stream.
+func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWriter) (Stats, error) {
+	start := time.Now()
+	maxRows := opt.MaxRows
+	if maxRows == 0 {
+		maxRows = e.cfg.DefaultRows
+	}
+	maxRows = min(maxRows, e.cfg.MaxRows)
+	timeout := opt.Timeout
+	if timeout <= 0 {
+		timeout = e.cfg.DefaultTimeout
+	}
+	timeout = min(timeout, e.cfg.MaxTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
+	defer cancel()
+
+	select {
+	case e.slots <- struct{}{}:
+		defer func() { <-e.slots }()
+	case <-ctx.Done():
+		return Stats{}, e.ctxErr(ctx, ErrBusy)
+	}
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return Stats{}, e.classify(ctx, fmt.Errorf("connect: %w", err))
+	}
+	defer conn.Close()
+
+	var st Stats
+	err = conn.Raw(func(dc any) error {
+		// Prepare, unlike PrepareContext, refuses several statements at
+		// once instead of running all but the last.
+		prepared, err := dc.(*duckdb.Conn).Prepare(query)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		stmt := prepared.(*duckdb.Stmt)
+		defer stmt.Close()
+		typ, err := stmt.StatementType()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if !allowedStatements[typ] {
+			return fmt.Errorf("%w: only reading statements (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE) are allowed; this one changes state or reaches outside the lake", ErrInvalid)
+		}
+		if stmt.NumInput() > 0 {
+			return fmt.Errorf("%w: the statement has parameters; inline their values", ErrInvalid)
+		}
+		rows, err := stmt.QueryContext(ctx, nil)
+		if err != nil {
+			return e.classify(ctx, err)
+		}
+		defer rows.Close()
+		st, err = e.stream(ctx, rows, maxRows, w)
+		return err
+	})
+	st.Elapsed = time.Since(start)
+	return st, err
+}
+
+func (e *Engine) stream(ctx context.Context, rows driver.Rows, maxRows uint64, w ResultWriter) (Stats, error) {
+	names := rows.Columns()
+	cols := make([]Column, len(names))
+	typed, _ := rows.(driver.RowsColumnTypeDatabaseTypeName)
+	for i, n := range names {
+		cols[i].Name = n
+		if typed != nil {
+			cols[i].Type = typed.ColumnTypeDatabaseTypeName(i)
+		}
+	}
+	vals := make([]driver.Value, len(cols))
+	var st Stats
+	begun := false
+	for {
+		err := rows.Next(vals)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return st, e.classify(ctx, err)
+		}
+		if !begun {
+			if err := w.Begin(cols); err != nil {
+				return st, err
+			}
+			begun = true
+		}
+		if st.Rows == maxRows {
+			st.Truncated = true
+			break
+		}
+		if err := w.Row(vals); err != nil {
+			return st, err
+		}
+		st.Rows++
+	}
+	if !begun {
+		if err := w.Begin(cols); err != nil {
+			return st, err
+		}
+	}
+	return st, w.End(st.Truncated)
+}
+
+// classify maps a DuckDB or context error to the package's errors.
+func (e *Engine) classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return e.ctxErr(ctx, err)
+	}
+	var de *duckdb.Error
+	if errors.As(err, &de) {
+		switch de.Type {
+		case duckdb.ErrorTypeOutOfMemory:
+			return fmt.Errorf("%w: %v", ErrResources, err)
+		case duckdb.ErrorTypeInterrupt:
+			return fmt.Errorf("%w: %v", ErrCanceled, err)
+		case duckdb.ErrorTypeFatal, duckdb.ErrorTypeInternal, duckdb.ErrorTypeConnection, duckdb.ErrorTypeIO:
+			return err
+		default:
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	return err
+}
+
+func (e *Engine) ctxErr(ctx context.Context, err error) error {
+	if errors.Is(err, ErrBusy) {
+		return fmt.Errorf("%w: no free query slot before the deadline", ErrBusy)
+	}
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
+	return fmt.Errorf("%w: %v", ErrCanceled, context.Cause(ctx))
+}

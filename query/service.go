@@ -1,0 +1,122 @@
+package query
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// chunkBytes is about the size of each streamed QueryResponse's data.
+const chunkBytes = 256 << 10
+
+// Service implements the Connect QueryService on an Engine.
+type Service struct {
+	e *Engine
+}
+
+var _ weirv1connect.QueryServiceHandler = (*Service)(nil)
+
+// NewService returns the Connect QueryService of e.
+func NewService(e *Engine) *Service { return &Service{e: e} }
+
+// Handler returns the service's path and HTTP handler.
+func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	return weirv1connect.NewQueryServiceHandler(s, opts...)
+}
+
+// Query implements weirv1connect.QueryServiceHandler.
+func (s *Service) Query(ctx context.Context, req *connect.Request[weirv1.QueryRequest], stream *connect.ServerStream[weirv1.QueryResponse]) error {
+	m := req.Msg
+	var f Format
+	switch m.GetFormat() {
+	case weirv1.ResultFormat_RESULT_FORMAT_UNSPECIFIED, weirv1.ResultFormat_RESULT_FORMAT_JSON:
+		f = FormatJSON
+	case weirv1.ResultFormat_RESULT_FORMAT_CSV:
+		f = FormatCSV
+	case weirv1.ResultFormat_RESULT_FORMAT_ARROW:
+		f = FormatArrow
+	default:
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("unknown result format"))
+	}
+	if m.GetSql() == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("sql is empty"))
+	}
+	cs := &connectSink{stream: stream}
+	cw := &chunkWriter{size: chunkBytes, emit: cs.send}
+	cs.inner = NewWriter(f, cw)
+	cs.chunk = cw
+	_, err := s.e.Run(ctx, m.GetSql(), Options{MaxRows: m.GetMaxRows(), Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond}, cs)
+	if err != nil {
+		return connect.NewError(connectCode(err), err)
+	}
+	return nil
+}
+
+func connectCode(err error) connect.Code {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return connect.CodeInvalidArgument
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrResources):
+		return connect.CodeResourceExhausted
+	case errors.Is(err, ErrTimeout):
+		return connect.CodeDeadlineExceeded
+	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
+		return connect.CodeCanceled
+	}
+	return connect.CodeInternal
+}
+
+// connectSink turns a result into QueryResponse messages: the first
+// carries the columns, each carries about chunkBytes of data, and a last
+// one without data carries the row count and the truncation flag.
+type connectSink struct {
+	stream *connect.ServerStream[weirv1.QueryResponse]
+	inner  ResultWriter
+	chunk  *chunkWriter
+	cols   []*weirv1.Column
+	sent   bool
+	rows   uint64
+}
+
+func (c *connectSink) send(data []byte) error {
+	msg := &weirv1.QueryResponse{Data: data}
+	if !c.sent {
+		msg.Columns = c.cols
+		c.sent = true
+	}
+	return c.stream.Send(msg)
+}
+
+func (c *connectSink) Begin(cols []Column) error {
+	for _, col := range cols {
+		c.cols = append(c.cols, &weirv1.Column{Name: col.Name, Type: col.Type})
+	}
+	return c.inner.Begin(cols)
+}
+
+func (c *connectSink) Row(vals []driver.Value) error {
+	c.rows++
+	return c.inner.Row(vals)
+}
+
+func (c *connectSink) End(truncated bool) error {
+	if err := c.inner.End(truncated); err != nil {
+		return err
+	}
+	if err := c.chunk.Flush(); err != nil {
+		return err
+	}
+	msg := &weirv1.QueryResponse{Truncated: truncated, Rows: c.rows}
+	if !c.sent {
+		msg.Columns = c.cols
+		c.sent = true
+	}
+	return c.stream.Send(msg)
+}

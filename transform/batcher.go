@@ -1,0 +1,344 @@
+package transform
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
+)
+
+// Writer receives finished record batches. Write does not take ownership
+// of rec: the caller releases it after Write returns. A Writer must be safe
+// for concurrent use by several Batchers.
+type Writer interface {
+	Write(ctx context.Context, p sink.Partition, rec arrow.RecordBatch) error
+}
+
+// Config sets when a Batcher hands a batch to the Writer.
+type Config struct {
+	// MaxRows flushes a batch when it holds this many rows.
+	MaxRows int
+	// MaxBytes flushes a batch when its records' accounted size reaches it.
+	MaxBytes int
+	// MaxAge flushes a batch this long after its first row, checked on
+	// every Tick. It bounds how stale the sink's view of a stream is.
+	MaxAge time.Duration
+	// MaxOpen bounds the batches under construction at once (one per hour
+	// of record timestamps); past it the oldest is flushed.
+	MaxOpen int
+	// MaxPending bounds the finished batches kept for retry after the
+	// Writer failed; past it Consume blocks, retrying, which backs
+	// pressure up into the buffer.
+	MaxPending int
+}
+
+// DefaultConfig returns settings that keep records visible to queries
+// within about a quarter second.
+func DefaultConfig() Config {
+	return Config{
+		MaxRows:    64 << 10,
+		MaxBytes:   16 << 20,
+		MaxAge:     250 * time.Millisecond,
+		MaxOpen:    16,
+		MaxPending: 64,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxRows < 1:
+		return fmt.Errorf("transform: MaxRows must be positive, got %d", c.MaxRows)
+	case c.MaxBytes < 1:
+		return fmt.Errorf("transform: MaxBytes must be positive, got %d", c.MaxBytes)
+	case c.MaxAge <= 0:
+		return fmt.Errorf("transform: MaxAge must be positive, got %s", c.MaxAge)
+	case c.MaxOpen < 1:
+		return fmt.Errorf("transform: MaxOpen must be positive, got %d", c.MaxOpen)
+	case c.MaxPending < 1:
+		return fmt.Errorf("transform: MaxPending must be positive, got %d", c.MaxPending)
+	}
+	return nil
+}
+
+// Batcher builds the records of one stream partition into Arrow batches.
+// Its methods must be called from one goroutine at a time.
+type Batcher struct {
+	cfg    Config
+	tenant string
+	stream string
+	part   int32
+	w      Writer
+	mem    memory.Allocator
+	log    *slog.Logger
+	now    func() time.Time
+
+	open    []*openBatch // by first-row time, oldest first
+	pending []pendingBatch
+}
+
+type openBatch struct {
+	hour  time.Time
+	first time.Time
+	rows  int
+	bytes int
+	b     *builder
+}
+
+type pendingBatch struct {
+	p   sink.Partition
+	rec arrow.RecordBatch
+}
+
+// NewBatcher returns a Batcher for one stream partition that writes to w.
+// mem and log may be nil for the defaults.
+func NewBatcher(cfg Config, tenant, stream string, part int32, w Writer, mem memory.Allocator, log *slog.Logger) (*Batcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, errors.New("transform: nil Writer")
+	}
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Batcher{cfg: cfg, tenant: tenant, stream: stream, part: part, w: w, mem: mem, log: log, now: time.Now}, nil
+}
+
+// Consume normalises the records of b and adds them to the batches under
+// construction, flushing those that fill up. It takes ownership of b.
+// Records keep their order within each hour partition.
+func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
+	if err := bt.retryPending(ctx, bt.cfg.MaxPending-1); err != nil {
+		return err
+	}
+	now := bt.now()
+	for i := range b.Records {
+		r := &b.Records[i]
+		Normalize(r, now)
+		ob, err := bt.openFor(ctx, hourOf(r.Timestamp), now)
+		if err != nil {
+			return err
+		}
+		ob.b.append(r, b.Partition, b.Offset+int64(i))
+		ob.rows++
+		ob.bytes += r.Size()
+		if ob.rows >= bt.cfg.MaxRows || ob.bytes >= bt.cfg.MaxBytes {
+			if err := bt.flush(ctx, ob); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Tick flushes batches older than MaxAge and retries failed writes.
+func (bt *Batcher) Tick(ctx context.Context, now time.Time) error {
+	if err := bt.retryPending(ctx, len(bt.pending)); err != nil {
+		return err
+	}
+	for len(bt.open) > 0 && now.Sub(bt.open[0].first) >= bt.cfg.MaxAge {
+		if err := bt.flush(ctx, bt.open[0]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close flushes every batch and retries failed writes until they succeed
+// or ctx is done. Records not written by then are reported in the error.
+func (bt *Batcher) Close(ctx context.Context) error {
+	for len(bt.open) > 0 {
+		if err := bt.flush(ctx, bt.open[0]); err != nil {
+			break
+		}
+	}
+	err := bt.retryPending(ctx, 0)
+	if err == nil {
+		return nil
+	}
+	lost := 0
+	for _, p := range bt.pending {
+		lost += int(p.rec.NumRows())
+		p.rec.Release()
+	}
+	for _, ob := range bt.open {
+		lost += ob.rows
+		ob.b.release()
+	}
+	bt.pending, bt.open = nil, nil
+	return fmt.Errorf("transform: stream %s partition %d: %d records not written: %w", bt.stream, bt.part, lost, err)
+}
+
+func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch, error) {
+	for _, ob := range bt.open {
+		if ob.hour.Equal(hour) {
+			return ob, nil
+		}
+	}
+	if len(bt.open) >= bt.cfg.MaxOpen {
+		if err := bt.flush(ctx, bt.open[0]); err != nil {
+			return nil, err
+		}
+	}
+	ob := &openBatch{hour: hour, first: now, b: newBuilder(bt.mem)}
+	bt.open = append(bt.open, ob)
+	return ob, nil
+}
+
+// flush finishes ob, removes it from the open set and writes it. A failed
+// write keeps the batch for retry, so flush only fails when the pending
+// set is full and ctx ends while waiting for room.
+func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
+	for i, o := range bt.open {
+		if o == ob {
+			bt.open = append(bt.open[:i], bt.open[i+1:]...)
+			break
+		}
+	}
+	rec := ob.b.finish()
+	ob.b.release()
+	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour}
+	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec})
+	return bt.retryPending(ctx, bt.cfg.MaxPending-1)
+}
+
+// retryPending writes the pending batches in order, retrying with backoff
+// until at most maxLeft remain or ctx ends.
+func (bt *Batcher) retryPending(ctx context.Context, maxLeft int) error {
+	backoff := 10 * time.Millisecond
+	for {
+		for len(bt.pending) > 0 {
+			p := bt.pending[0]
+			if err := bt.w.Write(ctx, p.p, p.rec); err != nil {
+				bt.log.Warn("write batch failed; will retry", "stream", bt.stream, "partition", bt.part, "rows", p.rec.NumRows(), "err", err)
+				break
+			}
+			p.rec.Release()
+			bt.pending[0] = pendingBatch{}
+			bt.pending = bt.pending[1:]
+		}
+		if len(bt.pending) <= maxLeft {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transform: %d batches waiting for the sink: %w", len(bt.pending), context.Cause(ctx))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func hourOf(ns int64) time.Time {
+	return time.Unix(0, ns).UTC().Truncate(time.Hour)
+}
+
+// Normalize fills in what a record may leave out: a zero observed time
+// becomes now, a zero timestamp becomes the observed time, and severity
+// text and number are derived from each other when one is missing.
+func Normalize(r *record.Record, now time.Time) {
+	if r.ObservedTimestamp == 0 {
+		r.ObservedTimestamp = now.UnixNano()
+	}
+	if r.Timestamp == 0 {
+		r.Timestamp = r.ObservedTimestamp
+	}
+	switch {
+	case r.SeverityNumber == 0 && r.SeverityText != "":
+		r.SeverityNumber = record.ParseSeverity(r.SeverityText)
+	case r.SeverityText == "" && r.SeverityNumber != 0:
+		r.SeverityText = record.SeverityText(r.SeverityNumber)
+	}
+}
+
+// builder appends records to the column builders of Schema.
+type builder struct {
+	rb       *array.RecordBuilder
+	ts       *array.TimestampBuilder
+	observed *array.TimestampBuilder
+	sevNum   *array.Int32Builder
+	sevText  *array.StringBuilder
+	body     *array.StringBuilder
+	attrs    *array.MapBuilder
+	res      *array.MapBuilder
+	service  *array.StringBuilder
+	traceID  *array.StringBuilder
+	spanID   *array.StringBuilder
+	flags    *array.Uint32Builder
+	part     *array.Int32Builder
+	offset   *array.Int64Builder
+	hexBuf   [32]byte
+}
+
+func newBuilder(mem memory.Allocator) *builder {
+	rb := array.NewRecordBuilder(mem, schema)
+	return &builder{
+		rb:       rb,
+		ts:       rb.Field(idxTimestamp).(*array.TimestampBuilder),
+		observed: rb.Field(idxObservedTimestamp).(*array.TimestampBuilder),
+		sevNum:   rb.Field(idxSeverityNumber).(*array.Int32Builder),
+		sevText:  rb.Field(idxSeverityText).(*array.StringBuilder),
+		body:     rb.Field(idxBody).(*array.StringBuilder),
+		attrs:    rb.Field(idxAttributes).(*array.MapBuilder),
+		res:      rb.Field(idxResource).(*array.MapBuilder),
+		service:  rb.Field(idxServiceName).(*array.StringBuilder),
+		traceID:  rb.Field(idxTraceID).(*array.StringBuilder),
+		spanID:   rb.Field(idxSpanID).(*array.StringBuilder),
+		flags:    rb.Field(idxFlags).(*array.Uint32Builder),
+		part:     rb.Field(idxPartition).(*array.Int32Builder),
+		offset:   rb.Field(idxOffset).(*array.Int64Builder),
+	}
+}
+
+func (b *builder) append(r *record.Record, part int32, offset int64) {
+	b.ts.Append(arrow.Timestamp(r.Timestamp))
+	b.observed.Append(arrow.Timestamp(r.ObservedTimestamp))
+	b.sevNum.Append(r.SeverityNumber)
+	b.sevText.Append(r.SeverityText)
+	b.body.Append(r.Body)
+	appendMap(b.attrs, r.Attributes)
+	appendMap(b.res, r.Resource)
+	b.service.Append(r.ServiceName())
+	if r.TraceID == ([16]byte{}) {
+		b.traceID.AppendNull()
+	} else {
+		hex.Encode(b.hexBuf[:32], r.TraceID[:])
+		b.traceID.BinaryBuilder.Append(b.hexBuf[:32])
+	}
+	if r.SpanID == ([8]byte{}) {
+		b.spanID.AppendNull()
+	} else {
+		hex.Encode(b.hexBuf[:16], r.SpanID[:])
+		b.spanID.BinaryBuilder.Append(b.hexBuf[:16])
+	}
+	b.flags.Append(r.Flags)
+	b.part.Append(part)
+	b.offset.Append(offset)
+}
+
+func appendMap(mb *array.MapBuilder, kvs []record.KV) {
+	mb.Append(true)
+	keys := mb.KeyBuilder().(*array.StringBuilder)
+	items := mb.ItemBuilder().(*array.StringBuilder)
+	for _, kv := range kvs {
+		keys.Append(kv.Key)
+		items.Append(kv.Value)
+	}
+}
+
+func (b *builder) finish() arrow.RecordBatch { return b.rb.NewRecordBatch() }
+
+func (b *builder) release() { b.rb.Release() }

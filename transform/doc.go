@@ -1,0 +1,10 @@
+// Package transform is the stage between the buffer and the sink. It
+// normalises records (a missing timestamp becomes the observed time;
+// severity text and number fill each other in) and builds them into Arrow
+// record batches with one schema (see Schema), partitioned by the hour of
+// their timestamp. A batch is handed to the sink when it reaches a row
+// count, a byte size or an age, whichever comes first.
+//
+// A Batcher serves one stream partition and is driven by one goroutine (the
+// buffer's consumer for that partition); it needs no locks.
+package transform
