@@ -1,0 +1,245 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
+)
+
+// memWriter keeps what it is given, retained, and can be told to fail.
+type memWriter struct {
+	mu    sync.Mutex
+	fail  error
+	parts []sink.Partition
+	recs  []arrow.RecordBatch
+}
+
+func (w *memWriter) Write(_ context.Context, p sink.Partition, rec arrow.RecordBatch) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail != nil {
+		return w.fail
+	}
+	rec.Retain()
+	w.parts = append(w.parts, p)
+	w.recs = append(w.recs, rec)
+	return nil
+}
+
+func (w *memWriter) release() {
+	for _, r := range w.recs {
+		r.Release()
+	}
+	w.recs = nil
+}
+
+func (w *memWriter) rows() int64 {
+	var n int64
+	for _, r := range w.recs {
+		n += r.NumRows()
+	}
+	return n
+}
+
+func newTestBatcher(t *testing.T, cfg Config, w Writer, mem memory.Allocator) *Batcher {
+	t.Helper()
+	b, err := NewBatcher(cfg, record.DefaultTenant, "app", 2, w, mem, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func batchOf(offset int64, recs ...record.Record) *record.Batch {
+	b := record.NewBatch(record.DefaultTenant, "app", recs)
+	b.Partition = 2
+	b.Offset = offset
+	return b
+}
+
+func TestBatcherBuildsSchema(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	w := &memWriter{}
+	defer w.release()
+	bt := newTestBatcher(t, DefaultConfig(), w, mem)
+	ts := time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC).UnixNano()
+	recs := []record.Record{
+		{Timestamp: ts, ObservedTimestamp: ts + 1, SeverityText: "warning", Body: "disk low",
+			Attributes: []record.KV{{Key: "disk", Value: "sda"}}, Resource: []record.KV{{Key: "service.name", Value: "api"}},
+			TraceID: [16]byte{0xab, 15: 1}, SpanID: [8]byte{1}, Flags: 1},
+		{ObservedTimestamp: ts, SeverityNumber: record.SeverityError + 1, Body: "boom"},
+	}
+	if err := bt.Consume(context.Background(), batchOf(40, recs...)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 0 {
+		t.Fatal("flushed before MaxRows or MaxAge")
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 1 {
+		t.Fatalf("%d batches written, want 1", len(w.recs))
+	}
+	rec := w.recs[0]
+	if !rec.Schema().Equal(Schema()) {
+		t.Fatalf("schema %s", rec.Schema())
+	}
+	wantHour := time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)
+	if p := w.parts[0]; p.Tenant != "default" || p.Stream != "app" || p.Part != 2 || !p.Hour.Equal(wantHour) {
+		t.Errorf("partition %+v", p)
+	}
+	col := func(name string) arrow.Array { return rec.Column(rec.Schema().FieldIndices(name)[0]) }
+	if got := col(ColTimestamp).(*array.Timestamp).Value(1); int64(got) != ts {
+		t.Errorf("missing timestamp became %d, want the observed time %d", got, ts)
+	}
+	sevNum, sevText := col(ColSeverityNumber).(*array.Int32), col(ColSeverityText).(*array.String)
+	if sevNum.Value(0) != record.SeverityWarn || sevText.Value(0) != "warning" {
+		t.Errorf("row 0 severity %d %q", sevNum.Value(0), sevText.Value(0))
+	}
+	if sevNum.Value(1) != record.SeverityError+1 || sevText.Value(1) != "ERROR2" {
+		t.Errorf("row 1 severity %d %q", sevNum.Value(1), sevText.Value(1))
+	}
+	trace, span := col(ColTraceID).(*array.String), col(ColSpanID).(*array.String)
+	if trace.Value(0) != "ab000000000000000000000000000001" || span.Value(0) != "0100000000000000" || !trace.IsNull(1) || !span.IsNull(1) {
+		t.Errorf("ids %q %q null %t %t", trace.Value(0), span.Value(0), trace.IsNull(1), span.IsNull(1))
+	}
+	if svc := col(ColServiceName).(*array.String); svc.Value(0) != "api" || svc.Value(1) != "" {
+		t.Errorf("service %q %q", svc.Value(0), svc.Value(1))
+	}
+	attrs := col(ColAttributes).(*array.Map)
+	if s, e := attrs.ValueOffsets(0); e-s != 1 || attrs.Keys().(*array.String).Value(int(s)) != "disk" || attrs.Items().(*array.String).Value(int(s)) != "sda" {
+		t.Errorf("attributes of row 0: %v", attrs)
+	}
+	if off := col(ColOffset).(*array.Int64); off.Value(0) != 40 || off.Value(1) != 41 {
+		t.Errorf("offsets %d %d", off.Value(0), off.Value(1))
+	}
+	if part := col(ColPartition).(*array.Int32); part.Value(0) != 2 {
+		t.Errorf("partition column %d", part.Value(0))
+	}
+}
+
+func TestBatcherFlushRules(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	w := &memWriter{}
+	defer w.release()
+	cfg := DefaultConfig()
+	cfg.MaxRows = 10
+	cfg.MaxAge = time.Second
+	bt := newTestBatcher(t, cfg, w, mem)
+	now := time.Unix(1_700_000_000, 0)
+	bt.now = func() time.Time { return now }
+	hour := now.Truncate(time.Hour).UnixNano()
+	mk := func(n int, ts int64) []record.Record {
+		out := make([]record.Record, n)
+		for i := range out {
+			out[i] = record.Record{Timestamp: ts, ObservedTimestamp: ts, Body: fmt.Sprint(i)}
+		}
+		return out
+	}
+	// 25 rows in one hour: two full batches by rows, five left open.
+	if err := bt.Consume(context.Background(), batchOf(0, mk(25, hour)...)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 2 || w.rows() != 20 {
+		t.Fatalf("after 25 rows: %d batches, %d rows", len(w.recs), w.rows())
+	}
+	// Rows of another hour go to a batch of their own.
+	if err := bt.Consume(context.Background(), batchOf(25, mk(3, hour-int64(time.Hour))...)); err != nil {
+		t.Fatal(err)
+	}
+	// Not yet old enough.
+	if err := bt.Tick(context.Background(), now.Add(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 2 {
+		t.Fatalf("flushed before MaxAge: %d batches", len(w.recs))
+	}
+	if err := bt.Tick(context.Background(), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 4 || w.rows() != 28 {
+		t.Fatalf("after MaxAge: %d batches, %d rows", len(w.recs), w.rows())
+	}
+	if !w.parts[3].Hour.Equal(time.Unix(0, hour-int64(time.Hour)).UTC()) {
+		t.Errorf("second hour partition %v", w.parts[3].Hour)
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBatcherRetriesFailedWrites(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	w := &memWriter{fail: errors.New("disk on fire")}
+	defer w.release()
+	cfg := DefaultConfig()
+	cfg.MaxRows = 5
+	cfg.MaxPending = 2
+	bt := newTestBatcher(t, cfg, w, mem)
+	recs := make([]record.Record, 5)
+	if err := bt.Consume(context.Background(), batchOf(0, recs...)); err != nil {
+		t.Fatalf("first failure should be kept for retry: %v", err)
+	}
+	// The pending set is full: Consume blocks, retrying, until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := bt.Consume(ctx, batchOf(5, recs...)); err == nil {
+		t.Fatal("Consume with a full pending set and a failing writer succeeded")
+	}
+	// The writer recovers: a Tick writes everything, in order.
+	w.mu.Lock()
+	w.fail = nil
+	w.mu.Unlock()
+	if err := bt.Tick(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.rows() != 10 {
+		t.Fatalf("%d rows written after recovery, want 10", w.rows())
+	}
+	var last int64 = -1
+	for _, r := range w.recs {
+		off := r.Column(idxOffset).(*array.Int64)
+		for i := 0; i < off.Len(); i++ {
+			if off.Value(i) != last+1 {
+				t.Fatalf("offset %d after %d: out of order", off.Value(i), last)
+			}
+			last = off.Value(i)
+		}
+	}
+}
+
+func TestBatcherCloseReportsLoss(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	w := &memWriter{fail: errors.New("gone")}
+	bt := newTestBatcher(t, DefaultConfig(), w, mem)
+	if err := bt.Consume(context.Background(), batchOf(0, make([]record.Record, 3)...)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	err := bt.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "3 records not written") {
+		t.Fatalf("Close with a failing writer: %v", err)
+	}
+}
+
+
