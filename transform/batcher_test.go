@@ -241,5 +241,3 @@ func TestBatcherCloseReportsLoss(t *testing.T) {
 		t.Fatalf("Close with a failing writer: %v", err)
 	}
 }
-
-
