@@ -186,11 +186,8 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 		}
 	}
 	b := record.NewBatch(tenant, stream, out)
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.PushTimeout)
-		defer cancel()
-	}
+	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, now)
+	defer cancel()
 	if err := s.out.Push(ctx, b); err != nil {
 		switch {
 		case errors.Is(err, buffer.ErrFull):
@@ -205,6 +202,19 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 		return 0, connect.NewError(connect.CodeInternal, err)
 	}
 	return len(out), nil
+}
+
+// waitContext bounds the wait for buffer room. Without a deadline of its
+// own a request waits up to def. With one, it gives up a tenth of the time
+// left (at most 100ms) before the deadline, so that RESOURCE_EXHAUSTED
+// reaches the client before its own timer fires.
+func waitContext(ctx context.Context, def time.Duration, now time.Time) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, def)
+	}
+	margin := min(deadline.Sub(now)/10, 100*time.Millisecond)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
 }
 
 func tenantOf(h http.Header) (string, error) {

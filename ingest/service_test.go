@@ -1,0 +1,169 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// gatedConsumer holds every batch until the gate opens.
+type gatedConsumer struct {
+	gate <-chan struct{}
+	mu   *sync.Mutex
+	got  *[]*record.Batch
+}
+
+func (c gatedConsumer) Consume(ctx context.Context, b *record.Batch) error {
+	select {
+	case <-c.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	*c.got = append(*c.got, b)
+	c.mu.Unlock()
+	return nil
+}
+func (gatedConsumer) Tick(context.Context, time.Time) error { return nil }
+func (gatedConsumer) Close(context.Context) error           { return nil }
+
+// TestBackpressure fills a small real buffer whose consumer is stalled and
+// checks that a Push waits up to its deadline, then fails with
+// RESOURCE_EXHAUSTED and a retry hint, that a stream acknowledges the same,
+// and that everything accepted arrives once the consumer moves again.
+func TestBackpressure(t *testing.T) {
+	gate := make(chan struct{})
+	var (
+		mu  sync.Mutex
+		got []*record.Batch
+	)
+	bcfg := buffer.DefaultConfig()
+	bcfg.MaxRecords = 4
+	buf, err := buffer.New(bcfg, buffer.Deps{NewConsumer: func(buffer.Key) buffer.Consumer {
+		return gatedConsumer{gate: gate, mu: &mu, got: &got}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.PushTimeout = 100 * time.Millisecond
+	svc, err := NewService(cfg, buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(svc.Handler())
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	client := weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
+
+	push := func(ctx context.Context, n int) error {
+		recs := make([]*weirv1.Record, n)
+		for i := range recs {
+			recs[i] = &weirv1.Record{Body: "x"}
+		}
+		_, err := client.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs}))
+		return err
+	}
+	// The consumer takes the first batch and stalls on it; two more fill
+	// the buffer's four records.
+	for i := 0; i < 3; i++ {
+		if err := push(context.Background(), 2); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = push(ctx, 2)
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("push into a full buffer: %v, want resource_exhausted", err)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Errorf("gave up after %s, before the deadline", waited)
+	}
+	var ce *connect.Error
+	if !(errorsAs(err, &ce) && ce.Meta().Get("Retry-After") != "") {
+		t.Errorf("no Retry-After hint on %v", err)
+	}
+	// No deadline: PushTimeout applies.
+	if err := push(context.Background(), 1); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("push without deadline: %v", err)
+	}
+	// A batch that can never fit is refused at once.
+	if err := push(context.Background(), 5); connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "buffer full") {
+		t.Fatalf("oversized batch: %v", err)
+	}
+	// A stream gets the same answer in its ack and can go on.
+	st := client.PushStream(context.Background())
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 7, Stream: "app", Records: []*weirv1.Record{{Body: "y"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := st.Receive()
+	if err != nil || ack.GetBatchId() != 7 || ack.GetErrorCode() != "resource_exhausted" {
+		t.Fatalf("stream ack %v, %v", ack, err)
+	}
+	close(gate)
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 8, Stream: "app", Records: []*weirv1.Record{{Body: "z"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := st.Receive(); err != nil || ack.GetBatchId() != 8 || ack.GetErrorCode() != "" || ack.GetAccepted() != 1 {
+		t.Fatalf("ack after the consumer resumed: %v, %v", ack, err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+	if err := buf.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, b := range got {
+		n += len(b.Records)
+	}
+	if n != 7 {
+		t.Errorf("%d records consumed, want the 7 accepted", n)
+	}
+	if err := push(context.Background(), 1); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Errorf("push after shutdown: %v, want unavailable", err)
+	}
+}
+
+func TestValueText(t *testing.T) {
+	t.Parallel()
+	s := func(v string) *weirv1.AnyValue { return &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: v}} }
+	cases := []struct {
+		in   *weirv1.AnyValue
+		want string
+	}{
+		{s("plain"), "plain"},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_IntValue{IntValue: -42}}, "-42"},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_BoolValue{BoolValue: true}}, "true"},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_DoubleValue{DoubleValue: 1.5}}, "1.5"},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_BytesValue{BytesValue: []byte{0xff, 0}}}, "/wA="},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_ArrayValue{ArrayValue: &weirv1.ArrayValue{Values: []*weirv1.AnyValue{s("a"), {Value: &weirv1.AnyValue_IntValue{IntValue: 1}}}}}}, `["a",1]`},
+		{&weirv1.AnyValue{Value: &weirv1.AnyValue_KvlistValue{KvlistValue: &weirv1.KeyValueList{Values: []*weirv1.KeyValue{{Key: "k", Value: s("v")}}}}}, `{"k":"v"}`},
+		{nil, ""},
+	}
+	for _, c := range cases {
+		if got := valueText(c.in); got != c.want {
+			t.Errorf("valueText(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func errorsAs(err error, target **connect.Error) bool { return errors.As(err, target) }
