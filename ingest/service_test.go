@@ -145,7 +145,9 @@ func TestBackpressure(t *testing.T) {
 
 func TestValueText(t *testing.T) {
 	t.Parallel()
-	s := func(v string) *weirv1.AnyValue { return &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: v}} }
+	s := func(v string) *weirv1.AnyValue {
+		return &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: v}}
+	}
 	cases := []struct {
 		in   *weirv1.AnyValue
 		want string
