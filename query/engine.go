@@ -3,19 +3,23 @@ package query
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/weirlabs/weir/internal/record"
@@ -73,30 +77,56 @@ func (c Config) Validate() error {
 	return nil
 }
 
-const hotTable = "weir_hot"
+// stagingDir is where the engine keeps staged rows, under the data
+// directory, in the lake's partition layout.
+const stagingDir = "staging"
 
 // reservedViews are names a stream view may not take.
-var reservedViews = []string{"logs", hotTable}
+var reservedViews = []string{"logs"}
 
 // Engine runs SQL over the lake and the staged records. It implements
 // sink.Observer. All methods are safe for concurrent use.
+//
+// Staged rows are kept as small Parquet segments under the data
+// directory's staging/ folder, so DuckDB reads memory-fresh and published
+// data the same, fast, way. Views list their files explicitly; a publish
+// swaps a file's segments for the file in one view change, and segments
+// are deleted only once no query that may have seen them is running.
 type Engine struct {
-	cfg   Config
-	log   *slog.Logger
-	db    *sql.DB
-	slots chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	db      *sql.DB
+	slots   chan struct{}
+	staging string
+	mem     memory.Allocator
 
-	// mu serialises writes to the catalog: appends to the memory table and
-	// view changes. Queries never take it.
+	// mu guards the catalog below and serialises view changes. Queries
+	// take it only briefly, to register and unregister.
 	mu      sync.Mutex
 	conn    *sql.Conn
-	files   map[string][]string // published file paths by stream (default tenant)
-	streams map[string]bool     // streams that have a view
-	hotCols []hotColumn
+	files   map[string][]string    // published file paths by stream (default tenant)
+	staged  map[string]*stagedFile // by sink file ID
+	streams map[string]bool        // streams that have a view
+	gen     uint64                 // bumped by every change that retires files
+	active  map[uint64]int         // running queries by the gen they started at
+	retired []retiredSegment       // segments to delete once unseen
+	seq     atomic.Uint64          // names segments
 }
 
-// Open starts an in-memory DuckDB database, creates the memory table and
-// the views, and locks the database down for user SQL.
+// stagedFile is the staged rows of one unpublished sink file.
+type stagedFile struct {
+	stream   string
+	segments []string
+}
+
+type retiredSegment struct {
+	path string
+	gen  uint64 // visible to queries that started before gen
+}
+
+// Open starts an in-memory DuckDB database, creates the views and locks the
+// database down for user SQL. It empties the staging directory: staged
+// rows of a previous run belong to files that were never published.
 func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -107,6 +137,13 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("query: data dir: %w", err)
+	}
+	staging := filepath.Join(dataDir, stagingDir)
+	if err := os.RemoveAll(staging); err != nil {
+		return nil, fmt.Errorf("query: clear staging: %w", err)
+	}
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return nil, fmt.Errorf("query: staging: %w", err)
 	}
 	connector, err := duckdb.NewConnector("", nil)
 	if err != nil {
@@ -120,8 +157,12 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		log:     log,
 		db:      db,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		staging: staging,
+		mem:     memory.DefaultAllocator,
 		files:   map[string][]string{},
+		staged:  map[string]*stagedFile{},
 		streams: map[string]bool{},
+		active:  map[uint64]int{},
 	}
 	if err := e.init(dataDir); err != nil {
 		db.Close()
@@ -137,17 +178,7 @@ func (e *Engine) init(dataDir string) error {
 		return fmt.Errorf("query: connect: %w", err)
 	}
 	e.conn = conn
-	e.hotCols = hotColumns()
-	var ddl strings.Builder
-	ddl.WriteString("CREATE TABLE " + hotTable + " (")
-	for i, c := range e.hotCols {
-		if i > 0 {
-			ddl.WriteString(", ")
-		}
-		ddl.WriteString(quoteIdent(c.name) + " " + c.sqlType)
-	}
-	ddl.WriteString(")")
-	stmts := []string{ddl.String(), "SET TimeZone = 'UTC'"}
+	stmts := []string{"SET TimeZone = 'UTC'"}
 	if e.cfg.Threads > 0 {
 		stmts = append(stmts, fmt.Sprintf("SET threads = %d", e.cfg.Threads))
 	}
@@ -168,10 +199,11 @@ func (e *Engine) init(dataDir string) error {
 			return fmt.Errorf("query: %s: %w", s, err)
 		}
 	}
-	return e.rebuildViewsLocked(ctx, nil)
+	return e.applyViewsLocked(ctx, nil)
 }
 
-// Close releases the database. Queries still running fail.
+// Close releases the database and removes the staging segments. Queries
+// still running fail.
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -181,6 +213,7 @@ func (e *Engine) Close() error {
 		e.conn = nil
 	}
 	errs = append(errs, e.db.Close())
+	errs = append(errs, os.RemoveAll(e.staging))
 	return errors.Join(errs...)
 }
 
@@ -190,71 +223,62 @@ func (e *Engine) Close() error {
 func (e *Engine) AddFiles(files []sink.FileInfo) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var streams []string
 	for _, f := range files {
-		e.addFileLocked(f)
+		if f.Partition.Tenant != record.DefaultTenant {
+			continue
+		}
+		e.files[f.Partition.Stream] = append(e.files[f.Partition.Stream], f.Path)
+		if !slices.Contains(streams, f.Partition.Stream) {
+			streams = append(streams, f.Partition.Stream)
+		}
 	}
-	streams := make([]string, 0, len(e.files))
-	for s := range e.files {
-		streams = append(streams, s)
-	}
-	return e.rebuildViewsLocked(context.Background(), streams)
+	return e.applyViewsLocked(context.Background(), streams)
 }
 
-func (e *Engine) addFileLocked(f sink.FileInfo) {
-	if f.Partition.Tenant != record.DefaultTenant {
-		return
-	}
-	e.files[f.Partition.Stream] = append(e.files[f.Partition.Stream], f.Path)
-}
-
-// Staged adds the rows of rec, staged into the unpublished file f, to the
-// memory table. It implements sink.Observer.
+// Staged makes the rows of rec, staged into the unpublished file f,
+// visible to queries: it writes them as a Parquet segment under staging/
+// and adds the segment to the views. It implements sink.Observer.
 func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
-	if f.Partition.Tenant != record.DefaultTenant {
+	p := f.Partition
+	if p.Tenant != record.DefaultTenant {
 		return nil
+	}
+	dir := filepath.Join(e.staging, hiveDir(p))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("query: staging: %w", err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.parquet", f.ID, e.seq.Add(1)))
+	if err := writeSegment(path, rec, e.mem); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("query: stage rows of %s: %w", f.ID, err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.conn == nil {
+		os.Remove(path)
 		return errors.New("query: engine closed")
 	}
-	ctx := context.Background()
-	if !e.streams[f.Partition.Stream] {
-		if err := e.rebuildViewsLocked(ctx, []string{f.Partition.Stream}); err != nil {
-			return err
-		}
+	sf := e.staged[f.ID]
+	if sf == nil {
+		sf = &stagedFile{stream: p.Stream}
+		e.staged[f.ID] = sf
 	}
-	cols, err := e.hotSources(f, rec)
-	if err != nil {
+	sf.segments = append(sf.segments, path)
+	if err := e.applyViewsLocked(context.Background(), []string{p.Stream}); err != nil {
+		sf.segments = sf.segments[:len(sf.segments)-1]
+		os.Remove(path)
 		return err
 	}
-	return e.conn.Raw(func(dc any) error {
-		app, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", hotTable)
-		if err != nil {
-			return fmt.Errorf("query: appender: %w", err)
-		}
-		row := make([]driver.Value, len(cols))
-		n := int(rec.NumRows())
-		for i := 0; i < n; i++ {
-			for j, c := range cols {
-				row[j] = c(i)
-			}
-			if err := app.AppendRow(row...); err != nil {
-				app.Close()
-				return fmt.Errorf("query: append staged row: %w", err)
-			}
-		}
-		if err := app.Close(); err != nil {
-			return fmt.Errorf("query: flush staged rows: %w", err)
-		}
-		return nil
-	})
+	return nil
 }
 
-// Published swaps the staged rows of f for the file itself, atomically for
-// every query. It implements sink.Observer.
+// Published swaps the staged segments of f for the file itself, in one
+// view change, so every query sees its rows exactly once. It implements
+// sink.Observer.
 func (e *Engine) Published(f sink.FileInfo) error {
-	if f.Partition.Tenant != record.DefaultTenant {
+	p := f.Partition
+	if p.Tenant != record.DefaultTenant {
 		return nil
 	}
 	e.mu.Lock()
@@ -262,49 +286,61 @@ func (e *Engine) Published(f sink.FileInfo) error {
 	if e.conn == nil {
 		return errors.New("query: engine closed")
 	}
-	e.addFileLocked(f)
-	ctx := context.Background()
-	tx, err := e.conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("query: begin: %w", err)
+	sf := e.staged[f.ID]
+	delete(e.staged, f.ID)
+	e.files[p.Stream] = append(e.files[p.Stream], f.Path)
+	if err := e.applyViewsLocked(context.Background(), []string{p.Stream}); err != nil {
+		return err
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "DELETE FROM "+hotTable+" WHERE _file = ?", f.ID); err != nil {
-		return fmt.Errorf("query: drop staged rows of %s: %w", f.ID, err)
-	}
-	for _, s := range e.viewDDLLocked([]string{f.Partition.Stream}) {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("query: %s: %w", s, err)
+	if sf != nil {
+		e.gen++
+		for _, s := range sf.segments {
+			e.retired = append(e.retired, retiredSegment{path: s, gen: e.gen})
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("query: commit publish of %s: %w", f.ID, err)
-	}
+	e.sweepLocked()
 	return nil
 }
 
-// rebuildViewsLocked recreates the views, adding views for newStreams.
-func (e *Engine) rebuildViewsLocked(ctx context.Context, newStreams []string) error {
-	for _, s := range e.viewDDLLocked(newStreams) {
-		if _, err := e.conn.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("query: %s: %w", s, err)
+// enter registers a running query; the returned func unregisters it.
+// Segments retired after a query started are kept until it ends.
+func (e *Engine) enter() func() {
+	e.mu.Lock()
+	g := e.gen
+	e.active[g]++
+	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		if e.active[g]--; e.active[g] == 0 {
+			delete(e.active, g)
 		}
+		e.sweepLocked()
+		e.mu.Unlock()
 	}
-	return nil
 }
 
-// viewColumns is the column list of the logs view, in order.
-var viewColumns = []string{
-	"stream", "timestamp", "observed_timestamp", "severity_number", "severity_text", "body",
-	"attributes", "resource", "service_name", "trace_id", "span_id", "flags",
-	"_partition", "_offset", "date", "hour",
+// sweepLocked deletes the retired segments no running query can see.
+func (e *Engine) sweepLocked() {
+	oldest := e.gen
+	for g := range e.active {
+		oldest = min(oldest, g)
+	}
+	keep := e.retired[:0]
+	for _, r := range e.retired {
+		if r.gen <= oldest {
+			if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				e.log.Warn("remove staging segment", "path", r.path, "err", err)
+			}
+			continue
+		}
+		keep = append(keep, r)
+	}
+	e.retired = keep
 }
 
-// viewDDLLocked returns the statements that recreate the logs view and
-// the views of the given streams, adding those streams to the known set.
-// Each stream view reads its own files only, so it does not depend on the
-// logs view.
-func (e *Engine) viewDDLLocked(streams []string) []string {
+// applyViewsLocked recreates the logs view and the views of the given
+// streams in one transaction.
+func (e *Engine) applyViewsLocked(ctx context.Context, streams []string) error {
 	for _, s := range streams {
 		e.streams[s] = true
 	}
@@ -312,42 +348,75 @@ func (e *Engine) viewDDLLocked(streams []string) []string {
 	for _, ps := range e.files {
 		all = append(all, ps...)
 	}
-	out := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery("", all)}
+	for _, sf := range e.staged {
+		all = append(all, sf.segments...)
+	}
+	stmts := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery(all)}
 	for _, s := range streams {
 		if slices.Contains(reservedViews, s) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(s, e.files[s])))
+		paths := slices.Clone(e.files[s])
+		for _, sf := range e.staged {
+			if sf.stream == s {
+				paths = append(paths, sf.segments...)
+			}
+		}
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths)))
 	}
-	return out
+	tx, err := e.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("query: begin: %w", err)
+	}
+	defer tx.Rollback()
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("query: update views: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("query: update views: %w", err)
+	}
+	return nil
 }
 
-// viewQuery is the SELECT behind a view: the memory table's rows (of one
-// stream, if stream is set) and the given Parquet files.
-func viewQuery(stream string, paths []string) string {
+// viewColumns is the column list of every view, in order.
+var viewColumns = []string{
+	"stream", "timestamp", "observed_timestamp", "severity_number", "severity_text", "body",
+	"attributes", "resource", "service_name", "trace_id", "span_id", "flags",
+	"_partition", "_offset", "date", "hour",
+}
+
+// emptyView has the views' columns and no rows, for views with no files.
+const emptyView = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "timestamp",
+NULL::TIMESTAMPTZ AS "observed_timestamp", NULL::INTEGER AS "severity_number",
+NULL::VARCHAR AS "severity_text", NULL::VARCHAR AS "body",
+NULL::MAP(VARCHAR, VARCHAR) AS "attributes", NULL::MAP(VARCHAR, VARCHAR) AS "resource",
+NULL::VARCHAR AS "service_name", NULL::VARCHAR AS "trace_id", NULL::VARCHAR AS "span_id",
+NULL::UINTEGER AS "flags", NULL::INTEGER AS "_partition", NULL::BIGINT AS "_offset",
+NULL::DATE AS "date", NULL::INTEGER AS "hour" WHERE false`
+
+// viewQuery is the SELECT behind a view over the given Parquet files.
+func viewQuery(paths []string) string {
+	if len(paths) == 0 {
+		return emptyView
+	}
 	cols := make([]string, len(viewColumns))
 	for i, c := range viewColumns {
 		cols[i] = quoteIdent(c)
 	}
-	list := strings.Join(cols, ", ")
+	paths = slices.Clone(paths)
+	sort.Strings(paths)
 	var q strings.Builder
-	fmt.Fprintf(&q, "SELECT %s FROM %s", list, hotTable)
-	if stream != "" {
-		q.WriteString(" WHERE stream = " + quoteString(stream))
-	}
-	if len(paths) > 0 {
-		paths = slices.Clone(paths)
-		sort.Strings(paths)
-		q.WriteString(" UNION ALL BY NAME SELECT " + list + " FROM read_parquet([")
-		for i, p := range paths {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(quoteString(p))
+	q.WriteString("SELECT " + strings.Join(cols, ", ") + " FROM read_parquet([")
+	for i, p := range paths {
+		if i > 0 {
+			q.WriteString(", ")
 		}
-		q.WriteString("], hive_partitioning = true, union_by_name = true, " +
-			"hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+		q.WriteString(quoteString(p))
 	}
+	q.WriteString("], hive_partitioning = true, union_by_name = true, " +
+		"hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
 	return q.String()
 }
 
@@ -363,99 +432,35 @@ func (e *Engine) Streams() []string {
 	return out
 }
 
-// hotColumn is one column of the memory table.
-type hotColumn struct {
-	name    string
-	sqlType string
+// hiveDir is the partition's directory, relative to a lake or staging root.
+func hiveDir(p sink.Partition) string {
+	h := p.Hour.UTC()
+	return filepath.Join("tenant="+p.Tenant, "stream="+p.Stream, "date="+h.Format(time.DateOnly), fmt.Sprintf("hour=%02d", h.Hour()))
 }
 
-// hotColumns lists the memory table's columns: the partition columns that
-// the lake keeps in directory names, the staging file, and the log schema.
-func hotColumns() []hotColumn {
-	return []hotColumn{
-		{"tenant", "VARCHAR"}, {"stream", "VARCHAR"}, {"date", "DATE"}, {"hour", "INTEGER"}, {"_file", "VARCHAR"},
-		{"timestamp", "TIMESTAMPTZ"}, {"observed_timestamp", "TIMESTAMPTZ"},
-		{"severity_number", "INTEGER"}, {"severity_text", "VARCHAR"}, {"body", "VARCHAR"},
-		{"attributes", "MAP(VARCHAR, VARCHAR)"}, {"resource", "MAP(VARCHAR, VARCHAR)"},
-		{"service_name", "VARCHAR"}, {"trace_id", "VARCHAR"}, {"span_id", "VARCHAR"},
-		{"flags", "UINTEGER"}, {"_partition", "INTEGER"}, {"_offset", "BIGINT"},
+// writeSegment writes rec to a Parquet file at path, favouring speed: the
+// segment lives only until its sink file is published.
+func writeSegment(path string, rec arrow.RecordBatch, mem memory.Allocator) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
 	}
-}
-
-// hotSources returns, for each memory table column, a function giving the
-// value of row i of rec.
-func (e *Engine) hotSources(f sink.FileInfo, rec arrow.RecordBatch) ([]func(int) driver.Value, error) {
-	p := f.Partition
-	hour := p.Hour.UTC()
-	date := time.Date(hour.Year(), hour.Month(), hour.Day(), 0, 0, 0, 0, time.UTC)
-	constant := func(v driver.Value) func(int) driver.Value { return func(int) driver.Value { return v } }
-	out := make([]func(int) driver.Value, len(e.hotCols))
-	for j, c := range e.hotCols {
-		switch c.name {
-		case "tenant":
-			out[j] = constant(p.Tenant)
-		case "stream":
-			out[j] = constant(p.Stream)
-		case "date":
-			out[j] = constant(date)
-		case "hour":
-			out[j] = constant(int32(hour.Hour()))
-		case "_file":
-			out[j] = constant(f.ID)
-		default:
-			idx := rec.Schema().FieldIndices(c.name)
-			if len(idx) != 1 {
-				return nil, fmt.Errorf("query: staged batch has no column %q", c.name)
-			}
-			get, err := arrowGetter(rec.Column(idx[0]))
-			if err != nil {
-				return nil, fmt.Errorf("query: column %q: %w", c.name, err)
-			}
-			out[j] = get
-		}
+	props := parquet.NewWriterProperties(
+		parquet.WithAllocator(mem),
+		parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithDictionaryDefault(false),
+		parquet.WithStats(true),
+	)
+	w, err := pqarrow.NewFileWriter(rec.Schema(), f, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
+	if err != nil {
+		f.Close()
+		return err
 	}
-	return out, nil
-}
-
-// arrowGetter returns a function giving the value of row i of col as the
-// Go type the DuckDB appender wants.
-func arrowGetter(col arrow.Array) (func(int) driver.Value, error) {
-	nullable := func(f func(int) driver.Value) func(int) driver.Value {
-		return func(i int) driver.Value {
-			if col.IsNull(i) {
-				return nil
-			}
-			return f(i)
-		}
+	if err := w.Write(rec); err != nil {
+		w.Close()
+		return err
 	}
-	switch a := col.(type) {
-	case *array.Timestamp:
-		unit := a.DataType().(*arrow.TimestampType).Unit
-		return nullable(func(i int) driver.Value { return a.Value(i).ToTime(unit) }), nil
-	case *array.String:
-		return nullable(func(i int) driver.Value { return a.Value(i) }), nil
-	case *array.Int32:
-		return nullable(func(i int) driver.Value { return a.Value(i) }), nil
-	case *array.Int64:
-		return nullable(func(i int) driver.Value { return a.Value(i) }), nil
-	case *array.Uint32:
-		return nullable(func(i int) driver.Value { return a.Value(i) }), nil
-	case *array.Map:
-		keys, ok1 := a.Keys().(*array.String)
-		items, ok2 := a.Items().(*array.String)
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("unsupported map type %s", a.DataType())
-		}
-		return nullable(func(i int) driver.Value {
-			var m duckdb.OrderedMap
-			start, end := a.ValueOffsets(i)
-			for k := start; k < end; k++ {
-				m.Set(keys.Value(int(k)), items.Value(int(k)))
-			}
-			return m
-		}), nil
-	}
-	return nil, fmt.Errorf("unsupported type %s", col.DataType())
+	return w.Close() // closes f
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -91,6 +91,7 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 	case <-ctx.Done():
 		return Stats{}, e.ctxErr(ctx, ErrBusy)
 	}
+	defer e.enter()()
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
 		return Stats{}, e.classify(ctx, fmt.Errorf("connect: %w", err))

@@ -80,8 +80,8 @@ func TestSQLSandbox(t *testing.T) {
 	}
 	for _, sql := range []string{
 		"CREATE TABLE t (i INTEGER)",
-		"INSERT INTO weir_hot (body) VALUES ('x')",
-		"DELETE FROM weir_hot",
+		"INSERT INTO logs (body) VALUES ('x')",
+		"DELETE FROM logs",
 		"DROP VIEW logs",
 		"COPY (SELECT 1) TO '/tmp/weir-escape.csv'",
 		"COPY (SELECT 1) TO '" + s.data + "/inside.csv'",
