@@ -1,0 +1,509 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// Errors returned by Push. Callers match them with errors.Is; ingest maps
+// ErrFull to a resource-exhausted status and ErrClosed to unavailable.
+var (
+	// ErrFull means there was no room for the batch: it can never fit, or
+	// room did not free up before the push context was done.
+	ErrFull = errors.New("buffer full")
+	// ErrClosed means Shutdown has begun.
+	ErrClosed = errors.New("buffer closed")
+)
+
+// roomPoll is how often a Push waiting for room re-checks on its own. Wake-
+// ups normally come from consumers releasing room; the poll is a fallback.
+const roomPoll = 10 * time.Millisecond
+
+// Key names one partition of one stream of one tenant.
+type Key struct {
+	Tenant, Stream string
+	Partition      int32
+}
+
+// Consumer receives the batches of one partition of one stream. The buffer
+// calls its methods from a single goroutine, never concurrently, so a
+// Consumer needs no locks of its own.
+//
+// The ctx passed to every method is canceled only if a Shutdown context is
+// done before the buffer has drained; a Consumer that blocks (to retry, or
+// to push back on the buffer) must return when it is.
+type Consumer interface {
+	// Consume takes ownership of b. b.Partition and b.Offset are set;
+	// offsets of a partition are contiguous across batches. An error is
+	// counted and logged (throttled) and the batch is not offered again:
+	// retrying is the consumer's job.
+	Consume(ctx context.Context, b *record.Batch) error
+	// Tick is called about every Config.TickInterval whether batches are
+	// flowing or not; now is the current time. Errors are counted and
+	// logged like Consume's.
+	Tick(ctx context.Context, now time.Time) error
+	// Close is called once, during Shutdown, after every batch queued on
+	// the partition has been passed to Consume.
+	Close(ctx context.Context) error
+}
+
+// Deps are the buffer's dependencies.
+type Deps struct {
+	// NewConsumer returns the consumer of a partition. Required. It is
+	// called once per partition when a stream is first pushed to, from the
+	// pushing goroutine, and must not return nil.
+	NewConsumer func(Key) Consumer
+	// FirstOffset returns the offset of the next record of a partition, for
+	// resuming after a restart. It is called once per partition from that
+	// partition's goroutine before its first batch. Optional; nil means 0.
+	FirstOffset func(Key) int64
+	// Logger receives consumer errors, throttled. Optional; nil discards.
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of the buffer's state and counters.
+type Stats struct {
+	// QueuedRecords and QueuedBytes are reserved or queued and not yet
+	// taken by a consumer. They never exceed Config.MaxRecords and
+	// Config.MaxBytes.
+	QueuedRecords int64
+	QueuedBytes   int64
+	// Streams is the number of streams created so far.
+	Streams int
+
+	// Cumulative counters.
+	PushedBatches int64 // Push calls that returned nil
+	PushedRecords int64 // records in those batches
+	RejectedFull  int64 // Push calls that returned an ErrFull error
+	ConsumeErrors int64 // Consumer.Consume calls that returned an error
+	TickErrors    int64 // Consumer.Tick calls that returned an error
+	CloseErrors   int64 // Consumer.Close calls that returned an error
+}
+
+// Buffer holds batches between ingest and transform in bounded lock-free
+// rings: per stream, Config.Partitions rings, each drained by its own
+// goroutine into its own Consumer.
+//
+// Push may be called from any number of goroutines. Batches pushed by one
+// goroutine, one after the other, reach each partition's consumer in push
+// order; concurrent pushes are ordered arbitrarily.
+//
+// A stream lives until Shutdown and costs Config.Partitions goroutines and
+// rings of Config.RingSlots slots; the caller bounds the number of streams
+// (ingest accepts only valid tenant and stream names).
+type Buffer struct {
+	cfg         Config
+	newConsumer func(Key) Consumer
+	firstOffset func(Key) int64
+	log         *slog.Logger
+	ringCap     int64 // slots per ring after rounding
+
+	// hot holds what every Push and every dequeue touches, on one line of
+	// its own so a push moves one cache line, not several.
+	hot hotCounters
+
+	closing   atomic.Bool   // set once Shutdown begins; read by every Push
+	closingCh chan struct{} // closed when Shutdown begins
+	idle      chan struct{} // cap 1; signalled when active drops to 0 after closing
+
+	room waitList // Pushes waiting for room
+
+	streams  sync.Map   // streamKey -> *stream; read lock-free on the hot path
+	createMu sync.Mutex // serialises stream creation
+	nstreams atomic.Int64
+
+	runCtx    context.Context // passed to consumers
+	cancelRun context.CancelFunc
+	stopCh    chan struct{} // closed when consumers are to drain and exit
+	live      atomic.Int64  // running consumer goroutines, +1 until stopCh is closed
+	allDone   chan struct{} // closed when live reaches 0
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	stopOnce  sync.Once
+
+	rejectedFull  atomic.Int64
+	consumeErrors atomic.Int64
+	tickErrors    atomic.Int64
+	closeErrors   atomic.Int64
+}
+
+type hotCounters struct {
+	_             [cacheLine]byte
+	records       atomic.Int64 // reserved + queued
+	bytes         atomic.Int64 // reserved + queued
+	active        atomic.Int64 // Push calls in progress
+	pushedBatches atomic.Int64
+	pushedRecords atomic.Int64
+	_             [cacheLine - 5*8]byte
+}
+
+type streamKey struct{ tenant, stream string }
+
+type stream struct {
+	parts []*partition
+}
+
+// New returns a buffer with no streams; streams and their goroutines are
+// created by Push. Call Shutdown to drain and stop it.
+func New(cfg Config, deps Deps) (*Buffer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.NewConsumer == nil {
+		return nil, errors.New("buffer: Deps.NewConsumer is required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Buffer{
+		cfg:         cfg,
+		newConsumer: deps.NewConsumer,
+		firstOffset: deps.FirstOffset,
+		log:         log,
+		ringCap:     int64(ringCap(cfg.RingSlots)),
+		closingCh:   make(chan struct{}),
+		idle:        make(chan struct{}, 1),
+		room:        waitList{ch: make(chan struct{})},
+		runCtx:      ctx,
+		cancelRun:   cancel,
+		stopCh:      make(chan struct{}),
+		allDone:     make(chan struct{}),
+	}
+	b.live.Store(1)
+	return b, nil
+}
+
+// Push queues batch on its stream, creating the stream on first use.
+//
+// If Push returns nil it has taken ownership of batch; otherwise batch is
+// untouched and still the caller's. A push is all-or-nothing: with several
+// partitions the batch is split by service name, and either every part is
+// queued or none is.
+//
+// When there is no room, Push waits for it until ctx is done and then
+// returns an error wrapping ErrFull (and ctx's error); ctx bounds only this
+// wait, so a push that fits succeeds even with ctx done. A batch with more
+// records or bytes than the whole buffer holds is rejected at once with an
+// error wrapping ErrFull. Once Shutdown has begun, Push returns ErrClosed,
+// also to pushes already waiting for room. An empty batch is an error
+// wrapping record.ErrEmptyBatch.
+func (b *Buffer) Push(ctx context.Context, batch *record.Batch) error {
+	if batch == nil || len(batch.Records) == 0 {
+		return fmt.Errorf("buffer: push: %w", record.ErrEmptyBatch)
+	}
+	if batch.Bytes < 0 {
+		return fmt.Errorf("buffer: push: batch has negative Bytes %d", batch.Bytes)
+	}
+	// Announce the push before checking closing; Shutdown sets closing
+	// before reading active, so one of the two sees the other.
+	b.hot.active.Add(1)
+	defer b.leave()
+	if b.closing.Load() {
+		return ErrClosed
+	}
+
+	var subsBuf [8]sub
+	var destBuf [64]int32
+	subs, dest := plan(batch, b.cfg.Partitions, subsBuf[:0], destBuf[:0])
+	nrec := int64(len(batch.Records))
+	var nbytes int64
+	for _, s := range subs {
+		nbytes += int64(s.bytes)
+	}
+	if nrec > int64(b.cfg.MaxRecords) || nbytes > b.cfg.MaxBytes {
+		b.rejectedFull.Add(1)
+		return fmt.Errorf("%w: batch of %d records and %d bytes can never fit in a buffer of %d records and %d bytes",
+			ErrFull, nrec, nbytes, b.cfg.MaxRecords, b.cfg.MaxBytes)
+	}
+
+	s, err := b.stream(batch.Tenant, batch.Stream)
+	if err != nil {
+		return err
+	}
+	if !b.tryReserve(s, subs, nrec, nbytes) {
+		if err := b.waitReserve(ctx, s, subs, nrec, nbytes); err != nil {
+			return err
+		}
+	}
+	// Everything is reserved: from here the push cannot fail, and the
+	// batch is ours to take apart.
+	arrange(batch, subs, dest)
+	for _, sb := range subs {
+		p := s.parts[sb.part]
+		if !p.ring.TryPush(sb.batch) {
+			panic("buffer: ring full despite a reserved slot")
+		}
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	}
+	b.hot.pushedBatches.Add(1)
+	b.hot.pushedRecords.Add(nrec)
+	return nil
+}
+
+// leave ends a Push. The last Push to leave after Shutdown has begun wakes
+// Shutdown.
+func (b *Buffer) leave() {
+	if b.hot.active.Add(-1) == 0 && b.closing.Load() {
+		select {
+		case b.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// tryReserve reserves the records and bytes of a push and one slot on the
+// ring of every sub-batch, all or none.
+//
+// It looks before it reserves, so that a push that plainly does not fit
+// takes nothing. The look-first matters: reserve wakes waiters when it
+// gives back, and without it a waiter's own give-back would wake it, and
+// two waiters would wake each other, in a loop.
+func (b *Buffer) tryReserve(s *stream, subs []sub, nrec, nbytes int64) bool {
+	if b.hot.records.Load()+nrec > int64(b.cfg.MaxRecords) || b.hot.bytes.Load()+nbytes > b.cfg.MaxBytes {
+		return false
+	}
+	for _, sb := range subs {
+		if s.parts[sb.part].slots.Load() >= b.ringCap {
+			return false
+		}
+	}
+	return b.reserve(s, subs, nrec, nbytes)
+}
+
+// reserve takes the room in one fixed order (records, bytes, slots by
+// partition). On losing a race for the last of some room, it gives back
+// what it took and wakes waiters, since its share may have made them fail.
+func (b *Buffer) reserve(s *stream, subs []sub, nrec, nbytes int64) bool {
+	if !casAddMax(&b.hot.records, nrec, int64(b.cfg.MaxRecords)) {
+		return false
+	}
+	if !casAddMax(&b.hot.bytes, nbytes, b.cfg.MaxBytes) {
+		b.hot.records.Add(-nrec)
+		b.room.broadcast()
+		return false
+	}
+	for i, sb := range subs {
+		if !casAddMax(&s.parts[sb.part].slots, 1, b.ringCap) {
+			for _, u := range subs[:i] {
+				s.parts[u.part].slots.Add(-1)
+			}
+			b.hot.records.Add(-nrec)
+			b.hot.bytes.Add(-nbytes)
+			b.room.broadcast()
+			return false
+		}
+	}
+	return true
+}
+
+// waitReserve retries tryReserve whenever room is released, until it
+// succeeds, ctx is done or Shutdown begins.
+func (b *Buffer) waitReserve(ctx context.Context, s *stream, subs []sub, nrec, nbytes int64) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		wake := b.room.arm()
+		if b.tryReserve(s, subs, nrec, nbytes) {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(roomPoll)
+		} else {
+			timer.Reset(roomPoll)
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-b.closingCh:
+			return ErrClosed
+		case <-ctx.Done():
+			b.rejectedFull.Add(1)
+			return fmt.Errorf("%w: no room for %d records and %d bytes before the push context was done: %w",
+				ErrFull, nrec, nbytes, context.Cause(ctx))
+		}
+	}
+}
+
+// release returns the room of a dequeued batch and wakes waiting Pushes.
+func (b *Buffer) release(p *partition, nrec, nbytes int64) {
+	b.hot.records.Add(-nrec)
+	b.hot.bytes.Add(-nbytes)
+	p.slots.Add(-1)
+	b.room.broadcast()
+}
+
+// casAddMax adds n to c unless that would take it past limit.
+func casAddMax(c *atomic.Int64, n, limit int64) bool {
+	for {
+		cur := c.Load()
+		if cur+n > limit {
+			return false
+		}
+		if c.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// stream returns the stream, creating it and starting its consumers on
+// first use. Lookups of existing streams take no lock.
+func (b *Buffer) stream(tenant, name string) (*stream, error) {
+	k := streamKey{tenant, name}
+	if v, ok := b.streams.Load(k); ok {
+		return v.(*stream), nil
+	}
+	return b.createStream(k)
+}
+
+func (b *Buffer) createStream(k streamKey) (*stream, error) {
+	b.createMu.Lock()
+	defer b.createMu.Unlock()
+	if v, ok := b.streams.Load(k); ok {
+		return v.(*stream), nil
+	}
+	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
+	for i := range s.parts {
+		key := Key{Tenant: k.tenant, Stream: k.stream, Partition: int32(i)}
+		c := b.newConsumer(key)
+		if c == nil {
+			for _, p := range s.parts[:i] {
+				if err := p.cons.Close(b.runCtx); err != nil {
+					b.closeErrors.Add(1)
+				}
+			}
+			return nil, fmt.Errorf("buffer: NewConsumer returned nil for %s/%s partition %d", k.tenant, k.stream, i)
+		}
+		s.parts[i] = newPartition(key, c, b.cfg.RingSlots)
+	}
+	// Start the goroutines only once every consumer exists. Shutdown waits
+	// for this Push to leave before it stops consumers, so these Adds
+	// happen before it waits.
+	for _, p := range s.parts {
+		b.live.Add(1)
+		b.wg.Add(1)
+		go b.run(p)
+	}
+	b.streams.Store(k, s)
+	b.nstreams.Add(1)
+	return s, nil
+}
+
+// Shutdown stops the buffer: new Pushes, and Pushes waiting for room, fail
+// with ErrClosed; Pushes that already reserved room finish queueing; then
+// every partition's consumer is given every queued batch, its Close is
+// called, and its goroutine exits.
+//
+// If ctx is done first, Shutdown cancels the context the consumers were
+// given and returns an error wrapping ctx's error; the goroutines then exit
+// as soon as their consumers return, and a later Shutdown call waits for
+// them. Shutdown is safe to call more than once, concurrently, and on a
+// buffer that was never pushed to; once the buffer is stopped it returns
+// nil.
+func (b *Buffer) Shutdown(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		b.closing.Store(true)
+		close(b.closingCh)
+	})
+	for b.hot.active.Load() != 0 {
+		select {
+		case <-b.idle:
+		case <-ctx.Done():
+			return b.abandon(ctx)
+		}
+	}
+	// Pass the wake-up on to any concurrent Shutdown.
+	select {
+	case b.idle <- struct{}{}:
+	default:
+	}
+	// No Push is in flight and none can start: the rings hold all there
+	// will ever be.
+	b.stopOnce.Do(func() {
+		close(b.stopCh)
+		b.exited()
+	})
+	select {
+	case <-b.allDone:
+	case <-ctx.Done():
+		return b.abandon(ctx)
+	}
+	b.wg.Wait()
+	b.cancelRun()
+	return nil
+}
+
+func (b *Buffer) abandon(ctx context.Context) error {
+	b.cancelRun()
+	return fmt.Errorf("buffer: shutdown: drain not finished: %w", ctx.Err())
+}
+
+// exited counts down live and closes allDone at zero.
+func (b *Buffer) exited() {
+	if b.live.Add(-1) == 0 {
+		close(b.allDone)
+	}
+}
+
+// Stats returns a snapshot of the buffer's state and counters. It is safe
+// to call concurrently with everything else.
+func (b *Buffer) Stats() Stats {
+	return Stats{
+		QueuedRecords: b.hot.records.Load(),
+		QueuedBytes:   b.hot.bytes.Load(),
+		Streams:       int(b.nstreams.Load()),
+		PushedBatches: b.hot.pushedBatches.Load(),
+		PushedRecords: b.hot.pushedRecords.Load(),
+		RejectedFull:  b.rejectedFull.Load(),
+		ConsumeErrors: b.consumeErrors.Load(),
+		TickErrors:    b.tickErrors.Load(),
+		CloseErrors:   b.closeErrors.Load(),
+	}
+}
+
+// waitList wakes Pushes waiting for room. A waiter arms it, re-checks for
+// room, and then waits on the channel arm returned; broadcast closes that
+// channel if anyone armed since the last broadcast. Because a waiter arms
+// before it re-checks and a releaser frees room before it broadcasts, a
+// release is never missed: either the waiter's check sees the room, or the
+// broadcast sees the arm.
+type waitList struct {
+	_     [cacheLine]byte
+	armed atomic.Bool // read on every release; written only by waiters
+	_     [cacheLine - 1]byte
+	mu    sync.Mutex
+	ch    chan struct{}
+}
+
+func (w *waitList) arm() <-chan struct{} {
+	w.mu.Lock()
+	ch := w.ch
+	w.armed.Store(true)
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waitList) broadcast() {
+	if !w.armed.Load() || !w.armed.Swap(false) {
+		return
+	}
+	w.mu.Lock()
+	close(w.ch)
+	w.ch = make(chan struct{})
+	w.mu.Unlock()
+}

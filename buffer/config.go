@@ -1,0 +1,69 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits on Config fields beyond which a setting is surely a mistake.
+const (
+	maxPartitions = 1 << 12
+	maxRingSlots  = 1 << 20
+)
+
+// Config is what a user sets for the buffer. Start from DefaultConfig; the
+// zero Config is not valid.
+type Config struct {
+	// Partitions is the number of rings, each with its own consumer, per
+	// stream. Records are spread over them by a stable hash of their
+	// service name, so one service's records stay in order on one partition.
+	Partitions int
+	// RingSlots is the number of batch slots per ring, rounded up to a power
+	// of two (at least 2).
+	RingSlots int
+	// MaxRecords bounds the records queued across all rings of all streams.
+	MaxRecords int
+	// MaxBytes bounds the sum of record.Batch.Bytes queued across all rings
+	// of all streams.
+	MaxBytes int64
+	// TickInterval is how often each consumer's Tick is called.
+	TickInterval time.Duration
+}
+
+// DefaultConfig returns the default configuration: one partition per
+// stream, 1024 slots per ring, at most 1,000,000 records and 256 MiB queued,
+// and a tick every 100ms.
+func DefaultConfig() Config {
+	return Config{
+		Partitions:   1,
+		RingSlots:    1024,
+		MaxRecords:   1_000_000,
+		MaxBytes:     256 << 20,
+		TickInterval: 100 * time.Millisecond,
+	}
+}
+
+// Validate reports every field that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Partitions < 1 || c.Partitions > maxPartitions {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1 to %d", c.Partitions, maxPartitions))
+	}
+	if c.RingSlots < 1 || c.RingSlots > maxRingSlots {
+		errs = append(errs, fmt.Errorf("ring slots %d: want 1 to %d", c.RingSlots, maxRingSlots))
+	}
+	if c.MaxRecords < 1 {
+		errs = append(errs, fmt.Errorf("max records %d: want at least 1", c.MaxRecords))
+	}
+	if c.MaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("max bytes %d: want at least 1", c.MaxBytes))
+	}
+	if c.TickInterval <= 0 {
+		errs = append(errs, fmt.Errorf("tick interval %s: want more than 0", c.TickInterval))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("buffer config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package buffer
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// errLogEvery throttles the logging of consumer errors per partition: at
+// most one line per kind per interval, carrying the count of the errors
+// not logged since the last line.
+const errLogEvery = 10 * time.Second
+
+// partition is one ring of a stream and the consumer that drains it.
+type partition struct {
+	key    Key
+	cons   Consumer
+	ring   *Ring[*record.Batch]
+	signal chan struct{} // cap 1; producers send without blocking after a push
+
+	_ [cacheLine]byte
+	// slots counts reserved plus queued slots; it never exceeds ring.Cap(),
+	// so a push that reserved a slot always finds one.
+	slots atomic.Int64
+	_     [cacheLine - 8]byte
+}
+
+func newPartition(key Key, c Consumer, slots int) *partition {
+	return &partition{
+		key:    key,
+		cons:   c,
+		ring:   NewRing[*record.Batch](slots),
+		signal: make(chan struct{}, 1),
+	}
+}
+
+// worker is the state of a partition's goroutine.
+type worker struct {
+	b        *Buffer
+	p        *partition
+	ctx      context.Context
+	next     int64 // offset of the next record
+	ticker   *time.Ticker
+	consumeT throttle
+	tickT    throttle
+}
+
+// run is the goroutine of partition p. It delivers batches in ring order
+// and ticks every TickInterval; after stopCh is closed it empties the ring,
+// closes the consumer and exits.
+func (b *Buffer) run(p *partition) {
+	defer b.wg.Done()
+	defer b.exited()
+
+	w := &worker{b: b, p: p, ctx: b.runCtx}
+	if b.firstOffset != nil {
+		w.next = b.firstOffset(p.key)
+	}
+	w.ticker = time.NewTicker(b.cfg.TickInterval)
+	defer w.ticker.Stop()
+
+	for {
+		if w.drain() {
+			continue // a tick interrupted the drain
+		}
+		select {
+		case <-p.signal:
+		case now := <-w.ticker.C:
+			w.tick(now)
+		case <-b.stopCh:
+			// Every push has finished: what is in the ring is all there is.
+			for w.drain() {
+			}
+			if err := p.cons.Close(w.ctx); err != nil {
+				b.closeErrors.Add(1)
+				b.log.Warn("buffer: consumer close failed", keyAttrs(p.key, err)...)
+			}
+			return
+		}
+	}
+}
+
+// drain delivers batches until the ring is empty and reports false, or
+// until a tick is due, which it runs and reports true.
+func (w *worker) drain() bool {
+	for {
+		batch, ok := w.p.ring.TryPop()
+		if !ok {
+			return false
+		}
+		w.deliver(batch)
+		select {
+		case now := <-w.ticker.C:
+			w.tick(now)
+			return true
+		default:
+		}
+	}
+}
+
+func (w *worker) deliver(batch *record.Batch) {
+	n := int64(len(batch.Records))
+	batch.Partition = w.p.key.Partition
+	batch.Offset = w.next
+	w.next += n
+	w.b.release(w.p, n, int64(batch.Bytes))
+	if err := w.p.cons.Consume(w.ctx, batch); err != nil {
+		w.b.consumeErrors.Add(1)
+		w.consumeT.log(w.b.log, "buffer: consume failed", w.p.key, err)
+	}
+}
+
+func (w *worker) tick(now time.Time) {
+	if err := w.p.cons.Tick(w.ctx, now); err != nil {
+		w.b.tickErrors.Add(1)
+		w.tickT.log(w.b.log, "buffer: tick failed", w.p.key, err)
+	}
+}
+
+// throttle limits a kind of log line to one per errLogEvery.
+type throttle struct {
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) log(l *slog.Logger, msg string, key Key, err error) {
+	now := time.Now()
+	if !t.last.IsZero() && now.Sub(t.last) < errLogEvery {
+		t.suppressed++
+		return
+	}
+	l.Warn(msg, append(keyAttrs(key, err), "suppressed", t.suppressed)...)
+	t.last, t.suppressed = now, 0
+}
+
+func keyAttrs(k Key, err error) []any {
+	return []any{"tenant", k.Tenant, "stream", k.Stream, "partition", k.Partition, "err", err}
+}

@@ -1,0 +1,125 @@
+package buffer
+
+import "github.com/weirlabs/weir/internal/record"
+
+// sub is the part of a pushed batch bound for one partition.
+type sub struct {
+	part  int32
+	start int // first record of the part in the arranged batch
+	count int // records
+	bytes int // accounted bytes
+	batch *record.Batch
+}
+
+// partitionOf maps a partition key to one of n partitions with 32-bit
+// FNV-1a (the function of hash/fnv.New32a, inlined to avoid allocating). It
+// must never change: partitions, and so offsets, must agree across restarts.
+func partitionOf(key string, n int) int32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int32(h % uint32(n))
+}
+
+// plan works out how batch b spreads over n partitions, keyed by
+// Record.ServiceName, without changing b: it appends one sub per partition
+// that gets records, in partition order, to dst. When b goes whole to one
+// partition (always when n is 1), the only sub is b itself and dest is nil.
+// Otherwise dest[i] is where record i goes once arranged, and the subs
+// have no batch yet (see arrange). scratch, if long enough, backs dest.
+func plan(b *record.Batch, n int, dst []sub, scratch []int32) (subs []sub, dest []int32) {
+	recs := b.Records
+	if n == 1 {
+		return append(dst, sub{part: 0, count: len(recs), bytes: b.Bytes, batch: b}), nil
+	}
+	// Fast path: a batch usually comes from one resource, so one service.
+	name := recs[0].ServiceName()
+	first := partitionOf(name, n)
+	mixed := false
+	for i := 1; i < len(recs); i++ {
+		if nm := recs[i].ServiceName(); nm != name {
+			name = nm
+			if partitionOf(nm, n) != first {
+				mixed = true
+				break
+			}
+		}
+	}
+	if !mixed {
+		return append(dst, sub{part: first, count: len(recs), bytes: b.Bytes, batch: b}), nil
+	}
+
+	// Counting sort, stable within a partition. The per-partition tallies
+	// live on the stack for up to 16 partitions.
+	if cap(scratch) >= len(recs) {
+		dest = scratch[:len(recs)]
+	} else {
+		dest = make([]int32, len(recs))
+	}
+	type tally struct{ count, bytes, next int }
+	var tallyBuf [16]tally
+	tallies := tallyBuf[:0]
+	if n > len(tallyBuf) {
+		tallies = make([]tally, 0, n)
+	}
+	tallies = tallies[:n]
+	name, p := "", int32(-1)
+	for i := range recs {
+		if nm := recs[i].ServiceName(); p < 0 || nm != name {
+			name, p = nm, partitionOf(nm, n)
+		}
+		dest[i] = p
+		tallies[p].count++
+		tallies[p].bytes += recs[i].Size()
+	}
+	start := 0
+	for i := range tallies {
+		t := &tallies[i]
+		if t.count == 0 {
+			continue
+		}
+		dst = append(dst, sub{part: int32(i), start: start, count: t.count, bytes: t.bytes})
+		t.next = start
+		start += t.count
+	}
+	for i, p := range dest {
+		dest[i] = int32(tallies[p].next)
+		tallies[p].next++
+	}
+	return dst, dest
+}
+
+// arrange makes the sub-batches that plan described. It is called only once
+// the push can no longer fail, because it takes b apart: the records are
+// reordered in place so that each sub-batch is a slice of b's own array
+// (no copy of the array), b itself becomes the first sub-batch, and the
+// rest share one allocation of headers.
+func arrange(b *record.Batch, subs []sub, dest []int32) {
+	if dest == nil {
+		return // subs[0].batch is b
+	}
+	recs := b.Records
+	// Apply the permutation one cycle at a time: each swap puts one record
+	// in its final place.
+	for i := range dest {
+		for int(dest[i]) != i {
+			j := dest[i]
+			recs[i], recs[j] = recs[j], recs[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
+	rest := make([]record.Batch, len(subs)-1)
+	for i := range subs {
+		s := &subs[i]
+		sb := b
+		if i > 0 {
+			sb = &rest[i-1]
+			sb.Tenant, sb.Stream = b.Tenant, b.Stream
+		}
+		sb.Records = recs[s.start : s.start+s.count : s.start+s.count]
+		sb.Bytes = s.bytes
+		s.batch = sb
+	}
+}
