@@ -20,6 +20,9 @@ var (
 	ErrFull = errors.New("buffer full")
 	// ErrClosed means Shutdown has begun.
 	ErrClosed = errors.New("buffer closed")
+	// ErrTooManyStreams means the batch names a new stream and
+	// Config.MaxStreams streams exist already.
+	ErrTooManyStreams = errors.New("too many streams")
 )
 
 // roomPoll is how often a Push waiting for room re-checks on its own. Wake-
@@ -376,6 +379,9 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 	defer b.createMu.Unlock()
 	if v, ok := b.streams.Load(k); ok {
 		return v.(*stream), nil
+	}
+	if n := b.nstreams.Load(); n >= int64(b.cfg.MaxStreams) {
+		return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, n, k.stream, k.tenant)
 	}
 	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
 	for i := range s.parts {

@@ -815,3 +815,23 @@ func TestConsumerErrorsCountedAndThrottled(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxStreams(t *testing.T) {
+	h := newHarness()
+	cfg := DefaultConfig()
+	cfg.MaxStreams = 2
+	b, err := New(cfg, h.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	for _, s := range []string{"a", "b", "a"} {
+		if err := b.Push(context.Background(), batchOf(s, recsOf("svc", 0, 1)...)); err != nil {
+			t.Fatalf("push to %s: %v", s, err)
+		}
+	}
+	err = b.Push(context.Background(), batchOf("c", recsOf("svc", 0, 1)...))
+	if !errors.Is(err, ErrTooManyStreams) {
+		t.Fatalf("third stream: %v, want ErrTooManyStreams", err)
+	}
+}

@@ -29,11 +29,15 @@ type Config struct {
 	MaxBytes int64
 	// TickInterval is how often each consumer's Tick is called.
 	TickInterval time.Duration
+	// MaxStreams bounds the streams, over all tenants. Each stream holds
+	// Partitions rings and consumer goroutines until Shutdown; a Push that
+	// would create one more fails with ErrTooManyStreams.
+	MaxStreams int
 }
 
 // DefaultConfig returns the default configuration: one partition per
 // stream, 1024 slots per ring, at most 1,000,000 records and 256 MiB queued,
-// and a tick every 100ms.
+// a tick every 100ms and at most 1024 streams.
 func DefaultConfig() Config {
 	return Config{
 		Partitions:   1,
@@ -41,6 +45,7 @@ func DefaultConfig() Config {
 		MaxRecords:   1_000_000,
 		MaxBytes:     256 << 20,
 		TickInterval: 100 * time.Millisecond,
+		MaxStreams:   1024,
 	}
 }
 
@@ -58,6 +63,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("max bytes %d: want at least 1", c.MaxBytes))
+	}
+	if c.MaxStreams < 1 {
+		errs = append(errs, fmt.Errorf("max streams %d: want at least 1", c.MaxStreams))
 	}
 	if c.TickInterval <= 0 {
 		errs = append(errs, fmt.Errorf("tick interval %s: want more than 0", c.TickInterval))

@@ -194,6 +194,8 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 			cerr := connect.NewError(connect.CodeResourceExhausted, err)
 			cerr.Meta().Set("Retry-After", "1")
 			return 0, cerr
+		case errors.Is(err, buffer.ErrTooManyStreams):
+			return 0, connect.NewError(connect.CodeResourceExhausted, err)
 		case errors.Is(err, buffer.ErrClosed):
 			return 0, connect.NewError(connect.CodeUnavailable, err)
 		case ctx.Err() != nil:

@@ -38,6 +38,7 @@ type config struct {
 		MaxRecords   int           `yaml:"max_records"`
 		MaxBytes     int64         `yaml:"max_bytes"`
 		TickInterval time.Duration `yaml:"tick_interval"`
+		MaxStreams   int           `yaml:"max_streams"`
 	} `yaml:"buffer"`
 
 	Transform struct {
@@ -79,8 +80,8 @@ func defaultConfig() config {
 		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout
 
 	bc := buffer.DefaultConfig()
-	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval =
-		bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval
+	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
+		bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams
 
 	tc := transform.DefaultConfig()
 	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge = tc.MaxRows, tc.MaxBytes, tc.MaxAge
@@ -119,8 +120,8 @@ func (c *config) ingest() ingest.Config {
 
 func (c *config) buffer() buffer.Config {
 	bc := buffer.DefaultConfig()
-	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval =
-		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval
+	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams =
+		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams
 	return bc
 }
 
