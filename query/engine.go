@@ -293,13 +293,39 @@ func (e *Engine) Published(f sink.FileInfo) error {
 		return err
 	}
 	if sf != nil {
-		e.gen++
-		for _, s := range sf.segments {
-			e.retired = append(e.retired, retiredSegment{path: s, gen: e.gen})
-		}
+		e.retireLocked(sf)
+	}
+	return nil
+}
+
+// Abandoned forgets the staged rows of f, which will never be published.
+// It implements sink.Observer.
+func (e *Engine) Abandoned(f sink.FileInfo) {
+	if f.Partition.Tenant != record.DefaultTenant {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sf := e.staged[f.ID]
+	if sf == nil || e.conn == nil {
+		return
+	}
+	delete(e.staged, f.ID)
+	if err := e.applyViewsLocked(context.Background(), []string{f.Partition.Stream}); err != nil {
+		e.log.Error("drop staged rows of an abandoned file", "file", f.ID, "err", err)
+		return
+	}
+	e.retireLocked(sf)
+}
+
+// retireLocked schedules the segments of sf for deletion once no running
+// query can see them. The views must no longer list them.
+func (e *Engine) retireLocked(sf *stagedFile) {
+	e.gen++
+	for _, s := range sf.segments {
+		e.retired = append(e.retired, retiredSegment{path: s, gen: e.gen})
 	}
 	e.sweepLocked()
-	return nil
 }
 
 // enter registers a running query; the returned func unregisters it.

@@ -1,0 +1,130 @@
+package sink
+
+import (
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Encoding choices. The lake is schema-agnostic, so encodings follow from
+// the Parquet physical type and from the first batch of each file:
+//
+//   - INT64 leaves (timestamps, offsets): DELTA_BINARY_PACKED, no
+//     dictionary. Log timestamps and offsets rise almost monotonically, so
+//     deltas are tiny; a dictionary of unique values would only be built
+//     to be thrown away.
+//   - BYTE_ARRAY leaves: dictionary, unless at least cardinalitySample
+//     non-null values of the file's first batch are more than half
+//     distinct (bodies, trace ids): then PLAIN. Dictionary-encoding such a
+//     column costs a hash probe per value for nothing. A column that turns
+//     out high-cardinality later still falls back to PLAIN when its
+//     dictionary passes the 1 MiB dictionary page limit.
+//   - everything else: dictionary.
+//
+// All columns: zstd at Config.ZstdLevel, min/max statistics, the Arrow
+// schema stored in the footer (ARROW:schema) so types such as the
+// timestamp's time zone round-trip.
+const (
+	cardinalitySample = 256  // fewest non-null values to judge a column by
+	cardinalityProbe  = 4096 // most values looked at per column
+)
+
+// writerProps returns the writer properties for a file of schema sc whose
+// first batch is first.
+func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow.RecordBatch) (*parquet.WriterProperties, error) {
+	opts := []parquet.WriterProperty{
+		parquet.WithAllocator(mem),
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithCompressionLevel(cfg.ZstdLevel),
+		parquet.WithDictionaryDefault(true),
+		parquet.WithStats(true),
+		parquet.WithMaxRowGroupLength(cfg.RowGroupRows),
+		parquet.WithDataPageSize(cfg.dataPageBytes()),
+	}
+	pqs, err := pqarrow.ToParquet(sc, parquet.NewWriterProperties(), pqarrow.DefaultWriterProps())
+	if err != nil {
+		return nil, fmt.Errorf("map Arrow schema to Parquet: %w", err)
+	}
+	var leaves []arrow.Array
+	if first != nil {
+		for _, c := range first.Columns() {
+			leaves = leafArrays(c, leaves)
+		}
+		if len(leaves) != pqs.NumColumns() {
+			leaves = nil // a type this walk does not know; judge by type only
+		}
+	}
+	for i := range pqs.NumColumns() {
+		col := pqs.Column(i)
+		path := col.Path()
+		switch col.PhysicalType() {
+		case parquet.Types.Int64:
+			opts = append(opts,
+				parquet.WithDictionaryFor(path, false),
+				parquet.WithEncodingFor(path, parquet.Encodings.DeltaBinaryPacked))
+		case parquet.Types.ByteArray:
+			if leaves != nil && highCardinality(leaves[i]) {
+				opts = append(opts, parquet.WithDictionaryFor(path, false))
+			}
+		}
+	}
+	return parquet.NewWriterProperties(opts...), nil
+}
+
+// arrowWriterProps stores the Arrow schema in the footer.
+func arrowWriterProps(mem memory.Allocator) pqarrow.ArrowWriterProperties {
+	return pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem))
+}
+
+// leafArrays appends the leaf arrays of arr in the order pqarrow maps them
+// to Parquet leaf columns (depth first).
+func leafArrays(arr arrow.Array, out []arrow.Array) []arrow.Array {
+	switch a := arr.(type) {
+	case *array.Map:
+		return leafArrays(a.Items(), leafArrays(a.Keys(), out))
+	case array.ListLike:
+		return leafArrays(a.ListValues(), out)
+	case *array.Struct:
+		for i := range a.NumField() {
+			out = leafArrays(a.Field(i), out)
+		}
+		return out
+	default:
+		return append(out, arr)
+	}
+}
+
+// highCardinality reports whether more than half of the first non-null
+// values of a string or binary array are distinct, judged on at least
+// cardinalitySample of them.
+func highCardinality(arr arrow.Array) bool {
+	var value func(int) string
+	switch a := arr.(type) {
+	case *array.String:
+		value = a.Value
+	case *array.LargeString:
+		value = a.Value
+	case *array.Binary:
+		value = a.ValueString
+	case *array.LargeBinary:
+		value = a.ValueString
+	default:
+		return false
+	}
+	n := min(arr.Len(), cardinalityProbe)
+	seen := make(map[string]struct{}, n)
+	nonNull := 0
+	for i := range n {
+		if arr.IsNull(i) {
+			continue
+		}
+		nonNull++
+		seen[value(i)] = struct{}{}
+	}
+	return nonNull >= cardinalitySample && 2*len(seen) > nonNull
+}

@@ -1,0 +1,23 @@
+package sink
+
+import (
+	"log/slog"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// NewWithAllocator is New with the allocator the Parquet writers use, so
+// that tests can check them with memory.NewCheckedAllocator.
+func NewWithAllocator(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (*Lake, error) {
+	return newLake(cfg, obs, log, mem)
+}
+
+// WriterProps returns the properties the Lake would write a file with,
+// for the encoding benchmarks.
+func WriterProps(cfg Config, first arrow.RecordBatch) (*parquet.WriterProperties, pqarrow.ArrowWriterProperties, error) {
+	props, err := writerProps(cfg, memory.DefaultAllocator, first.Schema(), first)
+	return props, arrowWriterProps(memory.DefaultAllocator), err
+}

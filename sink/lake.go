@@ -1,0 +1,652 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Partition identifies the file a batch belongs in.
+type Partition struct {
+	Tenant string
+	Stream string
+	Part   int32     // stream partition (buffer ring); each file holds one
+	Hour   time.Time // UTC, truncated to the hour, of the records' timestamps
+}
+
+// FileInfo describes one Parquet file.
+type FileInfo struct {
+	// ID is unique and sorts by creation: the UTC creation time to the
+	// nanosecond and 8 random hex digits, 20260102T030405.123456789Z-1a2b3c4d.
+	// It is the file's base name without ".parquet".
+	ID        string
+	Partition Partition
+	Path      string // absolute path of the published file
+	Rows      int64
+	Bytes     int64 // size on disk once published; 0 in Observer.Staged
+	// MinOffset and MaxOffset are the range of the _offset column (an
+	// int64 column of that name), or -1 when the schema has none.
+	MinOffset, MaxOffset int64
+}
+
+// Observer learns about rows as they are staged into a file and when the
+// file is published. Its methods are called from the goroutine that
+// writes or publishes the file (a Write caller, the age publisher, Flush or
+// Shutdown), at most one call per file at a time; calls for different
+// files may run concurrently. They should return quickly: the file's
+// partition waits for them. They may call Files and LastOffset but not
+// Write, Flush or Shutdown (the file's lock is held: that would deadlock).
+type Observer interface {
+	// Staged is called after the rows of rec were handed to the file's
+	// Parquet writer, once per Write. rec is borrowed for the call only.
+	// f.Path is where the file WILL be published; f.Rows and the offsets
+	// include rec. An error is logged (throttled) and changes nothing: the
+	// rows are in the file and will be published, so Write still returns
+	// nil (the caller must not send them again).
+	Staged(f FileInfo, rec arrow.RecordBatch) error
+	// Published is called once per file, after it is durably in place
+	// (data fsync, rename, directory fsync) and listed by Lake.Files. An
+	// error does not unpublish the file: it is logged, and returned by
+	// Flush or Shutdown when they did the publishing.
+	Published(f FileInfo) error
+	// Abandoned is called once per file that will never be published
+	// (see FileError), after its temporary file was deleted, so that an
+	// observer can forget the rows it was shown for it.
+	Abandoned(f FileInfo)
+}
+
+// Errors. Match them with errors.Is.
+var (
+	ErrClosed           = errors.New("sink: lake is shut down")
+	ErrInvalidPartition = errors.New("sink: invalid partition")
+)
+
+// FileError reports a file that was abandoned: encoding a batch, writing
+// the footer, an fsync or the rename failed. Its temporary file is
+// deleted and it is never published (Observer.Published is not called), so
+// none of its rows (File.Rows, offsets File.MinOffset to File.MaxOffset of
+// File.Partition) reach the lake although the Write calls that staged them
+// returned nil. The caller must send them again; the buffer, which keeps
+// records until they are published, is expected to rewind.
+//
+// A failed publish is not retried: after a failed fsync the kernel may
+// have dropped the dirty pages, so a second fsync proves nothing, and a
+// Parquet writer cannot be resumed after a failed write.
+type FileError struct {
+	File FileInfo
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	p := e.File.Partition
+	return fmt.Sprintf("sink: file %s of %s/%s part %d hour %s (%d rows, offsets %d to %d) abandoned: %v",
+		e.File.ID, p.Tenant, p.Stream, p.Part, p.Hour.Format("2006-01-02T15"), e.File.Rows, e.File.MinOffset, e.File.MaxOffset, e.Err)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// Lake writes record batches to Parquet files under Config.Dir and
+// publishes each file atomically. See docs/format.md for the layout.
+//
+// Each Partition has at most one open file. A file is published when its
+// encoded size reaches Config.TargetFileBytes (by the Write that crossed
+// it), when it is Config.MaxFileAge old (by the age publisher started by
+// Start), when a batch with another schema arrives for its Partition, when
+// Config.MaxOpenFiles would be exceeded (the oldest file, by the Write
+// that opens one more), and on Flush and Shutdown.
+//
+// Locking: Lake.mu guards the maps and lists and is never held during I/O
+// or while waiting for a file's lock. Each open file has its own lock,
+// held while encoding into it and while publishing it (Parquet footer,
+// fsync, rename), so Writes to different partitions run in parallel and a
+// slow fsync only holds up its own partition. Lock order: a file's lock,
+// then Lake.mu; no goroutine holds two file locks.
+type Lake struct {
+	cfg Config
+	obs Observer
+	log *slog.Logger
+	mem memory.Allocator
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Shutdown to stop the age publisher
+	done     chan struct{} // closed when the age publisher returns; nil before Start
+
+	mu       sync.Mutex
+	closed   bool
+	open     map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
+	sealing  map[*openFile]bool    // detached, not yet published or abandoned
+	files    []FileInfo            // published files, sorted by ID
+	last     map[streamKey]int64   // max _offset+1 of published files
+	failed   map[streamKey][]error // FileErrors not yet returned to a Write
+	lastID   time.Time             // creation time of the newest ID handed out
+	durable  map[string]bool       // directories whose entry in their parent is known durable
+	warnedEv time.Time             // last eviction warning, to throttle it
+
+	stagedErrs   int       // Observer.Staged failures not yet logged
+	stagedLogged time.Time // last log of them
+}
+
+const stagedLogEvery = 10 * time.Second
+
+// fileKey is the comparable form of a normalized Partition.
+type fileKey struct {
+	tenant, stream string
+	part           int32
+	hour           int64 // Unix seconds
+}
+
+// streamKey names a stream partition: the unit _offset counts in.
+type streamKey struct {
+	tenant, stream string
+	part           int32
+}
+
+func keyOf(p Partition) fileKey {
+	return fileKey{tenant: p.Tenant, stream: p.Stream, part: p.Part, hour: p.Hour.Unix()}
+}
+
+func streamOf(p Partition) streamKey {
+	return streamKey{tenant: p.Tenant, stream: p.Stream, part: p.Part}
+}
+
+// maxDurableDirs bounds the cache of directories known durable; past it
+// the cache is cleared, which costs a few extra directory fsyncs.
+const maxDurableDirs = 4096
+
+// New returns a Lake writing under cfg.Dir, which it creates if needed.
+// It deletes leftover temporary files (never published; logged as a
+// warning with their count) and reads the footer of every published file
+// to fill Files and LastOffset. A published file whose footer cannot be
+// read is an error: the lake is damaged and offsets cannot be trusted.
+// obs may be nil; log nil means slog.Default().
+//
+// Only one Lake may write a Dir at a time: New deletes every temporary
+// file under Dir, including those of another live writer.
+func New(cfg Config, obs Observer, log *slog.Logger) (*Lake, error) {
+	return newLake(cfg, obs, log, memory.DefaultAllocator)
+}
+
+func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (*Lake, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("sink: lake directory %q: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sink: create lake directory: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	l := &Lake{
+		cfg:     cfg,
+		obs:     obs,
+		log:     log,
+		mem:     mem,
+		stop:    make(chan struct{}),
+		open:    make(map[fileKey]*openFile),
+		sealing: make(map[*openFile]bool),
+		last:    make(map[streamKey]int64),
+		failed:  make(map[streamKey][]error),
+		durable: make(map[string]bool),
+	}
+	if err := l.scan(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Start starts the age publisher, which publishes files MaxFileAge after
+// their first row. ctx bounds start-up only; the goroutine runs until
+// Shutdown. Without Start, files are published only by size, schema
+// change, MaxOpenFiles, Flush and Shutdown.
+func (l *Lake) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.done != nil:
+		return errors.New("sink: Start called twice")
+	}
+	l.done = make(chan struct{})
+	go l.agePublisher(l.stop, l.done)
+	return nil
+}
+
+func (l *Lake) agePublisher(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(l.cfg.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			l.publishDue()
+		}
+	}
+}
+
+// publishDue publishes the files that would pass MaxFileAge before the
+// next tick.
+func (l *Lake) publishDue() {
+	due := time.Now().Add(l.cfg.tick() - l.cfg.MaxFileAge)
+	var files []*openFile
+	l.mu.Lock()
+	for _, f := range l.open {
+		if !f.first.After(due) {
+			l.detachLocked(f)
+			files = append(files, f)
+		}
+	}
+	l.mu.Unlock()
+	for _, f := range files {
+		l.publishDetached(f, nil)
+	}
+}
+
+// publishDetached publishes a file detached by someone other than its
+// writers. A FileError is kept for the next Write to the file's stream
+// partition; every error is logged and passed to report when non-nil.
+func (l *Lake) publishDetached(f *openFile, report func(error)) {
+	f.lockNoCtx()
+	err := l.sealLocked(f)
+	f.unlock()
+	if err == nil {
+		return
+	}
+	var fe *FileError
+	if errors.As(err, &fe) {
+		l.mu.Lock()
+		sk := streamOf(f.part)
+		l.failed[sk] = append(l.failed[sk], err)
+		l.mu.Unlock()
+	}
+	if report != nil {
+		report(err)
+	}
+}
+
+// Write stages the rows of rec into the open file of p, opening one if
+// needed, and publishes that file if it reached TargetFileBytes. It does
+// not take ownership of rec: the caller releases it after Write returns.
+// It is safe for concurrent use, also on one Partition.
+//
+// p.Hour is used as p.Hour.UTC().Truncate(time.Hour). Tenant and Stream
+// must be 1 to 128 characters of [A-Za-z0-9_.-] not starting with a dot
+// (ErrInvalidPartition). A batch with no rows is ignored. A batch whose
+// schema differs from the open file's publishes that file first.
+//
+// Write returns nil when rec's rows are staged; they are published later
+// unless their file is abandoned. It returns a *FileError when a file of
+// p's stream partition (Tenant, Stream, Part) was abandoned: the one this
+// Write was writing to, or one abandoned since the previous Write to the
+// stream partition (by the age publisher, Flush, Shutdown or an
+// eviction). Several such errors are joined (errors.Join). Whatever the
+// error, rec's rows are then not in the lake and will not be: the caller
+// sends them again, with those of the FileError's file.
+func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) error {
+	p, err := normalize(p)
+	if err != nil {
+		return err
+	}
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, victims, err := l.acquire(p)
+		if err != nil {
+			return err
+		}
+		for _, v := range victims {
+			l.publishDetached(v, nil)
+		}
+		if err := f.lock(ctx); err != nil {
+			return err
+		}
+		done, err := l.writeLocked(f, rec)
+		f.unlock()
+		if done {
+			return err
+		}
+	}
+}
+
+// acquire returns the open file of p, opening one (and detaching the
+// oldest files past MaxOpenFiles, which the caller must publish) if there
+// is none, or the FileErrors pending for p's stream partition.
+func (l *Lake) acquire(p Partition) (*openFile, []*openFile, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, nil, ErrClosed
+	}
+	sk := streamOf(p)
+	if errs := l.failed[sk]; len(errs) > 0 {
+		delete(l.failed, sk)
+		return nil, nil, errors.Join(errs...)
+	}
+	key := keyOf(p)
+	if f := l.open[key]; f != nil {
+		return f, nil, nil
+	}
+	var victims []*openFile
+	for len(l.open) >= l.cfg.MaxOpenFiles {
+		var oldest *openFile
+		for _, f := range l.open {
+			if oldest == nil || f.first.Before(oldest.first) {
+				oldest = f
+			}
+		}
+		l.detachLocked(oldest)
+		victims = append(victims, oldest)
+	}
+	if len(victims) > 0 {
+		if now := time.Now(); now.Sub(l.warnedEv) > time.Minute {
+			l.warnedEv = now
+			l.log.Warn("sink: MaxOpenFiles reached; publishing the oldest open file early (throttled: once a minute)",
+				"max_open_files", l.cfg.MaxOpenFiles, "file", victims[0].id)
+		}
+	}
+	now := time.Now().UTC()
+	if !now.After(l.lastID) {
+		now = l.lastID.Add(time.Nanosecond)
+	}
+	l.lastID = now
+	f := newOpenFile(l.cfg.Dir, p, newID(now), time.Now())
+	l.open[key] = f
+	f.attached = true
+	return f, victims, nil
+}
+
+// detachLocked removes f from the open files, committing its detacher to
+// publish it. l.mu must be held.
+func (l *Lake) detachLocked(f *openFile) {
+	if !f.attached {
+		return
+	}
+	f.attached = false
+	delete(l.open, f.key)
+	l.sealing[f] = true
+}
+
+func (l *Lake) detach(f *openFile) {
+	l.mu.Lock()
+	l.detachLocked(f)
+	l.mu.Unlock()
+}
+
+// retire records that f, detached, is published or abandoned.
+func (l *Lake) retire(f *openFile) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sealing[f] {
+		delete(l.sealing, f)
+		close(f.retired)
+	}
+}
+
+// writeLocked writes rec into f; f's lock must be held. done is false
+// when f was published before rec could be written and the caller must
+// retry with a fresh file.
+func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err error) {
+	if f.sealed {
+		return false, nil
+	}
+	if f.w != nil && !f.schema.Equal(rec.Schema()) {
+		l.detach(f)
+		if err := l.sealLocked(f); err != nil {
+			var fe *FileError
+			if errors.As(err, &fe) {
+				return true, err
+			}
+			l.log.Error("sink: publish on schema change", "file", f.id, "err", err)
+		}
+		return false, nil
+	}
+	if f.w == nil {
+		if err := f.create(l.cfg, l.mem, rec); err != nil {
+			l.detach(f)
+			f.sealed = true
+			f.discard(l.log)
+			l.retire(f)
+			return true, fmt.Errorf("sink: open file for %s/%s: %w", f.part.Tenant, f.part.Stream, err)
+		}
+	}
+	if err := f.w.WriteBuffered(rec); err != nil {
+		l.detach(f)
+		return true, l.abandonLocked(f, fmt.Errorf("encode batch: %w", err))
+	}
+	f.add(rec)
+	if l.obs != nil {
+		if err := l.obs.Staged(f.info(), rec); err != nil {
+			l.stagedFailed(f, err)
+		}
+	}
+	if f.w.TotalCompressedBytes() >= l.cfg.TargetFileBytes {
+		l.detach(f)
+		if err := l.sealLocked(f); err != nil {
+			var fe *FileError
+			if errors.As(err, &fe) {
+				return true, err
+			}
+			l.log.Error("sink: publish", "file", f.id, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// stagedFailed logs an error of Observer.Staged, at most once per
+// stagedLogEvery with the number of failures since the last log.
+func (l *Lake) stagedFailed(f *openFile, err error) {
+	l.mu.Lock()
+	l.stagedErrs++
+	now := time.Now()
+	if now.Sub(l.stagedLogged) < stagedLogEvery {
+		l.mu.Unlock()
+		return
+	}
+	n := l.stagedErrs
+	l.stagedErrs, l.stagedLogged = 0, now
+	l.mu.Unlock()
+	l.log.Error("sink: observer failed on staged rows; they will be published all the same (logged at most every 10s)",
+		"file", f.id, "failures", n, "err", err)
+}
+
+// abandonLocked deletes f's temporary file and returns the FileError
+// that reports it. f must be detached and its lock held.
+func (l *Lake) abandonLocked(f *openFile, cause error) error {
+	f.sealed = true
+	defer l.retire(f)
+	info := f.info()
+	f.discard(l.log)
+	if l.obs != nil {
+		l.obs.Abandoned(info)
+	}
+	err := &FileError{File: info, Err: cause}
+	l.log.Error("sink: file abandoned", "err", err)
+	return err
+}
+
+// sealLocked publishes f: Parquet footer, fsync, rename to the final
+// name, fsync of the directories, then Files, LastOffset and
+// Observer.Published. f must be detached and its lock held. A failure
+// abandons f and returns a *FileError; an error from Observer.Published
+// is returned as is (the file stays published).
+func (l *Lake) sealLocked(f *openFile) error {
+	if f.sealed {
+		return nil
+	}
+	if f.w == nil { // no rows: nothing to publish
+		f.sealed = true
+		f.discard(l.log)
+		l.retire(f)
+		return nil
+	}
+	info, err := f.finish()
+	if err != nil {
+		return l.abandonLocked(f, err)
+	}
+	if err := os.Rename(f.tmp, f.path); err != nil {
+		return l.abandonLocked(f, fmt.Errorf("publish: %w", err))
+	}
+	if err := l.syncDirs(f.dir); err != nil {
+		// The file is complete but its name may not survive a crash; take
+		// it back so that the rows are not both lost and re-sent.
+		if rerr := os.Remove(f.path); rerr != nil {
+			l.log.Error("sink: remove file after failed directory fsync", "path", f.path, "err", rerr)
+		}
+		return l.abandonLocked(f, err)
+	}
+	f.sealed = true
+	l.mu.Lock()
+	i := sort.Search(len(l.files), func(i int) bool { return l.files[i].ID > info.ID })
+	l.files = append(l.files, FileInfo{})
+	copy(l.files[i+1:], l.files[i:])
+	l.files[i] = info
+	if info.MaxOffset >= 0 { // offsets are never negative in weir; -1 means none
+		sk := streamOf(info.Partition)
+		l.last[sk] = max(l.last[sk], info.MaxOffset+1)
+	}
+	l.mu.Unlock()
+	l.retire(f)
+	l.log.Debug("sink: published", "file", info.Path, "rows", info.Rows, "bytes", info.Bytes)
+	if l.obs != nil {
+		if err := l.obs.Published(info); err != nil {
+			err = fmt.Errorf("sink: observer: published %s: %w", info.ID, err)
+			l.log.Error("sink: observer", "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDirs fsyncs dir, which makes a renamed file's entry durable, and
+// each parent whose child's entry is not yet known durable, up to the
+// lake root (whose own entry New made durable).
+func (l *Lake) syncDirs(dir string) error {
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	for d := dir; d != l.cfg.Dir && d != filepath.Dir(d); d = filepath.Dir(d) {
+		l.mu.Lock()
+		ok := l.durable[d]
+		l.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		if len(l.durable) >= maxDurableDirs {
+			clear(l.durable)
+		}
+		l.durable[d] = true
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// Flush publishes every file open at the time of the call, and waits for
+// those that other goroutines were publishing. It returns the joined
+// errors of the files it published: *FileError for abandoned files (also
+// kept for the next Write to their stream partition) and errors of
+// Observer.Published. If ctx ends first, files not yet taken stay open.
+func (l *Lake) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	files := make([]*openFile, 0, len(l.open)+len(l.sealing))
+	for _, f := range l.open {
+		files = append(files, f)
+	}
+	for f := range l.sealing {
+		files = append(files, f)
+	}
+	l.mu.Unlock()
+
+	var errs []error
+	report := func(err error) { errs = append(errs, err) }
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		l.mu.Lock()
+		mine := f.attached
+		l.detachLocked(f)
+		l.mu.Unlock()
+		if mine {
+			l.publishDetached(f, report)
+		}
+	}
+	for _, f := range files {
+		select {
+		case <-f.retired:
+		case <-ctx.Done():
+			return errors.Join(append(errs, fmt.Errorf("sink: waiting for files being published: %w", context.Cause(ctx)))...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops the age publisher, makes further Writes fail with
+// ErrClosed and publishes every open file, as Flush. It is safe without
+// Start and safe to call more than once. Writes still in progress finish
+// into files that Shutdown publishes or fail with ErrClosed; stop the
+// writers first so that none is left behind.
+func (l *Lake) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.closed = true
+	done := l.done
+	l.mu.Unlock()
+	l.stopOnce.Do(func() { close(l.stop) })
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("sink: waiting for the age publisher: %w", context.Cause(ctx))
+		}
+	}
+	return l.Flush(ctx)
+}
+
+// Files returns every published file under Dir, those found by New and
+// those published since, sorted by ID. The slice is the caller's.
+func (l *Lake) Files() []FileInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]FileInfo, len(l.files))
+	copy(out, l.files)
+	return out
+}
+
+// LastOffset returns one past the largest _offset in the published files
+// of a stream partition, or 0 if there are none: the offset at which the
+// buffer continues after a restart. Rows still in open files do not
+// count.
+func (l *Lake) LastOffset(tenant, stream string, part int32) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last[streamKey{tenant: tenant, stream: stream, part: part}]
+}
