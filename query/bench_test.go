@@ -52,8 +52,9 @@ func benchBatch(b *testing.B, n int) arrow.RecordBatch {
 	return w.recs[0]
 }
 
-// BenchmarkStaged measures making staged rows queryable: appending an
-// Arrow batch to the memory table. Every ingested record takes this path.
+// BenchmarkStaged measures making staged rows queryable: writing an Arrow
+// batch as a staging segment and updating the views. Every ingested record
+// takes this path.
 func BenchmarkStaged(b *testing.B) {
 	const n = 64 << 10 // transform's default MaxRows
 	rec := benchBatch(b, n)

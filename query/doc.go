@@ -3,10 +3,10 @@
 //
 // The Engine keeps two sources behind one set of views. Published Parquet
 // files are read in place; records the sink has staged into a file that is
-// not yet published live in an in-memory table. When the sink publishes a
-// file, the engine deletes that file's rows from the memory table and adds
-// the file to the views in one transaction, so a query sees every record
-// exactly once, before and after a flush.
+// not yet published are written as small Parquet segments under the data
+// directory's staging/ folder. When the sink publishes a file, the engine
+// swaps its segments for the file in one view change, so a query sees
+// every record exactly once, before and after a flush (docs/format.md).
 //
 // Views: "logs" covers every stream of the default tenant, with a "stream"
 // column; each stream also gets a view of its own name. User SQL runs in a
