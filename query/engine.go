@@ -244,7 +244,7 @@ func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 	if p.Tenant != record.DefaultTenant {
 		return nil
 	}
-	dir := filepath.Join(e.staging, hiveDir(p))
+	dir := filepath.Join(e.staging, p.Dir())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("query: staging: %w", err)
 	}
@@ -456,12 +456,6 @@ func (e *Engine) Streams() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// hiveDir is the partition's directory, relative to a lake or staging root.
-func hiveDir(p sink.Partition) string {
-	h := p.Hour.UTC()
-	return filepath.Join("tenant="+p.Tenant, "stream="+p.Stream, "date="+h.Format(time.DateOnly), fmt.Sprintf("hour=%02d", h.Hour()))
 }
 
 // writeSegment writes rec to a Parquet file at path, favouring speed: the

@@ -46,7 +46,7 @@ type openFile struct {
 }
 
 func newOpenFile(root string, p Partition, id string, now time.Time) *openFile {
-	dir := partitionDir(root, p)
+	dir := filepath.Join(root, p.Dir())
 	return &openFile{
 		key:     keyOf(p),
 		part:    p,

@@ -70,13 +70,16 @@ func normalize(p Partition) (Partition, error) {
 	return p, nil
 }
 
-// partitionDir returns the directory of p's files under root.
-func partitionDir(root string, p Partition) string {
-	return filepath.Join(root,
+// Dir returns the directory of p's files relative to the lake root:
+// tenant=<tenant>/stream=<stream>/date=<YYYY-MM-DD>/hour=<HH>, with the
+// date and hour of p.Hour in UTC.
+func (p Partition) Dir() string {
+	h := p.Hour.UTC()
+	return filepath.Join(
 		"tenant="+p.Tenant,
 		"stream="+p.Stream,
-		"date="+p.Hour.Format("2006-01-02"),
-		"hour="+p.Hour.Format("15"))
+		"date="+h.Format("2006-01-02"),
+		"hour="+h.Format("15"))
 }
 
 func tmpName(id string) string { return "." + id + tmpSuffix }
