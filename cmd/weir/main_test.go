@@ -43,7 +43,7 @@ type testServer struct {
 
 // startServer runs serve on 127.0.0.1 with a fresh data directory (or the
 // given one) and stops it when the test ends.
-func startServer(t *testing.T, data string, mutate func(*config)) *testServer {
+func startServer(t testing.TB, data string, mutate func(*config)) *testServer {
 	t.Helper()
 	cfg := defaultConfig()
 	if data == "" {
@@ -88,7 +88,7 @@ func startServer(t *testing.T, data string, mutate func(*config)) *testServer {
 	return s
 }
 
-func waitHealthy(t *testing.T, url string) {
+func waitHealthy(t testing.TB, url string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -119,7 +119,7 @@ type sqlResult struct {
 }
 
 // postSQL runs sql through POST /v1/sql and returns the status and body.
-func postSQL(t *testing.T, url, sql, accept string) (int, []byte, http.Header) {
+func postSQL(t testing.TB, url, sql, accept string) (int, []byte, http.Header) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"sql": sql})
 	req, _ := http.NewRequest(http.MethodPost, url+"/v1/sql", bytes.NewReader(body))
@@ -140,7 +140,7 @@ func postSQL(t *testing.T, url, sql, accept string) (int, []byte, http.Header) {
 }
 
 // mustSQL runs sql and decodes the JSON result, failing the test on error.
-func mustSQL(t *testing.T, url, sql string) sqlResult {
+func mustSQL(t testing.TB, url, sql string) sqlResult {
 	t.Helper()
 	status, raw, _ := postSQL(t, url, sql, "")
 	var res sqlResult
