@@ -48,8 +48,10 @@ func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST with a JSON body {\"sql\": \"...\"}")
 		return
 	}
+	// curl -d sends application/x-www-form-urlencoded unless told
+	// otherwise; the body is JSON all the same.
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != MediaJSON {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != MediaJSON && mt != "application/x-www-form-urlencoded") {
 			httpError(w, http.StatusUnsupportedMediaType, "invalid_argument", "Content-Type must be application/json")
 			return
 		}

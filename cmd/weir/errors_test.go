@@ -197,3 +197,48 @@ func TestSQLSandbox(t *testing.T) {
 		t.Errorf("query after a cancelled one: %s %s", resp.Status, raw)
 	}
 }
+
+// TestSQLEndpointRequests covers the HTTP shapes of POST /v1/sql: curl's
+// default form content type is accepted, other types and bad bodies are not.
+func TestSQLEndpointRequests(t *testing.T) {
+	s := startServer(t, "", nil)
+	post := func(ct, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/sql", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	if st, body := post("application/x-www-form-urlencoded", `{"sql": "SELECT 1 AS one"}`); st != 200 || !strings.Contains(body, `"one":1`) {
+		t.Errorf("curl's default content type: %d %s", st, body)
+	}
+	if st, body := post("", `{"sql": "SELECT 1 AS one"}`); st != 200 || !strings.Contains(body, `"one":1`) {
+		t.Errorf("no content type: %d %s", st, body)
+	}
+	if st, _ := post("text/plain", `{"sql": "SELECT 1"}`); st != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain: %d", st)
+	}
+	for _, body := range []string{`SELECT 1`, `{"sql": 1}`, `{"sql": ""}`, `{"sql": "SELECT 1", "extra": true}`} {
+		if st, _ := post("application/json", body); st != http.StatusBadRequest {
+			t.Errorf("body %s: %d, want 400", body, st)
+		}
+	}
+	if st, _ := post("application/json", `{"sql": "`+strings.Repeat("x", 2<<20)+`"}`); st != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB body: %d, want 413", st)
+	}
+	resp, err := http.Get(s.url + "/v1/sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d", resp.StatusCode)
+	}
+}
