@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -40,14 +41,15 @@ type openFile struct {
 	w      *pqarrow.FileWriter
 	offCol int // index of the _offset column, -1 if none
 	rows   int64
-	hasOff bool // minOff and maxOff are set
+	hasOff bool         // minOff and maxOff are set
+	low    atomic.Int64 // minOff once set, else -1; read without the file's lock
 	minOff int64
 	maxOff int64
 }
 
 func newOpenFile(root string, p Partition, id string, now time.Time) *openFile {
 	dir := filepath.Join(root, p.Dir())
-	return &openFile{
+	f := &openFile{
 		key:     keyOf(p),
 		part:    p,
 		id:      id,
@@ -61,6 +63,8 @@ func newOpenFile(root string, p Partition, id string, now time.Time) *openFile {
 		minOff:  -1,
 		maxOff:  -1,
 	}
+	f.low.Store(-1)
+	return f
 }
 
 func (f *openFile) lock(ctx context.Context) error {
@@ -142,6 +146,9 @@ func (f *openFile) add(rec arrow.RecordBatch) {
 			f.maxOff = v
 		}
 		f.hasOff = true
+	}
+	if f.hasOff {
+		f.low.Store(f.minOff)
 	}
 }
 

@@ -127,6 +127,7 @@ type Lake struct {
 	files    []FileInfo            // published files, sorted by ID
 	last     map[streamKey]int64   // max _offset+1 of published files
 	failed   map[streamKey][]error // FileErrors not yet returned to a Write
+	lost     map[streamKey]int64   // lowest _offset of an abandoned file, per stream partition
 	lastID   time.Time             // creation time of the newest ID handed out
 	durable  map[string]bool       // directories whose entry in their parent is known durable
 	warnedEv time.Time             // last eviction warning, to throttle it
@@ -203,6 +204,7 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 		sealing: make(map[*openFile]bool),
 		last:    make(map[streamKey]int64),
 		failed:  make(map[streamKey][]error),
+		lost:    make(map[streamKey]int64),
 		durable: make(map[string]bool),
 	}
 	if err := l.scan(); err != nil {
@@ -480,6 +482,14 @@ func (l *Lake) stagedFailed(f *openFile, err error) {
 func (l *Lake) abandonLocked(f *openFile, cause error) error {
 	f.sealed = true
 	defer l.retire(f)
+	if low := f.low.Load(); low >= 0 {
+		l.mu.Lock()
+		sk := streamOf(f.part)
+		if cur, ok := l.lost[sk]; !ok || low < cur {
+			l.lost[sk] = low
+		}
+		l.mu.Unlock()
+	}
 	info := f.info()
 	f.discard(l.log)
 	if l.obs != nil {
@@ -639,6 +649,34 @@ func (l *Lake) Files() []FileInfo {
 	out := make([]FileInfo, len(l.files))
 	copy(out, l.files)
 	return out
+}
+
+// OldestUnpublished returns the lowest _offset of the stream partition
+// that the lake holds but has not published: in an open file, in a file
+// being published, or in a file abandoned since New (whose rows are lost
+// to this process and must come back from elsewhere). ok is false when
+// there is none: every row written so far is published. Rows written
+// after the call are not covered.
+func (l *Lake) OldestUnpublished(tenant, stream string, part int32) (offset int64, ok bool) {
+	sk := streamKey{tenant: tenant, stream: stream, part: part}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	offset, ok = l.lost[sk]
+	consider := func(f *openFile) {
+		if streamOf(f.part) != sk {
+			return
+		}
+		if low := f.low.Load(); low >= 0 && (!ok || low < offset) {
+			offset, ok = low, true
+		}
+	}
+	for _, f := range l.open {
+		consider(f)
+	}
+	for f := range l.sealing {
+		consider(f)
+	}
+	return offset, ok
 }
 
 // LastOffset returns one past the largest _offset in the published files

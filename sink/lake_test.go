@@ -798,3 +798,40 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("%d files, want 1", n)
 	}
 }
+
+func TestOldestUnpublished(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	l := newLake(t, cfg, nil)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 300, BatchRows: 100, FirstOffset: 1000})
+	defer ReleaseAll(recs)
+	p := part("app", 0)
+	if _, ok := l.OldestUnpublished(p.Tenant, p.Stream, p.Part); ok {
+		t.Fatal("an empty lake has unpublished rows")
+	}
+	write(t, l, p, recs[:2])
+	if off, ok := l.OldestUnpublished(p.Tenant, p.Stream, p.Part); !ok || off != 1000 {
+		t.Fatalf("after two batches: %d %t, want 1000", off, ok)
+	}
+	if _, ok := l.OldestUnpublished(p.Tenant, p.Stream, 1); ok {
+		t.Fatal("another partition has unpublished rows")
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.OldestUnpublished(p.Tenant, p.Stream, p.Part); ok {
+		t.Fatal("rows unpublished after Flush")
+	}
+	write(t, l, p, recs[2:])
+	// An abandoned file's rows stay unpublished for good.
+	if err := os.RemoveAll(filepath.Join(cfg.Dir, "tenant="+p.Tenant, "stream="+p.Stream)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(context.Background()); err == nil {
+		t.Fatal("Flush of a file whose directory was removed succeeded")
+	}
+	if off, ok := l.OldestUnpublished(p.Tenant, p.Stream, p.Part); !ok || off != 1200 {
+		t.Fatalf("after abandoning: %d %t, want 1200", off, ok)
+	}
+	shutdown(t, l)
+}

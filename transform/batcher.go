@@ -87,16 +87,18 @@ type Batcher struct {
 }
 
 type openBatch struct {
-	hour  time.Time
-	first time.Time
-	rows  int
-	bytes int
-	b     *builder
+	hour    time.Time
+	first   time.Time
+	rows    int
+	bytes   int
+	b       *builder
+	firstOf int64 // offset of the first row; rows are appended in offset order
 }
 
 type pendingBatch struct {
-	p   sink.Partition
-	rec arrow.RecordBatch
+	p       sink.Partition
+	rec     arrow.RecordBatch
+	firstOf int64
 }
 
 // NewBatcher returns a Batcher for one stream partition that writes to w.
@@ -131,6 +133,9 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 		ob, err := bt.openFor(ctx, hourOf(r.Timestamp), now)
 		if err != nil {
 			return err
+		}
+		if ob.rows == 0 {
+			ob.firstOf = b.Offset + int64(i)
 		}
 		ob.b.append(r, b.Partition, b.Offset+int64(i))
 		ob.rows++
@@ -182,6 +187,22 @@ func (bt *Batcher) Close(ctx context.Context) error {
 	return fmt.Errorf("transform: stream %s partition %d: %d records not written: %w", bt.stream, bt.part, lost, err)
 }
 
+// OldestUnwritten returns the lowest offset among the records the Batcher
+// holds that the Writer has not taken yet; ok is false when it holds none.
+func (bt *Batcher) OldestUnwritten() (offset int64, ok bool) {
+	for _, ob := range bt.open {
+		if ob.rows > 0 && (!ok || ob.firstOf < offset) {
+			offset, ok = ob.firstOf, true
+		}
+	}
+	for _, p := range bt.pending {
+		if !ok || p.firstOf < offset {
+			offset, ok = p.firstOf, true
+		}
+	}
+	return offset, ok
+}
+
 func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch, error) {
 	for _, ob := range bt.open {
 		if ob.hour.Equal(hour) {
@@ -211,7 +232,7 @@ func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
 	rec := ob.b.finish()
 	ob.b.release()
 	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour}
-	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec})
+	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec, firstOf: ob.firstOf})
 	return bt.retryPending(ctx, bt.cfg.MaxPending-1)
 }
 

@@ -157,6 +157,9 @@ func TestBatcherFlushRules(t *testing.T) {
 	if len(w.recs) != 2 || w.rows() != 20 {
 		t.Fatalf("after 25 rows: %d batches, %d rows", len(w.recs), w.rows())
 	}
+	if off, ok := bt.OldestUnwritten(); !ok || off != 20 {
+		t.Errorf("OldestUnwritten with 5 rows open: %d %t, want 20", off, ok)
+	}
 	// Rows of another hour go to a batch of their own.
 	if err := bt.Consume(context.Background(), batchOf(25, mk(3, hour-int64(time.Hour))...)); err != nil {
 		t.Fatal(err)
@@ -195,6 +198,9 @@ func TestBatcherRetriesFailedWrites(t *testing.T) {
 	if err := bt.Consume(context.Background(), batchOf(0, recs...)); err != nil {
 		t.Fatalf("first failure should be kept for retry: %v", err)
 	}
+	if off, ok := bt.OldestUnwritten(); !ok || off != 0 {
+		t.Errorf("OldestUnwritten with a pending batch: %d %t", off, ok)
+	}
 	// The pending set is full: Consume blocks, retrying, until its context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -213,6 +219,9 @@ func TestBatcherRetriesFailedWrites(t *testing.T) {
 	}
 	if w.rows() != 10 {
 		t.Fatalf("%d rows written after recovery, want 10", w.rows())
+	}
+	if _, ok := bt.OldestUnwritten(); ok {
+		t.Error("OldestUnwritten after everything was written")
 	}
 	var last int64 = -1
 	for _, r := range w.recs {
