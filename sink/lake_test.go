@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -832,6 +833,38 @@ func TestOldestUnpublished(t *testing.T) {
 	}
 	if off, ok := l.OldestUnpublished(p.Tenant, p.Stream, p.Part); !ok || off != 1200 {
 		t.Fatalf("after abandoning: %d %t, want 1200", off, ok)
+	}
+	shutdown(t, l)
+}
+
+func TestPublishedOffsets(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	l := newLake(t, cfg, nil)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 300, BatchRows: 100, FirstOffset: 500})
+	defer ReleaseAll(recs)
+	p := part("app", 0)
+	write(t, l, p, recs[:1]) // 500..599
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, p, recs[2:]) // 700..799
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, p, recs[1:2]) // 600..699, not published
+	set, err := l.PublishedOffsets(context.Background(), p.Tenant, p.Stream, p.Part, 550)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sink.OffsetSet{{From: 550, To: 600}, {From: 700, To: 800}}
+	if !reflect.DeepEqual(set, want) {
+		t.Fatalf("PublishedOffsets from 550 = %v, want %v", set, want)
+	}
+	for o, in := range map[int64]bool{549: false, 550: true, 599: true, 600: false, 699: false, 700: true, 799: true, 800: false} {
+		if set.Contains(o) != in {
+			t.Errorf("Contains(%d) = %t", o, !in)
+		}
 	}
 	shutdown(t, l)
 }
