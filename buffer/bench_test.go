@@ -274,7 +274,7 @@ func BenchmarkBufferPush(b *testing.B) {
 			}
 			ctx := context.Background()
 			// Create the stream outside the timed loop.
-			if err := buf.Push(ctx, record.NewBatch("acme", "logs", slices.Clone(recs))); err != nil {
+			if err := buf.Push(ctx, record.NewBatch("acme", "logs", slices.Clone(recs)), Accepted); err != nil {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(proto.Bytes))
@@ -292,7 +292,7 @@ func BenchmarkBufferPush(b *testing.B) {
 						copy(own, recs)
 						bt.Records = own
 					}
-					if err := buf.Push(ctx, bt); err != nil {
+					if err := buf.Push(ctx, bt, Accepted); err != nil {
 						b.Error(err)
 						return
 					}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/wal"
 )
 
 // Errors returned by Push. Callers match them with errors.Is; ingest maps
@@ -64,9 +65,15 @@ type Deps struct {
 	// pushing goroutine, and must not return nil.
 	NewConsumer func(Key) Consumer
 	// FirstOffset returns the offset of the next record of a partition, for
-	// resuming after a restart. It is called once per partition from that
-	// partition's goroutine before its first batch. Optional; nil means 0.
+	// resuming after a restart (the write-ahead log may take it further).
+	// It is called once per partition when the stream is created.
+	// Optional; nil means 0.
 	FirstOffset func(Key) int64
+	// Published tells recovery which offsets, from `from` on, of a
+	// partition are already in published files, so that replaying the
+	// write-ahead log queues each record exactly once. Optional; nil means
+	// none are (every logged record is replayed).
+	Published func(ctx context.Context, k Key, from int64) (contains func(offset int64) bool, err error)
 	// Logger receives consumer errors, throttled. Optional; nil discards.
 	Logger *slog.Logger
 }
@@ -105,6 +112,7 @@ type Buffer struct {
 	cfg         Config
 	newConsumer func(Key) Consumer
 	firstOffset func(Key) int64
+	published   func(ctx context.Context, k Key, from int64) (func(int64) bool, error)
 	log         *slog.Logger
 	ringCap     int64 // slots per ring after rounding
 
@@ -171,6 +179,7 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 		cfg:         cfg,
 		newConsumer: deps.NewConsumer,
 		firstOffset: deps.FirstOffset,
+		published:   deps.Published,
 		log:         log,
 		ringCap:     int64(ringCap(cfg.RingSlots)),
 		closingCh:   make(chan struct{}),
@@ -182,6 +191,12 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 		allDone:     make(chan struct{}),
 	}
 	b.live.Store(1)
+	if cfg.WALDir != "" {
+		if err := b.recoverStreams(); err != nil {
+			b.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -199,9 +214,45 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 // error wrapping ErrFull. Once Shutdown has begun, Push returns ErrClosed,
 // also to pushes already waiting for room. An empty batch is an error
 // wrapping record.ErrEmptyBatch.
-func (b *Buffer) Push(ctx context.Context, batch *record.Batch) error {
+//
+// level says when Push returns nil: Accepted once the batch is queued (and
+// handed to the write-ahead log, if any); Durable once the log has synced
+// it; Committed once every record of it is in a published file. Durable
+// needs Config.WALDir (else ErrNoWAL). When the batch is queued but the
+// level is not reached before ctx is done (or Shutdown, for Committed),
+// Push returns an error wrapping ErrUnconfirmed: the batch is the buffer's
+// and will be processed, but the caller cannot know whether it survives a
+// crash.
+func (b *Buffer) Push(ctx context.Context, batch *record.Batch, level Level) error {
+	var waitBuf [8]commitWait
+	commits := waitBuf[:0]
+	if err := b.enqueue(ctx, batch, level, &commits); err != nil {
+		return err
+	}
+	if level != Committed {
+		return nil
+	}
+	// Outside enqueue: Shutdown waits for enqueues only, and commits can
+	// need the rest of the pipeline to shut down.
+	for _, c := range commits {
+		if err := c.p.waitCommitted(ctx, c.end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enqueue is Push up to the Durable level; it appends to commits what a
+// Committed push must wait for.
+func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, commits *[]commitWait) error {
 	if batch == nil || len(batch.Records) == 0 {
 		return fmt.Errorf("buffer: push: %w", record.ErrEmptyBatch)
+	}
+	if level < Accepted || level > Committed {
+		return fmt.Errorf("buffer: push: unknown acknowledgement level %d", level)
+	}
+	if level == Durable && b.cfg.WALDir == "" {
+		return ErrNoWAL
 	}
 	if batch.Bytes < 0 {
 		return fmt.Errorf("buffer: push: batch has negative Bytes %d", batch.Bytes)
@@ -237,14 +288,25 @@ func (b *Buffer) Push(ctx context.Context, batch *record.Batch) error {
 			return err
 		}
 	}
-	// Everything is reserved: from here the push cannot fail, and the
-	// batch is ours to take apart.
+	// Everything is reserved: from here only the write-ahead log can fail
+	// the push, and the batch is ours to take apart.
 	arrange(batch, subs, dest)
-	for _, sb := range subs {
+	var posBuf [8]wal.Pos
+	pos := posBuf[:0]
+	for i, sb := range subs {
 		p := s.parts[sb.part]
-		if !p.ring.TryPush(sb.batch) {
-			panic("buffer: ring full despite a reserved slot")
+		p.mu.Lock()
+		at, err := p.appendLocked(sb.batch)
+		p.mu.Unlock()
+		if err != nil {
+			// Give back the room of this part and those after it; parts
+			// before it are queued and stay (only with several partitions).
+			for _, u := range subs[i:] {
+				b.release(s.parts[u.part], int64(u.count), int64(u.bytes))
+			}
+			return err
 		}
+		pos = append(pos, at)
 		select {
 		case p.signal <- struct{}{}:
 		default:
@@ -252,7 +314,24 @@ func (b *Buffer) Push(ctx context.Context, batch *record.Batch) error {
 	}
 	b.hot.pushedBatches.Add(1)
 	b.hot.pushedRecords.Add(nrec)
+	if level >= Durable {
+		for i, sb := range subs {
+			if err := s.parts[sb.part].wal.Sync(ctx, pos[i]); err != nil {
+				return fmt.Errorf("%w: write-ahead log sync: %w", ErrUnconfirmed, err)
+			}
+		}
+	}
+	for _, sb := range subs {
+		*commits = append(*commits, commitWait{p: s.parts[sb.part], end: sb.batch.Offset + int64(len(sb.batch.Records))})
+	}
 	return nil
+}
+
+// commitWait is what a COMMITTED push waits for: the partition's commit
+// watermark reaching end.
+type commitWait struct {
+	p   *partition
+	end int64
 }
 
 // leave ends a Push. The last Push to leave after Shutdown has begun wakes
@@ -384,18 +463,49 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 		return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, n, k.stream, k.tenant)
 	}
 	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
+	closeAll := func(n int) {
+		for _, p := range s.parts[:n] {
+			if err := p.cons.Close(b.runCtx); err != nil {
+				b.closeErrors.Add(1)
+			}
+			if p.wal != nil {
+				p.wal.Close()
+			}
+		}
+	}
+	recovered := make([][]*record.Batch, len(s.parts))
 	for i := range s.parts {
 		key := Key{Tenant: k.tenant, Stream: k.stream, Partition: int32(i)}
 		c := b.newConsumer(key)
 		if c == nil {
-			for _, p := range s.parts[:i] {
-				if err := p.cons.Close(b.runCtx); err != nil {
-					b.closeErrors.Add(1)
-				}
-			}
+			closeAll(i)
 			return nil, fmt.Errorf("buffer: NewConsumer returned nil for %s/%s partition %d", k.tenant, k.stream, i)
 		}
-		s.parts[i] = newPartition(key, c, b.cfg.RingSlots)
+		p := newPartition(key, c, b.cfg.RingSlots)
+		s.parts[i] = p
+		if b.firstOffset != nil {
+			p.next = b.firstOffset(key)
+		}
+		start := p.next
+		if b.cfg.WALDir != "" {
+			batches, err := b.openWAL(p)
+			if err != nil {
+				closeAll(i + 1)
+				return nil, err
+			}
+			recovered[i] = batches
+			if len(batches) > 0 {
+				start = min(start, batches[0].Offset)
+				n := 0
+				for _, rb := range batches {
+					n += len(rb.Records)
+				}
+				b.log.Info("buffer: replaying write-ahead log", "tenant", k.tenant, "stream", k.stream, "partition", i, "records", n, "from_offset", batches[0].Offset)
+			}
+		}
+		// Nothing below start can be unpublished: the commit watermark
+		// starts there.
+		p.committed.Store(start)
 	}
 	// Start the goroutines only once every consumer exists. Shutdown waits
 	// for this Push to leave before it stops consumers, so these Adds
@@ -404,6 +514,11 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 		b.live.Add(1)
 		b.wg.Add(1)
 		go b.run(p)
+	}
+	for i, p := range s.parts {
+		if err := b.enqueueRecovered(s, p, recovered[i]); err != nil {
+			return nil, err
+		}
 	}
 	b.streams.Store(k, s)
 	b.nstreams.Add(1)

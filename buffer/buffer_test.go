@@ -171,7 +171,7 @@ func TestPushOrderPerKey(t *testing.T) {
 						recs = append(recs, rec("g"+strconv.Itoa(g)+"s"+strconv.Itoa(s), seq[s]))
 						seq[s]++
 					}
-					if err := b.Push(context.Background(), batchOf("logs", recs...)); err != nil {
+					if err := b.Push(context.Background(), batchOf("logs", recs...), Accepted); err != nil {
 						t.Errorf("Push: %v", err)
 						return
 					}
@@ -240,7 +240,7 @@ func TestPushAllOrNothing(t *testing.T) {
 		for i := range 3 {
 			rs := recsOf(a, 10*i, 2)
 			first = append(first, rs...)
-			if err := b.Push(ctx, batchOf("s", rs...)); err != nil {
+			if err := b.Push(ctx, batchOf("s", rs...), Accepted); err != nil {
 				t.Fatal(err)
 			}
 			synctest.Wait()
@@ -250,7 +250,7 @@ func TestPushAllOrNothing(t *testing.T) {
 		ctx1, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		start := time.Now()
-		err := b.Push(ctx1, mixed)
+		err := b.Push(ctx1, mixed, Accepted)
 		if !errors.Is(err, ErrFull) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Push into a full partition = %v, want ErrFull and DeadlineExceeded", err)
 		}
@@ -272,7 +272,7 @@ func TestPushAllOrNothing(t *testing.T) {
 		// The same batch goes through once there is room.
 		h.open(pa)
 		want := ids(first, mixed.Records)
-		if err := b.Push(ctx, mixed); err != nil {
+		if err := b.Push(ctx, mixed, Accepted); err != nil {
 			t.Fatal(err)
 		}
 		mustShutdown(t, b)
@@ -303,13 +303,13 @@ func TestPushWaitsForRecordsAndBytes(t *testing.T) {
 
 				// 5 records held by the consumer (released), 5 queued.
 				for i := range 2 {
-					if err := b.Push(ctx, batchOf("s", recsOf("x", 5*i, 5)...)); err != nil {
+					if err := b.Push(ctx, batchOf("s", recsOf("x", 5*i, 5)...), Accepted); err != nil {
 						t.Fatal(err)
 					}
 					synctest.Wait()
 				}
 				done := make(chan error, 1)
-				go func() { done <- b.Push(ctx, batchOf("s", recsOf("x", 10, 6)...)) }()
+				go func() { done <- b.Push(ctx, batchOf("s", recsOf("x", 10, 6)...), Accepted) }()
 				synctest.Wait()
 				select {
 				case err := <-done:
@@ -418,7 +418,7 @@ func TestPushOversize(t *testing.T) {
 			batchOf("s", recsOf("x", 0, 5)...),
 			{Tenant: "acme", Stream: "s", Records: recsOf("x", 0, 1), Bytes: 1001},
 		} {
-			err := b.Push(context.Background(), bt)
+			err := b.Push(context.Background(), bt, Accepted)
 			if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "never fit") {
 				t.Errorf("Push of an oversize batch = %v, want ErrFull saying it can never fit", err)
 			}
@@ -438,13 +438,13 @@ func TestPushInvalid(t *testing.T) {
 		b := mustNew(t, testConfig(), newHarness().deps())
 		defer mustShutdown(t, b)
 		for _, bt := range []*record.Batch{nil, batchOf("s")} {
-			if err := b.Push(context.Background(), bt); !errors.Is(err, record.ErrEmptyBatch) {
+			if err := b.Push(context.Background(), bt, Accepted); !errors.Is(err, record.ErrEmptyBatch) {
 				t.Errorf("Push(%v) = %v, want ErrEmptyBatch", bt, err)
 			}
 		}
 		bad := batchOf("s", rec("x", 0))
 		bad.Bytes = -1
-		if err := b.Push(context.Background(), bad); err == nil {
+		if err := b.Push(context.Background(), bad, Accepted); err == nil {
 			t.Error("Push accepted negative Bytes")
 		}
 	})
@@ -463,7 +463,7 @@ func TestNewConsumerNil(t *testing.T) {
 		cfg := testConfig()
 		cfg.Partitions = 2
 		b := mustNew(t, cfg, deps)
-		if err := b.Push(context.Background(), batchOf("s", rec("x", 0))); err == nil {
+		if err := b.Push(context.Background(), batchOf("s", rec("x", 0)), Accepted); err == nil {
 			t.Fatal("Push succeeded with a nil consumer")
 		}
 		mustShutdown(t, b)
@@ -517,7 +517,7 @@ func TestBoundsRespected(t *testing.T) {
 			wg.Go(func() {
 				for i := range 50 {
 					rs := []record.Record{rec("svc"+strconv.Itoa(i%3), 1000*g+i), rec("svc3", 1000*g+i)}
-					if err := b.Push(context.Background(), batchOf("s", rs...)); err != nil {
+					if err := b.Push(context.Background(), batchOf("s", rs...), Accepted); err != nil {
 						t.Error(err)
 						return
 					}
@@ -557,7 +557,7 @@ func TestShutdownDrains(t *testing.T) {
 		for i := range 100 {
 			rs := []record.Record{rec("svc"+strconv.Itoa(i%7), i), rec("other", i)}
 			want = append(want, rs...)
-			if err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(i%2), rs...)); err != nil {
+			if err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(i%2), rs...), Accepted); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -569,7 +569,7 @@ func TestShutdownDrains(t *testing.T) {
 			t.Fatalf("Shutdown returned %v before consumers drained", err)
 		default:
 		}
-		if err := b.Push(context.Background(), batchOf("s0", rec("late", 0))); !errors.Is(err, ErrClosed) {
+		if err := b.Push(context.Background(), batchOf("s0", rec("late", 0)), Accepted); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Push during Shutdown = %v, want ErrClosed", err)
 		}
 		for p := range int32(3) {
@@ -585,7 +585,7 @@ func TestShutdownDrains(t *testing.T) {
 		if got := h.bodies(); !slices.Equal(got, ids(want)) {
 			t.Fatalf("consumed %d records, want the %d pushed exactly once", len(got), len(want))
 		}
-		if err := b.Push(context.Background(), batchOf("s0", rec("late", 1))); !errors.Is(err, ErrClosed) {
+		if err := b.Push(context.Background(), batchOf("s0", rec("late", 1)), Accepted); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Push after Shutdown = %v, want ErrClosed", err)
 		}
 		mustShutdown(t, b) // again
@@ -608,7 +608,7 @@ func TestShutdownRacesPush(t *testing.T) {
 			wg.Go(func() {
 				for i := 0; ; i++ {
 					rs := []record.Record{rec("a", 1e6*g+i), rec("b", 1e6*g+i)}
-					err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(g%2), rs...))
+					err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(g%2), rs...), Accepted)
 					if errors.Is(err, ErrClosed) {
 						return
 					}
@@ -643,13 +643,13 @@ func TestShutdownFailsWaitingPush(t *testing.T) {
 		cfg.RingSlots = 2
 		b := mustNew(t, cfg, h.deps())
 		for i := range 3 {
-			if err := b.Push(context.Background(), batchOf("s", rec("x", i))); err != nil {
+			if err := b.Push(context.Background(), batchOf("s", rec("x", i)), Accepted); err != nil {
 				t.Fatal(err)
 			}
 			synctest.Wait()
 		}
 		pushed := make(chan error, 1)
-		go func() { pushed <- b.Push(context.Background(), batchOf("s", rec("x", 3))) }()
+		go func() { pushed <- b.Push(context.Background(), batchOf("s", rec("x", 3)), Accepted) }()
 		synctest.Wait()
 		shut := make(chan error, 1)
 		go func() { shut <- b.Shutdown(context.Background()) }()
@@ -676,7 +676,7 @@ func TestShutdownDeadline(t *testing.T) {
 		h.gate(0) // never opened
 		b := mustNew(t, testConfig(), h.deps())
 		for i := range 3 {
-			if err := b.Push(context.Background(), batchOf("s", rec("x", i))); err != nil {
+			if err := b.Push(context.Background(), batchOf("s", rec("x", i)), Accepted); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -697,7 +697,7 @@ func TestShutdownUnused(t *testing.T) {
 	b := mustNew(t, DefaultConfig(), newHarness().deps())
 	mustShutdown(t, b)
 	mustShutdown(t, b)
-	if err := b.Push(context.Background(), batchOf("s", rec("x", 0))); !errors.Is(err, ErrClosed) {
+	if err := b.Push(context.Background(), batchOf("s", rec("x", 0)), Accepted); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Push after Shutdown = %v, want ErrClosed", err)
 	}
 	goleak.VerifyNone(t)
@@ -710,7 +710,7 @@ func TestShutdownJoinsGoroutines(t *testing.T) {
 	cfg.TickInterval = time.Millisecond
 	b := mustNew(t, cfg, h.deps())
 	for i := range 10 {
-		if err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(i%3), rec("svc"+strconv.Itoa(i), i))); err != nil {
+		if err := b.Push(context.Background(), batchOf("s"+strconv.Itoa(i%3), rec("svc"+strconv.Itoa(i), i)), Accepted); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -729,7 +729,7 @@ func TestTick(t *testing.T) {
 		cfg.TickInterval = 100 * time.Millisecond
 		b := mustNew(t, cfg, h.deps())
 		k := Key{Tenant: "acme", Stream: "s"}
-		if err := b.Push(context.Background(), batchOf("s", rec("x", 0))); err != nil {
+		if err := b.Push(context.Background(), batchOf("s", rec("x", 0)), Accepted); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -747,7 +747,7 @@ func TestTick(t *testing.T) {
 		h.onConsume = func(*record.Batch) { lastConsume = time.Now() }
 		busyStart := time.Now()
 		for i := range 50 {
-			if err := b.Push(context.Background(), batchOf("s", rec("x", i+1))); err != nil {
+			if err := b.Push(context.Background(), batchOf("s", rec("x", i+1)), Accepted); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -789,7 +789,7 @@ func TestConsumerErrorsCountedAndThrottled(t *testing.T) {
 		cfg.TickInterval = 100 * time.Millisecond
 		b := mustNew(t, cfg, deps)
 		for i := range 100 {
-			if err := b.Push(context.Background(), batchOf("s", rec("x", i))); err != nil {
+			if err := b.Push(context.Background(), batchOf("s", rec("x", i)), Accepted); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -826,11 +826,11 @@ func TestMaxStreams(t *testing.T) {
 	}
 	defer b.Shutdown(context.Background())
 	for _, s := range []string{"a", "b", "a"} {
-		if err := b.Push(context.Background(), batchOf(s, recsOf("svc", 0, 1)...)); err != nil {
+		if err := b.Push(context.Background(), batchOf(s, recsOf("svc", 0, 1)...), Accepted); err != nil {
 			t.Fatalf("push to %s: %v", s, err)
 		}
 	}
-	err = b.Push(context.Background(), batchOf("c", recsOf("svc", 0, 1)...))
+	err = b.Push(context.Background(), batchOf("c", recsOf("svc", 0, 1)...), Accepted)
 	if !errors.Is(err, ErrTooManyStreams) {
 		t.Fatalf("third stream: %v, want ErrTooManyStreams", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/weirlabs/weir/internal/wal"
 )
 
 // Limits on Config fields beyond which a setting is surely a mistake.
@@ -29,6 +31,16 @@ type Config struct {
 	MaxBytes int64
 	// TickInterval is how often each consumer's Tick is called.
 	TickInterval time.Duration
+	// WALDir, when set, is the root of the write-ahead logs: each stream
+	// partition appends every batch to its own log under
+	// WALDir/tenant=<t>/stream=<s>/part=<p>/ before queueing it, New
+	// replays what the logs hold that no published file does, and the
+	// Durable level becomes available. Segments are deleted once every
+	// record in them is published. Empty: no log, Accepted and Committed
+	// only, and a crash loses what is queued.
+	WALDir string
+	// WAL configures each log: segment size and sync policy.
+	WAL wal.Options
 	// MaxStreams bounds the streams, over all tenants. Each stream holds
 	// Partitions rings and consumer goroutines until Shutdown; a Push that
 	// would create one more fails with ErrTooManyStreams.
@@ -46,6 +58,7 @@ func DefaultConfig() Config {
 		MaxBytes:     256 << 20,
 		TickInterval: 100 * time.Millisecond,
 		MaxStreams:   1024,
+		WAL:          wal.DefaultOptions(),
 	}
 }
 
@@ -69,6 +82,11 @@ func (c Config) Validate() error {
 	}
 	if c.TickInterval <= 0 {
 		errs = append(errs, fmt.Errorf("tick interval %s: want more than 0", c.TickInterval))
+	}
+	if c.WALDir != "" {
+		if err := c.WAL.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("wal: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("buffer config: %w", err)

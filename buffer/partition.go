@@ -3,10 +3,12 @@ package buffer
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/wal"
 )
 
 // errLogEvery throttles the logging of consumer errors per partition: at
@@ -21,6 +23,19 @@ type partition struct {
 	ring   *Ring[*record.Batch]
 	signal chan struct{} // cap 1; producers send without blocking after a push
 
+	// mu orders appends: offsets, the write-ahead log and the ring get
+	// batches in the same order. The partition's goroutine takes it
+	// briefly to trim marks.
+	mu    sync.Mutex
+	next  int64     // offset of the next record appended
+	wal   *wal.Log  // nil without Config.WALDir
+	enc   []byte    // encoding buffer for the log
+	marks []segMark // end offset of each live log segment, oldest first
+
+	committed atomic.Int64 // every record below it is in a published file
+	commits   waitList     // COMMITTED pushes waiting for committed to grow
+	stopped   atomic.Bool  // the goroutine exited: committed no longer grows
+
 	_ [cacheLine]byte
 	// slots counts reserved plus queued slots; it never exceeds ring.Cap(),
 	// so a push that reserved a slot always finds one.
@@ -32,20 +47,22 @@ func newPartition(key Key, c Consumer, slots int) *partition {
 	return &partition{
 		key:    key,
 		cons:   c,
-		ring:   NewRing[*record.Batch](slots),
-		signal: make(chan struct{}, 1),
+		ring:    NewRing[*record.Batch](slots),
+		signal:  make(chan struct{}, 1),
+		commits: waitList{ch: make(chan struct{})},
 	}
 }
 
 // worker is the state of a partition's goroutine.
 type worker struct {
-	b        *Buffer
-	p        *partition
-	ctx      context.Context
-	next     int64 // offset of the next record
-	ticker   *time.Ticker
-	consumeT throttle
-	tickT    throttle
+	b           *Buffer
+	p           *partition
+	ctx         context.Context
+	consumedEnd int64 // offset after the last batch delivered
+	ticker      *time.Ticker
+	consumeT    throttle
+	tickT       throttle
+	walT        throttle
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order
@@ -55,10 +72,16 @@ func (b *Buffer) run(p *partition) {
 	defer b.wg.Done()
 	defer b.exited()
 
-	w := &worker{b: b, p: p, ctx: b.runCtx}
-	if b.firstOffset != nil {
-		w.next = b.firstOffset(p.key)
-	}
+	w := &worker{b: b, p: p, ctx: b.runCtx, consumedEnd: p.committed.Load()}
+	defer func() {
+		p.stopped.Store(true)
+		p.commits.broadcast()
+		if p.wal != nil {
+			if err := p.wal.Close(); err != nil {
+				b.log.Warn("buffer: close write-ahead log", keyAttrs(p.key, err)...)
+			}
+		}
+	}()
 	w.ticker = time.NewTicker(b.cfg.TickInterval)
 	defer w.ticker.Stop()
 
@@ -78,6 +101,7 @@ func (b *Buffer) run(p *partition) {
 				b.closeErrors.Add(1)
 				b.log.Warn("buffer: consumer close failed", keyAttrs(p.key, err)...)
 			}
+			w.advance()
 			return
 		}
 	}
@@ -103,14 +127,14 @@ func (w *worker) drain() bool {
 
 func (w *worker) deliver(batch *record.Batch) {
 	n := int64(len(batch.Records))
-	batch.Partition = w.p.key.Partition
-	batch.Offset = w.next
-	w.next += n
+	end := batch.Offset + n
 	w.b.release(w.p, n, int64(batch.Bytes))
 	if err := w.p.cons.Consume(w.ctx, batch); err != nil {
 		w.b.consumeErrors.Add(1)
 		w.consumeT.log(w.b.log, "buffer: consume failed", w.p.key, err)
 	}
+	w.consumedEnd = end
+	w.advance()
 }
 
 func (w *worker) tick(now time.Time) {
@@ -118,6 +142,7 @@ func (w *worker) tick(now time.Time) {
 		w.b.tickErrors.Add(1)
 		w.tickT.log(w.b.log, "buffer: tick failed", w.p.key, err)
 	}
+	w.advance()
 }
 
 // throttle limits a kind of log line to one per errLogEvery.

@@ -26,11 +26,12 @@ import (
 const TenantHeader = "Weir-Tenant"
 
 // Pusher accepts batches; *buffer.Buffer implements it. Push takes
-// ownership of b when it returns nil, waits for room until ctx is done and
-// then fails with an error wrapping buffer.ErrFull, and fails with
-// buffer.ErrClosed when shutting down.
+// ownership of b when it returns nil or an error wrapping
+// buffer.ErrUnconfirmed, and returns once b reached level. It waits for
+// room until ctx is done and then fails with an error wrapping
+// buffer.ErrFull, and fails with buffer.ErrClosed when shutting down.
 type Pusher interface {
-	Push(ctx context.Context, b *record.Batch) error
+	Push(ctx context.Context, b *record.Batch, level buffer.Level) error
 }
 
 // Config bounds what the service accepts.
@@ -42,9 +43,13 @@ type Config struct {
 	MaxBatchRecords int
 	// MaxFuture is how far in the future a record's timestamp may lie.
 	MaxFuture time.Duration
-	// PushTimeout bounds the wait for buffer room of a request that has no
-	// deadline of its own, and of each batch of a PushStream.
+	// PushTimeout bounds the wait for buffer room and for the asked
+	// acknowledgement level of a request that has no deadline of its own,
+	// and of each batch of a PushStream.
 	PushTimeout time.Duration
+	// DefaultLevel is the acknowledgement level of requests that ask for
+	// none.
+	DefaultLevel buffer.Level
 }
 
 // DefaultConfig returns limits fit for most deployments.
@@ -54,6 +59,7 @@ func DefaultConfig() Config {
 		MaxBatchRecords: 100_000,
 		MaxFuture:       24 * time.Hour,
 		PushTimeout:     10 * time.Second,
+		DefaultLevel:    buffer.Durable,
 	}
 }
 
@@ -68,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest: MaxFuture must not be negative, got %s", c.MaxFuture)
 	case c.PushTimeout <= 0:
 		return fmt.Errorf("ingest: PushTimeout must be positive, got %s", c.PushTimeout)
+	case c.DefaultLevel < buffer.Accepted || c.DefaultLevel > buffer.Committed:
+		return fmt.Errorf("ingest: unknown DefaultLevel %d", c.DefaultLevel)
 	}
 	return nil
 }
@@ -109,11 +117,15 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords())
+	level, err := s.level(req.Msg.GetAckLevel())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n)}), nil
+	n, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n), AckLevel: wireLevel(level)}), nil
 }
 
 // PushStream implements weirv1connect.IngestServiceHandler. Batches are
@@ -135,7 +147,11 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 			return err
 		}
 		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId()}
-		n, err := s.push(ctx, tenant, req.GetStream(), req.GetRecords())
+		level, err := s.level(req.GetAckLevel())
+		n := 0
+		if err == nil {
+			n, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
@@ -144,6 +160,7 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 			ack.ErrorMessage = errMessage(err)
 		} else {
 			ack.Accepted = uint32(n)
+			ack.AckLevel = wireLevel(level)
 		}
 		if err := stream.Send(ack); err != nil {
 			return err
@@ -161,7 +178,7 @@ func errMessage(err error) string {
 
 // push validates and converts one batch and hands it to the buffer. Errors
 // are *connect.Error.
-func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record) (int, error) {
+func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level) (int, error) {
 	if err := record.ValidateStream(stream); err != nil {
 		return 0, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -188,8 +205,16 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 	b := record.NewBatch(tenant, stream, out)
 	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, now)
 	defer cancel()
-	if err := s.out.Push(ctx, b); err != nil {
+	if err := s.out.Push(ctx, b, level); err != nil {
 		switch {
+		case errors.Is(err, buffer.ErrUnconfirmed):
+			code := connect.CodeUnavailable
+			if ctx.Err() != nil {
+				code = connect.CodeDeadlineExceeded
+			}
+			return 0, connect.NewError(code, err)
+		case errors.Is(err, buffer.ErrNoWAL):
+			return 0, connect.NewError(connect.CodeFailedPrecondition, err)
 		case errors.Is(err, buffer.ErrFull):
 			cerr := connect.NewError(connect.CodeResourceExhausted, err)
 			cerr.Meta().Set("Retry-After", "1")
@@ -217,6 +242,33 @@ func waitContext(ctx context.Context, def time.Duration, now time.Time) (context
 	}
 	margin := min(deadline.Sub(now)/10, 100*time.Millisecond)
 	return context.WithDeadline(ctx, deadline.Add(-margin))
+}
+
+// level maps a requested acknowledgement level to the buffer's.
+func (s *Service) level(l weirv1.AckLevel) (buffer.Level, error) {
+	switch l {
+	case weirv1.AckLevel_ACK_LEVEL_UNSPECIFIED:
+		return s.cfg.DefaultLevel, nil
+	case weirv1.AckLevel_ACK_LEVEL_ACCEPTED:
+		return buffer.Accepted, nil
+	case weirv1.AckLevel_ACK_LEVEL_DURABLE:
+		return buffer.Durable, nil
+	case weirv1.AckLevel_ACK_LEVEL_COMMITTED:
+		return buffer.Committed, nil
+	}
+	return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("unknown ack_level %d", l))
+}
+
+func wireLevel(l buffer.Level) weirv1.AckLevel {
+	switch l {
+	case buffer.Accepted:
+		return weirv1.AckLevel_ACK_LEVEL_ACCEPTED
+	case buffer.Durable:
+		return weirv1.AckLevel_ACK_LEVEL_DURABLE
+	case buffer.Committed:
+		return weirv1.AckLevel_ACK_LEVEL_COMMITTED
+	}
+	return weirv1.AckLevel_ACK_LEVEL_UNSPECIFIED
 }
 
 func tenantOf(h http.Header) (string, error) {

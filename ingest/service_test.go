@@ -59,6 +59,7 @@ func TestBackpressure(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.PushTimeout = 100 * time.Millisecond
+	cfg.DefaultLevel = buffer.Accepted // this buffer has no write-ahead log
 	svc, err := NewService(cfg, buf, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/wal"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform"
@@ -30,6 +32,7 @@ type config struct {
 		MaxBatchRecords int           `yaml:"max_batch_records"`
 		MaxFuture       time.Duration `yaml:"max_future"`
 		PushTimeout     time.Duration `yaml:"push_timeout"`
+		DefaultAckLevel string        `yaml:"default_ack_level"`
 	} `yaml:"ingest"`
 
 	Buffer struct {
@@ -39,6 +42,11 @@ type config struct {
 		MaxBytes     int64         `yaml:"max_bytes"`
 		TickInterval time.Duration `yaml:"tick_interval"`
 		MaxStreams   int           `yaml:"max_streams"`
+		WAL          struct {
+			Sync         string        `yaml:"sync"`
+			SyncInterval time.Duration `yaml:"sync_interval"`
+			SegmentBytes int64         `yaml:"segment_bytes"`
+		} `yaml:"wal"`
 	} `yaml:"buffer"`
 
 	Transform struct {
@@ -78,10 +86,13 @@ func defaultConfig() config {
 	ic := ingest.DefaultConfig()
 	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout =
 		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout
+	c.Ingest.DefaultAckLevel = strings.ToLower(ic.DefaultLevel.String())
 
 	bc := buffer.DefaultConfig()
 	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
 		bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams
+	c.Buffer.WAL.Sync = "every"
+	c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes = bc.WAL.Interval, bc.WAL.SegmentBytes
 
 	tc := transform.DefaultConfig()
 	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge = tc.MaxRows, tc.MaxBytes, tc.MaxAge
@@ -115,13 +126,24 @@ func (c *config) ingest() ingest.Config {
 	ic := ingest.DefaultConfig()
 	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout =
 		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout
+	ic.DefaultLevel = levels[c.Ingest.DefaultAckLevel]
 	return ic
 }
+
+// levels maps the configuration's names of acknowledgement levels.
+var levels = map[string]buffer.Level{"accepted": buffer.Accepted, "durable": buffer.Durable, "committed": buffer.Committed}
 
 func (c *config) buffer() buffer.Config {
 	bc := buffer.DefaultConfig()
 	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams =
 		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams
+	bc.WALDir = filepath.Join(c.Data, "wal")
+	bc.WAL.Interval, bc.WAL.SegmentBytes = c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes
+	if c.Buffer.WAL.Sync == "interval" {
+		bc.WAL.Policy = wal.SyncInterval
+	} else {
+		bc.WAL.Policy = wal.SyncEvery
+	}
 	return bc
 }
 
@@ -163,6 +185,12 @@ func (c *config) validate() error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("log_level: %w", err)
+	}
+	if _, ok := levels[c.Ingest.DefaultAckLevel]; !ok {
+		return fmt.Errorf("ingest.default_ack_level %q: want accepted, durable or committed", c.Ingest.DefaultAckLevel)
+	}
+	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
+		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)
 	}
 	for _, err := range []error{c.ingest().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
 		if err != nil {

@@ -233,3 +233,18 @@ func waitCount(t *testing.T, url, sql string, want int64) {
 	}
 	t.Fatalf("%s: got %s, want %d", sql, got, want)
 }
+
+// postJSON posts a JSON body and returns the status and the answer.
+func postJSON(t testing.TB, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}

@@ -108,7 +108,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 			return b
 		},
 		FirstOffset: func(k buffer.Key) int64 { return lake.LastOffset(k.Tenant, k.Stream, k.Partition) },
-		Logger:      log,
+		Published: func(ctx context.Context, k buffer.Key, from int64) (func(int64) bool, error) {
+			set, err := lake.PublishedOffsets(ctx, k.Tenant, k.Stream, k.Partition, from)
+			return set.Contains, err
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return errors.Join(err, lake.Shutdown(context.Background()))

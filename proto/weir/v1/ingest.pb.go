@@ -21,6 +21,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AckLevel says how safe a batch is when it is acknowledged.
+type AckLevel int32
+
+const (
+	// The server's default: DURABLE.
+	AckLevel_ACK_LEVEL_UNSPECIFIED AckLevel = 0
+	// In the server's ring buffer and handed to its write-ahead log, not yet
+	// fsynced: a crash may lose it (at-most-once). The fastest.
+	AckLevel_ACK_LEVEL_ACCEPTED AckLevel = 1
+	// In the write-ahead log and fsynced: it survives a crash and will reach
+	// Parquet (at-least-once).
+	AckLevel_ACK_LEVEL_DURABLE AckLevel = 2
+	// In a published Parquet file.
+	AckLevel_ACK_LEVEL_COMMITTED AckLevel = 3
+)
+
+// Enum value maps for AckLevel.
+var (
+	AckLevel_name = map[int32]string{
+		0: "ACK_LEVEL_UNSPECIFIED",
+		1: "ACK_LEVEL_ACCEPTED",
+		2: "ACK_LEVEL_DURABLE",
+		3: "ACK_LEVEL_COMMITTED",
+	}
+	AckLevel_value = map[string]int32{
+		"ACK_LEVEL_UNSPECIFIED": 0,
+		"ACK_LEVEL_ACCEPTED":    1,
+		"ACK_LEVEL_DURABLE":     2,
+		"ACK_LEVEL_COMMITTED":   3,
+	}
+)
+
+func (x AckLevel) Enum() *AckLevel {
+	p := new(AckLevel)
+	*p = x
+	return p
+}
+
+func (x AckLevel) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AckLevel) Descriptor() protoreflect.EnumDescriptor {
+	return file_weir_v1_ingest_proto_enumTypes[0].Descriptor()
+}
+
+func (AckLevel) Type() protoreflect.EnumType {
+	return &file_weir_v1_ingest_proto_enumTypes[0]
+}
+
+func (x AckLevel) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AckLevel.Descriptor instead.
+func (AckLevel) EnumDescriptor() ([]byte, []int) {
+	return file_weir_v1_ingest_proto_rawDescGZIP(), []int{0}
+}
+
 // PushRequest carries one batch for one stream.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -28,7 +87,9 @@ type PushRequest struct {
 	// Streams are created on first use.
 	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The records, at least one.
-	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// When to acknowledge the batch.
+	AckLevel      AckLevel `protobuf:"varint,3,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,11 +138,20 @@ func (x *PushRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *PushRequest) GetAckLevel() AckLevel {
+	if x != nil {
+		return x.AckLevel
+	}
+	return AckLevel_ACK_LEVEL_UNSPECIFIED
+}
+
 // PushResponse acknowledges a whole batch.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number of records accepted.
-	Accepted      uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// The level the batch reached.
+	AckLevel      AckLevel `protobuf:"varint,2,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +193,13 @@ func (x *PushResponse) GetAccepted() uint32 {
 	return 0
 }
 
+func (x *PushResponse) GetAckLevel() AckLevel {
+	if x != nil {
+		return x.AckLevel
+	}
+	return AckLevel_ACK_LEVEL_UNSPECIFIED
+}
+
 // PushStreamRequest carries one batch of a stream of batches.
 type PushStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -131,7 +208,9 @@ type PushStreamRequest struct {
 	// Target stream, as in PushRequest.
 	Stream string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The records, at least one.
-	Records       []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// When to acknowledge the batch.
+	AckLevel      AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -187,6 +266,13 @@ func (x *PushStreamRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *PushStreamRequest) GetAckLevel() AckLevel {
+	if x != nil {
+		return x.AckLevel
+	}
+	return AckLevel_ACK_LEVEL_UNSPECIFIED
+}
+
 // PushStreamResponse acknowledges one batch of a PushStream.
 type PushStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -198,7 +284,9 @@ type PushStreamResponse struct {
 	// "invalid_argument" or "resource_exhausted".
 	ErrorCode string `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// Human-readable reason when error_code is set.
-	ErrorMessage  string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorMessage string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// The level the batch reached, when error_code is empty.
+	AckLevel      AckLevel `protobuf:"varint,5,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,26 +349,42 @@ func (x *PushStreamResponse) GetErrorMessage() string {
 	return ""
 }
 
+func (x *PushStreamResponse) GetAckLevel() AckLevel {
+	if x != nil {
+		return x.AckLevel
+	}
+	return AckLevel_ACK_LEVEL_UNSPECIFIED
+}
+
 var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"P\n" +
+	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\x80\x01\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12)\n" +
-	"\arecords\x18\x02 \x03(\v2\x0f.weir.v1.RecordR\arecords\"*\n" +
+	"\arecords\x18\x02 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
+	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"Z\n" +
 	"\fPushResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\rR\baccepted\"q\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
+	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"\xa1\x01\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
-	"\arecords\x18\x03 \x03(\v2\x0f.weir.v1.RecordR\arecords\"\x8f\x01\n" +
+	"\arecords\x18\x03 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
+	"\tack_level\x18\x04 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"\xbf\x01\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage2\x8f\x01\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12.\n" +
+	"\tack_level\x18\x05 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel*m\n" +
+	"\bAckLevel\x12\x19\n" +
+	"\x15ACK_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ACK_LEVEL_ACCEPTED\x10\x01\x12\x15\n" +
+	"\x11ACK_LEVEL_DURABLE\x10\x02\x12\x17\n" +
+	"\x13ACK_LEVEL_COMMITTED\x10\x032\x8f\x01\n" +
 	"\rIngestService\x123\n" +
 	"\x04Push\x12\x14.weir.v1.PushRequest\x1a\x15.weir.v1.PushResponse\x12I\n" +
 	"\n" +
@@ -298,26 +402,32 @@ func file_weir_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_weir_v1_ingest_proto_rawDescData
 }
 
+var file_weir_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_weir_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_weir_v1_ingest_proto_goTypes = []any{
-	(*PushRequest)(nil),        // 0: weir.v1.PushRequest
-	(*PushResponse)(nil),       // 1: weir.v1.PushResponse
-	(*PushStreamRequest)(nil),  // 2: weir.v1.PushStreamRequest
-	(*PushStreamResponse)(nil), // 3: weir.v1.PushStreamResponse
-	(*Record)(nil),             // 4: weir.v1.Record
+	(AckLevel)(0),              // 0: weir.v1.AckLevel
+	(*PushRequest)(nil),        // 1: weir.v1.PushRequest
+	(*PushResponse)(nil),       // 2: weir.v1.PushResponse
+	(*PushStreamRequest)(nil),  // 3: weir.v1.PushStreamRequest
+	(*PushStreamResponse)(nil), // 4: weir.v1.PushStreamResponse
+	(*Record)(nil),             // 5: weir.v1.Record
 }
 var file_weir_v1_ingest_proto_depIdxs = []int32{
-	4, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.Record
-	4, // 1: weir.v1.PushStreamRequest.records:type_name -> weir.v1.Record
-	0, // 2: weir.v1.IngestService.Push:input_type -> weir.v1.PushRequest
-	2, // 3: weir.v1.IngestService.PushStream:input_type -> weir.v1.PushStreamRequest
-	1, // 4: weir.v1.IngestService.Push:output_type -> weir.v1.PushResponse
-	3, // 5: weir.v1.IngestService.PushStream:output_type -> weir.v1.PushStreamResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.Record
+	0, // 1: weir.v1.PushRequest.ack_level:type_name -> weir.v1.AckLevel
+	0, // 2: weir.v1.PushResponse.ack_level:type_name -> weir.v1.AckLevel
+	5, // 3: weir.v1.PushStreamRequest.records:type_name -> weir.v1.Record
+	0, // 4: weir.v1.PushStreamRequest.ack_level:type_name -> weir.v1.AckLevel
+	0, // 5: weir.v1.PushStreamResponse.ack_level:type_name -> weir.v1.AckLevel
+	1, // 6: weir.v1.IngestService.Push:input_type -> weir.v1.PushRequest
+	3, // 7: weir.v1.IngestService.PushStream:input_type -> weir.v1.PushStreamRequest
+	2, // 8: weir.v1.IngestService.Push:output_type -> weir.v1.PushResponse
+	4, // 9: weir.v1.IngestService.PushStream:output_type -> weir.v1.PushStreamResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_weir_v1_ingest_proto_init() }
@@ -331,13 +441,14 @@ func file_weir_v1_ingest_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weir_v1_ingest_proto_rawDesc), len(file_weir_v1_ingest_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_weir_v1_ingest_proto_goTypes,
 		DependencyIndexes: file_weir_v1_ingest_proto_depIdxs,
+		EnumInfos:         file_weir_v1_ingest_proto_enumTypes,
 		MessageInfos:      file_weir_v1_ingest_proto_msgTypes,
 	}.Build()
 	File_weir_v1_ingest_proto = out.File

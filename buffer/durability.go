@@ -1,0 +1,288 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/wal"
+)
+
+// Level is how far a pushed batch has got when Push returns.
+type Level int8
+
+// Acknowledgement levels, weakest first.
+const (
+	// Accepted: queued in the ring and handed to the write-ahead log (if
+	// any), not fsynced. A crash may lose it.
+	Accepted Level = iota + 1
+	// Durable: in the write-ahead log and fsynced (per Config.WAL's sync
+	// policy). It survives a crash: recovery replays it.
+	Durable
+	// Committed: in a published Parquet file.
+	Committed
+)
+
+func (l Level) String() string {
+	switch l {
+	case Accepted:
+		return "ACCEPTED"
+	case Durable:
+		return "DURABLE"
+	case Committed:
+		return "COMMITTED"
+	}
+	return "Level(" + strconv.Itoa(int(l)) + ")"
+}
+
+// Errors of the acknowledgement levels.
+var (
+	// ErrNoWAL means Durable was asked of a buffer without a write-ahead log.
+	ErrNoWAL = errors.New("durable acknowledgements need the write-ahead log")
+	// ErrUnconfirmed means the batch was accepted (and will not be lost by
+	// Push failing) but the asked level was not reached before ctx was
+	// done or the buffer shut down. A producer that retries may duplicate
+	// it.
+	ErrUnconfirmed = errors.New("batch accepted but its acknowledgement level was not confirmed")
+)
+
+// Committer is implemented by consumers that hand records on to storage
+// that publishes later (transform.Batcher). Oldest returns the lowest
+// offset of the records the consumer took that are not yet published; ok
+// is false when all are. It is called from the partition's goroutine.
+// Without it, a record counts as committed once Consume returns.
+type Committer interface {
+	Oldest() (offset int64, ok bool)
+}
+
+// segMark records the end offset of the last batch appended to a segment.
+type segMark struct {
+	seg uint64
+	end int64
+}
+
+// walDir returns the directory of a partition's write-ahead log.
+func walDir(root string, k Key) string {
+	return filepath.Join(root, "tenant="+k.Tenant, "stream="+k.Stream, "part="+strconv.Itoa(int(k.Partition)))
+}
+
+// appendLocked assigns the batch its offsets, writes it to the partition's
+// log and queues it. p.mu must be held and a ring slot reserved.
+func (p *partition) appendLocked(batch *record.Batch) (wal.Pos, error) {
+	batch.Partition = p.key.Partition
+	batch.Offset = p.next
+	var pos wal.Pos
+	if p.wal != nil {
+		p.enc = record.AppendBatch(p.enc[:0], batch)
+		var err error
+		if pos, err = p.wal.Append(p.enc); err != nil {
+			return pos, fmt.Errorf("buffer: write-ahead log of %s/%s partition %d: %w", p.key.Tenant, p.key.Stream, p.key.Partition, err)
+		}
+		end := batch.Offset + int64(len(batch.Records))
+		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
+			p.marks[n-1].end = end
+		} else {
+			p.marks = append(p.marks, segMark{seg: pos.Segment, end: end})
+		}
+	}
+	p.next += int64(len(batch.Records))
+	if !p.ring.TryPush(batch) {
+		panic("buffer: ring full despite a reserved slot")
+	}
+	return pos, nil
+}
+
+// waitCommitted waits until every record below end is published.
+func (p *partition) waitCommitted(ctx context.Context, end int64) error {
+	for {
+		wake := p.commits.arm()
+		if p.committed.Load() >= end {
+			return nil
+		}
+		if p.stopped.Load() {
+			return fmt.Errorf("%w: the buffer shut down before the batch was committed", ErrUnconfirmed)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: not committed before the push context was done: %w", ErrUnconfirmed, context.Cause(ctx))
+		}
+	}
+}
+
+// advance recomputes the partition's commit watermark after a delivery or
+// a tick, wakes COMMITTED waiters and drops log segments below it. It runs
+// on the partition's goroutine.
+func (w *worker) advance() {
+	p := w.p
+	wm := w.consumedEnd
+	if c, ok := p.cons.(Committer); ok {
+		if o, has := c.Oldest(); has && o < wm {
+			wm = o
+		}
+	}
+	if wm <= p.committed.Load() {
+		return
+	}
+	p.committed.Store(wm)
+	p.commits.broadcast()
+	if p.wal == nil {
+		return
+	}
+	p.mu.Lock()
+	cut := 0
+	for cut < len(p.marks)-1 && p.marks[cut].end <= wm {
+		cut++
+	}
+	var before uint64
+	if cut > 0 {
+		before = p.marks[cut].seg
+		p.marks = append(p.marks[:0], p.marks[cut:]...)
+	}
+	p.mu.Unlock()
+	if before > 0 {
+		if err := p.wal.Remove(before); err != nil {
+			w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
+		}
+	}
+}
+
+// openWAL opens the partition's log and decodes what it holds that no
+// published file has, for recovery. It sets p.next past the log's last
+// record.
+func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
+	l, err := wal.Open(walDir(b.cfg.WALDir, p.key), b.cfg.WAL, b.log)
+	if err != nil {
+		return nil, fmt.Errorf("buffer: open write-ahead log: %w", err)
+	}
+	p.wal = l
+	var (
+		batches   []*record.Batch
+		published func(int64) bool
+	)
+	err = l.Replay(wal.Pos{}, func(pos wal.Pos, payload []byte) error {
+		batch, err := record.DecodeBatch(payload)
+		if err != nil {
+			return fmt.Errorf("segment %d offset %d: %w", pos.Segment, pos.Offset, err)
+		}
+		end := batch.Offset + int64(len(batch.Records))
+		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
+			p.marks[n-1].end = max(p.marks[n-1].end, end)
+		} else {
+			p.marks = append(p.marks, segMark{seg: pos.Segment, end: end})
+		}
+		p.next = max(p.next, end)
+		if published == nil {
+			published = func(int64) bool { return false }
+			if b.published != nil {
+				if published, err = b.published(b.runCtx, p.key, batch.Offset); err != nil {
+					return fmt.Errorf("published offsets: %w", err)
+				}
+			}
+		}
+		return b.splitRecovered(&batches, batch, published)
+	})
+	if err != nil {
+		l.Close()
+		p.wal = nil
+		return nil, fmt.Errorf("buffer: replay write-ahead log of %s/%s partition %d: %w", p.key.Tenant, p.key.Stream, p.key.Partition, err)
+	}
+	return batches, nil
+}
+
+// splitRecovered appends to out the runs of consecutive offsets of batch
+// that published does not hold, each as a batch of its own, keeping the
+// offsets the records were logged with.
+func (b *Buffer) splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(int64) bool) error {
+	start := -1
+	flush := func(end int) {
+		if start < 0 {
+			return
+		}
+		recs := append([]record.Record(nil), batch.Records[start:end]...)
+		nb := record.NewBatch(batch.Tenant, batch.Stream, recs)
+		nb.Partition = batch.Partition
+		nb.Offset = batch.Offset + int64(start)
+		*out = append(*out, nb)
+		start = -1
+	}
+	for i := range batch.Records {
+		if published(batch.Offset + int64(i)) {
+			flush(i)
+		} else if start < 0 {
+			start = i
+		}
+	}
+	flush(len(batch.Records))
+	return nil
+}
+
+// recoverStreams recreates every stream that has a write-ahead log under
+// Config.WALDir and queues the records no published file holds. It runs
+// in New, before any Push.
+func (b *Buffer) recoverStreams() error {
+	tenants, err := os.ReadDir(b.cfg.WALDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("buffer: recover: %w", err)
+	}
+	for _, t := range tenants {
+		tenant, ok := strings.CutPrefix(t.Name(), "tenant=")
+		if !ok || !t.IsDir() {
+			continue
+		}
+		streams, err := os.ReadDir(filepath.Join(b.cfg.WALDir, t.Name()))
+		if err != nil {
+			return fmt.Errorf("buffer: recover: %w", err)
+		}
+		for _, s := range streams {
+			name, ok := strings.CutPrefix(s.Name(), "stream=")
+			if !ok || !s.IsDir() {
+				continue
+			}
+			parts, err := os.ReadDir(filepath.Join(b.cfg.WALDir, t.Name(), s.Name()))
+			if err != nil {
+				return fmt.Errorf("buffer: recover: %w", err)
+			}
+			for _, pd := range parts {
+				n, ok := strings.CutPrefix(pd.Name(), "part=")
+				if i, err := strconv.Atoi(n); ok && err == nil && i >= b.cfg.Partitions {
+					return fmt.Errorf("buffer: recover: %s/%s has a write-ahead log for partition %d but the buffer has %d partitions per stream; restore the partition count", tenant, name, i, b.cfg.Partitions)
+				}
+			}
+			if _, err := b.stream(tenant, name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// enqueueRecovered queues recovered batches on their partition, waiting
+// for room as the consumers drain.
+func (b *Buffer) enqueueRecovered(s *stream, p *partition, batches []*record.Batch) error {
+	for _, batch := range batches {
+		subs := []sub{{part: p.key.Partition, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
+		n := int64(len(batch.Records))
+		if !b.tryReserve(s, subs, n, int64(batch.Bytes)) {
+			if err := b.waitReserve(b.runCtx, s, subs, n, int64(batch.Bytes)); err != nil {
+				return err
+			}
+		}
+		if !p.ring.TryPush(batch) {
+			panic("buffer: ring full despite a reserved slot")
+		}
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
