@@ -45,8 +45,8 @@ type partition struct {
 
 func newPartition(key Key, c Consumer, slots int) *partition {
 	return &partition{
-		key:    key,
-		cons:   c,
+		key:     key,
+		cons:    c,
 		ring:    NewRing[*record.Batch](slots),
 		signal:  make(chan struct{}, 1),
 		commits: waitList{ch: make(chan struct{})},

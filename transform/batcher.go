@@ -203,6 +203,27 @@ func (bt *Batcher) OldestUnwritten() (offset int64, ok bool) {
 	return offset, ok
 }
 
+// UnpublishedReporter is implemented by Writers that publish later than
+// they are written to, such as *sink.Lake: OldestUnpublished returns the
+// lowest offset of a stream partition they hold unpublished.
+type UnpublishedReporter interface {
+	OldestUnpublished(tenant, stream string, part int32) (offset int64, ok bool)
+}
+
+// Oldest returns the lowest offset of the partition's records that are not
+// yet in a published file: held by the Batcher or, if the Writer is an
+// UnpublishedReporter, by the Writer. ok is false when every record the
+// Batcher consumed is published. It is the buffer's commit watermark.
+func (bt *Batcher) Oldest() (offset int64, ok bool) {
+	offset, ok = bt.OldestUnwritten()
+	if r, isReporter := bt.w.(UnpublishedReporter); isReporter {
+		if o, has := r.OldestUnpublished(bt.tenant, bt.stream, bt.part); has && (!ok || o < offset) {
+			offset, ok = o, true
+		}
+	}
+	return offset, ok
+}
+
 func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch, error) {
 	for _, ob := range bt.open {
 		if ob.hour.Equal(hour) {
