@@ -6,6 +6,8 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -147,6 +149,16 @@ func TestLoghubEndToEnd(t *testing.T) {
 
 	// A restart finds the files and serves the same answers from Parquet.
 	s2 := startServer(t, s.data, nil)
+	// A second server on the same data directory is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	cfg.Data = s.data
+	if err := serve(context.Background(), cfg, ln, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second server on the same data dir: %v", err)
+	}
 	equalCounts(t, "count by stream (Parquet)", countBy(t, s2.url, "SELECT stream, count(*) FROM logs GROUP BY 1"), want)
 	equalCounts(t, "HDFS severity (Parquet)", countBy(t, s2.url, "SELECT severity_text, count(*) FROM hdfs GROUP BY 1"), hdfsLevels)
 

@@ -80,6 +80,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := lockDataDir(cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	engine, err := query.Open(cfg.query(), log)
 	if err != nil {
