@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,6 +160,7 @@ type streamKey struct{ tenant, stream string }
 
 type stream struct {
 	parts []*partition
+	prods *producers
 }
 
 // New returns a buffer with no streams; streams and their goroutines are
@@ -215,6 +217,14 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 // also to pushes already waiting for room. An empty batch is an error
 // wrapping record.ErrEmptyBatch.
 //
+// A batch with a ProducerID is written at most once per (ProducerID,
+// Sequence): its sequence must be 1 for a producer the stream does not
+// know (or has forgotten, see Config.MaxProducers and ProducerTTL) and
+// the last accepted one plus 1 otherwise (else an error wrapping
+// ErrSequence). A sequence at or below the last accepted one is a retry:
+// Push writes nothing, confirms level for what was written before, and
+// returns an error wrapping ErrDuplicate, which callers treat as success.
+//
 // level says when Push returns nil: Accepted once the batch is queued (and
 // handed to the write-ahead log, if any); Durable once the log has synced
 // it; Committed once every record of it is in a published file. Durable
@@ -226,20 +236,20 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 func (b *Buffer) Push(ctx context.Context, batch *record.Batch, level Level) error {
 	var waitBuf [8]commitWait
 	commits := waitBuf[:0]
-	if err := b.enqueue(ctx, batch, level, &commits); err != nil {
+	err := b.enqueue(ctx, batch, level, &commits)
+	if err != nil && !errors.Is(err, ErrDuplicate) {
 		return err
 	}
-	if level != Committed {
-		return nil
-	}
-	// Outside enqueue: Shutdown waits for enqueues only, and commits can
-	// need the rest of the pipeline to shut down.
-	for _, c := range commits {
-		if err := c.p.waitCommitted(ctx, c.end); err != nil {
-			return err
+	if level == Committed {
+		// Outside enqueue: Shutdown waits for enqueues only, and commits
+		// can need the rest of the pipeline to shut down.
+		for _, c := range commits {
+			if err := c.p.waitCommitted(ctx, c.end); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return err
 }
 
 // enqueue is Push up to the Durable level; it appends to commits what a
@@ -283,6 +293,19 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	if err != nil {
 		return err
 	}
+	queued := 0 // sub-batches appended
+	if id, seq := batch.ProducerID, batch.Sequence; id != "" {
+		dup, err := s.prods.begin(id, seq, time.Now())
+		if err != nil {
+			return err
+		}
+		if dup {
+			return b.confirmDuplicate(ctx, s, level, commits)
+		}
+		// A batch counts as accepted once any part is in the log: a retry
+		// is then a duplicate, not a second copy.
+		defer func() { s.prods.end(id, seq, queued > 0) }()
+	}
 	if !b.tryReserve(s, subs, nrec, nbytes) {
 		if err := b.waitReserve(ctx, s, subs, nrec, nbytes); err != nil {
 			return err
@@ -307,6 +330,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 			return err
 		}
 		pos = append(pos, at)
+		queued++
 		select {
 		case p.signal <- struct{}{}:
 		default:
@@ -325,6 +349,24 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 		*commits = append(*commits, commitWait{p: s.parts[sb.part], end: sb.batch.Offset + int64(len(sb.batch.Records))})
 	}
 	return nil
+}
+
+// confirmDuplicate confirms level for a batch accepted before: everything
+// appended to the stream's logs so far, which includes it, is synced, and
+// for Committed, waited for. It returns ErrDuplicate on success.
+func (b *Buffer) confirmDuplicate(ctx context.Context, s *stream, level Level, commits *[]commitWait) error {
+	for _, p := range s.parts {
+		p.mu.Lock()
+		pos, end := p.lastPos, p.next
+		p.mu.Unlock()
+		if level >= Durable && p.wal != nil {
+			if err := p.wal.Sync(ctx, pos); err != nil {
+				return fmt.Errorf("%w: write-ahead log sync: %w", ErrUnconfirmed, err)
+			}
+		}
+		*commits = append(*commits, commitWait{p: p, end: end})
+	}
+	return ErrDuplicate
 }
 
 // commitWait is what a COMMITTED push waits for: the partition's commit
@@ -463,6 +505,14 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 		return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, n, k.stream, k.tenant)
 	}
 	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
+	var prodPath string
+	if b.cfg.WALDir != "" {
+		prodPath = filepath.Join(b.cfg.WALDir, "tenant="+k.tenant, "stream="+k.stream, "producers.json")
+	}
+	s.prods = newProducers(prodPath, b.cfg.MaxProducers, b.cfg.ProducerTTL)
+	if err := s.prods.load(); err != nil {
+		return nil, err
+	}
 	closeAll := func(n int) {
 		for _, p := range s.parts[:n] {
 			if err := p.cons.Close(b.runCtx); err != nil {
@@ -482,6 +532,7 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 			return nil, fmt.Errorf("buffer: NewConsumer returned nil for %s/%s partition %d", k.tenant, k.stream, i)
 		}
 		p := newPartition(key, c, b.cfg.RingSlots)
+		p.prods = s.prods
 		s.parts[i] = p
 		if b.firstOffset != nil {
 			p.next = b.firstOffset(key)

@@ -41,6 +41,13 @@ type Config struct {
 	WALDir string
 	// WAL configures each log: segment size and sync policy.
 	WAL wal.Options
+	// MaxProducers bounds the idempotent producers remembered per stream;
+	// past it the least recently seen one is forgotten.
+	MaxProducers int
+	// ProducerTTL is how long an idle idempotent producer is remembered.
+	// A producer forgotten (by TTL or MaxProducers) starts afresh: a retry
+	// of one of its old batches is then written again.
+	ProducerTTL time.Duration
 	// MaxStreams bounds the streams, over all tenants. Each stream holds
 	// Partitions rings and consumer goroutines until Shutdown; a Push that
 	// would create one more fails with ErrTooManyStreams.
@@ -58,6 +65,8 @@ func DefaultConfig() Config {
 		MaxBytes:     256 << 20,
 		TickInterval: 100 * time.Millisecond,
 		MaxStreams:   1024,
+		MaxProducers: 10_000,
+		ProducerTTL:  24 * time.Hour,
 		WAL:          wal.DefaultOptions(),
 	}
 }
@@ -76,6 +85,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("max bytes %d: want at least 1", c.MaxBytes))
+	}
+	if c.MaxProducers < 1 {
+		errs = append(errs, fmt.Errorf("max producers %d: want at least 1", c.MaxProducers))
+	}
+	if c.ProducerTTL <= 0 {
+		errs = append(errs, fmt.Errorf("producer TTL %s: want more than 0", c.ProducerTTL))
 	}
 	if c.MaxStreams < 1 {
 		errs = append(errs, fmt.Errorf("max streams %d: want at least 1", c.MaxStreams))

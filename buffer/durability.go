@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/wal"
@@ -89,6 +90,7 @@ func (p *partition) appendLocked(batch *record.Batch) (wal.Pos, error) {
 		} else {
 			p.marks = append(p.marks, segMark{seg: pos.Segment, end: end})
 		}
+		p.lastPos = pos
 	}
 	p.next += int64(len(batch.Records))
 	if !p.ring.TryPush(batch) {
@@ -146,6 +148,11 @@ func (w *worker) advance() {
 	}
 	p.mu.Unlock()
 	if before > 0 {
+		// The table must outlive the log records that carry it.
+		if err := p.prods.save(time.Now()); err != nil {
+			w.walT.log(w.b.log, "buffer: save idempotent producers; keeping log segments", p.key, err)
+			return
+		}
 		if err := p.wal.Remove(before); err != nil {
 			w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
 		}
@@ -177,6 +184,10 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 			p.marks = append(p.marks, segMark{seg: pos.Segment, end: end})
 		}
 		p.next = max(p.next, end)
+		p.lastPos = pos
+		if batch.ProducerID != "" {
+			p.prods.observe(batch.ProducerID, batch.Sequence, time.Now())
+		}
 		if published == nil {
 			published = func(int64) bool { return false }
 			if b.published != nil {

@@ -26,11 +26,13 @@ type partition struct {
 	// mu orders appends: offsets, the write-ahead log and the ring get
 	// batches in the same order. The partition's goroutine takes it
 	// briefly to trim marks.
-	mu    sync.Mutex
-	next  int64     // offset of the next record appended
-	wal   *wal.Log  // nil without Config.WALDir
-	enc   []byte    // encoding buffer for the log
-	marks []segMark // end offset of each live log segment, oldest first
+	mu      sync.Mutex
+	next    int64      // offset of the next record appended
+	wal     *wal.Log   // nil without Config.WALDir
+	enc     []byte     // encoding buffer for the log
+	marks   []segMark  // end offset of each live log segment, oldest first
+	lastPos wal.Pos    // position of the last record appended
+	prods   *producers // the stream's idempotent producers
 
 	committed atomic.Int64 // every record below it is in a published file
 	commits   waitList     // COMMITTED pushes waiting for committed to grow

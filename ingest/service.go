@@ -121,11 +121,11 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level)
+	n, dup, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level, req.Msg.GetProducerId(), req.Msg.GetSequence())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n), AckLevel: wireLevel(level)}), nil
+	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n), AckLevel: wireLevel(level), Duplicate: dup}), nil
 }
 
 // PushStream implements weirv1connect.IngestServiceHandler. Batches are
@@ -148,9 +148,9 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		}
 		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId()}
 		level, err := s.level(req.GetAckLevel())
-		n := 0
+		n, dup := 0, false
 		if err == nil {
-			n, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level)
+			n, dup, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level, req.GetProducerId(), req.GetSequence())
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -161,6 +161,7 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		} else {
 			ack.Accepted = uint32(n)
 			ack.AckLevel = wireLevel(level)
+			ack.Duplicate = dup
 		}
 		if err := stream.Send(ack); err != nil {
 			return err
@@ -178,7 +179,24 @@ func errMessage(err error) string {
 
 // push validates and converts one batch and hands it to the buffer. Errors
 // are *connect.Error.
-func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level) (int, error) {
+func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64) (n int, dup bool, err error) {
+	n, err = s.pushChecked(ctx, tenant, stream, recs, level, producer, seq)
+	if errors.Is(err, buffer.ErrDuplicate) {
+		return n, true, nil
+	}
+	return n, false, err
+}
+
+// maxProducerID bounds the producer ids a client may choose.
+const maxProducerID = 128
+
+func (s *Service) pushChecked(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64) (int, error) {
+	if len(producer) > maxProducerID {
+		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("producer_id has %d bytes; the limit is %d", len(producer), maxProducerID))
+	}
+	if producer == "" && seq != 0 {
+		return 0, connect.NewError(connect.CodeInvalidArgument, errors.New("sequence without producer_id"))
+	}
 	if err := record.ValidateStream(stream); err != nil {
 		return 0, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -203,6 +221,7 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 		}
 	}
 	b := record.NewBatch(tenant, stream, out)
+	b.ProducerID, b.Sequence = producer, seq
 	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, now)
 	defer cancel()
 	if err := s.out.Push(ctx, b, level); err != nil {
@@ -213,11 +232,22 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 				code = connect.CodeDeadlineExceeded
 			}
 			return 0, connect.NewError(code, err)
+		case errors.Is(err, buffer.ErrDuplicate):
+			return len(out), err
+		case errors.Is(err, buffer.ErrSequence):
+			return 0, connect.NewError(connect.CodeFailedPrecondition, err)
+		case errors.Is(err, buffer.ErrInFlight):
+			return 0, connect.NewError(connect.CodeAborted, err)
 		case errors.Is(err, buffer.ErrNoWAL):
 			return 0, connect.NewError(connect.CodeFailedPrecondition, err)
 		case errors.Is(err, buffer.ErrFull):
 			cerr := connect.NewError(connect.CodeResourceExhausted, err)
 			cerr.Meta().Set("Retry-After", "1")
+			return 0, cerr
+		case errors.Is(err, buffer.ErrNoSpace):
+			// The log undid the write: a retry once space is freed succeeds.
+			cerr := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("disk full: the server has no space left to log the batch; retry once space is freed: %w", err))
+			cerr.Meta().Set("Retry-After", "5")
 			return 0, cerr
 		case errors.Is(err, buffer.ErrTooManyStreams):
 			return 0, connect.NewError(connect.CodeResourceExhausted, err)

@@ -43,7 +43,7 @@ const (
 // previous record's is stored once. AppendBatch grows dst at most once.
 func AppendBatch(dst []byte, b *Batch) []byte {
 	// First pass: the stored attribute count and a size estimate.
-	kvs, size := 0, 32+len(b.Tenant)+len(b.Stream)
+	kvs, size := 0, 48+len(b.Tenant)+len(b.Stream)+len(b.ProducerID)
 	for i := range b.Records {
 		r := &b.Records[i]
 		size += 48 + len(r.SeverityText) + len(r.Body)
@@ -61,6 +61,8 @@ func AppendBatch(dst []byte, b *Batch) []byte {
 	dst = appendString(dst, b.Stream)
 	dst = binary.AppendVarint(dst, int64(b.Partition))
 	dst = binary.AppendVarint(dst, b.Offset)
+	dst = appendString(dst, b.ProducerID)
+	dst = binary.AppendUvarint(dst, b.Sequence)
 	dst = binary.AppendUvarint(dst, uint64(len(b.Records)))
 	dst = binary.AppendUvarint(dst, uint64(kvs))
 	var prevTS int64
@@ -186,6 +188,8 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	}
 	b.Partition = int32(part)
 	b.Offset = d.varint("offset")
+	b.ProducerID = d.string("producer id")
+	b.Sequence = d.uvarint("sequence", "")
 	n := d.uvarint("record count", "")
 	kvs := d.uvarint("attribute count", "")
 	if d.err != nil {

@@ -79,6 +79,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		b    *Batch
 	}{
 		{"no records", &Batch{Tenant: "acme", Stream: "web", Partition: 3, Offset: 99}},
+		{"idempotent producer", &Batch{Tenant: "acme", Stream: "web", Offset: 5, ProducerID: "host-7/app", Sequence: 1 << 40, Records: []Record{{Body: "x"}}}},
 		{"empty names", &Batch{Records: []Record{{}}}},
 		{"zero record", NewBatch("t", "s", []Record{{}})},
 		{"full record", NewBatch("acme", "web", []Record{full})},

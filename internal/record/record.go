@@ -78,6 +78,12 @@ type Batch struct {
 	// partition. Record i has offset Offset+i.
 	Partition int32
 	Offset    int64
+	// ProducerID and Sequence identify the batch for idempotent producers:
+	// a producer numbers its batches 1, 2, 3, ... and the buffer writes
+	// each (ProducerID, Sequence) once. Empty ProducerID: no
+	// de-duplication.
+	ProducerID string
+	Sequence   uint64
 }
 
 // NewBatch returns a batch of the records with Bytes computed.

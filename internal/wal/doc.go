@@ -15,7 +15,9 @@
 // crash by truncating a torn tail of the last segment and refuses, with a
 // *CorruptionError, to open a log damaged anywhere else.
 //
-// An fsync error is fatal: the log reports it from every later call and
-// never retries. The on-disk format and the guarantees are documented in
+// A failed write is undone (the segment is truncated back, a new segment
+// removed) and the log stays usable: a full disk makes Append fail with
+// ErrNoSpace until space is freed. An fsync error is fatal: the log
+// reports it from every later call and never retries. The on-disk format and the guarantees are documented in
 // docs/wal.md.
 package wal

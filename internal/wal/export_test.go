@@ -5,7 +5,15 @@ import "log/slog"
 // OpenWithSyncHook opens a log whose every fsync (of segments and of
 // directories) calls hook with the path instead of syncing.
 func OpenWithSyncHook(dir string, opts Options, log *slog.Logger, hook func(path string) error) (*Log, error) {
-	return open(dir, opts, log, hook)
+	return open(dir, opts, log, hook, nil)
+}
+
+// OpenWithWriteHook opens a log whose every write to a segment first calls
+// hook with the file's path and the write's length; the write then stores
+// only the first n bytes and fails with err if err is not nil. Fsyncs are
+// skipped.
+func OpenWithWriteHook(dir string, opts Options, log *slog.Logger, hook func(path string, size int) (n int, err error)) (*Log, error) {
+	return open(dir, opts, log, func(string) error { return nil }, hook)
 }
 
 // Stats returns the number of fsyncs of segment data so far and the

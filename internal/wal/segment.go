@@ -309,15 +309,18 @@ func listSegments(dir string) ([]Segment, error) {
 }
 
 // createSegment creates a new segment file with its header. It does not
-// sync anything. On error no file is left behind.
-func createSegment(path string) (*os.File, error) {
+// sync anything. On error it removes the file it created; the removal's
+// error, if any, is joined to the write's.
+func (l *Log) createSegment(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.WriteAt(appendHeader(nil), 0); err != nil {
+	if _, err := l.writeAt(f, appendHeader(nil), 0); err != nil {
 		f.Close()
-		os.Remove(path)
+		if rerr := os.Remove(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return nil, err
 	}
 	return f, nil

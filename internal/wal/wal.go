@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -19,7 +20,30 @@ var (
 	// ErrTooLarge is returned by Append for a payload over
 	// Options.MaxRecordBytes.
 	ErrTooLarge = errors.New("wal: record too large")
+	// ErrNoSpace is matched by the errors of writes that failed because
+	// the file system is full or the quota is used up (ENOSPC, EDQUOT);
+	// the errors also match the system's error. Append returns it only
+	// when it undid the failed write: the log is unchanged and usable, and
+	// an Append once space is freed succeeds. Open returns it when there
+	// is no room to create a new log.
+	ErrNoSpace = errors.New("wal: no space left on device")
 )
+
+// noSpaceError is a failed write for lack of space: it reads as its cause
+// and matches both ErrNoSpace and the cause.
+type noSpaceError struct{ err error }
+
+func (e *noSpaceError) Error() string   { return e.err.Error() }
+func (e *noSpaceError) Unwrap() []error { return []error{ErrNoSpace, e.err} }
+
+// classify marks err as ErrNoSpace if a full file system or quota caused
+// it, and returns it unchanged otherwise.
+func classify(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return &noSpaceError{err: err}
+	}
+	return err
+}
 
 var errBeyondEnd = errors.New("position beyond the end of the log")
 
@@ -71,6 +95,10 @@ type Log struct {
 	log  *slog.Logger
 	// syncHook, set by tests, is called instead of every fsync.
 	syncHook func(path string) error
+	// writeHook, set by tests, is called before every write to a segment
+	// with the file's path and the write's length; the write then stores
+	// only the first n bytes and fails with err if err is not nil.
+	writeHook func(path string, size int) (n int, err error)
 
 	syncMu sync.Mutex
 
@@ -123,10 +151,10 @@ const scratchMax = 1 << 20
 // Only one Log may be open on a directory at a time; Open does not lock
 // the directory, the caller (one buffer per data directory) ensures it.
 func Open(dir string, opts Options, log *slog.Logger) (*Log, error) {
-	return open(dir, opts, log, nil)
+	return open(dir, opts, log, nil, nil)
 }
 
-func open(dir string, opts Options, logger *slog.Logger, hook func(string) error) (*Log, error) {
+func open(dir string, opts Options, logger *slog.Logger, syncHook func(string) error, writeHook func(string, int) (int, error)) (*Log, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,16 +162,17 @@ func open(dir string, opts Options, logger *slog.Logger, hook func(string) error
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		dir:      dir,
-		opts:     opts,
-		log:      logger,
-		syncHook: hook,
-		changed:  make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		dir:       dir,
+		opts:      opts,
+		log:       logger,
+		syncHook:  syncHook,
+		writeHook: writeHook,
+		changed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
 	if err := l.mkdirAll(dir); err != nil {
-		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
+		return nil, fmt.Errorf("wal: create %s: %w", dir, classify(err))
 	}
 	segs, err := listSegments(dir)
 	if ce := (*CorruptionError)(nil); errors.As(err, &ce) {
@@ -167,9 +196,9 @@ func open(dir string, opts Options, logger *slog.Logger, hook func(string) error
 // create starts an empty log with segment 1.
 func (l *Log) create() error {
 	s := Segment{Index: 1, Path: filepath.Join(l.dir, segmentName(1)), Size: headerSize}
-	f, err := createSegment(s.Path)
+	f, err := l.createSegment(s.Path)
 	if err != nil {
-		return fmt.Errorf("wal: create segment: %w", err)
+		return fmt.Errorf("wal: create segment: %w", classify(err))
 	}
 	if err := l.fsyncFile(f); err != nil {
 		f.Close()
@@ -225,7 +254,7 @@ func (l *Log) recover(segs []Segment) error {
 			return fail(err)
 		}
 		if torn.end < headerSize {
-			if _, err := f.WriteAt(appendHeader(nil), 0); err != nil {
+			if _, err := l.writeAt(f, appendHeader(nil), 0); err != nil {
 				return fail(err)
 			}
 			s.Size = headerSize
@@ -279,8 +308,11 @@ func (l *Log) mkdirAll(dir string) error {
 // before treating it as durable. payload is not retained.
 //
 // A payload over Options.MaxRecordBytes fails with ErrTooLarge. A failed
-// write is undone (the segment is truncated back) and returned; if it
-// cannot be undone the log is failed like after an fsync error.
+// write is undone (the segment is truncated back) and returned, matching
+// ErrNoSpace if the file system is full, and the log stays usable; if it
+// cannot be undone the log is failed like after an fsync error. A failed
+// roll to a new segment is undone the same way: the current segment stays
+// current and the next Append tries again.
 func (l *Log) Append(payload []byte) (Pos, error) {
 	if len(payload) > l.opts.MaxRecordBytes {
 		return Pos{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), l.opts.MaxRecordBytes)
@@ -309,19 +341,19 @@ func (l *Log) Append(payload []byte) (Pos, error) {
 	var err error
 	if len(payload) <= scratchMax {
 		l.scratch = append(appendFrameHeader(l.scratch[:0], payload), payload...)
-		_, err = l.cur.WriteAt(l.scratch, off)
+		_, err = l.writeAt(l.cur, l.scratch, off)
 	} else {
 		hdr := appendFrameHeader(make([]byte, 0, frameHeaderSize), payload)
-		if _, err = l.cur.WriteAt(hdr, off); err == nil {
-			_, err = l.cur.WriteAt(payload, off+frameHeaderSize)
+		if _, err = l.writeAt(l.cur, hdr, off); err == nil {
+			_, err = l.writeAt(l.cur, payload, off+frameHeaderSize)
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("wal: append: %w", err)
 		if terr := l.cur.Truncate(off); terr != nil {
-			l.failLocked(fmt.Errorf("%w; undoing it failed too: %w", err, terr))
+			l.failLocked(fmt.Errorf("wal: append: %w; undoing it failed too: %w", err, terr))
+			return Pos{}, l.err
 		}
-		return Pos{}, err
+		return Pos{}, fmt.Errorf("wal: append: %w", classify(err))
 	}
 	l.written.Offset = off + frameHeaderSize + int64(len(payload))
 	l.segs[len(l.segs)-1].Size = l.written.Offset
@@ -349,10 +381,16 @@ func (l *Log) rollLocked() error {
 	}
 	next := Segment{Index: l.written.Segment + 1, Size: headerSize}
 	next.Path = filepath.Join(l.dir, segmentName(next.Index))
-	f, err := createSegment(next.Path)
+	f, err := l.createSegment(next.Path)
 	if err != nil {
+		err = fmt.Errorf("wal: create segment: %w", err)
+		if _, serr := os.Lstat(next.Path); !errors.Is(serr, os.ErrNotExist) {
+			// A file left behind would fail every later roll.
+			l.failLocked(fmt.Errorf("%w; %s is left behind", err, next.Path))
+			return l.err
+		}
 		// The current segment stays current; the next Append tries again.
-		return fmt.Errorf("wal: create segment: %w", err)
+		return classify(err)
 	}
 	if err := l.cur.Close(); err != nil {
 		l.log.Warn("wal: close synced segment", "segment", l.segs[len(l.segs)-1].Path, "err", err)
@@ -509,6 +547,23 @@ func (l *Log) syncOnce() {
 	l.inflight = false
 	l.finishSyncLocked(target, err)
 	l.mu.Unlock()
+}
+
+// writeAt writes b at off in f, through the test hook if there is one.
+func (l *Log) writeAt(f *os.File, b []byte, off int64) (int, error) {
+	if l.writeHook == nil {
+		return f.WriteAt(b, off)
+	}
+	n, herr := l.writeHook(f.Name(), len(b))
+	n = max(0, min(n, len(b)))
+	if herr == nil {
+		n = len(b)
+	}
+	k, err := f.WriteAt(b[:n], off)
+	if err == nil && herr != nil {
+		err = &os.PathError{Op: "write", Path: f.Name(), Err: herr}
+	}
+	return k, err
 }
 
 func (l *Log) fsyncFile(f *os.File) error {

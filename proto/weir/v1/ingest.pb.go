@@ -89,7 +89,16 @@ type PushRequest struct {
 	// The records, at least one.
 	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
-	AckLevel      AckLevel `protobuf:"varint,3,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	AckLevel AckLevel `protobuf:"varint,3,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	// Idempotent producers: a producer that sets producer_id numbers its
+	// batches to a stream 1, 2, 3, ... and the server writes each
+	// (producer_id, sequence) once. A retry of an accepted batch is
+	// acknowledged again (duplicate = true) and not written twice; a
+	// sequence that skips ahead fails with FAILED_PRECONDITION. The server
+	// remembers a producer for 24 hours since its last batch (configurable),
+	// across restarts and crashes. producer_id: 1 to 128 bytes.
+	ProducerId    string `protobuf:"bytes,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,13 +154,30 @@ func (x *PushRequest) GetAckLevel() AckLevel {
 	return AckLevel_ACK_LEVEL_UNSPECIFIED
 }
 
+func (x *PushRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
+func (x *PushRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // PushResponse acknowledges a whole batch.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number of records accepted.
 	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	// The level the batch reached.
-	AckLevel      AckLevel `protobuf:"varint,2,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	AckLevel AckLevel `protobuf:"varint,2,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	// Set when this was a retry of a batch accepted before (see
+	// PushRequest.producer_id): nothing was written again.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +226,13 @@ func (x *PushResponse) GetAckLevel() AckLevel {
 	return AckLevel_ACK_LEVEL_UNSPECIFIED
 }
 
+func (x *PushResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // PushStreamRequest carries one batch of a stream of batches.
 type PushStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -210,7 +243,10 @@ type PushStreamRequest struct {
 	// The records, at least one.
 	Records []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
-	AckLevel      AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	AckLevel AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	// Idempotent producers, as in PushRequest.
+	ProducerId    string `protobuf:"bytes,5,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,6 +309,20 @@ func (x *PushStreamRequest) GetAckLevel() AckLevel {
 	return AckLevel_ACK_LEVEL_UNSPECIFIED
 }
 
+func (x *PushStreamRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
+func (x *PushStreamRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // PushStreamResponse acknowledges one batch of a PushStream.
 type PushStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -286,7 +336,9 @@ type PushStreamResponse struct {
 	// Human-readable reason when error_code is set.
 	ErrorMessage string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	// The level the batch reached, when error_code is empty.
-	AckLevel      AckLevel `protobuf:"varint,5,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	AckLevel AckLevel `protobuf:"varint,5,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
+	// Set when this was a retry of a batch accepted before.
+	Duplicate     bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,30 +408,45 @@ func (x *PushStreamResponse) GetAckLevel() AckLevel {
 	return AckLevel_ACK_LEVEL_UNSPECIFIED
 }
 
+func (x *PushStreamResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\x80\x01\n" +
+	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\xbd\x01\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12)\n" +
 	"\arecords\x18\x02 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
-	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"Z\n" +
+	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
+	"\vproducer_id\x18\x04 \x01(\tR\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\"x\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
-	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"\xa1\x01\n" +
+	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\xde\x01\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
 	"\arecords\x18\x03 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
-	"\tack_level\x18\x04 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\"\xbf\x01\n" +
+	"\tack_level\x18\x04 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
+	"\vproducer_id\x18\x05 \x01(\tR\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x06 \x01(\x04R\bsequence\"\xdd\x01\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12.\n" +
-	"\tack_level\x18\x05 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel*m\n" +
+	"\tack_level\x18\x05 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
+	"\tduplicate\x18\x06 \x01(\bR\tduplicate*m\n" +
 	"\bAckLevel\x12\x19\n" +
 	"\x15ACK_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACK_LEVEL_ACCEPTED\x10\x01\x12\x15\n" +
