@@ -117,6 +117,10 @@ type Buffer struct {
 	log         *slog.Logger
 	ringCap     int64 // slots per ring after rounding
 
+	// Room limits: all records, and normal (not priority) records.
+	maxRecords, maxRecordsNormal int64
+	maxBytesNormal               int64
+
 	// hot holds what every Push and every dequeue touches, on one line of
 	// its own so a push moves one cache line, not several.
 	hot hotCounters
@@ -178,19 +182,22 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Buffer{
-		cfg:         cfg,
-		newConsumer: deps.NewConsumer,
-		firstOffset: deps.FirstOffset,
-		published:   deps.Published,
-		log:         log,
-		ringCap:     int64(ringCap(cfg.RingSlots)),
-		closingCh:   make(chan struct{}),
-		idle:        make(chan struct{}, 1),
-		room:        waitList{ch: make(chan struct{})},
-		runCtx:      ctx,
-		cancelRun:   cancel,
-		stopCh:      make(chan struct{}),
-		allDone:     make(chan struct{}),
+		cfg:              cfg,
+		newConsumer:      deps.NewConsumer,
+		firstOffset:      deps.FirstOffset,
+		published:        deps.Published,
+		log:              log,
+		ringCap:          int64(ringCap(cfg.RingSlots)),
+		maxRecords:       int64(cfg.MaxRecords),
+		maxRecordsNormal: int64(cfg.MaxRecords) - int64(float64(cfg.MaxRecords)*cfg.PriorityShare),
+		maxBytesNormal:   cfg.MaxBytes - int64(float64(cfg.MaxBytes)*cfg.PriorityShare),
+		closingCh:        make(chan struct{}),
+		idle:             make(chan struct{}, 1),
+		room:             waitList{ch: make(chan struct{})},
+		runCtx:           ctx,
+		cancelRun:        cancel,
+		stopCh:           make(chan struct{}),
+		allDone:          make(chan struct{}),
 	}
 	b.live.Store(1)
 	if cfg.WALDir != "" {
@@ -313,28 +320,43 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	}
 	// Everything is reserved: from here only the write-ahead log can fail
 	// the push, and the batch is ours to take apart.
-	arrange(batch, subs, dest)
+	all, tenant, name, producer, seq := batch.Records, batch.Tenant, batch.Stream, batch.ProducerID, batch.Sequence
+	arrange(batch, subs, dest) // all now holds the records in lane order
 	var posBuf [8]wal.Pos
 	pos := posBuf[:0]
-	for i, sb := range subs {
-		p := s.parts[sb.part]
+	for i := 0; i < len(subs); {
+		// The subs of one partition (its normal and priority lanes) are
+		// adjacent and go to its log as one record, so that a crash
+		// keeps all of them or none.
+		j := i + 1
+		for j < len(subs) && subs[j].part == subs[i].part {
+			j++
+		}
+		group := subs[i:j]
+		p := s.parts[subs[i].part]
+		entry := record.Batch{Tenant: tenant, Stream: name, ProducerID: producer, Sequence: seq,
+			Records: all[group[0].start : group[len(group)-1].start+group[len(group)-1].count]}
 		p.mu.Lock()
-		at, err := p.appendLocked(sb.batch)
+		at, err := p.appendLocked(group, &entry)
 		p.mu.Unlock()
 		if err != nil {
-			// Give back the room of this part and those after it; parts
-			// before it are queued and stay (only with several partitions).
+			// Give back the room of these parts and those after them;
+			// parts before them are queued and stay (only with several
+			// partitions).
 			for _, u := range subs[i:] {
-				b.release(s.parts[u.part], int64(u.count), int64(u.bytes))
+				b.release(s.parts[u.part].lanes[laneIndex(u.prio)], int64(u.count), int64(u.bytes))
 			}
 			return err
 		}
-		pos = append(pos, at)
+		for range group {
+			pos = append(pos, at)
+		}
 		queued++
 		select {
 		case p.signal <- struct{}{}:
 		default:
 		}
+		i = j
 	}
 	b.hot.pushedBatches.Add(1)
 	b.hot.pushedRecords.Add(nrec)
@@ -388,40 +410,61 @@ func (b *Buffer) leave() {
 }
 
 // tryReserve reserves the records and bytes of a push and one slot on the
-// ring of every sub-batch, all or none.
+// lane of every sub-batch, all or none. Normal records may fill the
+// buffer only up to the part not reserved for priority records
+// (Config.PriorityShare); priority records may fill all of it.
 //
 // It looks before it reserves, so that a push that plainly does not fit
 // takes nothing. The look-first matters: reserve wakes waiters when it
 // gives back, and without it a waiter's own give-back would wake it, and
 // two waiters would wake each other, in a loop.
 func (b *Buffer) tryReserve(s *stream, subs []sub, nrec, nbytes int64) bool {
-	if b.hot.records.Load()+nrec > int64(b.cfg.MaxRecords) || b.hot.bytes.Load()+nbytes > b.cfg.MaxBytes {
+	nrecN, nbytesN := normalPart(subs)
+	if !fits(b.hot.records.Load(), nrec, b.maxRecords, nrecN, b.maxRecordsNormal) ||
+		!fits(b.hot.bytes.Load(), nbytes, b.cfg.MaxBytes, nbytesN, b.maxBytesNormal) {
 		return false
 	}
 	for _, sb := range subs {
-		if s.parts[sb.part].slots.Load() >= b.ringCap {
+		if s.parts[sb.part].lanes[laneIndex(sb.prio)].slots.Load() >= b.ringCap {
 			return false
 		}
 	}
-	return b.reserve(s, subs, nrec, nbytes)
+	return b.reserve(s, subs, nrec, nbytes, nrecN, nbytesN)
+}
+
+// normalPart sums the records and bytes of the normal sub-batches.
+func normalPart(subs []sub) (nrec, nbytes int64) {
+	for _, sb := range subs {
+		if !sb.prio {
+			nrec += int64(sb.count)
+			nbytes += int64(sb.bytes)
+		}
+	}
+	return nrec, nbytes
+}
+
+// fits reports whether n more fit under limit with cur taken, and the
+// normal part nN of them also under limitN.
+func fits(cur, n, limit, nN, limitN int64) bool {
+	return cur+n <= limit && (nN == 0 || cur+nN <= limitN)
 }
 
 // reserve takes the room in one fixed order (records, bytes, slots by
 // partition). On losing a race for the last of some room, it gives back
 // what it took and wakes waiters, since its share may have made them fail.
-func (b *Buffer) reserve(s *stream, subs []sub, nrec, nbytes int64) bool {
-	if !casAddMax(&b.hot.records, nrec, int64(b.cfg.MaxRecords)) {
+func (b *Buffer) reserve(s *stream, subs []sub, nrec, nbytes, nrecN, nbytesN int64) bool {
+	if !casAdd(&b.hot.records, nrec, b.maxRecords, nrecN, b.maxRecordsNormal) {
 		return false
 	}
-	if !casAddMax(&b.hot.bytes, nbytes, b.cfg.MaxBytes) {
+	if !casAdd(&b.hot.bytes, nbytes, b.cfg.MaxBytes, nbytesN, b.maxBytesNormal) {
 		b.hot.records.Add(-nrec)
 		b.room.broadcast()
 		return false
 	}
 	for i, sb := range subs {
-		if !casAddMax(&s.parts[sb.part].slots, 1, b.ringCap) {
+		if !casAdd(&s.parts[sb.part].lanes[laneIndex(sb.prio)].slots, 1, b.ringCap, 0, 0) {
 			for _, u := range subs[:i] {
-				s.parts[u.part].slots.Add(-1)
+				s.parts[u.part].lanes[laneIndex(u.prio)].slots.Add(-1)
 			}
 			b.hot.records.Add(-nrec)
 			b.hot.bytes.Add(-nbytes)
@@ -465,18 +508,19 @@ func (b *Buffer) waitReserve(ctx context.Context, s *stream, subs []sub, nrec, n
 }
 
 // release returns the room of a dequeued batch and wakes waiting Pushes.
-func (b *Buffer) release(p *partition, nrec, nbytes int64) {
+func (b *Buffer) release(l *lane, nrec, nbytes int64) {
 	b.hot.records.Add(-nrec)
 	b.hot.bytes.Add(-nbytes)
-	p.slots.Add(-1)
+	l.slots.Add(-1)
 	b.room.broadcast()
 }
 
-// casAddMax adds n to c unless that would take it past limit.
-func casAddMax(c *atomic.Int64, n, limit int64) bool {
+// casAdd adds n to c unless that would take it past limit, or the normal
+// part nN of n past limitN (see fits).
+func casAdd(c *atomic.Int64, n, limit, nN, limitN int64) bool {
 	for {
 		cur := c.Load()
-		if cur+n > limit {
+		if !fits(cur, n, limit, nN, limitN) {
 			return false
 		}
 		if c.CompareAndSwap(cur, cur+n) {

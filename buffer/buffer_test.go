@@ -364,9 +364,9 @@ func TestReserveGivesBack(t *testing.T) {
 		} {
 			b.hot.records.Store(tc.records)
 			b.hot.bytes.Store(tc.bytes)
-			s.parts[2].slots.Store(tc.slot2)
+			s.parts[2].lanes[0].slots.Store(tc.slot2)
 			wake := b.room.arm()
-			if b.reserve(s, subs, 3, 100) {
+			if b.reserve(s, subs, 3, 100, 0, 0) {
 				t.Fatalf("%s: reserve succeeded", tc.name)
 			}
 			if r, by := b.hot.records.Load(), b.hot.bytes.Load(); r != tc.records || by != tc.bytes {
@@ -377,7 +377,7 @@ func TestReserveGivesBack(t *testing.T) {
 				if i == 2 {
 					want = tc.slot2
 				}
-				if got := p.slots.Load(); got != want {
+				if got := p.lanes[0].slots.Load(); got != want {
 					t.Errorf("%s: partition %d holds %d slots, want %d", tc.name, i, got, want)
 				}
 			}
@@ -394,14 +394,14 @@ func TestReserveGivesBack(t *testing.T) {
 		}
 		b.hot.records.Store(0)
 		b.hot.bytes.Store(0)
-		s.parts[2].slots.Store(0)
-		if !b.reserve(s, subs, 3, 100) {
+		s.parts[2].lanes[0].slots.Store(0)
+		if !b.reserve(s, subs, 3, 100, 0, 0) {
 			t.Fatal("reserve failed with room")
 		}
 		b.hot.records.Store(0)
 		b.hot.bytes.Store(0)
 		for _, p := range s.parts {
-			p.slots.Store(0)
+			p.lanes[0].slots.Store(0)
 		}
 	})
 }

@@ -41,6 +41,12 @@ type Config struct {
 	WALDir string
 	// WAL configures each log: segment size and sync policy.
 	WAL wal.Options
+	// PriorityShare is the share of MaxRecords and MaxBytes reserved for
+	// priority records (severity ERROR and above): a batch with normal
+	// records waits once the buffer is filled to 1-PriorityShare, while
+	// priority records are admitted up to the full bounds. Each partition
+	// drains its priority records first.
+	PriorityShare float64
 	// MaxProducers bounds the idempotent producers remembered per stream;
 	// past it the least recently seen one is forgotten.
 	MaxProducers int
@@ -59,15 +65,16 @@ type Config struct {
 // a tick every 100ms and at most 1024 streams.
 func DefaultConfig() Config {
 	return Config{
-		Partitions:   1,
-		RingSlots:    1024,
-		MaxRecords:   1_000_000,
-		MaxBytes:     256 << 20,
-		TickInterval: 100 * time.Millisecond,
-		MaxStreams:   1024,
-		MaxProducers: 10_000,
-		ProducerTTL:  24 * time.Hour,
-		WAL:          wal.DefaultOptions(),
+		Partitions:    1,
+		RingSlots:     1024,
+		MaxRecords:    1_000_000,
+		MaxBytes:      256 << 20,
+		TickInterval:  100 * time.Millisecond,
+		MaxStreams:    1024,
+		MaxProducers:  10_000,
+		PriorityShare: 0.1,
+		ProducerTTL:   24 * time.Hour,
+		WAL:           wal.DefaultOptions(),
 	}
 }
 
@@ -85,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("max bytes %d: want at least 1", c.MaxBytes))
+	}
+	if c.PriorityShare < 0 || c.PriorityShare >= 1 {
+		errs = append(errs, fmt.Errorf("priority share %g: want 0 to less than 1", c.PriorityShare))
 	}
 	if c.MaxProducers < 1 {
 		errs = append(errs, fmt.Errorf("max producers %d: want at least 1", c.MaxProducers))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,19 +73,21 @@ func walDir(root string, k Key) string {
 	return filepath.Join(root, "tenant="+k.Tenant, "stream="+k.Stream, "part="+strconv.Itoa(int(k.Partition)))
 }
 
-// appendLocked assigns the batch its offsets, writes it to the partition's
-// log and queues it. p.mu must be held and a ring slot reserved.
-func (p *partition) appendLocked(batch *record.Batch) (wal.Pos, error) {
-	batch.Partition = p.key.Partition
-	batch.Offset = p.next
+// appendLocked assigns the sub-batches of group, all of this partition,
+// consecutive offsets, writes entry (their records, in group order) to
+// the partition's log as one record, and queues each sub-batch on its
+// lane. p.mu must be held and a slot of each lane reserved.
+func (p *partition) appendLocked(group []sub, entry *record.Batch) (wal.Pos, error) {
+	entry.Partition = p.key.Partition
+	entry.Offset = p.next
 	var pos wal.Pos
 	if p.wal != nil {
-		p.enc = record.AppendBatch(p.enc[:0], batch)
+		p.enc = record.AppendBatch(p.enc[:0], entry)
 		var err error
 		if pos, err = p.wal.Append(p.enc); err != nil {
 			return pos, fmt.Errorf("buffer: write-ahead log of %s/%s partition %d: %w", p.key.Tenant, p.key.Stream, p.key.Partition, err)
 		}
-		end := batch.Offset + int64(len(batch.Records))
+		end := entry.Offset + int64(len(entry.Records))
 		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
 			p.marks[n-1].end = end
 		} else {
@@ -92,9 +95,13 @@ func (p *partition) appendLocked(batch *record.Batch) (wal.Pos, error) {
 		}
 		p.lastPos = pos
 	}
-	p.next += int64(len(batch.Records))
-	if !p.ring.TryPush(batch) {
-		panic("buffer: ring full despite a reserved slot")
+	for _, sb := range group {
+		sb.batch.Partition = p.key.Partition
+		sb.batch.Offset = p.next
+		p.next += int64(len(sb.batch.Records))
+		if !p.lanes[laneIndex(sb.prio)].ring.TryPush(sb.batch) {
+			panic("buffer: ring full despite a reserved slot")
+		}
 	}
 	return pos, nil
 }
@@ -122,7 +129,19 @@ func (p *partition) waitCommitted(ctx context.Context, end int64) error {
 // on the partition's goroutine.
 func (w *worker) advance() {
 	p := w.p
-	wm := w.consumedEnd
+	// Every offset below p.next is delivered, queued on a lane (each lane
+	// in offset order, so its head is its lowest) or, during recovery, at
+	// or above floor. Taking p.mu stops new appends meanwhile; only this
+	// goroutine pops.
+	p.mu.Lock()
+	wm := p.next
+	for _, l := range p.lanes {
+		if head, ok := l.ring.Peek(); ok {
+			wm = min(wm, head.Offset)
+		}
+	}
+	p.mu.Unlock()
+	wm = min(wm, p.floor.Load())
 	if c, ok := p.cons.(Committer); ok {
 		if o, has := c.Oldest(); has && o < wm {
 			wm = o
@@ -207,8 +226,9 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 }
 
 // splitRecovered appends to out the runs of consecutive offsets of batch
-// that published does not hold, each as a batch of its own, keeping the
-// offsets the records were logged with.
+// that published does not hold and that are of one class (normal or
+// priority), each as a batch of its own, keeping the offsets the records
+// were logged with.
 func (b *Buffer) splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(int64) bool) error {
 	start := -1
 	flush := func(end int) {
@@ -223,9 +243,13 @@ func (b *Buffer) splitRecovered(out *[]*record.Batch, batch *record.Batch, publi
 		start = -1
 	}
 	for i := range batch.Records {
-		if published(batch.Offset + int64(i)) {
+		switch {
+		case published(batch.Offset + int64(i)):
 			flush(i)
-		} else if start < 0 {
+		case start < 0:
+			start = i
+		case isPriority(&batch.Records[i]) != isPriority(&batch.Records[start]):
+			flush(i)
 			start = i
 		}
 	}
@@ -277,17 +301,21 @@ func (b *Buffer) recoverStreams() error {
 }
 
 // enqueueRecovered queues recovered batches on their partition, waiting
-// for room as the consumers drain.
+// for room as the consumers drain. Until it is done, the partition's
+// commit watermark stays below the first batch not yet queued.
 func (b *Buffer) enqueueRecovered(s *stream, p *partition, batches []*record.Batch) error {
+	defer p.floor.Store(math.MaxInt64)
 	for _, batch := range batches {
-		subs := []sub{{part: p.key.Partition, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
+		p.floor.Store(batch.Offset)
+		prio := isPriority(&batch.Records[0])
+		subs := []sub{{part: p.key.Partition, prio: prio, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
 		n := int64(len(batch.Records))
 		if !b.tryReserve(s, subs, n, int64(batch.Bytes)) {
 			if err := b.waitReserve(b.runCtx, s, subs, n, int64(batch.Bytes)); err != nil {
 				return err
 			}
 		}
-		if !p.ring.TryPush(batch) {
+		if !p.lanes[laneIndex(prio)].ring.TryPush(batch) {
 			panic("buffer: ring full despite a reserved slot")
 		}
 		select {

@@ -205,3 +205,115 @@ func TestDurableNeedsWAL(t *testing.T) {
 		t.Fatalf("Durable without a log: %v", err)
 	}
 }
+
+// TestPriority fills the buffer with normal records while the consumer is
+// stalled: a batch of ERROR records is still admitted into the reserved
+// share, a normal batch is not, and the consumer gets the ERROR records
+// before the normal ones queued earlier.
+func TestPriority(t *testing.T) {
+	h := newHarness()
+	h.gate(0)
+	cfg := DefaultConfig()
+	cfg.MaxRecords = 100
+	cfg.PriorityShare = 0.2
+	b, err := New(cfg, h.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	normal := func(n int) *record.Batch {
+		rs := recsOf("svc", 0, n)
+		for i := range rs {
+			rs[i].SeverityText = "INFO"
+		}
+		return batchOf("s", rs...)
+	}
+	errs := func(n int) *record.Batch {
+		rs := recsOf("svc", 0, n)
+		for i := range rs {
+			rs[i].SeverityNumber = record.SeverityError
+		}
+		return batchOf("s", rs...)
+	}
+	ctx := context.Background()
+	// The consumer takes the first batch and stalls; 80 more fill the
+	// normal share.
+	for i := 0; i < 9; i++ {
+		if err := b.Push(ctx, normal(10), Accepted); err != nil {
+			t.Fatalf("normal batch %d: %v", i, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := b.Push(short, normal(10), Accepted); !errors.Is(err, ErrFull) {
+		t.Fatalf("normal batch past the normal share: %v, want ErrFull", err)
+	}
+	if err := b.Push(ctx, errs(10), Accepted); err != nil {
+		t.Fatalf("priority batch into the reserved share: %v", err)
+	}
+	h.open(0)
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	got := h.got[Key{Tenant: "acme", Stream: "s"}]
+	if len(got) != 10 {
+		t.Fatalf("%d batches consumed, want 10", len(got))
+	}
+	// got[0] was taken before the stall; the priority batch comes next.
+	if got[1].Records[0].SeverityNumber != record.SeverityError {
+		t.Errorf("second batch consumed is not the priority one: %+v", got[1].Records[0])
+	}
+	if got[1].Offset != 90 {
+		t.Errorf("priority batch offset %d, want 90 (offsets follow push order)", got[1].Offset)
+	}
+}
+
+// TestMixedBatchRecovery checks that a batch of normal and priority
+// records is logged as one record and replayed whole, each class to its
+// lane, with the offsets it was given.
+func TestMixedBatchRecovery(t *testing.T) {
+	cfg := walConfig(t)
+	first := &holdingConsumer{oldest: -1}
+	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return first }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := recsOf("svc", 0, 10)
+	for i := range rs {
+		if i%3 == 0 {
+			rs[i].SeverityText = "ERROR"
+		}
+	}
+	if err := b.Push(context.Background(), batchOf("s", rs...), Durable); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := first.offsets()
+	second := &holdingConsumer{oldest: -1}
+	b2, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return second }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := second.offsets()
+	if len(got) != 10 || len(s) != 10 {
+		t.Fatalf("first run %v, replay %v", s, got)
+	}
+	// Priority records (4 of them) first, then the 6 normal ones.
+	for _, bt := range second.got {
+		for i, r := range bt.Records {
+			if isPriority(&r) != isPriority(&bt.Records[0]) {
+				t.Errorf("replayed batch at %d mixes classes", bt.Offset+int64(i))
+			}
+		}
+	}
+	if !isPriority(&second.got[0].Records[0]) {
+		t.Errorf("replay did not deliver the priority records first")
+	}
+}

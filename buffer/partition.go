@@ -3,6 +3,7 @@ package buffer
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,7 @@ const errLogEvery = 10 * time.Second
 type partition struct {
 	key    Key
 	cons   Consumer
-	ring   *Ring[*record.Batch]
+	lanes  [2]*lane      // normal and priority records; the goroutine drains priority first
 	signal chan struct{} // cap 1; producers send without blocking after a push
 
 	// mu orders appends: offsets, the write-ahead log and the ring get
@@ -37,34 +38,50 @@ type partition struct {
 	committed atomic.Int64 // every record below it is in a published file
 	commits   waitList     // COMMITTED pushes waiting for committed to grow
 	stopped   atomic.Bool  // the goroutine exited: committed no longer grows
+	// floor is the lowest offset recovery has yet to queue (MaxInt64 when
+	// done): the commit watermark must not pass it.
+	floor atomic.Int64
+}
 
-	_ [cacheLine]byte
+// lane is one ring of a partition with its slot accounting.
+type lane struct {
+	ring *Ring[*record.Batch]
+	_    [cacheLine]byte
 	// slots counts reserved plus queued slots; it never exceeds ring.Cap(),
 	// so a push that reserved a slot always finds one.
 	slots atomic.Int64
 	_     [cacheLine - 8]byte
 }
 
+// laneIndex is the lane of a class of records.
+func laneIndex(prio bool) int {
+	if prio {
+		return 1
+	}
+	return 0
+}
+
 func newPartition(key Key, c Consumer, slots int) *partition {
-	return &partition{
+	p := &partition{
 		key:     key,
 		cons:    c,
-		ring:    NewRing[*record.Batch](slots),
+		lanes:   [2]*lane{{ring: NewRing[*record.Batch](slots)}, {ring: NewRing[*record.Batch](slots)}},
 		signal:  make(chan struct{}, 1),
 		commits: waitList{ch: make(chan struct{})},
 	}
+	p.floor.Store(math.MaxInt64)
+	return p
 }
 
 // worker is the state of a partition's goroutine.
 type worker struct {
-	b           *Buffer
-	p           *partition
-	ctx         context.Context
-	consumedEnd int64 // offset after the last batch delivered
-	ticker      *time.Ticker
-	consumeT    throttle
-	tickT       throttle
-	walT        throttle
+	b        *Buffer
+	p        *partition
+	ctx      context.Context
+	ticker   *time.Ticker
+	consumeT throttle
+	tickT    throttle
+	walT     throttle
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order
@@ -74,7 +91,7 @@ func (b *Buffer) run(p *partition) {
 	defer b.wg.Done()
 	defer b.exited()
 
-	w := &worker{b: b, p: p, ctx: b.runCtx, consumedEnd: p.committed.Load()}
+	w := &worker{b: b, p: p, ctx: b.runCtx}
 	defer func() {
 		p.stopped.Store(true)
 		p.commits.broadcast()
@@ -109,15 +126,20 @@ func (b *Buffer) run(p *partition) {
 	}
 }
 
-// drain delivers batches until the ring is empty and reports false, or
-// until a tick is due, which it runs and reports true.
+// drain delivers batches, priority lane first, until both lanes are empty
+// and reports false, or until a tick is due, which it runs and reports
+// true.
 func (w *worker) drain() bool {
 	for {
-		batch, ok := w.p.ring.TryPop()
+		l := 1
+		batch, ok := w.p.lanes[1].ring.TryPop()
 		if !ok {
-			return false
+			l = 0
+			if batch, ok = w.p.lanes[0].ring.TryPop(); !ok {
+				return false
+			}
 		}
-		w.deliver(batch)
+		w.deliver(l, batch)
 		select {
 		case now := <-w.ticker.C:
 			w.tick(now)
@@ -127,15 +149,13 @@ func (w *worker) drain() bool {
 	}
 }
 
-func (w *worker) deliver(batch *record.Batch) {
+func (w *worker) deliver(l int, batch *record.Batch) {
 	n := int64(len(batch.Records))
-	end := batch.Offset + n
-	w.b.release(w.p, n, int64(batch.Bytes))
+	w.b.release(w.p.lanes[l], n, int64(batch.Bytes))
 	if err := w.p.cons.Consume(w.ctx, batch); err != nil {
 		w.b.consumeErrors.Add(1)
 		w.consumeT.log(w.b.log, "buffer: consume failed", w.p.key, err)
 	}
-	w.consumedEnd = end
 	w.advance()
 }
 

@@ -133,6 +133,19 @@ func (r *Ring[T]) TryPop() (T, bool) {
 	}
 }
 
+// Peek returns the oldest value without removing it, or the zero T and
+// false if the ring is empty. It is only safe when no TryPop runs
+// concurrently (one consumer, which is the caller).
+func (r *Ring[T]) Peek() (T, bool) {
+	pos := r.head.Load()
+	s := &r.slots[pos&r.mask]
+	if s.seq.Load() == pos+1 {
+		return s.val, true
+	}
+	var zero T
+	return zero, false
+}
+
 // Len returns the number of values in the ring, counting pushes that have
 // claimed a slot but not finished. Under concurrent use it is a snapshot
 // that may already be stale; it is always within [0, Cap()].

@@ -5,9 +5,10 @@ import "github.com/weirlabs/weir/internal/record"
 // sub is the part of a pushed batch bound for one partition.
 type sub struct {
 	part  int32
-	start int // first record of the part in the arranged batch
-	count int // records
-	bytes int // accounted bytes
+	prio  bool // the records are priority records (see isPriority)
+	start int  // first record of the part in the arranged batch
+	count int  // records
+	bytes int  // accounted bytes
 	batch *record.Batch
 }
 
@@ -23,36 +24,47 @@ func partitionOf(key string, n int) int32 {
 	return int32(h % uint32(n))
 }
 
+// isPriority reports whether a record is a priority record: severity
+// ERROR or above, by number or, when the number is unset, by text.
+func isPriority(r *record.Record) bool {
+	if r.SeverityNumber != 0 {
+		return r.SeverityNumber >= record.SeverityError
+	}
+	return r.SeverityText != "" && record.ParseSeverity(r.SeverityText) >= record.SeverityError
+}
+
 // plan works out how batch b spreads over n partitions, keyed by
-// Record.ServiceName, without changing b: it appends one sub per partition
-// that gets records, in partition order, to dst. When b goes whole to one
-// partition (always when n is 1), the only sub is b itself and dest is nil.
+// Record.ServiceName, and over the two classes of each partition (normal
+// and priority records), without changing b: it appends one sub per lane
+// (partition and class) that gets records, in lane order, to dst. When b
+// goes whole to one lane, the only sub is b itself and dest is nil.
 // Otherwise dest[i] is where record i goes once arranged, and the subs
 // have no batch yet (see arrange). scratch, if long enough, backs dest.
 func plan(b *record.Batch, n int, dst []sub, scratch []int32) (subs []sub, dest []int32) {
 	recs := b.Records
-	if n == 1 {
-		return append(dst, sub{part: 0, count: len(recs), bytes: b.Bytes, batch: b}), nil
-	}
-	// Fast path: a batch usually comes from one resource, so one service.
+	// Fast path: a batch usually comes from one resource, so one service,
+	// and holds records of one class.
 	name := recs[0].ServiceName()
 	first := partitionOf(name, n)
+	prio := isPriority(&recs[0])
 	mixed := false
-	for i := 1; i < len(recs); i++ {
+	for i := 1; i < len(recs) && !mixed; i++ {
+		if isPriority(&recs[i]) != prio {
+			mixed = true
+		}
 		if nm := recs[i].ServiceName(); nm != name {
 			name = nm
 			if partitionOf(nm, n) != first {
 				mixed = true
-				break
 			}
 		}
 	}
 	if !mixed {
-		return append(dst, sub{part: first, count: len(recs), bytes: b.Bytes, batch: b}), nil
+		return append(dst, sub{part: first, prio: prio, count: len(recs), bytes: b.Bytes, batch: b}), nil
 	}
 
-	// Counting sort, stable within a partition. The per-partition tallies
-	// live on the stack for up to 16 partitions.
+	// Counting sort, stable within a lane. The per-lane tallies live on
+	// the stack for up to 8 partitions.
 	if cap(scratch) >= len(recs) {
 		dest = scratch[:len(recs)]
 	} else {
@@ -60,19 +72,24 @@ func plan(b *record.Batch, n int, dst []sub, scratch []int32) (subs []sub, dest 
 	}
 	type tally struct{ count, bytes, next int }
 	var tallyBuf [16]tally
+	lanes := 2 * n
 	tallies := tallyBuf[:0]
-	if n > len(tallyBuf) {
-		tallies = make([]tally, 0, n)
+	if lanes > len(tallyBuf) {
+		tallies = make([]tally, 0, lanes)
 	}
-	tallies = tallies[:n]
+	tallies = tallies[:lanes]
 	name, p := "", int32(-1)
 	for i := range recs {
 		if nm := recs[i].ServiceName(); p < 0 || nm != name {
 			name, p = nm, partitionOf(nm, n)
 		}
-		dest[i] = p
-		tallies[p].count++
-		tallies[p].bytes += recs[i].Size()
+		lane := 2 * p
+		if isPriority(&recs[i]) {
+			lane++
+		}
+		dest[i] = lane
+		tallies[lane].count++
+		tallies[lane].bytes += recs[i].Size()
 	}
 	start := 0
 	for i := range tallies {
@@ -80,13 +97,13 @@ func plan(b *record.Batch, n int, dst []sub, scratch []int32) (subs []sub, dest 
 		if t.count == 0 {
 			continue
 		}
-		dst = append(dst, sub{part: int32(i), start: start, count: t.count, bytes: t.bytes})
+		dst = append(dst, sub{part: int32(i / 2), prio: i%2 == 1, start: start, count: t.count, bytes: t.bytes})
 		t.next = start
 		start += t.count
 	}
-	for i, p := range dest {
-		dest[i] = int32(tallies[p].next)
-		tallies[p].next++
+	for i, l := range dest {
+		dest[i] = int32(tallies[l].next)
+		tallies[l].next++
 	}
 	return dst, dest
 }

@@ -36,13 +36,16 @@ type config struct {
 	} `yaml:"ingest"`
 
 	Buffer struct {
-		Partitions   int           `yaml:"partitions"`
-		RingSlots    int           `yaml:"ring_slots"`
-		MaxRecords   int           `yaml:"max_records"`
-		MaxBytes     int64         `yaml:"max_bytes"`
-		TickInterval time.Duration `yaml:"tick_interval"`
-		MaxStreams   int           `yaml:"max_streams"`
-		WAL          struct {
+		Partitions    int           `yaml:"partitions"`
+		RingSlots     int           `yaml:"ring_slots"`
+		MaxRecords    int           `yaml:"max_records"`
+		MaxBytes      int64         `yaml:"max_bytes"`
+		TickInterval  time.Duration `yaml:"tick_interval"`
+		MaxStreams    int           `yaml:"max_streams"`
+		PriorityShare float64       `yaml:"priority_share"`
+		MaxProducers  int           `yaml:"max_producers"`
+		ProducerTTL   time.Duration `yaml:"producer_ttl"`
+		WAL           struct {
 			Sync         string        `yaml:"sync"`
 			SyncInterval time.Duration `yaml:"sync_interval"`
 			SegmentBytes int64         `yaml:"segment_bytes"`
@@ -91,6 +94,7 @@ func defaultConfig() config {
 	bc := buffer.DefaultConfig()
 	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
 		bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams
+	c.Buffer.PriorityShare, c.Buffer.MaxProducers, c.Buffer.ProducerTTL = bc.PriorityShare, bc.MaxProducers, bc.ProducerTTL
 	c.Buffer.WAL.Sync = "every"
 	c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes = bc.WAL.Interval, bc.WAL.SegmentBytes
 
@@ -137,6 +141,7 @@ func (c *config) buffer() buffer.Config {
 	bc := buffer.DefaultConfig()
 	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams =
 		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams
+	bc.PriorityShare, bc.MaxProducers, bc.ProducerTTL = c.Buffer.PriorityShare, c.Buffer.MaxProducers, c.Buffer.ProducerTTL
 	bc.WALDir = filepath.Join(c.Data, "wal")
 	bc.WAL.Interval, bc.WAL.SegmentBytes = c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes
 	if c.Buffer.WAL.Sync == "interval" {

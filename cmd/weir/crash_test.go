@@ -89,6 +89,9 @@ func (cp *crashProducer) push(ctx context.Context, url string, cycle, size int, 
 			recs := make([]*weirv1.Record, size)
 			for i := range recs {
 				recs[i] = textRecord(cp.batchID + "-r" + strconv.Itoa(i))
+				if i%7 == 0 {
+					recs[i].SeverityText = "ERROR" // a priority record: the batch spans two lanes
+				}
 			}
 			cp.pending = &weirv1.PushRequest{
 				Stream: "crash", Records: recs, AckLevel: weirv1.AckLevel_ACK_LEVEL_DURABLE,
