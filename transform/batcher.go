@@ -92,7 +92,7 @@ type openBatch struct {
 	rows    int
 	bytes   int
 	b       *builder
-	firstOf int64 // offset of the first row; rows are appended in offset order
+	firstOf int64 // lowest offset of its rows (priority records can arrive ahead of lower offsets)
 }
 
 type pendingBatch struct {
@@ -134,8 +134,8 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 		if err != nil {
 			return err
 		}
-		if ob.rows == 0 {
-			ob.firstOf = b.Offset + int64(i)
+		if off := b.Offset + int64(i); ob.rows == 0 || off < ob.firstOf {
+			ob.firstOf = off
 		}
 		ob.b.append(r, b.Partition, b.Offset+int64(i))
 		ob.rows++
