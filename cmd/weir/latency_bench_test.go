@@ -34,9 +34,9 @@ const ackBatchRecords = 100
 //
 // COMMITTED waits for a published Parquet file, so its servers publish
 // files after 200ms (sink.max_file_age) and flush Arrow batches after 50ms
-// (transform.max_age) instead of after the default minute and second. An
-// op then takes about a quarter of a second, so run it for a time rather
-// than a count:
+// (transform.max_age) instead of the defaults, 1m and 250ms. An op then
+// takes about a third of a second, so run it for a time rather than a
+// count:
 //
 //	go test -run '^$' -bench 'AckLatency/level=(accepted|durable)' -benchtime 5000x ./cmd/weir/
 //	go test -run '^$' -bench 'AckLatency/level=committed' -benchtime 10s ./cmd/weir/
