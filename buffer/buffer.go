@@ -241,27 +241,90 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 // and will be processed, but the caller cannot know whether it survives a
 // crash.
 func (b *Buffer) Push(ctx context.Context, batch *record.Batch, level Level) error {
-	var waitBuf [8]commitWait
-	commits := waitBuf[:0]
-	err := b.enqueue(ctx, batch, level, &commits)
+	var r Receipt
+	r.parts = r.buf[:0]
+	err := b.enqueue(ctx, batch, level, &r)
 	if err != nil && !errors.Is(err, ErrDuplicate) {
 		return err
 	}
 	if level == Committed {
 		// Outside enqueue: Shutdown waits for enqueues only, and commits
 		// can need the rest of the pipeline to shut down.
-		for _, c := range commits {
-			if err := c.p.waitCommitted(ctx, c.end); err != nil {
-				return err
-			}
+		if err := r.Wait(ctx, Committed); err != nil {
+			return err
 		}
 	}
 	return err
 }
 
-// enqueue is Push up to the Durable level; it appends to commits what a
-// Committed push must wait for.
-func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, commits *[]commitWait) error {
+// Enqueue is Push at the Accepted level that also returns a Receipt, with
+// which the caller can wait for the batch to become Durable and then
+// Committed, to tell its client at each level. A retry of an idempotent
+// producer's batch returns a Receipt whose Duplicate is true and a nil
+// error. Other errors are Push's.
+func (b *Buffer) Enqueue(ctx context.Context, batch *record.Batch) (*Receipt, error) {
+	r := &Receipt{}
+	r.parts = r.buf[:0]
+	err := b.enqueue(ctx, batch, Accepted, r)
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		r.dup = true
+	case err != nil:
+		return nil, err
+	}
+	return r, nil
+}
+
+// Receipt locates an enqueued batch in its partitions' logs and offsets.
+type Receipt struct {
+	parts []receiptPart
+	buf   [2]receiptPart
+	dup   bool
+}
+
+// receiptPart is where a batch's records of one partition went: the log
+// position to sync and the offset the commit watermark must pass.
+type receiptPart struct {
+	p   *partition
+	pos wal.Pos
+	end int64
+}
+
+// Duplicate reports whether the batch was a retry of one accepted before,
+// for which nothing was written.
+func (r *Receipt) Duplicate() bool { return r.dup }
+
+// Wait returns nil once the batch has reached level, at once for
+// Accepted. It fails with an error wrapping ErrNoWAL for Durable without a
+// write-ahead log, and with one wrapping ErrUnconfirmed when ctx is done
+// or the buffer shuts down first. Safe for concurrent use.
+func (r *Receipt) Wait(ctx context.Context, level Level) error {
+	if level >= Durable {
+		for _, rp := range r.parts {
+			if rp.p.wal == nil {
+				if level == Durable {
+					return ErrNoWAL
+				}
+				continue
+			}
+			if err := rp.p.wal.Sync(ctx, rp.pos); err != nil {
+				return fmt.Errorf("%w: write-ahead log sync: %w", ErrUnconfirmed, err)
+			}
+		}
+	}
+	if level == Committed {
+		for _, rp := range r.parts {
+			if err := rp.p.waitCommitted(ctx, rp.end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// enqueue is Push up to the Durable level; it records in r where the
+// batch went.
+func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, r *Receipt) error {
 	if batch == nil || len(batch.Records) == 0 {
 		return fmt.Errorf("buffer: push: %w", record.ErrEmptyBatch)
 	}
@@ -307,7 +370,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 			return err
 		}
 		if dup {
-			return b.confirmDuplicate(ctx, s, level, commits)
+			return b.confirmDuplicate(ctx, s, level, r)
 		}
 		// A batch counts as accepted once any part is in the log: a retry
 		// is then a duplicate, not a second copy.
@@ -367,8 +430,8 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 			}
 		}
 	}
-	for _, sb := range subs {
-		*commits = append(*commits, commitWait{p: s.parts[sb.part], end: sb.batch.Offset + int64(len(sb.batch.Records))})
+	for i, sb := range subs {
+		r.parts = append(r.parts, receiptPart{p: s.parts[sb.part], pos: pos[i], end: sb.batch.Offset + int64(len(sb.batch.Records))})
 	}
 	return nil
 }
@@ -376,7 +439,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 // confirmDuplicate confirms level for a batch accepted before: everything
 // appended to the stream's logs so far, which includes it, is synced, and
 // for Committed, waited for. It returns ErrDuplicate on success.
-func (b *Buffer) confirmDuplicate(ctx context.Context, s *stream, level Level, commits *[]commitWait) error {
+func (b *Buffer) confirmDuplicate(ctx context.Context, s *stream, level Level, r *Receipt) error {
 	for _, p := range s.parts {
 		p.mu.Lock()
 		pos, end := p.lastPos, p.next
@@ -386,16 +449,9 @@ func (b *Buffer) confirmDuplicate(ctx context.Context, s *stream, level Level, c
 				return fmt.Errorf("%w: write-ahead log sync: %w", ErrUnconfirmed, err)
 			}
 		}
-		*commits = append(*commits, commitWait{p: p, end: end})
+		r.parts = append(r.parts, receiptPart{p: p, pos: pos, end: end})
 	}
 	return ErrDuplicate
-}
-
-// commitWait is what a COMMITTED push waits for: the partition's commit
-// watermark reaching end.
-type commitWait struct {
-	p   *partition
-	end int64
 }
 
 // leave ends a Push. The last Push to leave after Shutdown has begun wakes

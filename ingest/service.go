@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,6 +33,9 @@ const TenantHeader = "Weir-Tenant"
 // buffer.ErrFull, and fails with buffer.ErrClosed when shutting down.
 type Pusher interface {
 	Push(ctx context.Context, b *record.Batch, level buffer.Level) error
+	// Enqueue is Push at the Accepted level that returns a receipt to
+	// wait for the higher levels with.
+	Enqueue(ctx context.Context, b *record.Batch) (*buffer.Receipt, error)
 }
 
 // Config bounds what the service accepts.
@@ -133,11 +137,28 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 // reading further requests: the transport's flow control then slows the
 // client down. A batch that waits longer than PushTimeout for room is
 // acknowledged with resource_exhausted.
+//
+// A batch with ack_each_level is acknowledged once per level, as each is
+// reached: first ACCEPTED (in order with the other batches' acks), then
+// DURABLE and, if asked, COMMITTED, which may come after acks of later
+// batches. At most maxLevelWaits batches wait for their levels at once;
+// past that the stream stops reading.
 func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[weirv1.PushStreamRequest, weirv1.PushStreamResponse]) error {
 	tenant, err := tenantOf(stream.RequestHeader())
 	if err != nil {
 		return err
 	}
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, maxLevelWaits)
+	)
+	send := func(ack *weirv1.PushStreamResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(ack)
+	}
+	defer wg.Wait()
 	for {
 		req, err := stream.Receive()
 		if errors.Is(err, io.EOF) {
@@ -146,27 +167,78 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		if err != nil {
 			return err
 		}
-		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId()}
+		id := req.GetBatchId()
 		level, err := s.level(req.GetAckLevel())
-		n, dup := 0, false
+		var b *record.Batch
 		if err == nil {
-			n, dup, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level, req.GetProducerId(), req.GetSequence())
+			b, err = s.batchOf(tenant, req.GetStream(), req.GetRecords(), req.GetProducerId(), req.GetSequence())
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
+		var receipt *buffer.Receipt
+		if err == nil {
+			if req.GetAckEachLevel() {
+				receipt, err = s.enqueue(ctx, b)
+			} else {
+				err = s.pushBatch(ctx, b, level)
 			}
-			ack.ErrorCode = connect.CodeOf(err).String()
-			ack.ErrorMessage = errMessage(err)
-		} else {
-			ack.Accepted = uint32(n)
-			ack.AckLevel = wireLevel(level)
-			ack.Duplicate = dup
 		}
-		if err := stream.Send(ack); err != nil {
+		dup := errors.Is(err, buffer.ErrDuplicate) || (receipt != nil && receipt.Duplicate())
+		if dup {
+			err = nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
+		}
+		first := level
+		if receipt != nil {
+			first = buffer.Accepted
+		}
+		if err := send(ackOf(id, len(req.GetRecords()), first, dup, err)); err != nil {
 			return err
 		}
+		if receipt == nil || level == buffer.Accepted {
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			for _, l := range []buffer.Level{buffer.Durable, buffer.Committed} {
+				if l > level {
+					return
+				}
+				err := receipt.Wait(ctx, l)
+				if err != nil {
+					err = s.connectErr(ctx, err)
+				}
+				if send(ackOf(id, len(req.GetRecords()), l, dup, err)) != nil || err != nil {
+					return
+				}
+			}
+		}()
 	}
+}
+
+// maxLevelWaits bounds the batches of one stream waiting for their
+// DURABLE and COMMITTED acknowledgements.
+const maxLevelWaits = 256
+
+// ackOf builds the acknowledgement of a batch at a level, or of its error.
+func ackOf(id uint64, n int, level buffer.Level, dup bool, err error) *weirv1.PushStreamResponse {
+	ack := &weirv1.PushStreamResponse{BatchId: id}
+	if err != nil {
+		ack.ErrorCode = connect.CodeOf(err).String()
+		ack.ErrorMessage = errMessage(err)
+		return ack
+	}
+	ack.Accepted = uint32(n)
+	ack.AckLevel = wireLevel(level)
+	ack.Duplicate = dup
+	return ack
 }
 
 func errMessage(err error) string {
@@ -180,85 +252,117 @@ func errMessage(err error) string {
 // push validates and converts one batch and hands it to the buffer. Errors
 // are *connect.Error.
 func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64) (n int, dup bool, err error) {
-	n, err = s.pushChecked(ctx, tenant, stream, recs, level, producer, seq)
-	if errors.Is(err, buffer.ErrDuplicate) {
-		return n, true, nil
+	b, err := s.batchOf(tenant, stream, recs, producer, seq)
+	if err != nil {
+		return 0, false, err
 	}
-	return n, false, err
+	err = s.pushBatch(ctx, b, level)
+	if errors.Is(err, buffer.ErrDuplicate) {
+		return len(recs), true, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return len(recs), false, nil
 }
 
 // maxProducerID bounds the producer ids a client may choose.
 const maxProducerID = 128
 
-func (s *Service) pushChecked(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64) (int, error) {
+// batchOf validates a batch and converts it at the edge. Errors are
+// *connect.Error.
+func (s *Service) batchOf(tenant, stream string, recs []*weirv1.Record, producer string, seq uint64) (*record.Batch, error) {
 	if len(producer) > maxProducerID {
-		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("producer_id has %d bytes; the limit is %d", len(producer), maxProducerID))
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("producer_id has %d bytes; the limit is %d", len(producer), maxProducerID))
 	}
 	if producer == "" && seq != 0 {
-		return 0, connect.NewError(connect.CodeInvalidArgument, errors.New("sequence without producer_id"))
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("sequence without producer_id"))
 	}
 	if err := record.ValidateStream(stream); err != nil {
-		return 0, connect.NewError(connect.CodeInvalidArgument, err)
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	if len(recs) == 0 {
-		return 0, connect.NewError(connect.CodeInvalidArgument, record.ErrEmptyBatch)
+		return nil, connect.NewError(connect.CodeInvalidArgument, record.ErrEmptyBatch)
 	}
 	if len(recs) > s.cfg.MaxBatchRecords {
-		return 0, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords))
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords))
 	}
 	now := s.now()
 	lim := record.Limits{MaxFuture: s.cfg.MaxFuture}
 	out := make([]record.Record, len(recs))
 	for i, pr := range recs {
 		if err := convert(&out[i], pr, i); err != nil {
-			return 0, connect.NewError(connect.CodeInvalidArgument, err)
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}
 		if out[i].ObservedTimestamp == 0 {
 			out[i].ObservedTimestamp = now.UnixNano()
 		}
 		if err := out[i].Validate(i, now, lim); err != nil {
-			return 0, connect.NewError(connect.CodeInvalidArgument, err)
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}
 	}
 	b := record.NewBatch(tenant, stream, out)
 	b.ProducerID, b.Sequence = producer, seq
-	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, now)
+	return b, nil
+}
+
+// pushBatch hands b to the buffer at level. It returns ErrDuplicate
+// unwrapped for a retried batch and *connect.Error otherwise.
+func (s *Service) pushBatch(ctx context.Context, b *record.Batch, level buffer.Level) error {
+	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, s.now())
 	defer cancel()
-	if err := s.out.Push(ctx, b, level); err != nil {
-		switch {
-		case errors.Is(err, buffer.ErrUnconfirmed):
-			code := connect.CodeUnavailable
-			if ctx.Err() != nil {
-				code = connect.CodeDeadlineExceeded
-			}
-			return 0, connect.NewError(code, err)
-		case errors.Is(err, buffer.ErrDuplicate):
-			return len(out), err
-		case errors.Is(err, buffer.ErrSequence):
-			return 0, connect.NewError(connect.CodeFailedPrecondition, err)
-		case errors.Is(err, buffer.ErrInFlight):
-			return 0, connect.NewError(connect.CodeAborted, err)
-		case errors.Is(err, buffer.ErrNoWAL):
-			return 0, connect.NewError(connect.CodeFailedPrecondition, err)
-		case errors.Is(err, buffer.ErrFull):
-			cerr := connect.NewError(connect.CodeResourceExhausted, err)
-			cerr.Meta().Set("Retry-After", "1")
-			return 0, cerr
-		case errors.Is(err, buffer.ErrNoSpace):
-			// The log undid the write: a retry once space is freed succeeds.
-			cerr := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("disk full: the server has no space left to log the batch; retry once space is freed: %w", err))
-			cerr.Meta().Set("Retry-After", "5")
-			return 0, cerr
-		case errors.Is(err, buffer.ErrTooManyStreams):
-			return 0, connect.NewError(connect.CodeResourceExhausted, err)
-		case errors.Is(err, buffer.ErrClosed):
-			return 0, connect.NewError(connect.CodeUnavailable, err)
-		case ctx.Err() != nil:
-			return 0, connect.NewError(connect.CodeCanceled, err)
-		}
-		return 0, connect.NewError(connect.CodeInternal, err)
+	err := s.out.Push(ctx, b, level)
+	if err == nil || errors.Is(err, buffer.ErrDuplicate) {
+		return err
 	}
-	return len(out), nil
+	return s.connectErr(ctx, err)
+}
+
+// enqueue hands b to the buffer at the Accepted level and returns its
+// receipt. Errors are *connect.Error.
+func (s *Service) enqueue(ctx context.Context, b *record.Batch) (*buffer.Receipt, error) {
+	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, s.now())
+	defer cancel()
+	r, err := s.out.Enqueue(ctx, b)
+	if err != nil {
+		return nil, s.connectErr(ctx, err)
+	}
+	return r, nil
+}
+
+// connectErr maps a buffer error to a Connect error. ctx is the context
+// of the wait that failed.
+func (s *Service) connectErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, buffer.ErrUnconfirmed):
+		code := connect.CodeUnavailable
+		if ctx.Err() != nil {
+			code = connect.CodeDeadlineExceeded
+		}
+		return connect.NewError(code, err)
+	case errors.Is(err, buffer.ErrSequence):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, buffer.ErrInFlight):
+		return connect.NewError(connect.CodeAborted, err)
+	case errors.Is(err, buffer.ErrNoWAL):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, buffer.ErrFull):
+		cerr := connect.NewError(connect.CodeResourceExhausted, err)
+		cerr.Meta().Set("Retry-After", "1")
+		return cerr
+	case errors.Is(err, buffer.ErrNoSpace):
+		// The log undid the write: a retry once space is freed succeeds.
+		cerr := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("disk full: the server has no space left to log the batch; retry once space is freed: %w", err))
+		cerr.Meta().Set("Retry-After", "5")
+		return cerr
+	case errors.Is(err, buffer.ErrTooManyStreams):
+		return connect.NewError(connect.CodeResourceExhausted, err)
+	case errors.Is(err, buffer.ErrClosed):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case ctx.Err() != nil:
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
 }
 
 // waitContext bounds the wait for buffer room. Without a deadline of its

@@ -245,8 +245,13 @@ type PushStreamRequest struct {
 	// When to acknowledge the batch.
 	AckLevel AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Idempotent producers, as in PushRequest.
-	ProducerId    string `protobuf:"bytes,5,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
-	Sequence      uint64 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	ProducerId string `protobuf:"bytes,5,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence   uint64 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Acknowledge the batch at each level as it is reached (ACCEPTED, then
+	// DURABLE, then COMMITTED if ack_level asks for it), instead of once at
+	// ack_level. The ACCEPTED ack comes in order with the other batches'
+	// acks; the later ones may come after acks of later batches.
+	AckEachLevel  bool `protobuf:"varint,7,opt,name=ack_each_level,json=ackEachLevel,proto3" json:"ack_each_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +326,13 @@ func (x *PushStreamRequest) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *PushStreamRequest) GetAckEachLevel() bool {
+	if x != nil {
+		return x.AckEachLevel
+	}
+	return false
 }
 
 // PushStreamResponse acknowledges one batch of a PushStream.
@@ -430,7 +442,7 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\fPushResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
 	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\xde\x01\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x84\x02\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
@@ -438,7 +450,8 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\tack_level\x18\x04 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
 	"\vproducer_id\x18\x05 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
-	"\bsequence\x18\x06 \x01(\x04R\bsequence\"\xdd\x01\n" +
+	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12$\n" +
+	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\"\xdd\x01\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +
