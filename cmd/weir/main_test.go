@@ -118,11 +118,19 @@ type sqlResult struct {
 	Code      string           `json:"code"`
 }
 
-// postSQL runs sql through POST /v1/sql and returns the status and body.
+// postSQL runs sql through POST /v1/sql and returns the status, body and
+// trailer.
 func postSQL(t testing.TB, url, sql, accept string) (int, []byte, http.Header) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"sql": sql})
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/sql", bytes.NewReader(body))
+	return post(t, url+"/v1/sql", body, accept)
+}
+
+// post posts a JSON body, asking for the accept media type if set, and
+// returns the status, the answer and the trailer.
+func post(t testing.TB, url string, body []byte, accept string) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if accept != "" {
 		req.Header.Set("Accept", accept)
@@ -237,14 +245,6 @@ func waitCount(t *testing.T, url, sql string, want int64) {
 // postJSON posts a JSON body and returns the status and the answer.
 func postJSON(t testing.TB, url string, body []byte) (int, []byte) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, raw
+	status, raw, _ := post(t, url, body, "")
+	return status, raw
 }
