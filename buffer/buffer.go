@@ -423,7 +423,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	}
 	b.hot.pushedBatches.Add(1)
 	b.hot.pushedRecords.Add(nrec)
-	if level >= Durable {
+	if level >= Durable && b.cfg.WALDir != "" {
 		for i, sb := range subs {
 			if err := s.parts[sb.part].wal.Sync(ctx, pos[i]); err != nil {
 				return fmt.Errorf("%w: write-ahead log sync: %w", ErrUnconfirmed, err)

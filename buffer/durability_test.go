@@ -317,3 +317,27 @@ func TestMixedBatchRecovery(t *testing.T) {
 		t.Errorf("replay did not deliver the priority records first")
 	}
 }
+
+// TestCommittedWithoutWAL: COMMITTED needs no log; it waits for publish.
+func TestCommittedWithoutWAL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TickInterval = 10 * time.Millisecond
+	c := &holdingConsumer{oldest: -1}
+	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Push(context.Background(), batchOf("s", recsOf("svc", 0, 3)...), Committed) }()
+	time.Sleep(50 * time.Millisecond)
+	c.publish(3)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("COMMITTED push without a log did not return after publish")
+	}
+}
