@@ -29,6 +29,7 @@ func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	service := fs.String("service", "", "service.name resource attribute (default: the stream name)")
 	batch := fs.Int("batch", 1000, "lines per batch")
 	window := fs.Int("window", 8, "batches in flight before waiting for acknowledgements")
+	ack := fs.String("ack", "", "acknowledgement level: accepted, durable or committed (default: the server's, durable)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weir push --stream NAME [flags] [FILE ...]\n\nSends each line of the files (or of stdin) as a log record over a PushStream.")
 		fs.PrintDefaults()
@@ -49,12 +50,22 @@ func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if *service == "" {
 		*service = *stream
 	}
+	level, ok := map[string]weirv1.AckLevel{
+		"":          weirv1.AckLevel_ACK_LEVEL_UNSPECIFIED,
+		"accepted":  weirv1.AckLevel_ACK_LEVEL_ACCEPTED,
+		"durable":   weirv1.AckLevel_ACK_LEVEL_DURABLE,
+		"committed": weirv1.AckLevel_ACK_LEVEL_COMMITTED,
+	}[*ack]
+	if !ok {
+		return fmt.Errorf("%w: unknown --ack %q", errUsage, *ack)
+	}
 	p := &pusher{
 		client:  weirv1connect.NewIngestServiceClient(newHTTPClient(), strings.TrimRight(*server, "/")),
 		stream:  *stream,
 		service: *service,
 		batch:   *batch,
 		window:  *window,
+		level:   level,
 	}
 	var inputs []io.Reader
 	if fs.NArg() == 0 {
@@ -92,6 +103,7 @@ type pusher struct {
 	service string
 	batch   int
 	window  int
+	level   weirv1.AckLevel
 }
 
 // run sends the lines of r in batches over one PushStream and waits for
@@ -160,7 +172,7 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 		sentIDs = append(sentIDs, id)
 		sentRecs[id] = len(recs)
 		sentMu.Unlock()
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: p.stream, Records: recs}); err != nil {
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: p.stream, Records: recs, AckLevel: p.level}); err != nil {
 			if !errors.Is(err, io.EOF) {
 				sendErr = err
 			}
