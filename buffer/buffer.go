@@ -96,6 +96,11 @@ type Stats struct {
 	ConsumeErrors int64 // Consumer.Consume calls that returned an error
 	TickErrors    int64 // Consumer.Tick calls that returned an error
 	CloseErrors   int64 // Consumer.Close calls that returned an error
+
+	// Uncommitted is the number of records pushed but not yet in a
+	// published file, over all partitions: what COMMITTED acks wait for
+	// and what the write-ahead logs must keep.
+	Uncommitted int64
 }
 
 // Buffer holds batches between ingest and transform in bounded lock-free
@@ -735,7 +740,18 @@ func (b *Buffer) exited() {
 // Stats returns a snapshot of the buffer's state and counters. It is safe
 // to call concurrently with everything else.
 func (b *Buffer) Stats() Stats {
+	var uncommitted int64
+	b.streams.Range(func(_, v any) bool {
+		for _, p := range v.(*stream).parts {
+			p.mu.Lock()
+			next := p.next
+			p.mu.Unlock()
+			uncommitted += max(0, next-p.committed.Load())
+		}
+		return true
+	})
 	return Stats{
+		Uncommitted:   uncommitted,
 		QueuedRecords: b.hot.records.Load(),
 		QueuedBytes:   b.hot.bytes.Load(),
 		Streams:       int(b.nstreams.Load()),

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +92,23 @@ func TestAckLevels(t *testing.T) {
 	waitCount(t, s.url, "SELECT count(*) FROM logs WHERE stream = 'levels'", 6)
 	equalCounts(t, "bodies", countBy(t, s.url, "SELECT body, count(*) FROM levels GROUP BY 1"),
 		map[string]int64{"committed one": 1, "durable one": 1, "each level": 3, "idem one": 1})
+}
+
+// TestMetrics checks the Prometheus endpoint serves the pipeline's gauges.
+func TestMetrics(t *testing.T) {
+	s := startServer(t, "", nil)
+	if err := pushErr(t, s.url, "metrics", textRecord("x")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, m := range []string{"weir_ingest_records_total 1", "weir_buffer_uncommitted_records", "weir_buffer_queued_records", "go_goroutines"} {
+		if !strings.Contains(string(raw), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
 }

@@ -203,10 +203,11 @@ var (
 	descPushedRecords = prometheus.NewDesc("weir_ingest_records_total", "Records accepted into the buffer.", nil, nil)
 	descPushedBatches = prometheus.NewDesc("weir_ingest_batches_total", "Batches accepted into the buffer.", nil, nil)
 	descRejectedFull  = prometheus.NewDesc("weir_ingest_rejected_full_total", "Batches rejected because the buffer stayed full.", nil, nil)
+	descUncommitted   = prometheus.NewDesc("weir_buffer_uncommitted_records", "Records pushed but not yet in a published Parquet file.", nil, nil)
 )
 
 func (c bufferCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull} {
+	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull, descUncommitted} {
 		ch <- d
 	}
 }
@@ -219,4 +220,5 @@ func (c bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPushedRecords, prometheus.CounterValue, float64(s.PushedRecords))
 	ch <- prometheus.MustNewConstMetric(descPushedBatches, prometheus.CounterValue, float64(s.PushedBatches))
 	ch <- prometheus.MustNewConstMetric(descRejectedFull, prometheus.CounterValue, float64(s.RejectedFull))
+	ch <- prometheus.MustNewConstMetric(descUncommitted, prometheus.GaugeValue, float64(s.Uncommitted))
 }
