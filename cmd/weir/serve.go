@@ -20,6 +20,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -104,13 +105,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 
 	tcfg := cfg.transform()
+	hub := tail.NewHub(tail.DefaultConfig())
 	buf, err := buffer.New(cfg.buffer(), buffer.Deps{
 		NewConsumer: func(k buffer.Key) buffer.Consumer {
 			b, err := transform.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
 			}
-			return b
+			return tailConsumer{Batcher: b, hub: hub}
 		},
 		FirstOffset: func(k buffer.Key) int64 { return lake.LastOffset(k.Tenant, k.Stream, k.Partition) },
 		Published: func(ctx context.Context, k buffer.Key, from int64) (func(int64) bool, error) {
@@ -134,7 +136,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler())
 	mux.Handle(query.NewService(engine).Handler())
-	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName)
+	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}))
+	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName, weirv1connect.TailServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/v1/sql", engine.HTTPHandler())
