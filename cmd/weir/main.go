@@ -19,6 +19,8 @@ Usage:
   weir serve [flags]            run the server
   weir push  [flags] [files]    send log lines from files (or stdin) to a stream
   weir query [flags] SQL        run a read-only SQL query
+  weir bench [flags]            measure throughput, latency and freshness of a server
+  weir tail  [flags]            print records as they arrive
 
 Run 'weir <command> -h' for a command's flags.
 `
@@ -56,6 +58,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return pushCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "query":
 		return queryCmd(ctx, args[1:], stdout, stderr)
+	case "tail":
+		return tailCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

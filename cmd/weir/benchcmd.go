@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/weirlabs/weir/bench"
+)
+
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := bench.DefaultConfig()
+	fs := flag.NewFlagSet("weir bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Server, "server", cfg.Server, "weir server URL")
+	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "connect, grpc or grpc-web")
+	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "stream (PushStream) or unary (Push); grpc-web: unary only")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "workers, each with one stream or one call in flight")
+	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "records per batch")
+	fs.IntVar(&cfg.Window, "window", cfg.Window, "batches in flight per stream")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "target records/s over all workers (0: as fast as possible)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send")
+	fs.StringVar(&cfg.AckLevel, "ack", cfg.AckLevel, "acknowledgement level: accepted, durable or committed")
+	fs.StringVar(&cfg.Source, "source", cfg.Source, "synthetic, or a glob of files whose lines are sent (e.g. 'testdata/loghub/*.log')")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "target stream")
+	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
+	ceiling := fs.Bool("ceiling", false, "run against an in-process server that acks without storing, instead of --server")
+	compare := fs.Bool("compare", false, "run the ceiling first, then --server, and print both and the efficiency")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: weir bench [flags]\n\nSends load to a weir server with the Connect clients and reports throughput,\nack latency, freshness (ack until visible to SQL) and the server's CPU and RSS.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if *ceiling && *compare {
+		return fmt.Errorf("%w: --ceiling and --compare exclude each other", errUsage)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
+	if !*ceiling && !*compare {
+		rep, err := bench.Run(ctx, cfg, stderr)
+		if err != nil {
+			return err
+		}
+		return printReport(stdout, *asJSON, rep)
+	}
+	ceil, err := runCeiling(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if *ceiling {
+		return printReport(stdout, *asJSON, ceil)
+	}
+	rep, err := bench.Run(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	var efficiency float64
+	if ceil.RecordsPerSecond > 0 {
+		efficiency = rep.RecordsPerSecond / ceil.RecordsPerSecond
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Ceiling    bench.Report `json:"ceiling"`
+			Server     bench.Report `json:"server"`
+			Efficiency float64      `json:"efficiency"`
+		}{ceil, rep, efficiency})
+	}
+	fmt.Fprintln(stdout, "ceiling (in-process server that acks without storing):")
+	if err := ceil.WriteTable(stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nserver (full pipeline):")
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "\nefficiency: %.1f %% of the ceiling's records/s (%.0f / %.0f)\n", 100*efficiency, rep.RecordsPerSecond, ceil.RecordsPerSecond)
+	return err
+}
+
+// runCeiling runs cfg against an in-process bench.Discard server.
+func runCeiling(ctx context.Context, cfg bench.Config, progress io.Writer) (bench.Report, error) {
+	srv, err := bench.StartDiscard()
+	if err != nil {
+		return bench.Report{}, err
+	}
+	cfg.Server = srv.URL()
+	rep, err := bench.Run(ctx, cfg, progress)
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return rep, errors.Join(err, srv.Shutdown(shutCtx))
+}
+
+func printReport(w io.Writer, asJSON bool, rep bench.Report) error {
+	if !asJSON {
+		return rep.WriteTable(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
