@@ -30,13 +30,17 @@ type Config struct {
 	// batches that had at least one matching record. Records of a batch
 	// that finds the queue full are dropped and counted as missed.
 	QueueBatches int
+	// QueueBytes bounds each subscription's queue in accounted record
+	// bytes (record.Record.Size), the same way. A batch larger than the
+	// bound still fits into an empty queue.
+	QueueBytes int
 	// MaxSubscribers bounds the open subscriptions.
 	MaxSubscribers int
 }
 
 // DefaultConfig returns bounds for a handful of interactive viewers.
 func DefaultConfig() Config {
-	return Config{QueueBatches: 256, MaxSubscribers: 64}
+	return Config{QueueBatches: 256, QueueBytes: 16 << 20, MaxSubscribers: 64}
 }
 
 // Filter selects records. A record matches when it matches every set
@@ -93,6 +97,9 @@ func NewHub(cfg Config) *Hub {
 	if cfg.MaxSubscribers < 1 {
 		cfg.MaxSubscribers = def.MaxSubscribers
 	}
+	if cfg.QueueBytes < 1 {
+		cfg.QueueBytes = def.QueueBytes
+	}
 	h := &Hub{cfg: cfg}
 	h.subs.Store(new([]*Subscription))
 	return h
@@ -133,6 +140,7 @@ func (h *Hub) Subscribe(f Filter) (*Subscription, error) {
 		hub:    h,
 		filter: f,
 		limit:  h.cfg.QueueBatches,
+		maxB:   h.cfg.QueueBytes,
 		ready:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -160,13 +168,16 @@ type Subscription struct {
 	hub    *Hub
 	filter Filter
 	limit  int
+	maxB   int
 
 	ready     chan struct{} // holds a token when queue or missed may be non-empty
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 
 	mu     sync.Mutex
-	queue  [][]Item // at most limit chunks, oldest first
+	queue  [][]Item // at most limit chunks and maxB bytes, oldest first
+	sizes  []int    // accounted bytes of each queued chunk
+	bytes  int      // sum of sizes
 	missed uint64   // matching records dropped since the last Next
 	closed bool
 }
@@ -178,12 +189,14 @@ func (s *Subscription) offer(b *record.Batch) {
 		return
 	}
 	var chunk []Item
+	size := 0
 	for i := range b.Records {
 		r := &b.Records[i]
 		if !s.filter.Match(b.Stream, r) {
 			continue
 		}
 		chunk = append(chunk, Item{Tenant: b.Tenant, Stream: b.Stream, Partition: b.Partition, Offset: b.Offset + int64(i), Record: *r})
+		size += r.Size()
 	}
 	if len(chunk) == 0 {
 		return
@@ -193,8 +206,10 @@ func (s *Subscription) offer(b *record.Batch) {
 		s.mu.Unlock()
 		return
 	}
-	if len(s.queue) < s.limit {
+	if len(s.queue) == 0 || (len(s.queue) < s.limit && s.bytes+size <= s.maxB) {
 		s.queue = append(s.queue, chunk)
+		s.sizes = append(s.sizes, size)
+		s.bytes += size
 	} else {
 		s.missed += uint64(len(chunk))
 	}
@@ -222,10 +237,14 @@ func (s *Subscription) Next(ctx context.Context) (items []Item, missed uint64, e
 			items = append(items, s.queue[n]...)
 			n++
 		}
+		for _, sz := range s.sizes[:n] {
+			s.bytes -= sz
+		}
 		clear(s.queue[:n])
 		s.queue = s.queue[n:]
+		s.sizes = s.sizes[n:]
 		if len(s.queue) == 0 {
-			s.queue = nil // let the backing array go
+			s.queue, s.sizes = nil, nil // let the backing arrays go
 		}
 		missed, s.missed = s.missed, 0
 		more := len(s.queue) > 0

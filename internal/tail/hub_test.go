@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +260,31 @@ func TestPublishKeepsTenantsApart(t *testing.T) {
 	defer cancel2()
 	if items, _, err := other.Next(short); err == nil || len(items) != 0 {
 		t.Fatalf("another tenant's viewer got %v", items)
+	}
+}
+
+func TestQueueBytesBound(t *testing.T) {
+	t.Parallel()
+	h := tail.NewHub(tail.Config{QueueBatches: 100, QueueBytes: 1000, MaxSubscribers: 1})
+	s, err := h.Subscribe(tail.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := strings.Repeat("x", 600)
+	for i := 0; i < 3; i++ {
+		h.Publish(batch("app", 0, int64(i), rec(record.SeverityInfo, "api", big)))
+	}
+	items, missed, err := s.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first batch fits an empty queue; the next two would pass 1000 bytes.
+	if len(items) != 1 || missed != 2 {
+		t.Fatalf("got %d items and %d missed, want 1 and 2", len(items), missed)
+	}
+	h.Publish(batch("app", 0, 3, rec(record.SeverityInfo, "api", big)))
+	if items, _, err := s.Next(context.Background()); err != nil || len(items) != 1 {
+		t.Fatalf("after draining, the queue takes batches again: %d items, %v", len(items), err)
 	}
 }
