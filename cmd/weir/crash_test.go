@@ -34,8 +34,27 @@ transform:
 type weirProcess struct {
 	cmd    *exec.Cmd
 	url    string
-	logs   *bytes.Buffer
+	logs   *lockedBuffer
 	exited chan error
+}
+
+// lockedBuffer collects a child's output; it may be read while the child
+// still writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startWeir(t *testing.T, data, config string) *weirProcess {
@@ -43,7 +62,7 @@ func startWeir(t *testing.T, data, config string) *weirProcess {
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], "serve", "--addr", addr, "--data", data, "--config", config)
 	cmd.Env = append(os.Environ(), "WEIR_TEST_AS_WEIR=1")
-	logs := &bytes.Buffer{}
+	logs := &lockedBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -173,19 +192,19 @@ func TestCrashRecovery(t *testing.T) {
 	if ackedN < cycles {
 		t.Fatalf("only %d batches acknowledged over %d cycles", ackedN, cycles)
 	}
-	// Replayed and resent records flow through the pipeline; wait until
-	// every batch is visible.
+	// Replayed and resent records flow through the pipeline, priority
+	// records first; wait until every batch is visible whole.
 	deadline := time.Now().Add(30 * time.Second)
 	var counts map[string]int64
 	for {
 		counts = crashCounts(t, p.url)
-		missing := 0
+		incomplete := 0
 		for id := range sentIDs {
-			if counts[id] == 0 {
-				missing++
+			if counts[id] != batch {
+				incomplete++
 			}
 		}
-		if missing == 0 || time.Now().After(deadline) {
+		if incomplete == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -88,8 +87,8 @@ func TestSIGTERMDrains(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], "serve", "--addr", addr, "--data", data)
 	cmd.Env = append(os.Environ(), "WEIR_TEST_AS_WEIR=1")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
