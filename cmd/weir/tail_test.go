@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -189,24 +188,6 @@ func TestTailSlowViewerMisses(t *testing.T) {
 	t.Logf("received %d, missed %d", got, missed)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestTailCommand(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "", nil)
@@ -215,7 +196,7 @@ func TestTailCommand(t *testing.T) {
 	defer cancel()
 	tailCtx, stopTail := context.WithCancel(ctx)
 	defer stopTail()
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(tailCtx, []string{"tail", "--server", s.url, "--stream", "cli,other", "--severity", "WARN"}, strings.NewReader(""), &stdout, &stderr)
