@@ -299,6 +299,21 @@ type receiptPart struct {
 // for which nothing was written.
 func (r *Receipt) Duplicate() bool { return r.dup }
 
+// Join returns a receipt that waits for the batches of both r and o: a
+// caller that split one request into batches for several streams waits on
+// the joined receipt. Duplicate reports r's. Either may be nil.
+func (r *Receipt) Join(o *Receipt) *Receipt {
+	switch {
+	case r == nil:
+		return o
+	case o == nil:
+		return r
+	}
+	j := &Receipt{dup: r.dup}
+	j.parts = append(append(j.buf[:0], r.parts...), o.parts...)
+	return j
+}
+
 // Wait returns nil once the batch has reached level, at once for
 // Accepted. It fails with an error wrapping ErrNoWAL for Durable without a
 // write-ahead log, and with one wrapping ErrUnconfirmed when ctx is done
@@ -370,7 +385,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	}
 	queued := 0 // sub-batches appended
 	if id, seq := batch.ProducerID, batch.Sequence; id != "" {
-		dup, err := s.prods.begin(id, seq, time.Now())
+		dup, err := s.prods.begin(id, seq, batch.SequenceGaps, time.Now())
 		if err != nil {
 			return err
 		}

@@ -49,8 +49,8 @@ func newProducers(path string, max int, ttl time.Duration) *producers {
 }
 
 // begin checks seq against the producer's state and marks it in flight.
-// dup reports a batch accepted before.
-func (ps *producers) begin(id string, seq uint64, now time.Time) (dup bool, err error) {
+// dup reports a batch accepted before. With gaps, seq may skip numbers.
+func (ps *producers) begin(id string, seq uint64, gaps bool, now time.Time) (dup bool, err error) {
 	if seq == 0 {
 		return false, fmt.Errorf("%w: sequence numbers start at 1", ErrSequence)
 	}
@@ -76,7 +76,7 @@ func (ps *producers) begin(id string, seq uint64, now time.Time) (dup bool, err 
 	case seq <= st.Last:
 		st.Seen = now
 		return true, nil
-	case seq != st.Last+1:
+	case seq != st.Last+1 && !gaps:
 		return false, fmt.Errorf("%w: producer %q: got sequence %d, want %d", ErrSequence, id, seq, st.Last+1)
 	}
 	st.pending = seq

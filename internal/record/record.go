@@ -84,6 +84,14 @@ type Batch struct {
 	// de-duplication.
 	ProducerID string
 	Sequence   uint64
+	// SequenceGaps relaxes the order check of idempotent producers for
+	// this batch: any sequence above the producer's last accepted one is
+	// taken, while retries of accepted ones are still recognised. Batches
+	// derived from a producer's batch by transforms (routed records, dead
+	// letters, streams whose processors may drop every record of a batch)
+	// set it, since the destination stream sees only some of the
+	// producer's sequence numbers.
+	SequenceGaps bool
 }
 
 // NewBatch returns a batch of the records with Bytes computed.
