@@ -73,6 +73,9 @@ func BenchmarkStaged(b *testing.B) {
 		if err := e.Staged(f, rec); err != nil {
 			b.Fatal(err)
 		}
+		if err := e.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
 }

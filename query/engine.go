@@ -45,6 +45,10 @@ type Config struct {
 	// DefaultTimeout and MaxTimeout bound a query's run time when it asks
 	// for none and at most.
 	DefaultTimeout, MaxTimeout time.Duration
+	// Streams have views from the start, empty until records arrive (such
+	// as the dead-letter stream, so that queries of it never fail).
+	// Other streams get theirs with their first records.
+	Streams []string
 }
 
 // DefaultConfig returns bounds suited to an interactive endpoint.
@@ -111,7 +115,26 @@ type Engine struct {
 	active  map[uint64]int         // running queries by the gen they started at
 	retired []retiredSegment       // segments to delete once unseen
 	seq     atomic.Uint64          // names segments
+
+	// View changes are applied by a background loop, at a bounded rate:
+	// rebuilding a view costs time in the number of its files, so one
+	// rebuild per change would be quadratic when many small files come
+	// at once (a backfill spread over many hours). Changes are recorded
+	// under mu and applied together, so a publish still swaps a file's
+	// segments for the file in one view change.
+	dirty    map[string]bool // streams whose views are out of date
+	retiring []*stagedFile   // out of the catalog; retire once the views drop them
+	applied  uint64          // changes applied so far
+	changes  uint64          // changes recorded so far
+	settled  *sync.Cond      // signalled after each apply, on mu
+	kick     chan struct{}
+	stop     chan struct{}
+	loopDone chan struct{}
 }
+
+// minViewInterval spaces view rebuilds; a rebuild that took d is followed
+// by a pause of at least 2d, which bounds rebuilding to a third of a core.
+const minViewInterval = 20 * time.Millisecond
 
 // stagedFile is the staged rows of one unpublished sink file.
 type stagedFile struct {
@@ -164,11 +187,103 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		streams: map[string]bool{},
 		active:  map[uint64]int{},
 	}
+	e.dirty = map[string]bool{}
+	e.settled = sync.NewCond(&e.mu)
+	e.kick = make(chan struct{}, 1)
+	e.stop = make(chan struct{})
+	e.loopDone = make(chan struct{})
 	if err := e.init(dataDir); err != nil {
 		db.Close()
 		return nil, err
 	}
+	go e.viewLoop()
 	return e, nil
+}
+
+// viewLoop applies recorded view changes until Close.
+func (e *Engine) viewLoop() {
+	defer close(e.loopDone)
+	for {
+		select {
+		case <-e.kick:
+		case <-e.stop:
+			return
+		}
+		start := time.Now()
+		e.mu.Lock()
+		e.applyPendingLocked()
+		e.mu.Unlock()
+		pause := max(minViewInterval, 2*time.Since(start))
+		select {
+		case <-time.After(pause):
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+// changedLocked records a change to the views of stream and wakes the
+// view loop.
+func (e *Engine) changedLocked(stream string) {
+	e.dirty[stream] = true
+	e.changes++
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// applyPendingLocked rebuilds the out-of-date views and then retires the
+// segments they no longer list. On error the changes stay pending and the
+// next kick retries them.
+func (e *Engine) applyPendingLocked() {
+	if e.conn == nil || len(e.dirty) == 0 {
+		return
+	}
+	streams := make([]string, 0, len(e.dirty))
+	for s := range e.dirty {
+		streams = append(streams, s)
+	}
+	target := e.changes
+	if err := e.applyViewsLocked(context.Background(), streams); err != nil {
+		e.log.Error("query: update views; retrying", "err", err)
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	clear(e.dirty)
+	for _, sf := range e.retiring {
+		e.retireLocked(sf)
+	}
+	e.retiring = e.retiring[:0]
+	e.applied = target
+	e.settled.Broadcast()
+}
+
+// Sync returns once every change made before the call (records staged,
+// files published or abandoned) is visible to queries, or ctx is done.
+func (e *Engine) Sync(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.settled.Broadcast()
+	})
+	defer stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	target := e.changes
+	for e.applied < target && e.conn != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.settled.Wait()
+	}
+	if e.conn == nil {
+		return errors.New("query: engine closed")
+	}
+	return nil
 }
 
 func (e *Engine) init(dataDir string) error {
@@ -199,14 +314,21 @@ func (e *Engine) init(dataDir string) error {
 			return fmt.Errorf("query: %s: %w", s, err)
 		}
 	}
-	return e.applyViewsLocked(ctx, nil)
+	return e.applyViewsLocked(ctx, e.cfg.Streams)
 }
 
 // Close releases the database and removes the staging segments. Queries
 // still running fail.
 func (e *Engine) Close() error {
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	<-e.loopDone
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.settled.Broadcast()
 	var errs []error
 	if e.conn != nil {
 		errs = append(errs, e.conn.Close())
@@ -238,7 +360,8 @@ func (e *Engine) AddFiles(files []sink.FileInfo) error {
 
 // Staged makes the rows of rec, staged into the unpublished file f,
 // visible to queries: it writes them as a Parquet segment under staging/
-// and adds the segment to the views. It implements sink.Observer.
+// and adds the segment to the views, within moments (see Sync). It
+// implements sink.Observer.
 func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 	p := f.Partition
 	if p.Tenant != record.DefaultTenant {
@@ -265,17 +388,13 @@ func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 		e.staged[f.ID] = sf
 	}
 	sf.segments = append(sf.segments, path)
-	if err := e.applyViewsLocked(context.Background(), []string{p.Stream}); err != nil {
-		sf.segments = sf.segments[:len(sf.segments)-1]
-		os.Remove(path)
-		return err
-	}
+	e.changedLocked(p.Stream)
 	return nil
 }
 
 // Published swaps the staged segments of f for the file itself, in one
-// view change, so every query sees its rows exactly once. It implements
-// sink.Observer.
+// view change (within moments, see Sync), so every query sees its rows
+// exactly once. It implements sink.Observer.
 func (e *Engine) Published(f sink.FileInfo) error {
 	p := f.Partition
 	if p.Tenant != record.DefaultTenant {
@@ -289,12 +408,10 @@ func (e *Engine) Published(f sink.FileInfo) error {
 	sf := e.staged[f.ID]
 	delete(e.staged, f.ID)
 	e.files[p.Stream] = append(e.files[p.Stream], f.Path)
-	if err := e.applyViewsLocked(context.Background(), []string{p.Stream}); err != nil {
-		return err
-	}
 	if sf != nil {
-		e.retireLocked(sf)
+		e.retiring = append(e.retiring, sf)
 	}
+	e.changedLocked(p.Stream)
 	return nil
 }
 
@@ -311,11 +428,8 @@ func (e *Engine) Abandoned(f sink.FileInfo) {
 		return
 	}
 	delete(e.staged, f.ID)
-	if err := e.applyViewsLocked(context.Background(), []string{f.Partition.Stream}); err != nil {
-		e.log.Error("drop staged rows of an abandoned file", "file", f.ID, "err", err)
-		return
-	}
-	e.retireLocked(sf)
+	e.retiring = append(e.retiring, sf)
+	e.changedLocked(f.Partition.Stream)
 }
 
 // retireLocked schedules the segments of sf for deletion once no running
@@ -441,7 +555,7 @@ func viewQuery(paths []string) string {
 		}
 		q.WriteString(quoteString(p))
 	}
-	q.WriteString("], hive_partitioning = true, union_by_name = true, " +
+	q.WriteString("], hive_partitioning = true, " +
 		"hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
 	return q.String()
 }

@@ -138,6 +138,9 @@ func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 	if err := lake.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(50 * time.Millisecond)
 	cancel()
 	wg.Wait()

@@ -1,0 +1,118 @@
+package query
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// Position is a record's place in its stream: partition and offset.
+type Position struct {
+	Partition int32
+	Offset    int64
+}
+
+// Less orders positions by partition, then offset.
+func (p Position) Less(o Position) bool {
+	return p.Partition < o.Partition || p.Partition == o.Partition && p.Offset < o.Offset
+}
+
+// Scan reads up to limit records of a stream of the default tenant that
+// come after from, in position order, and calls fn with each; it returns
+// how many it read (fewer than limit at the end of what is visible).
+// It reads what queries see: published and staged records. It is for
+// operators' tools (dead-letter replay), not for user SQL, and takes a
+// query slot like any query.
+func (e *Engine) Scan(ctx context.Context, stream string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
+	e.mu.Lock()
+	known := e.streams[stream]
+	e.mu.Unlock()
+	if !known {
+		return 0, nil
+	}
+	select {
+	case e.slots <- struct{}{}:
+		defer func() { <-e.slots }()
+	case <-ctx.Done():
+		return 0, e.ctxErr(ctx, ErrBusy)
+	}
+	defer e.enter()()
+	q := fmt.Sprintf(`SELECT _partition, _offset, epoch_ns("timestamp"), epoch_ns(observed_timestamp), severity_number,
+severity_text, body, attributes, resource, trace_id, span_id, flags
+FROM %s WHERE (_partition, _offset) > (%d, %d) ORDER BY _partition, _offset LIMIT %d`,
+		quoteIdent(stream), from.Partition, from.Offset, limit)
+	rows, err := e.db.QueryContext(ctx, q)
+	if err != nil {
+		return 0, e.classify(ctx, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			pos          Position
+			ts, obs      sql.NullInt64
+			sev          sql.NullInt32
+			sevText      sql.NullString
+			body         sql.NullString
+			attrs, res   duckdb.Map
+			trace, span  sql.NullString
+			flags        sql.NullInt64
+			r            record.Record
+			decodeFailed error
+		)
+		if err := rows.Scan(&pos.Partition, &pos.Offset, &ts, &obs, &sev, &sevText, &body, &attrs, &res, &trace, &span, &flags); err != nil {
+			return n, fmt.Errorf("query: scan %s: %w", stream, err)
+		}
+		r.Timestamp, r.ObservedTimestamp = ts.Int64, obs.Int64
+		r.SeverityNumber, r.SeverityText, r.Body = sev.Int32, sevText.String, body.String
+		r.Attributes, r.Resource = kvsOf(attrs), kvsOf(res)
+		r.Flags = uint32(flags.Int64)
+		if trace.Valid {
+			_, decodeFailed = hex.Decode(r.TraceID[:], []byte(trace.String))
+		}
+		if span.Valid && decodeFailed == nil {
+			_, decodeFailed = hex.Decode(r.SpanID[:], []byte(span.String))
+		}
+		if decodeFailed != nil {
+			return n, fmt.Errorf("query: scan %s at %d/%d: %w", stream, pos.Partition, pos.Offset, decodeFailed)
+		}
+		if err := fn(pos, r); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, e.classify(ctx, err)
+	}
+	return n, nil
+}
+
+// kvsOf converts a DuckDB MAP(VARCHAR, VARCHAR) to attributes sorted by
+// key (the map does not keep the order they were pushed in).
+func kvsOf(m duckdb.Map) []record.KV {
+	if len(m) == 0 {
+		return nil
+	}
+	kvs := make([]record.KV, 0, len(m))
+	for k, v := range m {
+		ks, _ := k.(string)
+		vs, _ := v.(string)
+		kvs = append(kvs, record.KV{Key: ks, Value: vs})
+	}
+	slices.SortFunc(kvs, func(a, b record.KV) int {
+		switch {
+		case a.Key < b.Key:
+			return -1
+		case a.Key > b.Key:
+			return 1
+		}
+		return 0
+	})
+	return kvs
+}
