@@ -1,0 +1,344 @@
+package transform
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// DeadLetterStream is the stream that records failing validation or a
+// processor go to. Its records are the originals as they arrived, with
+// attributes saying where they came from and why they failed (see
+// DeadLetter). Clients cannot push to it: stream names start with a
+// letter.
+const DeadLetterStream = "_dead_letter"
+
+// Attributes of dead-letter records.
+const (
+	AttrDeadStream = "weir.dead_letter.stream" // stream the record was sent to
+	AttrDeadStage  = "weir.dead_letter.stage"  // "validate" or "processors[i].<kind>"
+	AttrDeadError  = "weir.dead_letter.error"  // what went wrong
+	AttrDeadTime   = "weir.dead_letter.time"   // when, RFC 3339 with nanoseconds
+	// AttrDeadPrefix starts every dead-letter attribute; replay removes
+	// them.
+	AttrDeadPrefix = "weir.dead_letter."
+)
+
+// PipelineConfig configures a Pipeline.
+type PipelineConfig struct {
+	// Rules are the processors per stream; NewPipeline and Reload check
+	// them.
+	Rules Rules
+	// Limits are checked on every record before and after its processors;
+	// a record that fails goes to the dead-letter stream.
+	Limits record.Limits
+	// StateDir keeps the pattern miners' state across restarts; "" keeps
+	// it in memory only.
+	StateDir string
+	// MaxMiners bounds the pattern miners (one per tenant, stream and
+	// pattern step); records of further ones get no pattern.
+	MaxMiners int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+// Pipeline runs the processors of each stream over the records pushed to
+// it, at ingest, before they are buffered. It is safe for concurrent use;
+// Reload swaps the rules atomically, so a batch is processed wholly by the
+// old rules or wholly by the new ones.
+type Pipeline struct {
+	cfg    PipelineConfig
+	prog   atomic.Pointer[program]
+	miners *minerSet
+	pool   sync.Pool // *work
+
+	deadLetters atomic.Int64
+	dropped     atomic.Int64
+	routed      atomic.Int64
+	failures    atomic.Int64 // failures ignored by on_error: keep
+}
+
+// PipelineStats counts what processors did since start.
+type PipelineStats struct {
+	DeadLetters int64 // records sent to the dead-letter stream
+	Dropped     int64 // records removed by filter, drop, sample or on_error: drop
+	Routed      int64 // records sent to another stream
+	Kept        int64 // step failures ignored with on_error: keep
+}
+
+// NewPipeline checks cfg.Rules and returns a pipeline running them.
+func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxMiners <= 0 {
+		cfg.MaxMiners = 1024
+	}
+	p := &Pipeline{cfg: cfg, miners: newMinerSet(cfg.StateDir, cfg.MaxMiners, cfg.Log)}
+	p.pool.New = func() any { return newWork() }
+	if err := p.Reload(cfg.Rules); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Reload checks rules and, if they are valid, makes them the pipeline's
+// from the next batch on. On error the running rules stay. Pattern miners
+// whose step is unchanged keep what they learned.
+func (p *Pipeline) Reload(rules Rules) error {
+	prog, err := compile(rules, p)
+	if err != nil {
+		return err
+	}
+	p.prog.Store(prog)
+	return nil
+}
+
+// Close saves the pattern miners' state.
+func (p *Pipeline) Close() error { return p.miners.save() }
+
+// Stats returns the pipeline's counters.
+func (p *Pipeline) Stats() PipelineStats {
+	return PipelineStats{
+		DeadLetters: p.deadLetters.Load(),
+		Dropped:     p.dropped.Load(),
+		Routed:      p.routed.Load(),
+		Kept:        p.failures.Load(),
+	}
+}
+
+// HasRules reports whether records of stream go through processors.
+func (p *Pipeline) HasRules(stream string) bool { return p.prog.Load().chain(stream) != nil }
+
+// Process validates b's records and runs its stream's processors over
+// them. It returns the batches to push, appended to dst: b itself with the
+// records that stay in its stream (unless none do), one batch per stream
+// records were routed to, and one for DeadLetterStream. Records removed by
+// filters or sampling are in none. Process takes ownership of b.
+//
+// Derived batches (routed, dead letters) of an idempotent producer's batch
+// carry the producer id suffixed with "/" and b's stream, the same
+// sequence, and SequenceGaps; so does b when its stream has processors,
+// since they may leave a batch empty. A retried request thus maps to
+// retried batches everywhere.
+//
+// A stream without processors whose every record fails validation yields
+// no batches and the first record's error: rejecting such a request loses
+// nothing and keeps the producer's sequence gapless.
+func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error) {
+	prog := p.prog.Load()
+	ch := prog.chain(b.Stream)
+	now := p.cfg.Now()
+	if ch == nil {
+		return p.validateOnly(dst, b, now)
+	}
+	w := p.pool.Get().(*work)
+	defer p.pool.Put(w)
+	w.reset(b.Tenant, b.Stream)
+	kept := make([]record.Record, 0, len(b.Records))
+	var dead []record.Record
+	routes := map[string][]record.Record(nil)
+	nowText := ""
+	deadOf := func(r *record.Record, stage string, err error) {
+		if nowText == "" {
+			nowText = now.UTC().Format(time.RFC3339Nano)
+		}
+		dead = append(dead, deadLetter(r, b.Stream, stage, err.Error(), nowText))
+	}
+	for i := range b.Records {
+		orig := &b.Records[i]
+		if err := orig.Validate(i, now, p.cfg.Limits); err != nil {
+			deadOf(orig, "validate", err)
+			continue
+		}
+		r := *orig
+		r.Attributes = append(make([]record.KV, 0, len(orig.Attributes)+8), orig.Attributes...)
+		w.begin(&r)
+		fate, stage, err := ch.run(w, p)
+		switch fate {
+		case fateDead:
+			deadOf(orig, stage, err)
+			continue
+		case fateDrop:
+			p.dropped.Add(1)
+			continue
+		}
+		if err := r.Validate(i, now, p.cfg.Limits); err != nil {
+			deadOf(orig, "validate", fmt.Errorf("after processors: %w", err))
+			continue
+		}
+		if fate == fateRoute {
+			if routes == nil {
+				routes = map[string][]record.Record{}
+			}
+			routes[w.to] = append(routes[w.to], r)
+			p.routed.Add(1)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	p.deadLetters.Add(int64(len(dead)))
+	if len(kept) > 0 {
+		nb := record.NewBatch(b.Tenant, b.Stream, kept)
+		nb.ProducerID, nb.Sequence, nb.SequenceGaps = b.ProducerID, b.Sequence, true
+		dst = append(dst, nb)
+	}
+	for _, s := range sortedKeys(routes) {
+		dst = append(dst, derived(b, s, routes[s]))
+	}
+	if len(dead) > 0 {
+		dst = append(dst, derived(b, DeadLetterStream, dead))
+	}
+	return dst, nil
+}
+
+// validateOnly is Process for streams without processors.
+func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.Time) ([]*record.Batch, error) {
+	var bad []int
+	var first error
+	for i := range b.Records {
+		if err := b.Records[i].Validate(i, now, p.cfg.Limits); err != nil {
+			if first == nil {
+				first = err
+			}
+			bad = append(bad, i)
+		}
+	}
+	switch len(bad) {
+	case 0:
+		return append(dst, b), nil
+	case len(b.Records):
+		return dst, first
+	}
+	nowText := now.UTC().Format(time.RFC3339Nano)
+	dead := make([]record.Record, 0, len(bad))
+	kept := make([]record.Record, 0, len(b.Records)-len(bad))
+	for i := range b.Records {
+		if len(bad) > 0 && bad[0] == i {
+			bad = bad[1:]
+			err := b.Records[i].Validate(i, now, p.cfg.Limits)
+			dead = append(dead, deadLetter(&b.Records[i], b.Stream, "validate", err.Error(), nowText))
+			continue
+		}
+		kept = append(kept, b.Records[i])
+	}
+	p.deadLetters.Add(int64(len(dead)))
+	d := derived(b, DeadLetterStream, dead)
+	b.Records = kept
+	b.Bytes = record.NewBatch("", "", kept).Bytes
+	return append(dst, b, d), nil
+}
+
+// derived returns a batch of records that came from b but go to stream.
+func derived(b *record.Batch, stream string, recs []record.Record) *record.Batch {
+	d := record.NewBatch(b.Tenant, stream, recs)
+	if b.ProducerID != "" {
+		d.ProducerID, d.Sequence, d.SequenceGaps = b.ProducerID+"/"+b.Stream, b.Sequence, true
+	}
+	return d
+}
+
+// DeadLetter returns the dead-letter record of r, which was pushed to
+// stream and failed at stage with the error text: r as it arrived, made
+// storable (invalid UTF-8 replaced, out-of-range timestamps and severity
+// moved to attributes), plus the AttrDead* attributes.
+func DeadLetter(r *record.Record, stream, stage, errText string, at time.Time) record.Record {
+	return deadLetter(r, stream, stage, errText, at.UTC().Format(time.RFC3339Nano))
+}
+
+func deadLetter(r *record.Record, stream, stage, errText, at string) record.Record {
+	d := *r
+	d.Body = validUTF8(d.Body)
+	d.SeverityText = validUTF8(d.SeverityText)
+	attrs := make([]record.KV, 0, len(r.Attributes)+6)
+	for _, kv := range r.Attributes {
+		attrs = append(attrs, record.KV{Key: validUTF8(kv.Key), Value: validUTF8(kv.Value)})
+	}
+	if len(r.Resource) > 0 {
+		d.Resource = make([]record.KV, 0, len(r.Resource))
+		for _, kv := range r.Resource {
+			d.Resource = append(d.Resource, record.KV{Key: validUTF8(kv.Key), Value: validUTF8(kv.Value)})
+		}
+	}
+	if d.SeverityNumber < 0 || d.SeverityNumber > 24 {
+		attrs = append(attrs, record.KV{Key: AttrDeadPrefix + "severity_number", Value: fmt.Sprint(d.SeverityNumber)})
+		d.SeverityNumber = 0
+	}
+	// Timestamps stay unless negative; the dead-letter stream accepts
+	// far-future ones so they can be seen as sent.
+	if d.Timestamp < 0 {
+		attrs = append(attrs, record.KV{Key: AttrDeadPrefix + "timestamp", Value: fmt.Sprint(d.Timestamp)})
+		d.Timestamp = 0
+	}
+	if d.ObservedTimestamp < 0 {
+		d.ObservedTimestamp = 0
+	}
+	d.Attributes = append(attrs,
+		record.KV{Key: AttrDeadStream, Value: stream},
+		record.KV{Key: AttrDeadStage, Value: stage},
+		record.KV{Key: AttrDeadError, Value: validUTF8(errText)},
+		record.KV{Key: AttrDeadTime, Value: at},
+	)
+	return d
+}
+
+// Revive undoes DeadLetter for a replay: it returns the stream the record
+// was sent to and the record without the dead-letter attributes. ok is
+// false if r is not a dead letter.
+func Revive(r record.Record) (stream string, out record.Record, ok bool) {
+	out = r
+	out.Attributes = make([]record.KV, 0, len(r.Attributes))
+	for _, kv := range r.Attributes {
+		switch {
+		case kv.Key == AttrDeadStream:
+			stream = kv.Value
+		case kv.Key == AttrDeadPrefix+"severity_number":
+			var n int32
+			fmt.Sscan(kv.Value, &n)
+			out.SeverityNumber = n
+		case kv.Key == AttrDeadPrefix+"timestamp":
+			var n int64
+			fmt.Sscan(kv.Value, &n)
+			out.Timestamp = n
+		case strings.HasPrefix(kv.Key, AttrDeadPrefix):
+		default:
+			out.Attributes = append(out.Attributes, kv)
+		}
+	}
+	return stream, out, stream != ""
+}
+
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// CheckRules reports the first error in rules, as NewPipeline would.
+func CheckRules(rules Rules) error {
+	p := &Pipeline{cfg: PipelineConfig{Now: time.Now}, miners: newMinerSet("", 1, nil)}
+	_, err := compile(rules, p)
+	return err
+}

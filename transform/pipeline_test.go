@@ -1,0 +1,353 @@
+package transform
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// newTestPipeline builds a pipeline from a YAML "streams" document.
+func newTestPipeline(t *testing.T, doc string) *Pipeline {
+	t.Helper()
+	p, err := NewPipeline(PipelineConfig{
+		Rules:  rulesOf(t, doc),
+		Limits: record.Limits{MaxFuture: time.Hour},
+		Now:    func() time.Time { return testNow },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func rulesOf(t *testing.T, doc string) Rules {
+	t.Helper()
+	var f struct {
+		Streams Rules `yaml:"streams"`
+	}
+	if err := yaml.Unmarshal([]byte(doc), &f); err != nil {
+		t.Fatal(err)
+	}
+	return f.Streams
+}
+
+func lines(stream string, bodies ...string) *record.Batch {
+	recs := make([]record.Record, len(bodies))
+	for i, b := range bodies {
+		recs[i] = record.Record{Body: b, ObservedTimestamp: testNow.UnixNano()}
+	}
+	return record.NewBatch(record.DefaultTenant, stream, recs)
+}
+
+func attrOf(r *record.Record, k string) string {
+	v, _ := lookup(r.Attributes, k)
+	return v
+}
+
+// byStream indexes Process's output.
+func byStream(t *testing.T, out []*record.Batch) map[string]*record.Batch {
+	t.Helper()
+	m := map[string]*record.Batch{}
+	for _, b := range out {
+		if m[b.Stream] != nil {
+			t.Fatalf("two batches for stream %s", b.Stream)
+		}
+		m[b.Stream] = b
+	}
+	return m
+}
+
+func TestPipelineProcessors(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  app:
+    processors:
+      - parse: {format: logfmt}
+      - timestamp: {field: ts, layouts: [rfc3339]}
+      - severity: {field: level}
+      - drop: 'attr("path") == "/health"'
+      - rename: {msg: message}
+      - remove: [ts]
+      - set: {env: prod}
+      - cast: {status: int}
+      - redact: {patterns: [email], fields: [password]}
+      - route:
+          - {if: 'severity >= ERROR', to: errors}
+`)
+	b := lines("app",
+		`ts=2026-03-01T11:00:00Z level=info msg="user bob@example.com logged in" status=200 password=hunter2`,
+		`ts=2026-03-01T11:00:01Z level=info msg=ok path=/health status=200`,
+		`ts=2026-03-01T11:00:02Z level=error msg="boom" status=500.0`,
+		`ts=2026-03-01T11:00:03Z level=warn msg="bad status" status=abc`,
+		`this is not logfmt "`,
+	)
+	b.ProducerID, b.Sequence = "p1", 7
+	out, err := p.Process(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := byStream(t, out)
+	app, errs, dead := m["app"], m["errors"], m[DeadLetterStream]
+	if app == nil || errs == nil || dead == nil || len(m) != 3 {
+		t.Fatalf("streams %v", m)
+	}
+	if len(app.Records) != 1 || len(errs.Records) != 1 || len(dead.Records) != 2 {
+		t.Fatalf("app %d, errors %d, dead %d records", len(app.Records), len(errs.Records), len(dead.Records))
+	}
+	r := &app.Records[0]
+	if want := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC).UnixNano(); r.Timestamp != want {
+		t.Errorf("timestamp %d, want %d", r.Timestamp, want)
+	}
+	if r.SeverityNumber != record.SeverityInfo || r.SeverityText != "INFO" {
+		t.Errorf("severity %d %q", r.SeverityNumber, r.SeverityText)
+	}
+	for k, want := range map[string]string{
+		"message": "user [REDACTED] logged in", "env": "prod", "status": "200", "password": "[REDACTED]", "level": "info",
+	} {
+		if got := attrOf(r, k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	for _, k := range []string{"ts", "msg"} {
+		if _, ok := lookup(r.Attributes, k); ok {
+			t.Errorf("attribute %s not removed", k)
+		}
+	}
+	if want := strings.Replace(b.Records[0].Body, "bob@example.com", "[REDACTED]", 1); r.Body != want {
+		t.Errorf("body %q, want %q", r.Body, want)
+	}
+	if e := &errs.Records[0]; e.SeverityText != "ERROR" || attrOf(e, "status") != "500" {
+		t.Errorf("routed record %+v", e)
+	}
+
+	// Dead letters are the originals with where and why.
+	d0, d1 := &dead.Records[0], &dead.Records[1]
+	if d0.Body != b.Records[3].Body || attrOf(d0, AttrDeadStage) != "processors[7].cast" ||
+		!strings.Contains(attrOf(d0, AttrDeadError), `"abc" is not an integer`) || attrOf(d0, AttrDeadStream) != "app" {
+		t.Errorf("dead letter 0: %+v", d0)
+	}
+	if len(d0.Attributes) != 4 {
+		t.Errorf("dead letter keeps processor output: %+v", d0.Attributes)
+	}
+	if attrOf(d1, AttrDeadStage) != "processors[0].parse" || attrOf(d1, AttrDeadTime) != testNow.Format(time.RFC3339Nano) {
+		t.Errorf("dead letter 1: %+v", d1)
+	}
+
+	// Idempotent producers: derived batches have their own producer,
+	// and every batch may skip sequence numbers.
+	if app.ProducerID != "p1" || app.Sequence != 7 || !app.SequenceGaps {
+		t.Errorf("app batch producer %q %d %v", app.ProducerID, app.Sequence, app.SequenceGaps)
+	}
+	if errs.ProducerID != "p1/app" || dead.ProducerID != "p1/app" || errs.Sequence != 7 || !dead.SequenceGaps {
+		t.Errorf("derived producers %q %q", errs.ProducerID, dead.ProducerID)
+	}
+	st := p.Stats()
+	if st.DeadLetters != 2 || st.Dropped != 1 || st.Routed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPipelineValidation(t *testing.T) {
+	p := newTestPipeline(t, `streams: {}`)
+	future := testNow.Add(48 * time.Hour).UnixNano()
+
+	// No processors and all records valid: the batch passes untouched.
+	b := lines("plain", "a", "b")
+	out, err := p.Process(nil, b)
+	if err != nil || len(out) != 1 || out[0] != b {
+		t.Fatalf("valid batch: %v %v", out, err)
+	}
+	// Some invalid: they become dead letters, made storable.
+	b = lines("plain", "ok", "later", "\xffbad")
+	b.Records[1].Timestamp = future
+	b.Records[2].SeverityNumber = 99
+	out, err = p.Process(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := byStream(t, out)
+	if len(m["plain"].Records) != 1 || len(m[DeadLetterStream].Records) != 2 {
+		t.Fatalf("got %v", m)
+	}
+	d := m[DeadLetterStream].Records
+	if d[0].Timestamp != future || !strings.Contains(attrOf(&d[0], AttrDeadError), "timestamp") {
+		t.Errorf("future record: %+v", d[0])
+	}
+	if d[1].Body != "\uFFFDbad" || d[1].SeverityNumber != 0 || attrOf(&d[1], AttrDeadPrefix+"severity_number") != "99" {
+		t.Errorf("bad record: %+v", d[1])
+	}
+	if m["plain"].Bytes != m["plain"].Records[0].Size() {
+		t.Errorf("Bytes %d not recomputed", m["plain"].Bytes)
+	}
+	// All invalid, no processors: the request is rejected.
+	b = lines("plain", "x")
+	b.Records[0].SeverityNumber = -1
+	if out, err := p.Process(nil, b); err == nil || len(out) != 0 {
+		t.Errorf("all-invalid batch: %v %v", out, err)
+	}
+	// Revive undoes DeadLetter.
+	stream, r, ok := Revive(d[1])
+	if !ok || stream != "plain" || r.SeverityNumber != 99 || len(r.Attributes) != 0 {
+		t.Errorf("Revive: %v %q %+v", ok, stream, r)
+	}
+}
+
+func TestPipelineDefaultRulesAndDeadLetterStream(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  "*":
+    processors:
+      - parse: {format: json}
+`)
+	out, err := p.Process(nil, lines("any", `{"a":{"b":1},"c":[1,2]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &out[0].Records[0]
+	if attrOf(r, "a.b") != "1" || attrOf(r, "c") != "[1,2]" {
+		t.Errorf("json: %+v", r.Attributes)
+	}
+	if !p.HasRules("other") || p.HasRules(DeadLetterStream) {
+		t.Error("HasRules")
+	}
+}
+
+func TestPipelineSample(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  s:
+    processors:
+      - sample: {rate: 0.25}
+  k:
+    processors:
+      - parse: {format: logfmt}
+      - sample: {rate: 0.5, key: user}
+`)
+	var bodies []string
+	for i := range 4000 {
+		bodies = append(bodies, fmt.Sprintf("line %d", i))
+	}
+	out, _ := p.Process(nil, lines("s", bodies...))
+	if n := len(out[0].Records); n < 850 || n > 1150 {
+		t.Errorf("kept %d of 4000 at rate 0.25", n)
+	}
+	// The same records decide the same way (a retried batch samples alike).
+	again, _ := p.Process(nil, lines("s", bodies...))
+	if len(again[0].Records) != len(out[0].Records) {
+		t.Error("sampling is not deterministic")
+	}
+	// Keyed: a key's records are all kept or all dropped.
+	bodies = bodies[:0]
+	for i := range 2000 {
+		bodies = append(bodies, fmt.Sprintf("user=u%d n=%d", i%50, i))
+	}
+	out, _ = p.Process(nil, lines("k", bodies...))
+	kept := map[string]int{}
+	for _, r := range out[0].Records {
+		kept[attrOf(&r, "user")]++
+	}
+	for u, n := range kept {
+		if n != 40 {
+			t.Errorf("user %s: %d of 40 records kept", u, n)
+		}
+	}
+	if len(kept) == 0 || len(kept) == 50 {
+		t.Errorf("%d of 50 users kept at rate 0.5", len(kept))
+	}
+}
+
+func TestPipelineOnError(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  keep:
+    processors:
+      - parse: {format: json, on_error: keep}
+      - set: {seen: "yes"}
+  drop:
+    processors:
+      - parse: {format: json, on_error: drop}
+`)
+	out, _ := p.Process(nil, lines("keep", "not json"))
+	if len(out) != 1 || attrOf(&out[0].Records[0], "seen") != "yes" {
+		t.Errorf("keep: %v", out)
+	}
+	out, _ = p.Process(nil, lines("drop", "not json", `{"a":1}`))
+	if len(out) != 1 || len(out[0].Records) != 1 {
+		t.Errorf("drop: %v", out)
+	}
+	if st := p.Stats(); st.Kept != 1 || st.Dropped != 1 || st.DeadLetters != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPipelineReload(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  app:
+    processors:
+      - parse: {format: json}
+`)
+	out, _ := p.Process(nil, lines("app", "k=v"))
+	if out[0].Stream != DeadLetterStream {
+		t.Fatalf("before reload: %v", out[0].Stream)
+	}
+	bad := rulesOf(t, `
+streams:
+  app:
+    processors:
+      - parse: {format: regex, pattern: '(unclosed'}
+`)
+	if err := p.Reload(bad); err == nil || !strings.Contains(err.Error(), "streams.app.processors[0].parse: pattern") {
+		t.Fatalf("bad reload: %v", err)
+	}
+	out, _ = p.Process(nil, lines("app", "k=v"))
+	if out[0].Stream != DeadLetterStream {
+		t.Fatal("a failed reload changed the rules")
+	}
+	if err := p.Reload(rulesOf(t, "streams:\n  app:\n    processors:\n      - parse: {format: logfmt}\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = p.Process(nil, lines("app", "k=v"))
+	if out[0].Stream != "app" || attrOf(&out[0].Records[0], "k") != "v" {
+		t.Fatalf("after reload: %+v", out[0])
+	}
+}
+
+// TestRulesErrors checks that bad configuration is refused with the line
+// and the field named.
+func TestRulesErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"streams:\n  app:\n    processors:\n      - pars: {format: json}\n", `line 4: unknown processor "pars"`},
+		{"streams:\n  app:\n    processors:\n      - parse: {format: json, feild: x}\n", `line 4: unknown field "feild"`},
+		{"streams:\n  app:\n    processors:\n      - parse: {format: json}\n        set: {a: b}\n", "line 4: a processor is a mapping with exactly one"},
+		{"streams:\n  app:\n    processors:\n      - parse: {format: xml}\n", `line 4: streams.app.processors[0].parse: format "xml"`},
+		{"streams:\n  app:\n    processors:\n      - set: {a: b}\n      - filter: 'severity >'\n", `line 5: streams.app.processors[1].filter`},
+		{"streams:\n  app:\n    processors:\n      - route: [{if: 'true', to: app}]\n", "routes back to its own stream"},
+		{"streams:\n  app:\n    processors:\n      - route: [{if: 'true', to: Bad}]\n", "[0].to: invalid stream name"},
+		{"streams:\n  app:\n    processors:\n      - sample: {rate: 2}\n", "rate 2"},
+		{"streams:\n  app:\n    processors:\n      - cast: {n: number}\n", `type "number"`},
+		{"streams:\n  app:\n    processors:\n      - timestamp: {field: t, location: Mars/Base}\n", "location"},
+		{"streams:\n  app:\n    processors:\n      - severity: {field: l, map: {x: LOUD}}\n", `"LOUD" is not a severity`},
+		{"streams:\n  app:\n    processors:\n      - parse: {format: json, on_error: ignore}\n", `on_error: "ignore"`},
+		{"streams:\n  app:\n    processors:\n      - pattern: {masks: ['(']}\n", "pattern"},
+		{"streams:\n  Bad:\n    processors: []\n", "streams.Bad: invalid stream name"},
+	} {
+		var f struct {
+			Streams Rules `yaml:"streams"`
+		}
+		err := yaml.Unmarshal([]byte(tc.doc), &f)
+		if err == nil {
+			err = CheckRules(f.Streams)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error containing %q", tc.doc, err, tc.want)
+		}
+	}
+}

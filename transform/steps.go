@@ -1,0 +1,720 @@
+package transform
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/transform/parse"
+)
+
+// program is a checked set of rules.
+type program struct {
+	chains map[string]*chain
+	any    *chain // rules of "*"
+}
+
+func (pr *program) chain(stream string) *chain {
+	if stream == DeadLetterStream {
+		return nil
+	}
+	if c, ok := pr.chains[stream]; ok {
+		return c
+	}
+	return pr.any
+}
+
+// chain is one stream's compiled processors.
+type chain struct {
+	steps []compiled
+}
+
+type compiled struct {
+	name  string // "processors[i].<kind>", for dead letters
+	step  step
+	onErr OnError
+}
+
+// step is one processor. apply changes the record in w; an error is
+// handled by the step's OnError.
+type step interface {
+	apply(w *work) error
+}
+
+type fate int
+
+const (
+	fateKeep fate = iota
+	fateDrop
+	fateDead
+	fateRoute
+)
+
+// errDrop is returned by steps that drop the record.
+var errDrop = errors.New("dropped")
+
+// errRoute is returned by route steps that routed the record (to w.to).
+var errRoute = errors.New("routed")
+
+// run applies the chain to the record in w.
+func (c *chain) run(w *work, p *Pipeline) (fate, string, error) {
+	for i := range c.steps {
+		s := &c.steps[i]
+		err := s.step.apply(w)
+		switch {
+		case err == nil:
+			continue
+		case err == errDrop:
+			return fateDrop, "", nil
+		case err == errRoute:
+			return fateRoute, "", nil
+		}
+		switch s.onErr {
+		case OnKeep:
+			p.failures.Add(1)
+		case OnDrop:
+			return fateDrop, "", nil
+		default:
+			return fateDead, s.name, err
+		}
+	}
+	return fateKeep, "", nil
+}
+
+// work is the per-record state of a chain run, pooled.
+type work struct {
+	r      *record.Record
+	tenant string
+	stream string
+	to     string
+	env    exprEnv
+	vm     vm.VM
+}
+
+func newWork() *work {
+	w := &work{}
+	w.env = exprEnv{TRACE: 1, DEBUG: 5, INFO: 9, WARN: 13, ERROR: 17, FATAL: 21}
+	w.env.Attr = func(k string) string { v, _ := w.get(k); return v }
+	w.env.Has = func(k string) bool { _, ok := w.get(k); return ok }
+	return w
+}
+
+func (w *work) reset(tenant, stream string) { w.tenant, w.stream = tenant, stream }
+
+func (w *work) begin(r *record.Record) { w.r, w.to = r, "" }
+
+// get returns a field: "body", "severity_text", "resource.<key>" or an
+// attribute.
+func (w *work) get(field string) (string, bool) {
+	switch field {
+	case "body":
+		return w.r.Body, true
+	case "severity_text":
+		return w.r.SeverityText, w.r.SeverityText != ""
+	}
+	if k, ok := strings.CutPrefix(field, "resource."); ok {
+		return lookup(w.r.Resource, k)
+	}
+	return lookup(w.r.Attributes, field)
+}
+
+// set sets a field (see get).
+func (w *work) set(field, v string) {
+	switch field {
+	case "body":
+		w.r.Body = v
+		return
+	case "severity_text":
+		w.r.SeverityText = v
+		return
+	}
+	if k, ok := strings.CutPrefix(field, "resource."); ok {
+		w.r.Resource = setKV(w.r.Resource, k, v)
+		return
+	}
+	w.r.Attributes = setKV(w.r.Attributes, field, v)
+}
+
+// remove deletes a field; the body becomes empty.
+func (w *work) remove(field string) {
+	switch field {
+	case "body":
+		w.r.Body = ""
+		return
+	case "severity_text":
+		w.r.SeverityText = ""
+		return
+	}
+	if k, ok := strings.CutPrefix(field, "resource."); ok {
+		w.r.Resource = slices.DeleteFunc(slices.Clip(w.r.Resource), func(kv record.KV) bool { return kv.Key == k })
+		return
+	}
+	w.r.Attributes = slices.DeleteFunc(w.r.Attributes, func(kv record.KV) bool { return kv.Key == field })
+}
+
+func lookup(kvs []record.KV, k string) (string, bool) {
+	for i := len(kvs) - 1; i >= 0; i-- {
+		if kvs[i].Key == k {
+			return kvs[i].Value, true
+		}
+	}
+	return "", false
+}
+
+func setKV(kvs []record.KV, k, v string) []record.KV {
+	for i := range kvs {
+		if kvs[i].Key == k {
+			kvs[i].Value = v
+			return kvs
+		}
+	}
+	return append(kvs, record.KV{Key: k, Value: v})
+}
+
+// exprEnv is what filter, drop and route expressions see.
+type exprEnv struct {
+	Body         string              `expr:"body"`
+	Severity     int                 `expr:"severity"`
+	SeverityText string              `expr:"severity_text"`
+	Stream       string              `expr:"stream"`
+	Tenant       string              `expr:"tenant"`
+	Service      string              `expr:"service"`
+	Attr         func(string) string `expr:"attr"`
+	Has          func(string) bool   `expr:"has"`
+	TRACE        int                 `expr:"TRACE"`
+	DEBUG        int                 `expr:"DEBUG"`
+	INFO         int                 `expr:"INFO"`
+	WARN         int                 `expr:"WARN"`
+	ERROR        int                 `expr:"ERROR"`
+	FATAL        int                 `expr:"FATAL"`
+}
+
+// eval runs a boolean expression over the record in w.
+func (w *work) eval(prog *vm.Program) (bool, error) {
+	e := &w.env
+	e.Body, e.Severity, e.SeverityText = w.r.Body, int(w.r.SeverityNumber), w.r.SeverityText
+	e.Stream, e.Tenant, e.Service = w.stream, w.tenant, w.r.ServiceName()
+	out, err := w.vm.Run(prog, e)
+	if err != nil {
+		return false, err
+	}
+	return out.(bool), nil
+}
+
+func compileExpr(src string) (*vm.Program, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, errors.New("empty expression")
+	}
+	return expr.Compile(src, expr.Env(&exprEnv{}), expr.AsBool())
+}
+
+// compile checks rules and builds a program. p supplies the miners.
+func compile(rules Rules, p *Pipeline) (*program, error) {
+	prog := &program{chains: map[string]*chain{}}
+	for _, name := range sortedKeys(rules) {
+		if name != "*" {
+			if err := record.ValidateStream(name); err != nil {
+				return nil, fmt.Errorf("streams.%s: %w", name, err)
+			}
+		}
+		c := &chain{}
+		for i := range rules[name].Processors {
+			pc := &rules[name].Processors[i]
+			kind := pc.kind()
+			where := fmt.Sprintf("streams.%s.processors[%d]", name, i)
+			if pc.Line > 0 {
+				where = fmt.Sprintf("line %d: %s", pc.Line, where)
+			}
+			if kind == "" {
+				return nil, fmt.Errorf("%s: a processor sets exactly one of %s", where, strings.Join(kinds, ", "))
+			}
+			s, onErr, err := compileStep(pc, kind, name, p)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", where, kind, err)
+			}
+			switch onErr {
+			case "", OnDeadLetter, OnKeep, OnDrop:
+			default:
+				return nil, fmt.Errorf("%s.%s.on_error: %q: want dead_letter, keep or drop", where, kind, onErr)
+			}
+			c.steps = append(c.steps, compiled{name: fmt.Sprintf("processors[%d].%s", i, kind), step: s, onErr: onErr})
+		}
+		if name == "*" {
+			prog.any = c
+		} else {
+			prog.chains[name] = c
+		}
+	}
+	return prog, nil
+}
+
+func compileStep(pc *Processor, kind, stream string, p *Pipeline) (step, OnError, error) {
+	switch kind {
+	case "parse":
+		s, err := newParseStep(pc.Parse)
+		return s, orDefault(pc.Parse.OnError, OnDeadLetter), err
+	case "timestamp":
+		s, err := newTimestampStep(pc.Timestamp, p.cfg.Now)
+		return s, orDefault(pc.Timestamp.OnError, OnDeadLetter), err
+	case "severity":
+		s, err := newSeverityStep(pc.Severity)
+		return s, orDefault(pc.Severity.OnError, OnKeep), err
+	case "filter", "drop":
+		src, keepIf := pc.Filter, true
+		if kind == "drop" {
+			src, keepIf = pc.Drop, false
+		}
+		prog, err := compileExpr(src)
+		if err != nil {
+			return nil, "", err
+		}
+		return &filterStep{prog: prog, keepIf: keepIf}, OnDeadLetter, nil
+	case "set":
+		return setStep(pc.Set), OnDeadLetter, nil
+	case "rename":
+		s := &renameStep{}
+		for _, from := range sortedKeys(pc.Rename) {
+			if pc.Rename[from] == "" {
+				return nil, "", fmt.Errorf("%s: empty new name", from)
+			}
+			s.from, s.to = append(s.from, from), append(s.to, pc.Rename[from])
+		}
+		return s, OnDeadLetter, nil
+	case "remove":
+		return removeStep(pc.Remove), OnDeadLetter, nil
+	case "cast":
+		s := &castStep{}
+		for _, f := range sortedKeys(pc.Cast) {
+			t := pc.Cast[f]
+			switch t {
+			case "int", "float", "bool", "string":
+			default:
+				return nil, "", fmt.Errorf("%s: type %q: want int, float, bool or string", f, t)
+			}
+			s.fields, s.types = append(s.fields, f), append(s.types, t)
+		}
+		return s, OnDeadLetter, nil
+	case "redact":
+		s, err := newRedactStep(pc.Redact)
+		return s, OnDeadLetter, err
+	case "sample":
+		if r := pc.Sample.Rate; !(r > 0 && r <= 1) {
+			return nil, "", fmt.Errorf("rate %v: want a share in (0, 1]", r)
+		}
+		s := &sampleStep{key: pc.Sample.Key, all: pc.Sample.Rate >= 1}
+		s.limit = uint64(pc.Sample.Rate*(1<<53)) << 11
+		return s, OnDeadLetter, nil
+	case "route":
+		s := &routeStep{}
+		for j, r := range pc.Route {
+			if err := record.ValidateStream(r.To); err != nil {
+				return nil, "", fmt.Errorf("[%d].to: %w", j, err)
+			}
+			if r.To == stream {
+				return nil, "", fmt.Errorf("[%d].to: routes back to its own stream", j)
+			}
+			prog, err := compileExpr(r.If)
+			if err != nil {
+				return nil, "", fmt.Errorf("[%d].if: %w", j, err)
+			}
+			s.ifs, s.to = append(s.ifs, prog), append(s.to, r.To)
+		}
+		return s, OnDeadLetter, nil
+	case "pattern":
+		s, err := p.miners.step(pc.Pattern)
+		return s, OnKeep, err
+	}
+	return nil, "", fmt.Errorf("unknown processor %q", kind)
+}
+
+func orDefault(o, def OnError) OnError {
+	if o == "" {
+		return def
+	}
+	return o
+}
+
+// parseStep runs a parser over a field.
+type parseStep struct {
+	parser       parse.Parser
+	field        string
+	prefix       string
+	body         string
+	keepOriginal bool
+}
+
+var formats = []string{"json", "logfmt", "syslog5424", "syslog3164", "common", "combined", "regex", "auto"}
+
+func newParseStep(c *ParseStep) (*parseStep, error) {
+	s := &parseStep{field: c.Field, prefix: c.Prefix, body: c.Body, keepOriginal: c.KeepOriginal}
+	if s.field == "" {
+		s.field = "body"
+	}
+	if c.Pattern != "" && c.Format != "regex" {
+		return nil, fmt.Errorf("pattern is only for format regex")
+	}
+	switch c.Format {
+	case "json":
+		s.parser = parse.JSON(parse.JSONOptions{})
+	case "logfmt":
+		s.parser = parse.Logfmt()
+	case "syslog5424":
+		s.parser = parse.Syslog5424()
+	case "syslog3164":
+		s.parser = parse.Syslog3164()
+	case "common":
+		s.parser = parse.CommonLog()
+	case "combined":
+		s.parser = parse.CombinedLog()
+	case "auto":
+		s.parser = parse.Auto()
+	case "regex":
+		re, err := parse.Regex(c.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("pattern: %w", err)
+		}
+		s.parser = re
+	default:
+		return nil, fmt.Errorf("format %q: want one of %s", c.Format, strings.Join(formats, ", "))
+	}
+	return s, nil
+}
+
+func (s *parseStep) apply(w *work) error {
+	text, ok := w.get(s.field)
+	if !ok {
+		return fmt.Errorf("no field %q", s.field)
+	}
+	n := len(w.r.Attributes)
+	attrs, err := s.parser.Parse(w.r.Attributes, text)
+	if err != nil {
+		w.r.Attributes = attrs[:n]
+		return err
+	}
+	var body string
+	hasBody := false
+	// Extracted keys replace earlier attributes of the same name.
+	for i := n; i < len(attrs); i++ {
+		attrs[i].Key = s.prefix + attrs[i].Key
+		if s.body != "" && attrs[i].Key == s.prefix+s.body {
+			body, hasBody = attrs[i].Value, true
+		}
+		for j := 0; j < n; j++ {
+			if attrs[j].Key == attrs[i].Key {
+				attrs[j].Key = "" // marked for removal
+			}
+		}
+	}
+	w.r.Attributes = slices.DeleteFunc(attrs, func(kv record.KV) bool { return kv.Key == "" })
+	if hasBody {
+		if s.keepOriginal {
+			w.set("log.original", w.r.Body)
+		}
+		w.r.Body = body
+	}
+	return nil
+}
+
+// timestampStep sets the timestamp from a field.
+type timestampStep struct {
+	field string
+	tp    *parse.TimeParser
+}
+
+func newTimestampStep(c *TimestampStep, now func() time.Time) (*timestampStep, error) {
+	if c.Field == "" {
+		return nil, errors.New("field is required")
+	}
+	loc := time.UTC
+	if c.Location != "" {
+		l, err := time.LoadLocation(c.Location)
+		if err != nil {
+			return nil, fmt.Errorf("location: %w", err)
+		}
+		loc = l
+	}
+	tp, err := parse.NewTimeParser(parse.TimeConfig{Layouts: c.Layouts, Location: loc, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("layouts: %w", err)
+	}
+	return &timestampStep{field: c.Field, tp: tp}, nil
+}
+
+func (s *timestampStep) apply(w *work) error {
+	text, ok := w.get(s.field)
+	if !ok {
+		return fmt.Errorf("no field %q", s.field)
+	}
+	ns, err := s.tp.Parse(text)
+	if err != nil {
+		return err
+	}
+	w.r.Timestamp = ns
+	return nil
+}
+
+// severityStep sets severity number and text from a level field.
+type severityStep struct {
+	field string
+	m     map[string]int32
+}
+
+func newSeverityStep(c *SeverityStep) (*severityStep, error) {
+	if c.Field == "" {
+		return nil, errors.New("field is required")
+	}
+	s := &severityStep{field: c.Field}
+	for k, v := range c.Map {
+		n := record.ParseSeverity(v)
+		if n == 0 {
+			return nil, fmt.Errorf("map: %s: %q is not a severity (want TRACE, DEBUG, INFO, WARN, ERROR or FATAL)", k, v)
+		}
+		if s.m == nil {
+			s.m = map[string]int32{}
+		}
+		s.m[strings.ToLower(k)] = n
+	}
+	return s, nil
+}
+
+func (s *severityStep) apply(w *work) error {
+	text, ok := w.get(s.field)
+	if !ok {
+		return fmt.Errorf("no field %q", s.field)
+	}
+	n, ok := s.m[strings.ToLower(text)]
+	if !ok {
+		n, _ = parse.Severity(text)
+	}
+	if n == 0 {
+		return fmt.Errorf("unknown level %q", text)
+	}
+	w.r.SeverityNumber = n
+	w.r.SeverityText = record.SeverityText(n)
+	return nil
+}
+
+type filterStep struct {
+	prog   *vm.Program
+	keepIf bool
+}
+
+func (s *filterStep) apply(w *work) error {
+	ok, err := w.eval(s.prog)
+	if err != nil {
+		return err
+	}
+	if ok != s.keepIf {
+		return errDrop
+	}
+	return nil
+}
+
+type setStep map[string]string
+
+func (s setStep) apply(w *work) error {
+	for _, k := range sortedKeys(s) {
+		w.set(k, s[k])
+	}
+	return nil
+}
+
+type renameStep struct{ from, to []string }
+
+func (s *renameStep) apply(w *work) error {
+	for i, f := range s.from {
+		if v, ok := w.get(f); ok {
+			w.remove(f)
+			w.set(s.to[i], v)
+		}
+	}
+	return nil
+}
+
+type removeStep []string
+
+func (s removeStep) apply(w *work) error {
+	for _, f := range s {
+		w.remove(f)
+	}
+	return nil
+}
+
+type castStep struct{ fields, types []string }
+
+func (s *castStep) apply(w *work) error {
+	for i, f := range s.fields {
+		v, ok := w.get(f)
+		if !ok {
+			continue
+		}
+		var out string
+		switch s.types[i] {
+		case "int":
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				fl, ferr := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if ferr != nil || fl != float64(int64(fl)) {
+					return fmt.Errorf("cast %s: %q is not an integer", f, v)
+				}
+				n = int64(fl)
+			}
+			out = strconv.FormatInt(n, 10)
+		case "float":
+			fl, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return fmt.Errorf("cast %s: %q is not a number", f, v)
+			}
+			out = strconv.FormatFloat(fl, 'g', -1, 64)
+		case "bool":
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("cast %s: %q is not a boolean", f, v)
+			}
+			out = strconv.FormatBool(b)
+		default:
+			out = v
+		}
+		w.set(f, out)
+	}
+	return nil
+}
+
+// builtinRedactions are the named patterns of redact.
+var builtinRedactions = map[string]string{
+	"email":        `[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`,
+	"credit_card":  `\b(?:\d[ -]?){12,18}\d\b`,
+	"ipv4":         `\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b`,
+	"bearer_token": `(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*`,
+	"api_key":      `(?i)\b(?:api[_-]?key|token|secret|password)\s*[=:]\s*[^\s,;&"']+`,
+}
+
+type redactStep struct {
+	res    []*regexp.Regexp
+	fields []string
+	in     []string
+	repl   string
+}
+
+func newRedactStep(c *RedactStep) (*redactStep, error) {
+	s := &redactStep{fields: c.Fields, in: c.In, repl: c.Replacement}
+	if s.repl == "" {
+		s.repl = "[REDACTED]"
+	}
+	if len(c.Patterns) == 0 && len(c.Fields) == 0 {
+		return nil, errors.New("set patterns or fields")
+	}
+	for _, p := range c.Patterns {
+		src := p
+		if b, ok := builtinRedactions[p]; ok {
+			src = b
+		}
+		re, err := regexp.Compile(src)
+		if err != nil {
+			return nil, fmt.Errorf("patterns: %q: %w", p, err)
+		}
+		s.res = append(s.res, re)
+	}
+	return s, nil
+}
+
+func (s *redactStep) redact(v string) string {
+	for _, re := range s.res {
+		v = re.ReplaceAllLiteralString(v, s.repl)
+	}
+	return v
+}
+
+func (s *redactStep) apply(w *work) error {
+	for _, f := range s.fields {
+		if _, ok := w.get(f); ok {
+			w.set(f, s.repl)
+		}
+	}
+	if len(s.res) == 0 {
+		return nil
+	}
+	if len(s.in) > 0 {
+		for _, f := range s.in {
+			if v, ok := w.get(f); ok {
+				w.set(f, s.redact(v))
+			}
+		}
+		return nil
+	}
+	w.r.Body = s.redact(w.r.Body)
+	for i := range w.r.Attributes {
+		w.r.Attributes[i].Value = s.redact(w.r.Attributes[i].Value)
+	}
+	return nil
+}
+
+// hashString is 64-bit FNV-1a finished with mix: fixed, so that sampling
+// decisions agree across restarts and nodes.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return mix(h)
+}
+
+// sampleStep keeps a record when a hash of its key (or of its body and
+// timestamp) falls below limit: deterministic, so a retried batch is
+// sampled the same way.
+type sampleStep struct {
+	limit uint64
+	all   bool
+	key   string
+}
+
+func (s *sampleStep) apply(w *work) error {
+	var h uint64
+	if s.key != "" {
+		v, _ := w.get(s.key)
+		h = hashString(v)
+	} else {
+		h = mix(hashString(w.r.Body) ^ uint64(w.r.Timestamp)*0x9E3779B97F4A7C15)
+	}
+	if h >= s.limit && !s.all {
+		return errDrop
+	}
+	return nil
+}
+
+// mix is a 64-bit finaliser (splitmix64).
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+type routeStep struct {
+	ifs []*vm.Program
+	to  []string
+}
+
+func (s *routeStep) apply(w *work) error {
+	for i, prog := range s.ifs {
+		ok, err := w.eval(prog)
+		if err != nil {
+			return err
+		}
+		if ok {
+			w.to = s.to[i]
+			return errRoute
+		}
+	}
+	return nil
+}
