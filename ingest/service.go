@@ -20,6 +20,7 @@ import (
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/transform"
 )
 
 // TenantHeader names the request header that selects the tenant. Requests
@@ -38,6 +39,15 @@ type Pusher interface {
 	Enqueue(ctx context.Context, b *record.Batch) (*buffer.Receipt, error)
 }
 
+// Processor turns a pushed batch into the batches to buffer: the
+// validated and transformed records of the batch's stream, records routed
+// to other streams and dead letters. *transform.Pipeline implements it.
+// It takes ownership of b and returns an error (INVALID_ARGUMENT to the
+// client) only when the whole batch is rejected.
+type Processor interface {
+	Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error)
+}
+
 // Config bounds what the service accepts.
 type Config struct {
 	// MaxMessageBytes bounds one request message; larger ones fail with
@@ -45,8 +55,6 @@ type Config struct {
 	MaxMessageBytes int
 	// MaxBatchRecords bounds the records of one batch.
 	MaxBatchRecords int
-	// MaxFuture is how far in the future a record's timestamp may lie.
-	MaxFuture time.Duration
 	// PushTimeout bounds the wait for buffer room and for the asked
 	// acknowledgement level of a request that has no deadline of its own,
 	// and of each batch of a PushStream.
@@ -61,7 +69,6 @@ func DefaultConfig() Config {
 	return Config{
 		MaxMessageBytes: 16 << 20,
 		MaxBatchRecords: 100_000,
-		MaxFuture:       24 * time.Hour,
 		PushTimeout:     10 * time.Second,
 		DefaultLevel:    buffer.Durable,
 	}
@@ -74,8 +81,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest: MaxMessageBytes must be at least 1024, got %d", c.MaxMessageBytes)
 	case c.MaxBatchRecords < 1:
 		return fmt.Errorf("ingest: MaxBatchRecords must be positive, got %d", c.MaxBatchRecords)
-	case c.MaxFuture < 0:
-		return fmt.Errorf("ingest: MaxFuture must not be negative, got %s", c.MaxFuture)
 	case c.PushTimeout <= 0:
 		return fmt.Errorf("ingest: PushTimeout must be positive, got %s", c.PushTimeout)
 	case c.DefaultLevel < buffer.Accepted || c.DefaultLevel > buffer.Committed:
@@ -86,26 +91,28 @@ func (c Config) Validate() error {
 
 // Service implements the Connect IngestService.
 type Service struct {
-	cfg Config
-	out Pusher
-	log *slog.Logger
-	now func() time.Time
+	cfg  Config
+	proc Processor
+	out  Pusher
+	log  *slog.Logger
+	now  func() time.Time
 }
 
 var _ weirv1connect.IngestServiceHandler = (*Service)(nil)
 
-// NewService returns a service that pushes accepted batches to out.
-func NewService(cfg Config, out Pusher, log *slog.Logger) (*Service, error) {
+// NewService returns a service that runs pushed batches through proc and
+// pushes the results to out.
+func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if out == nil {
-		return nil, errors.New("ingest: nil Pusher")
+	if out == nil || proc == nil {
+		return nil, errors.New("ingest: nil Processor or Pusher")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, out: out, log: log, now: time.Now}, nil
+	return &Service{cfg: cfg, proc: proc, out: out, log: log, now: time.Now}, nil
 }
 
 // Handler returns the service's path and HTTP handler, with the message
@@ -125,11 +132,13 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 	if err != nil {
 		return nil, err
 	}
-	n, dup, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level, req.Msg.GetProducerId(), req.Msg.GetSequence())
+	res, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level, req.Msg.GetProducerId(), req.Msg.GetSequence(), true)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n), AckLevel: wireLevel(level), Duplicate: dup}), nil
+	return connect.NewResponse(&weirv1.PushResponse{
+		Accepted: uint32(res.n), AckLevel: wireLevel(level), Duplicate: res.dup, DeadLettered: uint32(res.dead),
+	}), nil
 }
 
 // PushStream implements weirv1connect.IngestServiceHandler. Batches are
@@ -169,33 +178,33 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		}
 		id := req.GetBatchId()
 		level, err := s.level(req.GetAckLevel())
-		var b *record.Batch
+		each := req.GetAckEachLevel()
+		var res pushed
 		if err == nil {
-			b, err = s.batchOf(tenant, req.GetStream(), req.GetRecords(), req.GetProducerId(), req.GetSequence())
-		}
-		var receipt *buffer.Receipt
-		if err == nil {
-			if req.GetAckEachLevel() {
-				receipt, err = s.enqueue(ctx, b)
-			} else {
-				err = s.pushBatch(ctx, b, level)
-			}
-		}
-		dup := errors.Is(err, buffer.ErrDuplicate) || (receipt != nil && receipt.Duplicate())
-		if dup {
-			err = nil
+			res, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level, req.GetProducerId(), req.GetSequence(), !each)
 		}
 		if err != nil && ctx.Err() != nil {
 			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
 		}
+		receipt := res.receipt
 		first := level
-		if receipt != nil {
+		if each {
 			first = buffer.Accepted
 		}
-		if err := send(ackOf(id, len(req.GetRecords()), first, dup, err)); err != nil {
+		if err := send(ackOf(id, res, first, err)); err != nil {
 			return err
 		}
-		if receipt == nil || level == buffer.Accepted {
+		if err != nil || !each || level == buffer.Accepted {
+			continue
+		}
+		if receipt == nil {
+			// Nothing was buffered (every record dropped): every level
+			// is reached at once.
+			for l := buffer.Durable; l <= level; l++ {
+				if err := send(ackOf(id, res, l, nil)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		select {
@@ -215,7 +224,7 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 				if err != nil {
 					err = s.connectErr(ctx, err)
 				}
-				if send(ackOf(id, len(req.GetRecords()), l, dup, err)) != nil || err != nil {
+				if send(ackOf(id, res, l, err)) != nil || err != nil {
 					return
 				}
 			}
@@ -228,16 +237,17 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 const maxLevelWaits = 256
 
 // ackOf builds the acknowledgement of a batch at a level, or of its error.
-func ackOf(id uint64, n int, level buffer.Level, dup bool, err error) *weirv1.PushStreamResponse {
+func ackOf(id uint64, res pushed, level buffer.Level, err error) *weirv1.PushStreamResponse {
 	ack := &weirv1.PushStreamResponse{BatchId: id}
 	if err != nil {
 		ack.ErrorCode = connect.CodeOf(err).String()
 		ack.ErrorMessage = errMessage(err)
 		return ack
 	}
-	ack.Accepted = uint32(n)
+	ack.Accepted = uint32(res.n)
 	ack.AckLevel = wireLevel(level)
-	ack.Duplicate = dup
+	ack.Duplicate = res.dup
+	ack.DeadLettered = uint32(res.dead)
 	return ack
 }
 
@@ -249,21 +259,79 @@ func errMessage(err error) string {
 	return err.Error()
 }
 
-// push validates and converts one batch and hands it to the buffer. Errors
-// are *connect.Error.
-func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64) (n int, dup bool, err error) {
+// pushed is the outcome of one accepted batch.
+type pushed struct {
+	n    int  // records of the request
+	dead int  // of those, sent to the dead-letter stream
+	dup  bool // a retry of an accepted batch
+	// receipt is set when the caller asked for one (see submit).
+	receipt *buffer.Receipt
+}
+
+// push validates, converts and processes one batch and hands the results
+// to the buffer (see submit). Errors are *connect.Error.
+func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64, wait bool) (pushed, error) {
 	b, err := s.batchOf(tenant, stream, recs, producer, seq)
 	if err != nil {
-		return 0, false, err
+		return pushed{}, err
 	}
-	err = s.pushBatch(ctx, b, level)
-	if errors.Is(err, buffer.ErrDuplicate) {
-		return len(recs), true, nil
-	}
+	var partsBuf [4]*record.Batch
+	parts, err := s.proc.Process(partsBuf[:0], b)
 	if err != nil {
-		return 0, false, err
+		return pushed{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	return len(recs), false, nil
+	res := pushed{n: len(recs)}
+	for _, p := range parts {
+		if p.Stream != stream {
+			res.dead += len(p.Records) * boolInt(p.Stream == transform.DeadLetterStream)
+		}
+	}
+	if len(parts) == 0 {
+		// Every record was dropped by the stream's processors.
+		return res, nil
+	}
+	res.receipt, res.dup, err = s.submit(ctx, parts, stream, level, wait)
+	return res, err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// submit hands the batches made of one request to the buffer. With wait
+// it returns once all reached level; without, once all are accepted, with
+// a receipt to wait for the higher levels. dup reports that the batch of
+// the request's own stream was a retry. Errors are *connect.Error.
+func (s *Service) submit(ctx context.Context, parts []*record.Batch, stream string, level buffer.Level, wait bool) (r *buffer.Receipt, dup bool, err error) {
+	if len(parts) == 1 && wait {
+		err := s.pushBatch(ctx, parts[0], level)
+		if errors.Is(err, buffer.ErrDuplicate) {
+			return nil, parts[0].Stream == stream, nil
+		}
+		return nil, false, err
+	}
+	for _, p := range parts {
+		pr, err := s.enqueue(ctx, p)
+		if err != nil {
+			return nil, false, err
+		}
+		if p.Stream == stream {
+			dup = pr.Duplicate()
+		}
+		r = r.Join(pr)
+	}
+	if !wait || level == buffer.Accepted {
+		return r, dup, nil
+	}
+	wctx, cancel := waitContext(ctx, s.cfg.PushTimeout, s.now())
+	defer cancel()
+	if err := r.Wait(wctx, level); err != nil {
+		return nil, false, s.connectErr(wctx, err)
+	}
+	return nil, dup, nil
 }
 
 // maxProducerID bounds the producer ids a client may choose.
@@ -287,18 +355,14 @@ func (s *Service) batchOf(tenant, stream string, recs []*weirv1.Record, producer
 	if len(recs) > s.cfg.MaxBatchRecords {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords))
 	}
-	now := s.now()
-	lim := record.Limits{MaxFuture: s.cfg.MaxFuture}
+	now := s.now().UnixNano()
 	out := make([]record.Record, len(recs))
 	for i, pr := range recs {
 		if err := convert(&out[i], pr, i); err != nil {
 			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}
 		if out[i].ObservedTimestamp == 0 {
-			out[i].ObservedTimestamp = now.UnixNano()
-		}
-		if err := out[i].Validate(i, now, lim); err != nil {
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+			out[i].ObservedTimestamp = now
 		}
 	}
 	b := record.NewBatch(tenant, stream, out)

@@ -16,6 +16,7 @@ import (
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/transform"
 )
 
 // gatedConsumer holds every batch until the gate opens.
@@ -60,7 +61,11 @@ func TestBackpressure(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PushTimeout = 100 * time.Millisecond
 	cfg.DefaultLevel = buffer.Accepted // this buffer has no write-ahead log
-	svc, err := NewService(cfg, buf, nil)
+	pipe, err := transform.NewPipeline(transform.PipelineConfig{Limits: record.Limits{MaxFuture: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(cfg, pipe, buf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

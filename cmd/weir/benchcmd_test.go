@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/weirlabs/weir/bench"
 )
@@ -41,9 +42,17 @@ func TestBenchCmdServer(t *testing.T) {
 	if rep.ServerCPUSeconds == nil || rep.ServerPeakRSSBytes == nil || *rep.ServerPeakRSSBytes <= 0 {
 		t.Errorf("server cpu %v, rss %v", rep.ServerCPUSeconds, rep.ServerPeakRSSBytes)
 	}
-	n := countBy(t, s.url, "SELECT 'all', count(*) FROM benchtest")["all"]
-	if n < rep.Records {
-		t.Errorf("%d records in the stream, %d acknowledged", n, rep.Records)
+	// Acknowledged records become visible within moments.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := countBy(t, s.url, "SELECT 'all', count(*) FROM benchtest")["all"]
+		if n >= rep.Records {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records in the stream, %d acknowledged", n, rep.Records)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

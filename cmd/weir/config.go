@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/wal"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -77,6 +80,16 @@ type config struct {
 
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Streams are the processors of each stream (docs/transforms.md).
+	Streams transform.Rules `yaml:"streams"`
+	// Include names more files (globs, relative to this file) whose
+	// "streams" sections are merged into Streams; a stream may be defined
+	// once.
+	Include []string `yaml:"include"`
+
+	// path is the file the configuration was read from, for reloads.
+	path string
 }
 
 func defaultConfig() config {
@@ -87,8 +100,9 @@ func defaultConfig() config {
 	c.ShutdownTimeout = time.Minute
 
 	ic := ingest.DefaultConfig()
-	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout =
-		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout
+	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout =
+		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout
+	c.Ingest.MaxFuture = 24 * time.Hour
 	c.Ingest.DefaultAckLevel = strings.ToLower(ic.DefaultLevel.String())
 
 	bc := buffer.DefaultConfig()
@@ -112,15 +126,73 @@ func defaultConfig() config {
 	return c
 }
 
-// loadConfigFile decodes a YAML file over c.
+// loadConfigFile decodes a YAML file over c, then the stream rules of the
+// files it includes. Errors name the file and, where YAML knows it, the
+// line.
 func loadConfigFile(c *config, path string) error {
+	if err := decodeStrict(path, c); err != nil {
+		return err
+	}
+	c.path = path
+	if err := checkRules(path, c.Streams); err != nil {
+		return err
+	}
+	from := map[string]string{}
+	for s := range c.Streams {
+		from[s] = path
+	}
+	for _, pat := range c.Include {
+		if !filepath.IsAbs(pat) {
+			pat = filepath.Join(filepath.Dir(path), pat)
+		}
+		files, err := filepath.Glob(pat)
+		if err != nil {
+			return fmt.Errorf("config %s: include %q: %w", path, pat, err)
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("config %s: include %q matches no file", path, pat)
+		}
+		for _, f := range files {
+			var inc struct {
+				Streams transform.Rules `yaml:"streams"`
+			}
+			if err := decodeStrict(f, &inc); err != nil {
+				return err
+			}
+			if err := checkRules(f, inc.Streams); err != nil {
+				return err
+			}
+			for s, ch := range inc.Streams {
+				if prev, ok := from[s]; ok {
+					return fmt.Errorf("config %s: stream %q is defined in %s too", f, s, prev)
+				}
+				if c.Streams == nil {
+					c.Streams = transform.Rules{}
+				}
+				c.Streams[s], from[s] = ch, f
+			}
+		}
+	}
+	return nil
+}
+
+// decodeStrict decodes a YAML file into v, refusing unknown keys.
+func decodeStrict(path string, v any) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkRules compiles a file's stream rules, naming the file on error.
+func checkRules(path string, r transform.Rules) error {
+	if err := transform.CheckRules(r); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
@@ -128,8 +200,8 @@ func loadConfigFile(c *config, path string) error {
 
 func (c *config) ingest() ingest.Config {
 	ic := ingest.DefaultConfig()
-	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.MaxFuture, ic.PushTimeout =
-		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.MaxFuture, c.Ingest.PushTimeout
+	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout =
+		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout
 	ic.DefaultLevel = levels[c.Ingest.DefaultAckLevel]
 	return ic
 }
@@ -158,6 +230,15 @@ func (c *config) transform() transform.Config {
 	return tc
 }
 
+func (c *config) pipeline(log *slog.Logger) transform.PipelineConfig {
+	return transform.PipelineConfig{
+		Rules:    c.Streams,
+		Limits:   record.Limits{MaxFuture: c.Ingest.MaxFuture},
+		StateDir: filepath.Join(c.Data, "patterns"),
+		Log:      log,
+	}
+}
+
 func (c *config) sink() sink.Config {
 	sc := sink.DefaultConfig()
 	sc.Dir = filepath.Join(c.Data, "lake")
@@ -169,6 +250,7 @@ func (c *config) sink() sink.Config {
 func (c *config) query() query.Config {
 	qc := query.DefaultConfig()
 	qc.DataDir = c.Data
+	qc.Streams = []string{transform.DeadLetterStream}
 	qc.Threads, qc.MemoryLimit, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
 		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
@@ -186,6 +268,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown_timeout must be positive")
+	}
+	if c.Ingest.MaxFuture < 0 {
+		return fmt.Errorf("ingest.max_future must not be negative")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

@@ -29,6 +29,7 @@ func TestREADMEConfigIsTheDefault(t *testing.T) {
 	if err := loadConfigFile(&got, path); err != nil {
 		t.Fatal(err)
 	}
+	got.path = ""
 	if want := defaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("README config:\n%+v\ndefaults:\n%+v", got, want)
 	}

@@ -21,6 +21,8 @@ Usage:
   weir query [flags] SQL        run a read-only SQL query
   weir bench [flags]            measure throughput, latency and freshness of a server
   weir tail  [flags]            print records as they arrive
+  weir reload [flags]           make a running server re-read its configuration
+  weir replay-dead-letter       send dead letters through their stream's processors again
 
 Run 'weir <command> -h' for a command's flags.
 `
@@ -62,6 +64,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return tailCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args[1:], stdout, stderr)
+	case "reload":
+		return reloadCmd(ctx, args[1:], stdout, stderr)
+	case "replay-dead-letter":
+		return replayCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -227,7 +227,13 @@ func connectCode(err error) connect.Code { return connect.CodeOf(err) }
 // ten seconds: records become visible within a second of their ack.
 func waitCount(t *testing.T, url, sql string, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitCountFor(t, url, sql, want, 10*time.Second)
+}
+
+// waitCountFor is waitCount with a given patience.
+func waitCountFor(t *testing.T, url, sql string, want int64, patience time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
 	var got string
 	for time.Now().Before(deadline) {
 		res := mustSQL(t, url, sql)

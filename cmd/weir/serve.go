@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"time"
 
 	"connectrpc.com/grpcreflect"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/query"
@@ -125,10 +127,39 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return errors.Join(err, lake.Shutdown(context.Background()))
 	}
 
-	ing, err := ingest.NewService(cfg.ingest(), buf, log)
+	pipe, err := transform.NewPipeline(cfg.pipeline(log))
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
+	ing, err := ingest.NewService(cfg.ingest(), pipe, buf, log)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+	reload := func() (transform.Rules, error) {
+		if cfg.path == "" {
+			return nil, errors.New("the server was started without --config: there is no file to reload")
+		}
+		next := defaultConfig()
+		if err := loadConfigFile(&next, cfg.path); err != nil {
+			return nil, err
+		}
+		if err := pipe.Reload(next.Streams); err != nil {
+			return nil, fmt.Errorf("config %s: %w", cfg.path, err)
+		}
+		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
+		return next.Streams, nil
+	}
+	stopHUP := onHangup(func() {
+		if _, err := reload(); err != nil {
+			log.Error("reload failed; the running processors stay", "err", err)
+		}
+	})
+	defer stopHUP()
+	replayer := ingest.NewReplayer(ing, func(ctx context.Context, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
+		return engine.Scan(ctx, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+			return fn(ingest.Position(p), r)
+		})
+	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), bufferCollector{buf})
@@ -137,7 +168,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle(ing.Handler())
 	mux.Handle(query.NewService(engine).Handler())
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}))
-	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName, weirv1connect.TailServiceName)
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer}))
+	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
+		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/v1/sql", engine.HTTPHandler())
@@ -188,8 +221,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		httpErr = errors.Join(httpErr, err)
 	}
 	bufErr := buf.Shutdown(drainCtx)
+	pipeErr := pipe.Close()
 	lakeErr := lake.Shutdown(drainCtx)
-	if err := errors.Join(httpErr, bufErr, lakeErr); err != nil {
+	if err := errors.Join(httpErr, bufErr, pipeErr, lakeErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("shut down cleanly")

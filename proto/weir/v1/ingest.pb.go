@@ -94,7 +94,8 @@ type PushRequest struct {
 	// batches to a stream 1, 2, 3, ... and the server writes each
 	// (producer_id, sequence) once. A retry of an accepted batch is
 	// acknowledged again (duplicate = true) and not written twice; a
-	// sequence that skips ahead fails with FAILED_PRECONDITION. The server
+	// sequence that skips ahead fails with FAILED_PRECONDITION (except on
+	// streams with processors, which may leave a batch empty). The server
 	// remembers a producer for 24 hours since its last batch (configurable),
 	// across restarts and crashes. producer_id: 1 to 128 bytes.
 	ProducerId    string `protobuf:"bytes,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
@@ -177,7 +178,9 @@ type PushResponse struct {
 	AckLevel AckLevel `protobuf:"varint,2,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Set when this was a retry of a batch accepted before (see
 	// PushRequest.producer_id): nothing was written again.
-	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Of the accepted records, those sent to the _dead_letter stream.
+	DeadLettered  uint32 `protobuf:"varint,4,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +234,13 @@ func (x *PushResponse) GetDuplicate() bool {
 		return x.Duplicate
 	}
 	return false
+}
+
+func (x *PushResponse) GetDeadLettered() uint32 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
 }
 
 // PushStreamRequest carries one batch of a stream of batches.
@@ -350,7 +360,9 @@ type PushStreamResponse struct {
 	// The level the batch reached, when error_code is empty.
 	AckLevel AckLevel `protobuf:"varint,5,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Set when this was a retry of a batch accepted before.
-	Duplicate     bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Of the accepted records, those sent to the _dead_letter stream.
+	DeadLettered  uint32 `protobuf:"varint,7,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +439,13 @@ func (x *PushStreamResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *PushStreamResponse) GetDeadLettered() uint32 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
+}
+
 var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
@@ -438,11 +457,12 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
 	"\vproducer_id\x18\x04 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
-	"\bsequence\x18\x05 \x01(\x04R\bsequence\"x\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\"\x9d\x01\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
 	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x84\x02\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12#\n" +
+	"\rdead_lettered\x18\x04 \x01(\rR\fdeadLettered\"\x84\x02\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
@@ -451,7 +471,7 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\vproducer_id\x18\x05 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12$\n" +
-	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\"\xdd\x01\n" +
+	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\"\x82\x02\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +
@@ -459,7 +479,8 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12.\n" +
 	"\tack_level\x18\x05 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
-	"\tduplicate\x18\x06 \x01(\bR\tduplicate*m\n" +
+	"\tduplicate\x18\x06 \x01(\bR\tduplicate\x12#\n" +
+	"\rdead_lettered\x18\a \x01(\rR\fdeadLettered*m\n" +
 	"\bAckLevel\x12\x19\n" +
 	"\x15ACK_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACK_LEVEL_ACCEPTED\x10\x01\x12\x15\n" +

@@ -43,7 +43,11 @@ const (
 // IngestServiceClient is a client for the weir.v1.IngestService service.
 type IngestServiceClient interface {
 	// Push appends one batch of records to a stream. The batch is accepted
-	// whole or rejected whole. When the stream's buffer is full, the call waits
+	// whole or rejected whole. Records that fail validation or one of the
+	// stream's processors do not reject the batch: they go to the
+	// _dead_letter stream and are counted in dead_lettered. (A batch whose
+	// every record is invalid, to a stream without processors, fails with
+	// INVALID_ARGUMENT.) When the stream's buffer is full, the call waits
 	// up to its deadline for room, then fails with RESOURCE_EXHAUSTED.
 	Push(context.Context, *connect.Request[v1.PushRequest]) (*connect.Response[v1.PushResponse], error)
 	// PushStream appends a sequence of batches. Each request is acknowledged
@@ -98,7 +102,11 @@ func (c *ingestServiceClient) PushStream(ctx context.Context) *connect.BidiStrea
 // IngestServiceHandler is an implementation of the weir.v1.IngestService service.
 type IngestServiceHandler interface {
 	// Push appends one batch of records to a stream. The batch is accepted
-	// whole or rejected whole. When the stream's buffer is full, the call waits
+	// whole or rejected whole. Records that fail validation or one of the
+	// stream's processors do not reject the batch: they go to the
+	// _dead_letter stream and are counted in dead_lettered. (A batch whose
+	// every record is invalid, to a stream without processors, fails with
+	// INVALID_ARGUMENT.) When the stream's buffer is full, the call waits
 	// up to its deadline for room, then fails with RESOURCE_EXHAUSTED.
 	Push(context.Context, *connect.Request[v1.PushRequest]) (*connect.Response[v1.PushResponse], error)
 	// PushStream appends a sequence of batches. Each request is acknowledged

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// writeConfig writes a configuration file into dir and returns its path.
+func writeConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, "weir.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// withConfigFile makes a test server read its configuration from path.
+func withConfigFile(t *testing.T, path string) func(*config) {
+	return func(c *config) {
+		if err := loadConfigFile(c, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDeadLetterReplay pushes records that a stream's processors reject
+// (a bad parse configuration), finds them in _dead_letter with the error,
+// fixes the configuration, reloads it and replays the dead letters: they
+// arrive parsed, once, however often the replay is repeated, and a server
+// restart keeps that.
+func TestDeadLetterReplay(t *testing.T) {
+	data := t.TempDir()
+	cfgPath := writeConfig(t, t.TempDir(), `
+streams:
+  app:
+    processors:
+      - parse: {format: json}
+      - severity: {field: level}
+`)
+	s := startServer(t, data, withConfigFile(t, cfgPath))
+	ingest, _ := newClients(s.url)
+	admin := weirv1connect.NewAdminServiceClient(http.DefaultClient, s.url)
+	ctx := context.Background()
+
+	resp, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{
+		textRecord(`{"level":"warn","msg":"json ok"}`),
+		textRecord(`level=error msg="logfmt one"`),
+		textRecord(`level=info msg="logfmt two"`),
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Msg.GetAccepted() != 3 || resp.Msg.GetDeadLettered() != 2 {
+		t.Fatalf("push: %+v", resp.Msg)
+	}
+	waitCount(t, s.url, `SELECT count(*) FROM _dead_letter`, 2)
+	res := mustSQL(t, s.url, `SELECT body, attributes['weir.dead_letter.stream'] AS stream, attributes['weir.dead_letter.stage'] AS stage,
+		attributes['weir.dead_letter.error'] AS error FROM _dead_letter ORDER BY body`)
+	if len(res.Rows) != 2 || res.Rows[0]["stream"] != "app" || res.Rows[0]["stage"] != "processors[0].parse" ||
+		res.Rows[0]["body"] != `level=error msg="logfmt one"` || !strings.Contains(res.Rows[0]["error"].(string), "expected '{'") {
+		t.Fatalf("dead letters: %v", res.Rows)
+	}
+
+	// A broken file is refused and changes nothing.
+	writeConfig(t, filepath.Dir(cfgPath), "streams:\n  app:\n    processors:\n      - parse: {format: yaml}\n")
+	_, err = admin.ReloadConfig(ctx, connect.NewRequest(&weirv1.ReloadConfigRequest{}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "weir.yaml") ||
+		!strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), `format "yaml"`) {
+		t.Fatalf("bad reload: %v", err)
+	}
+	// Fix the configuration: logfmt as well as JSON, via auto-detection.
+	writeConfig(t, filepath.Dir(cfgPath), `
+streams:
+  app:
+    processors:
+      - parse: {format: auto}
+      - severity: {field: level}
+`)
+	if _, err := runWeir(t, "reload", "--server", s.url); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runWeir(t, "replay-dead-letter", "--server", s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "read 2 dead letters: 2 replayed, 0 failed again") {
+		t.Fatalf("replay: %s", out)
+	}
+	waitCount(t, s.url, `SELECT count(*) FROM app`, 3)
+	res = mustSQL(t, s.url, `SELECT attributes['msg'] AS msg, severity_text FROM app ORDER BY msg`)
+	want := []string{"json ok/WARN", "logfmt one/ERROR", "logfmt two/INFO"}
+	for i, r := range res.Rows {
+		if got := r["msg"].(string) + "/" + r["severity_text"].(string); got != want[i] {
+			t.Errorf("row %d: %s, want %s", i, got, want[i])
+		}
+	}
+	// Replaying again writes nothing.
+	rr, err := admin.ReplayDeadLetter(ctx, connect.NewRequest(&weirv1.ReplayDeadLetterRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.Msg.GetReplayed() != 0 || rr.Msg.GetRead() != 2 {
+		t.Fatalf("second replay: %+v", rr.Msg)
+	}
+
+	// SIGHUP reloads too: drop info records from now on.
+	writeConfig(t, filepath.Dir(cfgPath), `
+streams:
+  app:
+    processors:
+      - parse: {format: auto}
+      - severity: {field: level}
+      - drop: 'severity < WARN'
+`)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Each round pushes an info probe and an error marker: once the marker
+	// is visible and its probe is not, the new rules are running.
+	deadline := time.Now().Add(10 * time.Second)
+	for round := 0; ; round++ {
+		probe, marker := fmt.Sprintf("probe%d", round), fmt.Sprintf("marker%d", round)
+		_, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{
+			textRecord("level=info msg=" + probe), textRecord("level=error msg=" + marker),
+		}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitCount(t, s.url, fmt.Sprintf(`SELECT count(*) FROM app WHERE attributes['msg'] = '%s'`, marker), 1)
+		res := mustSQL(t, s.url, fmt.Sprintf(`SELECT count(*) AS n FROM app WHERE attributes['msg'] = '%s'`, probe))
+		if res.Rows[0]["n"] == json.Number("0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the configuration")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// After a restart the replay state is kept: nothing is replayed twice.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, withConfigFile(t, cfgPath))
+	out, err = runWeir(t, "replay-dead-letter", "--server", s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "0 replayed") {
+		t.Fatalf("replay after restart: %s", out)
+	}
+	if n := mustSQL(t, s.url, `SELECT count(*) AS n FROM app WHERE attributes['msg'] LIKE '%one' OR attributes['msg'] LIKE '%two'`).Rows[0]["n"]; n != json.Number("2") {
+		t.Fatalf("replayed records %v times after restart, want 2", n)
+	}
+}
+
+// TestLoghubExamplesEndToEnd starts the server with the shipped Loghub
+// configuration, pushes the 16 sample files with `weir push` and checks
+// through SQL that every line was parsed (no dead letters), that levels
+// and components match the ground truth, that the HDFS warnings group
+// into the ground truth's one pattern, and that pattern ids survive a
+// restart.
+func TestLoghubExamplesEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, withConfigFile(t, filepath.Join("..", "..", "examples", "loghub.yaml")))
+	files, err := filepath.Glob(filepath.Join(loghubDir, "*_2k.log"))
+	if err != nil || len(files) != 16 {
+		t.Fatalf("want the 16 Loghub samples in %s, found %d (%v)", loghubDir, len(files), err)
+	}
+	want := map[string]int64{}
+	for _, f := range files {
+		stream := strings.ToLower(strings.TrimSuffix(filepath.Base(f), "_2k.log"))
+		want[stream] = countLines(t, f)
+		if out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", f); err != nil {
+			t.Fatalf("push %s: %v: %s", f, err, out)
+		}
+	}
+	var total int64
+	for _, n := range want {
+		total += n
+	}
+	// The samples' timestamps spread over thousands of hours (HPC's over
+	// years), and each hour is its own partition, so this backfill makes
+	// thousands of small files: slower to become visible than live data
+	// (about 15 s here, two minutes under the race detector).
+	waitCountFor(t, s.url, "SELECT count(*) FROM logs", total, 5*time.Minute)
+	equalCounts(t, "count by stream", countBy(t, s.url, "SELECT stream, count(*) FROM logs GROUP BY 1"), want)
+	if res := mustSQL(t, s.url, "SELECT count(*) AS n FROM _dead_letter"); res.Rows[0]["n"] != json.Number("0") {
+		t.Errorf("dead letters: %v", mustSQL(t, s.url, "SELECT * FROM _dead_letter LIMIT 3").Rows)
+	}
+	for _, c := range []struct{ system, column, sql string }{
+		{"HDFS", "Level", "SELECT severity_text, count(*) FROM hdfs GROUP BY 1"},
+		{"Zookeeper", "Level", "SELECT attributes['level'], count(*) FROM zookeeper GROUP BY 1"},
+		{"BGL", "Component", "SELECT attributes['component'], count(*) FROM bgl GROUP BY 1"},
+		{"Spark", "Component", "SELECT attributes['component'], count(*) FROM spark GROUP BY 1"},
+	} {
+		equalCounts(t, c.system+" "+c.column, countBy(t, s.url, c.sql),
+			csvColumnCounts(t, filepath.Join(loghubDir, c.system+"_2k.log_structured.csv"), c.column))
+	}
+	// Timestamps come from the lines: HDFS spans 2008-11-09..11.
+	res := mustSQL(t, s.url, "SELECT min(timestamp)::VARCHAR AS lo, max(timestamp)::VARCHAR AS hi FROM hdfs")
+	if lo, hi := res.Rows[0]["lo"], res.Rows[0]["hi"]; !strings.HasPrefix(lo.(string), "2008-11-09") || !strings.HasPrefix(hi.(string), "2008-11-1") {
+		t.Errorf("HDFS timestamps %v .. %v", lo, hi)
+	}
+	// The top HDFS warning pattern: the ground truth has one event (80 lines).
+	patterns := `SELECT attributes['pattern.id'] AS id, any_value(attributes['pattern.template']) AS template, count(*) AS n
+		FROM hdfs WHERE severity_number >= 13 GROUP BY 1 ORDER BY n DESC`
+	res = mustSQL(t, s.url, patterns)
+	if len(res.Rows) != 1 || res.Rows[0]["n"] != json.Number("80") || !strings.Contains(res.Rows[0]["template"].(string), "<*>") {
+		t.Fatalf("HDFS warning patterns: %v", res.Rows)
+	}
+	id := res.Rows[0]["id"]
+
+	// After a restart the same lines get the same pattern ids.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, withConfigFile(t, filepath.Join("..", "..", "examples", "loghub.yaml")))
+	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
+		t.Fatalf("push: %v: %s", err, out)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM hdfs", 2*want["hdfs"])
+	res = mustSQL(t, s.url, patterns)
+	if len(res.Rows) != 1 || res.Rows[0]["n"] != json.Number("160") || res.Rows[0]["id"] != id {
+		t.Errorf("after restart, HDFS warning patterns: %v (id before: %v)", res.Rows, id)
+	}
+}
