@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,13 @@ type PipelineConfig struct {
 	// MaxMiners bounds the pattern miners (one per tenant, stream and
 	// pattern step); records of further ones get no pattern.
 	MaxMiners int
+	// MaxAttributes, MaxKeyBytes and MaxValueBytes bound each record's
+	// attributes after its processors (zero means 128, 256 and 32 KiB).
+	// Attributes past the count, and those with longer keys, are dropped
+	// and counted in the attribute "weir.attributes_dropped"; longer
+	// values are cut at a character boundary and their keys listed in
+	// "weir.truncated". Resource attributes are bounded the same way.
+	MaxAttributes, MaxKeyBytes, MaxValueBytes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Log receives warnings; nil discards them.
@@ -65,6 +73,7 @@ type Pipeline struct {
 	dropped     atomic.Int64
 	routed      atomic.Int64
 	failures    atomic.Int64 // failures ignored by on_error: keep
+	limited     atomic.Int64 // records whose attributes were cut to the limits
 }
 
 // PipelineStats counts what processors did since start.
@@ -73,6 +82,7 @@ type PipelineStats struct {
 	Dropped     int64 // records removed by filter, drop, sample or on_error: drop
 	Routed      int64 // records sent to another stream
 	Kept        int64 // step failures ignored with on_error: keep
+	Limited     int64 // records whose attributes were cut to the limits
 }
 
 // NewPipeline checks cfg.Rules and returns a pipeline running them.
@@ -85,6 +95,15 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	if cfg.MaxMiners <= 0 {
 		cfg.MaxMiners = 1024
+	}
+	if cfg.MaxAttributes <= 0 {
+		cfg.MaxAttributes = 128
+	}
+	if cfg.MaxKeyBytes <= 0 {
+		cfg.MaxKeyBytes = 256
+	}
+	if cfg.MaxValueBytes <= 0 {
+		cfg.MaxValueBytes = 32 << 10
 	}
 	p := &Pipeline{cfg: cfg, miners: newMinerSet(cfg.StateDir, cfg.MaxMiners, cfg.Log)}
 	p.pool.New = func() any { return newWork() }
@@ -116,6 +135,7 @@ func (p *Pipeline) Stats() PipelineStats {
 		Dropped:     p.dropped.Load(),
 		Routed:      p.routed.Load(),
 		Kept:        p.failures.Load(),
+		Limited:     p.limited.Load(),
 	}
 }
 
@@ -179,6 +199,7 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 			deadOf(orig, "validate", fmt.Errorf("after processors: %w", err))
 			continue
 		}
+		p.limit(&r)
 		if fate == fateRoute {
 			if routes == nil {
 				routes = map[string][]record.Record{}
@@ -216,6 +237,11 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.T
 			bad = append(bad, i)
 		}
 	}
+	for i := range b.Records {
+		if p.limit(&b.Records[i]) {
+			b.Bytes = record.NewBatch("", "", b.Records).Bytes
+		}
+	}
 	switch len(bad) {
 	case 0:
 		return append(dst, b), nil
@@ -239,6 +265,53 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.T
 	b.Records = kept
 	b.Bytes = record.NewBatch("", "", kept).Bytes
 	return append(dst, b, d), nil
+}
+
+// limit bounds r's attributes (see PipelineConfig.MaxAttributes) and
+// reports whether it changed anything. r's attribute slices must be its
+// own.
+func (p *Pipeline) limit(r *record.Record) bool {
+	a, dropA, cutA := p.limitKVs(r.Attributes)
+	res, dropR, cutR := p.limitKVs(r.Resource)
+	if dropA+dropR == 0 && len(cutA)+len(cutR) == 0 {
+		return false
+	}
+	r.Attributes, r.Resource = a, res
+	if dropped := dropA + dropR; dropped > 0 {
+		r.Attributes = setKV(r.Attributes, "weir.attributes_dropped", strconv.Itoa(dropped))
+	}
+	if cut := append(cutA, cutR...); len(cut) > 0 {
+		r.Attributes = setKV(r.Attributes, "weir.truncated", strings.Join(cut, ","))
+	}
+	p.limited.Add(1)
+	return true
+}
+
+// limitKVs bounds kvs in place: it returns them, how many it dropped and
+// the keys whose values it cut.
+func (p *Pipeline) limitKVs(kvs []record.KV) (out []record.KV, dropped int, cut []string) {
+	out = kvs[:0]
+	for _, kv := range kvs {
+		if len(out) >= p.cfg.MaxAttributes || len(kv.Key) > p.cfg.MaxKeyBytes {
+			dropped++
+			continue
+		}
+		if len(kv.Value) > p.cfg.MaxValueBytes {
+			kv.Value = cutUTF8(kv.Value, p.cfg.MaxValueBytes)
+			cut = append(cut, kv.Key)
+		}
+		out = append(out, kv)
+	}
+	return out, dropped, cut
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does
+// not split a character.
+func cutUTF8(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // derived returns a batch of records that came from b but go to stream.

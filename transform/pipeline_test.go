@@ -351,3 +351,85 @@ func TestRulesErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelineLimits(t *testing.T) {
+	p, err := NewPipeline(PipelineConfig{
+		Limits:        record.Limits{MaxFuture: time.Hour},
+		MaxAttributes: 3, MaxKeyBytes: 8, MaxValueBytes: 5,
+		Now: func() time.Time { return testNow },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lines("plain", "x")
+	b.Records[0].Attributes = []record.KV{
+		{Key: "a", Value: "short"}, {Key: "much_too_long_key", Value: "v"}, {Key: "b", Value: "héllo wörld"},
+		{Key: "c", Value: "1"}, {Key: "d", Value: "2"},
+	}
+	out, err := p.Process(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &out[0].Records[0]
+	if attrOf(r, "a") != "short" || attrOf(r, "b") != "héll" || attrOf(r, "c") != "1" {
+		t.Errorf("attributes %+v", r.Attributes)
+	}
+	if _, ok := lookup(r.Attributes, "d"); ok {
+		t.Error("attribute past the count kept")
+	}
+	if attrOf(r, "weir.attributes_dropped") != "2" || attrOf(r, "weir.truncated") != "b" {
+		t.Errorf("markers: %+v", r.Attributes)
+	}
+	if p.Stats().Limited != 1 || out[0].Bytes != r.Size() {
+		t.Errorf("stats %+v, bytes %d", p.Stats(), out[0].Bytes)
+	}
+}
+
+// FuzzPipeline sends arbitrary text through every parser: nothing panics,
+// and every record comes out once, parsed in its stream or as a dead
+// letter with the original body.
+func FuzzPipeline(f *testing.F) {
+	for _, s := range []string{`{"a":{"b":[1,2]}}`, `k=v k2="x y"`, `<34>1 2003-10-11T22:14:15.003Z host app - ID47 - msg`,
+		`<13>Oct 11 22:14:15 host app[1]: msg`, `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326`, "\xff", ""} {
+		f.Add(s)
+	}
+	var doc strings.Builder
+	doc.WriteString("streams:\n")
+	for _, format := range formats {
+		if format == "regex" {
+			continue
+		}
+		fmt.Fprintf(&doc, "  %s:\n    processors:\n      - parse: {format: %s}\n      - timestamp: {field: timestamp, on_error: keep}\n      - severity: {field: level}\n      - pattern: {}\n", format, format)
+	}
+	var ps []*Pipeline
+	f.Fuzz(func(t *testing.T, body string) {
+		if ps == nil {
+			ps = append(ps, newTestPipeline(t, doc.String()))
+		}
+		for _, format := range formats {
+			if format == "regex" {
+				continue
+			}
+			out, err := ps[0].Process(nil, lines(format, body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != 1 || len(out[0].Records) != 1 {
+				t.Fatalf("%s: %d batches", format, len(out))
+			}
+			r := &out[0].Records[0]
+			switch out[0].Stream {
+			case format:
+				if err := r.Validate(0, testNow, record.Limits{MaxFuture: time.Hour}); err != nil {
+					t.Fatalf("%s: invalid output: %v", format, err)
+				}
+			case DeadLetterStream:
+				if r.Body != validUTF8(body) {
+					t.Fatalf("%s: dead letter body %q, want %q", format, r.Body, body)
+				}
+			default:
+				t.Fatalf("%s: went to %s", format, out[0].Stream)
+			}
+		}
+	})
+}
