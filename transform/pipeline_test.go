@@ -395,11 +395,13 @@ func FuzzPipeline(f *testing.F) {
 	}
 	var doc strings.Builder
 	doc.WriteString("streams:\n")
+	patterns := map[string]string{"regex": `'^(?P<timestamp>\S+) (?P<level>\S+) (?P<message>.*)$'`, "dissect": `'%{timestamp} %{level} %{message}'`}
 	for _, format := range formats {
-		if format == "regex" {
-			continue
+		pattern := ""
+		if p, ok := patterns[format]; ok {
+			pattern = ", pattern: " + p
 		}
-		fmt.Fprintf(&doc, "  %s:\n    processors:\n      - parse: {format: %s}\n      - timestamp: {field: timestamp, on_error: keep}\n      - severity: {field: level}\n      - pattern: {}\n", format, format)
+		fmt.Fprintf(&doc, "  %s:\n    processors:\n      - parse: {format: %s%s}\n      - timestamp: {field: timestamp, on_error: keep}\n      - severity: {field: level}\n      - pattern: {}\n", format, format, pattern)
 	}
 	var ps []*Pipeline
 	f.Fuzz(func(t *testing.T, body string) {
@@ -407,9 +409,6 @@ func FuzzPipeline(f *testing.F) {
 			ps = append(ps, newTestPipeline(t, doc.String()))
 		}
 		for _, format := range formats {
-			if format == "regex" {
-				continue
-			}
 			out, err := ps[0].Process(nil, lines(format, body))
 			if err != nil {
 				t.Fatal(err)

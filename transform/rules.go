@@ -71,11 +71,16 @@ const (
 // ParseStep parses a field's text into attributes.
 type ParseStep struct {
 	// Format is one of json, logfmt, syslog5424, syslog3164, common,
-	// combined, regex and auto (detect per record).
+	// combined, dissect, regex and auto (detect per record).
 	Format string `yaml:"format"`
-	// Pattern is the regular expression of format regex (RE2 syntax);
-	// its named groups become attributes.
+	// Pattern is the pattern of format dissect (fields between literal
+	// delimiters: "%{ts} %{+ts} %{level} %{message}", see parse.Dissect)
+	// or the regular expression of format regex (RE2 syntax, its named
+	// groups become attributes). Dissect is many times faster; regex is
+	// for formats with optional or alternative parts.
 	Pattern string `yaml:"pattern"`
+	// Trim removes white space around every extracted value.
+	Trim bool `yaml:"trim"`
 	// Field is the text parsed: "body" (the default) or an attribute.
 	Field string `yaml:"field"`
 	// Prefix is put before every extracted key.

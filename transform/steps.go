@@ -349,17 +349,18 @@ type parseStep struct {
 	prefix       string
 	body         string
 	keepOriginal bool
+	trim         bool
 }
 
-var formats = []string{"json", "logfmt", "syslog5424", "syslog3164", "common", "combined", "regex", "auto"}
+var formats = []string{"json", "logfmt", "syslog5424", "syslog3164", "common", "combined", "dissect", "regex", "auto"}
 
 func newParseStep(c *ParseStep) (*parseStep, error) {
-	s := &parseStep{field: c.Field, prefix: c.Prefix, body: c.Body, keepOriginal: c.KeepOriginal}
+	s := &parseStep{field: c.Field, prefix: c.Prefix, body: c.Body, keepOriginal: c.KeepOriginal, trim: c.Trim}
 	if s.field == "" {
 		s.field = "body"
 	}
-	if c.Pattern != "" && c.Format != "regex" {
-		return nil, fmt.Errorf("pattern is only for format regex")
+	if c.Pattern != "" && c.Format != "regex" && c.Format != "dissect" {
+		return nil, fmt.Errorf("pattern is only for formats dissect and regex")
 	}
 	switch c.Format {
 	case "json":
@@ -376,6 +377,12 @@ func newParseStep(c *ParseStep) (*parseStep, error) {
 		s.parser = parse.CombinedLog()
 	case "auto":
 		s.parser = parse.Auto()
+	case "dissect":
+		d, err := parse.Dissect(c.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("pattern: %w", err)
+		}
+		s.parser = d
 	case "regex":
 		re, err := parse.Regex(c.Pattern)
 		if err != nil {
@@ -404,6 +411,9 @@ func (s *parseStep) apply(w *work) error {
 	// Extracted keys replace earlier attributes of the same name.
 	for i := n; i < len(attrs); i++ {
 		attrs[i].Key = s.prefix + attrs[i].Key
+		if s.trim {
+			attrs[i].Value = strings.TrimSpace(attrs[i].Value)
+		}
 		if s.body != "" && attrs[i].Key == s.prefix+s.body {
 			body, hasBody = attrs[i].Value, true
 		}
@@ -490,7 +500,11 @@ func (s *severityStep) apply(w *work) error {
 	if !ok {
 		return fmt.Errorf("no field %q", s.field)
 	}
-	n, ok := s.m[strings.ToLower(text)]
+	var n int32
+	ok = false
+	if s.m != nil {
+		n, ok = s.m[strings.ToLower(text)]
+	}
 	if !ok {
 		n, _ = parse.Severity(text)
 	}

@@ -17,12 +17,21 @@ var benchLines = map[string]string{
 	"common_log":   `203.0.113.9 - alice [10/Oct/2023:13:55:36 +0200] "GET /api/v1/items?page=2 HTTP/1.1" 200 5120`,
 	"combined_log": `203.0.113.9 - alice [10/Oct/2023:13:55:36 +0200] "GET /api/v1/items?page=2 HTTP/1.1" 200 5120 "https://example.com/start" "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"`,
 	"regex":        `[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties`,
+	"hdfs":         `081109 203807 222 INFO dfs.DataNode$PacketResponder: PacketResponder 0 for block blk_-6952295868487656571 terminating`,
 }
 
 // BenchmarkParse measures each parser on one realistic line, reusing dst
 // so allocations are the parser's own.
 func BenchmarkParse(b *testing.B) {
 	apache, err := parse.Regex(`^\[(?P<timestamp>[^\]]+)\] \[(?P<level>[a-z]+)\] (?P<message>.*)$`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hdfsRegex, err := parse.Regex(`^(?P<timestamp>\d{6} \d{6}) (?P<pid>\d+) (?P<level>\w+) (?P<component>[^:]+): \s*(?P<message>.*?)\s*$`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hdfsDissect, err := parse.Dissect("%{timestamp} %{+timestamp} %{pid} %{level} %{component}: %{message}")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -39,6 +48,8 @@ func BenchmarkParse(b *testing.B) {
 		{"common_log", parse.CommonLog(), benchLines["common_log"]},
 		{"combined_log", parse.CombinedLog(), benchLines["combined_log"]},
 		{"regex", apache, benchLines["regex"]},
+		{"regex_hdfs", hdfsRegex, benchLines["hdfs"]},
+		{"dissect_hdfs", hdfsDissect, benchLines["hdfs"]},
 		{"auto_json", parse.Auto(), benchLines["json"]},
 		{"auto_logfmt", parse.Auto(), benchLines["logfmt"]},
 		{"auto_syslog3164", parse.Auto(), benchLines["syslog3164"]},
