@@ -144,6 +144,15 @@ type Limits struct {
 // UTF-8 in any text, negative or far-future timestamps, and severity
 // numbers outside 0..24. index names the record in the error.
 func (r *Record) Validate(index int, now time.Time, lim Limits) error {
+	if err := r.ValidateRanges(index, now, lim); err != nil {
+		return err
+	}
+	return r.validateText(index)
+}
+
+// ValidateRanges is the part of Validate that checks timestamps and the
+// severity number, for records whose text is known to be valid.
+func (r *Record) ValidateRanges(index int, now time.Time, lim Limits) error {
 	maxTS := now.Add(lim.MaxFuture).UnixNano()
 	if r.Timestamp < 0 || r.Timestamp > maxTS {
 		return fmt.Errorf("record %d: %w: timestamp %d ns is before 1970 or more than %s in the future", index, ErrInvalidTimestamp, r.Timestamp, lim.MaxFuture)
@@ -154,6 +163,10 @@ func (r *Record) Validate(index int, now time.Time, lim Limits) error {
 	if r.SeverityNumber < 0 || r.SeverityNumber > 24 {
 		return fmt.Errorf("record %d: %w: %d (want 0 to 24)", index, ErrInvalidSeverity, r.SeverityNumber)
 	}
+	return nil
+}
+
+func (r *Record) validateText(index int) error {
 	if !utf8.ValidString(r.Body) {
 		return fmt.Errorf("record %d: body: %w", index, ErrInvalidUTF8)
 	}
