@@ -3,6 +3,7 @@ package transform
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -431,4 +432,74 @@ func FuzzPipeline(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPipelineReloadUnderLoad reloads the rules over and over while
+// batches are processed: every record comes out exactly once, processed
+// wholly by one version of the rules.
+func TestPipelineReloadUnderLoad(t *testing.T) {
+	p := newTestPipeline(t, "streams:\n  app:\n    processors:\n      - set: {version: \"0\"}\n")
+	const workers, batches, per = 4, 200, 50
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for v := 1; ; v++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			doc := fmt.Sprintf("streams:\n  app:\n    processors:\n      - set: {version: \"%d\"}\n      - route: [{if: 'attr(\"n\") == \"0\"', to: zero}]\n", v)
+			if err := p.Reload(rulesOf(t, doc)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var work sync.WaitGroup
+	for w := range workers {
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			for i := range batches {
+				b := lines("app")
+				for j := range per {
+					b.Records = append(b.Records, record.Record{Body: fmt.Sprintf("%d/%d/%d", w, i, j),
+						Attributes: []record.KV{{Key: "n", Value: fmt.Sprint(j % 2)}}})
+				}
+				out, err := p.Process(nil, b)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				versions := map[string]bool{}
+				mu.Lock()
+				for _, ob := range out {
+					for _, r := range ob.Records {
+						seen[r.Body]++
+						versions[attrOf(&r, "version")] = true
+					}
+				}
+				mu.Unlock()
+				if len(versions) != 1 {
+					t.Errorf("one batch processed by rule versions %v", versions)
+				}
+			}
+		}()
+	}
+	work.Wait()
+	close(done)
+	wg.Wait()
+	if len(seen) != workers*batches*per {
+		t.Fatalf("%d distinct records out, want %d", len(seen), workers*batches*per)
+	}
+	for body, n := range seen {
+		if n != 1 {
+			t.Fatalf("record %s came out %d times", body, n)
+		}
+	}
 }

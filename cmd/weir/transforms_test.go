@@ -116,6 +116,21 @@ streams:
 	if rr.Msg.GetReplayed() != 0 || rr.Msg.GetRead() != 2 {
 		t.Fatalf("second replay: %+v", rr.Msg)
 	}
+	// A crash after pushing the replayed records but before saving the
+	// replay state: the state is lost, the dead letters are sent again,
+	// and the buffer recognises them as retries of the replay producer.
+	if err := os.Remove(filepath.Join(data, "dead_letter_replay.json")); err != nil {
+		t.Fatal(err)
+	}
+	rr, err = admin.ReplayDeadLetter(ctx, connect.NewRequest(&weirv1.ReplayDeadLetterRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.Msg.GetReplayed() != 2 {
+		t.Fatalf("replay without state: %+v", rr.Msg)
+	}
+	time.Sleep(500 * time.Millisecond) // anything written would be visible by now
+	waitCount(t, s.url, `SELECT count(*) FROM app`, 3)
 
 	// SIGHUP reloads too: drop info records from now on.
 	writeConfig(t, filepath.Dir(cfgPath), `
