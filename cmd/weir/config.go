@@ -78,6 +78,13 @@ type config struct {
 		MaxTimeout     time.Duration `yaml:"max_timeout"`
 	} `yaml:"query"`
 
+	// UI configures the web UI served at /.
+	UI struct {
+		// Dashboards is a dashboards file (docs/ui.md), relative to this
+		// file; "" means the built-in dashboard only.
+		Dashboards string `yaml:"dashboards"`
+	} `yaml:"ui"`
+
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 

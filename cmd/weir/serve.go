@@ -94,6 +94,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return err
 	}
 	defer func() { err = errors.Join(err, engine.Close()) }()
+	uiHandler, err := newUIHandler(cfg, engine)
+	if err != nil {
+		return err
+	}
 
 	lake, err := sink.New(cfg.sink(), engine, log)
 	if err != nil {
@@ -181,6 +185,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.Handle("/", uiHandler)
 
 	// Streams outlive a graceful HTTP shutdown, so their handlers get a
 	// context that is cancelled once the grace period is over.
