@@ -236,6 +236,14 @@ func waitCountFor(t *testing.T, url, sql string, want int64, patience time.Durat
 	deadline := time.Now().Add(patience)
 	var got string
 	for time.Now().Before(deadline) {
+		// A stream's view appears with its first records: until then the
+		// query fails, and waiting goes on.
+		status, raw, _ := postSQL(t, url, sql, "")
+		if status != http.StatusOK {
+			got = string(raw)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		res := mustSQL(t, url, sql)
 		if len(res.Rows) == 1 && len(res.Columns) == 1 {
 			got = fmt.Sprint(res.Rows[0][res.Columns[0].Name])
