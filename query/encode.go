@@ -17,6 +17,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
@@ -31,6 +34,8 @@ const (
 	FormatCSV
 	// FormatArrow writes an Arrow IPC stream.
 	FormatArrow
+	// FormatParquet writes a Parquet file (zstd), row group by row group.
+	FormatParquet
 )
 
 // NewWriter returns a ResultWriter that encodes a result in f to w.
@@ -41,6 +46,8 @@ func NewWriter(f Format, w io.Writer) ResultWriter {
 		return &csvWriter{w: csv.NewWriter(w)}
 	case FormatArrow:
 		return &arrowWriter{w: w, mem: memory.DefaultAllocator}
+	case FormatParquet:
+		return &arrowWriter{w: w, mem: memory.DefaultAllocator, parquet: true}
 	default:
 		return &ndjsonWriter{w: w}
 	}
@@ -224,15 +231,19 @@ func (c *csvWriter) End(bool) error {
 // arrowBatchRows is the row count of each Arrow record batch written.
 const arrowBatchRows = 8192
 
-// arrowWriter builds record batches from rows and writes an IPC stream.
+// arrowWriter builds record batches from rows and writes an IPC stream,
+// or with parquet set a Parquet file: one row group per batch, footer at
+// the end, so it streams to w like the IPC stream does.
 type arrowWriter struct {
-	w      io.Writer
-	mem    memory.Allocator
-	cols   []Column
-	schema *arrow.Schema
-	rb     *array.RecordBuilder
-	ipc    *ipc.Writer
-	rows   int
+	w       io.Writer
+	mem     memory.Allocator
+	parquet bool
+	cols    []Column
+	schema  *arrow.Schema
+	rb      *array.RecordBuilder
+	ipc     *ipc.Writer
+	pq      *pqarrow.FileWriter
+	rows    int
 }
 
 func (a *arrowWriter) Begin(cols []Column) error {
@@ -243,6 +254,16 @@ func (a *arrowWriter) Begin(cols []Column) error {
 	}
 	a.schema = arrow.NewSchema(fields, nil)
 	a.rb = array.NewRecordBuilder(a.mem, a.schema)
+	if a.parquet {
+		props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithAllocator(a.mem))
+		pw, err := pqarrow.NewFileWriter(a.schema, a.w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(a.mem)))
+		if err != nil {
+			a.rb.Release()
+			return fmt.Errorf("parquet: %w", err)
+		}
+		a.pq = pw
+		return nil
+	}
 	a.ipc = ipc.NewWriter(a.w, ipc.WithSchema(a.schema), ipc.WithAllocator(a.mem))
 	return nil
 }
@@ -352,6 +373,9 @@ func (a *arrowWriter) flush() error {
 	rec := a.rb.NewRecordBatch()
 	defer rec.Release()
 	a.rows = 0
+	if a.pq != nil {
+		return a.pq.Write(rec)
+	}
 	return a.ipc.Write(rec)
 }
 
@@ -361,6 +385,9 @@ func (a *arrowWriter) End(bool) error {
 		if err := a.flush(); err != nil {
 			return err
 		}
+	}
+	if a.pq != nil {
+		return a.pq.Close()
 	}
 	return a.ipc.Close()
 }

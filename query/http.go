@@ -17,6 +17,9 @@ const (
 	MediaJSON  = "application/json"
 	MediaCSV   = "text/csv"
 	MediaArrow = "application/vnd.apache.arrow.stream"
+	// MediaParquet is a Parquet file (zstd); it streams like the others,
+	// with the file's footer written last.
+	MediaParquet = "application/vnd.apache.parquet"
 )
 
 // maxSQLBody bounds the request body of the SQL endpoint.
@@ -30,8 +33,9 @@ type SQLRequest struct {
 }
 
 // HTTPHandler serves POST /v1/sql: a JSON body {"sql": "..."} answered in
-// JSON (default), CSV (Accept: text/csv) or an Arrow IPC stream (Accept:
-// application/vnd.apache.arrow.stream).
+// JSON (default), CSV (Accept: text/csv), an Arrow IPC stream (Accept:
+// application/vnd.apache.arrow.stream) or a Parquet file (Accept:
+// application/vnd.apache.parquet).
 //
 // The JSON answer is {"columns": [...], "rows": [{...}, ...],
 // "truncated": bool, "elapsed_ms": n}; an error that strikes after rows
@@ -80,6 +84,8 @@ func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
 		out = &headerOnBegin{hw: hw, inner: NewWriter(FormatCSV, w)}
 	case MediaArrow:
 		out = &headerOnBegin{hw: hw, inner: NewWriter(FormatArrow, w)}
+	case MediaParquet:
+		out = &headerOnBegin{hw: hw, inner: NewWriter(FormatParquet, w)}
 	default:
 		out = &jsonDocWriter{hw: hw}
 	}
@@ -113,7 +119,7 @@ func negotiate(accept string) string {
 			continue
 		}
 		switch mt {
-		case MediaCSV, MediaArrow, MediaJSON:
+		case MediaCSV, MediaArrow, MediaParquet, MediaJSON:
 			return mt
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/parquet-go/parquet-go"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
@@ -154,6 +155,26 @@ func TestSQLSandbox(t *testing.T) {
 	rd.Release()
 	if strings.Join(bodies, ",") != "one,two" {
 		t.Errorf("Arrow bodies %v", bodies)
+	}
+	// Parquet, read back with the other Parquet library.
+	status, raw, _ = postSQL(t, s.url, "SELECT body, length(body) AS n FROM app ORDER BY body", "application/vnd.apache.parquet")
+	if status != 200 {
+		t.Fatalf("Parquet: %d %s", status, raw)
+	}
+	type pqRow struct {
+		Body string `parquet:"body,optional"`
+		N    int64  `parquet:"n,optional"`
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatalf("Parquet: %v", err)
+	}
+	pqRows := make([]pqRow, 4)
+	pr := parquet.NewGenericReader[pqRow](pf)
+	n, _ := pr.Read(pqRows)
+	pr.Close()
+	if n != 2 || pqRows[0] != (pqRow{"one", 3}) || pqRows[1] != (pqRow{"two", 3}) {
+		t.Errorf("Parquet rows %v", pqRows[:n])
 	}
 
 	// Row limit.

@@ -269,6 +269,9 @@ func checkUI(t *testing.T, s *testServer, streams []string, total int64) {
 	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != len(streams)+1 || strings.TrimSpace(lines[0]) != "stream,n" {
 		t.Errorf("CSV download:\n%s", csv)
 	}
+	if pq := b.download("#sql-parquet", ".parquet"); !strings.HasPrefix(pq, "PAR1") || !strings.HasSuffix(pq, "PAR1") {
+		t.Errorf("Parquet download of %d bytes is not a Parquet file", len(pq))
+	}
 	b.console("SELECT count(*) FROM range(2000000000000) t(i) WHERE i % 7 = 3")
 	b.do(chromedp.Click(chromedp.CSS("#sql-run")))
 	b.waitFor(`document.querySelector('#console').dataset.state === 'loading'`, "the slow query to start")

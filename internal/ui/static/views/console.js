@@ -46,7 +46,8 @@ function mount(root, c) {
         h('label', {for: 'sql-max'}, 'Max rows'), maxRows,
         h('span', {class: 'spacer'}),
         h('button', {type: 'button', id: 'sql-csv', onclick: () => save('text/csv', 'csv')}, 'Download CSV'),
-        h('button', {type: 'button', id: 'sql-arrow', onclick: () => save('application/vnd.apache.arrow.stream', 'arrow')}, 'Download Arrow')),
+        h('button', {type: 'button', id: 'sql-arrow', onclick: () => save('application/vnd.apache.arrow.stream', 'arrow')}, 'Download Arrow'),
+        h('button', {type: 'button', id: 'sql-parquet', onclick: () => save('application/vnd.apache.parquet', 'parquet')}, 'Download Parquet')),
       statusEl),
     chartEl, tableEl);
 }
