@@ -17,7 +17,7 @@ run: ## Start the server with its defaults
 
 .PHONY: test
 test: ## Run every test with the race detector (the README's command)
-	go test -race ./...
+	go test -race -timeout 30m ./...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks of every stage

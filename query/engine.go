@@ -24,6 +24,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
 )
 
 // Config sets the engine's resources and the bounds of user queries.
@@ -111,6 +112,7 @@ type Engine struct {
 	files   map[string][]string    // published file paths by stream (default tenant)
 	staged  map[string]*stagedFile // by sink file ID
 	streams map[string]bool        // streams that have a view
+	wide    map[string]bool        // streams with files of promoted attribute columns
 	gen     uint64                 // bumped by every change that retires files
 	active  map[uint64]int         // running queries by the gen they started at
 	retired []retiredSegment       // segments to delete once unseen
@@ -185,6 +187,7 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		files:   map[string][]string{},
 		staged:  map[string]*stagedFile{},
 		streams: map[string]bool{},
+		wide:    map[string]bool{},
 		active:  map[uint64]int{},
 	}
 	e.dirty = map[string]bool{}
@@ -219,6 +222,15 @@ func (e *Engine) viewLoop() {
 		case <-e.stop:
 			return
 		}
+	}
+}
+
+// noteColumns remembers that stream has a file with promoted attribute
+// columns if it has more than the log schema's; its views then read
+// their files by name. Called with mu held.
+func (e *Engine) noteColumns(stream string, columns int) {
+	if columns > len(transform.Schema().Fields()) {
+		e.wide[stream] = true
 	}
 }
 
@@ -293,7 +305,9 @@ func (e *Engine) init(dataDir string) error {
 		return fmt.Errorf("query: connect: %w", err)
 	}
 	e.conn = conn
-	stmts := []string{"SET TimeZone = 'UTC'"}
+	// Views read files by name (union_by_name), which needs every file's
+	// footer at bind time: keep footers cached.
+	stmts := []string{"SET TimeZone = 'UTC'", "SET parquet_metadata_cache = true"}
 	if e.cfg.Threads > 0 {
 		stmts = append(stmts, fmt.Sprintf("SET threads = %d", e.cfg.Threads))
 	}
@@ -351,6 +365,7 @@ func (e *Engine) AddFiles(files []sink.FileInfo) error {
 			continue
 		}
 		e.files[f.Partition.Stream] = append(e.files[f.Partition.Stream], f.Path)
+		e.noteColumns(f.Partition.Stream, f.Columns)
 		if !slices.Contains(streams, f.Partition.Stream) {
 			streams = append(streams, f.Partition.Stream)
 		}
@@ -388,6 +403,7 @@ func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 		e.staged[f.ID] = sf
 	}
 	sf.segments = append(sf.segments, path)
+	e.noteColumns(p.Stream, int(rec.NumCols()))
 	e.changedLocked(p.Stream)
 	return nil
 }
@@ -408,6 +424,7 @@ func (e *Engine) Published(f sink.FileInfo) error {
 	sf := e.staged[f.ID]
 	delete(e.staged, f.ID)
 	e.files[p.Stream] = append(e.files[p.Stream], f.Path)
+	e.noteColumns(p.Stream, f.Columns)
 	if sf != nil {
 		e.retiring = append(e.retiring, sf)
 	}
@@ -491,7 +508,11 @@ func (e *Engine) applyViewsLocked(ctx context.Context, streams []string) error {
 	for _, sf := range e.staged {
 		all = append(all, sf.segments...)
 	}
-	stmts := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery(all)}
+	anyWide := false
+	for _, w := range e.wide {
+		anyWide = anyWide || w
+	}
+	stmts := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery(all, anyWide)}
 	for _, s := range streams {
 		if slices.Contains(reservedViews, s) {
 			continue
@@ -502,7 +523,7 @@ func (e *Engine) applyViewsLocked(ctx context.Context, streams []string) error {
 				paths = append(paths, sf.segments...)
 			}
 		}
-		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths)))
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths, e.wide[s])))
 	}
 	tx, err := e.conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -520,13 +541,6 @@ func (e *Engine) applyViewsLocked(ctx context.Context, streams []string) error {
 	return nil
 }
 
-// viewColumns is the column list of every view, in order.
-var viewColumns = []string{
-	"stream", "timestamp", "observed_timestamp", "severity_number", "severity_text", "body",
-	"attributes", "resource", "service_name", "trace_id", "span_id", "flags",
-	"_partition", "_offset", "date", "hour",
-}
-
 // emptyView has the views' columns and no rows, for views with no files.
 const emptyView = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "timestamp",
 NULL::TIMESTAMPTZ AS "observed_timestamp", NULL::INTEGER AS "severity_number",
@@ -536,27 +550,31 @@ NULL::VARCHAR AS "service_name", NULL::VARCHAR AS "trace_id", NULL::VARCHAR AS "
 NULL::UINTEGER AS "flags", NULL::INTEGER AS "_partition", NULL::BIGINT AS "_offset",
 NULL::DATE AS "date", NULL::INTEGER AS "hour" WHERE false`
 
-// viewQuery is the SELECT behind a view over the given Parquet files.
-func viewQuery(paths []string) string {
+// viewQuery is the SELECT behind a view over the given Parquet files:
+// the columns of emptyView in that order, with the attribute columns
+// that files promoted (transform.ColumnPrefix) after _offset. With wide,
+// files may differ in those columns and DuckDB reads them together by
+// name, NULL where a file lacks one; that costs a look at every file's
+// footer, so views of streams without such columns go by position.
+func viewQuery(paths []string, wide bool) string {
 	if len(paths) == 0 {
 		return emptyView
-	}
-	cols := make([]string, len(viewColumns))
-	for i, c := range viewColumns {
-		cols[i] = quoteIdent(c)
 	}
 	paths = slices.Clone(paths)
 	sort.Strings(paths)
 	var q strings.Builder
-	q.WriteString("SELECT " + strings.Join(cols, ", ") + " FROM read_parquet([")
+	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM read_parquet([`)
 	for i, p := range paths {
 		if i > 0 {
 			q.WriteString(", ")
 		}
 		q.WriteString(quoteString(p))
 	}
-	q.WriteString("], hive_partitioning = true, " +
-		"hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+	q.WriteString("], hive_partitioning = true, ")
+	if wide {
+		q.WriteString("union_by_name = true, ")
+	}
+	q.WriteString("hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
 	return q.String()
 }
 

@@ -88,7 +88,15 @@ func (f *openFile) info() FileInfo {
 		Rows:      f.rows,
 		MinOffset: f.minOff,
 		MaxOffset: f.maxOff,
+		Columns:   f.columns(),
 	}
+}
+
+func (f *openFile) columns() int {
+	if f.schema == nil {
+		return 0
+	}
+	return f.schema.NumFields()
 }
 
 // create makes the directories and the temporary file and starts the

@@ -36,6 +36,8 @@ type FileInfo struct {
 	// MinOffset and MaxOffset are the range of the _offset column (an
 	// int64 column of that name), or -1 when the schema has none.
 	MinOffset, MaxOffset int64
+	// Columns is the number of top-level columns of the file's schema.
+	Columns int
 }
 
 // Observer learns about rows as they are staged into a file and when the

@@ -88,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sink.FileInfo{ID: f.ID, Partition: p, Path: f.Path, Rows: 5000, Bytes: st.Size(), MinOffset: 100, MaxOffset: 5099}
+	want := sink.FileInfo{ID: f.ID, Partition: p, Path: f.Path, Rows: 5000, Bytes: st.Size(), MinOffset: 100, MaxOffset: 5099, Columns: 13}
 	if f != want {
 		t.Errorf("FileInfo = %+v, want %+v", f, want)
 	}

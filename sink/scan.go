@@ -97,6 +97,7 @@ func readFooter(path string, p Partition, id string) (FileInfo, error) {
 	defer r.Close()
 	md := r.MetaData()
 	info.Rows = md.NumRows
+	info.Columns = md.Schema.Root().NumFields()
 	if v := md.KeyValueMetadata().FindValue(metaPart); v != nil {
 		n, err := strconv.ParseInt(*v, 10, 32)
 		if err != nil {

@@ -39,6 +39,9 @@ type Config struct {
 	// Writer failed; past it Consume blocks, retrying, which backs
 	// pressure up into the buffer.
 	MaxPending int
+	// MaxColumns bounds the attributes promoted to typed columns (see
+	// ColumnPrefix); 0 promotes none.
+	MaxColumns int
 }
 
 // DefaultConfig returns settings that keep records visible to queries
@@ -50,6 +53,7 @@ func DefaultConfig() Config {
 		MaxAge:     250 * time.Millisecond,
 		MaxOpen:    16,
 		MaxPending: 64,
+		MaxColumns: 16,
 	}
 }
 
@@ -66,6 +70,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("transform: MaxOpen must be positive, got %d", c.MaxOpen)
 	case c.MaxPending < 1:
 		return fmt.Errorf("transform: MaxPending must be positive, got %d", c.MaxPending)
+	case c.MaxColumns < 0 || c.MaxColumns > 64:
+		return fmt.Errorf("transform: MaxColumns must be 0 to 64, got %d", c.MaxColumns)
 	}
 	return nil
 }
@@ -84,7 +90,16 @@ type Batcher struct {
 
 	open    []*openBatch // by first-row time, oldest first
 	pending []pendingBatch
+
+	prom      promoter
+	schema    *arrow.Schema // of the batches built now
+	conflicts int64         // values that did not fit their promoted column
 }
+
+// TypeConflicts returns how many attribute values did not parse as the
+// type of their promoted column (they are NULL in the column and kept in
+// the attributes map).
+func (bt *Batcher) TypeConflicts() int64 { return bt.conflicts }
 
 type openBatch struct {
 	hour    time.Time
@@ -116,7 +131,8 @@ func NewBatcher(cfg Config, tenant, stream string, part int32, w Writer, mem mem
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Batcher{cfg: cfg, tenant: tenant, stream: stream, part: part, w: w, mem: mem, log: log, now: time.Now}, nil
+	return &Batcher{cfg: cfg, tenant: tenant, stream: stream, part: part, w: w, mem: mem, log: log, now: time.Now,
+		prom: promoter{max: cfg.MaxColumns}, schema: schema}, nil
 }
 
 // Consume normalises the records of b and adds them to the batches under
@@ -126,10 +142,26 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 	if err := bt.retryPending(ctx, bt.cfg.MaxPending-1); err != nil {
 		return err
 	}
+	if bt.prom.decide() {
+		// New columns: the batches under construction finish with the
+		// old schema.
+		for len(bt.open) > 0 {
+			if err := bt.flush(ctx, bt.open[0]); err != nil {
+				return err
+			}
+		}
+		bt.schema = schemaWith(bt.prom.cols)
+		names := make([]string, len(bt.prom.cols))
+		for i, c := range bt.prom.cols {
+			names[i] = c.name
+		}
+		bt.log.Debug("transform: attributes promoted to columns", "stream", bt.stream, "partition", bt.part, "columns", names)
+	}
 	now := bt.now()
 	for i := range b.Records {
 		r := &b.Records[i]
 		Normalize(r, now)
+		bt.prom.observe(r)
 		ob, err := bt.openFor(ctx, hourOf(r.Timestamp), now)
 		if err != nil {
 			return err
@@ -138,6 +170,9 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 			ob.firstOf = off
 		}
 		ob.b.append(r, b.Partition, b.Offset+int64(i))
+		if len(ob.b.extra) > 0 {
+			bt.conflicts += int64(appendPromoted(ob.b.extra, ob.b.cols, r))
+		}
 		ob.rows++
 		ob.bytes += r.Size()
 		if ob.rows >= bt.cfg.MaxRows || ob.bytes >= bt.cfg.MaxBytes {
@@ -235,7 +270,7 @@ func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch
 			return nil, err
 		}
 	}
-	ob := &openBatch{hour: hour, first: now, b: newBuilder(bt.mem)}
+	ob := &openBatch{hour: hour, first: now, b: newBuilder(bt.mem, bt.schema, bt.prom.cols)}
 	bt.open = append(bt.open, ob)
 	return ob, nil
 }
@@ -323,11 +358,22 @@ type builder struct {
 	part     *array.Int32Builder
 	offset   *array.Int64Builder
 	hexBuf   [32]byte
+	extra    []array.Builder // promoted columns, in cols order
+	cols     []promotedCol
 }
 
-func newBuilder(mem memory.Allocator) *builder {
-	rb := array.NewRecordBuilder(mem, schema)
+// newBuilder returns a builder of batches of sc: the log schema, and
+// after it the columns of cols.
+func newBuilder(mem memory.Allocator, sc *arrow.Schema, cols []promotedCol) *builder {
+	rb := array.NewRecordBuilder(mem, sc)
+	var extra []array.Builder
+	if len(cols) > 0 {
+		extra = rb.Fields()[len(schema.Fields()):]
+		cols = cols[:len(extra)]
+	}
 	return &builder{
+		extra:    extra,
+		cols:     cols,
 		rb:       rb,
 		ts:       rb.Field(idxTimestamp).(*array.TimestampBuilder),
 		observed: rb.Field(idxObservedTimestamp).(*array.TimestampBuilder),

@@ -261,3 +261,56 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 		t.Errorf("after restart, %d records of the HDFS warning pattern %s, want 160", n, id)
 	}
 }
+
+// TestPromotedColumns pushes parsed records until their frequent
+// attributes become typed columns, then queries old and new files
+// together: the typed column where files have it, the attributes map
+// everywhere, and a value of the wrong type NULL in its column but kept
+// in the map.
+func TestPromotedColumns(t *testing.T) {
+	cfgPath := writeConfig(t, t.TempDir(), "streams:\n  web:\n    processors:\n      - parse: {format: logfmt}\n")
+	s := startServer(t, "", withConfigFile(t, cfgPath))
+	ingest, _ := newClients(s.url)
+	push := func(from, n int, status func(int) string) {
+		recs := make([]*weirv1.Record, n)
+		for i := range recs {
+			recs[i] = textRecord(fmt.Sprintf("status=%s bytes=%d path=/p%d", status(from+i), (from+i)*10, (from+i)%7))
+		}
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "web", Records: recs})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := func(int) string { return "200" }
+	push(0, 1000, ok) // the decision's sample
+	waitCount(t, s.url, "SELECT count(*) FROM web", 1000)
+	push(1000, 500, ok)
+	push(1500, 1, func(int) string { return "teapot" })
+	waitCount(t, s.url, "SELECT count(*) FROM web", 1501)
+
+	res := mustSQL(t, s.url, "SELECT column_name, column_type FROM (DESCRIBE web) WHERE column_name LIKE 'attr_%' ORDER BY 1")
+	got := fmt.Sprint(res.Rows)
+	for _, want := range []string{"attr_bytes BIGINT", "attr_path VARCHAR", "attr_status BIGINT"} {
+		name, typ, _ := strings.Cut(want, " ")
+		if !strings.Contains(got, "column_name:"+name+" column_type:"+typ) {
+			t.Errorf("web has no column %s: %s", want, got)
+		}
+	}
+	// The first 1,000 are in batches written before the columns existed.
+	if n := sqlInt(t, s.url, "SELECT count(*) FROM web WHERE attr_status = 200"); n != 500 {
+		t.Errorf("%d rows with attr_status = 200, want 500", n)
+	}
+	if n := sqlInt(t, s.url, "SELECT count(*) FROM web WHERE attributes['status'] = '200'"); n != 1500 {
+		t.Errorf("%d rows with attributes['status'] = '200', want 1500", n)
+	}
+	if n := sqlInt(t, s.url, "SELECT count(*) FROM web WHERE attr_status IS NULL AND attributes['status'] = 'teapot'"); n != 1 {
+		t.Errorf("the conflicting value: %d rows", n)
+	}
+	if n := sqlInt(t, s.url, "SELECT sum(attr_bytes) FROM web"); n != 10*(1000+1500)*(1500-1000+1)/2 {
+		t.Errorf("sum(attr_bytes) = %d", n)
+	}
+	// Streams with and without the columns read together.
+	if err := pushErr(t, s.url, "plain", textRecord("no columns here")); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM logs WHERE stream = 'plain' AND attr_status IS NULL", 1)
+}
