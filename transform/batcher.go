@@ -40,7 +40,9 @@ type Config struct {
 	// pressure up into the buffer.
 	MaxPending int
 	// MaxColumns bounds the attributes promoted to typed columns (see
-	// ColumnPrefix); 0 promotes none.
+	// ColumnPrefix); 0, the default, promotes none. Promotion makes typed
+	// queries of those attributes faster at a cost in ingest (the values
+	// are stored twice; bench/RESULTS.md measures it).
 	MaxColumns int
 }
 
@@ -53,7 +55,6 @@ func DefaultConfig() Config {
 		MaxAge:     250 * time.Millisecond,
 		MaxOpen:    16,
 		MaxPending: 64,
-		MaxColumns: 16,
 	}
 }
 

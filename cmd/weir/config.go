@@ -56,9 +56,10 @@ type config struct {
 	} `yaml:"buffer"`
 
 	Transform struct {
-		MaxRows  int           `yaml:"max_rows"`
-		MaxBytes int           `yaml:"max_bytes"`
-		MaxAge   time.Duration `yaml:"max_age"`
+		MaxRows    int           `yaml:"max_rows"`
+		MaxBytes   int           `yaml:"max_bytes"`
+		MaxAge     time.Duration `yaml:"max_age"`
+		MaxColumns int           `yaml:"max_columns"`
 	} `yaml:"transform"`
 
 	Sink struct {
@@ -120,7 +121,7 @@ func defaultConfig() config {
 	c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes = bc.WAL.Interval, bc.WAL.SegmentBytes
 
 	tc := transform.DefaultConfig()
-	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge = tc.MaxRows, tc.MaxBytes, tc.MaxAge
+	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge, c.Transform.MaxColumns = tc.MaxRows, tc.MaxBytes, tc.MaxAge, tc.MaxColumns
 
 	sc := sink.DefaultConfig()
 	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel =
@@ -233,7 +234,7 @@ func (c *config) buffer() buffer.Config {
 
 func (c *config) transform() transform.Config {
 	tc := transform.DefaultConfig()
-	tc.MaxRows, tc.MaxBytes, tc.MaxAge = c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge
+	tc.MaxRows, tc.MaxBytes, tc.MaxAge, tc.MaxColumns = c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge, c.Transform.MaxColumns
 	return tc
 }
 

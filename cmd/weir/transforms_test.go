@@ -269,7 +269,10 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 // in the map.
 func TestPromotedColumns(t *testing.T) {
 	cfgPath := writeConfig(t, t.TempDir(), "streams:\n  web:\n    processors:\n      - parse: {format: logfmt}\n")
-	s := startServer(t, "", withConfigFile(t, cfgPath))
+	s := startServer(t, "", func(c *config) {
+		withConfigFile(t, cfgPath)(c)
+		c.Transform.MaxColumns = 16
+	})
 	ingest, _ := newClients(s.url)
 	push := func(from, n int, status func(int) string) {
 		recs := make([]*weirv1.Record, n)
