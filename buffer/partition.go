@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,9 @@ type worker struct {
 func (b *Buffer) run(p *partition) {
 	defer b.wg.Done()
 	defer b.exited()
+	// Profiles break down by stage: this goroutine runs the stream's
+	// consumer (transform and sink).
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "pipeline")))
 
 	w := &worker{b: b, p: p, ctx: b.runCtx}
 	defer func() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -238,6 +239,7 @@ func (l *Lake) Start(ctx context.Context) error {
 
 func (l *Lake) agePublisher(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "sink")))
 	t := time.NewTicker(l.cfg.tick())
 	defer t.Stop()
 	for {

@@ -79,6 +79,13 @@ type config struct {
 		MaxTimeout     time.Duration `yaml:"max_timeout"`
 	} `yaml:"query"`
 
+	// Profiling configures pprof and continuous profiling.
+	Profiling struct {
+		PprofAddr      string        `yaml:"pprof_addr"`
+		PyroscopeURL   string        `yaml:"pyroscope_url"`
+		UploadInterval time.Duration `yaml:"upload_interval"`
+	} `yaml:"profiling"`
+
 	// UI configures the web UI served at /.
 	UI struct {
 		// Dashboards is a dashboards file (docs/ui.md), relative to this
@@ -106,6 +113,7 @@ func defaultConfig() config {
 	c.Data = "./weir-data"
 	c.LogLevel = "info"
 	c.ShutdownTimeout = time.Minute
+	c.Profiling.UploadInterval = 15 * time.Second
 
 	ic := ingest.DefaultConfig()
 	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout =
@@ -276,6 +284,9 @@ func (c *config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown_timeout must be positive")
+	}
+	if c.Profiling.UploadInterval <= 0 {
+		return fmt.Errorf("profiling.upload_interval must be positive")
 	}
 	if c.Ingest.MaxFuture < 0 {
 		return fmt.Errorf("ingest.max_future must not be negative")

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -37,6 +36,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", cfg.Addr, "listen address for Connect, gRPC, gRPC-Web and HTTP")
 	data := fs.String("data", cfg.Data, "data directory (the lake and its state)")
 	logLevel := fs.String("log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+	pprofAddr := fs.String("pprof-addr", cfg.Profiling.PprofAddr, "serve /debug/pprof/ on this separate listen address (default: off)")
+	pyroscopeURL := fs.String("pyroscope-url", cfg.Profiling.PyroscopeURL, "push continuous profiles to this Pyroscope server (default: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +57,10 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.Data = *data
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "pprof-addr":
+			cfg.Profiling.PprofAddr = *pprofAddr
+		case "pyroscope-url":
+			cfg.Profiling.PyroscopeURL = *pyroscopeURL
 		}
 	})
 	if err := cfg.validate(); err != nil {
@@ -88,6 +93,17 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return err
 	}
 	defer unlock()
+
+	stopPprof, err := startPprof(cfg.Profiling.PprofAddr, log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopPprof(context.Background())) }()
+	stopPyroscope, err := startPyroscope(cfg.Profiling.PyroscopeURL, cfg.Profiling.UploadInterval, ln.Addr().String(), log)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopPyroscope()) }()
 
 	engine, err := query.Open(cfg.query(), log)
 	if err != nil {
@@ -180,11 +196,6 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle("/v1/sql", engine.HTTPHandler())
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.Handle("/", uiHandler)
 
 	// Streams outlive a graceful HTTP shutdown, so their handlers get a
@@ -195,7 +206,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           stageLabels(mux),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return handlerCtx },

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -501,6 +502,7 @@ func (l *Log) Sync(ctx context.Context, pos Pos) error {
 // every tick (SyncInterval), until Close.
 func (l *Log) run() {
 	defer l.wg.Done()
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "wal")))
 	var tick <-chan time.Time
 	if l.opts.Policy == SyncInterval {
 		t := time.NewTicker(l.opts.Interval)
