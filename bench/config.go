@@ -15,7 +15,12 @@ type Config struct {
 	// /v1/sql endpoint is used for freshness and /metrics for CPU and RSS;
 	// when either is missing, those figures are reported as unknown.
 	Server string
-	// Protocol is connect, grpc or grpc-web.
+	// Protocol is connect, grpc or grpc-web, or ProtocolJSONLine to load
+	// another system (a peer) through its JSON-lines ingest endpoint:
+	// Server is then that endpoint's URL (e.g. VictoriaLogs'
+	// http://127.0.0.1:9428/insert/jsonline), batches are POSTed one at a
+	// time per worker, a 2xx answer is the acknowledgement, freshness is
+	// not measured, and CPU and RSS come from /metrics at the URL's host.
 	Protocol string
 	// Mode is stream (PushStream, one per worker) or unary (Push).
 	// grpc-web supports unary only.
@@ -42,6 +47,9 @@ type Config struct {
 	// Stream is the target stream.
 	Stream string
 }
+
+// ProtocolJSONLine is the Protocol of peer runs.
+const ProtocolJSONLine = "jsonline"
 
 // DefaultConfig returns the configuration of `weir bench` without flags.
 func DefaultConfig() Config {
@@ -71,8 +79,8 @@ func (c Config) Validate() error {
 	switch {
 	case !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://"):
 		return bad("server %q is not an http:// or https:// URL", c.Server)
-	case c.Protocol != "connect" && c.Protocol != "grpc" && c.Protocol != "grpc-web":
-		return bad("protocol %q: want connect, grpc or grpc-web", c.Protocol)
+	case c.Protocol != "connect" && c.Protocol != "grpc" && c.Protocol != "grpc-web" && c.Protocol != ProtocolJSONLine:
+		return bad("protocol %q: want connect, grpc, grpc-web or %s", c.Protocol, ProtocolJSONLine)
 	case c.Mode != "stream" && c.Mode != "unary":
 		return bad("mode %q: want stream or unary", c.Mode)
 	case c.Protocol == "grpc-web" && c.Mode == "stream":

@@ -58,6 +58,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	}
 	server := strings.TrimRight(cfg.Server, "/")
 	hc := NewHTTPClient()
+	if cfg.Protocol == ProtocolJSONLine {
+		// Peers speak HTTP/1.1 (and HTTP/2 where they negotiate it).
+		hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}}
+	}
 	defer hc.CloseIdleConnections()
 	var opts []connect.ClientOption
 	switch cfg.Protocol {
@@ -70,6 +74,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	rand.Read(runID)
 	r := &runner{
 		cfg:    cfg,
+		hc:     hc,
 		pool:   pool,
 		client: weirv1connect.NewIngestServiceClient(hc, server, opts...),
 		level:  ackLevels[cfg.AckLevel],
@@ -77,13 +82,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		probe:  newProber(server, cfg.Stream, hc),
 		errors: map[string]int64{},
 	}
-	sampler := &serverSampler{url: server + "/metrics", hc: hc}
+	sampler := &serverSampler{url: metricsURL(server), hc: hc}
 	sampler.sample(ctx)
 
 	var bg sync.WaitGroup
 	stopSampler := make(chan struct{})
 	bg.Go(func() { sampler.run(ctx, 500*time.Millisecond, stopSampler) })
-	bg.Go(func() { r.probe.run(ctx) })
+	if cfg.Protocol != ProtocolJSONLine { // a peer has no SQL endpoint: freshness stays unknown
+		bg.Go(func() { r.probe.run(ctx) })
+	}
 	stopProgress := make(chan struct{})
 	start := time.Now()
 	if progress != nil {
@@ -98,9 +105,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	for i := range cfg.Concurrency {
 		w := &worker{r: r, id: i, off: i * len(pool) / cfg.Concurrency}
 		workers.Go(func() {
-			if cfg.Mode == "stream" {
+			switch {
+			case cfg.Protocol == ProtocolJSONLine:
+				w.runJSONLines(sendCtx, hardCtx)
+			case cfg.Mode == "stream":
 				w.runStream(sendCtx, hardCtx)
-			} else {
+			default:
 				w.runUnary(sendCtx, hardCtx)
 			}
 		})
@@ -150,6 +160,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 // runner is the state shared by the workers of one run.
 type runner struct {
 	cfg    Config
+	hc     *http.Client
 	pool   []*weirv1.Record
 	client weirv1connect.IngestServiceClient
 	level  weirv1.AckLevel
@@ -236,7 +247,7 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 		b.recs[i] = w.r.pool[w.off]
 		w.off = (w.off + 1) % len(w.r.pool)
 	}
-	if w.id == 0 && time.Since(w.lastMarker) >= markerInterval {
+	if w.id == 0 && cfg.Protocol != ProtocolJSONLine && time.Since(w.lastMarker) >= markerInterval {
 		w.lastMarker = time.Now()
 		w.r.mu.Lock()
 		w.r.markerSeq++

@@ -30,6 +30,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	ceiling := fs.Bool("ceiling", false, "run against an in-process server that acks without storing, instead of --server")
 	compare := fs.Bool("compare", false, "run the ceiling first, then --server, and print both and the efficiency")
+	peer := fs.String("peer", "", "also send the same load to another system's JSON-lines ingest URL (e.g. VictoriaLogs' http://127.0.0.1:9428/insert/jsonline) and print both")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weir bench [flags]\n\nSends load to a weir server with the Connect clients and reports throughput,\nack latency, freshness (ack until visible to SQL) and the server's CPU and RSS.")
 		fs.PrintDefaults()
@@ -46,6 +47,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *peer != "" {
+		if *ceiling || *compare {
+			return fmt.Errorf("%w: --peer runs without --ceiling and --compare", errUsage)
+		}
+		return runPeer(ctx, cfg, *peer, *asJSON, stdout, stderr)
 	}
 
 	if !*ceiling && !*compare {
@@ -111,4 +118,45 @@ func printReport(w io.Writer, asJSON bool, rep bench.Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
+}
+
+// runPeer runs cfg against the weir server, then the same load against a
+// peer's JSON-lines endpoint, and prints both side by side.
+func runPeer(ctx context.Context, cfg bench.Config, peerURL string, asJSON bool, stdout, stderr io.Writer) error {
+	pcfg := cfg
+	pcfg.Server, pcfg.Protocol = peerURL, bench.ProtocolJSONLine
+	if err := pcfg.Validate(); err != nil {
+		return fmt.Errorf("%w: --peer: %v", errUsage, err)
+	}
+	rep, err := bench.Run(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	prep, err := bench.Run(ctx, pcfg, stderr)
+	if err != nil {
+		return err
+	}
+	var ratio float64
+	if prep.RecordsPerSecond > 0 {
+		ratio = rep.RecordsPerSecond / prep.RecordsPerSecond
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Weir  bench.Report `json:"weir"`
+			Peer  bench.Report `json:"peer"`
+			Ratio float64      `json:"ratio"`
+		}{rep, prep, ratio})
+	}
+	fmt.Fprintln(stdout, "weir:")
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\npeer (%s, JSON lines):\n", peerURL)
+	if err := prep.WriteTable(stdout); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "\nweir / peer: %.2f × the records/s (%.0f / %.0f)\n", ratio, rep.RecordsPerSecond, prep.RecordsPerSecond)
+	return err
 }

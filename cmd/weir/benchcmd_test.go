@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +87,50 @@ func TestBenchCmdUsage(t *testing.T) {
 		if out, err := runWeir(t, args...); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want usage error: %s", args, err, out)
 		}
+	}
+}
+
+// TestBenchCmdPeer runs `weir bench --peer` against a server and a
+// stand-in JSON-lines endpoint that checks every line it gets: both
+// reports count what their side received.
+func TestBenchCmdPeer(t *testing.T) {
+	s := startServer(t, "", nil)
+	var lines, bad atomic.Int64
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/insert/jsonline" || r.Header.Get("Content-Type") != bench.JSONLineContentType {
+			http.Error(w, "wrong path or content type", http.StatusBadRequest)
+			return
+		}
+		sc := bufio.NewScanner(r.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var v map[string]any
+			if json.Unmarshal(sc.Bytes(), &v) != nil || v["_msg"] == nil || v["_time"] == nil {
+				bad.Add(1)
+				continue
+			}
+			lines.Add(1)
+		}
+	}))
+	defer peer.Close()
+	out, err := runWeir(t, "bench", "--server", s.url, "--peer", peer.URL+"/insert/jsonline", "--duration", "1s",
+		"--concurrency", "2", "--batch", "100", "--source", filepath.Join(loghubDir, "HDFS_2k.log"), "--stream", "hdfs", "--json")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var res struct {
+		Weir, Peer bench.Report
+		Ratio      float64
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	checkReport(t, res.Weir)
+	checkReport(t, res.Peer)
+	if res.Peer.Records != lines.Load() || bad.Load() != 0 {
+		t.Errorf("peer report %d records; the peer got %d good and %d bad lines", res.Peer.Records, lines.Load(), bad.Load())
+	}
+	if res.Peer.Freshness != nil || res.Ratio <= 0 {
+		t.Errorf("peer freshness %v, ratio %v", res.Peer.Freshness, res.Ratio)
 	}
 }

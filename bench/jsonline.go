@@ -1,0 +1,122 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+)
+
+// JSONLineContentType is the media type of the JSON-lines bodies sent to
+// a peer. VictoriaLogs' /insert/jsonline needs it (a form content type
+// makes it store nothing); others accept any JSON-lines type.
+const JSONLineContentType = "application/stream+json"
+
+// metricsURL is where a server's Prometheus metrics are: /metrics at the
+// root of server's scheme and host (a peer's Server is its ingest URL).
+func metricsURL(server string) string {
+	u, err := url.Parse(server)
+	if err != nil {
+		return server + "/metrics"
+	}
+	return u.Scheme + "://" + u.Host + "/metrics"
+}
+
+// appendJSONLine appends rec as one JSON object and a newline, in the
+// field names log stores expect from JSON lines: _time (RFC 3339), _msg,
+// level, service.name and the attributes flattened. A record without a
+// timestamp gets now.
+func appendJSONLine(dst []byte, rec *weirv1.Record, now time.Time) []byte {
+	ts := now
+	if n := rec.GetTimeUnixNano(); n > 0 {
+		ts = time.Unix(0, int64(n))
+	}
+	dst = append(dst, `{"_time":"`...)
+	dst = ts.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","_msg":`...)
+	dst = appendJSONString(dst, rec.GetBody())
+	if s := rec.GetSeverityText(); s != "" {
+		dst = append(dst, `,"level":`...)
+		dst = appendJSONString(dst, s)
+	}
+	for _, kvs := range [][]*weirv1.KeyValue{rec.GetResource(), rec.GetAttributes()} {
+		for _, kv := range kvs {
+			dst = append(dst, ',')
+			dst = appendJSONString(dst, kv.GetKey())
+			dst = append(dst, ':')
+			dst = appendJSONString(dst, anyText(kv.GetValue()))
+		}
+	}
+	return append(dst, "}\n"...)
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // strings always marshal
+	return append(dst, b...)
+}
+
+// anyText renders an attribute value as text.
+func anyText(v *weirv1.AnyValue) string {
+	switch x := v.GetValue().(type) {
+	case *weirv1.AnyValue_StringValue:
+		return x.StringValue
+	case *weirv1.AnyValue_IntValue:
+		return strconv.FormatInt(x.IntValue, 10)
+	case *weirv1.AnyValue_DoubleValue:
+		return strconv.FormatFloat(x.DoubleValue, 'g', -1, 64)
+	case *weirv1.AnyValue_BoolValue:
+		return strconv.FormatBool(x.BoolValue)
+	}
+	return ""
+}
+
+// runJSONLines posts one batch at a time as JSON lines to the peer's
+// ingest URL until sendCtx ends; a request still in flight then has until
+// hardCtx ends. A 2xx answer acknowledges the batch.
+func (w *worker) runJSONLines(sendCtx, hardCtx context.Context) {
+	defer w.done()
+	var body []byte
+	for {
+		b, ok := w.nextBatch(sendCtx)
+		if !ok {
+			return
+		}
+		body = body[:0]
+		now := time.Now()
+		for _, rec := range b.recs {
+			body = appendJSONLine(body, rec, now)
+		}
+		req, err := http.NewRequestWithContext(hardCtx, http.MethodPost, w.r.cfg.Server, bytes.NewReader(body))
+		if err != nil {
+			w.r.addError("request", 1)
+			return
+		}
+		req.Header.Set("Content-Type", JSONLineContentType)
+		b.sent = time.Now()
+		resp, err := w.r.hc.Do(req)
+		switch {
+		case err != nil && hardCtx.Err() != nil:
+			w.r.addError(codeUnacknowledged, 1)
+			return
+		case err != nil:
+			w.r.addError("unavailable", 1)
+			sleep(sendCtx, errorBackoff)
+			continue
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			w.r.addError(fmt.Sprintf("http_%d", resp.StatusCode), 1)
+			sleep(sendCtx, errorBackoff)
+			continue
+		}
+		w.acked(b, time.Now())
+	}
+}
