@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
@@ -45,16 +46,32 @@ func BenchmarkDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := &Service{cfg: DefaultConfig(), now: time.Now}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(wire)))
-	for b.Loop() {
-		var msg weirv1.PushRequest
-		if err := proto.Unmarshal(wire, &msg); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := s.batchOf("default", msg.GetStream(), msg.GetRecords(), "", 0); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name  string
+		codec connect.Codec
+	}{{"proto", protoCodec{}}, {"vtproto", Codec()}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(wire)))
+			for b.Loop() {
+				var msg weirv1.PushRequest
+				if err := c.codec.Unmarshal(wire, &msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.batchOf("default", msg.GetStream(), msg.GetRecords(), "", 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+}
+
+// protoCodec is the standard library's decoding, for comparison.
+type protoCodec struct{}
+
+func (protoCodec) Name() string                  { return "proto" }
+func (protoCodec) Marshal(m any) ([]byte, error) { return proto.Marshal(m.(proto.Message)) }
+func (protoCodec) Unmarshal(data []byte, m any) error {
+	return proto.Unmarshal(data, m.(proto.Message))
 }

@@ -118,7 +118,7 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger) (*Serv
 // Handler returns the service's path and HTTP handler, with the message
 // size limit applied.
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, opts...)
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes), connect.WithCodec(Codec())}, opts...)
 	return weirv1connect.NewIngestServiceHandler(s, opts...)
 }
 
