@@ -173,6 +173,12 @@ func checkUI(t *testing.T, s *testServer, streams []string, total int64) {
 	}
 	b.screenshot("overview")
 
+	// A histogram bucket zooms in from the keyboard too: Tab to it, Enter.
+	b.do(chromedp.Focus(chromedp.CSS("#ov-hist g.hits rect")), chromedp.KeyEvent(kb.Enter))
+	b.waitFor(`location.hash.includes('from=') && location.hash.includes('to=') && document.querySelector('#overview').dataset.state === 'ready'`, "the zoomed-in overview")
+	b.do(chromedp.Navigate(s.url + "/#/overview?range=all"))
+	b.waitFor(`!location.hash.includes('from=') && document.querySelector('#overview').dataset.state === 'ready'`, "the overview over all time")
+
 	// The tabs work from the keyboard: the right arrow opens Explore.
 	b.do(chromedp.Focus(chromedp.CSS("#tab-overview")), chromedp.KeyEvent(kb.ArrowRight))
 	b.waitFor(`location.hash.startsWith('#/explore') && document.querySelector('#tab-explore').getAttribute('aria-selected') === 'true' && document.querySelector('#explore').dataset.state === 'ready'`, "Explore from the keyboard")

@@ -125,8 +125,18 @@ export function stackedHistogram({from, to, bucketMs, series, onPick, width = 10
     for (let i = 0; i < n; i++) {
       if (!totals[i]) continue;
       const t = start + i * bucketMs;
+      // Each bucket is a button: clickable, and reachable with Tab
+      // (Enter or Space zooms in).
+      const label = `${fmtNum(totals[i])} records at ${fmtTime(t)} (+${fmtDuration(bucketMs)}); click to zoom in`;
       hits.append(s('rect', {x: x(t), width: bw, y: M.top, height: height - M.top - M.bottom, fill: 'transparent', cursor: 'pointer',
-        onclick: () => onPick(t, t + bucketMs)}, s('title', {}, `${fmtNum(totals[i])} records at ${fmtTime(t)} (+${fmtDuration(bucketMs)}); click to zoom in`)));
+        tabindex: 0, role: 'button', 'aria-label': label,
+        onclick: () => onPick(t, t + bucketMs),
+        onkeydown: (ev) => {
+          if (ev.key === 'Enter' || ev.key === ' ') {
+            ev.preventDefault();
+            onPick(t, t + bucketMs);
+          }
+        }}, s('title', {}, label)));
     }
     svg.append(hits);
   }
