@@ -2,6 +2,7 @@ package transform
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -89,14 +89,11 @@ func (s *patternStep) apply(w *work) error {
 
 // FormatPatternID renders a pattern id as stored: 16 hex digits.
 func FormatPatternID(id uint64) string {
-	var b [16]byte
-	s := strconv.AppendUint(b[:0], id, 16)
-	out := make([]byte, 16)
-	for i := range out {
-		out[i] = '0'
-	}
-	copy(out[16-len(s):], s)
-	return string(out)
+	var raw [8]byte
+	var text [16]byte
+	binary.BigEndian.PutUint64(raw[:], id)
+	hex.Encode(text[:], raw[:])
+	return string(text[:])
 }
 
 var errTooManyMiners = errors.New("too many pattern miners")
