@@ -1,11 +1,65 @@
 package transform
 
-import "testing"
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+)
 
 func TestFormatPatternID(t *testing.T) {
 	for id, want := range map[uint64]string{0: "0000000000000000", 0xab: "00000000000000ab", 1<<64 - 1: "ffffffffffffffff"} {
 		if got := FormatPatternID(id); got != want {
 			t.Errorf("FormatPatternID(%#x) = %s, want %s", id, got, want)
 		}
+	}
+}
+
+// TestMinerStateSaved checks that the miners' state is saved periodically
+// and that a new pipeline over the same directory gives a message the id
+// its pattern had, even when the first message it sees is another of the
+// pattern's.
+func TestMinerStateSaved(t *testing.T) {
+	dir := t.TempDir()
+	rules := Rules{"app": {Processors: []Processor{{Pattern: &PatternStep{}}}}}
+	newP := func() *Pipeline {
+		p, err := NewPipeline(PipelineConfig{Rules: rules, Limits: record.Limits{MaxFuture: time.Hour}, StateDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	idOf := func(p *Pipeline, body string) string {
+		out, err := p.Process(nil, record.NewBatch(record.DefaultTenant, "app", []record.Record{{Body: body}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return attrOf(&out[0].Records[0], AttrPatternID)
+	}
+	p := newP()
+	first := idOf(p, "connection from alpha closed after 10 ms with status ok and no error reported")
+	if got := idOf(p, "connection from beta closed after 10 ms with status ok and no error reported"); got != first {
+		t.Fatalf("one pattern, two ids: %s %s", first, got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.SaveEvery(ctx, 10*time.Millisecond) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if m, _ := filepath.Glob(filepath.Join(dir, "tenant=default", "stream=app", "*.json")); len(m) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no saved state")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// A crash: the new pipeline starts from the saved state.
+	if got := idOf(newP(), "connection from gamma closed after 10 ms with status ok and no error reported"); got != first {
+		t.Errorf("after a restart the pattern's id is %s, want %s", got, first)
 	}
 }

@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -127,6 +128,24 @@ func (p *Pipeline) Reload(rules Rules) error {
 
 // Close saves the pattern miners' state.
 func (p *Pipeline) Close() error { return p.miners.save() }
+
+// SaveEvery saves the pattern miners' state every interval until ctx is
+// done, so that a crash loses at most that much of what they learned. It
+// returns when ctx is done; run it on a goroutine the caller joins.
+func (p *Pipeline) SaveEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := p.miners.save(); err != nil {
+				p.cfg.Log.Warn("transform: save pattern miners", "err", err)
+			}
+		}
+	}
+}
 
 // Stats returns the pipeline's counters.
 func (p *Pipeline) Stats() PipelineStats {

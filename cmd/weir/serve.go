@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"connectrpc.com/grpcreflect"
@@ -169,6 +170,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
 		return next.Streams, nil
 	}
+	saveCtx, stopSaving := context.WithCancel(context.Background())
+	var saving sync.WaitGroup
+	saving.Go(func() { pipe.SaveEvery(saveCtx, time.Minute) })
+	defer func() { stopSaving(); saving.Wait() }()
 	stopHUP := onHangup(func() {
 		if _, err := reload(); err != nil {
 			log.Error("reload failed; the running processors stay", "err", err)
