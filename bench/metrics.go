@@ -13,8 +13,10 @@ import (
 )
 
 const (
-	metricCPU = "process_cpu_seconds_total"
-	metricRSS = "process_resident_memory_bytes"
+	metricCPU       = "process_cpu_seconds_total"
+	metricRSS       = "process_resident_memory_bytes"
+	metricLakeBytes = "weir_lake_bytes"
+	metricLakeRows  = "weir_lake_rows"
 )
 
 // parseMetrics reads the Prometheus text exposition format and returns the
@@ -63,6 +65,8 @@ type serverSampler struct {
 	cpuN     int
 	peakRSS  float64
 	rssN     int
+	lakeB    float64 // published lake at the last sample
+	lakeRows float64
 }
 
 func (s *serverSampler) sample(ctx context.Context) {
@@ -80,7 +84,7 @@ func (s *serverSampler) sample(ctx context.Context) {
 	if resp.StatusCode != http.StatusOK {
 		return
 	}
-	m, err := parseMetrics(resp.Body, metricCPU, metricRSS)
+	m, err := parseMetrics(resp.Body, metricCPU, metricRSS, metricLakeBytes, metricLakeRows)
 	if err != nil {
 		return
 	}
@@ -97,6 +101,21 @@ func (s *serverSampler) sample(ctx context.Context) {
 		s.peakRSS = max(s.peakRSS, v)
 		s.rssN++
 	}
+	if b, ok := m[metricLakeBytes]; ok {
+		s.lakeB, s.lakeRows = b, m[metricLakeRows]
+	}
+}
+
+// diskPerRecord returns the bytes on disk per record of the server's
+// published lake at the last sample, nil when unknown or empty.
+func (s *serverSampler) diskPerRecord() *float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lakeRows <= 0 {
+		return nil
+	}
+	v := s.lakeB / s.lakeRows
+	return &v
 }
 
 // run samples every interval until stop is closed, and once more then.

@@ -42,6 +42,11 @@ type Report struct {
 	// /metrics; nil when it has none.
 	ServerCPUSeconds   *float64 `json:"server_cpu_seconds"`
 	ServerPeakRSSBytes *float64 `json:"server_peak_rss_bytes"`
+	// DiskBytesPerRecord is the size on disk per record of the server's
+	// published Parquet files at the end of the run (the whole lake,
+	// including earlier data; records not yet published are not in it);
+	// nil when the server does not export it or has published nothing.
+	DiskBytesPerRecord *float64 `json:"disk_bytes_per_record"`
 }
 
 // ErrorCount returns the number of errors of all codes.
@@ -82,6 +87,11 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "server CPU\t%s\n", cpu)
 	fmt.Fprintf(tw, "server peak RSS\t%s\n", rss)
+	disk := "unknown (nothing published yet)"
+	if r.DiskBytesPerRecord != nil {
+		disk = fmt.Sprintf("%.1f B per record (the published lake)", *r.DiskBytesPerRecord)
+	}
+	fmt.Fprintf(tw, "on disk\t%s\n", disk)
 	errs := "none"
 	if len(r.Errors) > 0 {
 		var parts []string

@@ -154,6 +154,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	}
 	rep.AckLatency = summarise(lat, seen)
 	rep.ServerCPUSeconds, rep.ServerPeakRSSBytes = sampler.result()
+	rep.DiskBytesPerRecord = sampler.diskPerRecord()
 	return rep, nil
 }
 

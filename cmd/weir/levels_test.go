@@ -94,21 +94,41 @@ func TestAckLevels(t *testing.T) {
 		map[string]int64{"committed one": 1, "durable one": 1, "each level": 3, "idem one": 1})
 }
 
-// TestMetrics checks the Prometheus endpoint serves the pipeline's gauges.
+// TestMetrics checks the Prometheus endpoint serves the pipeline's gauges,
+// the processors' counters and, after a restart, the published lake.
 func TestMetrics(t *testing.T) {
-	s := startServer(t, "", nil)
-	if err := pushErr(t, s.url, "metrics", textRecord("x")); err != nil {
+	data := t.TempDir()
+	s := startServer(t, data, nil)
+	if err := pushErr(t, s.url, "metrics", textRecord("x"), &weirv1.Record{Body: "bad", SeverityNumber: 99}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(s.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	metrics := func(url string) string {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return string(raw)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	for _, m := range []string{"weir_ingest_records_total 1", "weir_buffer_uncommitted_records", "weir_buffer_queued_records", "go_goroutines"} {
-		if !strings.Contains(string(raw), m) {
+	raw := metrics(s.url)
+	for _, m := range []string{"weir_ingest_records_total 2", "weir_buffer_uncommitted_records", "weir_buffer_queued_records", "go_goroutines",
+		"weir_transform_dead_letters_total 1", "weir_transform_dropped_total 0", "weir_lake_files 0"} {
+		if !strings.Contains(raw, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
+	}
+	if err := s.stop(); err != nil { // publishes both records' files
+		t.Fatal(err)
+	}
+	s = startServer(t, data, nil)
+	raw = metrics(s.url)
+	for _, m := range []string{"weir_lake_files 2", "weir_lake_rows 2"} {
+		if !strings.Contains(raw, m) {
+			t.Errorf("after a restart /metrics lacks %q", m)
+		}
+	}
+	if strings.Contains(raw, "weir_lake_bytes 0\n") {
+		t.Error("weir_lake_bytes is 0 with two published files")
 	}
 }

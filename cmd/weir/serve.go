@@ -187,7 +187,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), bufferCollector{buf})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe})
 
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler())
@@ -279,4 +280,44 @@ func (c bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPushedBatches, prometheus.CounterValue, float64(s.PushedBatches))
 	ch <- prometheus.MustNewConstMetric(descRejectedFull, prometheus.CounterValue, float64(s.RejectedFull))
 	ch <- prometheus.MustNewConstMetric(descUncommitted, prometheus.GaugeValue, float64(s.Uncommitted))
+}
+
+// lakeCollector exports the published lake's size and the stream
+// processors' counters to Prometheus.
+type lakeCollector struct {
+	lake *sink.Lake
+	pipe *transform.Pipeline
+}
+
+var (
+	descLakeFiles   = prometheus.NewDesc("weir_lake_files", "Published Parquet files.", nil, nil)
+	descLakeBytes   = prometheus.NewDesc("weir_lake_bytes", "Bytes on disk of the published Parquet files.", nil, nil)
+	descLakeRows    = prometheus.NewDesc("weir_lake_rows", "Records in the published Parquet files.", nil, nil)
+	descDeadLetters = prometheus.NewDesc("weir_transform_dead_letters_total", "Records sent to the dead-letter stream.", nil, nil)
+	descDropped     = prometheus.NewDesc("weir_transform_dropped_total", "Records dropped by filter, drop, sample or on_error: drop.", nil, nil)
+	descRouted      = prometheus.NewDesc("weir_transform_routed_total", "Records routed to another stream.", nil, nil)
+	descLimited     = prometheus.NewDesc("weir_transform_limited_total", "Records whose attributes were cut to the limits.", nil, nil)
+)
+
+func (c lakeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLakeFiles, descLakeBytes, descLakeRows, descDeadLetters, descDropped, descRouted, descLimited} {
+		ch <- d
+	}
+}
+
+func (c lakeCollector) Collect(ch chan<- prometheus.Metric) {
+	var bytes, rows int64
+	files := c.lake.Files()
+	for _, f := range files {
+		bytes += f.Bytes
+		rows += f.Rows
+	}
+	ch <- prometheus.MustNewConstMetric(descLakeFiles, prometheus.GaugeValue, float64(len(files)))
+	ch <- prometheus.MustNewConstMetric(descLakeBytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(descLakeRows, prometheus.GaugeValue, float64(rows))
+	st := c.pipe.Stats()
+	ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.CounterValue, float64(st.DeadLetters))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descRouted, prometheus.CounterValue, float64(st.Routed))
+	ch <- prometheus.MustNewConstMetric(descLimited, prometheus.CounterValue, float64(st.Limited))
 }
