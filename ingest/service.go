@@ -282,8 +282,8 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 	}
 	res := pushed{n: len(recs)}
 	for _, p := range parts {
-		if p.Stream != stream {
-			res.dead += len(p.Records) * boolInt(p.Stream == transform.DeadLetterStream)
+		if p.Stream == transform.DeadLetterStream {
+			res.dead += len(p.Records)
 		}
 	}
 	if len(parts) == 0 {
@@ -292,13 +292,6 @@ func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv
 	}
 	res.receipt, res.dup, err = s.submit(ctx, parts, stream, level, wait)
 	return res, err
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // submit hands the batches made of one request to the buffer. With wait

@@ -74,9 +74,16 @@ func (s *patternStep) apply(w *work) error {
 	if !ok {
 		return fmt.Errorf("no field %q", s.field)
 	}
-	m, err := s.set.miner(minerKey{w.tenant, w.stream, s.spec}, s.cfg)
-	if err != nil {
-		return err
+	m := w.miners[s]
+	if m == nil {
+		var err error
+		if m, err = s.set.miner(minerKey{w.tenant, w.stream, s.spec}, s.cfg); err != nil {
+			return err
+		}
+		if w.miners == nil {
+			w.miners = map[*patternStep]*pattern.Miner{}
+		}
+		w.miners[s] = m
 	}
 	id, tmpl := m.Match(text)
 	if !utf8.ValidString(tmpl) {

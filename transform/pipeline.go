@@ -265,13 +265,10 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 // validateOnly is Process for streams without processors.
 func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.Time) ([]*record.Batch, error) {
 	var bad []int
-	var first error
+	var errs []error
 	for i := range b.Records {
 		if err := b.Records[i].Validate(i, now, p.cfg.Limits); err != nil {
-			if first == nil {
-				first = err
-			}
-			bad = append(bad, i)
+			bad, errs = append(bad, i), append(errs, err)
 		}
 	}
 	for i := range b.Records {
@@ -283,16 +280,15 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.T
 	case 0:
 		return append(dst, b), nil
 	case len(b.Records):
-		return dst, first
+		return dst, errs[0]
 	}
 	nowText := now.UTC().Format(time.RFC3339Nano)
 	dead := make([]record.Record, 0, len(bad))
 	kept := make([]record.Record, 0, len(b.Records)-len(bad))
 	for i := range b.Records {
 		if len(bad) > 0 && bad[0] == i {
-			bad = bad[1:]
-			err := b.Records[i].Validate(i, now, p.cfg.Limits)
-			dead = append(dead, deadLetter(&b.Records[i], b.Stream, "validate", err.Error(), nowText))
+			dead = append(dead, deadLetter(&b.Records[i], b.Stream, "validate", errs[0].Error(), nowText))
+			bad, errs = bad[1:], errs[1:]
 			continue
 		}
 		kept = append(kept, b.Records[i])

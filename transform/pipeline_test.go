@@ -503,3 +503,31 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelineBodyAndFields checks parse's body and keep_original, redact
+// limited to some fields, and resource fields.
+func TestPipelineBodyAndFields(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  app:
+    processors:
+      - parse: {format: logfmt, body: msg, keep_original: true}
+      - redact: {patterns: [email], in: [user]}
+      - set: {resource.host.name: web-1}
+      - rename: {resource.host.name: resource.host}
+`)
+	out, err := p.Process(nil, lines("app", `msg="mail bob@example.com" user=bob@example.com`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &out[0].Records[0]
+	if r.Body != "mail bob@example.com" {
+		t.Errorf("body %q: the message field, not redacted outside 'in'", r.Body)
+	}
+	if attrOf(r, "log.original") != `msg="mail bob@example.com" user=bob@example.com` || attrOf(r, "user") != "[REDACTED]" {
+		t.Errorf("attributes %+v", r.Attributes)
+	}
+	if len(r.Resource) != 1 || r.Resource[0] != (record.KV{Key: "host", Value: "web-1"}) {
+		t.Errorf("resource %+v", r.Resource)
+	}
+}

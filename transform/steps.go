@@ -14,6 +14,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/parse"
+	"github.com/weirlabs/weir/transform/pattern"
 )
 
 // program is a checked set of rules.
@@ -97,6 +98,10 @@ type work struct {
 	to     string
 	env    exprEnv
 	vm     vm.VM
+	// miners caches the pattern miner of each pattern step for the
+	// batch's tenant and stream, so the shared table is looked up (and
+	// locked) once per batch, not once per record.
+	miners map[*patternStep]*pattern.Miner
 }
 
 func newWork() *work {
@@ -107,7 +112,10 @@ func newWork() *work {
 	return w
 }
 
-func (w *work) reset(tenant, stream string) { w.tenant, w.stream = tenant, stream }
+func (w *work) reset(tenant, stream string) {
+	w.tenant, w.stream = tenant, stream
+	clear(w.miners)
+}
 
 func (w *work) begin(r *record.Record) { w.r, w.to = r, "" }
 
