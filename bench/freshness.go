@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,13 +16,14 @@ import (
 const (
 	// markerInterval is how often a marker record is sent.
 	markerInterval = 200 * time.Millisecond
-	// probeInterval is the pause between two polls for one marker.
-	probeInterval = 20 * time.Millisecond
+	// probeInterval is the pause between two polls.
+	probeInterval = 100 * time.Millisecond
 	// markerTimeout is how long a marker may take to become visible
 	// before it counts as not seen.
 	markerTimeout = 10 * time.Second
-	// probers is the number of markers polled for at once.
-	probers = 2
+	// maxOutstanding bounds the markers polled for at once; more are
+	// dropped (counted) until the server catches up.
+	maxOutstanding = 2 * int(markerTimeout/markerInterval)
 )
 
 // errNoSQL means the server has no /v1/sql endpoint (such as Discard).
@@ -30,11 +32,18 @@ var errNoSQL = errors.New("server has no /v1/sql endpoint")
 // marker is an acknowledged marker record to look for.
 type marker struct {
 	body  string
+	ts    time.Time // its timestamp, set by the client
 	acked time.Time
 }
 
 // prober polls /v1/sql for acknowledged markers and records how long after
 // their ack they became visible.
+//
+// One poll asks for every outstanding marker at once, and only for
+// records with a marker's timestamp (set by the client, so clocks need
+// not agree): DuckDB skips the other partitions and row groups by their
+// statistics and reads bodies only where a timestamp matches, so the
+// poll's load on the server stays small and flat as data grows.
 type prober struct {
 	url    string
 	stream string
@@ -51,11 +60,11 @@ type prober struct {
 }
 
 func newProber(server, stream string, hc *http.Client) *prober {
-	return &prober{url: server + "/v1/sql", stream: stream, hc: hc, in: make(chan marker, 64)}
+	return &prober{url: server + "/v1/sql", stream: stream, hc: hc, in: make(chan marker, maxOutstanding)}
 }
 
 // offer hands over an acknowledged marker without blocking; when the
-// probers are behind, the marker is dropped and counted.
+// prober is behind, the marker is dropped and counted.
 func (p *prober) offer(m marker) {
 	p.mu.Lock()
 	p.acked++
@@ -69,33 +78,44 @@ func (p *prober) offer(m marker) {
 	}
 }
 
-// run polls for markers until p.in is closed and drained, or ctx ends.
-func (p *prober) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	for range probers {
-		wg.Go(func() {
-			for m := range p.in {
-				p.probe(ctx, m)
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// probe polls for one marker. Freshness is measured to the start of the
-// first poll that sees it, so the poll's own query time is left out; the
+// run polls for markers until p.in is closed and every marker is seen or
+// timed out, or ctx ends. Freshness is measured to the start of the first
+// poll that sees a marker, so the poll's own query time is left out; the
 // resolution is probeInterval plus the previous poll's duration.
-func (p *prober) probe(ctx context.Context, m marker) {
-	p.mu.Lock()
-	skip := p.noSQL
-	p.mu.Unlock()
-	if skip {
-		return
-	}
-	deadline := m.acked.Add(markerTimeout)
-	for ctx.Err() == nil && time.Now().Before(deadline) {
+func (p *prober) run(ctx context.Context) {
+	var (
+		pending []marker
+		open    = true
+	)
+	for ctx.Err() == nil && (open || len(pending) > 0) {
+		// Take what has arrived; wait for one marker when idle.
+		if len(pending) == 0 && open {
+			select {
+			case m, ok := <-p.in:
+				if !ok {
+					open = false
+					continue
+				}
+				pending = append(pending, m)
+			case <-ctx.Done():
+				return
+			}
+		}
+	drain:
+		for open && len(pending) < maxOutstanding {
+			select {
+			case m, ok := <-p.in:
+				if !ok {
+					open = false
+					break drain
+				}
+				pending = append(pending, m)
+			default:
+				break drain
+			}
+		}
 		start := time.Now()
-		n, err := p.count(ctx, m.body)
+		seen, err := p.poll(ctx, pending)
 		p.mu.Lock()
 		switch {
 		case errors.Is(err, errNoSQL):
@@ -104,65 +124,86 @@ func (p *prober) probe(ctx context.Context, m marker) {
 			return
 		case err != nil:
 			p.probeErrors++
-		case n > 0:
-			p.fresh.add(max(start.Sub(m.acked), 0))
-			p.mu.Unlock()
-			return
 		}
+		kept := pending[:0]
+		for _, m := range pending {
+			switch {
+			case seen[m.body]:
+				p.fresh.add(max(start.Sub(m.acked), 0))
+			case start.Sub(m.acked) > markerTimeout:
+				p.lost++
+			default:
+				kept = append(kept, m)
+			}
+		}
+		pending = kept
 		p.mu.Unlock()
-		select {
-		case <-time.After(probeInterval):
-		case <-ctx.Done():
+		if len(pending) > 0 {
+			sleep(ctx, probeInterval)
 		}
 	}
-	p.mu.Lock()
-	p.lost++
-	p.mu.Unlock()
 }
 
-func (p *prober) count(ctx context.Context, body string) (int64, error) {
+// poll returns which of the markers the server's SQL sees.
+func (p *prober) poll(ctx context.Context, ms []marker) (map[string]bool, error) {
+	lo, hi := ms[0].ts, ms[0].ts
+	var stamps, bodies strings.Builder
+	for i, m := range ms {
+		lo, hi = minTime(lo, m.ts), maxTime(hi, m.ts)
+		if i > 0 {
+			stamps.WriteString(", ")
+			bodies.WriteString(", ")
+		}
+		stamps.WriteString(tsLiteral(m.ts))
+		bodies.WriteString("'" + strings.ReplaceAll(m.body, "'", "''") + "'")
+	}
 	// A marker the stream's processors cannot parse is a dead letter;
 	// it is just as visible there.
-	sql := fmt.Sprintf("SELECT count(*) AS n FROM logs WHERE stream IN ('%s', '_dead_letter') AND body = '%s'", p.stream, body)
+	sql := fmt.Sprintf(`SELECT DISTINCT body FROM logs WHERE stream IN ('%s', '_dead_letter') AND "date" BETWEEN DATE '%s' AND DATE '%s' AND "timestamp" IN (%s) AND body IN (%s)`,
+		p.stream, lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly), stamps.String(), bodies.String())
 	reqBody, _ := json.Marshal(map[string]string{"sql": sql})
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(reqBody))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if resp.StatusCode == http.StatusNotFound {
-		return 0, errNoSQL
+		return nil, errNoSQL
 	}
 	var res struct {
-		Rows  []struct{ N int64 } `json:"rows"`
-		Error string              `json:"error"`
+		Rows  []struct{ Body string } `json:"rows"`
+		Error string                  `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return 0, fmt.Errorf("sql answer %q: %w", raw, err)
+		return nil, fmt.Errorf("sql answer %q: %w", raw, err)
 	}
-	if resp.StatusCode != http.StatusOK || res.Error != "" || len(res.Rows) != 1 {
-		return 0, fmt.Errorf("sql: status %d: %s", resp.StatusCode, raw)
+	if resp.StatusCode != http.StatusOK || res.Error != "" {
+		return nil, fmt.Errorf("sql: status %d: %s", resp.StatusCode, raw)
 	}
-	return res.Rows[0].N, nil
+	seen := make(map[string]bool, len(res.Rows))
+	for _, r := range res.Rows {
+		seen[r.Body] = true
+	}
+	return seen, nil
 }
 
 // Freshness is the time from a marker's ack until SQL sees it.
 type Freshness struct {
 	// Markers is the number of acknowledged markers; Seen of them became
 	// visible within 10 s, Lost did not, Dropped were not polled for
-	// because the probers were behind.
+	// because too many were outstanding.
 	Markers int     `json:"markers"`
 	Seen    int     `json:"seen"`
 	Lost    int     `json:"lost"`
@@ -186,4 +227,24 @@ func (p *prober) result() *Freshness {
 		Markers: p.acked, Seen: p.fresh.seen, Lost: p.lost, Dropped: p.dropped,
 		P50Ms: l.P50Ms, P99Ms: l.P99Ms, ProbeErrors: p.probeErrors,
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// tsLiteral is t, in UTC, as a DuckDB TIMESTAMPTZ literal truncated to
+// the microsecond, as DuckDB reads the lake's nanosecond timestamps.
+func tsLiteral(t time.Time) string {
+	return "TIMESTAMPTZ '" + t.UTC().Format("2006-01-02 15:04:05.000000") + "+00'"
 }

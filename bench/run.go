@@ -215,6 +215,7 @@ type batch struct {
 	recs   []*weirv1.Record
 	bytes  int64
 	marker string
+	markAt time.Time // the marker record's timestamp
 	sent   time.Time
 }
 
@@ -250,11 +251,12 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 	}
 	if w.id == 0 && cfg.Protocol != ProtocolJSONLine && time.Since(w.lastMarker) >= markerInterval {
 		w.lastMarker = time.Now()
+		b.markAt = w.lastMarker
 		w.r.mu.Lock()
 		w.r.markerSeq++
 		b.marker = fmt.Sprintf("weir-bench-marker run=%s seq=%d", w.r.runID, w.r.markerSeq)
 		w.r.mu.Unlock()
-		b.recs[len(b.recs)-1] = &weirv1.Record{Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", "weir-bench")}}
+		b.recs[len(b.recs)-1] = &weirv1.Record{TimeUnixNano: uint64(b.markAt.UnixNano()), Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", "weir-bench")}}
 	}
 	for _, rec := range b.recs {
 		b.bytes += int64(len(rec.GetBody()))
@@ -269,7 +271,7 @@ func (w *worker) acked(b batch, at time.Time) {
 	w.r.batches.Add(1)
 	w.r.bytes.Add(b.bytes)
 	if b.marker != "" {
-		w.r.probe.offer(marker{body: b.marker, acked: at})
+		w.r.probe.offer(marker{body: b.marker, ts: b.markAt, acked: at})
 	}
 }
 

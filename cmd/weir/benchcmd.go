@@ -31,6 +31,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ceiling := fs.Bool("ceiling", false, "run against an in-process server that acks without storing, instead of --server")
 	compare := fs.Bool("compare", false, "run the ceiling first, then --server, and print both and the efficiency")
 	peer := fs.String("peer", "", "also send the same load to another system's JSON-lines ingest URL (e.g. VictoriaLogs' http://127.0.0.1:9428/insert/jsonline) and print both")
+	queries := fs.Int("queries", 0, "after the load, time the dashboard queries over --stream, each this many runs (0: none); with --duration 0, only the queries")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: weir bench [flags]\n\nSends load to a weir server with the Connect clients and reports throughput,\nack latency, freshness (ack until visible to SQL) and the server's CPU and RSS.")
 		fs.PrintDefaults()
@@ -44,6 +45,15 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *ceiling && *compare {
 		return fmt.Errorf("%w: --ceiling and --compare exclude each other", errUsage)
+	}
+	if *queries < 0 {
+		return fmt.Errorf("%w: --queries %d: want 0 or more runs", errUsage, *queries)
+	}
+	if *queries > 0 {
+		if *ceiling || *compare || *peer != "" {
+			return fmt.Errorf("%w: --queries runs without --ceiling, --compare and --peer", errUsage)
+		}
+		return runWithQueries(ctx, cfg, *queries, *asJSON, stdout, stderr)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -96,6 +106,41 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	_, err = fmt.Fprintf(stdout, "\nefficiency: %.1f %% of the ceiling's records/s (%.0f / %.0f)\n", 100*efficiency, rep.RecordsPerSecond, ceil.RecordsPerSecond)
 	return err
+}
+
+// runWithQueries runs cfg's load unless its duration is 0, then times the
+// dashboard queries over its stream, and prints both.
+func runWithQueries(ctx context.Context, cfg bench.Config, runs int, asJSON bool, stdout, stderr io.Writer) error {
+	var rep *bench.Report
+	if cfg.Duration != 0 {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		r, err := bench.Run(ctx, cfg, stderr)
+		if err != nil {
+			return err
+		}
+		rep = &r
+	}
+	qrep, err := bench.RunQueries(ctx, cfg.Server, cfg.Stream, runs)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Load    *bench.Report     `json:"load,omitempty"`
+			Queries bench.QueryReport `json:"queries"`
+		}{rep, qrep})
+	}
+	if rep != nil {
+		if err := rep.WriteTable(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+	}
+	return qrep.WriteTable(stdout)
 }
 
 // runCeiling runs cfg against an in-process bench.Discard server.
