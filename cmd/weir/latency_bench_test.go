@@ -191,7 +191,7 @@ func ackLatency(b *testing.B, batches [][]*weirv1.Record, bodyBytes int64, level
 	}
 	b.ReportMetric(rate, "records/s")
 	// What the acks did not wait for: records still queued for the sink
-	// when the last ack came (the buffer holds up to 1M records, 256 MiB).
+	// when the last ack came (the buffer holds up to 256 Ki records, 64 MiB).
 	b.ReportMetric(serverGauge(b, s.url, "weir_buffer_queued_records"), "backlog-records")
 	return rate
 }
