@@ -3,12 +3,12 @@ package bench
 import (
 	"bufio"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
 
@@ -46,16 +46,26 @@ func loadSource(src string) ([]*weirv1.Record, error) {
 	return out, nil
 }
 
-// fileRecords reads up to max non-empty lines of a file as records of the
-// service named after the file.
+// fileRecords reads up to max non-empty lines of a file as records shaped
+// like the Loghub-derived set of the performance reference points
+// (bench/RESULTS.md): the raw line as body, service = the file's name plus
+// one of seven suffixes, severity 80 % INFO, 10 % WARN, 10 % ERROR, and a
+// random trace id on every tenth record. The choices are seeded by the
+// file's name, so a source gives the same records on every run.
 func fileRecords(name string, max int) ([]*weirv1.Record, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	defer f.Close()
-	service := strings.ToLower(strings.TrimSuffix(filepath.Base(name), filepath.Ext(name)))
-	resource := []*weirv1.KeyValue{stringKV("service.name", service)}
+	system := strings.ToLower(strings.TrimSuffix(filepath.Base(name), filepath.Ext(name)))
+	resources := make([][]*weirv1.KeyValue, len(serviceSuffixes))
+	for i, suffix := range serviceSuffixes {
+		resources[i] = []*weirv1.KeyValue{stringKV("service.name", system+"-"+suffix)}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(system))
+	r := rand.New(rand.NewPCG(h.Sum64(), 3))
 	var out []*weirv1.Record
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -64,7 +74,20 @@ func fileRecords(name string, max int) ([]*weirv1.Record, error) {
 		if line == "" {
 			continue
 		}
-		out = append(out, &weirv1.Record{Body: line, SeverityText: severityOf(line), Resource: resource})
+		rec := &weirv1.Record{Body: line, SeverityText: "INFO", Resource: resources[r.IntN(len(resources))]}
+		switch r.IntN(10) {
+		case 0:
+			rec.SeverityText = "WARN"
+		case 1:
+			rec.SeverityText = "ERROR"
+		}
+		if len(out)%10 == 9 {
+			rec.TraceId = make([]byte, 16)
+			for j := range rec.TraceId {
+				rec.TraceId[j] = byte(r.IntN(256))
+			}
+		}
+		out = append(out, rec)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("source %s: %w", name, err)
@@ -72,20 +95,8 @@ func fileRecords(name string, max int) ([]*weirv1.Record, error) {
 	return out, nil
 }
 
-// severityOf finds a severity word of four letters or more among the first
-// fields of a log line, as weir push does.
-func severityOf(line string) string {
-	for i, tok := range strings.Fields(line) {
-		if i == 8 {
-			break
-		}
-		tok = strings.Trim(tok, "[]():,<>")
-		if len(tok) >= 4 && record.ParseSeverity(tok) != 0 {
-			return strings.ToUpper(tok)
-		}
-	}
-	return ""
-}
+// serviceSuffixes make seven services of each source file.
+var serviceSuffixes = []string{"api", "worker", "scheduler", "db", "cache", "gateway", "auth"}
 
 var services = []string{"checkout", "payments", "inventory", "auth", "search", "gateway", "notifications"}
 
