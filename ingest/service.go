@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/record"
@@ -51,9 +52,13 @@ type Processor interface {
 // Config bounds what the service accepts.
 type Config struct {
 	// MaxMessageBytes bounds one request message; larger ones fail with
-	// RESOURCE_EXHAUSTED before they are decoded.
+	// RESOURCE_EXHAUSTED before they are decoded. The Arrow memory that
+	// decoding a batch sent as arrow_ipc may take (compressed IPC bodies
+	// expand) is bounded by four times as much, also failing with
+	// RESOURCE_EXHAUSTED beyond.
 	MaxMessageBytes int
-	// MaxBatchRecords bounds the records of one batch.
+	// MaxBatchRecords bounds the records of one batch, sent as records
+	// or as the rows of arrow_ipc.
 	MaxBatchRecords int
 	// PushTimeout bounds the wait for buffer room and for the asked
 	// acknowledgement level of a request that has no deadline of its own,
@@ -95,14 +100,30 @@ type Service struct {
 	proc Processor
 	out  Pusher
 	log  *slog.Logger
+	mem  memory.Allocator
 	now  func() time.Time
 }
 
 var _ weirv1connect.IngestServiceHandler = (*Service)(nil)
 
+// Option configures a Service.
+type Option interface{ apply(*Service) }
+
+type optionFunc func(*Service)
+
+func (f optionFunc) apply(s *Service) { f(s) }
+
+// WithAllocator sets the allocator of the Arrow buffers that batches sent
+// as arrow_ipc are decoded into (by default memory.DefaultAllocator). It
+// must be safe for concurrent use. The buffers are released before the
+// batch's records are handed on: records hold Go memory only.
+func WithAllocator(mem memory.Allocator) Option {
+	return optionFunc(func(s *Service) { s.mem = mem })
+}
+
 // NewService returns a service that runs pushed batches through proc and
 // pushes the results to out.
-func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger) (*Service, error) {
+func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,7 +133,14 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger) (*Serv
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, proc: proc, out: out, log: log, now: time.Now}, nil
+	s := &Service{cfg: cfg, proc: proc, out: out, log: log, mem: memory.DefaultAllocator, now: time.Now}
+	for _, o := range opts {
+		o.apply(s)
+	}
+	if s.mem == nil {
+		return nil, errors.New("ingest: nil allocator")
+	}
+	return s, nil
 }
 
 // Handler returns the service's path and HTTP handler, with the message
@@ -132,7 +160,7 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.push(ctx, tenant, req.Msg.GetStream(), req.Msg.GetRecords(), level, req.Msg.GetProducerId(), req.Msg.GetSequence(), true)
+	res, err := s.push(ctx, tenant, req.Msg.GetStream(), payload{req.Msg.GetRecords(), req.Msg.GetArrowIpc()}, level, req.Msg.GetProducerId(), req.Msg.GetSequence(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +209,7 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		each := req.GetAckEachLevel()
 		var res pushed
 		if err == nil {
-			res, err = s.push(ctx, tenant, req.GetStream(), req.GetRecords(), level, req.GetProducerId(), req.GetSequence(), !each)
+			res, err = s.push(ctx, tenant, req.GetStream(), payload{req.GetRecords(), req.GetArrowIpc()}, level, req.GetProducerId(), req.GetSequence(), !each)
 		}
 		if err != nil && ctx.Err() != nil {
 			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
@@ -268,19 +296,25 @@ type pushed struct {
 	receipt *buffer.Receipt
 }
 
+// payload is a batch as a request carries it: records or arrow_ipc.
+type payload struct {
+	records []*weirv1.Record
+	arrow   []byte
+}
+
 // push validates, converts and processes one batch and hands the results
 // to the buffer (see submit). Errors are *connect.Error.
-func (s *Service) push(ctx context.Context, tenant, stream string, recs []*weirv1.Record, level buffer.Level, producer string, seq uint64, wait bool) (pushed, error) {
-	b, err := s.batchOf(tenant, stream, recs, producer, seq)
+func (s *Service) push(ctx context.Context, tenant, stream string, p payload, level buffer.Level, producer string, seq uint64, wait bool) (pushed, error) {
+	b, err := s.batchOf(tenant, stream, p, producer, seq)
 	if err != nil {
 		return pushed{}, err
 	}
+	res := pushed{n: len(b.Records)}
 	var partsBuf [4]*record.Batch
 	parts, err := s.proc.Process(partsBuf[:0], b)
 	if err != nil {
 		return pushed{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	res := pushed{n: len(recs)}
 	for _, p := range parts {
 		if p.Stream == transform.DeadLetterStream {
 			res.dead += len(p.Records)
@@ -330,9 +364,10 @@ func (s *Service) submit(ctx context.Context, parts []*record.Batch, stream stri
 // maxProducerID bounds the producer ids a client may choose.
 const maxProducerID = 128
 
-// batchOf validates a batch and converts it at the edge. Errors are
+// batchOf validates a batch and converts it at the edge, from either
+// representation: both get the same checks and defaults. Errors are
 // *connect.Error.
-func (s *Service) batchOf(tenant, stream string, recs []*weirv1.Record, producer string, seq uint64) (*record.Batch, error) {
+func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq uint64) (*record.Batch, error) {
 	if len(producer) > maxProducerID {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("producer_id has %d bytes; the limit is %d", len(producer), maxProducerID))
 	}
@@ -342,18 +377,26 @@ func (s *Service) batchOf(tenant, stream string, recs []*weirv1.Record, producer
 	if err := record.ValidateStream(stream); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	if len(recs) == 0 {
-		return nil, connect.NewError(connect.CodeInvalidArgument, record.ErrEmptyBatch)
+	var (
+		out []record.Record
+		err error
+	)
+	switch {
+	case len(p.records) > 0 && len(p.arrow) > 0:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("records and arrow_ipc are both set; send a batch as one or the other"))
+	case len(p.arrow) > 0:
+		out, err = decodeArrow(p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
+		if errors.Is(err, errArrowTooLarge) {
+			return nil, connect.NewError(connect.CodeResourceExhausted, err)
+		}
+	default:
+		out, err = s.convertRecords(p.records)
 	}
-	if len(recs) > s.cfg.MaxBatchRecords {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords))
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	now := s.now().UnixNano()
-	out := make([]record.Record, len(recs))
-	for i, pr := range recs {
-		if err := convert(&out[i], pr, i); err != nil {
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
-		}
+	for i := range out {
 		if out[i].ObservedTimestamp == 0 {
 			out[i].ObservedTimestamp = now
 		}
@@ -361,6 +404,23 @@ func (s *Service) batchOf(tenant, stream string, recs []*weirv1.Record, producer
 	b := record.NewBatch(tenant, stream, out)
 	b.ProducerID, b.Sequence = producer, seq
 	return b, nil
+}
+
+// convertRecords converts the records of the proto representation.
+func (s *Service) convertRecords(recs []*weirv1.Record) ([]record.Record, error) {
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: set records or arrow_ipc", record.ErrEmptyBatch)
+	}
+	if len(recs) > s.cfg.MaxBatchRecords {
+		return nil, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords)
+	}
+	out := make([]record.Record, len(recs))
+	for i, pr := range recs {
+		if err := convert(&out[i], pr, i); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // pushBatch hands b to the buffer at level. It returns ErrDuplicate

@@ -86,7 +86,9 @@ type PushRequest struct {
 	// Target stream: 1 to 64 characters of [a-z0-9_], starting with a letter.
 	// Streams are created on first use.
 	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
-	// The records, at least one.
+	// The records, at least one. Exactly one of records and arrow_ipc is
+	// set: a request with both, or with neither, fails with
+	// INVALID_ARGUMENT.
 	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
 	AckLevel AckLevel `protobuf:"varint,3,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
@@ -98,8 +100,21 @@ type PushRequest struct {
 	// streams with processors, which may leave a batch empty). The server
 	// remembers a producer for 24 hours since its last batch (configurable),
 	// across restarts and crashes. producer_id: 1 to 128 bytes.
-	ProducerId    string `protobuf:"bytes,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
-	Sequence      uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	ProducerId string `protobuf:"bytes,4,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence   uint64 `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The batch in columns, instead of records: an Arrow IPC stream (a
+	// schema message followed by one or more record batches; the rows of
+	// all the record batches together form the batch, at least one row).
+	// The schema holds a subset of the lake's columns, by name, in any
+	// order: timestamp, observed_timestamp, severity_number, severity_text,
+	// body, attributes, resource, service_name, trace_id, span_id and
+	// flags; docs/ingest-arrow.md lists the types accepted for each. A null
+	// is the field's zero value, as an unset field of a Record is. Any
+	// other column, a wrong type, more rows than the server's batch limit
+	// or a corrupt stream fail with INVALID_ARGUMENT. The rows then take
+	// the path of records: validation, processors, dead letters and
+	// acknowledgement are the same.
+	ArrowIpc      []byte `protobuf:"bytes,6,opt,name=arrow_ipc,json=arrowIpc,proto3" json:"arrow_ipc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -167,6 +182,13 @@ func (x *PushRequest) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *PushRequest) GetArrowIpc() []byte {
+	if x != nil {
+		return x.ArrowIpc
+	}
+	return nil
 }
 
 // PushResponse acknowledges a whole batch.
@@ -250,7 +272,7 @@ type PushStreamRequest struct {
 	BatchId uint64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Target stream, as in PushRequest.
 	Stream string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
-	// The records, at least one.
+	// The records, at least one; or arrow_ipc instead, as in PushRequest.
 	Records []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
 	AckLevel AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
@@ -261,7 +283,9 @@ type PushStreamRequest struct {
 	// DURABLE, then COMMITTED if ack_level asks for it), instead of once at
 	// ack_level. The ACCEPTED ack comes in order with the other batches'
 	// acks; the later ones may come after acks of later batches.
-	AckEachLevel  bool `protobuf:"varint,7,opt,name=ack_each_level,json=ackEachLevel,proto3" json:"ack_each_level,omitempty"`
+	AckEachLevel bool `protobuf:"varint,7,opt,name=ack_each_level,json=ackEachLevel,proto3" json:"ack_each_level,omitempty"`
+	// The batch in columns, instead of records, as in PushRequest.
+	ArrowIpc      []byte `protobuf:"bytes,8,opt,name=arrow_ipc,json=arrowIpc,proto3" json:"arrow_ipc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +367,13 @@ func (x *PushStreamRequest) GetAckEachLevel() bool {
 		return x.AckEachLevel
 	}
 	return false
+}
+
+func (x *PushStreamRequest) GetArrowIpc() []byte {
+	if x != nil {
+		return x.ArrowIpc
+	}
+	return nil
 }
 
 // PushStreamResponse acknowledges one batch of a PushStream.
@@ -450,19 +481,20 @@ var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\xbd\x01\n" +
+	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\xda\x01\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12)\n" +
 	"\arecords\x18\x02 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
 	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
 	"\vproducer_id\x18\x04 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
-	"\bsequence\x18\x05 \x01(\x04R\bsequence\"\x9d\x01\n" +
+	"\bsequence\x18\x05 \x01(\x04R\bsequence\x12\x1b\n" +
+	"\tarrow_ipc\x18\x06 \x01(\fR\barrowIpc\"\x9d\x01\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
 	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12#\n" +
-	"\rdead_lettered\x18\x04 \x01(\rR\fdeadLettered\"\x84\x02\n" +
+	"\rdead_lettered\x18\x04 \x01(\rR\fdeadLettered\"\xa1\x02\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
@@ -471,7 +503,8 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\vproducer_id\x18\x05 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12$\n" +
-	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\"\x82\x02\n" +
+	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\x12\x1b\n" +
+	"\tarrow_ipc\x18\b \x01(\fR\barrowIpc\"\x82\x02\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +

@@ -48,6 +48,13 @@ func (m *PushRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.ArrowIpc) > 0 {
+		i -= len(m.ArrowIpc)
+		copy(dAtA[i:], m.ArrowIpc)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ArrowIpc)))
+		i--
+		dAtA[i] = 0x32
+	}
 	if m.Sequence != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Sequence))
 		i--
@@ -174,6 +181,13 @@ func (m *PushStreamRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if len(m.ArrowIpc) > 0 {
+		i -= len(m.ArrowIpc)
+		copy(dAtA[i:], m.ArrowIpc)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ArrowIpc)))
+		i--
+		dAtA[i] = 0x42
 	}
 	if m.AckEachLevel {
 		i--
@@ -332,6 +346,10 @@ func (m *PushRequest) SizeVT() (n int) {
 	if m.Sequence != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.Sequence))
 	}
+	l = len(m.ArrowIpc)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -389,6 +407,10 @@ func (m *PushStreamRequest) SizeVT() (n int) {
 	}
 	if m.AckEachLevel {
 		n += 2
+	}
+	l = len(m.ArrowIpc)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -592,6 +614,40 @@ func (m *PushRequest) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 6:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ArrowIpc", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ArrowIpc = append(m.ArrowIpc[:0], dAtA[iNdEx:postIndex]...)
+			if m.ArrowIpc == nil {
+				m.ArrowIpc = []byte{}
+			}
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -946,6 +1002,40 @@ func (m *PushStreamRequest) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.AckEachLevel = bool(v != 0)
+		case 8:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ArrowIpc", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ArrowIpc = append(m.ArrowIpc[:0], dAtA[iNdEx:postIndex]...)
+			if m.ArrowIpc == nil {
+				m.ArrowIpc = []byte{}
+			}
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
