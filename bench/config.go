@@ -25,6 +25,11 @@ type Config struct {
 	// Mode is stream (PushStream, one per worker) or unary (Push).
 	// grpc-web supports unary only.
 	Mode string
+	// Format is how batches are sent: FormatRecords (the records field)
+	// or FormatArrow (an Arrow IPC stream in arrow_ipc, built per batch
+	// from the same records, as a columnar client would). Peers
+	// (ProtocolJSONLine) take records only.
+	Format string
 	// Concurrency is the number of workers, each with its own stream or
 	// one unary call in flight.
 	Concurrency int
@@ -51,12 +56,19 @@ type Config struct {
 // ProtocolJSONLine is the Protocol of peer runs.
 const ProtocolJSONLine = "jsonline"
 
+// Formats of batches.
+const (
+	FormatRecords = "records"
+	FormatArrow   = "arrow"
+)
+
 // DefaultConfig returns the configuration of `weir bench` without flags.
 func DefaultConfig() Config {
 	return Config{
 		Server:       "http://127.0.0.1:7070",
 		Protocol:     "connect",
 		Mode:         "stream",
+		Format:       FormatRecords,
 		Concurrency:  4,
 		BatchSize:    1000,
 		Window:       8,
@@ -83,6 +95,10 @@ func (c Config) Validate() error {
 		return bad("protocol %q: want connect, grpc, grpc-web or %s", c.Protocol, ProtocolJSONLine)
 	case c.Mode != "stream" && c.Mode != "unary":
 		return bad("mode %q: want stream or unary", c.Mode)
+	case c.Format != FormatRecords && c.Format != FormatArrow:
+		return bad("format %q: want %s or %s", c.Format, FormatRecords, FormatArrow)
+	case c.Format == FormatArrow && c.Protocol == ProtocolJSONLine:
+		return bad("format %s needs a weir protocol (connect, grpc or grpc-web), not %s", FormatArrow, ProtocolJSONLine)
 	case c.Protocol == "grpc-web" && c.Mode == "stream":
 		return bad("grpc-web supports unary calls only (bidirectional streams need HTTP/2 end to end): use --mode unary")
 	case c.Concurrency < 1 || c.BatchSize < 1 || c.Window < 1:

@@ -14,16 +14,34 @@ import (
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
 
-// Discard is an IngestService that decodes each request and acknowledges
-// it at once without storing anything: the ceiling for the clients, the
-// RPC layer and protobuf. It is safe for concurrent use.
+// Discard is an IngestService that decodes each request (and the Arrow
+// IPC stream of a batch sent as arrow_ipc) and acknowledges it at once
+// without storing anything: the ceiling for the clients, the RPC layer
+// and protobuf. It is safe for concurrent use.
 type Discard struct{}
 
 var _ weirv1connect.IngestServiceHandler = Discard{}
 
 // Push acknowledges the batch.
 func (Discard) Push(_ context.Context, req *connect.Request[weirv1.PushRequest]) (*connect.Response[weirv1.PushResponse], error) {
-	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(len(req.Msg.GetRecords())), AckLevel: req.Msg.GetAckLevel()}), nil
+	n, err := discardCount(req.Msg.GetRecords(), req.Msg.GetArrowIpc())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weirv1.PushResponse{Accepted: uint32(n), AckLevel: req.Msg.GetAckLevel()}), nil
+}
+
+// discardCount returns the records of a batch: its records, or the rows
+// of its Arrow IPC stream, which it decodes.
+func discardCount(recs []*weirv1.Record, arrowIPC []byte) (int, error) {
+	if len(arrowIPC) == 0 {
+		return len(recs), nil
+	}
+	n, err := arrowRows(arrowIPC)
+	if err != nil {
+		return 0, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return n, nil
 }
 
 // PushStream acknowledges each batch as it arrives, in order.
@@ -36,7 +54,12 @@ func (Discard) PushStream(_ context.Context, st *connect.BidiStream[weirv1.PushS
 		if err != nil {
 			return err
 		}
-		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId(), Accepted: uint32(len(req.GetRecords())), AckLevel: req.GetAckLevel()}
+		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId(), AckLevel: req.GetAckLevel()}
+		n, err := discardCount(req.GetRecords(), req.GetArrowIpc())
+		if err != nil {
+			ack.ErrorCode, ack.ErrorMessage = connect.CodeOf(err).String(), err.Error()
+		}
+		ack.Accepted = uint32(n)
 		if err := st.Send(ack); err != nil {
 			return err
 		}

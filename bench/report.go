@@ -14,6 +14,7 @@ type Report struct {
 	Server      string  `json:"server"`
 	Protocol    string  `json:"protocol"`
 	Mode        string  `json:"mode"`
+	Format      string  `json:"format"`
 	Concurrency int     `json:"concurrency"`
 	BatchSize   int     `json:"batch_size"`
 	TargetRate  float64 `json:"target_rate"`
@@ -65,8 +66,8 @@ func (r Report) WriteTable(w io.Writer) error {
 	if r.TargetRate > 0 {
 		rate = fmt.Sprintf("%.0f records/s", r.TargetRate)
 	}
-	fmt.Fprintf(tw, "target\t%s (%s %s, %d workers x %d records, ack %s, rate %s, source %s)\n",
-		r.Server, r.Protocol, r.Mode, r.Concurrency, r.BatchSize, r.AckLevel, rate, r.Source)
+	fmt.Fprintf(tw, "target\t%s (%s %s, %s, %d workers x %d records, ack %s, rate %s, source %s)\n",
+		r.Server, r.Protocol, r.Mode, r.Format, r.Concurrency, r.BatchSize, r.AckLevel, rate, r.Source)
 	fmt.Fprintf(tw, "acknowledged\t%d records, %d batches in %.1f s\n", r.Records, r.Batches, r.ElapsedSeconds)
 	fmt.Fprintf(tw, "throughput\t%.0f records/s, %.1f MB/s of bodies\n", r.RecordsPerSecond, r.MBPerSecond)
 	fmt.Fprintf(tw, "ack latency\tp50 %s, p99 %s, p99.9 %s, max %s\n", ms(r.AckLatency.P50Ms), ms(r.AckLatency.P99Ms), ms(r.AckLatency.P999Ms), ms(r.AckLatency.MaxMs))

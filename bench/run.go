@@ -129,6 +129,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		Server:         server,
 		Protocol:       cfg.Protocol,
 		Mode:           cfg.Mode,
+		Format:         cfg.Format,
 		Concurrency:    cfg.Concurrency,
 		BatchSize:      cfg.BatchSize,
 		TargetRate:     cfg.Rate,
@@ -208,6 +209,7 @@ type worker struct {
 	next       time.Time // pacing: when the next batch is due
 	lastMarker time.Time
 	lat        samples
+	enc        *arrowEncoder // FormatArrow only; made on first use
 }
 
 // batch is one batch in flight.
@@ -275,7 +277,26 @@ func (w *worker) acked(b batch, at time.Time) {
 	}
 }
 
+// payload returns b as the request carries it: its records, or an Arrow
+// IPC stream of them with FormatArrow (valid until the next call).
+func (w *worker) payload(b batch) ([]*weirv1.Record, []byte, error) {
+	if w.r.cfg.Format != FormatArrow {
+		return b.recs, nil, nil
+	}
+	if w.enc == nil {
+		w.enc = newArrowEncoder()
+	}
+	data, err := w.enc.encode(b.recs)
+	return nil, data, err
+}
+
+// codeEncode counts batches the client failed to encode.
+const codeEncode = "client_encode"
+
 func (w *worker) done() {
+	if w.enc != nil {
+		w.enc.release()
+	}
 	w.r.mu.Lock()
 	w.r.latencies = append(w.r.latencies, &w.lat)
 	w.r.mu.Unlock()
@@ -290,8 +311,14 @@ func (w *worker) runUnary(sendCtx, hardCtx context.Context) {
 		if !ok {
 			return
 		}
-		b.sent = time.Now()
-		resp, err := w.r.client.Push(hardCtx, connect.NewRequest(&weirv1.PushRequest{Stream: w.r.cfg.Stream, Records: b.recs, AckLevel: w.r.level}))
+		b.sent = time.Now() // the payload is prepared in the call's time, as records are marshalled
+		recs, data, err := w.payload(b)
+		if err != nil {
+			w.r.addError(codeEncode, 1)
+			sleep(sendCtx, errorBackoff)
+			continue
+		}
+		resp, err := w.r.client.Push(hardCtx, connect.NewRequest(&weirv1.PushRequest{Stream: w.r.cfg.Stream, Records: recs, ArrowIpc: data, AckLevel: w.r.level}))
 		switch {
 		case err != nil && hardCtx.Err() != nil:
 			w.r.addError(codeUnacknowledged, 1)
@@ -380,11 +407,18 @@ send:
 			break
 		}
 		id++
-		b.sent = time.Now()
+		b.sent = time.Now() // the payload is prepared in the call's time, as records are marshalled
+		recs, data, err := w.payload(b)
+		if err != nil {
+			w.r.addError(codeEncode, 1)
+			<-credits
+			sleep(sendCtx, errorBackoff)
+			continue
+		}
 		mu.Lock()
 		pending[id] = b
 		mu.Unlock()
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: w.r.cfg.Stream, Records: b.recs, AckLevel: w.r.level}); err != nil {
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: w.r.cfg.Stream, Records: recs, ArrowIpc: data, AckLevel: w.r.level}); err != nil {
 			break // the receive side reports why
 		}
 	}

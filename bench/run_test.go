@@ -16,8 +16,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestRunDiscard runs each protocol and mode against the in-process
-// Discard server.
+// TestRunDiscard runs each protocol, mode and format against the
+// in-process Discard server.
 func TestRunDiscard(t *testing.T) {
 	srv, err := bench.StartDiscard()
 	if err != nil {
@@ -28,13 +28,16 @@ func TestRunDiscard(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	for _, tc := range []struct{ protocol, mode string }{
-		{"connect", "stream"}, {"grpc", "stream"}, {"connect", "unary"}, {"grpc-web", "unary"},
+	for _, tc := range []struct{ protocol, mode, format string }{
+		{"connect", "stream", bench.FormatRecords}, {"grpc", "stream", bench.FormatRecords},
+		{"connect", "unary", bench.FormatRecords}, {"grpc-web", "unary", bench.FormatRecords},
+		{"connect", "stream", bench.FormatArrow}, {"grpc", "stream", bench.FormatArrow},
+		{"connect", "unary", bench.FormatArrow}, {"grpc-web", "unary", bench.FormatArrow},
 	} {
-		t.Run(tc.protocol+"_"+tc.mode, func(t *testing.T) {
+		t.Run(tc.protocol+"_"+tc.mode+"_"+tc.format, func(t *testing.T) {
 			cfg := bench.DefaultConfig()
 			cfg.Server = srv.URL()
-			cfg.Protocol, cfg.Mode = tc.protocol, tc.mode
+			cfg.Protocol, cfg.Mode, cfg.Format = tc.protocol, tc.mode, tc.format
 			cfg.Concurrency, cfg.BatchSize = 2, 100
 			cfg.Duration = 300 * time.Millisecond
 			var progress bytes.Buffer
@@ -55,11 +58,12 @@ func TestRunDiscard(t *testing.T) {
 				t.Errorf("%d body bytes for %d synthetic records", rep.BodyBytes, rep.Records)
 			}
 			var table strings.Builder
-			if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "unknown (no /v1/sql)") {
+			if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "unknown (no /v1/sql)") ||
+				!strings.Contains(table.String(), tc.mode+", "+tc.format+",") {
 				t.Errorf("table: %v\n%s", err, table.String())
 			}
 			raw, err := json.Marshal(rep)
-			if err != nil || !bytes.Contains(raw, []byte(`"server_cpu_seconds":null`)) {
+			if err != nil || !bytes.Contains(raw, []byte(`"server_cpu_seconds":null`)) || !bytes.Contains(raw, []byte(`"format":"`+tc.format+`"`)) {
 				t.Errorf("json: %v: %s", err, raw)
 			}
 		})
@@ -82,4 +86,6 @@ func TestRunInvalidConfig(t *testing.T) {
 	f(func(c *bench.Config) { c.Stream = "Bad-Name" })
 	f(func(c *bench.Config) { c.Concurrency = 0 })
 	f(func(c *bench.Config) { c.Server = "127.0.0.1:7070" })
+	f(func(c *bench.Config) { c.Format = "parquet" })
+	f(func(c *bench.Config) { c.Protocol, c.Format = bench.ProtocolJSONLine, bench.FormatArrow })
 }

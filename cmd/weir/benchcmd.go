@@ -19,6 +19,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "weir server URL")
 	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "connect, grpc or grpc-web")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "stream (PushStream) or unary (Push); grpc-web: unary only")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "records (the records field) or arrow (each batch as an Arrow IPC stream in arrow_ipc)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "workers, each with one stream or one call in flight")
 	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "records per batch")
 	fs.IntVar(&cfg.Window, "window", cfg.Window, "batches in flight per stream")
@@ -169,7 +170,7 @@ func printReport(w io.Writer, asJSON bool, rep bench.Report) error {
 // peer's JSON-lines endpoint, and prints both side by side.
 func runPeer(ctx context.Context, cfg bench.Config, peerURL string, asJSON bool, stdout, stderr io.Writer) error {
 	pcfg := cfg
-	pcfg.Server, pcfg.Protocol = peerURL, bench.ProtocolJSONLine
+	pcfg.Server, pcfg.Protocol, pcfg.Format = peerURL, bench.ProtocolJSONLine, bench.FormatRecords
 	if err := pcfg.Validate(); err != nil {
 		return fmt.Errorf("%w: --peer: %v", errUsage, err)
 	}

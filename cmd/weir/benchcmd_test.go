@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,6 +62,36 @@ func TestBenchCmdServer(t *testing.T) {
 	}
 }
 
+// TestBenchCmdArrow sends the load as Arrow IPC batches to a server with
+// each protocol and mode: every acknowledged record becomes queryable,
+// with the synthetic source's services and trace ids.
+func TestBenchCmdArrow(t *testing.T) {
+	s := startServer(t, "", nil)
+	for _, c := range []struct{ protocol, mode string }{
+		{"connect", "stream"}, {"grpc", "stream"}, {"connect", "unary"}, {"grpc-web", "unary"},
+	} {
+		stream := "arrow_" + strings.ReplaceAll(c.protocol, "-", "_") + "_" + c.mode
+		out, err := runWeir(t, "bench", "--server", s.url, "--format", "arrow", "--protocol", c.protocol, "--mode", c.mode,
+			"--duration", "1s", "--rate", "5000", "--concurrency", "2", "--batch", "100", "--stream", stream, "--json")
+		if err != nil {
+			t.Fatalf("%s: %v: %s", stream, err, out)
+		}
+		var rep bench.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		checkReport(t, rep)
+		if rep.Format != "arrow" || rep.Protocol != c.protocol || rep.Mode != c.mode {
+			t.Errorf("report of %s: format %q, protocol %q, mode %q", stream, rep.Format, rep.Protocol, rep.Mode)
+		}
+		waitCount(t, s.url, "SELECT count(*) FROM "+stream, rep.Records)
+		res := mustSQL(t, s.url, "SELECT count(DISTINCT service_name) AS services, count(trace_id) AS traced, count(*) FILTER (WHERE severity_number = 9) AS info FROM "+stream)
+		if r := res.Rows[0]; r["services"] != json.Number("8") || r["traced"] == json.Number("0") || r["info"] == json.Number("0") {
+			t.Errorf("%s: %v, want 7 services and weir-bench's markers, some trace ids, INFO records", stream, r)
+		}
+	}
+}
+
 func TestBenchCmdCeiling(t *testing.T) {
 	t.Parallel()
 	out, err := runWeir(t, "bench", "--ceiling", "--duration", "500ms", "--concurrency", "2", "--batch", "100", "--json")
@@ -83,6 +114,7 @@ func TestBenchCmdUsage(t *testing.T) {
 		{"bench", "--protocol", "grpc-web", "--mode", "stream"},
 		{"bench", "--ack", "never"},
 		{"bench", "--ceiling", "--compare"},
+		{"bench", "--format", "csv"},
 	} {
 		if out, err := runWeir(t, args...); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want usage error: %s", args, err, out)
