@@ -1,12 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -45,9 +42,8 @@ type marker struct {
 // statistics and reads bodies only where a timestamp matches, so the
 // poll's load on the server stays small and flat as data grows.
 type prober struct {
-	url    string
+	sql    sqlClient
 	stream string
-	hc     *http.Client
 	in     chan marker
 
 	mu          sync.Mutex
@@ -60,7 +56,7 @@ type prober struct {
 }
 
 func newProber(server, stream string, hc *http.Client) *prober {
-	return &prober{url: server + "/v1/sql", stream: stream, hc: hc, in: make(chan marker, maxOutstanding)}
+	return &prober{sql: sqlClient{url: server + "/v1/sql", hc: hc}, stream: stream, in: make(chan marker, maxOutstanding)}
 }
 
 // offer hands over an acknowledged marker without blocking; when the
@@ -155,45 +151,20 @@ func (p *prober) poll(ctx context.Context, ms []marker) (map[string]bool, error)
 			bodies.WriteString(", ")
 		}
 		stamps.WriteString(tsLiteral(m.ts))
-		bodies.WriteString("'" + strings.ReplaceAll(m.body, "'", "''") + "'")
+		bodies.WriteString(quoteSQL(m.body))
 	}
 	// A marker the stream's processors cannot parse is a dead letter;
 	// it is just as visible there.
-	sql := fmt.Sprintf(`SELECT DISTINCT body FROM logs WHERE stream IN ('%s', '_dead_letter') AND "date" BETWEEN DATE '%s' AND DATE '%s' AND "timestamp" IN (%s) AND body IN (%s)`,
-		p.stream, lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly), stamps.String(), bodies.String())
-	reqBody, _ := json.Marshal(map[string]string{"sql": sql})
+	sql := fmt.Sprintf(`SELECT DISTINCT body FROM logs WHERE stream IN (%s, '_dead_letter') AND "date" BETWEEN DATE '%s' AND DATE '%s' AND "timestamp" IN (%s) AND body IN (%s)`,
+		quoteSQL(p.stream), lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly), stamps.String(), bodies.String())
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(reqBody))
-	if err != nil {
+	var rows []struct{ Body string }
+	if err := p.sql.query(ctx, sql, &rows); err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, errNoSQL
-	}
-	var res struct {
-		Rows  []struct{ Body string } `json:"rows"`
-		Error string                  `json:"error"`
-	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return nil, fmt.Errorf("sql answer %q: %w", raw, err)
-	}
-	if resp.StatusCode != http.StatusOK || res.Error != "" {
-		return nil, fmt.Errorf("sql: status %d: %s", resp.StatusCode, raw)
-	}
-	seen := make(map[string]bool, len(res.Rows))
-	for _, r := range res.Rows {
+	seen := make(map[string]bool, len(rows))
+	for _, r := range rows {
 		seen[r.Body] = true
 	}
 	return seen, nil

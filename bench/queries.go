@@ -129,7 +129,7 @@ type sqlClient struct {
 }
 
 // query runs sql and decodes the answer's rows into rows. Errors carry
-// the server's message.
+// the server's message; a server without the endpoint gives errNoSQL.
 func (c sqlClient) query(ctx context.Context, sql string, rows any) error {
 	body, _ := json.Marshal(map[string]any{"sql": sql})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
@@ -146,6 +146,9 @@ func (c sqlClient) query(ctx context.Context, sql string, rows any) error {
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return errNoSQL
 	}
 	var res struct {
 		Rows  json.RawMessage `json:"rows"`
