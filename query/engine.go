@@ -1,11 +1,11 @@
 package query
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,11 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/weirlabs/weir/internal/record"
@@ -104,7 +99,6 @@ type Engine struct {
 	db      *sql.DB
 	slots   chan struct{}
 	staging string
-	mem     memory.Allocator
 
 	// mu guards the catalog below and serialises view changes. Queries
 	// take it only briefly, to register and unregister.
@@ -184,7 +178,6 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		db:      db,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
 		staging: staging,
-		mem:     memory.DefaultAllocator,
 		files:   map[string][]string{},
 		staged:  map[string]*stagedFile{},
 		streams: map[string]bool{},
@@ -374,11 +367,12 @@ func (e *Engine) AddFiles(files []sink.FileInfo) error {
 	return e.applyViewsLocked(context.Background(), streams)
 }
 
-// Staged makes the rows of rec, staged into the unpublished file f,
-// visible to queries: it writes them as a Parquet segment under staging/
-// and adds the segment to the views, within moments (see Sync). It
-// implements sink.Observer.
-func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
+// Staged makes the rows of seg, staged into the unpublished file f,
+// visible to queries: it hard-links the segment (a complete Parquet file)
+// under staging/, copying it only where a link is impossible, and adds it
+// to the views within moments (see Sync). The rows are not encoded again.
+// It implements sink.Observer.
+func (e *Engine) Staged(f sink.FileInfo, seg sink.Segment) error {
 	p := f.Partition
 	if p.Tenant != record.DefaultTenant {
 		return nil
@@ -388,7 +382,7 @@ func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 		return fmt.Errorf("query: staging: %w", err)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%s-%d.parquet", f.ID, e.seq.Add(1)))
-	if err := writeSegment(path, rec, e.mem); err != nil {
+	if err := linkOrCopy(seg.Path, path); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("query: stage rows of %s: %w", f.ID, err)
 	}
@@ -404,9 +398,32 @@ func (e *Engine) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
 		e.staged[f.ID] = sf
 	}
 	sf.segments = append(sf.segments, path)
-	e.noteColumns(p.Stream, int(rec.NumCols()))
+	e.noteColumns(p.Stream, f.Columns)
 	e.changedLocked(p.Stream)
 	return nil
+}
+
+// linkOrCopy makes dst a hard link to src, or a copy of it where links
+// are not possible (another file system).
+func linkOrCopy(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
+	}
+	in, oerr := os.Open(src)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	defer in.Close()
+	out, cerr := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // Published swaps the staged segments of f for the file itself, in one
@@ -589,44 +606,6 @@ func (e *Engine) Streams() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// writeSegment writes rec to a Parquet file at path, favouring speed: the
-// segment lives only until its sink file is published, mostly in the page
-// cache, so it is not compressed (snappy took 40 % of the segment's
-// encoding time; see bench/RESULTS.md) and has no dictionaries.
-func writeSegment(path string, rec arrow.RecordBatch, mem memory.Allocator) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	// The writer issues a write per page header and page; bufio turns
-	// them into a few large ones (they cost 40 % of the segment's time).
-	// bufio.Writer is not an io.Closer, so closing the Parquet writer
-	// leaves f open.
-	buf := bufio.NewWriterSize(f, 1<<20)
-	props := parquet.NewWriterProperties(
-		parquet.WithAllocator(mem),
-		parquet.WithCompression(compress.Codecs.Uncompressed),
-		parquet.WithDictionaryDefault(false),
-		parquet.WithStats(true),
-	)
-	w, err := pqarrow.NewFileWriter(rec.Schema(), buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem)))
-	if err != nil {
-		f.Close()
-		return err
-	}
-	err = w.Write(rec)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = buf.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -10,20 +10,18 @@ import (
 type Config struct {
 	// Dir is the lake root, e.g. <data>/lake. New creates it if missing.
 	Dir string
-	// TargetFileBytes publishes a file once its encoded size reaches it.
-	// The size counts the Parquet pages encoded so far; each column's page
-	// in progress (at most TargetFileBytes/32, capped at 1 MiB) is not yet
-	// counted, so a file can end up larger by about that plus one batch.
+	// TargetFileBytes publishes a file once its segments' size reaches
+	// it, so a file can end up larger by up to one batch.
 	TargetFileBytes int64
 	// MaxFileAge publishes a file at most this long after it received its
 	// first row (give or take an fsync), so that rows become visible to
 	// queries within MaxFileAge.
 	MaxFileAge time.Duration
-	// RowGroupRows is the number of rows per Parquet row group. An open
-	// file holds its current row group in memory (compressed pages plus
-	// one page in progress per column), so this bounds the memory of one
-	// open file to roughly RowGroupRows times the encoded row size plus a
-	// few MiB. See DefaultConfig for the default's rationale.
+	// RowGroupRows is the most rows per Parquet row group. Each Write's
+	// batch becomes one row group (cut at RowGroupRows) of the published
+	// file; runs of batches under RowGroupRows/8 rows are merged into row
+	// groups of up to RowGroupRows at publish. A Write holds up to one
+	// row group of encoded pages in memory.
 	RowGroupRows int64
 	// ZstdLevel is the zstd compression level, 1 to 22. The encoder
 	// (klauspost/compress) has four speeds: levels 1-2 map to "fastest",
@@ -40,11 +38,11 @@ type Config struct {
 // RowGroupRows is 128 Ki rows. Measured on weir's log rows
 // (bench/RESULTS.md), row groups of 128 Ki, 256 Ki and 1 Mi rows give
 // files within 0.2 % of each other in size and the same encode speed, so
-// the smallest wins: an open file buffers one row group (~3 MiB encoded
-// instead of ~25 MiB at 1 Mi rows, which matters with MaxOpenFiles open
-// files), and readers get finer min/max pruning and more units to scan in
-// parallel (DuckDB's own row groups are 122,880 rows). A 128 MiB file has
-// about 40.
+// the smallest wins: a Write buffers up to one row group (~3 MiB encoded
+// instead of ~25 MiB at 1 Mi rows), and readers get finer min/max pruning
+// and more units to scan in parallel (DuckDB's own row groups are 122,880
+// rows). Row groups are usually smaller: one per batch of the transform
+// stage (up to 64 Ki rows).
 //
 // ZstdLevel is 1 (fastest): measured, level 3 is no smaller and level 6
 // saves 4.5 % on disk for 20 % more encode time.

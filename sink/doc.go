@@ -17,14 +17,18 @@
 // footers, so that LastOffset tells the buffer where each stream partition
 // continues.
 //
-// Files are encoded with arrow-go's pqarrow writer directly from the Arrow
-// batches; bench/RESULTS.md ("Parquet encoding") has the measurements that
-// chose it over parquet-go.
+// Each Write encodes its batch once, with arrow-go's pqarrow writer, into
+// a segment: a complete Parquet file beside the open file's final name,
+// which the Observer (the query engine) links to make the rows queryable.
+// Publishing copies the segments' row groups into the published file byte
+// for byte and writes one footer for them (parquet-go's thrift types
+// decode and encode the footers); runs of small segments are merged
+// first. bench/RESULTS.md ("Parquet encoding", "Encode once") has the
+// measurements behind these choices.
 //
-// Memory: an open file holds its current row group in memory, as
-// compressed pages plus one page in progress (up to 1 MiB) per column, so
-// a busy file holds about RowGroupRows × 25 B (~3 MiB at the defaults,
-// weir's log rows) plus up to ~15 MiB of pages in progress; files of
-// quiet partitions hold only what they were given. MaxOpenFiles bounds
-// the number of files.
+// Memory: a Write holds its batch's encoded pages (one row group, up to
+// RowGroupRows rows) until the segment is written; an open file holds
+// only the list of its segments, which live on disk (mostly in the page
+// cache). Merging small segments decodes at most RowGroupRows rows at a
+// time. MaxOpenFiles bounds the number of files.
 package sink

@@ -1,9 +1,10 @@
 package sink
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,18 +15,18 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
-// openFile is a Parquet file being written: .<id>.parquet.tmp in its
-// partition's directory until it is published as <id>.parquet.
+// openFile is a Parquet file being written: a list of segments, each
+// .<id>.<n>.parquet.tmp in its partition's directory, until it is
+// published as <id>.parquet (built as .<id>.parquet.tmp, then renamed).
 type openFile struct {
 	key   fileKey
 	part  Partition
 	id    string
 	dir   string
 	path  string // final name
-	tmp   string // temporary name
+	tmp   string // temporary name of the file being published
 	first time.Time
 
 	// Guarded by Lake.mu.
@@ -36,10 +37,10 @@ type openFile struct {
 
 	sealed bool // published, abandoned or discarded; writers must take a new file
 	schema *arrow.Schema
-	file   *os.File
-	buf    *bufio.Writer
-	w      *pqarrow.FileWriter
-	offCol int // index of the _offset column, -1 if none
+	segs   []Segment
+	seq    int   // names segments
+	bytes  int64 // of segs
+	offCol int   // index of the _offset column, -1 if none
 	rows   int64
 	hasOff bool         // minOff and maxOff are set
 	low    atomic.Int64 // minOff once set, else -1; read without the file's lock
@@ -99,32 +100,14 @@ func (f *openFile) columns() int {
 	return f.schema.NumFields()
 }
 
-// create makes the directories and the temporary file and starts the
-// Parquet writer with first's schema. Encoding choices depend on first
-// (see writerProps).
-func (f *openFile) create(cfg Config, mem memory.Allocator, first arrow.RecordBatch) error {
-	sc := first.Schema()
-	props, err := writerProps(cfg, mem, sc, first)
-	if err != nil {
-		return err
-	}
+// create makes the file's directory and takes first's schema as the
+// file's.
+func (f *openFile) create(first arrow.RecordBatch) error {
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return fmt.Errorf("create directory: %w", err)
 	}
-	file, err := os.OpenFile(f.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	// bufio.Writer is not an io.Closer, so closing the Parquet writer
-	// leaves the file open for the fsync.
-	buf := bufio.NewWriterSize(file, 64<<10)
-	w, err := pqarrow.NewFileWriter(sc, buf, props, arrowWriterProps(mem))
-	if err != nil {
-		file.Close()
-		os.Remove(f.tmp)
-		return fmt.Errorf("start Parquet writer: %w", err)
-	}
-	f.schema, f.file, f.buf, f.w = sc, file, buf, w
+	sc := first.Schema()
+	f.schema = sc
 	f.offCol = -1
 	for _, i := range sc.FieldIndices("_offset") {
 		if sc.Field(i).Type.ID() == arrow.INT64 {
@@ -133,6 +116,25 @@ func (f *openFile) create(cfg Config, mem memory.Allocator, first arrow.RecordBa
 		}
 	}
 	return nil
+}
+
+// segmentPath returns the path of the file's next segment.
+func (f *openFile) segmentPath() string {
+	f.seq++
+	return filepath.Join(f.dir, "."+f.id+"."+strconv.Itoa(f.seq)+tmpSuffix)
+}
+
+// stage encodes rec as the file's next segment.
+func (f *openFile) stage(cfg Config, mem memory.Allocator, rec arrow.RecordBatch) (Segment, error) {
+	path := f.segmentPath()
+	n, err := writeSegment(cfg, mem, path, rec)
+	if err != nil {
+		return Segment{}, err
+	}
+	s := Segment{Path: path, Rows: rec.NumRows(), Bytes: n}
+	f.segs = append(f.segs, s)
+	f.bytes += n
+	return s, nil
 }
 
 // add accounts for rec, just written.
@@ -160,61 +162,105 @@ func (f *openFile) add(rec arrow.RecordBatch) {
 	}
 }
 
-// finish writes the footer, fsyncs and closes the temporary file, and
-// returns f's description with its size.
-func (f *openFile) finish() (FileInfo, error) {
+// finish builds the file from its segments at its temporary name
+// (merging runs of small segments, see pieces), fsyncs and closes it, and
+// returns f's description with its size. The segments stay until discard.
+func (f *openFile) finish(ctx context.Context, cfg Config, mem memory.Allocator) (FileInfo, error) {
 	info := f.info()
-	for _, kv := range [][2]string{
+	pieces, err := f.pieces(ctx, cfg, mem)
+	if err != nil {
+		return info, err
+	}
+	out, err := os.OpenFile(f.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return info, fmt.Errorf("create temporary file: %w", err)
+	}
+	size, err := concatSegments(out, pieces, [][2]string{
 		{metaTenant, f.part.Tenant},
 		{metaStream, f.part.Stream},
 		{metaPart, strconv.FormatInt(int64(f.part.Part), 10)},
 		{metaHour, f.part.Hour.Format("2006-01-02T15Z")},
-	} {
-		if err := f.w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
-			return info, fmt.Errorf("footer metadata: %w", err)
+	})
+	if err == nil {
+		if err = out.Sync(); err != nil {
+			err = fmt.Errorf("fsync %q: %w", f.tmp, err)
 		}
 	}
-	err := f.w.Close()
-	f.w = nil
-	if err != nil {
-		return info, fmt.Errorf("write footer: %w", err)
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %q: %w", f.tmp, cerr)
 	}
-	if err := f.buf.Flush(); err != nil {
+	if err != nil {
 		return info, fmt.Errorf("write %q: %w", f.tmp, err)
 	}
-	if err := f.file.Sync(); err != nil {
-		return info, fmt.Errorf("fsync %q: %w", f.tmp, err)
-	}
-	st, err := f.file.Stat()
-	if err != nil {
-		return info, fmt.Errorf("stat %q: %w", f.tmp, err)
-	}
-	info.Bytes = st.Size()
-	err = f.file.Close()
-	f.file = nil
-	if err != nil {
-		return info, fmt.Errorf("close %q: %w", f.tmp, err)
-	}
+	info.Bytes = size
 	return info, nil
 }
 
-// discard releases the writer and deletes the temporary file, if any.
+// mergeRows is the size, in rows, below which a segment is merged with its
+// small neighbours before publishing: one eighth of a row group (16 Ki
+// rows at the defaults). A busy stream's segments are larger and are
+// copied as they are; a quiet one's (a few rows every flush) would
+// otherwise make files of thousands of tiny row groups, each with its own
+// pages, dictionaries and statistics.
+func mergeRows(cfg Config) int64 { return max(cfg.RowGroupRows/8, 1) }
+
+// pieces returns the segments to concatenate, in order: each segment of at
+// least mergeRows rows as it is, and each run of smaller ones merged into
+// new segments of up to RowGroupRows rows (added to f.segs, so that
+// discard deletes them).
+func (f *openFile) pieces(ctx context.Context, cfg Config, mem memory.Allocator) ([]Segment, error) {
+	small := mergeRows(cfg)
+	var out, run []Segment
+	var runRows int64
+	flush := func() error {
+		switch len(run) {
+		case 0:
+			return nil
+		case 1:
+			out = append(out, run[0])
+		default:
+			m, err := mergeSegments(ctx, cfg, mem, f.segmentPath(), f.schema, run)
+			if err != nil {
+				return fmt.Errorf("merge %d small segments: %w", len(run), err)
+			}
+			f.segs = append(f.segs, m)
+			out = append(out, m)
+		}
+		run, runRows = run[:0], 0
+		return nil
+	}
+	n := len(f.segs) // merged segments are appended behind
+	for _, s := range f.segs[:n] {
+		if s.Rows >= small {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+			continue
+		}
+		if runRows+s.Rows > cfg.RowGroupRows {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		run = append(run, s)
+		runRows += s.Rows
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// discard deletes the file's segments and its temporary file, if any.
 func (f *openFile) discard(log *slog.Logger) {
-	if f.w != nil {
-		_ = f.w.Close() // releases its buffers; the bytes are thrown away
-		f.w = nil
-	}
-	if f.file != nil {
-		f.file.Close()
-		f.file = nil
-		if err := os.Remove(f.tmp); err != nil {
-			log.Error("sink: remove temporary file", "path", f.tmp, "err", err)
-		}
-	} else if f.schema != nil {
-		// finish closed the file; it may still be there under either name.
-		if err := os.Remove(f.tmp); err != nil && !os.IsNotExist(err) {
-			log.Error("sink: remove temporary file", "path", f.tmp, "err", err)
+	for _, s := range f.segs {
+		if err := os.Remove(s.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Error("sink: remove segment", "path", s.Path, "err", err)
 		}
 	}
-	f.buf = nil
+	f.segs, f.bytes = nil, 0
+	if err := os.Remove(f.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Error("sink: remove temporary file", "path", f.tmp, "err", err)
+	}
 }

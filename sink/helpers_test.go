@@ -159,10 +159,21 @@ type recorder struct {
 	stageErr error
 }
 
-func (r *recorder) Staged(f sink.FileInfo, rec arrow.RecordBatch) error {
+// Staged checks that the segment is a readable Parquet file of seg.Rows
+// rows beside f's final path; rows is -1 in the event when it is not.
+func (r *recorder) Staged(f sink.FileInfo, seg sink.Segment) error {
+	rows := seg.Rows
+	if pf, err := file.OpenParquetFile(seg.Path, false); err != nil {
+		rows = -1
+	} else {
+		if pf.NumRows() != seg.Rows || filepath.Dir(seg.Path) != filepath.Dir(f.Path) {
+			rows = -1
+		}
+		pf.Close()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, event{file: f, rows: rec.NumRows()})
+	r.events = append(r.events, event{file: f, rows: rows})
 	return r.stageErr
 }
 

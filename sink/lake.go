@@ -49,13 +49,16 @@ type FileInfo struct {
 // partition waits for them. They may call Files and LastOffset but not
 // Write, Flush or Shutdown (the file's lock is held: that would deadlock).
 type Observer interface {
-	// Staged is called after the rows of rec were handed to the file's
-	// Parquet writer, once per Write. rec is borrowed for the call only.
-	// f.Path is where the file WILL be published; f.Rows and the offsets
-	// include rec. An error is logged (throttled) and changes nothing: the
-	// rows are in the file and will be published, so Write still returns
-	// nil (the caller must not send them again).
-	Staged(f FileInfo, rec arrow.RecordBatch) error
+	// Staged is called after the rows of one Write were encoded into seg,
+	// a complete Parquet file in the lake's encoding, once per Write.
+	// seg.Path is valid during the call only: the lake deletes the
+	// segment once its file is published or abandoned, so an observer
+	// that reads it later must link or copy it (the query engine
+	// hard-links it). f.Path is where the file WILL be published; f.Rows
+	// and the offsets include seg's rows. An error is logged (throttled)
+	// and changes nothing: the rows are in the file and will be published,
+	// so Write still returns nil (the caller must not send them again).
+	Staged(f FileInfo, seg Segment) error
 	// Published is called once per file, after it is durably in place
 	// (data fsync, rename, directory fsync) and listed by Lake.Files. An
 	// error does not unpublish the file: it is logged, and returned by
@@ -421,7 +424,7 @@ func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err e
 	if f.sealed {
 		return false, nil
 	}
-	if f.w != nil && !f.schema.Equal(rec.Schema()) {
+	if f.schema != nil && !f.schema.Equal(rec.Schema()) {
 		l.detach(f)
 		if err := l.sealLocked(f); err != nil {
 			var fe *FileError
@@ -432,8 +435,8 @@ func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err e
 		}
 		return false, nil
 	}
-	if f.w == nil {
-		if err := f.create(l.cfg, l.mem, rec); err != nil {
+	if f.schema == nil {
+		if err := f.create(rec); err != nil {
 			l.detach(f)
 			f.sealed = true
 			f.discard(l.log)
@@ -441,17 +444,18 @@ func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err e
 			return true, fmt.Errorf("sink: open file for %s/%s: %w", f.part.Tenant, f.part.Stream, err)
 		}
 	}
-	if err := f.w.WriteBuffered(rec); err != nil {
+	seg, err := f.stage(l.cfg, l.mem, rec)
+	if err != nil {
 		l.detach(f)
 		return true, l.abandonLocked(f, fmt.Errorf("encode batch: %w", err))
 	}
 	f.add(rec)
 	if l.obs != nil {
-		if err := l.obs.Staged(f.info(), rec); err != nil {
+		if err := l.obs.Staged(f.info(), seg); err != nil {
 			l.stagedFailed(f, err)
 		}
 	}
-	if f.w.TotalCompressedBytes() >= l.cfg.TargetFileBytes {
+	if f.bytes >= l.cfg.TargetFileBytes {
 		l.detach(f)
 		if err := l.sealLocked(f); err != nil {
 			var fe *FileError
@@ -513,13 +517,13 @@ func (l *Lake) sealLocked(f *openFile) error {
 	if f.sealed {
 		return nil
 	}
-	if f.w == nil { // no rows: nothing to publish
+	if len(f.segs) == 0 { // no rows: nothing to publish
 		f.sealed = true
 		f.discard(l.log)
 		l.retire(f)
 		return nil
 	}
-	info, err := f.finish()
+	info, err := f.finish(context.Background(), l.cfg, l.mem)
 	if err != nil {
 		return l.abandonLocked(f, err)
 	}
@@ -535,6 +539,7 @@ func (l *Lake) sealLocked(f *openFile) error {
 		return l.abandonLocked(f, err)
 	}
 	f.sealed = true
+	f.discard(l.log) // the segments; their rows are in the published file
 	l.mu.Lock()
 	i := sort.Search(len(l.files), func(i int) bool { return l.files[i].ID > info.ID })
 	l.files = append(l.files, FileInfo{})

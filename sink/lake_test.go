@@ -136,8 +136,10 @@ func TestFileProperties(t *testing.T) {
 	}
 	defer rdr.Close()
 	md := rdr.MetaData()
-	if got := md.NumRowGroups(); got != 3 {
-		t.Errorf("row groups = %d, want 3 (10000 rows, 4096 per group)", got)
+	// Two segments of 5000 rows (not small: at least RowGroupRows/8),
+	// each cut at 4096 rows, copied as they are.
+	if got := md.NumRowGroups(); got != 4 {
+		t.Errorf("row groups = %d, want 4 (two batches of 5000 rows, 4096 per group)", got)
 	}
 	for _, k := range []string{"ARROW:schema", "weir.tenant", "weir.stream", "weir.part", "weir.hour"} {
 		if md.KeyValueMetadata().FindValue(k) == nil {
@@ -213,8 +215,8 @@ func TestLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || !regexp.MustCompile(`^\.\d{8}T\d{6}\.\d{9}Z-[0-9a-f]{8}\.parquet\.tmp$`).MatchString(entries[0].Name()) {
-		t.Fatalf("before publish, %s holds %v, want one hidden .<ID>.parquet.tmp", dir, entries)
+	if len(entries) != 1 || !regexp.MustCompile(`^\.\d{8}T\d{6}\.\d{9}Z-[0-9a-f]{8}\.1\.parquet\.tmp$`).MatchString(entries[0].Name()) {
+		t.Fatalf("before publish, %s holds %v, want one hidden segment .<ID>.1.parquet.tmp", dir, entries)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*.parquet")); len(m) != 0 {
 		t.Fatalf("glob *.parquet matches %v before publish", m)
@@ -233,8 +235,8 @@ func TestLayout(t *testing.T) {
 	if want := filepath.Join(dir, f.ID+".parquet"); f.Path != want {
 		t.Errorf("Path = %q, want %q", f.Path, want)
 	}
-	if "."+f.ID+".parquet.tmp" != tmp {
-		t.Errorf("temporary name %q does not match ID %q", tmp, f.ID)
+	if "."+f.ID+".1.parquet.tmp" != tmp {
+		t.Errorf("segment name %q does not match ID %q", tmp, f.ID)
 	}
 	if !f.Partition.Hour.Equal(hour0) || f.Partition.Hour.Location() != time.UTC {
 		t.Errorf("Hour = %v, want %v", f.Partition.Hour, hour0)
