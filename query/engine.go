@@ -450,6 +450,35 @@ func (e *Engine) Published(f sink.FileInfo) error {
 	return nil
 }
 
+// Replaced swaps the files of old for f, their compacted replacement, in
+// one view change (within moments, see Sync), and deletes them once no
+// running query can see them. It implements sink.Observer.
+func (e *Engine) Replaced(f sink.FileInfo, old []sink.FileInfo) {
+	p := f.Partition
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p.Tenant != record.DefaultTenant || e.conn == nil {
+		for _, o := range old {
+			if err := os.Remove(o.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				e.log.Warn("remove compacted file", "path", o.Path, "err", err)
+			}
+		}
+		return
+	}
+	gone := make(map[string]bool, len(old))
+	sf := &stagedFile{stream: p.Stream}
+	for _, o := range old {
+		gone[o.Path] = true
+		sf.segments = append(sf.segments, o.Path)
+	}
+	e.files[p.Stream] = append(slices.DeleteFunc(e.files[p.Stream], func(path string) bool { return gone[path] }), f.Path)
+	e.noteColumns(p.Stream, f.Columns)
+	// Retired like staging links: deleted once the views no longer list
+	// them and no query that started before is running.
+	e.retiring = append(e.retiring, sf)
+	e.changedLocked(p.Stream)
+}
+
 // Abandoned forgets the staged rows of f, which will never be published.
 // It implements sink.Observer.
 func (e *Engine) Abandoned(f sink.FileInfo) {

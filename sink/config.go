@@ -31,6 +31,23 @@ type Config struct {
 	// Partition with unpublished rows). Opening one more publishes the
 	// file that has been open longest.
 	MaxOpenFiles int
+
+	// CompactAge is how old (since its first row) a published file must
+	// be before compaction rewrites it; 0 turns compaction off. See
+	// Lake.Compact.
+	CompactAge time.Duration
+	// CompactInputBytes bounds the published bytes merged into one
+	// compacted file.
+	CompactInputBytes int64
+	// CompactSortRows is the window, in rows, within which compaction
+	// sorts by service_name and timestamp. Compaction holds about two
+	// windows of decoded rows in memory (~400 B a row for weir's log
+	// rows: ~100 MiB at the default); larger windows compress better.
+	CompactSortRows int64
+	// CompactZstdLevel is the zstd level of compacted files (see
+	// ZstdLevel); compaction runs off the ingest path, so it can afford
+	// more than ZstdLevel.
+	CompactZstdLevel int
 }
 
 // DefaultConfig returns the defaults; Dir must still be set.
@@ -53,6 +70,11 @@ func DefaultConfig() Config {
 		RowGroupRows:    128 << 10,
 		ZstdLevel:       1,
 		MaxOpenFiles:    256,
+
+		CompactAge:        5 * time.Minute,
+		CompactInputBytes: 256 << 20,
+		CompactSortRows:   256 << 10,
+		CompactZstdLevel:  3,
 	}
 }
 
@@ -79,6 +101,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: ZstdLevel must be in [1, 22], got %d", c.ZstdLevel)
 	case c.MaxOpenFiles < 1:
 		return fmt.Errorf("sink: MaxOpenFiles must be positive, got %d", c.MaxOpenFiles)
+	case c.CompactAge < 0:
+		return fmt.Errorf("sink: CompactAge must not be negative, got %s", c.CompactAge)
+	case c.CompactAge > 0 && c.CompactAge < minMaxFileAge:
+		return fmt.Errorf("sink: CompactAge must be 0 (off) or at least %s, got %s", minMaxFileAge, c.CompactAge)
+	case c.CompactAge > 0 && c.CompactInputBytes < minTargetFileBytes:
+		return fmt.Errorf("sink: CompactInputBytes must be at least %d, got %d", minTargetFileBytes, c.CompactInputBytes)
+	case c.CompactAge > 0 && (c.CompactSortRows < minRowGroupRows || c.CompactSortRows > maxRowGroupRows):
+		return fmt.Errorf("sink: CompactSortRows must be in [%d, %d], got %d", minRowGroupRows, maxRowGroupRows, c.CompactSortRows)
+	case c.CompactAge > 0 && (c.CompactZstdLevel < 1 || c.CompactZstdLevel > 22):
+		return fmt.Errorf("sink: CompactZstdLevel must be in [1, 22], got %d", c.CompactZstdLevel)
 	}
 	return nil
 }
@@ -86,6 +118,11 @@ func (c Config) Validate() error {
 // tick is how often the age publisher looks for files due.
 func (c Config) tick() time.Duration {
 	return max(c.MaxFileAge/4, minMaxFileAge)
+}
+
+// compactTick is how often the compactor looks for files due.
+func (c Config) compactTick() time.Duration {
+	return min(max(c.CompactAge/4, minMaxFileAge), 10*time.Second)
 }
 
 // dataPageBytes is the Parquet data page size: 1 MiB (the usual size) for

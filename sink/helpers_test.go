@@ -145,6 +145,7 @@ func offsetsIn(t *testing.T, files []sink.FileInfo) map[int64]int {
 type event struct {
 	published bool
 	abandoned bool
+	replaced  []sink.FileInfo // Replaced: the files f replaced
 	file      sink.FileInfo
 	rows      int64 // rows of the staged batch
 	existed   bool  // Published: the file was at f.Path during the call
@@ -192,6 +193,15 @@ func (r *recorder) Published(f sink.FileInfo) error {
 	defer r.mu.Unlock()
 	r.events = append(r.events, event{published: true, file: f, existed: err == nil, listed: listed})
 	return nil
+}
+
+func (r *recorder) Replaced(f sink.FileInfo, old []sink.FileInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{replaced: old, file: f})
+	for _, o := range old {
+		os.Remove(o.Path)
+	}
 }
 
 func (r *recorder) Abandoned(f sink.FileInfo) {

@@ -39,6 +39,9 @@ type FileInfo struct {
 	MinOffset, MaxOffset int64
 	// Columns is the number of top-level columns of the file's schema.
 	Columns int
+	// Compacted is set for files written by compaction (see Compact):
+	// their rows are sorted, and they are not compacted again.
+	Compacted bool
 }
 
 // Observer learns about rows as they are staged into a file and when the
@@ -64,6 +67,12 @@ type Observer interface {
 	// error does not unpublish the file: it is logged, and returned by
 	// Flush or Shutdown when they did the publishing.
 	Published(f FileInfo) error
+	// Replaced is called once compaction has published f, which holds
+	// every row of old, and removed old from Files. The observer now owns
+	// the files of old: it stops showing them (and starts showing f) and
+	// deletes them once no reader needs them. Files of old that are still
+	// on disk at the next start are deleted then, since f names them.
+	Replaced(f FileInfo, old []FileInfo)
 	// Abandoned is called once per file that will never be published
 	// (see FileError), after its temporary file was deleted, so that an
 	// observer can forget the rows it was shown for it.
@@ -122,21 +131,27 @@ type Lake struct {
 	log *slog.Logger
 	mem memory.Allocator
 
-	stopOnce sync.Once
-	stop     chan struct{} // closed by Shutdown to stop the age publisher
-	done     chan struct{} // closed when the age publisher returns; nil before Start
+	stopOnce      sync.Once
+	stop          chan struct{}      // closed by Shutdown to stop the age publisher
+	done          chan struct{}      // closed when the age publisher returns; nil before Start
+	stopCompactor context.CancelFunc // cancels the compactor; nil before Start or without compaction
+	compactorDone chan struct{}      // closed when the compactor returns
+	compacting    chan struct{}      // held by a running Compact
 
-	mu       sync.Mutex
-	closed   bool
-	open     map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
-	sealing  map[*openFile]bool    // detached, not yet published or abandoned
-	files    []FileInfo            // published files, sorted by ID
-	last     map[streamKey]int64   // max _offset+1 of published files
-	failed   map[streamKey][]error // FileErrors not yet returned to a Write
-	lost     map[streamKey]int64   // lowest _offset of an abandoned file, per stream partition
-	lastID   time.Time             // creation time of the newest ID handed out
-	durable  map[string]bool       // directories whose entry in their parent is known durable
-	warnedEv time.Time             // last eviction warning, to throttle it
+	mu      sync.Mutex
+	closed  bool
+	open    map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
+	sealing map[*openFile]bool    // detached, not yet published or abandoned
+	files   []FileInfo            // published files, sorted by ID
+	last    map[streamKey]int64   // max _offset+1 of published files
+	failed  map[streamKey][]error // FileErrors not yet returned to a Write
+	lost    map[streamKey]int64   // lowest _offset of an abandoned file, per stream partition
+	lastID  time.Time             // creation time of the newest ID handed out
+	durable map[string]bool       // directories whose entry in their parent is known durable
+	// announcing holds files published but not yet reported to the
+	// Observer; compaction leaves them alone until they are.
+	announcing map[string]bool
+	warnedEv   time.Time // last eviction warning, to throttle it
 
 	stagedErrs   int       // Observer.Staged failures not yet logged
 	stagedLogged time.Time // last log of them
@@ -212,6 +227,9 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 		failed:  make(map[streamKey][]error),
 		lost:    make(map[streamKey]int64),
 		durable: make(map[string]bool),
+
+		announcing: make(map[string]bool),
+		compacting: make(chan struct{}, 1),
 	}
 	if err := l.scan(); err != nil {
 		return nil, err
@@ -237,6 +255,12 @@ func (l *Lake) Start(ctx context.Context) error {
 	}
 	l.done = make(chan struct{})
 	go l.agePublisher(l.stop, l.done)
+	if l.cfg.CompactAge > 0 {
+		var cctx context.Context
+		cctx, l.stopCompactor = context.WithCancel(context.Background())
+		l.compactorDone = make(chan struct{})
+		go l.compactor(cctx, l.compactorDone)
+	}
 	return nil
 }
 
@@ -379,12 +403,7 @@ func (l *Lake) acquire(p Partition) (*openFile, []*openFile, error) {
 				"max_open_files", l.cfg.MaxOpenFiles, "file", victims[0].id)
 		}
 	}
-	now := time.Now().UTC()
-	if !now.After(l.lastID) {
-		now = l.lastID.Add(time.Nanosecond)
-	}
-	l.lastID = now
-	f := newOpenFile(l.cfg.Dir, p, newID(now), time.Now())
+	f := newOpenFile(l.cfg.Dir, p, newID(l.nextIDTimeLocked()), time.Now())
 	l.open[key] = f
 	f.attached = true
 	return f, victims, nil
@@ -549,11 +568,18 @@ func (l *Lake) sealLocked(f *openFile) error {
 		sk := streamOf(info.Partition)
 		l.last[sk] = max(l.last[sk], info.MaxOffset+1)
 	}
+	if l.obs != nil {
+		l.announcing[info.ID] = true
+	}
 	l.mu.Unlock()
 	l.retire(f)
 	l.log.Debug("sink: published", "file", info.Path, "rows", info.Rows, "bytes", info.Bytes)
 	if l.obs != nil {
-		if err := l.obs.Published(info); err != nil {
+		err := l.obs.Published(info)
+		l.mu.Lock()
+		delete(l.announcing, info.ID)
+		l.mu.Unlock()
+		if err != nil {
 			err = fmt.Errorf("sink: observer: published %s: %w", info.ID, err)
 			l.log.Error("sink: observer", "err", err)
 			return err
@@ -637,9 +663,17 @@ func (l *Lake) Flush(ctx context.Context) error {
 func (l *Lake) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.closed = true
-	done := l.done
+	done, stopCompactor, compactorDone := l.done, l.stopCompactor, l.compactorDone
 	l.mu.Unlock()
 	l.stopOnce.Do(func() { close(l.stop) })
+	if stopCompactor != nil {
+		stopCompactor() // a compaction in progress is given up; the lake stays as it was
+		select {
+		case <-compactorDone:
+		case <-ctx.Done():
+			return fmt.Errorf("sink: waiting for the compactor: %w", context.Cause(ctx))
+		}
+	}
 	if done != nil {
 		select {
 		case <-done:

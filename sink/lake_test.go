@@ -316,7 +316,7 @@ func sizes(files []sink.FileInfo) []int64 {
 func TestRollOnMaxFileAge(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
-	cfg.MaxFileAge = 400 * time.Millisecond // the publisher ticks every 100 ms
+	cfg.MaxFileAge = time.Second // the publisher ticks every 250 ms
 	l := newLake(t, cfg, nil)
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestRollOnMaxFileAge(t *testing.T) {
 	write(t, l, part("other", 0), recs[1:2])
 	time.Sleep(100 * time.Millisecond)
 	write(t, l, part("app", 0), recs[2:]) // joins the open file: age counts from its first row
-	if n := len(l.Files()); n != 0 && time.Since(start) < 300*time.Millisecond {
+	if n := len(l.Files()); n != 0 && time.Since(start) < 750*time.Millisecond {
 		t.Fatalf("%d files published %s after the first row, before MaxFileAge-tick", n, time.Since(start))
 	}
 	for len(l.Files()) < 2 {
@@ -340,8 +340,8 @@ func TestRollOnMaxFileAge(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if elapsed := time.Since(start); elapsed < 300*time.Millisecond {
-		t.Errorf("published %s after the first row, want no earlier than MaxFileAge minus one tick (300ms)", elapsed)
+	if elapsed := time.Since(start); elapsed < 750*time.Millisecond {
+		t.Errorf("published %s after the first row, want no earlier than MaxFileAge minus one tick (750ms)", elapsed)
 	}
 	files := l.Files()
 	if len(files) != 2 || files[0].Rows+files[1].Rows != 300 {

@@ -21,6 +21,7 @@ import (
 func (l *Lake) scan() error {
 	var removed, skipped int
 	var firstSkip string
+	replaced := make(map[string]bool) // IDs named by compacted files
 	err := filepath.WalkDir(l.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -48,16 +49,37 @@ func (l *Lake) scan() error {
 				skipped++
 				return nil
 			}
-			info, err := readFooter(path, p, id)
+			info, repl, err := readFooter(path, p, id)
 			if err != nil {
 				return err
 			}
 			l.files = append(l.files, info)
+			for _, r := range repl {
+				replaced[r] = true
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sink: scan lake %q: %w", l.cfg.Dir, err)
+	}
+	// A crash between publishing a compacted file and deleting the files
+	// it replaces leaves both; the compacted one holds every row.
+	var stale int
+	keep := l.files[:0]
+	for _, f := range l.files {
+		if !replaced[f.ID] {
+			keep = append(keep, f)
+			continue
+		}
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sink: remove file replaced by compaction: %w", err)
+		}
+		stale++
+	}
+	l.files = keep
+	if stale > 0 {
+		l.log.Warn("sink: removed files that a compacted file replaces", "count", stale)
 	}
 	sort.Slice(l.files, func(i, j int) bool { return l.files[i].ID < l.files[j].ID })
 	for _, f := range l.files {
@@ -81,50 +103,57 @@ func (l *Lake) scan() error {
 }
 
 // readFooter describes a published file from its path and Parquet footer:
-// rows, the stream partition (weir.part metadata) and the _offset range
-// (column statistics).
-func readFooter(path string, p Partition, id string) (FileInfo, error) {
+// rows, the stream partition (weir.part metadata), whether compaction
+// wrote it and which files it replaces, and the _offset range (column
+// statistics).
+func readFooter(path string, p Partition, id string) (FileInfo, []string, error) {
 	info := FileInfo{ID: id, Partition: p, Path: path, MinOffset: -1, MaxOffset: -1}
 	st, err := os.Stat(path)
 	if err != nil {
-		return info, err
+		return info, nil, err
 	}
 	info.Bytes = st.Size()
 	r, err := file.OpenParquetFile(path, false)
 	if err != nil {
-		return info, fmt.Errorf("read footer of %q: %w", path, err)
+		return info, nil, fmt.Errorf("read footer of %q: %w", path, err)
 	}
 	defer r.Close()
 	md := r.MetaData()
 	info.Rows = md.NumRows
 	info.Columns = md.Schema.Root().NumFields()
-	if v := md.KeyValueMetadata().FindValue(metaPart); v != nil {
+	kv := md.KeyValueMetadata()
+	info.Compacted = kv.FindValue(metaCompacted) != nil
+	var replaces []string
+	if v := kv.FindValue(metaReplaces); v != nil && *v != "" {
+		replaces = strings.Split(*v, ",")
+	}
+	if v := kv.FindValue(metaPart); v != nil {
 		n, err := strconv.ParseInt(*v, 10, 32)
 		if err != nil {
-			return info, fmt.Errorf("%q: footer metadata %s=%q: %w", path, metaPart, *v, err)
+			return info, nil, fmt.Errorf("%q: footer metadata %s=%q: %w", path, metaPart, *v, err)
 		}
 		info.Partition.Part = int32(n)
 	}
 	idx := md.Schema.ColumnIndexByName("_offset")
 	if idx < 0 || md.Schema.Column(idx).PhysicalType() != parquet.Types.Int64 || info.Rows == 0 {
-		return info, nil
+		return info, replaces, nil
 	}
 	lo, hi, seen := int64(-1), int64(-1), false
 	for rg := range md.NumRowGroups() {
 		cc, err := md.RowGroup(rg).ColumnChunk(idx)
 		if err != nil {
-			return info, fmt.Errorf("%q: row group %d: %w", path, rg, err)
+			return info, nil, fmt.Errorf("%q: row group %d: %w", path, rg, err)
 		}
 		ts, err := cc.Statistics()
 		if err != nil {
-			return info, fmt.Errorf("%q: row group %d: _offset statistics: %w", path, rg, err)
+			return info, nil, fmt.Errorf("%q: row group %d: _offset statistics: %w", path, rg, err)
 		}
 		s, ok := ts.(*metadata.Int64Statistics)
 		if ok && !s.HasMinMax() && s.HasNullCount() && s.NullCount() == cc.NumValues() {
 			continue // all null
 		}
 		if !ok || !s.HasMinMax() {
-			return info, fmt.Errorf("%q: row group %d: no min/max statistics for _offset", path, rg)
+			return info, nil, fmt.Errorf("%q: row group %d: no min/max statistics for _offset", path, rg)
 		}
 		if !seen || s.Min() < lo {
 			lo = s.Min()
@@ -135,5 +164,5 @@ func readFooter(path string, p Partition, id string) (FileInfo, error) {
 		seen = true
 	}
 	info.MinOffset, info.MaxOffset = lo, hi
-	return info, nil
+	return info, replaces, nil
 }

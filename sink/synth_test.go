@@ -29,7 +29,11 @@ type SynthOptions struct {
 	FirstOffset int64     // _offset of the first row; offsets are consecutive
 	Start       time.Time // timestamp of the first row; rows are 1 ms apart
 	Bodies      []string  // body lines, cycled; nil means generated lines
-	Seed        uint64
+	// Systems, when set, replaces Bodies and the random services: row i
+	// comes from system i%len(Systems) (service "sys-<index>"), taking
+	// its lines in turn, as interleaved traffic of several services.
+	Systems [][]string
+	Seed    uint64
 }
 
 var synthServices = [...]string{
@@ -52,13 +56,25 @@ var synthFuncs = [...]string{
 // (about 32,000 lines of 16 real systems, ~140 B each).
 func LoadLoghub(tb testing.TB) []string {
 	tb.Helper()
+	var lines []string
+	for _, sys := range LoadLoghubSystems(tb) {
+		lines = append(lines, sys...)
+	}
+	return lines
+}
+
+// LoadLoghubSystems returns the lines of each Loghub 2k sample, one slice
+// per system, in file name order.
+func LoadLoghubSystems(tb testing.TB) [][]string {
+	tb.Helper()
 	files, _ := filepath.Glob(filepath.Join("..", "testdata", "loghub", "*_2k.log"))
 	if len(files) != 16 {
 		tb.Fatalf("want the 16 Loghub samples in testdata/loghub, found %d", len(files))
 	}
 	sort.Strings(files)
-	var lines []string
+	var systems [][]string
 	for _, name := range files {
+		var lines []string
 		f, err := os.Open(name)
 		if err != nil {
 			tb.Fatal(err)
@@ -74,8 +90,9 @@ func LoadLoghub(tb testing.TB) []string {
 		if err := sc.Err(); err != nil {
 			tb.Fatal(err)
 		}
+		systems = append(systems, lines)
 	}
-	return lines
+	return systems
 }
 
 func generatedBodies(n int) []string {
@@ -141,8 +158,15 @@ func SynthBatches(mem memory.Allocator, o SynthOptions) []arrow.RecordBatch {
 		}
 		sevNum.Append(sn)
 		sevText.Append([...]string{9: "INFO", 13: "WARN", 17: "ERROR"}[sn])
-		body.Append(o.Bodies[i%len(o.Bodies)])
 		s := r.IntN(len(synthServices))
+		service := synthServices[s]
+		if n := len(o.Systems); n > 0 {
+			sys := o.Systems[i%n]
+			body.Append(sys[(i/n)%len(sys)])
+			service = fmt.Sprintf("sys-%02d", i%n)
+		} else {
+			body.Append(o.Bodies[i%len(o.Bodies)])
+		}
 		host := synthHosts[r.IntN(len(synthHosts))]
 		attrs.Append(true)
 		ak.Append("code.function")
@@ -153,12 +177,12 @@ func SynthBatches(mem memory.Allocator, o SynthOptions) []arrow.RecordBatch {
 		av.Append([...]string{"200", "200", "200", "201", "204", "404", "500"}[r.IntN(7)])
 		res.Append(true)
 		rk.Append("service.name")
-		rv.Append(synthServices[s])
+		rv.Append(service)
 		rk.Append("host.name")
 		rv.Append(host)
 		rk.Append("deployment.environment")
 		rv.Append("production")
-		svc.Append(synthServices[s])
+		svc.Append(service)
 		if i%10 == 0 {
 			trace.Append(fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64()))
 			span.Append(fmt.Sprintf("%016x", r.Uint64()))

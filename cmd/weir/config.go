@@ -67,6 +67,12 @@ type config struct {
 		MaxFileAge      time.Duration `yaml:"max_file_age"`
 		RowGroupRows    int64         `yaml:"row_group_rows"`
 		ZstdLevel       int           `yaml:"zstd_level"`
+		Compaction      struct {
+			Age        time.Duration `yaml:"age"`
+			InputBytes int64         `yaml:"input_bytes"`
+			SortRows   int64         `yaml:"sort_rows"`
+			ZstdLevel  int           `yaml:"zstd_level"`
+		} `yaml:"compaction"`
 	} `yaml:"sink"`
 
 	Query struct {
@@ -134,6 +140,8 @@ func defaultConfig() config {
 	sc := sink.DefaultConfig()
 	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel =
 		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel
+	cc := &c.Sink.Compaction
+	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 
 	qc := query.DefaultConfig()
 	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxConcurrent
@@ -260,6 +268,8 @@ func (c *config) sink() sink.Config {
 	sc.Dir = filepath.Join(c.Data, "lake")
 	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel =
 		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel
+	cc := c.Sink.Compaction
+	sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel = cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel
 	return sc
 }
 

@@ -1,0 +1,425 @@
+package sink
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Compaction (docs/format.md, "Compaction") rewrites published files that
+// are at least Config.CompactAge old: the files of one Partition, oldest
+// first, up to Config.CompactInputBytes at a time, become one file whose
+// rows are sorted by service_name and timestamp within windows of
+// Config.CompactSortRows rows and compressed at Config.CompactZstdLevel.
+// Sorting puts the lines of one service side by side, which is what makes
+// log text compress: it roughly halves the lake (bench/RESULTS.md,
+// "Compaction"). A compacted file is marked (weir.compacted) and not
+// compacted again; it names the files it replaces (weir.replaces), so
+// that a crash between publishing it and deleting them is repaired at the
+// next start.
+
+// Footer keys of compacted files.
+const (
+	metaCompacted = "weir.compacted" // "1"
+	metaReplaces  = "weir.replaces"  // comma-separated IDs of the files it replaces
+)
+
+// compactor compacts due files every tick until ctx is cancelled.
+func (l *Lake) compactor(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", "compact")))
+	t := time.NewTicker(l.cfg.compactTick())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := l.Compact(ctx); err != nil && ctx.Err() == nil {
+				l.log.Error("sink: compaction; retrying at the next tick", "err", err)
+			}
+		}
+	}
+}
+
+// Compact compacts every group of published files that is due (see
+// Config.CompactAge), one group at a time, and returns how many files it
+// replaced. It returns early, with ctx's error, when ctx is done; a
+// compaction cut short leaves the lake as it was. Start runs it
+// periodically when CompactAge is set; concurrent calls take turns.
+func (l *Lake) Compact(ctx context.Context) (replaced int, err error) {
+	select {
+	case l.compacting <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-l.compacting }()
+	for _, g := range l.dueGroups(time.Now()) {
+		if err := ctx.Err(); err != nil {
+			return replaced, err
+		}
+		if err := l.compactGroup(ctx, g); err != nil {
+			return replaced, err
+		}
+		replaced += len(g)
+	}
+	return replaced, nil
+}
+
+// dueGroups returns the files to compact together: per Partition, the
+// files not yet compacted whose IDs are at least CompactAge old, in ID
+// order, cut into runs of the same column count of up to
+// CompactInputBytes.
+func (l *Lake) dueGroups(now time.Time) [][]FileInfo {
+	cutoff := now.Add(-l.cfg.CompactAge)
+	byPart := make(map[fileKey][]FileInfo)
+	var keys []fileKey
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	for _, f := range l.files {
+		if f.Compacted || l.announcing[f.ID] {
+			continue
+		}
+		if t, ok := idTime(f.ID); !ok || t.After(cutoff) {
+			continue
+		}
+		k := keyOf(f.Partition)
+		if _, ok := byPart[k]; !ok {
+			keys = append(keys, k)
+		}
+		byPart[k] = append(byPart[k], f)
+	}
+	l.mu.Unlock()
+	var groups [][]FileInfo
+	for _, k := range keys {
+		var cur []FileInfo
+		var bytes int64
+		for _, f := range byPart[k] {
+			if len(cur) > 0 && (bytes+f.Bytes > l.cfg.CompactInputBytes || f.Columns != cur[0].Columns) {
+				groups = append(groups, cur)
+				cur, bytes = nil, 0
+			}
+			cur = append(cur, f)
+			bytes += f.Bytes
+		}
+		if len(cur) > 0 {
+			groups = append(groups, cur)
+		}
+	}
+	return groups
+}
+
+// compactGroup writes the rows of files (one Partition) into one new
+// compacted file, publishes it and retires files: they leave Files at
+// once and are deleted by the Observer (Replaced) once no reader needs
+// them, or at once without an observer.
+func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
+	p := files[0].Partition
+	l.mu.Lock()
+	id := newID(l.nextIDTimeLocked())
+	l.mu.Unlock()
+	dir := filepath.Join(l.cfg.Dir, p.Dir())
+	tmp := filepath.Join(dir, tmpName(id))
+	final := filepath.Join(dir, id+fileExt)
+	start := time.Now()
+	info, err := writeCompacted(ctx, l.cfg, tmp, files)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact %d files of %s: %w", len(files), p.Dir(), err)
+	}
+	info.ID, info.Path = id, final
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact: publish: %w", err)
+	}
+	if err := l.syncDirs(dir); err != nil {
+		os.Remove(final)
+		return fmt.Errorf("compact: %w", err)
+	}
+	gone := make(map[string]bool, len(files))
+	var before int64
+	for _, f := range files {
+		gone[f.ID] = true
+		before += f.Bytes
+	}
+	l.mu.Lock()
+	l.files = slices.DeleteFunc(l.files, func(f FileInfo) bool { return gone[f.ID] })
+	i, _ := slices.BinarySearchFunc(l.files, info.ID, func(f FileInfo, id string) int { return strings.Compare(f.ID, id) })
+	l.files = slices.Insert(l.files, i, info)
+	l.mu.Unlock()
+	l.log.Info("sink: compacted", "partition", p.Dir(), "files", len(files), "rows", info.Rows,
+		"bytes_before", before, "bytes_after", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+	if l.obs != nil {
+		l.obs.Replaced(info, files)
+		return nil
+	}
+	for _, f := range files {
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.log.Error("sink: remove compacted file", "path", f.Path, "err", err)
+		}
+	}
+	return nil
+}
+
+// nextIDTimeLocked returns a creation time for a new file ID, later than
+// every one handed out before. l.mu must be held.
+func (l *Lake) nextIDTimeLocked() time.Time {
+	now := time.Now().UTC()
+	if !now.After(l.lastID) {
+		now = l.lastID.Add(time.Nanosecond)
+	}
+	l.lastID = now
+	return now
+}
+
+// writeCompacted writes the rows of files, in windows of CompactSortRows
+// rows sorted by service_name and timestamp, into a new Parquet file at
+// path, fsynced. The returned FileInfo lacks ID and Path.
+func writeCompacted(ctx context.Context, cfg Config, path string, files []FileInfo) (FileInfo, error) {
+	p := files[0].Partition
+	info := FileInfo{Partition: p, MinOffset: -1, MaxOffset: -1, Columns: files[0].Columns, Compacted: true}
+	ids := make([]string, len(files))
+	for i, f := range files {
+		ids[i] = f.ID
+		info.Rows += f.Rows
+		if f.MinOffset >= 0 && (info.MinOffset < 0 || f.MinOffset < info.MinOffset) {
+			info.MinOffset = f.MinOffset
+		}
+		info.MaxOffset = max(info.MaxOffset, f.MaxOffset)
+	}
+	// Rows are decoded, sorted and encoded with Go's allocator: arrow-go's
+	// readers do not release everything they allocate, and the garbage
+	// collector reclaims what they keep.
+	mem := memory.DefaultAllocator
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return info, fmt.Errorf("create temporary file: %w", err)
+	}
+	defer out.Close()
+	buf := bufio.NewWriterSize(out, 1<<20)
+	ccfg := cfg
+	ccfg.ZstdLevel = cfg.CompactZstdLevel
+	var w *pqarrow.FileWriter
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	var sc *arrow.Schema
+	var window []arrow.RecordBatch
+	var windowRows int64
+	defer func() {
+		for _, r := range window {
+			r.Release()
+		}
+	}()
+	flush := func() error {
+		if windowRows == 0 {
+			return nil
+		}
+		rec, err := sortedWindow(ctx, mem, sc, window)
+		for _, r := range window {
+			r.Release()
+		}
+		window, windowRows = window[:0], 0
+		if err != nil {
+			return err
+		}
+		defer rec.Release()
+		if w == nil {
+			props, err := writerProps(ccfg, mem, sc, rec)
+			if err != nil {
+				return err
+			}
+			if w, err = pqarrow.NewFileWriter(sc, buf, props, arrowWriterProps(mem)); err != nil {
+				return fmt.Errorf("start Parquet writer: %w", err)
+			}
+		}
+		return w.WriteBuffered(rec)
+	}
+	var rows int64
+	for _, f := range files {
+		err := eachBatch(ctx, mem, f.Path, func(rec arrow.RecordBatch) error {
+			if sc == nil {
+				sc = rec.Schema()
+			} else if !sc.Equal(rec.Schema()) {
+				return fmt.Errorf("%s: schema differs from the group's", f.Path)
+			}
+			rows += rec.NumRows()
+			// Windows are exactly CompactSortRows rows (but the last):
+			// a batch that crosses a window's end is split there.
+			for off := int64(0); off < rec.NumRows(); {
+				n := min(rec.NumRows()-off, cfg.CompactSortRows-windowRows)
+				window = append(window, rec.NewSlice(off, off+n))
+				windowRows += n
+				off += n
+				if windowRows == cfg.CompactSortRows {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return info, err
+		}
+	}
+	if err := flush(); err != nil {
+		return info, err
+	}
+	if rows != info.Rows || w == nil {
+		return info, fmt.Errorf("read %d rows, the files' footers say %d", rows, info.Rows)
+	}
+	for _, kv := range [][2]string{
+		{metaTenant, p.Tenant},
+		{metaStream, p.Stream},
+		{metaPart, strconv.FormatInt(int64(p.Part), 10)},
+		{metaHour, p.Hour.Format("2006-01-02T15Z")},
+		{metaCompacted, "1"},
+		{metaReplaces, strings.Join(ids, ",")},
+	} {
+		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
+			return info, fmt.Errorf("footer metadata: %w", err)
+		}
+	}
+	err = w.Close()
+	w = nil
+	if err != nil {
+		return info, fmt.Errorf("write footer: %w", err)
+	}
+	if err := buf.Flush(); err != nil {
+		return info, fmt.Errorf("write %q: %w", path, err)
+	}
+	if err := out.Sync(); err != nil {
+		return info, fmt.Errorf("fsync %q: %w", path, err)
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return info, err
+	}
+	info.Bytes = st.Size()
+	return info, out.Close()
+}
+
+// eachBatch calls fn with every record batch of the Parquet file at path;
+// the batch is valid during the call only.
+func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(arrow.RecordBatch) error) error {
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, mem)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	rr, err := fr.GetRecordReader(ctx, nil, nil)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer rr.Release()
+	for rr.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(rr.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// sortedWindow concatenates recs (of schema sc) and returns their rows
+// sorted by service_name, then timestamp, stably (rows of one service and
+// time keep their order). Without those columns the rows keep their order.
+func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
+	cols := make([]arrow.Array, sc.NumFields())
+	defer func() {
+		for _, c := range cols {
+			if c != nil {
+				c.Release()
+			}
+		}
+	}()
+	var n int64
+	for _, r := range recs {
+		n += r.NumRows()
+	}
+	for i := range cols {
+		parts := make([]arrow.Array, len(recs))
+		for j, r := range recs {
+			parts[j] = r.Column(i)
+		}
+		c, err := array.Concatenate(parts, mem)
+		if err != nil {
+			return nil, fmt.Errorf("concatenate %s: %w", sc.Field(i).Name, err)
+		}
+		cols[i] = c
+	}
+	all := array.NewRecordBatch(sc, cols, n)
+	defer all.Release()
+	svc, ok1 := column[*array.String](sc, cols, "service_name")
+	ts, ok2 := column[*array.Timestamp](sc, cols, "timestamp")
+	if !ok1 || !ok2 {
+		all.Retain()
+		return all, nil
+	}
+	idx := make([]int32, n)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int {
+		if c := strings.Compare(svc.Value(int(a)), svc.Value(int(b))); c != 0 {
+			return c
+		}
+		return cmp.Compare(ts.Value(int(a)), ts.Value(int(b)))
+	})
+	ib := array.NewInt32Builder(mem)
+	defer ib.Release()
+	ib.AppendValues(idx, nil)
+	indices := ib.NewInt32Array()
+	defer indices.Release()
+	got, err := compute.Take(ctx, *compute.DefaultTakeOptions(), compute.NewDatum(all), compute.NewDatum(indices))
+	if err != nil {
+		return nil, fmt.Errorf("sort rows: %w", err)
+	}
+	return got.(*compute.RecordDatum).Value, nil
+}
+
+// column returns the column of that name in cols if it has type T.
+func column[T arrow.Array](sc *arrow.Schema, cols []arrow.Array, name string) (T, bool) {
+	var zero T
+	idx := sc.FieldIndices(name)
+	if len(idx) != 1 {
+		return zero, false
+	}
+	c, ok := cols[idx[0]].(T)
+	return c, ok
+}

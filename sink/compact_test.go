@@ -1,0 +1,208 @@
+package sink_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/sink"
+)
+
+// compactConfig compacts files as soon as they are 50 ms old, sorting
+// windows of 1,024 rows.
+func compactConfig(t *testing.T) sink.Config {
+	cfg := testConfig(t)
+	cfg.CompactAge = 50 * time.Millisecond
+	cfg.CompactSortRows = 1024
+	return cfg
+}
+
+// TestCompaction publishes three files of one partition and one of
+// another, compacts them, and checks that every row is in the compacted
+// files once, sorted by service and time within each window, that the
+// observer was told, that the old files are gone, that the lake is smaller,
+// and that a restart sees the same files.
+func TestCompaction(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	rec := &recorder{}
+	l := newLake(t, cfg, rec)
+	// 16 services interleaved row by row, each logging its own system's
+	// lines: sorting brings each service's lines together.
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 6000, BatchRows: 1000, FirstOffset: 10, Start: hour0, Systems: LoadLoghubSystems(t)})
+	defer ReleaseAll(recs)
+	p := part("app", 0)
+	for i := range 3 {
+		write(t, l, p, recs[2*i:2*i+2])
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := part("other", 0)
+	write(t, l, other, recs[:1])
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Files()
+	var beforeBytes int64
+	for _, f := range before {
+		if f.Partition == p {
+			beforeBytes += f.Bytes
+		}
+	}
+	if len(before) != 4 {
+		t.Fatalf("%d files before compaction, want 4", len(before))
+	}
+	time.Sleep(cfg.CompactAge)
+	n, err := l.Compact(context.Background())
+	if err != nil || n != 4 {
+		t.Fatalf("Compact = %d, %v; want 4 files replaced", n, err)
+	}
+	after := l.Files()
+	if len(after) != 2 {
+		t.Fatalf("files after compaction: %+v", after)
+	}
+	var f sink.FileInfo
+	for _, g := range after {
+		if !g.Compacted {
+			t.Errorf("%s is not marked compacted", g.ID)
+		}
+		if g.Partition == p {
+			f = g
+		}
+	}
+	if f.Rows != 6000 || f.MinOffset != 10 || f.MaxOffset != 6009 || f.Columns != 13 {
+		t.Errorf("compacted file %+v, want 6000 rows, offsets 10 to 6009", f)
+	}
+	if f.Bytes >= beforeBytes {
+		t.Errorf("compacted file has %d bytes, the three files had %d", f.Bytes, beforeBytes)
+	}
+	for _, o := range before {
+		if _, err := os.Stat(o.Path); !os.IsNotExist(err) {
+			t.Errorf("replaced file %s still there (%v)", o.Path, err)
+		}
+	}
+	replaced := 0
+	for _, e := range rec.snapshot() {
+		if e.replaced != nil {
+			replaced += len(e.replaced)
+			if !e.file.Compacted {
+				t.Errorf("Replaced(%+v): not marked compacted", e.file)
+			}
+		}
+	}
+	if replaced != 4 {
+		t.Errorf("observer told of %d replaced files, want 4", replaced)
+	}
+
+	// Every row once, each window sorted by service then time.
+	tbl := readTable(t, f.Path, memory.DefaultAllocator)
+	defer tbl.Release()
+	want := make(map[int64]string) // offset → body
+	for _, r := range recs {
+		offs := r.Column(12).(*array.Int64)
+		bodies := r.Column(4).(*array.String)
+		for i := range int(r.NumRows()) {
+			want[offs.Value(i)] = bodies.Value(i)
+		}
+	}
+	tr := array.NewTableReader(tbl, 1<<20)
+	defer tr.Release()
+	row := 0
+	var prevSvc string
+	var prevTS arrow.Timestamp
+	for tr.Next() {
+		b := tr.RecordBatch()
+		ts := b.Column(0).(*array.Timestamp)
+		bodies := b.Column(4).(*array.String)
+		svc := b.Column(7).(*array.String)
+		offs := b.Column(12).(*array.Int64)
+		for i := range int(b.NumRows()) {
+			o := offs.Value(i)
+			body, ok := want[o]
+			if !ok {
+				t.Fatalf("row %d: offset %d twice or unknown", row, o)
+			}
+			if body != bodies.Value(i) {
+				t.Fatalf("offset %d: body %q, want %q", o, bodies.Value(i), body)
+			}
+			delete(want, o)
+			if row%1024 != 0 && (svc.Value(i) < prevSvc || svc.Value(i) == prevSvc && ts.Value(i) < prevTS) {
+				t.Fatalf("row %d (%s, %v) is out of order after (%s, %v)", row, svc.Value(i), ts.Value(i), prevSvc, prevTS)
+			}
+			prevSvc, prevTS = svc.Value(i), ts.Value(i)
+			row++
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("%d rows missing after compaction", len(want))
+	}
+
+	// Compacted files are not compacted again; a restart sees them.
+	if n, err := l.Compact(context.Background()); err != nil || n != 0 {
+		t.Errorf("second Compact = %d, %v; want nothing to do", n, err)
+	}
+	shutdown(t, l)
+	l2 := newLake(t, cfg, nil)
+	defer shutdown(t, l2)
+	if got := l2.Files(); len(got) != 2 || !got[0].Compacted || !got[1].Compacted || got[0].Rows+got[1].Rows != 7000 {
+		t.Errorf("after restart: %+v", got)
+	}
+	if got := l2.LastOffset(p.Tenant, p.Stream, p.Part); got != 6010 {
+		t.Errorf("LastOffset = %d, want 6010", got)
+	}
+	assertNoTemp(t, cfg.Dir)
+}
+
+// keepingObserver takes replaced files and never deletes them, as a
+// process that crashed right after compaction would.
+type keepingObserver struct{ recorder }
+
+func (k *keepingObserver) Replaced(sink.FileInfo, []sink.FileInfo) {}
+
+// TestCompactionCrash: files a compacted file replaces that are still on
+// disk at start-up are deleted, so no row is there twice.
+func TestCompactionCrash(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	l := newLake(t, cfg, &keepingObserver{})
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 2000, BatchRows: 1000, Start: hour0})
+	defer ReleaseAll(recs)
+	p := part("app", 0)
+	for _, r := range recs {
+		write(t, l, p, []arrow.RecordBatch{r})
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := l.Files()
+	time.Sleep(cfg.CompactAge)
+	if n, err := l.Compact(context.Background()); err != nil || n != 2 {
+		t.Fatalf("Compact = %d, %v", n, err)
+	}
+	shutdown(t, l)
+	for _, o := range old {
+		if _, err := os.Stat(o.Path); err != nil {
+			t.Fatalf("replaced file %s should still be there before the restart: %v", o.Path, err)
+		}
+	}
+	l2 := newLake(t, cfg, nil)
+	defer shutdown(t, l2)
+	files := l2.Files()
+	if len(files) != 1 || !files[0].Compacted || files[0].Rows != 2000 {
+		t.Fatalf("after restart: %+v", files)
+	}
+	for _, o := range old {
+		if _, err := os.Stat(o.Path); !os.IsNotExist(err) {
+			t.Errorf("replaced file %s not deleted at start-up (%v)", o.Path, err)
+		}
+	}
+	if got := offsetsIn(t, files); len(got) != 2000 {
+		t.Errorf("%d distinct offsets, want 2000", len(got))
+	}
+}
