@@ -2,7 +2,9 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -32,8 +34,39 @@ func (s OffsetSet) Contains(o int64) bool {
 // published files of a stream partition, read from the files' _offset
 // columns (only files whose offset statistics reach from are read). Recovery
 // uses it to replay exactly the records of a write-ahead log that no
-// published file holds.
+// published file holds. A file that compaction replaced and deleted while
+// it was being read is no loss: the offsets are read again from the
+// files then published, the replacement among them.
 func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part int32, from int64) (OffsetSet, error) {
+	var offs []int64
+	var err error
+	for range maxOffsetReads {
+		if offs, err = l.publishedOffsets(ctx, tenant, stream, part, from); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	var set OffsetSet
+	for _, o := range offs {
+		if n := len(set); n > 0 && set[n-1].To >= o {
+			set[n-1].To = max(set[n-1].To, o+1)
+			continue
+		}
+		set = append(set, OffsetRange{From: o, To: o + 1})
+	}
+	return set, nil
+}
+
+// maxOffsetReads bounds PublishedOffsets' attempts: each retry follows a
+// compaction that finished during the previous one.
+const maxOffsetReads = 5
+
+// publishedOffsets reads the _offset values at or above from of the
+// stream partition's published files, unsorted.
+func (l *Lake) publishedOffsets(ctx context.Context, tenant, stream string, part int32, from int64) ([]int64, error) {
 	var paths []string
 	for _, f := range l.Files() {
 		p := f.Partition
@@ -52,16 +85,7 @@ func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part
 		}
 		offs = append(offs, got...)
 	}
-	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
-	var set OffsetSet
-	for _, o := range offs {
-		if n := len(set); n > 0 && set[n-1].To >= o {
-			set[n-1].To = max(set[n-1].To, o+1)
-			continue
-		}
-		set = append(set, OffsetRange{From: o, To: o + 1})
-	}
-	return set, nil
+	return offs, nil
 }
 
 // readOffsets returns the _offset values >= from of one file.
