@@ -113,9 +113,11 @@ func (e *FileError) Unwrap() error { return e.Err }
 // publishes each file atomically. See docs/format.md for the layout.
 //
 // Each Partition has at most one open file. A file is published when its
-// encoded size reaches Config.TargetFileBytes (by the Write that crossed
-// it), when it is Config.MaxFileAge old (by the age publisher started by
-// Start), when a batch with another schema arrives for its Partition, when
+// encoded size reaches Config.TargetFileBytes (by the age publisher started
+// by Start, in the background, while the partition's next Write goes to a
+// new file; by the Write that crossed it when the publisher is not running
+// or already has two such files to publish), when it is Config.MaxFileAge
+// old (by the age publisher), when a batch with another schema arrives for its Partition, when
 // Config.MaxOpenFiles would be exceeded (the oldest file, by the Write
 // that opens one more), and on Flush and Shutdown.
 //
@@ -137,17 +139,21 @@ type Lake struct {
 	stopCompactor context.CancelFunc // cancels the compactor; nil before Start or without compaction
 	compactorDone chan struct{}      // closed when the compactor returns
 	compacting    chan struct{}      // held by a running Compact
+	sealq         chan *openFile     // files full by size, for the age publisher to publish
 
-	mu      sync.Mutex
-	closed  bool
-	open    map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
-	sealing map[*openFile]bool    // detached, not yet published or abandoned
-	files   []FileInfo            // published files, sorted by ID
-	last    map[streamKey]int64   // max _offset+1 of published files
-	failed  map[streamKey][]error // FileErrors not yet returned to a Write
-	lost    map[streamKey]int64   // lowest _offset of an abandoned file, per stream partition
-	lastID  time.Time             // creation time of the newest ID handed out
-	durable map[string]bool       // directories whose entry in their parent is known durable
+	mu     sync.Mutex
+	closed bool
+	// publishing is set while the age publisher runs and takes files from
+	// sealq.
+	publishing bool
+	open       map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
+	sealing    map[*openFile]bool    // detached, not yet published or abandoned
+	files      []FileInfo            // published files, sorted by ID
+	last       map[streamKey]int64   // max _offset+1 of published files
+	failed     map[streamKey][]error // FileErrors not yet returned to a Write
+	lost       map[streamKey]int64   // lowest _offset of an abandoned file, per stream partition
+	lastID     time.Time             // creation time of the newest ID handed out
+	durable    map[string]bool       // directories whose entry in their parent is known durable
 	// announcing holds files published but not yet reported to the
 	// Observer; compaction leaves them alone until they are.
 	announcing map[string]bool
@@ -230,6 +236,7 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 
 		announcing: make(map[string]bool),
 		compacting: make(chan struct{}, 1),
+		sealq:      make(chan *openFile, sealQueue),
 	}
 	if err := l.scan(); err != nil {
 		return nil, err
@@ -254,6 +261,7 @@ func (l *Lake) Start(ctx context.Context) error {
 		return errors.New("sink: Start called twice")
 	}
 	l.done = make(chan struct{})
+	l.publishing = true
 	go l.agePublisher(l.stop, l.done)
 	if l.cfg.CompactAge > 0 {
 		var cctx context.Context
@@ -272,10 +280,45 @@ func (l *Lake) agePublisher(stop <-chan struct{}, done chan<- struct{}) {
 	for {
 		select {
 		case <-stop:
-			return
+			l.mu.Lock()
+			l.publishing = false // queueSeal takes no more files
+			l.mu.Unlock()
+			for {
+				select {
+				case f := <-l.sealq:
+					l.publishDetached(f, nil)
+				default:
+					return
+				}
+			}
+		case f := <-l.sealq:
+			l.publishDetached(f, nil)
 		case <-t.C:
 			l.publishDue()
 		}
+	}
+}
+
+// sealQueue is how many files full by size may wait for the age
+// publisher; past it, the Write that filled a file publishes it itself,
+// which holds up its partition (backpressure).
+const sealQueue = 2
+
+// queueSeal hands f, detached, to the age publisher, so that the Write
+// that filled it need not wait for its publish (footer, fsync, rename).
+// It reports false when the publisher does not run or its queue is full:
+// the caller publishes f itself.
+func (l *Lake) queueSeal(f *openFile) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.publishing {
+		return false
+	}
+	select {
+	case l.sealq <- f:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -476,6 +519,9 @@ func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err e
 	}
 	if f.bytes >= l.cfg.TargetFileBytes {
 		l.detach(f)
+		if l.queueSeal(f) {
+			return true, nil
+		}
 		if err := l.sealLocked(f); err != nil {
 			var fe *FileError
 			if errors.As(err, &fe) {

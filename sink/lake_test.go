@@ -300,6 +300,40 @@ func TestRollOnTargetFileBytes(t *testing.T) {
 	}
 }
 
+// TestRollOnTargetFileBytesInBackground: with Start, files full by size
+// are published by the age publisher while writes go on to new files; the
+// ones still queued at Shutdown are published too, every row once.
+func TestRollOnTargetFileBytesInBackground(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.TargetFileBytes = 64 << 10
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 30000, BatchRows: 1000})
+	defer ReleaseAll(recs)
+	write(t, l, part("app", 0), recs[:20])
+	deadline := time.Now().Add(10 * time.Second)
+	for len(l.Files()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files published by size in the background after 10 s", len(l.Files()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	write(t, l, part("app", 0), recs[20:]) // the last of these may still be queued at Shutdown
+	shutdown(t, l)
+	files := l.Files()
+	var rows int64
+	for _, f := range files {
+		rows += f.Rows
+	}
+	if n := len(offsetsIn(t, files)); rows != 30000 || n != 30000 {
+		t.Errorf("%d rows, %d distinct offsets in %d files; want 30000", rows, n, len(files))
+	}
+	assertNoTemp(t, cfg.Dir)
+}
+
 func sizes(files []sink.FileInfo) []int64 {
 	var s []int64
 	for _, f := range files {
