@@ -23,8 +23,10 @@
 // Publishing copies the segments' row groups into the published file byte
 // for byte and writes one footer for them (parquet-go's thrift types
 // decode and encode the footers); runs of small segments are merged
-// first. bench/RESULTS.md ("Parquet encoding", "Encode once") has the
-// measurements behind these choices.
+// first. Compaction (Lake.Compact) later rewrites published files sorted
+// by service and time. bench/RESULTS.md ("Parquet encoding" and "Encode
+// once, compaction, and the targets again") has the measurements behind
+// these choices.
 //
 // Memory: a Write holds its batch's encoded pages (one row group, up to
 // RowGroupRows rows) until the segment is written; an open file holds

@@ -109,6 +109,24 @@ func readTable(t *testing.T, path string, mem memory.Allocator) arrow.Table {
 	return tbl
 }
 
+// assertColumns checks that every column of tbl, read back with rmem,
+// equals the same column of recs concatenated (with mem).
+func assertColumns(t *testing.T, tbl arrow.Table, recs []arrow.RecordBatch, mem, rmem memory.Allocator) {
+	t.Helper()
+	for i := range int(tbl.NumCols()) {
+		got, err := array.Concatenate(tbl.Column(i).Data().Chunks(), rmem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := concatColumn(t, mem, recs, i)
+		if !array.Equal(got, exp) {
+			t.Errorf("column %s differs after the round trip", tbl.Schema().Field(i).Name)
+		}
+		got.Release()
+		exp.Release()
+	}
+}
+
 // concatColumn concatenates column i of recs.
 func concatColumn(t *testing.T, mem memory.Allocator, recs []arrow.RecordBatch, i int) arrow.Array {
 	t.Helper()

@@ -104,18 +104,7 @@ func TestRoundTrip(t *testing.T) {
 	if tbl.NumRows() != 5000 {
 		t.Fatalf("rows = %d", tbl.NumRows())
 	}
-	for i := range int(tbl.NumCols()) {
-		got, err := array.Concatenate(tbl.Column(i).Data().Chunks(), rmem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exp := concatColumn(t, mem, recs, i)
-		if !array.Equal(got, exp) {
-			t.Errorf("column %s differs after the round trip", tbl.Schema().Field(i).Name)
-		}
-		got.Release()
-		exp.Release()
-	}
+	assertColumns(t, tbl, recs, mem, rmem)
 }
 
 // TestFileProperties checks the footer: compression, encodings,

@@ -2,10 +2,10 @@ package sink_test
 
 import (
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	pq "github.com/parquet-go/parquet-go"
@@ -61,24 +61,13 @@ func TestSegmentsConcatenated(t *testing.T) {
 	}
 	rdr.Close()
 	want := []int64{110, 300, 60, 1000, 1025, 5} // [50 60] [300] [10 20 30] [1000] [1025] [5]
-	if !equalInts(groups, want) {
+	if !slices.Equal(groups, want) {
 		t.Errorf("row groups %v, want %v", groups, want)
 	}
 
 	tbl := readTable(t, files[0].Path, rmem)
 	defer tbl.Release()
-	for i := range int(tbl.NumCols()) {
-		got, err := array.Concatenate(tbl.Column(i).Data().Chunks(), rmem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		exp := concatColumn(t, mem, recs, i)
-		if !array.Equal(got, exp) {
-			t.Errorf("column %s differs after the round trip", tbl.Schema().Field(i).Name)
-		}
-		got.Release()
-		exp.Release()
-	}
+	assertColumns(t, tbl, recs, mem, rmem)
 
 	// parquet-go reads every row of the concatenated footer.
 	f, err := os.Open(files[0].Path)
@@ -103,16 +92,4 @@ func TestSegmentsConcatenated(t *testing.T) {
 			t.Fatalf("row %d has _offset %d, want %d", i, rows[i].Offset, 7+i)
 		}
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
