@@ -61,7 +61,8 @@ func (l *Lake) compactor(ctx context.Context, done chan<- struct{}) {
 
 // Compact compacts every group of published files that is due (see
 // Config.CompactAge), one group at a time, and returns how many files it
-// replaced. It returns early, with ctx's error, when ctx is done; a
+// replaced, and the errors of the groups it could not compact (they stay
+// as they are). It returns early, with ctx's error, when ctx is done; a
 // compaction cut short leaves the lake as it was. Start runs it
 // periodically when CompactAge is set; concurrent calls take turns.
 func (l *Lake) Compact(ctx context.Context) (replaced int, err error) {
@@ -71,16 +72,23 @@ func (l *Lake) Compact(ctx context.Context) (replaced int, err error) {
 		return 0, ctx.Err()
 	}
 	defer func() { <-l.compacting }()
+	var errs []error
 	for _, g := range l.dueGroups(time.Now()) {
 		if err := ctx.Err(); err != nil {
 			return replaced, err
 		}
+		// A group that fails (a file that cannot be read, a full disk)
+		// stays as it is and is tried again next time; the others go on.
 		if err := l.compactGroup(ctx, g); err != nil {
-			return replaced, err
+			if ctx.Err() != nil {
+				return replaced, ctx.Err()
+			}
+			errs = append(errs, err)
+			continue
 		}
 		replaced += len(g)
 	}
-	return replaced, nil
+	return replaced, errors.Join(errs...)
 }
 
 // dueGroups returns the files to compact together: per Partition, the

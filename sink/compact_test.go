@@ -206,3 +206,43 @@ func TestCompactionCrash(t *testing.T) {
 		t.Errorf("%d distinct offsets, want 2000", len(got))
 	}
 }
+
+// TestCompactionFailureIsolated: a group that cannot be compacted (here a
+// file damaged from outside) is reported and left as it is; the other
+// groups are compacted all the same.
+func TestCompactionFailureIsolated(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	l := newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 2000, BatchRows: 1000, Start: hour0})
+	defer ReleaseAll(recs)
+	write(t, l, part("bad", 0), recs[:1])
+	write(t, l, part("good", 0), recs[1:])
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var bad sink.FileInfo
+	for _, f := range l.Files() {
+		if f.Partition.Stream == "bad" {
+			bad = f
+		}
+	}
+	if err := os.Truncate(bad.Path, 100); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cfg.CompactAge)
+	n, err := l.Compact(context.Background())
+	if err == nil || n != 1 {
+		t.Fatalf("Compact = %d, %v; want the good file replaced and an error for the bad one", n, err)
+	}
+	for _, f := range l.Files() {
+		if f.Partition.Stream == "bad" && (f.ID != bad.ID || f.Compacted) {
+			t.Errorf("bad file changed: %+v", f)
+		}
+		if f.Partition.Stream == "good" && !f.Compacted {
+			t.Errorf("good file not compacted: %+v", f)
+		}
+	}
+	assertNoTemp(t, cfg.Dir)
+}
