@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,8 +28,8 @@ import (
 // rows are sorted by service_name and timestamp within windows of
 // Config.CompactSortRows rows and compressed at Config.CompactZstdLevel.
 // Sorting puts the lines of one service side by side, which is what makes
-// log text compress: it roughly halves the lake (bench/RESULTS.md,
-// "Compaction"). A compacted file is marked (weir.compacted) and not
+// log text compress: on the benchmark's Loghub-shaped load it makes files
+// about a quarter of their size (bench/RESULTS.md, "Bytes on disk"). A compacted file is marked (weir.compacted) and not
 // compacted again; it names the files it replaces (weir.replaces), so
 // that a crash between publishing it and deleting them is repaired at the
 // next start.
@@ -299,14 +298,7 @@ func writeCompacted(ctx context.Context, cfg Config, path string, files []FileIn
 	if rows != info.Rows || w == nil {
 		return info, fmt.Errorf("read %d rows, the files' footers say %d", rows, info.Rows)
 	}
-	for _, kv := range [][2]string{
-		{metaTenant, p.Tenant},
-		{metaStream, p.Stream},
-		{metaPart, strconv.FormatInt(int64(p.Part), 10)},
-		{metaHour, p.Hour.Format("2006-01-02T15Z")},
-		{metaCompacted, "1"},
-		{metaReplaces, strings.Join(ids, ",")},
-	} {
+	for _, kv := range append(footerMeta(p), [2]string{metaCompacted, "1"}, [2]string{metaReplaces, strings.Join(ids, ",")}) {
 		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
 			return info, fmt.Errorf("footer metadata: %w", err)
 		}

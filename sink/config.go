@@ -41,8 +41,10 @@ type Config struct {
 	CompactInputBytes int64
 	// CompactSortRows is the window, in rows, within which compaction
 	// sorts by service_name and timestamp. Compaction holds about two
-	// windows of decoded rows in memory (~400 B a row for weir's log
-	// rows: ~100 MiB at the default); larger windows compress better.
+	// windows of decoded rows live (~400 B a row for weir's log rows:
+	// ~200 MiB at the default), and the garbage it makes can about
+	// double the process's heap before Go collects it (GOMEMLIMIT bounds
+	// that; bench/RESULTS.md). Larger windows compress better.
 	CompactSortRows int64
 	// CompactZstdLevel is the zstd level of compacted files (see
 	// ZstdLevel); compaction runs off the ingest path, so it can afford

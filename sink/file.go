@@ -175,12 +175,7 @@ func (f *openFile) finish(ctx context.Context, cfg Config, mem memory.Allocator)
 	if err != nil {
 		return info, fmt.Errorf("create temporary file: %w", err)
 	}
-	size, err := concatSegments(out, pieces, [][2]string{
-		{metaTenant, f.part.Tenant},
-		{metaStream, f.part.Stream},
-		{metaPart, strconv.FormatInt(int64(f.part.Part), 10)},
-		{metaHour, f.part.Hour.Format("2006-01-02T15Z")},
-	})
+	size, err := concatSegments(out, pieces, footerMeta(f.part))
 	if err == nil {
 		if err = out.Sync(); err != nil {
 			err = fmt.Errorf("fsync %q: %w", f.tmp, err)
@@ -194,6 +189,17 @@ func (f *openFile) finish(ctx context.Context, cfg Config, mem memory.Allocator)
 	}
 	info.Bytes = size
 	return info, nil
+}
+
+// footerMeta is the key-value metadata the lake writes into the footer of
+// every published file of p (docs/format.md).
+func footerMeta(p Partition) [][2]string {
+	return [][2]string{
+		{metaTenant, p.Tenant},
+		{metaStream, p.Stream},
+		{metaPart, strconv.FormatInt(int64(p.Part), 10)},
+		{metaHour, p.Hour.Format("2006-01-02T15Z")},
+	}
 }
 
 // mergeRows is the size, in rows, below which a segment is merged with its

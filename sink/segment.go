@@ -13,7 +13,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -102,8 +101,15 @@ func mergeSegments(ctx context.Context, cfg Config, mem memory.Allocator, path s
 		// Read with Go's allocator, not mem: arrow-go's delta decoders
 		// do not release what they allocate (mem would see a leak); the
 		// garbage collector reclaims it.
-		got, err := readSegment(ctx, memory.DefaultAllocator, s.Path, sc)
-		recs = append(recs, got...)
+		err := eachBatch(ctx, memory.DefaultAllocator, s.Path, func(r arrow.RecordBatch) error {
+			if int(r.NumCols()) != sc.NumFields() {
+				return fmt.Errorf("segment %s: %d columns, want %d", s.Path, r.NumCols(), sc.NumFields())
+			}
+			// The reader adds field metadata (PARQUET:field_id); the
+			// rows are written back under the file's own schema.
+			recs = append(recs, array.NewRecordBatch(sc, r.Columns(), r.NumRows()))
+			return nil
+		})
 		if err != nil {
 			return Segment{}, err
 		}
@@ -131,39 +137,6 @@ func mergeSegments(ctx context.Context, cfg Config, mem memory.Allocator, path s
 		return Segment{}, err
 	}
 	return Segment{Path: path, Rows: rows, Bytes: size}, nil
-}
-
-// readSegment reads every row of the segment at path as record batches of
-// schema sc. The caller releases them, also on error.
-func readSegment(ctx context.Context, mem memory.Allocator, path string, sc *arrow.Schema) ([]arrow.RecordBatch, error) {
-	pf, err := file.OpenParquetFile(path, false)
-	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
-	}
-	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, mem)
-	if err != nil {
-		return nil, fmt.Errorf("read segment: %w", err)
-	}
-	rr, err := fr.GetRecordReader(ctx, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("read segment: %w", err)
-	}
-	defer rr.Release()
-	var out []arrow.RecordBatch
-	for rr.Next() {
-		r := rr.RecordBatch()
-		if int(r.NumCols()) != sc.NumFields() {
-			return out, fmt.Errorf("read segment %s: %d columns, want %d", path, r.NumCols(), sc.NumFields())
-		}
-		// The reader adds field metadata (PARQUET:field_id); the rows are
-		// written back under the file's own schema.
-		out = append(out, array.NewRecordBatch(sc, r.Columns(), r.NumRows()))
-	}
-	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return out, fmt.Errorf("read segment %s: %w", path, err)
-	}
-	return out, nil
 }
 
 // footer is a Parquet file's decoded footer and where its row groups'
