@@ -215,7 +215,7 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 				}
 			}
 		}
-		return b.splitRecovered(&batches, batch, published)
+		return splitRecovered(&batches, batch, published, int(b.maxRecordsNormal), b.maxBytesNormal)
 	})
 	if err != nil {
 		l.Close()
@@ -226,11 +226,14 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 }
 
 // splitRecovered appends to out the runs of consecutive offsets of batch
-// that published does not hold and that are of one class (normal or
-// priority), each as a batch of its own, keeping the offsets the records
-// were logged with.
-func (b *Buffer) splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(int64) bool) error {
-	start := -1
+// that published does not hold, each as a batch of its own that keeps the
+// offsets the records were logged with. Records of both classes stay
+// together: replay delivers in offset order (see enqueueRecovered). A run
+// is cut where it would exceed maxRecords or maxBytes, so that each fits
+// in the normal share of the buffer; a single record larger than
+// maxBytes is an error, since it could never be queued.
+func splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(int64) bool, maxRecords int, maxBytes int64) error {
+	start, size := -1, int64(0)
 	flush := func(end int) {
 		if start < 0 {
 			return
@@ -240,18 +243,25 @@ func (b *Buffer) splitRecovered(out *[]*record.Batch, batch *record.Batch, publi
 		nb.Partition = batch.Partition
 		nb.Offset = batch.Offset + int64(start)
 		*out = append(*out, nb)
-		start = -1
+		start, size = -1, 0
 	}
 	for i := range batch.Records {
-		switch {
-		case published(batch.Offset + int64(i)):
+		if published(batch.Offset + int64(i)) {
 			flush(i)
-		case start < 0:
-			start = i
-		case isPriority(&batch.Records[i]) != isPriority(&batch.Records[start]):
+			continue
+		}
+		n := int64(batch.Records[i].Size())
+		if n > maxBytes {
+			return fmt.Errorf("record at offset %d has %d bytes, more than the %d bytes of the buffer's normal share (max_bytes less priority_share) it must be replayed into",
+				batch.Offset+int64(i), n, maxBytes)
+		}
+		if start >= 0 && (i-start >= maxRecords || size+n > maxBytes) {
 			flush(i)
+		}
+		if start < 0 {
 			start = i
 		}
+		size += n
 	}
 	flush(len(batch.Records))
 	return nil
@@ -300,22 +310,25 @@ func (b *Buffer) recoverStreams() error {
 	return nil
 }
 
-// enqueueRecovered queues recovered batches on their partition, waiting
-// for room as the consumers drain. Until it is done, the partition's
-// commit watermark stays below the first batch not yet queued.
+// enqueueRecovered queues recovered batches on the partition's normal
+// lane, in offset order, waiting for room as the consumer drains. The
+// consumer takes them in that order, ahead of everything pushed later
+// (partition.replaying), so that replay delivers offsets in the order they
+// were logged. Until it is done, the partition's commit watermark stays
+// below the first batch not yet queued.
 func (b *Buffer) enqueueRecovered(s *stream, p *partition, batches []*record.Batch) error {
 	defer p.floor.Store(math.MaxInt64)
 	for _, batch := range batches {
 		p.floor.Store(batch.Offset)
-		prio := isPriority(&batch.Records[0])
-		subs := []sub{{part: p.key.Partition, prio: prio, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
+		subs := []sub{{part: p.key.Partition, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
 		n := int64(len(batch.Records))
 		if !b.tryReserve(s, subs, n, int64(batch.Bytes)) {
 			if err := b.waitReserve(b.runCtx, s, subs, n, int64(batch.Bytes)); err != nil {
 				return err
 			}
 		}
-		if !p.lanes[laneIndex(prio)].ring.TryPush(batch) {
+		p.replaying.Add(1)
+		if !p.lanes[laneIndex(false)].ring.TryPush(batch) {
 			panic("buffer: ring full despite a reserved slot")
 		}
 		select {

@@ -186,13 +186,7 @@ func TestCommittedAndLogTrimming(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("COMMITTED push did not return after its records were published")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(p.wal.Segments()) > 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := len(p.wal.Segments()); n > 1 {
-		t.Errorf("%d log segments left after everything but the last record was published (had %d)", n, segs)
-	}
+	waitUntil(t, "log segments below the watermark are deleted", func() bool { return len(p.wal.Segments()) == 1 })
 }
 
 func TestDurableNeedsWAL(t *testing.T) {
@@ -270,9 +264,11 @@ func TestPriority(t *testing.T) {
 	}
 }
 
-// TestMixedBatchRecovery checks that a batch of normal and priority
-// records is logged as one record and replayed whole, each class to its
-// lane, with the offsets it was given.
+// TestMixedBatchRecovery checks that batches of normal and priority
+// records are logged as one record each and replayed in offset order, with
+// the offsets they were given, also when the backlog is larger than the
+// buffer (so that replay waits for the consumer), and that records pushed
+// after the restart come after every replayed one, priority or not.
 func TestMixedBatchRecovery(t *testing.T) {
 	cfg := walConfig(t)
 	first := &holdingConsumer{oldest: -1}
@@ -280,41 +276,66 @@ func TestMixedBatchRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := recsOf("svc", 0, 10)
-	for i := range rs {
-		if i%3 == 0 {
-			rs[i].SeverityText = "ERROR"
+	const batches, size = 6, 10
+	for k := 0; k < batches; k++ {
+		rs := recsOf("svc", k*size, size)
+		for i := range rs {
+			if i%3 == 0 {
+				rs[i].SeverityText = "ERROR"
+			}
 		}
-	}
-	if err := b.Push(context.Background(), batchOf("s", rs...), Durable); err != nil {
-		t.Fatal(err)
+		if err := b.Push(context.Background(), batchOf("s", rs...), Durable); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := first.offsets()
+	if n := len(first.offsets()); n != batches*size {
+		t.Fatalf("first run consumed %d records", n)
+	}
+	byOffset := map[int64]string{}
+	for _, bt := range first.got {
+		for i, r := range bt.Records {
+			byOffset[bt.Offset+int64(i)] = r.Body
+		}
+	}
+
+	cfg.MaxRecords = 8 // the backlog of 60 records needs the consumer to drain
 	second := &holdingConsumer{oldest: -1}
 	b2, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return second }})
 	if err != nil {
+		t.Fatal(err)
+	}
+	after := recsOf("late", 0, 1)
+	after[0].SeverityText = "FATAL"
+	if err := b2.Push(context.Background(), batchOf("s", after...), Accepted); err != nil {
 		t.Fatal(err)
 	}
 	if err := b2.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	got := second.offsets()
-	if len(got) != 10 || len(s) != 10 {
-		t.Fatalf("first run %v, replay %v", s, got)
+	if len(got) != batches*size+1 {
+		t.Fatalf("replay and one push delivered %d records, want %d", len(got), batches*size+1)
 	}
-	// Priority records (4 of them) first, then the 6 normal ones.
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("delivered offsets %v, want 0 to %d in order", got, batches*size)
+		}
+	}
 	for _, bt := range second.got {
+		if len(bt.Records) > cfg.MaxRecords {
+			t.Errorf("replayed batch of %d records in a buffer of %d", len(bt.Records), cfg.MaxRecords)
+		}
 		for i, r := range bt.Records {
-			if isPriority(&r) != isPriority(&bt.Records[0]) {
-				t.Errorf("replayed batch at %d mixes classes", bt.Offset+int64(i))
+			if o := bt.Offset + int64(i); o < batches*size && r.Body != byOffset[o] {
+				t.Errorf("offset %d replayed as %q, logged as %q", o, r.Body, byOffset[o])
 			}
 		}
 	}
-	if !isPriority(&second.got[0].Records[0]) {
-		t.Errorf("replay did not deliver the priority records first")
+	if last := second.got[len(second.got)-1]; last.Records[0].Body != after[0].Body {
+		t.Errorf("last delivered record %q, want the one pushed after the restart", last.Records[0].Body)
 	}
 }
 
@@ -330,14 +351,19 @@ func TestCommittedWithoutWAL(t *testing.T) {
 	defer b.Shutdown(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Push(context.Background(), batchOf("s", recsOf("svc", 0, 3)...), Committed) }()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the batch is consumed", func() bool { return len(c.offsets()) == 3 })
+	select {
+	case err := <-done:
+		t.Fatalf("COMMITTED push returned %v before its records were published", err)
+	default:
+	}
 	c.publish(3)
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("COMMITTED push without a log did not return after publish")
 	}
 }

@@ -233,6 +233,21 @@ func mustShutdown(t *testing.T, b *Buffer) {
 	}
 }
 
+// waitUntil polls cond until it holds, failing t if it does not within
+// ten seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		<-tick.C
+	}
+}
+
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.TickInterval = time.Second

@@ -42,6 +42,12 @@ type partition struct {
 	// floor is the lowest offset recovery has yet to queue (MaxInt64 when
 	// done): the commit watermark must not pass it.
 	floor atomic.Int64
+	// replaying counts the recovered batches queued on the normal lane and
+	// not yet delivered. They were queued before any push (New returns
+	// only once recovery has queued them all), so they are the head of
+	// that lane, and while any is left the goroutine drains the normal
+	// lane first: replay goes in offset order.
+	replaying atomic.Int64
 }
 
 // lane is one ring of a partition with its slot accounting.
@@ -130,18 +136,25 @@ func (b *Buffer) run(p *partition) {
 	}
 }
 
-// drain delivers batches, priority lane first, until both lanes are empty
-// and reports false, or until a tick is due, which it runs and reports
-// true.
+// drain delivers batches, priority lane first (normal lane first while
+// recovered batches are left, see partition.replaying), until both lanes
+// are empty and reports false, or until a tick is due, which it runs and
+// reports true.
 func (w *worker) drain() bool {
 	for {
 		l := 1
-		batch, ok := w.p.lanes[1].ring.TryPop()
-		if !ok {
+		if w.p.replaying.Load() > 0 {
 			l = 0
-			if batch, ok = w.p.lanes[0].ring.TryPop(); !ok {
+		}
+		batch, ok := w.p.lanes[l].ring.TryPop()
+		if !ok {
+			l = 1 - l
+			if batch, ok = w.p.lanes[l].ring.TryPop(); !ok {
 				return false
 			}
+		}
+		if l == 0 && w.p.replaying.Load() > 0 {
+			w.p.replaying.Add(-1)
 		}
 		w.deliver(l, batch)
 		select {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -76,13 +75,9 @@ func TestIdempotentProducers(t *testing.T) {
 		t.Fatalf("%d log segments; want several", len(before))
 	}
 	c.publish(21)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.parts[0].wal.Segments()[0].Index == before[0].Index {
-		if time.Now().After(deadline) {
-			t.Fatal("no log segment deleted after publishing")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "a log segment is deleted after publishing", func() bool {
+		return s.parts[0].wal.Segments()[0].Index != before[0].Index
+	})
 	if _, err := os.Stat(filepath.Join(cfg.WALDir, "tenant=acme", "stream=s", "producers.json")); err != nil {
 		t.Fatalf("producers not saved before segments were deleted: %v", err)
 	}

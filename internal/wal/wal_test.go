@@ -511,39 +511,41 @@ func (g *gate) hook(path string) error {
 
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
-	g := newGate()
-	l, err := wal.OpenWithSyncHook(t.TempDir(), testOptions(), nil, g.hook)
-	must(t, err)
-	defer closeLog(t, l)
-	g.armed.Store(true)
-
-	first, err := l.Append([]byte("first"))
-	must(t, err)
-	errs := make(chan error, 100)
-	go func() { errs <- l.Sync(context.Background(), first) }()
-	<-g.entered // one fsync in flight, blocked
-
-	const n = 16
-	var wg sync.WaitGroup
-	for i := range n {
-		pos, err := l.Append([]byte("next " + strconv.Itoa(i)))
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate()
+		l, err := wal.OpenWithSyncHook(t.TempDir(), testOptions(), nil, g.hook)
 		must(t, err)
-		wg.Go(func() { errs <- l.Sync(context.Background(), pos) })
-	}
-	time.Sleep(20 * time.Millisecond) // let the Syncs queue up behind the fsync
-	close(g.open)
-	wg.Wait()
-	for range n + 1 {
-		must(t, <-errs)
-	}
-	if c := g.calls.Load(); c != 2 {
-		t.Errorf("%d fsyncs for %d Syncs, want 2: the one in flight and one covering all the others", c, n+1)
-	}
-	// A covered position returns at once, without an fsync.
-	must(t, l.Sync(context.Background(), first))
-	if c := g.calls.Load(); c != 2 {
-		t.Errorf("Sync of a durable position fsynced")
-	}
+		defer closeLog(t, l)
+		g.armed.Store(true)
+
+		first, err := l.Append([]byte("first"))
+		must(t, err)
+		errs := make(chan error, 100)
+		go func() { errs <- l.Sync(context.Background(), first) }()
+		<-g.entered // one fsync in flight, blocked
+
+		const n = 16
+		var wg sync.WaitGroup
+		for i := range n {
+			pos, err := l.Append([]byte("next " + strconv.Itoa(i)))
+			must(t, err)
+			wg.Go(func() { errs <- l.Sync(context.Background(), pos) })
+		}
+		synctest.Wait() // every Sync is waiting behind the fsync in flight
+		close(g.open)
+		wg.Wait()
+		for range n + 1 {
+			must(t, <-errs)
+		}
+		if c := g.calls.Load(); c != 2 {
+			t.Errorf("%d fsyncs for %d Syncs, want 2: the one in flight and one covering all the others", c, n+1)
+		}
+		// A covered position returns at once, without an fsync.
+		must(t, l.Sync(context.Background(), first))
+		if c := g.calls.Load(); c != 2 {
+			t.Errorf("Sync of a durable position fsynced")
+		}
+	})
 }
 
 func TestSyncContext(t *testing.T) {
@@ -824,22 +826,24 @@ func TestCloseSyncs(t *testing.T) {
 	o := testOptions()
 	o.Policy, o.Interval = wal.SyncInterval, time.Hour
 	var fsyncs atomic.Int64
-	l, err := wal.OpenWithSyncHook(t.TempDir(), o, nil, func(path string) error {
-		if strings.HasSuffix(path, ".wal") {
-			fsyncs.Add(1)
+	synctest.Test(t, func(t *testing.T) {
+		l, err := wal.OpenWithSyncHook(t.TempDir(), o, nil, func(path string) error {
+			if strings.HasSuffix(path, ".wal") {
+				fsyncs.Add(1)
+			}
+			return nil
+		})
+		must(t, err)
+		base := fsyncs.Load()
+		pos, err := l.Append([]byte("x"))
+		must(t, err)
+		done := make(chan error)
+		go func() { done <- l.Sync(context.Background(), pos) }()
+		synctest.Wait() // the Sync is waiting for the next periodic fsync
+		closeLog(t, l)
+		must(t, <-done)
+		if n := fsyncs.Load() - base; n != 1 {
+			t.Errorf("%d fsyncs by Close, want 1", n)
 		}
-		return nil
 	})
-	must(t, err)
-	base := fsyncs.Load()
-	pos, err := l.Append([]byte("x"))
-	must(t, err)
-	done := make(chan error)
-	go func() { done <- l.Sync(context.Background(), pos) }()
-	time.Sleep(10 * time.Millisecond)
-	closeLog(t, l)
-	must(t, <-done)
-	if n := fsyncs.Load() - base; n != 1 {
-		t.Errorf("%d fsyncs by Close, want 1", n)
-	}
 }
