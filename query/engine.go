@@ -25,16 +25,27 @@ import (
 
 // Config sets the engine's resources and the bounds of user queries.
 type Config struct {
-	// DataDir is the only directory user SQL may read from. It must contain
-	// the lake.
+	// DataDir holds the engine's staging and spill directories. It must
+	// contain the lake.
 	DataDir string
+	// LakeDir is the lake's root, which user SQL may read besides the
+	// staged rows; "" means DataDir. Nothing else under DataDir (the
+	// write-ahead log, state files) is readable by user SQL.
+	LakeDir string
 	// Threads is DuckDB's worker thread count; 0 means one per core.
 	Threads int
-	// MemoryLimit is DuckDB's memory limit, such as "2GB"; "" means
-	// DuckDB's default (80% of RAM).
+	// MemoryLimit is DuckDB's memory limit for all queries together,
+	// such as "2GB"; past it a query spills to disk or fails with
+	// ErrResources. It must be set: DuckDB's own default, 80% of RAM, is
+	// no bound for a shared server.
 	MemoryLimit string
-	// MaxConcurrent bounds queries running at once; more wait for a slot
-	// until their deadline.
+	// MaxSpill bounds the disk that queries may spill to, under
+	// DataDir's tmp/query folder, such as "4GB".
+	MaxSpill string
+	// MaxConcurrent bounds user queries running at once; more wait for a
+	// slot until their deadline. System queries (Options.System) have one
+	// more slot of their own, so slow user queries never lock out the
+	// UI's schema.
 	MaxConcurrent int
 	// DefaultRows and MaxRows bound the rows a query returns when it asks
 	// for none and at most.
@@ -51,6 +62,8 @@ type Config struct {
 // DefaultConfig returns bounds suited to an interactive endpoint.
 func DefaultConfig() Config {
 	return Config{
+		MemoryLimit:    "1GB",
+		MaxSpill:       "4GB",
 		MaxConcurrent:  4,
 		DefaultRows:    10_000,
 		MaxRows:        1_000_000,
@@ -72,8 +85,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("query: want 1 <= DefaultRows (%d) <= MaxRows (%d)", c.DefaultRows, c.MaxRows)
 	case c.DefaultTimeout <= 0 || c.MaxTimeout < c.DefaultTimeout:
 		return fmt.Errorf("query: want 0 < DefaultTimeout (%s) <= MaxTimeout (%s)", c.DefaultTimeout, c.MaxTimeout)
-	case strings.ContainsAny(c.MemoryLimit, "'\\"):
+	case c.MemoryLimit == "" || strings.ContainsAny(c.MemoryLimit, "'\\"):
 		return fmt.Errorf("query: invalid MemoryLimit %q", c.MemoryLimit)
+	case c.MaxSpill == "" || strings.ContainsAny(c.MaxSpill, "'\\"):
+		return fmt.Errorf("query: invalid MaxSpill %q", c.MaxSpill)
 	}
 	return nil
 }
@@ -98,6 +113,7 @@ type Engine struct {
 	log     *slog.Logger
 	db      *sql.DB
 	slots   chan struct{}
+	system  chan struct{} // the slot of system queries
 	staging string
 
 	// mu guards the catalog below and serialises view changes. Queries
@@ -170,13 +186,15 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, fmt.Errorf("query: open duckdb: %w", err)
 	}
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(cfg.MaxConcurrent + 1)
-	db.SetMaxIdleConns(cfg.MaxConcurrent + 1)
+	// One connection for each slot, the system slot and the catalog.
+	db.SetMaxOpenConns(cfg.MaxConcurrent + 2)
+	db.SetMaxIdleConns(cfg.MaxConcurrent + 2)
 	e := &Engine{
 		cfg:     cfg,
 		log:     log,
 		db:      db,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		system:  make(chan struct{}, 1),
 		staging: staging,
 		files:   map[string][]string{},
 		staged:  map[string]*stagedFile{},
@@ -305,13 +323,28 @@ func (e *Engine) init(dataDir string) error {
 	if e.cfg.Threads > 0 {
 		stmts = append(stmts, fmt.Sprintf("SET threads = %d", e.cfg.Threads))
 	}
-	if e.cfg.MemoryLimit != "" {
-		stmts = append(stmts, fmt.Sprintf("SET memory_limit = '%s'", e.cfg.MemoryLimit))
+	spill := filepath.Join(dataDir, "tmp", "query")
+	if err := os.RemoveAll(spill); err != nil {
+		return fmt.Errorf("query: clear spill directory: %w", err)
+	}
+	if err := os.MkdirAll(spill, 0o755); err != nil {
+		return fmt.Errorf("query: spill directory: %w", err)
+	}
+	lakeDir := dataDir
+	if e.cfg.LakeDir != "" {
+		if lakeDir, err = filepath.Abs(e.cfg.LakeDir); err != nil {
+			return fmt.Errorf("query: lake dir: %w", err)
+		}
 	}
 	// The sandbox: these settings are global, so they bind every
 	// connection, and lock_configuration stops user SQL from undoing them.
+	// User SQL may read the lake and the staged rows and nothing else;
+	// what it may run at all is decided by vet.
 	stmts = append(stmts,
-		"SET allowed_directories = ["+quoteString(dataDir+string(filepath.Separator))+"]",
+		fmt.Sprintf("SET memory_limit = '%s'", e.cfg.MemoryLimit),
+		"SET temp_directory = "+quoteString(spill),
+		fmt.Sprintf("SET max_temp_directory_size = '%s'", e.cfg.MaxSpill),
+		"SET allowed_directories = ["+quoteString(lakeDir+string(filepath.Separator))+", "+quoteString(e.staging+string(filepath.Separator))+"]",
 		"SET enable_external_access = false",
 		"SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false",
@@ -610,7 +643,7 @@ func viewQuery(paths []string, wide bool) string {
 	paths = slices.Clone(paths)
 	sort.Strings(paths)
 	var q strings.Builder
-	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM read_parquet([`)
+	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM system.main.read_parquet([`)
 	for i, p := range paths {
 		if i > 0 {
 			q.WriteString(", ")

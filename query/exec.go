@@ -32,6 +32,11 @@ var (
 type Options struct {
 	MaxRows uint64
 	Timeout time.Duration
+	// System runs the query in the engine's own slot, apart from user
+	// queries, so that weir's short internal queries (the UI's schema)
+	// are never locked out by slow user SQL. Never set it for SQL a user
+	// sent.
+	System bool
 }
 
 // Column describes one result column.
@@ -85,9 +90,13 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 
+	slots := e.slots
+	if opt.System {
+		slots = e.system
+	}
 	select {
-	case e.slots <- struct{}{}:
-		defer func() { <-e.slots }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	case <-ctx.Done():
 		return Stats{}, e.ctxErr(ctx, ErrBusy)
 	}
@@ -98,11 +107,15 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 	}
 	defer conn.Close()
 
+	v, err := vet(ctx, conn, query, maxRows)
+	if err != nil {
+		return Stats{}, e.classify(ctx, err)
+	}
 	var st Stats
 	err = conn.Raw(func(dc any) error {
 		// Prepare, unlike PrepareContext, refuses several statements at
 		// once instead of running all but the last.
-		prepared, err := dc.(*duckdb.Conn).Prepare(query)
+		prepared, err := dc.(*duckdb.Conn).Prepare(v.sql)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}

@@ -37,11 +37,17 @@ type SQLRequest struct {
 // application/vnd.apache.arrow.stream) or a Parquet file (Accept:
 // application/vnd.apache.parquet).
 //
+// The request must say Content-Type: application/json. Browsers send a
+// cross-site form or text body without asking the server first, but a
+// JSON one only after a CORS preflight, which weir never grants: so a
+// page on another site cannot make a visitor's browser run SQL here.
+//
 // The JSON answer is {"columns": [...], "rows": [{...}, ...],
 // "truncated": bool, "elapsed_ms": n}; an error that strikes after rows
-// were sent ends it with an "error" member, and CSV and Arrow answers with
-// a Weir-Error trailer. Errors before any row get a status code and
-// {"code": "...", "error": "..."}.
+// were sent ends it with an "error" member, and CSV, Arrow and Parquet
+// answers with a Weir-Error trailer. A CSV, Arrow or Parquet answer cut at
+// the row limit ends with the trailer Weir-Truncated: true. Errors before
+// any row get a status code and {"code": "...", "error": "..."}.
 func (e *Engine) HTTPHandler() http.Handler {
 	return http.HandlerFunc(e.serveSQL)
 }
@@ -52,13 +58,13 @@ func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST with a JSON body {\"sql\": \"...\"}")
 		return
 	}
-	// curl -d sends application/x-www-form-urlencoded unless told
-	// otherwise; the body is JSON all the same.
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != MediaJSON && mt != "application/x-www-form-urlencoded") {
-			httpError(w, http.StatusUnsupportedMediaType, "invalid_argument", "Content-Type must be application/json")
-			return
-		}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != MediaJSON {
+		httpError(w, http.StatusUnsupportedMediaType, "invalid_argument", "Content-Type must be application/json")
+		return
+	}
+	if r.Header.Get("Content-Encoding") != "" {
+		httpError(w, http.StatusUnsupportedMediaType, "invalid_argument", "compressed request bodies are not accepted; send the JSON as it is")
+		return
 	}
 	var req SQLRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSQLBody))
@@ -90,7 +96,7 @@ func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
 		out = &jsonDocWriter{hw: hw}
 	}
 	if media != MediaJSON {
-		w.Header().Set("Trailer", "Weir-Error")
+		w.Header().Set("Trailer", "Weir-Error, Weir-Truncated")
 	}
 	st, err := e.Run(r.Context(), req.SQL, Options{MaxRows: req.MaxRows, Timeout: time.Duration(req.TimeoutMS) * time.Millisecond}, out)
 	if err != nil {
@@ -170,7 +176,12 @@ func (h *headerOnBegin) Begin(cols []Column) error {
 	return h.inner.Begin(cols)
 }
 func (h *headerOnBegin) Row(v []driver.Value) error { return h.inner.Row(v) }
-func (h *headerOnBegin) End(t bool) error           { return h.inner.End(t) }
+func (h *headerOnBegin) End(truncated bool) error {
+	if truncated {
+		h.hw.w.Header().Set("Weir-Truncated", "true")
+	}
+	return h.inner.End(truncated)
+}
 
 // jsonDocWriter writes the JSON document answer.
 type jsonDocWriter struct {

@@ -26,8 +26,11 @@ var _ weirv1connect.QueryServiceHandler = (*Service)(nil)
 // NewService returns the Connect QueryService of e.
 func NewService(e *Engine) *Service { return &Service{e: e} }
 
-// Handler returns the service's path and HTTP handler.
+// Handler returns the service's path and HTTP handler. Requests are
+// bounded to the SQL endpoint's body size, after decompression; opts may
+// add to that.
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(maxSQLBody)}, opts...)
 	return weirv1connect.NewQueryServiceHandler(s, opts...)
 }
 

@@ -1,0 +1,268 @@
+package query
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// The sandbox decides what user SQL may run by what it is, not by how it
+// begins. DuckDB's own parser turns the statement into a syntax tree
+// (json_serialize_sql, which serializes only SELECT statements), and the
+// tree is walked: every table function must be one that only reads, and
+// no table reference may name a file (DuckDB's replacement scans read
+// `FROM 'x.csv'`). EXPLAIN is taken apart and its statement checked the
+// same way, then put back together from the checked pieces, so what runs
+// is exactly what was checked. The settings in Engine.init are the second
+// wall: no file outside the lake can be read and no setting changed.
+
+// readOnlyTableFunctions are the table functions user SQL may call: they
+// read Parquet inside the allowed directories, generate values, or
+// describe the catalog. The duckdb_ names among them are also the only
+// duckdb_ catalog views user SQL may name. Anything else (query, query_table, read_text,
+// read_csv, glob, enable_logging, duckdb_logs, duckdb_settings, checkpoint,
+// ...) is refused.
+var readOnlyTableFunctions = map[string]bool{
+	"read_parquet":          true,
+	"parquet_scan":          true,
+	"parquet_metadata":      true,
+	"parquet_file_metadata": true,
+	"parquet_kv_metadata":   true,
+	"parquet_schema":        true,
+	"range":                 true,
+	"generate_series":       true,
+	"unnest":                true,
+	"repeat":                true,
+	"json_each":             true,
+	"json_tree":             true,
+	"duckdb_columns":        true,
+	"duckdb_tables":         true,
+	"duckdb_views":          true,
+	"duckdb_schemas":        true,
+	"duckdb_types":          true,
+	"duckdb_functions":      true,
+	"duckdb_keywords":       true,
+	"duckdb_constraints":    true,
+	"pragma_table_info":     true,
+}
+
+// maxSQLDepth bounds how deeply the syntax tree is walked; a deeper tree
+// is refused rather than recursed into.
+const maxSQLDepth = 512
+
+// vetted is a user statement that passed the sandbox.
+type vetted struct {
+	// sql is what to run: the user's SELECT inside a row limit, or an
+	// EXPLAIN rebuilt around the checked statement.
+	sql string
+}
+
+// vet checks query and returns what to run in its place. maxRows bounds
+// the rows a SELECT can produce: the statement runs under LIMIT
+// maxRows+1, so DuckDB never computes a larger result than is sent (the
+// extra row tells that the result was cut). Errors wrap ErrInvalid.
+func vet(ctx context.Context, conn *sql.Conn, query string, maxRows uint64) (vetted, error) {
+	rest, explain, err := splitExplain(query)
+	if err != nil {
+		return vetted{}, err
+	}
+	inner := trimStatementEnd(rest)
+	if inner == "" {
+		return vetted{}, fmt.Errorf("%w: the statement is empty", ErrInvalid)
+	}
+	if err := checkSelect(ctx, conn, inner); err != nil {
+		return vetted{}, err
+	}
+	if explain != "" {
+		return vetted{sql: explain + " " + inner}, nil
+	}
+	// The newline ends a trailing line comment before the parenthesis.
+	return vetted{sql: "SELECT * FROM (\n" + inner + "\n) LIMIT " + strconv.FormatUint(maxRows+1, 10)}, nil
+}
+
+// errNotReading is the refusal of statements that are not reading
+// queries.
+var errNotReading = fmt.Errorf("%w: only reading statements (SELECT, WITH, FROM, EXPLAIN of those, DESCRIBE, SHOW, SUMMARIZE) are allowed; this one changes state or reaches outside the lake", ErrInvalid)
+
+// checkSelect parses one statement with DuckDB's parser and refuses it
+// unless it is a single SELECT whose table functions and table names pass
+// the sandbox.
+func checkSelect(ctx context.Context, conn *sql.Conn, stmt string) error {
+	var raw any
+	if err := conn.QueryRowContext(ctx, "SELECT json_serialize_sql($1::VARCHAR)", stmt).Scan(&raw); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	tree, ok := raw.(map[string]any)
+	if !ok {
+		// The driver hands JSON back decoded; a string would mean a
+		// driver that does not, so decode it here.
+		s, isStr := raw.(string)
+		if !isStr || json.Unmarshal([]byte(s), &tree) != nil {
+			return fmt.Errorf("%w: cannot read the parsed statement", ErrInvalid)
+		}
+	}
+	if failed, _ := tree["error"].(bool); failed {
+		msg, _ := tree["error_message"].(string)
+		if strings.Contains(msg, "Only SELECT statements") {
+			return errNotReading
+		}
+		return fmt.Errorf("%w: %s", ErrInvalid, msg)
+	}
+	stmts, _ := tree["statements"].([]any)
+	if len(stmts) != 1 {
+		return fmt.Errorf("%w: send one statement at a time, got %d", ErrInvalid, len(stmts))
+	}
+	return walkTree(stmts[0], 0)
+}
+
+// walkTree checks every node of a serialized statement.
+func walkTree(n any, depth int) error {
+	if depth > maxSQLDepth {
+		return fmt.Errorf("%w: the statement nests deeper than %d levels", ErrInvalid, maxSQLDepth)
+	}
+	switch v := n.(type) {
+	case map[string]any:
+		switch v["type"] {
+		case "TABLE_FUNCTION":
+			fn, _ := v["function"].(map[string]any)
+			name, _ := fn["function_name"].(string)
+			if !readOnlyTableFunctions[strings.ToLower(name)] {
+				return fmt.Errorf("%w: table function %q is not allowed; allowed are the Parquet readers, range, generate_series, unnest, repeat, json_each, json_tree and the duckdb_ catalog functions", ErrInvalid, name)
+			}
+		case "BASE_TABLE", "SHOW_REF":
+			name, _ := v["table_name"].(string)
+			if strings.ContainsAny(name, `./\*:?`) {
+				return fmt.Errorf("%w: %q is not a table or view; read Parquet files with read_parquet", ErrInvalid, name)
+			}
+			if l := strings.ToLower(name); strings.HasPrefix(l, "duckdb_") && !readOnlyTableFunctions[l] {
+				return fmt.Errorf("%w: %q is not readable; the duckdb_ catalog views that are: duckdb_columns, duckdb_tables, duckdb_views, duckdb_schemas, duckdb_types, duckdb_functions, duckdb_keywords, duckdb_constraints", ErrInvalid, name)
+			}
+		}
+		for _, c := range v {
+			if err := walkTree(c, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, c := range v {
+			if err := walkTree(c, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// splitExplain takes a leading EXPLAIN apart: it returns the statement
+// after it and the EXPLAIN prefix rebuilt from its keywords ("" when the
+// query is no EXPLAIN). It accepts EXPLAIN, EXPLAIN ANALYZE and EXPLAIN
+// with an option list of plain words, such as EXPLAIN (FORMAT json).
+func splitExplain(q string) (rest, prefix string, err error) {
+	lx := lexer{s: q}
+	if !strings.EqualFold(lx.word(), "EXPLAIN") {
+		return q, "", nil
+	}
+	prefix = "EXPLAIN"
+	after := lx.pos
+	switch w := lx.word(); {
+	case strings.EqualFold(w, "ANALYZE"), strings.EqualFold(w, "ANALYSE"):
+		prefix += " ANALYZE"
+		after = lx.pos
+	case w == "" && lx.peek() == '(':
+		lx.pos++
+		var opts []string
+		for {
+			var words []string
+			for {
+				w := lx.word()
+				if w == "" {
+					break
+				}
+				words = append(words, w)
+			}
+			if len(words) == 0 || len(words) > 2 {
+				return "", "", fmt.Errorf("%w: EXPLAIN options must be words, such as EXPLAIN (FORMAT json)", ErrInvalid)
+			}
+			opts = append(opts, strings.Join(words, " "))
+			switch lx.peek() {
+			case ',':
+				lx.pos++
+				continue
+			case ')':
+				lx.pos++
+			default:
+				return "", "", fmt.Errorf("%w: EXPLAIN options must be words, such as EXPLAIN (FORMAT json)", ErrInvalid)
+			}
+			break
+		}
+		prefix += " (" + strings.Join(opts, ", ") + ")"
+		after = lx.pos
+	}
+	return q[after:], prefix, nil
+}
+
+// trimStatementEnd removes white space and semicolons after a statement.
+func trimStatementEnd(s string) string {
+	return strings.TrimRightFunc(s, func(r rune) bool { return r == ';' || unicode.IsSpace(r) })
+}
+
+// lexer reads the words at the start of a statement, skipping white space
+// and comments.
+type lexer struct {
+	s   string
+	pos int
+}
+
+// skip moves past white space and comments.
+func (l *lexer) skip() {
+	for l.pos < len(l.s) {
+		switch {
+		case unicode.IsSpace(rune(l.s[l.pos])):
+			l.pos++
+		case strings.HasPrefix(l.s[l.pos:], "--"):
+			end := strings.IndexByte(l.s[l.pos:], '\n')
+			if end < 0 {
+				l.pos = len(l.s)
+				return
+			}
+			l.pos += end + 1
+		case strings.HasPrefix(l.s[l.pos:], "/*"):
+			end := strings.Index(l.s[l.pos+2:], "*/")
+			if end < 0 {
+				l.pos = len(l.s)
+				return
+			}
+			l.pos += 2 + end + 2
+		default:
+			return
+		}
+	}
+}
+
+// word returns the next word of letters, digits and underscores, or "".
+func (l *lexer) word() string {
+	l.skip()
+	start := l.pos
+	for l.pos < len(l.s) {
+		c := l.s[l.pos]
+		if c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			l.pos++
+			continue
+		}
+		break
+	}
+	return l.s[start:l.pos]
+}
+
+// peek returns the next byte after white space and comments, or 0.
+func (l *lexer) peek() byte {
+	l.skip()
+	if l.pos < len(l.s) {
+		return l.s[l.pos]
+	}
+	return 0
+}

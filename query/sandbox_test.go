@@ -1,0 +1,257 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// snapshot lists every file under dir with its size and modification
+// time, to show that refused statements changed nothing.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out[p] = info.ModTime().String() + " " + info.Mode().String()
+		if !d.IsDir() {
+			out[p] += " " + strconv.FormatInt(info.Size(), 10)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSandboxRefusesWrites runs the statements that got past a check of
+// the leading keyword: each must be refused as invalid, and neither the
+// data directory nor the catalog may change.
+func TestSandboxRefusesWrites(t *testing.T) {
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	victim := filepath.Join(dir, "lake", "victim.parquet")
+	if err := os.MkdirAll(filepath.Dir(victim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(victim, []byte("not touched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, dir)
+	attacks := []string{
+		"EXPLAIN ANALYZE CREATE TABLE logs2 AS SELECT 1",
+		"EXPLAIN ANALYZE CREATE VIEW app AS SELECT 1",
+		"EXPLAIN ANALYZE CREATE MACRO read_parquet(x) AS TABLE SELECT 1",
+		"EXPLAIN ANALYZE CREATE OR REPLACE VIEW logs AS SELECT 1",
+		"EXPLAIN ANALYZE DROP VIEW logs",
+		"EXPLAIN ANALYZE INSERT INTO logs (body) VALUES ('x')",
+		"EXPLAIN ANALYZE COPY (SELECT 1 AS forged) TO '" + victim + "' (FORMAT parquet)",
+		"EXPLAIN ANALYZE COPY (SELECT 1) TO '" + filepath.Join(dir, "wal", "x") + "'",
+		"explain /* c */ analyze\n-- c\nCOPY (SELECT 1) TO '" + victim + "'",
+		"EXPLAIN (FORMAT json) COPY (SELECT 1) TO '" + victim + "'",
+		"EXPLAIN (FORMAT ')') COPY (SELECT 1) TO '" + victim + "'",
+		"EXPLAIN EXPLAIN ANALYZE COPY (SELECT 1) TO '" + victim + "'",
+		"EXPLAIN ANALYZE ANALYZE",
+		"EXPLAIN ANALYZE SELECT 1; COPY (SELECT 1) TO '" + victim + "'",
+		"EXPLAIN ANALYZE /* */ (SELECT 1); DROP VIEW logs",
+		"SELECT * FROM enable_logging('QueryLog')",
+		"SELECT * FROM duckdb_logs",
+		"SELECT * FROM duckdb_logs()",
+		"SELECT * FROM query('CREATE TABLE t AS SELECT 1')",
+		"SELECT * FROM query_table('logs')",
+		"SELECT (SELECT count(*) FROM query('DROP VIEW logs'))",
+		"WITH x AS (SELECT * FROM system.main.query('SELECT 1')) SELECT * FROM x",
+		"SELECT * FROM read_text('" + victim + "')",
+		"SELECT * FROM read_csv('" + victim + "')",
+		"SELECT * FROM '" + filepath.Join(dir, "lake", "victim.csv") + "'",
+		"FROM 'victim.json'",
+		"SELECT * FROM glob('" + dir + "/*')",
+		"SELECT * FROM checkpoint()",
+		"SELECT * FROM duckdb_settings()",
+		"SET threads = 1",
+		"PRAGMA threads = 1",
+		"CALL enable_logging()",
+		"SELECT 1; SELECT 2",
+		"SELECT 1; DROP VIEW logs",
+	}
+	for _, q := range attacks {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), q, Options{}, &w); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", q, err)
+		}
+	}
+	if after := snapshot(t, dir); !equalMaps(before, after) {
+		t.Errorf("refused statements changed the data directory:\nbefore %v\nafter  %v", before, after)
+	}
+	// The catalog holds weir's views only, and logs is still weir's.
+	if n := queryInts(t, e, "SELECT count(*) FROM duckdb_tables() WHERE NOT internal")[0]; n != 0 {
+		t.Errorf("%d tables were created", n)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM duckdb_functions() WHERE function_type = 'macro' AND NOT internal")[0]; n != 0 {
+		t.Errorf("%d macros were created", n)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM logs")[0]; n != 0 {
+		t.Errorf("logs has %d rows", n)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSandboxAllowsReading keeps the reading forms that users rely on.
+func TestSandboxAllowsReading(t *testing.T) {
+	e := openEngine(t, t.TempDir())
+	for _, q := range []string{
+		"SELECT 1;",
+		"SELECT 1 -- a trailing comment",
+		"SELECT 1 /* a trailing comment */ ;",
+		"FROM logs",
+		"WITH x AS (SELECT 1 AS a) SELECT * FROM x",
+		"SELECT * FROM logs UNION ALL SELECT * FROM logs",
+		"DESCRIBE logs",
+		"SHOW TABLES",
+		"SUMMARIZE SELECT 1 AS a",
+		"EXPLAIN SELECT count(*) FROM logs",
+		"EXPLAIN ANALYZE SELECT count(*) FROM logs",
+		"explain\n  analyze -- why\n select 1",
+		"EXPLAIN (FORMAT json) SELECT 1",
+		"SELECT * FROM range(3)",
+		"SELECT * FROM generate_series(1, 3)",
+		"SELECT * FROM duckdb_columns() WHERE table_name = 'logs'",
+		"SELECT * FROM pragma_table_info('logs')",
+		"SELECT table_name FROM information_schema.tables",
+		"SELECT list_transform([1, 2], x -> x + 1)",
+	} {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), q, Options{}, &w); err != nil {
+			t.Errorf("%s: %v", q, err)
+		} else if w.cols == nil {
+			t.Errorf("%s: no result", q)
+		}
+	}
+	// EXPLAIN ANALYZE runs the query it explains and says so.
+	var w rowsWriter
+	if _, err := e.Run(context.Background(), "EXPLAIN ANALYZE SELECT count(*) FROM range(10)", Options{}, &w); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.rows) == 0 || !strings.Contains(strings.ToLower(w.rows[0][len(w.rows[0])-1].(string)), "analyze") {
+		t.Errorf("EXPLAIN ANALYZE answered %v", w.rows)
+	}
+}
+
+// TestHugeResultIsBounded: a result far larger than memory is cut at the
+// row limit while DuckDB computes it, not after, so the query finishes
+// quickly and says it was truncated.
+func TestHugeResultIsBounded(t *testing.T) {
+	e := openEngine(t, t.TempDir())
+	var w rowsWriter
+	st, err := e.Run(context.Background(), "SELECT * FROM generate_series(1, 1e12::BIGINT)", Options{MaxRows: 5, Timeout: time.Minute}, &w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Truncated || len(w.rows) != 5 || w.rows[4][0] != int64(5) {
+		t.Errorf("stats %+v, rows %v", st, w.rows)
+	}
+	// A query that must hold more than the memory limit fails with
+	// ErrResources instead of growing the process.
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Threads = 1
+	cfg.MemoryLimit = "64MB"
+	cfg.MaxSpill = "16MB"
+	small, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	_, err = small.Run(context.Background(), "SELECT count(DISTINCT i::VARCHAR || 'some padding to make it wide') FROM range(100000000) t(i)", Options{Timeout: time.Minute}, &w)
+	if !errors.Is(err, ErrResources) {
+		t.Errorf("over the memory limit: %v, want ErrResources", err)
+	}
+}
+
+// TestSystemSlot: user queries holding every slot do not lock out a
+// system query.
+func TestSystemSlot(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.MaxConcurrent = 1
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run(ctx, "SELECT count(*) FROM range(1000000000000) a", Options{Timeout: time.Minute}, &startWriter{started: started})
+		done <- err
+	}()
+	// The slow query holds the only user slot once it is registered.
+	for {
+		e.mu.Lock()
+		n := 0
+		for _, c := range e.active {
+			n += c
+		}
+		e.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("slow query ended early: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	var w rowsWriter
+	if _, err := e.Run(context.Background(), "SELECT 1", Options{Timeout: 200 * time.Millisecond}, &w); !errors.Is(err, ErrBusy) {
+		t.Errorf("second user query: %v, want ErrBusy", err)
+	}
+	if _, err := e.Run(context.Background(), "DESCRIBE logs", Options{System: true, Timeout: 10 * time.Second}, &w); err != nil {
+		t.Errorf("system query: %v", err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, ErrCanceled) {
+		t.Errorf("slow query: %v, want ErrCanceled", err)
+	}
+	select {
+	case <-started:
+		t.Error("the slow query produced rows")
+	default:
+	}
+}
+
+// startWriter closes started when a result begins.
+type startWriter struct {
+	rowsWriter
+	started chan struct{}
+}
+
+func (s *startWriter) Begin(cols []Column) error {
+	close(s.started)
+	return nil
+}
