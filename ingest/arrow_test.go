@@ -47,6 +47,9 @@ func (capture) Close(context.Context) error           { return nil }
 type harness struct {
 	client weirv1connect.IngestServiceClient
 	grpc   weirv1connect.IngestServiceClient
+	json   weirv1connect.IngestServiceClient
+	http   *http.Client // to the server, HTTP/2 over TLS
+	url    string
 	svc    *Service
 	mem    *memory.CheckedAllocator
 	buf    *buffer.Buffer
@@ -89,6 +92,8 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	srv.StartTLS()
 	h.client = weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL)
 	h.grpc = weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
+	h.json = weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithProtoJSON())
+	h.http, h.url = srv.Client(), srv.URL
 	t.Cleanup(func() {
 		srv.Close()
 		h.shutdown(t)
@@ -507,4 +512,26 @@ func FuzzArrowBatch(f *testing.F) {
 		}
 		mem.AssertSize(t, 0)
 	})
+}
+
+// TestArrowDeepSchema sends a schema whose column nests a thousand list
+// types deep: it is refused before arrow-go follows the nesting (by
+// recursion), and the server goes on.
+func TestArrowDeepSchema(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	typ := arrow.DataType(arrow.BinaryTypes.String)
+	for range 1000 {
+		typ = arrow.ListOf(typ)
+	}
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(arrow.NewSchema([]arrow.Field{nullable("attributes", typ)}, nil)))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.push("app", buf.Bytes())
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "nested more than 32 deep") {
+		t.Errorf("push: %v, want invalid_argument, nested more than 32 deep", err)
+	}
+	h.checkAlive(t, "a deep schema")
 }

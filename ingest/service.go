@@ -144,9 +144,11 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts .
 }
 
 // Handler returns the service's path and HTTP handler, with the message
-// size limit applied.
+// size limit applied and codecs (binary and JSON) that check each
+// request's nesting and message count before decoding it (see
+// MaxValueDepth).
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes), connect.WithCodec(Codec())}, opts...)
+	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, codecs(s.cfg.MaxMessageBytes)...), opts...)
 	return weirv1connect.NewIngestServiceHandler(s, opts...)
 }
 
