@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -115,10 +117,30 @@ var (
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
+// reservedStreams are names a stream may not take, compared without
+// regard to case: each stream is a SQL view, and these would shadow
+// DuckDB's catalog schemas, tables and functions or weir's own view of
+// every stream (logs).
+var reservedStreams = []string{"information_schema", "pg_catalog", "main", "temp", "system", "memory", "logs"}
+
+// reservedStreamPrefixes start names a stream may not take: DuckDB's
+// catalog functions and views (duckdb_tables, pragma_table_info,
+// sqlite_master and the like).
+var reservedStreamPrefixes = []string{"duckdb_", "sqlite_", "pragma_"}
+
 // ValidateStream reports whether name is a valid stream name: 1 to 64
-// characters of [a-z0-9_], starting with a letter. Stream names appear in
-// storage paths and as SQL view names, so the rule is strict.
+// characters of [a-z0-9_], starting with a letter, and not reserved.
+// Stream names appear in storage paths and as SQL view names, so the
+// rule is strict. Reserved, whatever their case, are the names of
+// DuckDB's catalog (information_schema, pg_catalog, main, temp, system,
+// memory, and anything starting with duckdb_, sqlite_ or pragma_) and
+// logs, weir's view of every stream. Names starting with "_" are weir's
+// own streams (the dead-letter stream); the rule already refuses them.
 func ValidateStream(name string) error {
+	lower := strings.ToLower(name)
+	if slices.Contains(reservedStreams, lower) || slices.ContainsFunc(reservedStreamPrefixes, func(p string) bool { return strings.HasPrefix(lower, p) }) {
+		return fmt.Errorf("%w %q: the name is reserved for SQL catalog objects (information_schema, pg_catalog, main, temp, system, memory, logs, duckdb_*, sqlite_*, pragma_*); choose another", ErrInvalidStream, name)
+	}
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("%w %q: want 1 to 64 characters of [a-z0-9_] starting with a letter", ErrInvalidStream, name)
 	}

@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,7 +49,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateStream(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"hdfs", "a", "web_01"} {
+	for _, ok := range []string{"hdfs", "a", "web_01", "logs2", "my_logs", "maintenance", "system_events", "temperature", "duckdb", "sqlite"} {
 		if err := ValidateStream(ok); err != nil {
 			t.Errorf("ValidateStream(%q) = %v", ok, err)
 		}
@@ -56,6 +57,16 @@ func TestValidateStream(t *testing.T) {
 	for _, bad := range []string{"", "HDFS", "1abc", "a-b", "a/b", "../x", "_dead", "a b", string(make([]byte, 65))} {
 		if err := ValidateStream(bad); !errors.Is(err, ErrInvalidStream) {
 			t.Errorf("ValidateStream(%q) = %v, want ErrInvalidStream", bad, err)
+		}
+	}
+	// Names that would shadow catalog objects, in any case.
+	for _, reserved := range []string{
+		"information_schema", "pg_catalog", "duckdb_views", "duckdb_tables", "main", "temp", "system",
+		"memory", "sqlite_master", "pragma_table_info", "logs", "LOGS", "Main", "DuckDB_Settings", "Information_Schema",
+	} {
+		err := ValidateStream(reserved)
+		if !errors.Is(err, ErrInvalidStream) || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("ValidateStream(%q) = %v, want ErrInvalidStream saying it is reserved", reserved, err)
 		}
 	}
 }
