@@ -13,7 +13,10 @@
 // record appended before it started (group commit). Under SyncInterval a
 // background goroutine syncs on a timer instead. Open recovers from a
 // crash by truncating a torn tail of the last segment and refuses, with a
-// *CorruptionError, to open a log damaged anywhere else.
+// *CorruptionError, to open a log damaged anywhere else; with
+// Options.SkipDamage it opens it instead, passing over each damaged span
+// (listed by Damage, reported in place by Scan) and keeping every record
+// around it.
 //
 // A failed write is undone (the segment is truncated back, a new segment
 // removed) and the log stays usable: a full disk makes Append fail with

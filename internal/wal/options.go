@@ -53,6 +53,15 @@ type Options struct {
 	// ErrTooLarge; Open fails if the log holds a larger record (one
 	// written with a larger bound), because Replay could not deliver it.
 	MaxRecordBytes int
+	// SkipDamage makes Open skip damage it would otherwise refuse: a bad
+	// record or segment header anywhere but a torn tail, and a missing
+	// segment. Each damaged span (from the first bad byte to the next
+	// valid record, or to the end of a segment that is not the last) is
+	// logged, listed by Log.Damage and reported by Scan where it lies in
+	// the log; Replay passes over it. Records before and after a damaged
+	// span are kept. A segment of another format version is refused
+	// either way.
+	SkipDamage bool
 }
 
 // DefaultOptions returns 64 MiB segments, SyncEvery, a 10ms interval (for

@@ -151,11 +151,26 @@ type scanner struct {
 	size int64
 	hdr  *window // headers and short payloads
 	data *window // payloads that do not fit in hdr; allocated on first use
+	// budget bounds the payload bytes nextValid checksums in this segment:
+	// each offset it tries may name a long payload, and garbage could
+	// otherwise make the search quadratic in the segment's size.
+	budget int64
 }
 
-func newScanner(r io.ReaderAt, size int64) *scanner {
-	return &scanner{size: size, hdr: newWindow(r, size)}
+// searchBudget returns the checksum work nextValid may do in a segment of
+// size bytes: enough to step over a few damaged records of the largest
+// size, and linear in the segment.
+func searchBudget(size int64, maxRecord int) int64 {
+	return 4*size + 4*int64(maxRecord) + 1<<20
 }
+
+func newScanner(r io.ReaderAt, size int64, maxRecord int) *scanner {
+	return &scanner{size: size, hdr: newWindow(r, size), budget: searchBudget(size, maxRecord)}
+}
+
+// errSearchBudget means the search for the next valid record gave up; see
+// scanner.budget.
+var errSearchBudget = errors.New("too much checksum work searching for the next valid record")
 
 // frame reports whether a valid frame starts at off and the length of its
 // payload.
@@ -197,9 +212,21 @@ func (s *scanner) frame(off int64) (int64, frameStatus, error) {
 
 // nextValid returns the offset of the first valid frame at or after from,
 // or -1 if there is none. It tries every offset: a damaged length field
-// hides where the next frame starts.
+// hides where the next frame starts. It fails with errSearchBudget once
+// it has checksummed more than the scanner's budget.
 func (s *scanner) nextValid(from int64) (int64, error) {
 	for o := max(from, 0); s.size-o >= frameHeaderSize; o++ {
+		h, err := s.hdr.at(o, frameHeaderSize)
+		if err != nil {
+			return 0, err
+		}
+		n := int64(binary.LittleEndian.Uint32(h))
+		if n > s.size-o-frameHeaderSize {
+			continue
+		}
+		if s.budget -= n + 4; s.budget < 0 {
+			return 0, fmt.Errorf("%w (from offset %d)", errSearchBudget, from)
+		}
 		_, st, err := s.frame(o)
 		if err != nil {
 			return 0, err
@@ -215,8 +242,9 @@ func (s *scanner) nextValid(from int64) (int64, error) {
 type scanResult struct {
 	size    int64
 	records int
-	// end is the end of the last valid record, or 0 if the header is bad:
-	// the length of the segment's valid prefix.
+	// end is the end of the last valid record, or 0 if the header is bad
+	// and no valid record follows it: where the segment's readable part
+	// ends.
 	end int64
 	// bad says why the bytes at end are not a valid record or header; nil
 	// if the segment is clean (end == size).
@@ -228,12 +256,17 @@ type scanResult struct {
 	// computed for the last segment, where it tells a torn tail from
 	// corruption.
 	next int64
+	// damage lists, when scanning with skip, the damaged spans before end
+	// that valid records follow; Segment and Path are not set.
+	damage []Damage
 }
 
 // scanSegment validates the segment at path. A valid record larger than
 // maxRecord is an error (not corruption): the log was written with a
-// larger Options.MaxRecordBytes.
-func scanSegment(path string, last bool, maxRecord int) (scanResult, error) {
+// larger Options.MaxRecordBytes. With skip, a bad header or record that a
+// valid record follows becomes a damaged span and the scan continues at
+// that record.
+func scanSegment(path string, last bool, maxRecord int, skip bool) (scanResult, error) {
 	res := scanResult{next: -1}
 	f, err := os.Open(path)
 	if err != nil {
@@ -245,18 +278,29 @@ func scanSegment(path string, last bool, maxRecord int) (scanResult, error) {
 		return res, err
 	}
 	res.size = fi.Size()
-	s := newScanner(f, res.size)
+	s := newScanner(f, res.size, maxRecord)
 	h, err := s.hdr.at(0, int(min(res.size, headerSize)))
 	if err != nil {
 		return res, err
 	}
-	if res.fatal, res.bad = checkHeader(h); res.bad != nil {
-		if last && !res.fatal {
-			res.next, err = s.nextValid(0)
-		}
-		return res, err
-	}
 	off := int64(headerSize)
+	if res.fatal, res.bad = checkHeader(h); res.bad != nil {
+		if res.fatal {
+			return res, nil
+		}
+		if !skip {
+			if last {
+				res.next, err = s.nextValid(0)
+			}
+			return res, err
+		}
+		next, err := s.nextValid(headerSize)
+		if err != nil || next < 0 {
+			return res, err
+		}
+		res.damage = append(res.damage, Damage{Offset: 0, Length: next, Err: res.bad})
+		res.bad, off = nil, next
+	}
 	for off < res.size {
 		n, st, err := s.frame(off)
 		if err != nil {
@@ -270,10 +314,15 @@ func scanSegment(path string, last bool, maxRecord int) (scanResult, error) {
 		}
 		if res.bad != nil {
 			res.end = off
-			if last {
+			if last || skip {
 				res.next, err = s.nextValid(off + 1)
 			}
-			return res, err
+			if err != nil || !skip || res.next < 0 {
+				return res, err
+			}
+			res.damage = append(res.damage, Damage{Offset: off, Length: res.next - off, Err: res.bad})
+			res.bad, res.next, off = nil, -1, res.next
+			continue
 		}
 		if n > int64(maxRecord) {
 			return res, fmt.Errorf("record at offset %d has %d bytes: %w (Options.MaxRecordBytes is %d)", off, n, ErrTooLarge, maxRecord)
@@ -287,13 +336,15 @@ func scanSegment(path string, last bool, maxRecord int) (scanResult, error) {
 
 // listSegments returns the segments in dir, oldest first, with their
 // paths; sizes are not set. Files that are not named like segments are
-// ignored. A gap in the indices is corruption.
-func listSegments(dir string) ([]Segment, error) {
+// ignored. A gap in the indices is corruption, or with skip a damaged span
+// of no bytes at the start of the segment after the gap.
+func listSegments(dir string, skip bool) ([]Segment, []Damage, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var segs []Segment
+	var gaps []Damage
 	for _, e := range entries { // sorted by name, so by index
 		idx, ok := parseSegmentName(e.Name())
 		if !ok || !e.Type().IsRegular() {
@@ -301,11 +352,15 @@ func listSegments(dir string) ([]Segment, error) {
 		}
 		path := filepath.Join(dir, e.Name())
 		if n := len(segs); n > 0 && segs[n-1].Index+1 != idx {
-			return nil, &CorruptionError{Segment: path, Offset: 0, Err: fmt.Errorf("%w: index %d follows %d", errMissingSegment, idx, segs[n-1].Index)}
+			cause := fmt.Errorf("%w: index %d follows %d", errMissingSegment, idx, segs[n-1].Index)
+			if !skip {
+				return nil, nil, &CorruptionError{Segment: path, Offset: 0, Err: cause}
+			}
+			gaps = append(gaps, Damage{Segment: idx, Path: path, Err: cause})
 		}
 		segs = append(segs, Segment{Index: idx, Path: path})
 	}
-	return segs, nil
+	return segs, gaps, nil
 }
 
 // createSegment creates a new segment file with its header. It does not

@@ -63,6 +63,24 @@ func (e *CorruptionError) Error() string {
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
 
+// Damage is a span of a segment that holds no valid record, which a log
+// opened with Options.SkipDamage passes over. The records before and
+// after it are intact; what the span held is lost, unless its bytes (see
+// Log.Scan) still make sense to the caller.
+type Damage struct {
+	Segment uint64 // index of the segment
+	Path    string // path of the segment file
+	// Offset is the byte offset in the segment of the span's first byte;
+	// Length is the span's size in bytes. A missing segment is a span of
+	// no bytes at offset 0 of the segment after the gap.
+	Offset, Length int64
+	Err            error // what is wrong at Offset
+}
+
+func (d Damage) String() string {
+	return fmt.Sprintf("segment %s offset %d (%d bytes): %v", d.Path, d.Offset, d.Length, d.Err)
+}
+
 // Pos is a position in the log: the end of an appended record. Positions
 // compare in log order with Less; the zero Pos is before every record.
 type Pos struct {
@@ -113,6 +131,7 @@ type Log struct {
 	dirDirty bool      // the current segment's directory entry is not yet synced
 	err      error     // sticky: set by the first failed fsync
 	closed   bool
+	damage   []Damage      // spans Open skipped, in log order; see Options.SkipDamage
 	changed  chan struct{} // closed and replaced when synced or err changes
 	scratch  []byte        // frame buffer for Append
 	stats    stats
@@ -143,7 +162,11 @@ const scratchMax = 1 << 20
 // bytes dropped, and continues. Damage anywhere else (a bad record that a
 // valid one follows in the last segment, any bad record or header in an
 // earlier segment, a gap in the segment numbers) makes Open return a
-// *CorruptionError without modifying anything.
+// *CorruptionError without modifying anything, unless
+// Options.SkipDamage is set: then Open logs each damaged span at error
+// level, lists it in Damage and opens, still modifying nothing but a torn
+// tail. A segment of another format version is a *CorruptionError
+// either way.
 //
 // Before it returns, Open fsyncs the last segment and the directory, so
 // whatever Replay delivers is durable even if it was written by a process
@@ -175,7 +198,7 @@ func open(dir string, opts Options, logger *slog.Logger, syncHook func(string) e
 	if err := l.mkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, classify(err))
 	}
-	segs, err := listSegments(dir)
+	segs, gaps, err := listSegments(dir, opts.SkipDamage)
 	if ce := (*CorruptionError)(nil); errors.As(err, &ce) {
 		return nil, err
 	} else if err != nil {
@@ -184,7 +207,7 @@ func open(dir string, opts Options, logger *slog.Logger, syncHook func(string) e
 	if len(segs) == 0 {
 		err = l.create()
 	} else {
-		err = l.recover(segs)
+		err = l.recover(segs, gaps)
 	}
 	if err != nil {
 		return nil, err
@@ -217,21 +240,41 @@ func (l *Log) create() error {
 }
 
 // recover checks every segment and truncates a torn tail of the last.
-func (l *Log) recover(segs []Segment) error {
+// gaps are the missing segments listSegments found (with SkipDamage).
+func (l *Log) recover(segs []Segment, gaps []Damage) error {
 	var torn *scanResult
+	var damage []Damage
 	for i := range segs {
 		s := &segs[i]
 		last := i == len(segs)-1
-		res, err := scanSegment(s.Path, last, l.opts.MaxRecordBytes)
+		for len(gaps) > 0 && gaps[0].Segment == s.Index {
+			damage = append(damage, gaps[0])
+			gaps = gaps[1:]
+		}
+		res, err := scanSegment(s.Path, last, l.opts.MaxRecordBytes, l.opts.SkipDamage)
+		if errors.Is(err, errSearchBudget) {
+			return &CorruptionError{Segment: s.Path, Offset: res.end, Err: err}
+		}
 		if err != nil {
 			return fmt.Errorf("wal: scan %s: %w", s.Path, err)
 		}
 		s.Size = res.size
+		for _, d := range res.damage {
+			d.Segment, d.Path = s.Index, s.Path
+			damage = append(damage, d)
+		}
 		if res.bad == nil {
 			continue
 		}
 		switch {
-		case !last || res.fatal:
+		case res.fatal:
+			return &CorruptionError{Segment: s.Path, Offset: res.end, Err: res.bad}
+		case !last && l.opts.SkipDamage:
+			// Nothing valid follows in this segment: the rest of it is
+			// one damaged span, and the next segment goes on.
+			damage = append(damage, Damage{Segment: s.Index, Path: s.Path, Offset: res.end, Length: res.size - res.end, Err: res.bad})
+			continue
+		case !last:
 			return &CorruptionError{Segment: s.Path, Offset: res.end, Err: res.bad}
 		case res.next >= 0:
 			return &CorruptionError{Segment: s.Path, Offset: res.end,
@@ -271,7 +314,12 @@ func (l *Log) recover(segs []Segment) error {
 	if err := l.fsyncDir(); err != nil {
 		return fail(err)
 	}
+	for _, d := range damage {
+		l.log.Error("wal: skipping a damaged span of the log; the records in it are lost",
+			"segment", d.Path, "offset", d.Offset, "bytes", d.Length, "cause", d.Err.Error())
+	}
 	l.segs = segs
+	l.damage = damage
 	l.cur = f
 	l.written = Pos{Segment: s.Index, Offset: s.Size}
 	l.synced = l.written
@@ -602,7 +650,8 @@ func (l *Log) syncPath(dir string) error {
 // Replay calls fn for each record after from, in log order, with its
 // position; the zero Pos replays the whole log (from the oldest segment
 // still present). payload is valid only during the call. Replay stops at
-// the first error fn returns and returns it unchanged.
+// the first error fn returns and returns it unchanged. Damaged spans that
+// Open skipped (Options.SkipDamage) are passed over; Scan reports them.
 //
 // Replay sees the records appended before it started; it may run
 // concurrently with Append and Sync. It reads the segments through their
@@ -610,6 +659,16 @@ func (l *Log) syncPath(dir string) error {
 // opened makes it fail. A record that fails its checksum now (damage
 // since Open) is a *CorruptionError.
 func (l *Log) Replay(from Pos, fn func(pos Pos, payload []byte) error) error {
+	return l.Scan(from, fn, nil)
+}
+
+// Scan is Replay that also calls damaged, if not nil, for each damaged
+// span Open skipped that ends after from, in log order among the records:
+// after the records before it and before those after it. raw holds the
+// span's first bytes, at most Options.MaxRecordBytes plus a frame header
+// of them, and is valid only during the call. Scan stops at the first
+// error either function returns and returns it unchanged.
+func (l *Log) Scan(from Pos, fn func(pos Pos, payload []byte) error, damaged func(d Damage, raw []byte) error) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -621,15 +680,32 @@ func (l *Log) Replay(from Pos, fn func(pos Pos, payload []byte) error) error {
 			segs = append(segs, s)
 		}
 	}
+	spans := l.damage
 	l.mu.Unlock()
 
-	r := &replayer{from: from, fn: fn, max: l.opts.MaxRecordBytes}
+	r := &replayer{from: from, fn: fn, damaged: damaged, max: l.opts.MaxRecordBytes}
 	for _, s := range segs {
-		if err := r.segment(s); err != nil {
+		for len(spans) > 0 && spans[0].Segment < s.Index {
+			spans = spans[1:]
+		}
+		n := 0
+		for n < len(spans) && spans[n].Segment == s.Index {
+			n++
+		}
+		if err := r.segment(s, spans[:n]); err != nil {
 			return err
 		}
+		spans = spans[n:]
 	}
 	return nil
+}
+
+// Damage returns the damaged spans Open skipped (Options.SkipDamage) in
+// the segments still present, in log order.
+func (l *Log) Damage() []Damage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Damage(nil), l.damage...)
 }
 
 // Segments returns the log's segments, oldest first; the last is the one
@@ -666,6 +742,11 @@ func (l *Log) Remove(before uint64) error {
 		n++
 	}
 	l.segs = append([]Segment(nil), l.segs[n:]...)
+	d := 0
+	for d < len(l.damage) && l.damage[d].Segment < l.segs[0].Index {
+		d++
+	}
+	l.damage = append([]Damage(nil), l.damage[d:]...)
 	l.mu.Unlock()
 	if n == 0 {
 		return err
