@@ -30,6 +30,22 @@ type config struct {
 	Data     string `yaml:"data"`
 	LogLevel string `yaml:"log_level"`
 
+	// Server bounds the HTTP server's connections and how long clients
+	// may take (newHTTPServer documents each bound).
+	Server struct {
+		// MaxConnections bounds the open client connections; more
+		// wait to be accepted.
+		MaxConnections int `yaml:"max_connections"`
+		// IdleTimeout closes a connection with no request in flight.
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+		// ReadTimeout bounds the time a unary request's body takes
+		// to arrive.
+		ReadTimeout time.Duration `yaml:"read_timeout"`
+		// StreamIdleTimeout ends a streaming RPC whose client sends
+		// nothing for this long.
+		StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	} `yaml:"server"`
+
 	Ingest struct {
 		MaxMessageBytes int           `yaml:"max_message_bytes"`
 		MaxBatchRecords int           `yaml:"max_batch_records"`
@@ -78,6 +94,7 @@ type config struct {
 	Query struct {
 		Threads        int           `yaml:"threads"`
 		MemoryLimit    string        `yaml:"memory_limit"`
+		MaxSpill       string        `yaml:"max_spill"`
 		MaxConcurrent  int           `yaml:"max_concurrent"`
 		DefaultRows    uint64        `yaml:"default_rows"`
 		MaxRows        uint64        `yaml:"max_rows"`
@@ -120,6 +137,12 @@ func defaultConfig() config {
 	c.LogLevel = "info"
 	c.ShutdownTimeout = time.Minute
 	c.Profiling.UploadInterval = 15 * time.Second
+	// 1024 connections leave most of a typical descriptor limit (Go
+	// raises the soft limit to the hard one) to the lake's files.
+	c.Server.MaxConnections = 1024
+	c.Server.IdleTimeout = 2 * time.Minute
+	c.Server.ReadTimeout = time.Minute
+	c.Server.StreamIdleTimeout = 5 * time.Minute
 
 	ic := ingest.DefaultConfig()
 	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout =
@@ -144,7 +167,7 @@ func defaultConfig() config {
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 
 	qc := query.DefaultConfig()
-	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxConcurrent
+	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
 	return c
@@ -276,8 +299,9 @@ func (c *config) sink() sink.Config {
 func (c *config) query() query.Config {
 	qc := query.DefaultConfig()
 	qc.DataDir = c.Data
+	qc.LakeDir = filepath.Join(c.Data, "lake")
 	qc.Streams = []string{transform.DeadLetterStream}
-	qc.Threads, qc.MemoryLimit, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent
+	qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
 		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
 	return qc
@@ -297,6 +321,12 @@ func (c *config) validate() error {
 	}
 	if c.Profiling.UploadInterval <= 0 {
 		return fmt.Errorf("profiling.upload_interval must be positive")
+	}
+	if c.Server.MaxConnections < 1 {
+		return fmt.Errorf("server.max_connections must be positive")
+	}
+	if c.Server.IdleTimeout <= 0 || c.Server.ReadTimeout <= 0 || c.Server.StreamIdleTimeout <= 0 {
+		return fmt.Errorf("server.idle_timeout, server.read_timeout and server.stream_idle_timeout must be positive")
 	}
 	if c.Ingest.MaxFuture < 0 {
 		return fmt.Errorf("ingest.max_future must not be negative")

@@ -208,17 +208,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	// context that is cancelled once the grace period is over.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           stageLabels(mux),
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return handlerCtx },
+	srv, err := newHTTPServer(&cfg, stageLabels(mux), handlerCtx)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.Server.MaxConnections)) }()
 	log.Info("weir serving", "addr", ln.Addr().String(), "data", cfg.Data)
 
 	select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -77,7 +78,19 @@ func (s tailService) Tail(ctx context.Context, req *connect.Request[weirv1.TailR
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
 
-	if err := stream.Send(&weirv1.TailResponse{}); err != nil {
+	// A viewer that stops reading blocks Send once the connection's
+	// flow-control window is full; the write deadline ends it then, as
+	// the hub closes a subscription that does not read for as long.
+	idle := s.hub.Config().IdleTimeout
+	rc := responseControllerFrom(ctx)
+	send := func(resp *weirv1.TailResponse) error {
+		if rc != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(idle)) // only ErrNotSupported, for writers without deadlines
+			defer rc.SetWriteDeadline(time.Time{})
+		}
+		return stream.Send(resp)
+	}
+	if err := send(&weirv1.TailResponse{}); err != nil {
 		return err
 	}
 	for {
@@ -85,6 +98,9 @@ func (s tailService) Tail(ctx context.Context, req *connect.Request[weirv1.TailR
 		if err != nil {
 			if s.stopping.Err() != nil {
 				return connect.NewError(connect.CodeUnavailable, errors.New("server shutting down"))
+			}
+			if errors.Is(err, tail.ErrIdle) {
+				return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("viewer did not read for %s: %w", idle, err))
 			}
 			return err
 		}
@@ -98,7 +114,7 @@ func (s tailService) Tail(ctx context.Context, req *connect.Request[weirv1.TailR
 				Record:    recordToProto(&it.Record),
 			}
 		}
-		if err := stream.Send(resp); err != nil {
+		if err := send(resp); err != nil {
 			return err
 		}
 	}

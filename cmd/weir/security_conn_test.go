@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// httpGet sends one keep-alive GET on conn and reads the response.
+func httpGet(t *testing.T, conn net.Conn, br *bufio.Reader, path string) {
+	t.Helper()
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: weir\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+	}
+}
+
+// waitClosed reads conn until the server closes it, failing the test if
+// that takes longer than patience.
+func waitClosed(t *testing.T, conn net.Conn, r io.Reader, what string, patience time.Duration) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(patience))
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s: still open after %s", what, patience)
+		}
+		t.Logf("%s: closed with %v", what, err) // a reset is a close too
+	}
+}
+
+// Idle connections are closed after server.idle_timeout, over HTTP/1.1
+// and h2c, while a push stream open all along keeps working, and so does
+// a tail, over h2c and HTTP/1.1, that outlives stream_idle_timeout.
+func TestSecurityIdleConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", func(c *config) {
+		c.Server.IdleTimeout = 300 * time.Millisecond
+		c.Server.StreamIdleTimeout = 2 * time.Second
+		fastCommit(c)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ingest, _ := newClients(s.url)
+	st := ingest.PushStream(ctx)
+	defer st.CloseRequest()
+	pushOnStream := func(id uint64) {
+		t.Helper()
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "idle", Records: []*weirv1.Record{textRecord("on the stream")}}); err != nil {
+			t.Fatalf("send %d: %v", id, err)
+		}
+		ack, err := st.Receive()
+		if err != nil || ack.GetBatchId() != id || ack.GetAccepted() != 1 {
+			t.Fatalf("ack of %d: %v %v", id, ack, err)
+		}
+	}
+	pushOnStream(1)
+	tails := map[string]*connect.ServerStreamForClient[weirv1.TailResponse]{}
+	for name, hc := range map[string]*http.Client{"h2c": newHTTPClient(), "http/1.1": {Transport: &http.Transport{}}} {
+		tails[name] = openTail(t, ctx, weirv1connect.NewTailServiceClient(hc, s.url), &weirv1.TailRequest{Streams: []string{"idle"}})
+	}
+
+	addr := s.url[len("http://"):]
+	h1, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h1.Close()
+	br := bufio.NewReader(h1)
+	httpGet(t, h1, br, "/healthz")
+	waitClosed(t, h1, br, "idle HTTP/1.1 connection", 20*time.Second)
+
+	h2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	// The h2c preface and an empty SETTINGS frame, then nothing.
+	if _, err := io.WriteString(h2, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, h2, h2, "idle h2c connection", 20*time.Second)
+
+	// The push stream lived through both idle timeouts.
+	pushOnStream(2)
+	// A stream whose client is silent for stream_idle_timeout is ended.
+	if ack, err := st.Receive(); err == nil || ctx.Err() != nil {
+		t.Fatalf("silent push stream: %v %v; want it ended by the server", ack, err)
+	}
+	// The tails lived through the stream idle timeout and receive.
+	push(t, ctx, ingest, "idle", weirv1.AckLevel_ACK_LEVEL_COMMITTED, textRecord("for the tails"))
+	for name, tl := range tails {
+		for received := false; !received; {
+			if !tl.Receive() {
+				t.Fatalf("%s tail ended: %v", name, tl.Err())
+			}
+			for _, r := range tl.Msg().GetRecords() {
+				received = received || r.GetRecord().GetBody() == "for the tails"
+			}
+		}
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM idle", 3)
+}
+
+// A unary request whose body does not arrive within server.read_timeout
+// fails, and the server goes on serving.
+func TestSecurityUnaryReadTimeout(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", func(c *config) { c.Server.ReadTimeout = 300 * time.Millisecond })
+	conn, err := net.Dial("tcp", s.url[len("http://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Promise a body of 100 bytes and send 2.
+	if _, err := io.WriteString(conn, "POST /weir.v1.IngestService/Push HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, conn, conn, "connection with a stalled unary body", 20*time.Second)
+	ingest, _ := newClients(s.url)
+	push(t, context.Background(), ingest, "after", weirv1.AckLevel_ACK_LEVEL_ACCEPTED, textRecord("still served"))
+}
+
+// The server holds at most server.max_connections connections; the next
+// one is served once one of them closes.
+func TestSecurityConnectionLimit(t *testing.T) {
+	t.Parallel()
+	cfg := defaultConfig()
+	cfg.Server.MaxConnections = 2
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	srv, err := newHTTPServer(&cfg, mux, context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(limitListener(ln, cfg.Server.MaxConnections)) }()
+	defer func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		httpGet(t, c, bufio.NewReader(c), "/healthz")
+		held = append(held, c)
+	}
+	third, err := net.Dial("tcp", ln.Addr().String()) // the kernel completes it; the server does not accept it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if _, err := io.WriteString(third, "GET /healthz HTTP/1.1\r\nHost: weir\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(third)
+	third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := br.Peek(1); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a third connection past the limit of 2 was served: %v", err)
+	}
+	held[0].Close()
+	third.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the third connection once one closed: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("third connection: %d", resp.StatusCode)
+	}
+}
