@@ -173,15 +173,24 @@ func (p *Pipeline) HasRules(stream string) bool { return p.prog.Load().chain(str
 // since they may leave a batch empty. A retried request thus maps to
 // retried batches everywhere.
 //
+// Records with an error in b.Rejects (they failed at the edge) go to the
+// dead-letter stream with that error, at stage "validate", without
+// running the processors; the batches returned carry no Rejects.
+//
 // A stream without processors whose every record fails validation yields
 // no batches and the first record's error: rejecting such a request loses
 // nothing and keeps the producer's sequence gapless.
 func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error) {
+	rejects := b.Rejects
+	b.Rejects = nil
+	if rejects != nil && len(rejects) != len(b.Records) {
+		return dst, fmt.Errorf("transform: batch has %d rejects for %d records", len(rejects), len(b.Records))
+	}
 	prog := p.prog.Load()
 	ch := prog.chain(b.Stream)
 	now := p.cfg.Now()
 	if ch == nil {
-		return p.validateOnly(dst, b, now)
+		return p.validateOnly(dst, b, rejects, now)
 	}
 	w := p.pool.Get().(*work)
 	defer p.pool.Put(w)
@@ -201,6 +210,10 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 	var slab []record.KV
 	for i := range b.Records {
 		orig := &b.Records[i]
+		if rejects != nil && rejects[i] != nil {
+			deadOf(orig, "validate", rejects[i])
+			continue
+		}
 		if err := orig.Validate(i, now, p.cfg.Limits); err != nil {
 			deadOf(orig, "validate", err)
 			continue
@@ -262,11 +275,16 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 	return dst, nil
 }
 
-// validateOnly is Process for streams without processors.
-func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, now time.Time) ([]*record.Batch, error) {
+// validateOnly is Process for streams without processors; rejects are
+// b's (see record.Batch.Rejects).
+func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, rejects []error, now time.Time) ([]*record.Batch, error) {
 	var bad []int
 	var errs []error
 	for i := range b.Records {
+		if rejects != nil && rejects[i] != nil {
+			bad, errs = append(bad, i), append(errs, rejects[i])
+			continue
+		}
 		if err := b.Records[i].Validate(i, now, p.cfg.Limits); err != nil {
 			bad, errs = append(bad, i), append(errs, err)
 		}

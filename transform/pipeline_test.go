@@ -531,3 +531,54 @@ streams:
 		t.Errorf("resource %+v", r.Resource)
 	}
 }
+
+// TestPipelineRejects checks records that failed at the edge: they go to
+// the dead-letter stream with their errors, on streams with and without
+// processors, while the others of their batch go on; no batch handed on
+// carries Rejects.
+func TestPipelineRejects(t *testing.T) {
+	p := newTestPipeline(t, `
+streams:
+  parsed:
+    processors:
+      - parse: {format: logfmt}
+`)
+	edgeErr := fmt.Errorf("record 1: trace_id 0a0b0c has 3 bytes; want 0 or 16")
+	for _, stream := range []string{"plain", "parsed"} {
+		b := lines(stream, "a=1", "a=2", "a=3")
+		b.Rejects = []error{nil, edgeErr, nil}
+		out, err := p.Process(nil, b)
+		if err != nil {
+			t.Fatalf("%s: %v", stream, err)
+		}
+		for _, o := range out {
+			if o.Rejects != nil {
+				t.Errorf("%s: batch of %s carries Rejects", stream, o.Stream)
+			}
+		}
+		m := byStream(t, out)
+		if got := m[stream]; got == nil || len(got.Records) != 2 || got.Records[0].Body != "a=1" || got.Records[1].Body != "a=3" {
+			t.Fatalf("%s: kept %+v", stream, got)
+		}
+		d := m[DeadLetterStream]
+		if d == nil || len(d.Records) != 1 || d.Records[0].Body != "a=2" {
+			t.Fatalf("%s: dead letters %+v", stream, d)
+		}
+		if attrOf(&d.Records[0], AttrDeadError) != edgeErr.Error() || attrOf(&d.Records[0], AttrDeadStage) != "validate" || attrOf(&d.Records[0], "a") != "" {
+			t.Errorf("%s: dead letter %+v", stream, d.Records[0].Attributes)
+		}
+	}
+	// Every record rejected, no processors: the request fails with the
+	// first record's error, as for records failing validation.
+	b := lines("plain", "x")
+	b.Rejects = []error{edgeErr}
+	if out, err := p.Process(nil, b); err != edgeErr || len(out) != 0 {
+		t.Errorf("all rejected: %v %v", out, err)
+	}
+	// Rejects that do not match the records are refused.
+	b = lines("plain", "x", "y")
+	b.Rejects = []error{nil}
+	if _, err := p.Process(nil, b); err == nil {
+		t.Error("mismatched Rejects accepted")
+	}
+}

@@ -94,6 +94,15 @@ type Batch struct {
 	// set it, since the destination stream sees only some of the
 	// producer's sequence numbers.
 	SequenceGaps bool
+	// Rejects holds the errors of records that failed at the edge,
+	// indexed like Records, or is nil when none did: a record whose wire
+	// form held a value a Record cannot (a timestamp past the year 2262,
+	// a trace id of 3 bytes) keeps what it could of the original, and its
+	// error names the value left out. The transforms send such records to
+	// the dead-letter stream with their errors, as they do records that
+	// fail Validate, and clear Rejects; the buffer and the batch encoding
+	// ignore it.
+	Rejects []error
 }
 
 // NewBatch returns a batch of the records with Bytes computed.
