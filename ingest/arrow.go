@@ -269,47 +269,71 @@ func (a *requestAllocator) freeLeaked() {
 // of them. Record batches are read in place from data; the Arrow buffers
 // decoding allocates (decompressed bodies) come from mem, at most budget
 // bytes in all, and are all released when it returns: the records hold
-// only Go memory and do not refer to data. Errors are for
-// INVALID_ARGUMENT, except errArrowTooLarge.
-func decodeArrow(data []byte, maxRows int, mem memory.Allocator, budget int) ([]record.Record, error) {
+// only Go memory and do not refer to data. A row holding a value that a
+// record.Record cannot (a timestamp past 2262, an id that is not 32 or 16
+// hex digits, attributes that are not a JSON object) is converted as far
+// as it can be and its error is in rejects at its index, as
+// record.Batch.Rejects wants them (nil when no row is such). err is for
+// the whole request: INVALID_ARGUMENT, except errArrowTooLarge.
+func decodeArrow(data []byte, maxRows int, mem memory.Allocator, budget int) (out []record.Record, rejects []error, err error) {
 	lim := newRequestAllocator(mem, budget)
 	defer lim.freeLeaked() // after the reader's release
 	msgs := newIPCMessages(data)
 	rd, err := ipc.NewReaderFromMessageReader(msgs, ipc.WithAllocator(lim))
 	if err != nil { // the reader released msgs
-		return nil, arrowStreamErr(lim, err)
+		return nil, nil, arrowStreamErr(lim, err)
 	}
 	defer rd.Release()
 	plan, err := planArrow(rd.Schema())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []record.Record
+	var rej rowErrors
 	for rd.Next() {
 		rec := rd.RecordBatch()
 		rows := rec.NumRows()
 		if rows < 0 {
-			return nil, fmt.Errorf("arrow_ipc: record batch with %d rows", rows)
+			return nil, nil, fmt.Errorf("arrow_ipc: record batch with %d rows", rows)
 		}
 		if rows > int64(maxRows-len(out)) {
-			return nil, fmt.Errorf("arrow_ipc: the batch has at least %d rows; the limit is %d", int64(len(out))+rows, maxRows)
+			return nil, nil, fmt.Errorf("arrow_ipc: the batch has at least %d rows; the limit is %d", int64(len(out))+rows, maxRows)
 		}
 		base := len(out)
 		out = slices.Grow(out, int(rows))[:base+int(rows)]
-		if err := plan.convert(rec, out[base:], base); err != nil {
-			return nil, err
+		if err := plan.convert(rec, out[base:], base, &rej); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := rd.Err(); err != nil {
-		return nil, arrowStreamErr(lim, err)
+		return nil, nil, arrowStreamErr(lim, err)
 	}
 	if n := msgs.rest(); n > 0 {
-		return nil, fmt.Errorf("arrow_ipc: %d bytes after the end-of-stream marker: send one IPC stream (one schema) per batch", n)
+		return nil, nil, fmt.Errorf("arrow_ipc: %d bytes after the end-of-stream marker: send one IPC stream (one schema) per batch", n)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: arrow_ipc has no rows", record.ErrEmptyBatch)
+		return nil, nil, fmt.Errorf("%w: arrow_ipc has no rows", record.ErrEmptyBatch)
 	}
-	return out, nil
+	return out, rej.all(len(out)), nil
+}
+
+// rowErrors collects the errors of rows that hold a value a record
+// cannot, by row number in the request.
+type rowErrors struct{ errs []error }
+
+// add adds err to the errors of row.
+func (e *rowErrors) add(row int, err error) {
+	if row >= len(e.errs) {
+		e.errs = append(e.errs, make([]error, row+1-len(e.errs))...)
+	}
+	e.errs[row] = joinErr(e.errs[row], err)
+}
+
+// all returns the errors of n rows, or nil when no row has one.
+func (e *rowErrors) all(n int) []error {
+	if e.errs == nil {
+		return nil
+	}
+	return append(e.errs, make([]error, n-len(e.errs))...)
 }
 
 func arrowStreamErr(lim *requestAllocator, err error) error {
@@ -328,8 +352,9 @@ func errCorrupt(col arrowColumn, what string) error {
 }
 
 // convert fills dst, the rows of rec (base is the first one's row number
-// in the request), column by column.
-func (p *arrowPlan) convert(rec arrow.RecordBatch, dst []record.Record, base int) error {
+// in the request), column by column, and adds the errors of rows holding
+// values a record cannot to rej.
+func (p *arrowPlan) convert(rec arrow.RecordBatch, dst []record.Record, base int, rej *rowErrors) error {
 	n := len(dst)
 	if n == 0 {
 		return nil
@@ -350,9 +375,9 @@ func (p *arrowPlan) convert(rec arrow.RecordBatch, dst []record.Record, base int
 		var err error
 		switch col {
 		case colTimestamp, colObserved:
-			err = convertTimestamps(col, f.scale, d, dst, base)
+			err = convertTimestamps(col, f.scale, d, dst, base, rej)
 		case colSeverityNumber:
-			err = convertSeverity(f.kind, d, dst, base)
+			err = convertSeverity(f.kind, d, dst, base, rej)
 		case colSeverityText, colBody:
 			err = convertText(col, d, dst)
 		case colAttributes, colResource:
@@ -361,14 +386,14 @@ func (p *arrowPlan) convert(rec arrow.RecordBatch, dst []record.Record, base int
 				x = extra
 			}
 			if f.kind == arrow.MAP {
-				err = convertMap(col, d, dst, x, base)
+				err = convertMap(col, d, dst, x, base, rej)
 			} else {
-				err = convertJSONMap(col, d, dst, x, base)
+				err = convertJSONMap(col, d, dst, x, base, rej)
 			}
 		case colServiceName:
 			err = convertServiceName(d, dst)
 		case colTraceID, colSpanID:
-			err = convertID(col, f.width, d, dst, base)
+			err = convertID(col, f.width, d, dst, base, rej)
 		case colFlags:
 			err = convertFlags(d, dst)
 		}
@@ -412,7 +437,7 @@ func fixedValues(col arrowColumn, d arrow.ArrayData, n, width int) ([]byte, erro
 	return b[start : start+n*width], nil
 }
 
-func convertTimestamps(col arrowColumn, scale int64, d arrow.ArrayData, dst []record.Record, base int) error {
+func convertTimestamps(col arrowColumn, scale int64, d arrow.ArrayData, dst []record.Record, base int, rej *rowErrors) error {
 	n := len(dst)
 	bm, err := validity(col, d, n)
 	if err != nil {
@@ -430,7 +455,8 @@ func convertTimestamps(col arrowColumn, scale int64, d arrow.ArrayData, dst []re
 		v := int64(binary.NativeEndian.Uint64(vals[8*i:]))
 		if scale != 1 {
 			if v > math.MaxInt64/scale || v < math.MinInt64/scale {
-				return fmt.Errorf("arrow_ipc: row %d: %s: %w: %d is outside the years 1678 to 2262", base+i, arrowColumns[col].name, record.ErrInvalidTimestamp, v)
+				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: %w: %d is outside the years 1678 to 2262", base+i, arrowColumns[col].name, record.ErrInvalidTimestamp, v))
+				continue
 			}
 			v *= scale
 		}
@@ -443,7 +469,7 @@ func convertTimestamps(col arrowColumn, scale int64, d arrow.ArrayData, dst []re
 	return nil
 }
 
-func convertSeverity(kind arrow.Type, d arrow.ArrayData, dst []record.Record, base int) error {
+func convertSeverity(kind arrow.Type, d arrow.ArrayData, dst []record.Record, base int, rej *rowErrors) error {
 	n := len(dst)
 	bm, err := validity(colSeverityNumber, d, n)
 	if err != nil {
@@ -480,7 +506,8 @@ func convertSeverity(kind arrow.Type, d arrow.ArrayData, dst []record.Record, ba
 		default:
 			v = int64(binary.NativeEndian.Uint64(vals[8*i:]))
 			if v < math.MinInt32 || v > math.MaxInt32 {
-				return fmt.Errorf("arrow_ipc: row %d: %s: %w: %d (want 0 to 24)", base+i, transform.ColSeverityNumber, record.ErrInvalidSeverity, v)
+				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: %w: %d (want 0 to 24)", base+i, transform.ColSeverityNumber, record.ErrInvalidSeverity, v))
+				continue
 			}
 		}
 		// Numbers outside 0..24 fail record validation, as they do in
@@ -609,7 +636,7 @@ func convertText(col arrowColumn, d arrow.ArrayData, dst []record.Record) error 
 // convertMap reads a map<utf8, utf8> column into the records' attributes
 // or resource, keeping extra free slots after each row's attributes. All
 // rows' attributes are cut from one slice.
-func convertMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, extra, base int) error {
+func convertMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, extra, base int, rej *rowErrors) error {
 	n := len(dst)
 	bm, err := validity(col, d, n)
 	if err != nil {
@@ -656,13 +683,15 @@ func convertMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, extra, 
 		for j := range kvs {
 			e := a - e0 + j
 			if keys.null(e) {
-				return fmt.Errorf("arrow_ipc: row %d: %s: null key", base+i, arrowColumns[col].name)
+				// Kept with an empty key in the dead letter.
+				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: entry %d has a null key", base+i, arrowColumns[col].name, j))
+			} else {
+				klo, khi, err := keys.bounds(e)
+				if err != nil {
+					return err
+				}
+				kvs[j].Key = keys.data[klo:khi]
 			}
-			klo, khi, err := keys.bounds(e)
-			if err != nil {
-				return err
-			}
-			kvs[j].Key = keys.data[klo:khi]
 			if vals.null(e) {
 				continue
 			}
@@ -693,7 +722,7 @@ func kvField(col arrowColumn, r *record.Record) *[]record.KV {
 // resource. Values are kept as text: strings as they are, anything else
 // as its JSON; keys are sorted. Empty strings and nulls are no
 // attributes.
-func convertJSONMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, extra, base int) error {
+func convertJSONMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, extra, base int, rej *rowErrors) error {
 	t, err := newTextArray(col, d, 0, len(dst), false)
 	if err != nil {
 		return err
@@ -706,7 +735,7 @@ func convertJSONMap(col arrowColumn, d arrow.ArrayData, dst []record.Record, ext
 				return err
 			}
 			if kvs, err = jsonKVs(t.raw[lo:hi], extra); err != nil {
-				return fmt.Errorf("arrow_ipc: row %d: %s: %w", base+i, arrowColumns[col].name, err)
+				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: %w", base+i, arrowColumns[col].name, err))
 			}
 		}
 		*kvField(col, &dst[i]) = kvs
@@ -720,7 +749,7 @@ func jsonKVs(text []byte, extra int) ([]record.KV, error) {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(text, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("not a JSON object of attributes: %.60q", text)
+		return nil, fmt.Errorf("not a JSON object of attributes: %.256q", text)
 	}
 	if len(m) == 0 {
 		return nil, nil
@@ -790,7 +819,7 @@ const serviceNameKey = "service.name"
 
 // convertID reads trace ids (16 bytes) or span ids (8 bytes), from hex
 // text or fixed_size_binary; empty text and nulls are no id.
-func convertID(col arrowColumn, width int, d arrow.ArrayData, dst []record.Record, base int) error {
+func convertID(col arrowColumn, width int, d arrow.ArrayData, dst []record.Record, base int, rej *rowErrors) error {
 	n := len(dst)
 	size := 16
 	if col == colSpanID {
@@ -837,10 +866,12 @@ func convertID(col arrowColumn, width int, d arrow.ArrayData, dst []record.Recor
 			continue
 		}
 		if len(text) != 2*size {
-			return fmt.Errorf("arrow_ipc: row %d: %s %.40q: want %d hex digits", base+i, arrowColumns[col].name, text, 2*size)
+			rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s %.*q: want %d hex digits", base+i, arrowColumns[col].name, 2*maxHexID, text, 2*size))
+			continue
 		}
 		if _, err := hex.Decode(id[:size], text); err != nil {
-			return fmt.Errorf("arrow_ipc: row %d: %s %q: want %d hex digits", base+i, arrowColumns[col].name, text, 2*size)
+			rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s %q: want %d hex digits", base+i, arrowColumns[col].name, text, 2*size))
+			continue
 		}
 		set(i, id[:size])
 	}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,9 +43,10 @@ type Pusher interface {
 
 // Processor turns a pushed batch into the batches to buffer: the
 // validated and transformed records of the batch's stream, records routed
-// to other streams and dead letters. *transform.Pipeline implements it.
-// It takes ownership of b and returns an error (INVALID_ARGUMENT to the
-// client) only when the whole batch is rejected.
+// to other streams and dead letters, among them the records the service
+// could not convert (b.Rejects, see record.Batch). *transform.Pipeline
+// implements it. It takes ownership of b and returns an error
+// (INVALID_ARGUMENT to the client) only when the whole batch is rejected.
 type Processor interface {
 	Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error)
 }
@@ -367,7 +369,11 @@ func (s *Service) submit(ctx context.Context, parts []*record.Batch, stream stri
 const maxProducerID = 128
 
 // batchOf validates a batch and converts it at the edge, from either
-// representation: both get the same checks and defaults. Errors are
+// representation: both get the same checks and defaults. What belongs to
+// the request (producer, stream name, representation, record count, a
+// stream that cannot be read) fails it whole; a record holding a value
+// a record.Record cannot is kept in the batch with its error in
+// b.Rejects, for the processor to dead-letter. Errors are
 // *connect.Error.
 func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq uint64) (*record.Batch, error) {
 	if len(producer) > maxProducerID {
@@ -380,19 +386,20 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	var (
-		out []record.Record
-		err error
+		out     []record.Record
+		rejects []error
+		err     error
 	)
 	switch {
 	case len(p.records) > 0 && len(p.arrow) > 0:
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("records and arrow_ipc are both set; send a batch as one or the other"))
 	case len(p.arrow) > 0:
-		out, err = decodeArrow(p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
+		out, rejects, err = decodeArrow(p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
 		if errors.Is(err, errArrowTooLarge) {
 			return nil, connect.NewError(connect.CodeResourceExhausted, err)
 		}
 	default:
-		out, err = s.convertRecords(p.records)
+		out, rejects, err = s.convertRecords(p.records)
 	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
@@ -404,25 +411,32 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 		}
 	}
 	b := record.NewBatch(tenant, stream, out)
-	b.ProducerID, b.Sequence = producer, seq
+	b.ProducerID, b.Sequence, b.Rejects = producer, seq, rejects
 	return b, nil
 }
 
-// convertRecords converts the records of the proto representation.
-func (s *Service) convertRecords(recs []*weirv1.Record) ([]record.Record, error) {
+// convertRecords converts the records of the proto representation. A
+// record holding a value that a record.Record cannot is converted as far
+// as it can be, and its error is in rejects at its index (nil when no
+// record is such): the processor sends it to the dead-letter stream
+// (record.Batch.Rejects). err is for the whole request.
+func (s *Service) convertRecords(recs []*weirv1.Record) (out []record.Record, rejects []error, err error) {
 	if len(recs) == 0 {
-		return nil, fmt.Errorf("%w: set records or arrow_ipc", record.ErrEmptyBatch)
+		return nil, nil, fmt.Errorf("%w: set records or arrow_ipc", record.ErrEmptyBatch)
 	}
 	if len(recs) > s.cfg.MaxBatchRecords {
-		return nil, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords)
+		return nil, nil, fmt.Errorf("batch has %d records; the limit is %d", len(recs), s.cfg.MaxBatchRecords)
 	}
-	out := make([]record.Record, len(recs))
+	out = make([]record.Record, len(recs))
 	for i, pr := range recs {
 		if err := convert(&out[i], pr, i); err != nil {
-			return nil, err
+			if rejects == nil {
+				rejects = make([]error, len(recs))
+			}
+			rejects[i] = err
 		}
 	}
-	return out, nil
+	return out, rejects, nil
 }
 
 // pushBatch hands b to the buffer at level. It returns ErrDuplicate
@@ -535,13 +549,15 @@ func tenantOf(h http.Header) (string, error) {
 	return t, nil
 }
 
-// convert copies a wire record into r. index names the record in errors.
+// convert copies a wire record into r. A value r cannot hold (a time
+// past the year 2262, a trace or span id of the wrong length) is left
+// out, at its zero value, and named with its value in the error, which
+// names the record by index; the rest of the record is copied all the
+// same, so that its dead letter keeps it.
 func convert(r *record.Record, pr *weirv1.Record, index int) error {
-	if pr.GetTimeUnixNano() > math.MaxInt64 || pr.GetObservedTimeUnixNano() > math.MaxInt64 {
-		return fmt.Errorf("record %d: %w: past the year 2262", index, record.ErrInvalidTimestamp)
-	}
-	r.Timestamp = int64(pr.GetTimeUnixNano())
-	r.ObservedTimestamp = int64(pr.GetObservedTimeUnixNano())
+	var err error
+	r.Timestamp, err = wireTime(pr.GetTimeUnixNano(), "time_unix_nano", err)
+	r.ObservedTimestamp, err = wireTime(pr.GetObservedTimeUnixNano(), "observed_time_unix_nano", err)
 	r.SeverityNumber = int32(pr.GetSeverityNumber())
 	r.SeverityText = pr.GetSeverityText()
 	r.Body = pr.GetBody()
@@ -551,18 +567,49 @@ func convert(r *record.Record, pr *weirv1.Record, index int) error {
 	case 16:
 		copy(r.TraceID[:], tid)
 	default:
-		return fmt.Errorf("record %d: trace_id has %d bytes; want 0 or 16", index, len(tid))
+		err = joinErr(err, fmt.Errorf("trace_id %s has %d bytes; want 0 or 16", hexOf(tid), len(tid)))
 	}
 	switch sid := pr.GetSpanId(); len(sid) {
 	case 0:
 	case 8:
 		copy(r.SpanID[:], sid)
 	default:
-		return fmt.Errorf("record %d: span_id has %d bytes; want 0 or 8", index, len(sid))
+		err = joinErr(err, fmt.Errorf("span_id %s has %d bytes; want 0 or 8", hexOf(sid), len(sid)))
 	}
 	r.Attributes = convertKVs(pr.GetAttributes())
 	r.Resource = convertKVs(pr.GetResource())
+	if err != nil {
+		return fmt.Errorf("record %d: %w", index, err)
+	}
 	return nil
+}
+
+// wireTime converts a wire timestamp, or returns 0 and adds its error
+// to err.
+func wireTime(ns uint64, name string, err error) (int64, error) {
+	if ns > math.MaxInt64 {
+		return 0, joinErr(err, fmt.Errorf("%w: %s %d is past the year 2262", record.ErrInvalidTimestamp, name, ns))
+	}
+	return int64(ns), err
+}
+
+// joinErr returns the errors of one record as one, "; " between them.
+func joinErr(prev, err error) error {
+	if prev == nil {
+		return err
+	}
+	return fmt.Errorf("%w; %w", prev, err)
+}
+
+// maxHexID bounds the bytes of a malformed id that an error shows.
+const maxHexID = 64
+
+// hexOf returns id in hex, cut after maxHexID bytes.
+func hexOf(id []byte) string {
+	if len(id) > maxHexID {
+		return hex.EncodeToString(id[:maxHexID]) + "..."
+	}
+	return hex.EncodeToString(id)
 }
 
 func convertKVs(kvs []*weirv1.KeyValue) []record.KV {
