@@ -46,7 +46,9 @@ type Key struct {
 // to push back on the buffer) must return when it is.
 type Consumer interface {
 	// Consume takes ownership of b. b.Partition and b.Offset are set;
-	// offsets of a partition are contiguous across batches. An error is
+	// offsets of a partition increase across batches, contiguous except
+	// in what recovery replays: it skips the offsets already in published
+	// files and those of damaged log records (Stats.WALDamage). An error is
 	// counted and logged (throttled) and the batch is not offered again:
 	// retrying is the consumer's job.
 	Consume(ctx context.Context, b *record.Batch) error
@@ -101,6 +103,24 @@ type Stats struct {
 	// published file, over all partitions: what COMMITTED acks wait for
 	// and what the write-ahead logs must keep.
 	Uncommitted int64
+
+	// Damage that recovery (in New) found in the write-ahead logs and
+	// skipped, each also logged at error level with its segment and byte
+	// offset. A damaged segment is kept until its records are published,
+	// so a restart before then finds and counts the same damage again.
+	WALDamage int64 // damaged spans skipped (a bad record, several bad records in a row, a missing segment)
+	// WALLostRecords counts the unpublished records known to be in
+	// damaged spans and not salvaged. Damage with no intact record on
+	// one side has an unknown number of records and adds none.
+	WALLostRecords int64
+	// WALSalvagedRecords counts records decoded from damaged log records
+	// and written to their tenant's _dead_letter stream (stage "wal").
+	WALSalvagedRecords int64
+	// RecoveryFailures counts streams whose logs could not be recovered
+	// at all (for example a segment of another format version): they are
+	// left untouched on disk, logged at error level, and a push to such
+	// a stream fails with the same error until the log is repaired.
+	RecoveryFailures int64
 }
 
 // Buffer holds batches between ingest and transform in bounded lock-free
@@ -153,6 +173,15 @@ type Buffer struct {
 	consumeErrors atomic.Int64
 	tickErrors    atomic.Int64
 	closeErrors   atomic.Int64
+
+	// Recovery's account of damaged logs; see Stats.
+	walDamage        atomic.Int64
+	walLost          atomic.Int64
+	walSalvaged      atomic.Int64
+	recoveryFailures atomic.Int64
+	// salvaged holds the dead letters recovery decoded from damaged log
+	// records until New writes them (pushSalvaged). Only New touches it.
+	salvaged []*record.Batch
 }
 
 type hotCounters struct {
@@ -210,6 +239,7 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 			b.Shutdown(context.Background())
 			return nil, err
 		}
+		b.pushSalvaged()
 	}
 	return b, nil
 }
@@ -776,6 +806,11 @@ func (b *Buffer) Stats() Stats {
 		ConsumeErrors: b.consumeErrors.Load(),
 		TickErrors:    b.tickErrors.Load(),
 		CloseErrors:   b.closeErrors.Load(),
+
+		WALDamage:          b.walDamage.Load(),
+		WALLostRecords:     b.walLost.Load(),
+		WALSalvagedRecords: b.walSalvaged.Load(),
+		RecoveryFailures:   b.recoveryFailures.Load(),
 	}
 }
 

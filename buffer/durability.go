@@ -180,9 +180,13 @@ func (w *worker) advance() {
 
 // openWAL opens the partition's log and decodes what it holds that no
 // published file has, for recovery. It sets p.next past the log's last
-// record.
+// record. Damage in the log (wal.Options.SkipDamage, and records that do
+// not decode) is skipped, reported and counted, and what can be decoded
+// of it is kept for the dead-letter stream (see resolveDamage).
 func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
-	l, err := wal.Open(walDir(b.cfg.WALDir, p.key), b.cfg.WAL, b.log)
+	opts := b.cfg.WAL
+	opts.SkipDamage = true
+	l, err := wal.Open(walDir(b.cfg.WALDir, p.key), opts, b.log)
 	if err != nil {
 		return nil, fmt.Errorf("buffer: open write-ahead log: %w", err)
 	}
@@ -190,13 +194,69 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 	var (
 		batches   []*record.Batch
 		published func(int64) bool
+		run       *damageRun // damage since the last intact record
+		prevEnd   = int64(-1)
 	)
-	err = l.Replay(wal.Pos{}, func(pos wal.Pos, payload []byte) error {
+	// publishedFrom asks Deps.Published once, from the first offset
+	// recovery needs.
+	publishedFrom := func(from int64) (func(int64) bool, error) {
+		if published == nil {
+			published = func(int64) bool { return false }
+			if b.published != nil {
+				var err error
+				if published, err = b.published(b.runCtx, p.key, from); err != nil {
+					published = nil
+					return nil, fmt.Errorf("published offsets: %w", err)
+				}
+			}
+		}
+		return published, nil
+	}
+	addDamage := func(d wal.Damage, cause error, salvaged *record.Batch) {
+		if run == nil {
+			run = &damageRun{}
+		}
+		run.spans = append(run.spans, d)
+		run.causes = append(run.causes, cause)
+		if salvaged != nil {
+			run.salvaged = append(run.salvaged, salvaged)
+			p.next = max(p.next, salvaged.Offset+int64(len(salvaged.Records)))
+		} else {
+			run.undecodable = true
+		}
+	}
+	segPath := func(seg uint64) string {
+		for _, s := range l.Segments() {
+			if s.Index == seg {
+				return s.Path
+			}
+		}
+		return ""
+	}
+	err = l.Scan(wal.Pos{}, func(pos wal.Pos, payload []byte) error {
 		batch, err := record.DecodeBatch(payload)
+		if err == nil && !ofPartition(batch, p.key) {
+			err = fmt.Errorf("%w: a batch of %s/%s partition %d at offset %d in the log of this partition",
+				record.ErrInvalidBatch, batch.Tenant, batch.Stream, batch.Partition, batch.Offset)
+		}
 		if err != nil {
-			return fmt.Errorf("segment %d offset %d: %w", pos.Segment, pos.Offset, err)
+			// A record whose checksum matched but that does not decode:
+			// damage the checksum did not catch.
+			start := pos.Offset - int64(len(payload)) - 8
+			addDamage(wal.Damage{Segment: pos.Segment, Path: segPath(pos.Segment), Offset: start, Length: pos.Offset - start, Err: err}, err, nil)
+			return nil
+		}
+		if _, err := publishedFrom(batch.Offset); err != nil {
+			return err
+		}
+		if run != nil {
+			if err := b.resolveDamage(p, run, prevEnd, batch.Offset, publishedFrom); err != nil {
+				return err
+			}
+			run = nil
 		}
 		end := batch.Offset + int64(len(batch.Records))
+		prevEnd = end
 		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
 			p.marks[n-1].end = max(p.marks[n-1].end, end)
 		} else {
@@ -207,16 +267,14 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 		if batch.ProducerID != "" {
 			p.prods.observe(batch.ProducerID, batch.Sequence, time.Now())
 		}
-		if published == nil {
-			published = func(int64) bool { return false }
-			if b.published != nil {
-				if published, err = b.published(b.runCtx, p.key, batch.Offset); err != nil {
-					return fmt.Errorf("published offsets: %w", err)
-				}
-			}
-		}
 		return splitRecovered(&batches, batch, published, int(b.maxRecordsNormal), b.maxBytesNormal)
+	}, func(d wal.Damage, raw []byte) error {
+		addDamage(d, d.Err, salvage(p.key, raw))
+		return nil
 	})
+	if err == nil && run != nil {
+		err = b.resolveDamage(p, run, prevEnd, -1, publishedFrom)
+	}
 	if err != nil {
 		l.Close()
 		p.wal = nil
@@ -303,7 +361,12 @@ func (b *Buffer) recoverStreams() error {
 				}
 			}
 			if _, err := b.stream(tenant, name); err != nil {
-				return err
+				// One stream's log must not keep the others from
+				// starting: leave it as it is for an operator, and let
+				// pushes to the stream fail with this error.
+				b.recoveryFailures.Add(1)
+				b.log.Error("buffer: could not recover a stream's write-ahead log; the stream is unavailable and its log left as it is",
+					"tenant", tenant, "stream", name, "err", err)
 			}
 		}
 	}

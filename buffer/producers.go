@@ -26,9 +26,13 @@ var (
 
 // producerState is what the buffer remembers of an idempotent producer.
 type producerState struct {
-	Last    uint64    `json:"last"` // highest sequence accepted
-	Seen    time.Time `json:"seen"` // last push
-	pending uint64    // sequence being pushed, 0 if none
+	Last uint64    `json:"last"` // highest sequence accepted
+	Seen time.Time `json:"seen"` // last push
+	// Gap lets the next batch skip sequence numbers: recovery found a
+	// damaged log record whose producer is unknown, so this producer's
+	// last accepted batch may be lost.
+	Gap     bool   `json:"gap,omitempty"`
+	pending uint64 // sequence being pushed, 0 if none
 }
 
 // producers is a stream's table of idempotent producers. It survives
@@ -76,7 +80,7 @@ func (ps *producers) begin(id string, seq uint64, gaps bool, now time.Time) (dup
 	case seq <= st.Last:
 		st.Seen = now
 		return true, nil
-	case seq != st.Last+1 && !gaps:
+	case seq != st.Last+1 && !gaps && !st.Gap:
 		return false, fmt.Errorf("%w: producer %q: got sequence %d, want %d", ErrSequence, id, seq, st.Last+1)
 	}
 	st.pending = seq
@@ -95,7 +99,17 @@ func (ps *producers) end(id string, seq uint64, accepted bool) {
 	}
 	st.pending = 0
 	if accepted {
-		st.Last = seq
+		st.Last, st.Gap = seq, false
+	}
+}
+
+// allowGap lets every producer known now skip sequence numbers once (see
+// producerState.Gap).
+func (ps *producers) allowGap() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, st := range ps.m {
+		st.Gap = true
 	}
 }
 

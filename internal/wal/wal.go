@@ -315,7 +315,7 @@ func (l *Log) recover(segs []Segment, gaps []Damage) error {
 		return fail(err)
 	}
 	for _, d := range damage {
-		l.log.Error("wal: skipping a damaged span of the log; the records in it are lost",
+		l.log.Error("wal: skipping a damaged span of the log",
 			"segment", d.Path, "offset", d.Offset, "bytes", d.Length, "cause", d.Err.Error())
 	}
 	l.segs = segs
