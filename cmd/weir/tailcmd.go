@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -157,10 +159,11 @@ func printTail(w io.Writer, format string, msg *weirv1.TailResponse) error {
 				Attributes: attrMap(r.GetAttributes()), Resource: attrMap(r.GetResource()),
 			})
 			if err == nil {
-				_, err = fmt.Fprintf(w, "%s\n", line)
+				_, err = fmt.Fprintf(w, "%s\n", escapeJSONControls(line))
 			}
 		} else {
-			_, err = fmt.Fprintf(w, "%s %s %s %s %s\n", ts, tr.GetStream(), orDash(sev), orDash(service), r.GetBody())
+			_, err = fmt.Fprintf(w, "%s %s %s %s %s\n", ts, escapeTerminal(tr.GetStream()), escapeTerminal(orDash(sev)),
+				escapeTerminal(orDash(service)), escapeTerminal(r.GetBody()))
 		}
 		if err != nil {
 			return err
@@ -194,4 +197,78 @@ func attrMap(kvs []*weirv1.KeyValue) map[string]string {
 		m[kv.GetKey()] = kv.GetValue().GetStringValue()
 	}
 	return m
+}
+
+// escapeTerminal makes s safe to print on a terminal: C0 controls other
+// than tab, DEL, C1 controls (CSI, OSC, ... as single code points),
+// the characters that reorder bidirectional text and bytes that are not
+// UTF-8 are written as visible escapes (\n, \r, \x1b, \u009b, \u202e,
+// \xff), so that a record cannot move the cursor, recolour, retitle or
+// clear the viewer's terminal, or hide text. Everything else is kept.
+func escapeTerminal(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\n':
+			b.WriteString("\\n")
+		case r == '\r':
+			b.WriteString("\\r")
+		case r < 0x80 && unsafeRune(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unsafeRune(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// unsafeRune reports whether escapeTerminal escapes r.
+func unsafeRune(r rune) bool {
+	switch {
+	case r == '\t':
+		return false
+	case r < 0x20, r >= 0x7f && r <= 0x9f, r == utf8.RuneError:
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+		return true // bidirectional marks, embeddings, overrides and isolates
+	}
+	return false
+}
+
+// escapeJSONControls rewrites what escapeTerminal escapes and JSON
+// allows raw in strings (DEL, the C1 controls, the bidirectional marks)
+// as \u escapes in a marshalled JSON document; encoding/json already
+// escapes the C0 controls and replaces bytes that are not UTF-8.
+func escapeJSONControls(doc []byte) []byte {
+	raw := func(r rune) bool { return r >= 0x7f && r != utf8.RuneError && unsafeRune(r) }
+	if !bytes.ContainsFunc(doc, raw) {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+16)
+	for i := 0; i < len(doc); {
+		r, n := utf8.DecodeRune(doc[i:])
+		if raw(r) {
+			out = fmt.Appendf(out, "\\u%04x", r)
+		} else {
+			out = append(out, doc[i:i+n]...)
+		}
+		i += n
+	}
+	return out
 }
