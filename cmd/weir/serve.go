@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle(ing.Handler())
 	mux.Handle(query.NewService(engine).Handler())
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}))
-	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer}))
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -80,7 +80,7 @@ streams:
 	writeConfig(t, filepath.Dir(cfgPath), "streams:\n  app:\n    processors:\n      - parse: {format: yaml}\n")
 	_, err = admin.ReloadConfig(ctx, connect.NewRequest(&weirv1.ReloadConfigRequest{}))
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "weir.yaml") ||
-		!strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), `format "yaml"`) {
+		!strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "streams.app.processors[0].parse.format") {
 		t.Fatalf("bad reload: %v", err)
 	}
 	// Fix the configuration: logfmt as well as JSON, via auto-detection.
