@@ -23,6 +23,7 @@ Usage:
   weir tail  [flags]            print records as they arrive
   weir reload [flags]           make a running server re-read its configuration
   weir replay-dead-letter       send dead letters through their stream's processors again
+  weir key new|hash             make an API key, or hash a token read on stdin
 
 Run 'weir <command> -h' for a command's flags.
 `
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return reloadCmd(ctx, args[1:], stdout, stderr)
 	case "replay-dead-letter":
 		return replayCmd(ctx, args[1:], stdout, stderr)
+	case "key":
+		return keyCmd(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
