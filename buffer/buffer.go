@@ -159,6 +159,11 @@ type Buffer struct {
 	streams  sync.Map   // streamKey -> *stream; read lock-free on the hot path
 	createMu sync.Mutex // serialises stream creation
 	nstreams atomic.Int64
+	// tenants and counted are guarded by createMu. counted is the sum over
+	// tenants of their streams, each capped at Config.MaxTenantStreams:
+	// what Config.MaxStreams bounds.
+	tenants map[string]*tenantState
+	counted int
 
 	runCtx    context.Context // passed to consumers
 	cancelRun context.CancelFunc
@@ -196,6 +201,12 @@ type hotCounters struct {
 
 type streamKey struct{ tenant, stream string }
 
+// tenantState is what the buffer keeps per tenant.
+type tenantState struct {
+	quota   *producerQuota // the idempotent producers of all its streams
+	streams int            // streams created, recovered ones included
+}
+
 type stream struct {
 	parts []*partition
 	prods *producers
@@ -209,6 +220,9 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 	}
 	if deps.NewConsumer == nil {
 		return nil, errors.New("buffer: Deps.NewConsumer is required")
+	}
+	if cfg.MaxTenantStreams == 0 {
+		cfg.MaxTenantStreams = min(DefaultMaxTenantStreams, cfg.MaxStreams)
 	}
 	log := deps.Logger
 	if log == nil {
@@ -232,6 +246,7 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 		cancelRun:        cancel,
 		stopCh:           make(chan struct{}),
 		allDone:          make(chan struct{}),
+		tenants:          map[string]*tenantState{},
 	}
 	b.live.Store(1)
 	if cfg.WALDir != "" {
@@ -642,28 +657,53 @@ func (b *Buffer) stream(tenant, name string) (*stream, error) {
 	if v, ok := b.streams.Load(k); ok {
 		return v.(*stream), nil
 	}
-	return b.createStream(k)
+	return b.createStream(k, false)
 }
 
-func (b *Buffer) createStream(k streamKey) (*stream, error) {
+// tenantLocked returns the state of a tenant, creating it. b.createMu
+// must be held.
+func (b *Buffer) tenantLocked(name string) *tenantState {
+	t := b.tenants[name]
+	if t == nil {
+		t = &tenantState{quota: newProducerQuota(b.cfg.MaxProducers)}
+		b.tenants[name] = t
+	}
+	return t
+}
+
+// createStream creates a stream and starts its consumers. A stream that
+// recovery brings back (recovering) is created whatever the limits, since
+// its log holds acknowledged records, and counts towards its tenant's
+// limit; towards Config.MaxStreams a tenant counts with at most
+// Config.MaxTenantStreams streams, so that one tenant's recovered streams
+// leave room for the others.
+func (b *Buffer) createStream(k streamKey, recovering bool) (*stream, error) {
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
 	if v, ok := b.streams.Load(k); ok {
 		return v.(*stream), nil
 	}
-	if n := b.nstreams.Load(); n >= int64(b.cfg.MaxStreams) {
-		return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, n, k.stream, k.tenant)
+	t := b.tenantLocked(k.tenant)
+	if !recovering {
+		if t.streams >= b.cfg.MaxTenantStreams {
+			return nil, fmt.Errorf("%w: tenant %q has %d streams, its limit (max_tenant_streams); stream %q is not created", ErrTooManyStreams, k.tenant, t.streams, k.stream)
+		}
+		if b.counted >= b.cfg.MaxStreams {
+			return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, b.counted, k.stream, k.tenant)
+		}
 	}
 	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
 	var prodPath string
 	if b.cfg.WALDir != "" {
 		prodPath = filepath.Join(b.cfg.WALDir, "tenant="+k.tenant, "stream="+k.stream, "producers.json")
 	}
-	s.prods = newProducers(prodPath, b.cfg.MaxProducers, b.cfg.ProducerTTL)
+	s.prods = newProducers(prodPath, t.quota, b.cfg.ProducerTTL)
 	if err := s.prods.load(); err != nil {
+		s.prods.release()
 		return nil, err
 	}
 	closeAll := func(n int) {
+		s.prods.release()
 		for _, p := range s.parts[:n] {
 			if err := p.cons.Close(b.runCtx); err != nil {
 				b.closeErrors.Add(1)
@@ -723,6 +763,9 @@ func (b *Buffer) createStream(k streamKey) (*stream, error) {
 	}
 	b.streams.Store(k, s)
 	b.nstreams.Add(1)
+	if t.streams++; t.streams <= b.cfg.MaxTenantStreams {
+		b.counted++
+	}
 	return s, nil
 }
 

@@ -29,6 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
+		{"negative tenant streams", func(c *Config) { c.MaxTenantStreams = -1 }, "max tenant streams -1"},
 		{"zero partitions", func(c *Config) { c.Partitions = 0 }, "partitions 0"},
 		{"too many partitions", func(c *Config) { c.Partitions = maxPartitions + 1 }, "partitions"},
 		{"zero slots", func(c *Config) { c.RingSlots = 0 }, "ring slots 0"},
@@ -834,4 +835,69 @@ func TestMaxStreams(t *testing.T) {
 	if !errors.Is(err, ErrTooManyStreams) {
 		t.Fatalf("third stream: %v, want ErrTooManyStreams", err)
 	}
+}
+
+// TestMaxTenantStreams checks that one tenant cannot take every stream
+// the buffer allows, neither by pushing nor, after a restart, through the
+// streams its write-ahead logs bring back (here written under looser
+// limits): another tenant can still create its own.
+func TestMaxTenantStreams(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.WALDir = t.TempDir()
+	cfg.MaxStreams = 6
+	cfg.MaxTenantStreams = 3
+	ctx := context.Background()
+	push := func(b *Buffer, tenant, stream string) error {
+		bt := batchOf(stream, recsOf("svc", 0, 1)...)
+		bt.Tenant = tenant
+		return b.Push(ctx, bt, Durable)
+	}
+	h := newHarness()
+	b := mustNew(t, cfg, h.deps())
+	for i := range 3 {
+		if err := push(b, "acme", "s"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := push(b, "acme", "s3"); !errors.Is(err, ErrTooManyStreams) || !strings.Contains(err.Error(), "tenant") {
+		t.Fatalf("tenant's fourth stream: %v, want ErrTooManyStreams naming the tenant's limit", err)
+	}
+	for i := range 3 {
+		if err := push(b, "globex", "s"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("other tenant's stream %d: %v", i, err)
+		}
+	}
+	if err := push(b, "initech", "s"); !errors.Is(err, ErrTooManyStreams) {
+		t.Fatalf("stream past max_streams: %v, want ErrTooManyStreams", err)
+	}
+	mustShutdown(t, b)
+
+	// Restart with limits that acme's logs exceed: its streams all come
+	// back, but count for no more than its limit.
+	cfg.MaxStreams = 4
+	cfg.MaxTenantStreams = 2
+	h = newHarness()
+	b = mustNew(t, cfg, h.deps())
+	if st := b.Stats(); st.Streams != 6 || st.RecoveryFailures != 0 {
+		t.Fatalf("after restart: %d streams and %d recovery failures, want 6 recovered", st.Streams, st.RecoveryFailures)
+	}
+	if err := push(b, "acme", "s0"); err != nil {
+		t.Errorf("push to a recovered stream: %v", err)
+	}
+	if err := push(b, "acme", "new"); !errors.Is(err, ErrTooManyStreams) {
+		t.Errorf("new stream of a tenant over its limit: %v, want ErrTooManyStreams", err)
+	}
+	// acme and globex count 2 each of the 4: nobody else fits now, and
+	// that is the global bound, not acme's streams.
+	if err := push(b, "initech", "s"); !errors.Is(err, ErrTooManyStreams) || strings.Contains(err.Error(), "tenant \"initech\" has") {
+		t.Errorf("third tenant with the global bound reached: %v", err)
+	}
+	cfg.MaxStreams = 5
+	mustShutdown(t, b)
+	h = newHarness()
+	b = mustNew(t, cfg, h.deps())
+	if err := push(b, "initech", "s"); err != nil {
+		t.Errorf("third tenant's stream with room under max_streams beside the recovered ones: %v", err)
+	}
+	mustShutdown(t, b)
 }

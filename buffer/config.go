@@ -47,18 +47,42 @@ type Config struct {
 	// priority records are admitted up to the full bounds. Each partition
 	// drains its priority records first.
 	PriorityShare float64
-	// MaxProducers bounds the idempotent producers remembered per stream;
-	// past it the least recently seen one is forgotten.
+	// MaxProducers bounds the idempotent producers remembered per tenant,
+	// over all its streams. A producer is never forgotten to make room:
+	// when the tenant has MaxProducers, none idle for longer than
+	// ProducerTTL, a batch from a producer it does not know fails with
+	// ErrTooManyProducers (which matches ErrFull too). Producers found in
+	// the write-ahead logs at recovery are remembered even past it.
 	MaxProducers int
-	// ProducerTTL is how long an idle idempotent producer is remembered.
-	// A producer forgotten (by TTL or MaxProducers) starts afresh: a retry
-	// of one of its old batches is then written again.
+	// ProducerTTL is how long an idle idempotent producer is remembered:
+	// the longest a producer may stay away and still have a retry
+	// recognised. A producer forgotten starts afresh: a retry of one of
+	// its old batches is then written again. The default, 24 hours, covers
+	// a client that is down overnight or over a long outage and comes
+	// back to retry what was not acknowledged; the cost is that a
+	// tenant's table full of producers refuses new ones until the oldest
+	// has been idle that long (about 100 bytes per producer).
 	ProducerTTL time.Duration
 	// MaxStreams bounds the streams, over all tenants. Each stream holds
 	// Partitions rings and consumer goroutines until Shutdown; a Push that
-	// would create one more fails with ErrTooManyStreams.
+	// would create one more fails with ErrTooManyStreams. Each tenant
+	// counts with at most MaxTenantStreams streams.
 	MaxStreams int
+	// MaxTenantStreams bounds the streams of one tenant; a Push that
+	// would create one more fails with ErrTooManyStreams. Streams that
+	// recovery brings back from the write-ahead logs are created whatever
+	// the limits (their records were acknowledged) and count towards
+	// their tenant's limit, and towards MaxStreams only up to it, so one
+	// tenant never takes more than MaxTenantStreams of MaxStreams from the
+	// others. Zero in a Config written before this field existed means
+	// the default (DefaultMaxTenantStreams, or MaxStreams if lower).
+	MaxTenantStreams int
 }
+
+// DefaultMaxTenantStreams is the default of Config.MaxTenantStreams: a
+// quarter of the default MaxStreams, so that at least four tenants fit
+// at their limits.
+const DefaultMaxTenantStreams = 256
 
 // DefaultConfig returns the default configuration: one partition per
 // stream, 1024 slots per ring, at most 262,144 records and 64 MiB queued,
@@ -73,16 +97,17 @@ type Config struct {
 // same throughput as with these bounds (1.5 s, 450 MB).
 func DefaultConfig() Config {
 	return Config{
-		Partitions:    1,
-		RingSlots:     1024,
-		MaxRecords:    256 << 10,
-		MaxBytes:      64 << 20,
-		TickInterval:  100 * time.Millisecond,
-		MaxStreams:    1024,
-		MaxProducers:  10_000,
-		PriorityShare: 0.1,
-		ProducerTTL:   24 * time.Hour,
-		WAL:           wal.DefaultOptions(),
+		Partitions:       1,
+		RingSlots:        1024,
+		MaxRecords:       256 << 10,
+		MaxBytes:         64 << 20,
+		TickInterval:     100 * time.Millisecond,
+		MaxStreams:       1024,
+		MaxTenantStreams: DefaultMaxTenantStreams,
+		MaxProducers:     10_000,
+		PriorityShare:    0.1,
+		ProducerTTL:      24 * time.Hour,
+		WAL:              wal.DefaultOptions(),
 	}
 }
 
@@ -112,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStreams < 1 {
 		errs = append(errs, fmt.Errorf("max streams %d: want at least 1", c.MaxStreams))
+	}
+	if c.MaxTenantStreams < 0 {
+		errs = append(errs, fmt.Errorf("max tenant streams %d: want at least 1, or 0 for the default", c.MaxTenantStreams))
 	}
 	if c.TickInterval <= 0 {
 		errs = append(errs, fmt.Errorf("tick interval %s: want more than 0", c.TickInterval))

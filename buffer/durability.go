@@ -360,7 +360,7 @@ func (b *Buffer) recoverStreams() error {
 					return fmt.Errorf("buffer: recover: %s/%s has a write-ahead log for partition %d but the buffer has %d partitions per stream; restore the partition count", tenant, name, i, b.cfg.Partitions)
 				}
 			}
-			if _, err := b.stream(tenant, name); err != nil {
+			if _, err := b.createStream(streamKey{tenant, name}, true); err != nil {
 				// One stream's log must not keep the others from
 				// starting: leave it as it is for an operator, and let
 				// pushes to the stream fail with this error.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,66 @@ var (
 	// ErrInFlight means a batch with the same producer and sequence is
 	// being pushed right now; retry once it is acknowledged.
 	ErrInFlight = errors.New("the same batch of this producer is in flight")
+	// ErrTooManyProducers means the batch names an idempotent producer
+	// its tenant does not know and the tenant already has
+	// Config.MaxProducers producers, none idle longer than
+	// Config.ProducerTTL. Errors that match it also match ErrFull: the
+	// producer may retry later, or push without a producer id.
+	ErrTooManyProducers = errors.New("too many idempotent producers")
 )
+
+// producerQuota bounds the idempotent producers of one tenant, over all
+// its streams. Lock order: a table's mu is never held while taking mu.
+type producerQuota struct {
+	max int64
+	n   atomic.Int64 // producers remembered over the tenant's tables
+
+	mu     sync.Mutex
+	tables []*producers
+	// nextExpiry is no later than the time the first remembered producer
+	// becomes idle for longer than the TTL: until then reclaim finds
+	// nothing and is skipped.
+	nextExpiry time.Time
+}
+
+func newProducerQuota(max int) *producerQuota { return &producerQuota{max: int64(max)} }
+
+// take counts one more producer unless the tenant has max already.
+func (q *producerQuota) take() bool {
+	for {
+		n := q.n.Load()
+		if n >= q.max {
+			return false
+		}
+		if q.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// reclaim forgets, in every table of the tenant, the producers idle longer
+// than the TTL. It reports whether it looked (it skips the look while no
+// producer can have expired).
+func (q *producerQuota) reclaim(now time.Time) {
+	q.mu.Lock()
+	if now.Before(q.nextExpiry) {
+		q.mu.Unlock()
+		return
+	}
+	tables := append([]*producers(nil), q.tables...)
+	q.mu.Unlock()
+	next := time.Time{}
+	for _, t := range tables {
+		t.mu.Lock()
+		if e := t.expireLocked(now); !e.IsZero() && (next.IsZero() || e.Before(next)) {
+			next = e
+		}
+		t.mu.Unlock()
+	}
+	q.mu.Lock()
+	q.nextExpiry = next
+	q.mu.Unlock()
+}
 
 // producerState is what the buffer remembers of an idempotent producer.
 type producerState struct {
@@ -40,38 +100,85 @@ type producerState struct {
 // sequence, and before log segments are deleted the table is saved next
 // to the stream's logs (producers.json), so recovery loads the file and
 // then replays the logs.
+//
+// A producer is remembered until it has been idle for longer than the
+// TTL, and never forgotten earlier: a producer that could still retry
+// keeps its state. The tenant's quota bounds how many are remembered; at
+// the bound a new producer is refused (ErrTooManyProducers), not made
+// room for.
 type producers struct {
-	mu   sync.Mutex
-	path string // "" without a write-ahead log
-	max  int
-	ttl  time.Duration
-	m    map[string]*producerState
+	mu    sync.Mutex
+	path  string // "" without a write-ahead log
+	ttl   time.Duration
+	quota *producerQuota
+	m     map[string]*producerState
 }
 
-func newProducers(path string, max int, ttl time.Duration) *producers {
-	return &producers{path: path, max: max, ttl: ttl, m: map[string]*producerState{}}
+func newProducers(path string, quota *producerQuota, ttl time.Duration) *producers {
+	ps := &producers{path: path, quota: quota, ttl: ttl, m: map[string]*producerState{}}
+	quota.mu.Lock()
+	quota.tables = append(quota.tables, ps)
+	quota.mu.Unlock()
+	return ps
+}
+
+// release takes the table out of its tenant's quota, giving back the
+// places of its producers; for a stream that could not be created.
+func (ps *producers) release() {
+	q := ps.quota
+	q.mu.Lock()
+	for i, t := range q.tables {
+		if t == ps {
+			q.tables = append(q.tables[:i], q.tables[i+1:]...)
+			break
+		}
+	}
+	q.mu.Unlock()
+	ps.mu.Lock()
+	q.n.Add(-int64(len(ps.m)))
+	clear(ps.m)
+	ps.mu.Unlock()
 }
 
 // begin checks seq against the producer's state and marks it in flight.
-// dup reports a batch accepted before. With gaps, seq may skip numbers.
+// dup reports a batch accepted before. With gaps, seq may skip numbers. A
+// producer the table does not know takes a place in the tenant's quota,
+// or is refused with an error wrapping ErrTooManyProducers and ErrFull.
 func (ps *producers) begin(id string, seq uint64, gaps bool, now time.Time) (dup bool, err error) {
 	if seq == 0 {
 		return false, fmt.Errorf("%w: sequence numbers start at 1", ErrSequence)
 	}
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	st := ps.m[id]
-	if st != nil && now.Sub(st.Seen) > ps.ttl && st.pending == 0 {
-		delete(ps.m, id)
-		st = nil
-	}
-	switch {
-	case st == nil:
-		if len(ps.m) >= ps.max {
-			ps.evictLocked()
+	for reclaimed := false; ; reclaimed = true {
+		ps.mu.Lock()
+		st := ps.m[id]
+		if st != nil && now.Sub(st.Seen) > ps.ttl && st.pending == 0 {
+			ps.deleteLocked(id)
+			st = nil
 		}
-		st = &producerState{}
-		ps.m[id] = st
+		if st == nil {
+			if !ps.quota.take() {
+				ps.mu.Unlock()
+				if reclaimed {
+					return false, fmt.Errorf("%w: %w: the tenant has %d idempotent producers (max_producers), none idle for longer than %s (producer_ttl); producer %q is not accepted",
+						ErrTooManyProducers, ErrFull, ps.quota.max, ps.ttl, id)
+				}
+				ps.quota.reclaim(now)
+				continue
+			}
+			st = &producerState{pending: seq, Seen: now}
+			ps.m[id] = st
+			ps.mu.Unlock()
+			return false, nil
+		}
+		dup, err := ps.checkLocked(st, id, seq, gaps, now)
+		ps.mu.Unlock()
+		return dup, err
+	}
+}
+
+// checkLocked is begin for a producer the table knows.
+func (ps *producers) checkLocked(st *producerState, id string, seq uint64, gaps bool, now time.Time) (dup bool, err error) {
+	switch {
 	case st.pending != 0:
 		if seq == st.pending {
 			return false, fmt.Errorf("%w: producer %q sequence %d", ErrInFlight, id, seq)
@@ -88,6 +195,31 @@ func (ps *producers) begin(id string, seq uint64, gaps bool, now time.Time) (dup
 	return false, nil
 }
 
+// deleteLocked forgets a producer and gives back its place in the quota.
+func (ps *producers) deleteLocked(id string) {
+	if _, ok := ps.m[id]; ok {
+		delete(ps.m, id)
+		ps.quota.n.Add(-1)
+	}
+}
+
+// expireLocked forgets the producers idle longer than the TTL and returns
+// when the first of those left will be, or the zero time if none is left.
+func (ps *producers) expireLocked(now time.Time) time.Time {
+	var next time.Time
+	for id, st := range ps.m {
+		if st.pending != 0 {
+			continue
+		}
+		if now.Sub(st.Seen) > ps.ttl {
+			ps.deleteLocked(id)
+		} else if e := st.Seen.Add(ps.ttl); next.IsZero() || e.Before(next) {
+			next = e
+		}
+	}
+	return next
+}
+
 // end finishes a push begun with begin: accepted says whether the batch
 // was queued (and so will be written).
 func (ps *producers) end(id string, seq uint64, accepted bool) {
@@ -98,8 +230,12 @@ func (ps *producers) end(id string, seq uint64, accepted bool) {
 		return
 	}
 	st.pending = 0
-	if accepted {
+	switch {
+	case accepted:
 		st.Last, st.Gap = seq, false
+	case st.Last == 0:
+		// A new producer whose first batch failed: nothing to remember.
+		ps.deleteLocked(id)
 	}
 }
 
@@ -119,25 +255,13 @@ func (ps *producers) observe(id string, seq uint64, now time.Time) {
 	defer ps.mu.Unlock()
 	st := ps.m[id]
 	if st == nil {
+		// A producer found in the log may retry: it is remembered even
+		// past the quota.
 		st = &producerState{Seen: now}
 		ps.m[id] = st
+		ps.quota.n.Add(1)
 	}
 	st.Last = max(st.Last, seq)
-}
-
-// evictLocked drops the least recently seen producer that is not in
-// flight.
-func (ps *producers) evictLocked() {
-	var oldest string
-	var at time.Time
-	for id, st := range ps.m {
-		if st.pending == 0 && (oldest == "" || st.Seen.Before(at)) {
-			oldest, at = id, st.Seen
-		}
-	}
-	if oldest != "" {
-		delete(ps.m, oldest)
-	}
 }
 
 // load reads the saved table, if any.
@@ -159,7 +283,11 @@ func (ps *producers) load() error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for id, st := range m {
-		if cur := ps.m[id]; cur == nil || cur.Last < st.Last {
+		cur := ps.m[id]
+		if cur == nil {
+			ps.quota.n.Add(1) // remembered even past the quota, like observe
+		}
+		if cur == nil || cur.Last < st.Last {
 			ps.m[id] = st
 		}
 	}
@@ -173,11 +301,7 @@ func (ps *producers) save(now time.Time) error {
 		return nil
 	}
 	ps.mu.Lock()
-	for id, st := range ps.m {
-		if st.pending == 0 && now.Sub(st.Seen) > ps.ttl {
-			delete(ps.m, id)
-		}
-	}
+	ps.expireLocked(now)
 	raw, err := json.Marshal(ps.m)
 	ps.mu.Unlock()
 	if err != nil {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -107,4 +110,96 @@ func TestIdempotentProducers(t *testing.T) {
 	if err := push(b2, "alpha", 26); err != nil {
 		t.Errorf("after restart, alpha 26: %v", err)
 	}
+}
+
+// TestProducersNotEvictedByOthers has a real producer push, then more
+// other producer ids than the tenant may have push once each: none of
+// them may take the real producer's place, so its retry is still a
+// duplicate. The ones past the bound are refused with ErrTooManyProducers
+// (and ErrFull), also on another stream of the tenant, while another
+// tenant is not affected.
+func TestProducersNotEvictedByOthers(t *testing.T) {
+	cfg := DefaultConfig()
+	b, err := New(cfg, newHarness().deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	ctx := context.Background()
+	if err := b.Push(ctx, producerBatch("real", 1, "svc"), Accepted); err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for i := range cfg.MaxProducers + 1 {
+		err := b.Push(ctx, producerBatch("other-"+strconv.Itoa(i), 1, "svc"), Accepted)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrTooManyProducers) && errors.Is(err, ErrFull):
+			refused++
+		default:
+			t.Fatalf("producer %d: %v", i, err)
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d new producers refused, want 2 (the tenant's bound is %d and the real one holds a place)", refused, cfg.MaxProducers)
+	}
+	if err := b.Push(ctx, producerBatch("real", 1, "svc"), Accepted); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("retry of the real producer's last batch: %v, want ErrDuplicate", err)
+	}
+	if err := b.Push(ctx, producerBatch("real", 2, "svc"), Accepted); err != nil {
+		t.Errorf("the real producer's next batch: %v", err)
+	}
+	other := batchOf("t", rec("svc", 0))
+	other.ProducerID, other.Sequence = "on-another-stream", 1
+	if err := b.Push(ctx, other, Accepted); !errors.Is(err, ErrTooManyProducers) {
+		t.Errorf("new producer on another stream of the tenant: %v, want ErrTooManyProducers", err)
+	}
+	tenant2 := producerBatch("real", 1, "svc")
+	tenant2.Tenant = "globex"
+	if err := b.Push(ctx, tenant2, Accepted); err != nil {
+		t.Errorf("new producer of another tenant: %v", err)
+	}
+}
+
+// TestProducersIdleExpire checks that a tenant full of producers admits a
+// new one once some have been idle longer than ProducerTTL, and only then,
+// and that producers that keep pushing are never forgotten.
+func TestProducersIdleExpire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.MaxProducers = 3
+		cfg.ProducerTTL = time.Hour
+		b, err := New(cfg, newHarness().deps())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Shutdown(context.Background())
+		ctx := context.Background()
+		push := func(id string, seq uint64) error { return b.Push(ctx, producerBatch(id, seq, "svc"), Accepted) }
+		for _, id := range []string{"a", "b", "c"} {
+			if err := push(id, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := push("d", 1); !errors.Is(err, ErrTooManyProducers) {
+			t.Fatalf("fourth producer: %v, want ErrTooManyProducers", err)
+		}
+		time.Sleep(40 * time.Minute)
+		if err := push("a", 2); err != nil { // a stays live
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Minute) // b and c idle for 70 minutes
+		if err := push("d", 1); err != nil {
+			t.Fatalf("new producer once others are idle past the TTL: %v", err)
+		}
+		if err := push("a", 2); !errors.Is(err, ErrDuplicate) {
+			t.Errorf("retry of the live producer: %v, want ErrDuplicate", err)
+		}
+		if err := push("e", 1); err != nil {
+			t.Errorf("a second new producer in the room of the expired ones: %v", err)
+		}
+		if err := push("f", 1); !errors.Is(err, ErrTooManyProducers) {
+			t.Errorf("new producer with the tenant full again: %v, want ErrTooManyProducers", err)
+		}
+	})
 }
