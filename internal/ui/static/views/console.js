@@ -52,11 +52,18 @@ function mount(root, c) {
     chartEl, tableEl);
 }
 
+// show fills the editor with the link's statement (?sql=) but never runs
+// it: a link is anyone's to craft, so running takes the user's Run or
+// Ctrl+Enter.
 function show(params, {changed} = {}) {
   const q = params.get('sql');
   if (q) {
     input.value = q;
-    run();
+    clear(chartEl);
+    clear(tableEl);
+    el.dataset.state = 'prefilled';
+    statusEl.textContent = 'Statement from the link. Review it, then Run (Ctrl+Enter).';
+    input.focus();
   } else if (changed) {
     input.focus();
   }
