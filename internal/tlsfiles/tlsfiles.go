@@ -66,7 +66,8 @@ func (c Config) Validate() error {
 }
 
 // Reloader holds the current certificate and client CAs. It is safe for
-// concurrent use: handshakes read the pair while Reload replaces it.
+// concurrent use: handshakes read the pair while Reload replaces it. Make
+// one with New; the zero value holds no certificate.
 type Reloader struct {
 	cfg     Config
 	mu      sync.Mutex // serialises Reload
