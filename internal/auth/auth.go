@@ -52,6 +52,18 @@ func FromContext(ctx context.Context) (p Principal, ok bool) {
 	return p, ok
 }
 
+// TenantOf returns the tenant of the principal in ctx, or
+// record.DefaultTenant when ctx carries none (a public route reached
+// without a key, or a request that did not pass through
+// [Authenticator.Handler]). Its signature fits the stages that take a
+// func(context.Context) string to find a request's tenant.
+func TenantOf(ctx context.Context) string {
+	if p, ok := FromContext(ctx); ok {
+		return p.Tenant
+	}
+	return record.DefaultTenant
+}
+
 // Authenticator checks API keys and roles. It is immutable once built and
 // safe for concurrent use.
 type Authenticator struct {

@@ -346,10 +346,17 @@ func TestPrincipal(t *testing.T) {
 	if _, ok := auth.FromContext(context.Background()); ok {
 		t.Fatal("a principal in an empty context")
 	}
+	if got := auth.TenantOf(context.Background()); got != record.DefaultTenant {
+		t.Fatalf("TenantOf an empty context = %q, want %q", got, record.DefaultTenant)
+	}
 	p := auth.Principal{Key: "k", Tenant: "t", Roles: []auth.Role{auth.RoleTail}}
-	got, ok := auth.FromContext(auth.NewContext(context.Background(), p))
+	ctx := auth.NewContext(context.Background(), p)
+	got, ok := auth.FromContext(ctx)
 	if !ok || got.Key != "k" || got.Tenant != "t" || !got.Has(auth.RoleTail) || got.Has(auth.RoleAdmin) {
 		t.Fatalf("FromContext(NewContext(%v)) = %v, %v", p, got, ok)
+	}
+	if got := auth.TenantOf(ctx); got != "t" {
+		t.Fatalf("TenantOf = %q, want t", got)
 	}
 }
 
