@@ -278,7 +278,10 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 // Sequence): its sequence must be 1 for a producer the stream does not
 // know (or has forgotten, see Config.MaxProducers and ProducerTTL) and
 // the last accepted one plus 1 otherwise (else an error wrapping
-// ErrSequence). A sequence at or below the last accepted one is a retry:
+// ErrSequence); a producer the tenant does not know is refused with an
+// error wrapping ErrTooManyProducers and ErrFull when the tenant has
+// Config.MaxProducers producers none of which has been idle for
+// Config.ProducerTTL. A sequence at or below the last accepted one is a retry:
 // Push writes nothing, confirms level for what was written before, and
 // returns an error wrapping ErrDuplicate, which callers treat as success.
 //
