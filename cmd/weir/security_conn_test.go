@@ -47,35 +47,16 @@ func waitClosed(t *testing.T, conn net.Conn, r io.Reader, what string, patience 
 }
 
 // Idle connections are closed after server.idle_timeout, over HTTP/1.1
-// and h2c, while a push stream open all along keeps working, and so does
-// a tail, over h2c and HTTP/1.1, that outlives stream_idle_timeout.
+// and h2c, while a push stream open all along keeps working.
 func TestSecurityIdleConnectionsClosed(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "", func(c *config) {
-		c.Server.IdleTimeout = 300 * time.Millisecond
-		c.Server.StreamIdleTimeout = 2 * time.Second
-		fastCommit(c)
-	})
+	s := startServer(t, "", func(c *config) { c.Server.IdleTimeout = 300 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ingest, _ := newClients(s.url)
 	st := ingest.PushStream(ctx)
 	defer st.CloseRequest()
-	pushOnStream := func(id uint64) {
-		t.Helper()
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "idle", Records: []*weirv1.Record{textRecord("on the stream")}}); err != nil {
-			t.Fatalf("send %d: %v", id, err)
-		}
-		ack, err := st.Receive()
-		if err != nil || ack.GetBatchId() != id || ack.GetAccepted() != 1 {
-			t.Fatalf("ack of %d: %v %v", id, ack, err)
-		}
-	}
-	pushOnStream(1)
-	tails := map[string]*connect.ServerStreamForClient[weirv1.TailResponse]{}
-	for name, hc := range map[string]*http.Client{"h2c": newHTTPClient(), "http/1.1": {Transport: &http.Transport{}}} {
-		tails[name] = openTail(t, ctx, weirv1connect.NewTailServiceClient(hc, s.url), &weirv1.TailRequest{Streams: []string{"idle"}})
-	}
+	pushOnStream(t, st, 1)
 
 	addr := s.url[len("http://"):]
 	h1, err := net.Dial("tcp", addr)
@@ -99,24 +80,62 @@ func TestSecurityIdleConnectionsClosed(t *testing.T) {
 	waitClosed(t, h2, h2, "idle h2c connection", 20*time.Second)
 
 	// The push stream lived through both idle timeouts.
-	pushOnStream(2)
-	// A stream whose client is silent for stream_idle_timeout is ended.
+	pushOnStream(t, st, 2)
+	if err := st.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := st.Receive(); err == nil {
+		t.Fatalf("ack after the stream's end: %v", ack)
+	}
+	push(t, ctx, ingest, "idle", weirv1.AckLevel_ACK_LEVEL_ACCEPTED, textRecord("unary"))
+	waitCount(t, s.url, "SELECT count(*) FROM idle", 3)
+}
+
+// pushOnStream sends one record to stream "idle" on st as batch id and
+// waits for its acknowledgement.
+func pushOnStream(t *testing.T, st *connect.BidiStreamForClient[weirv1.PushStreamRequest, weirv1.PushStreamResponse], id uint64) {
+	t.Helper()
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "idle", Records: []*weirv1.Record{textRecord("on the stream")}}); err != nil {
+		t.Fatalf("send %d: %v", id, err)
+	}
+	ack, err := st.Receive()
+	if err != nil || ack.GetBatchId() != id || ack.GetAccepted() != 1 {
+		t.Fatalf("ack of %d: %v %v", id, ack, err)
+	}
+}
+
+// A push stream whose client is silent for server.stream_idle_timeout
+// is ended, what it pushed is kept, and tails, silent by nature, over
+// h2c and HTTP/1.1, outlive it and receive.
+func TestSecurityStreamIdleTimeout(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", func(c *config) {
+		c.Server.StreamIdleTimeout = 500 * time.Millisecond
+		fastCommit(c)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tails := map[string]*connect.ServerStreamForClient[weirv1.TailResponse]{}
+	for name, hc := range map[string]*http.Client{"h2c": newHTTPClient(), "http/1.1": {Transport: &http.Transport{}}} {
+		tails[name] = openTail(t, ctx, weirv1connect.NewTailServiceClient(hc, s.url), &weirv1.TailRequest{Streams: []string{"idle"}, Contains: "for the tails"})
+	}
+	ingest, _ := newClients(s.url)
+	st := ingest.PushStream(ctx)
+	defer st.CloseRequest()
+	pushOnStream(t, st, 1)
 	if ack, err := st.Receive(); err == nil || ctx.Err() != nil {
 		t.Fatalf("silent push stream: %v %v; want it ended by the server", ack, err)
 	}
-	// The tails lived through the stream idle timeout and receive.
+	waitCount(t, s.url, "SELECT count(*) FROM idle", 1)
 	push(t, ctx, ingest, "idle", weirv1.AckLevel_ACK_LEVEL_COMMITTED, textRecord("for the tails"))
 	for name, tl := range tails {
-		for received := false; !received; {
-			if !tl.Receive() {
-				t.Fatalf("%s tail ended: %v", name, tl.Err())
-			}
-			for _, r := range tl.Msg().GetRecords() {
-				received = received || r.GetRecord().GetBody() == "for the tails"
-			}
+		if !tl.Receive() {
+			t.Fatalf("%s tail ended: %v", name, tl.Err())
+		}
+		if recs := tl.Msg().GetRecords(); len(recs) != 1 || recs[0].GetRecord().GetBody() != "for the tails" {
+			t.Fatalf("%s tail got %v", name, tl.Msg())
 		}
 	}
-	waitCount(t, s.url, "SELECT count(*) FROM idle", 3)
 }
 
 // A unary request whose body does not arrive within server.read_timeout
