@@ -32,6 +32,9 @@ var (
 type Options struct {
 	MaxRows uint64
 	Timeout time.Duration
+	// Tenant is whose data the query reads: it runs in that tenant's
+	// database and sees nothing of any other. "" is the default tenant.
+	Tenant string
 	// System runs the query in the engine's own slot, apart from user
 	// queries, so that weir's short internal queries (the UI's schema)
 	// are never locked out by slow user SQL. Never set it for SQL a user
@@ -90,18 +93,17 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 
-	slots := e.slots
-	if opt.System {
-		slots = e.system
+	c, err := e.catalog(opt.Tenant)
+	if err != nil {
+		return Stats{}, err
 	}
-	select {
-	case slots <- struct{}{}:
-		defer func() { <-slots }()
-	case <-ctx.Done():
-		return Stats{}, e.ctxErr(ctx, ErrBusy)
+	release, err := e.acquire(ctx, c.tenant, opt.System)
+	if err != nil {
+		return Stats{}, err
 	}
-	defer e.enter()()
-	conn, err := e.db.Conn(ctx)
+	defer release()
+	defer c.enter()()
+	conn, err := c.db.Conn(ctx)
 	if err != nil {
 		return Stats{}, e.classify(ctx, fmt.Errorf("connect: %w", err))
 	}

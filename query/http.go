@@ -48,11 +48,14 @@ type SQLRequest struct {
 // answers with a Weir-Error trailer. A CSV, Arrow or Parquet answer cut at
 // the row limit ends with the trailer Weir-Truncated: true. Errors before
 // any row get a status code and {"code": "...", "error": "..."}.
-func (e *Engine) HTTPHandler() http.Handler {
-	return http.HandlerFunc(e.serveSQL)
+//
+// tenant names whose data a request reads, from its context (the
+// authenticated caller); nil means the default tenant for every request.
+func (e *Engine) HTTPHandler(tenant func(context.Context) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { e.serveSQL(w, r, tenant) })
 }
 
-func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request, tenant func(context.Context) string) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		httpError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST with a JSON body {\"sql\": \"...\"}")
@@ -98,7 +101,11 @@ func (e *Engine) serveSQL(w http.ResponseWriter, r *http.Request) {
 	if media != MediaJSON {
 		w.Header().Set("Trailer", "Weir-Error, Weir-Truncated")
 	}
-	st, err := e.Run(r.Context(), req.SQL, Options{MaxRows: req.MaxRows, Timeout: time.Duration(req.TimeoutMS) * time.Millisecond}, out)
+	opt := Options{MaxRows: req.MaxRows, Timeout: time.Duration(req.TimeoutMS) * time.Millisecond}
+	if tenant != nil {
+		opt.Tenant = tenant(r.Context())
+	}
+	st, err := e.Run(r.Context(), req.SQL, opt, out)
 	if err != nil {
 		if !hw.begun {
 			status, code := httpStatus(err)

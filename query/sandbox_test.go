@@ -212,12 +212,13 @@ func TestSystemSlot(t *testing.T) {
 	}()
 	// The slow query holds the only user slot once it is registered.
 	for {
-		e.mu.Lock()
+		c, _ := e.catalog("")
+		c.mu.Lock()
 		n := 0
-		for _, c := range e.active {
-			n += c
+		for _, k := range c.active {
+			n += k
 		}
-		e.mu.Unlock()
+		c.mu.Unlock()
 		if n == 1 {
 			break
 		}

@@ -23,31 +23,34 @@ func (p Position) Less(o Position) bool {
 	return p.Partition < o.Partition || p.Partition == o.Partition && p.Offset < o.Offset
 }
 
-// Scan reads up to limit records of a stream of the default tenant that
-// come after from, in position order, and calls fn with each; it returns
+// Scan reads up to limit records of a tenant's stream ("" is the default
+// tenant) that come after from, in position order, and calls fn with each; it returns
 // how many it read (fewer than limit at the end of what is visible).
 // It reads what queries see: published and staged records. It is for
 // operators' tools (dead-letter replay), not for user SQL, and takes a
 // query slot like any query.
-func (e *Engine) Scan(ctx context.Context, stream string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
-	e.mu.Lock()
-	known := e.streams[stream]
-	e.mu.Unlock()
+func (e *Engine) Scan(ctx context.Context, tenant, stream string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
+	c, err := e.catalog(tenant)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	known := c.streams[stream]
+	c.mu.Unlock()
 	if !known {
 		return 0, nil
 	}
-	select {
-	case e.slots <- struct{}{}:
-		defer func() { <-e.slots }()
-	case <-ctx.Done():
-		return 0, e.ctxErr(ctx, ErrBusy)
+	release, err := e.acquire(ctx, c.tenant, false)
+	if err != nil {
+		return 0, err
 	}
-	defer e.enter()()
+	defer release()
+	defer c.enter()()
 	q := fmt.Sprintf(`SELECT _partition, _offset, epoch_ns("timestamp"), epoch_ns(observed_timestamp), severity_number,
 severity_text, body, attributes, resource, trace_id, span_id, flags
 FROM %s WHERE (_partition, _offset) > (%d, %d) ORDER BY _partition, _offset LIMIT %d`,
 		quoteIdent(stream), from.Partition, from.Offset, limit)
-	rows, err := e.db.QueryContext(ctx, q)
+	rows, err := c.db.QueryContext(ctx, q)
 	if err != nil {
 		return 0, e.classify(ctx, err)
 	}

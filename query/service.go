@@ -18,13 +18,18 @@ const chunkBytes = 256 << 10
 
 // Service implements the Connect QueryService on an Engine.
 type Service struct {
-	e *Engine
+	e      *Engine
+	tenant func(context.Context) string
 }
 
 var _ weirv1connect.QueryServiceHandler = (*Service)(nil)
 
-// NewService returns the Connect QueryService of e.
-func NewService(e *Engine) *Service { return &Service{e: e} }
+// NewService returns the Connect QueryService of e. tenant names whose
+// data a request reads, from its context (the authenticated caller); nil
+// means the default tenant for every request.
+func NewService(e *Engine, tenant func(context.Context) string) *Service {
+	return &Service{e: e, tenant: tenant}
+}
 
 // Handler returns the service's path and HTTP handler. Requests are
 // bounded to the SQL endpoint's body size, after decompression; opts may
@@ -55,7 +60,11 @@ func (s *Service) Query(ctx context.Context, req *connect.Request[weirv1.QueryRe
 	cw := &chunkWriter{size: chunkBytes, emit: cs.send}
 	cs.inner = NewWriter(f, cw)
 	cs.chunk = cw
-	_, err := s.e.Run(ctx, m.GetSql(), Options{MaxRows: m.GetMaxRows(), Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond}, cs)
+	opt := Options{MaxRows: m.GetMaxRows(), Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond}
+	if s.tenant != nil {
+		opt.Tenant = s.tenant(ctx)
+	}
+	_, err := s.e.Run(ctx, m.GetSql(), opt, cs)
 	if err != nil {
 		return connect.NewError(connectCode(err), err)
 	}

@@ -1,0 +1,552 @@
+package query
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
+)
+
+// reservedViews are names a stream view may not take.
+var reservedViews = []string{"logs"}
+
+// catalog is one tenant's query database: an in-memory DuckDB whose views
+// read that tenant's published files and staged segments, and which may
+// read nothing else (allowed_directories names the tenant's lake and
+// staging folders only). Tenants never share a database, so no statement,
+// catalog function or file path of one can reach another's data.
+//
+// Staged rows are kept as small Parquet segments under the data
+// directory's staging/ folder, so DuckDB reads memory-fresh and published
+// data the same, fast, way. Views list their files explicitly; a publish
+// swaps a file's segments for the file in one view change, and segments
+// are deleted only once no query that may have seen them is running.
+type catalog struct {
+	cfg     *Config
+	log     *slog.Logger
+	tenant  string
+	db      *sql.DB
+	staging string // the engine's staging root; this tenant's is staging/tenant=<id>
+
+	// mu guards the catalog below and serialises view changes. Queries
+	// take it only briefly, to register and unregister.
+	mu      sync.Mutex
+	conn    *sql.Conn
+	files   map[string][]string    // published file paths by stream
+	staged  map[string]*stagedFile // by sink file ID
+	streams map[string]bool        // streams that have a view
+	wide    map[string]bool        // streams with files of promoted attribute columns
+	gen     uint64                 // bumped by every change that retires files
+	active  map[uint64]int         // running queries by the gen they started at
+	retired []retiredSegment       // segments to delete once unseen
+	seq     atomic.Uint64          // names segments
+
+	// View changes are applied by a background loop, at a bounded rate:
+	// rebuilding a view costs time in the number of its files, so one
+	// rebuild per change would be quadratic when many small files come
+	// at once (a backfill spread over many hours). Changes are recorded
+	// under mu and applied together, so a publish still swaps a file's
+	// segments for the file in one view change.
+	dirty    map[string]bool // streams whose views are out of date
+	retiring []*stagedFile   // out of the catalog; retire once the views drop them
+	applied  uint64          // changes applied so far
+	changes  uint64          // changes recorded so far
+	settled  *sync.Cond      // signalled after each apply, on mu
+	kick     chan struct{}
+	stop     chan struct{}
+	loopDone chan struct{}
+}
+
+// minViewInterval spaces view rebuilds; a rebuild that took d is followed
+// by a pause of at least 2d, which bounds rebuilding to a third of a core.
+const minViewInterval = 20 * time.Millisecond
+
+// stagedFile is the staged rows of one unpublished sink file.
+type stagedFile struct {
+	stream   string
+	segments []string
+}
+
+type retiredSegment struct {
+	path string
+	gen  uint64 // visible to queries that started before gen
+}
+
+// newCatalog starts tenant's database, creates its views and locks it
+// down for user SQL. dataDir, lakeDir and staging are absolute.
+func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging string) (*catalog, error) {
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, fmt.Errorf("query: open duckdb: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	// One connection for each slot, the system slot and the catalog.
+	db.SetMaxOpenConns(cfg.MaxConcurrent + 2)
+	db.SetMaxIdleConns(cfg.MaxConcurrent + 2)
+	c := &catalog{
+		cfg:     cfg,
+		log:     log.With("tenant", tenant),
+		tenant:  tenant,
+		db:      db,
+		staging: staging,
+		files:   map[string][]string{},
+		staged:  map[string]*stagedFile{},
+		streams: map[string]bool{},
+		wide:    map[string]bool{},
+		active:  map[uint64]int{},
+	}
+	c.dirty = map[string]bool{}
+	c.settled = sync.NewCond(&c.mu)
+	c.kick = make(chan struct{}, 1)
+	c.stop = make(chan struct{})
+	c.loopDone = make(chan struct{})
+	if err := c.init(dataDir, lakeDir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go c.viewLoop()
+	return c, nil
+}
+
+// viewLoop applies recorded view changes until Close.
+func (c *catalog) viewLoop() {
+	defer close(c.loopDone)
+	for {
+		select {
+		case <-c.kick:
+		case <-c.stop:
+			return
+		}
+		start := time.Now()
+		c.mu.Lock()
+		c.applyPendingLocked()
+		c.mu.Unlock()
+		pause := max(minViewInterval, 2*time.Since(start))
+		select {
+		case <-time.After(pause):
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// noteColumns remembers that stream has a file with promoted attribute
+// columns if it has more than the log schema's; its views then read
+// their files by name. Called with mu held.
+func (c *catalog) noteColumns(stream string, columns int) {
+	if columns > len(transform.Schema().Fields()) {
+		c.wide[stream] = true
+	}
+}
+
+// changedLocked records a change to the views of stream and wakes the
+// view loop.
+func (c *catalog) changedLocked(stream string) {
+	c.dirty[stream] = true
+	c.changes++
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// applyPendingLocked rebuilds the out-of-date views and then retires the
+// segments they no longer list. On error the changes stay pending and the
+// next kick retries them.
+func (c *catalog) applyPendingLocked() {
+	if c.conn == nil || len(c.dirty) == 0 {
+		return
+	}
+	streams := make([]string, 0, len(c.dirty))
+	for s := range c.dirty {
+		streams = append(streams, s)
+	}
+	target := c.changes
+	if err := c.applyViewsLocked(context.Background(), streams); err != nil {
+		c.log.Error("query: update views; retrying", "err", err)
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	clear(c.dirty)
+	for _, sf := range c.retiring {
+		c.retireLocked(sf)
+	}
+	c.retiring = c.retiring[:0]
+	c.applied = target
+	c.settled.Broadcast()
+}
+
+// sync: see Engine.Sync.
+func (c *catalog) sync(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.settled.Broadcast()
+	})
+	defer stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	target := c.changes
+	for c.applied < target && c.conn != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c.settled.Wait()
+	}
+	if c.conn == nil {
+		return errors.New("query: engine closed")
+	}
+	return nil
+}
+
+func (c *catalog) init(dataDir, lakeDir string) error {
+	ctx := context.Background()
+	conn, err := c.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("query: connect: %w", err)
+	}
+	c.conn = conn
+	// Views read files by name (union_by_name), which needs every file's
+	// footer at bind time: keep footers cached.
+	stmts := []string{"SET TimeZone = 'UTC'", "SET parquet_metadata_cache = true"}
+	if c.cfg.Threads > 0 {
+		stmts = append(stmts, fmt.Sprintf("SET threads = %d", c.cfg.Threads))
+	}
+	spill := filepath.Join(dataDir, "tmp", "query", "tenant="+c.tenant)
+	if err := os.RemoveAll(spill); err != nil {
+		return fmt.Errorf("query: clear spill directory: %w", err)
+	}
+	if err := os.MkdirAll(spill, 0o755); err != nil {
+		return fmt.Errorf("query: spill directory: %w", err)
+	}
+	tenantDir := "tenant=" + c.tenant + string(filepath.Separator)
+	// The sandbox: these settings bind every connection of the tenant's
+	// database, and lock_configuration stops user SQL from undoing them.
+	// User SQL may read the tenant's lake and staged rows and nothing
+	// else; what it may run at all is decided by vet.
+	stmts = append(stmts,
+		fmt.Sprintf("SET memory_limit = '%s'", c.cfg.MemoryLimit),
+		"SET temp_directory = "+quoteString(spill),
+		fmt.Sprintf("SET max_temp_directory_size = '%s'", c.cfg.MaxSpill),
+		"SET allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
+		"SET enable_external_access = false",
+		"SET autoinstall_known_extensions = false",
+		"SET autoload_known_extensions = false",
+		"SET lock_configuration = true",
+	)
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("query: %s: %w", s, err)
+		}
+	}
+	return c.applyViewsLocked(ctx, c.cfg.Streams)
+}
+
+// close releases the database. Queries still running fail.
+func (c *catalog) close() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.loopDone
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.settled.Broadcast()
+	var errs []error
+	if c.conn != nil {
+		errs = append(errs, c.conn.Close())
+		c.conn = nil
+	}
+	errs = append(errs, c.db.Close())
+	return errors.Join(errs...)
+}
+
+// addFiles makes already published files of the tenant visible.
+func (c *catalog) addFiles(files []sink.FileInfo) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var streams []string
+	for _, f := range files {
+		c.files[f.Partition.Stream] = append(c.files[f.Partition.Stream], f.Path)
+		c.noteColumns(f.Partition.Stream, f.Columns)
+		if !slices.Contains(streams, f.Partition.Stream) {
+			streams = append(streams, f.Partition.Stream)
+		}
+	}
+	return c.applyViewsLocked(context.Background(), streams)
+}
+
+// staged: see Engine.Staged.
+func (c *catalog) stage(f sink.FileInfo, seg sink.Segment) error {
+	p := f.Partition
+	dir := filepath.Join(c.staging, p.Dir())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("query: staging: %w", err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.parquet", f.ID, c.seq.Add(1)))
+	if err := linkOrCopy(seg.Path, path); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("query: stage rows of %s: %w", f.ID, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		os.Remove(path)
+		return errors.New("query: engine closed")
+	}
+	sf := c.staged[f.ID]
+	if sf == nil {
+		sf = &stagedFile{stream: p.Stream}
+		c.staged[f.ID] = sf
+	}
+	sf.segments = append(sf.segments, path)
+	c.noteColumns(p.Stream, f.Columns)
+	c.changedLocked(p.Stream)
+	return nil
+}
+
+// linkOrCopy makes dst a hard link to src, or a copy of it where links
+// are not possible (another file system).
+func linkOrCopy(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
+	}
+	in, oerr := os.Open(src)
+	if oerr != nil {
+		return errors.Join(err, oerr)
+	}
+	defer in.Close()
+	out, cerr := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// published: see Engine.Published.
+func (c *catalog) published(f sink.FileInfo) error {
+	p := f.Partition
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return errors.New("query: engine closed")
+	}
+	sf := c.staged[f.ID]
+	delete(c.staged, f.ID)
+	c.files[p.Stream] = append(c.files[p.Stream], f.Path)
+	c.noteColumns(p.Stream, f.Columns)
+	if sf != nil {
+		c.retiring = append(c.retiring, sf)
+	}
+	c.changedLocked(p.Stream)
+	return nil
+}
+
+// replaced: see Engine.Replaced.
+func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
+	p := f.Partition
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		for _, o := range old {
+			if err := os.Remove(o.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				c.log.Warn("remove compacted file", "path", o.Path, "err", err)
+			}
+		}
+		return
+	}
+	gone := make(map[string]bool, len(old))
+	sf := &stagedFile{stream: p.Stream}
+	for _, o := range old {
+		gone[o.Path] = true
+		sf.segments = append(sf.segments, o.Path)
+	}
+	c.files[p.Stream] = append(slices.DeleteFunc(c.files[p.Stream], func(path string) bool { return gone[path] }), f.Path)
+	c.noteColumns(p.Stream, f.Columns)
+	// Retired like staging links: deleted once the views no longer list
+	// them and no query that started before is running.
+	c.retiring = append(c.retiring, sf)
+	c.changedLocked(p.Stream)
+}
+
+// abandoned: see Engine.Abandoned.
+func (c *catalog) abandoned(f sink.FileInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sf := c.staged[f.ID]
+	if sf == nil || c.conn == nil {
+		return
+	}
+	delete(c.staged, f.ID)
+	c.retiring = append(c.retiring, sf)
+	c.changedLocked(f.Partition.Stream)
+}
+
+// retireLocked schedules the segments of sf for deletion once no running
+// query can see them. The views must no longer list them.
+func (c *catalog) retireLocked(sf *stagedFile) {
+	c.gen++
+	for _, s := range sf.segments {
+		c.retired = append(c.retired, retiredSegment{path: s, gen: c.gen})
+	}
+	c.sweepLocked()
+}
+
+// enter registers a running query; the returned func unregisters it.
+// Segments retired after a query started are kept until it ends.
+func (c *catalog) enter() func() {
+	c.mu.Lock()
+	g := c.gen
+	c.active[g]++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		if c.active[g]--; c.active[g] == 0 {
+			delete(c.active, g)
+		}
+		c.sweepLocked()
+		c.mu.Unlock()
+	}
+}
+
+// sweepLocked deletes the retired segments no running query can see.
+func (c *catalog) sweepLocked() {
+	oldest := c.gen
+	for g := range c.active {
+		oldest = min(oldest, g)
+	}
+	keep := c.retired[:0]
+	for _, r := range c.retired {
+		if r.gen <= oldest {
+			if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				c.log.Warn("remove staging segment", "path", r.path, "err", err)
+			}
+			continue
+		}
+		keep = append(keep, r)
+	}
+	c.retired = keep
+}
+
+// applyViewsLocked recreates the logs view and the views of the given
+// streams in one transaction.
+func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
+	for _, s := range streams {
+		c.streams[s] = true
+	}
+	var all []string
+	for _, ps := range c.files {
+		all = append(all, ps...)
+	}
+	for _, sf := range c.staged {
+		all = append(all, sf.segments...)
+	}
+	anyWide := false
+	for _, w := range c.wide {
+		anyWide = anyWide || w
+	}
+	stmts := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery(all, anyWide)}
+	for _, s := range streams {
+		if slices.Contains(reservedViews, s) {
+			continue
+		}
+		paths := slices.Clone(c.files[s])
+		for _, sf := range c.staged {
+			if sf.stream == s {
+				paths = append(paths, sf.segments...)
+			}
+		}
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths, c.wide[s])))
+	}
+	tx, err := c.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("query: begin: %w", err)
+	}
+	defer tx.Rollback()
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("query: update views: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("query: update views: %w", err)
+	}
+	return nil
+}
+
+// emptyView has the views' columns and no rows, for views with no files.
+const emptyView = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "timestamp",
+NULL::TIMESTAMPTZ AS "observed_timestamp", NULL::INTEGER AS "severity_number",
+NULL::VARCHAR AS "severity_text", NULL::VARCHAR AS "body",
+NULL::MAP(VARCHAR, VARCHAR) AS "attributes", NULL::MAP(VARCHAR, VARCHAR) AS "resource",
+NULL::VARCHAR AS "service_name", NULL::VARCHAR AS "trace_id", NULL::VARCHAR AS "span_id",
+NULL::UINTEGER AS "flags", NULL::INTEGER AS "_partition", NULL::BIGINT AS "_offset",
+NULL::DATE AS "date", NULL::INTEGER AS "hour" WHERE false`
+
+// viewQuery is the SELECT behind a view over the given Parquet files:
+// the columns of emptyView in that order, with the attribute columns
+// that files promoted (transform.ColumnPrefix) after _offset. With wide,
+// files may differ in those columns and DuckDB reads them together by
+// name, NULL where a file lacks one; that costs a look at every file's
+// footer, so views of streams without such columns go by position.
+func viewQuery(paths []string, wide bool) string {
+	if len(paths) == 0 {
+		return emptyView
+	}
+	paths = slices.Clone(paths)
+	sort.Strings(paths)
+	var q strings.Builder
+	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM system.main.read_parquet([`)
+	for i, p := range paths {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(quoteString(p))
+	}
+	q.WriteString("], hive_partitioning = true, ")
+	if wide {
+		q.WriteString("union_by_name = true, ")
+	}
+	q.WriteString("hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+	return q.String()
+}
+
+// streamNames returns the streams that have views, sorted.
+func (c *catalog) streamNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.streams))
+	for s := range c.streams {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
