@@ -94,6 +94,7 @@ type config struct {
 	Query struct {
 		Threads        int           `yaml:"threads"`
 		MemoryLimit    string        `yaml:"memory_limit"`
+		MaxSpill       string        `yaml:"max_spill"`
 		MaxConcurrent  int           `yaml:"max_concurrent"`
 		DefaultRows    uint64        `yaml:"default_rows"`
 		MaxRows        uint64        `yaml:"max_rows"`
@@ -166,7 +167,7 @@ func defaultConfig() config {
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 
 	qc := query.DefaultConfig()
-	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxConcurrent
+	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
 	return c
@@ -298,8 +299,9 @@ func (c *config) sink() sink.Config {
 func (c *config) query() query.Config {
 	qc := query.DefaultConfig()
 	qc.DataDir = c.Data
+	qc.LakeDir = filepath.Join(c.Data, "lake")
 	qc.Streams = []string{transform.DeadLetterStream}
-	qc.Threads, qc.MemoryLimit, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxConcurrent
+	qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
 		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
 	return qc

@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	})
 	defer stopHUP()
 	replayer := ingest.NewReplayer(ing, func(ctx context.Context, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
-		return engine.Scan(ctx, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+		return engine.Scan(ctx, record.DefaultTenant, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
 			return fn(ingest.Position(p), r)
 		})
 	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
@@ -192,14 +192,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler())
-	mux.Handle(query.NewService(engine).Handler())
+	mux.Handle(query.NewService(engine, nil).Handler())
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}))
 	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/v1/sql", engine.HTTPHandler())
+	mux.Handle("/v1/sql", engine.HTTPHandler(nil))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/", uiHandler)

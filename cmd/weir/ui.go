@@ -24,7 +24,7 @@ const (
 func newUIHandler(cfg config, engine *query.Engine) (http.Handler, error) {
 	uc := ui.Config{Query: func(ctx context.Context, sql string) ([]map[string]any, error) {
 		var rc rowCollector
-		_, err := engine.Run(ctx, sql, query.Options{MaxRows: uiQueryRows, Timeout: uiQueryTimeout}, &rc)
+		_, err := engine.Run(ctx, sql, query.Options{MaxRows: uiQueryRows, Timeout: uiQueryTimeout, System: true}, &rc)
 		return rc.rows, err
 	}}
 	if p := cfg.UI.Dashboards; p != "" {
