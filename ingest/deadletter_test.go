@@ -3,11 +3,14 @@ package ingest
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
@@ -179,4 +182,42 @@ func TestReservedStreams(t *testing.T) {
 		}
 	}
 	h.checkAlive(t, "reserved names")
+}
+
+// TestArrowNullMapKey converts a map of attributes with a null key,
+// which the IPC format can carry though arrow-go will not make an array
+// of it: the row is rejected with its other attributes kept, the next
+// row is not.
+func TestArrowNullMapKey(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	kb, vb := array.NewStringBuilder(mem), array.NewStringBuilder(mem)
+	defer kb.Release()
+	defer vb.Release()
+	kb.AppendValues([]string{"", "k", "k"}, []bool{false, true, true})
+	vb.AppendValues([]string{"lost key", "v1", "v2"}, nil)
+	keys, vals := kb.NewArray(), vb.NewArray()
+	defer keys.Release()
+	defer vals.Release()
+	entries := array.NewData(stringMap.Elem(), 3, []*memory.Buffer{nil}, []arrow.ArrayData{keys.Data(), vals.Data()}, 0, 0)
+	defer entries.Release()
+	offsets := memory.NewBufferBytes(arrow.Int32Traits.CastToBytes([]int32{0, 2, 3}))
+	attrs := array.NewData(stringMap, 2, []*memory.Buffer{nil, offsets}, []arrow.ArrayData{entries}, 0, 0)
+	defer attrs.Release()
+	dst := make([]record.Record, 2)
+	var rej rowErrors
+	if err := convertMap(colAttributes, attrs, dst, 0, 0, &rej); err != nil {
+		t.Fatal(err)
+	}
+	errs := rej.all(len(dst))
+	if len(errs) != 2 || errs[0] == nil || errs[1] != nil || errs[0].Error() != "arrow_ipc: row 0: attributes: entry 0 has a null key" {
+		t.Fatalf("rejects %v", errs)
+	}
+	want := [][]record.KV{{{Key: "", Value: "lost key"}, {Key: "k", Value: "v1"}}, {{Key: "k", Value: "v2"}}}
+	for i := range dst {
+		if !slices.Equal(dst[i].Attributes, want[i]) {
+			t.Errorf("row %d: %+v, want %+v", i, dst[i].Attributes, want[i])
+		}
+	}
 }
