@@ -12,8 +12,8 @@
 // refuses input that nests deeper or holds more messages than its Limits.
 // CheckJSON does the same for the nesting of a JSON text, before
 // protojson reads it. Every decoder of outside protobuf input in weir
-// (ingest's Connect and gRPC codecs, and the OTLP and Loki receivers)
-// runs its input through them first.
+// runs its input through them first, as ingest's Connect, gRPC and JSON
+// codecs do, so that all of them share one bound.
 package protolimit
 
 import (
