@@ -86,10 +86,14 @@ func (b *bounds) check(data []byte, m proto.Message) error {
 // may use it too (connect.WithCodec).
 func Codec() connect.Codec { return vtCodec{newBounds(DefaultConfig().MaxMessageBytes)} }
 
-// codecs returns the codecs of requests of at most maxBytes, binary and
-// JSON, replacing Connect's defaults of the same names: every RPC of a
-// handler built with them decodes only bounded input.
-func codecs(maxBytes int) []connect.HandlerOption {
+// Codecs returns handler options that install the codecs for requests
+// of at most maxBytes, binary ("proto") and JSON ("json" and "json;
+// charset=utf-8"), in place of Connect's defaults of the same names:
+// every RPC of a handler built with them decodes only input within
+// MaxValueDepth, MaxMessageDepth and one message per four bytes of
+// maxBytes. Service.Handler uses them; handlers of other services may
+// too.
+func Codecs(maxBytes int) []connect.HandlerOption {
 	b := newBounds(maxBytes)
 	return []connect.HandlerOption{
 		connect.WithCodec(vtCodec{b}),

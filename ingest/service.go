@@ -150,7 +150,7 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts .
 // request's nesting and message count before decoding it (see
 // MaxValueDepth).
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, codecs(s.cfg.MaxMessageBytes)...), opts...)
+	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, Codecs(s.cfg.MaxMessageBytes)...), opts...)
 	return weirv1connect.NewIngestServiceHandler(s, opts...)
 }
 
