@@ -24,6 +24,10 @@ test: ## Run every test with the race detector (the README's command)
 bench: ## Run the Go benchmarks of every stage
 	go test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz test for FUZZTIME each (default 10m)
+	.ci/fuzz $(or $(FUZZTIME),10m)
+
 .PHONY: lint
 lint: ## go vet, gofmt and buf lint
 	go vet ./...

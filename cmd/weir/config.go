@@ -44,6 +44,18 @@ type config struct {
 		// StreamIdleTimeout ends a streaming RPC whose client sends
 		// nothing for this long.
 		StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+		// Hosts are the host names clients use to reach the server;
+		// requests naming another (DNS rebinding) are refused. Empty
+		// means the loopback names when the server listens on a
+		// loopback address, and any name otherwise.
+		Hosts []string `yaml:"hosts"`
+		// Origins are web origins besides the server's own whose pages
+		// may call it from a browser.
+		Origins []string `yaml:"origins"`
+		// AllowUnauthenticated lets the server listen on a
+		// non-loopback address without API keys, for deployments where
+		// something in front of it authenticates every request.
+		AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
 	} `yaml:"server"`
 
 	Ingest struct {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
@@ -39,6 +41,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	pprofAddr := fs.String("pprof-addr", cfg.Profiling.PprofAddr, "serve /debug/pprof/ on this separate listen address (default: off)")
 	pyroscopeURL := fs.String("pyroscope-url", cfg.Profiling.PyroscopeURL, "push continuous profiles to this Pyroscope server (default: off)")
+	allowUnauth := fs.Bool("allow-unauthenticated", cfg.Server.AllowUnauthenticated, "listen on a non-loopback address without API keys (something in front must authenticate)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +65,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.Profiling.PprofAddr = *pprofAddr
 		case "pyroscope-url":
 			cfg.Profiling.PyroscopeURL = *pyroscopeURL
+		case "allow-unauthenticated":
+			cfg.Server.AllowUnauthenticated = *allowUnauth
 		}
 	})
 	if err := cfg.validate(); err != nil {
@@ -86,6 +91,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 //	query ← sink ← transform ← buffer ← ingest ← HTTP server
 func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (err error) {
 	defer ln.Close()
+	loopback := isLoopback(ln.Addr())
+	if !loopback {
+		if !cfg.Server.AllowUnauthenticated {
+			return fmt.Errorf("refusing to serve on %s without authentication: every client could read and change every stream. Listen on a loopback address, or set server.allow_unauthenticated (--allow-unauthenticated) if something in front of weir authenticates every request", ln.Addr())
+		}
+		log.Warn("serving without authentication on a non-loopback address; something in front of weir must authenticate every request", "addr", ln.Addr().String())
+	}
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -190,11 +202,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe})
 
+	// Connect requests must carry Connect-Protocol-Version, which a
+	// cross-site form cannot set (docs/security.md).
+	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
 	mux := http.NewServeMux()
-	mux.Handle(ing.Handler())
-	mux.Handle(query.NewService(engine, nil).Handler())
-	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}))
-	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}))
+	mux.Handle(ing.Handler(rpcOpts))
+	mux.Handle(query.NewService(engine, nil).Handler(rpcOpts))
+	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}, rpcOpts))
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}, rpcOpts))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -208,7 +223,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	// context that is cancelled once the grace period is over.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	srv, err := newHTTPServer(&cfg, stageLabels(mux), handlerCtx)
+	hosts := cfg.Server.Hosts
+	if len(hosts) == 0 && loopback {
+		hosts = guard.LoopbackHosts
+	}
+	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, mux)
+	srv, err := newHTTPServer(&cfg, stageLabels(front), handlerCtx)
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
@@ -315,4 +335,11 @@ func (c lakeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descRouted, prometheus.CounterValue, float64(st.Routed))
 	ch <- prometheus.MustNewConstMetric(descLimited, prometheus.CounterValue, float64(st.Limited))
+}
+
+// isLoopback reports whether addr is a TCP address on a loopback
+// interface (127.0.0.0/8, ::1).
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
