@@ -9,16 +9,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+
+	"connectrpc.com/connect"
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform"
 )
 
-// DeadLetters reads a stream's records after a position, in position
+// DeadLetters reads a tenant's dead letters after a position, in position
 // order, as query.Engine.Scan does; it returns how many it read.
-type DeadLetters func(ctx context.Context, from Position, limit int, fn func(Position, record.Record) error) (int, error)
+type DeadLetters func(ctx context.Context, tenant string, from Position, limit int, fn func(Position, record.Record) error) (int, error)
 
 // Position is a record's partition and offset in its stream.
 type Position struct {
@@ -31,10 +34,10 @@ type ReplayStats struct {
 	Read, Replayed, FailedAgain, Dropped, Skipped uint64
 }
 
-// Replayer sends dead letters of the default tenant through their
-// streams' current processors again. Each dead letter is replayed once:
-// a state file remembers, per original stream and dead-letter partition,
-// the last offset replayed, and replayed batches are pushed as an
+// Replayer sends a tenant's dead letters through their streams' current
+// processors again. Each dead letter is replayed once: a state file per
+// tenant remembers, per original stream and dead-letter partition, the
+// last offset replayed, and replayed batches are pushed as an
 // idempotent producer (one per dead-letter partition, sequence = offset+1)
 // so a crash between pushing and saving the state duplicates nothing.
 type Replayer struct {
@@ -46,7 +49,9 @@ type Replayer struct {
 }
 
 // NewReplayer returns a replayer pushing through svc, reading with read
-// and keeping its state in the file statePath.
+// and keeping the default tenant's state in the file statePath, and
+// another tenant's beside it with the tenant in its name
+// (dead_letter_replay.json, dead_letter_replay.tenant=acme.json).
 func NewReplayer(svc *Service, read DeadLetters, statePath string) *Replayer {
 	return &Replayer{svc: svc, read: read, state: statePath}
 }
@@ -62,10 +67,14 @@ func replayProducer(p int32) string { return "weir.replay/" + strconv.Itoa(int(p
 // Replay replays the dead letters not replayed before whose original
 // stream is in streams (all if empty). Replayed records are durable when
 // it returns nil.
-func (rp *Replayer) Replay(ctx context.Context, streams []string) (ReplayStats, error) {
+func (rp *Replayer) Replay(ctx context.Context, tenant string, streams []string) (ReplayStats, error) {
+	if err := record.ValidateTenant(tenant); err != nil {
+		return ReplayStats{}, connect.NewError(connect.CodeInvalidArgument, err)
+	}
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	st, err := rp.load()
+	statePath := rp.statePath(tenant)
+	st, err := rp.load(statePath)
 	if err != nil {
 		return ReplayStats{}, err
 	}
@@ -82,7 +91,7 @@ func (rp *Replayer) Replay(ctx context.Context, streams []string) (ReplayStats, 
 			return rp.svc.connectErr(wctx, err)
 		}
 		receipt, pending = nil, 0
-		return rp.save(st)
+		return rp.save(statePath, st)
 	}
 	var partsBuf [4]*record.Batch
 	one := func(pos Position, dl record.Record) error {
@@ -96,14 +105,14 @@ func (rp *Replayer) Replay(ctx context.Context, streams []string) (ReplayStats, 
 		if last, ok := st[stream][key]; ok && pos.Offset <= last {
 			return nil // replayed before
 		}
-		b := record.NewBatch(record.DefaultTenant, stream, []record.Record{r})
+		b := record.NewBatch(tenant, stream, []record.Record{r})
 		b.ProducerID, b.Sequence, b.SequenceGaps = replayProducer(pos.Partition), uint64(pos.Offset)+1, true
 		parts, err := rp.svc.proc.Process(partsBuf[:0], b)
 		if err != nil {
 			// Still invalid, and its stream has no processors: a new dead
 			// letter, so that it can be replayed again later.
 			d := transform.DeadLetter(&r, stream, "validate", err.Error(), rp.svc.now())
-			parts = append(partsBuf[:0], &record.Batch{Tenant: record.DefaultTenant, Stream: transform.DeadLetterStream,
+			parts = append(partsBuf[:0], &record.Batch{Tenant: tenant, Stream: transform.DeadLetterStream,
 				Records: []record.Record{d}, ProducerID: b.ProducerID + "/" + stream, Sequence: b.Sequence, SequenceGaps: true})
 			parts[0].Bytes = d.Size()
 		}
@@ -133,7 +142,7 @@ func (rp *Replayer) Replay(ctx context.Context, streams []string) (ReplayStats, 
 	}
 	from := Position{Partition: -1, Offset: -1}
 	for {
-		n, err := rp.read(ctx, from, 10000, func(pos Position, r record.Record) error {
+		n, err := rp.read(ctx, tenant, from, 10000, func(pos Position, r record.Record) error {
 			from = pos
 			return one(pos, r)
 		})
@@ -147,9 +156,18 @@ func (rp *Replayer) Replay(ctx context.Context, streams []string) (ReplayStats, 
 	return stats, flush()
 }
 
-func (rp *Replayer) load() (replayState, error) {
+// statePath is the state file of tenant's replays.
+func (rp *Replayer) statePath(tenant string) string {
+	if tenant == record.DefaultTenant {
+		return rp.state
+	}
+	ext := filepath.Ext(rp.state)
+	return strings.TrimSuffix(rp.state, ext) + ".tenant=" + tenant + ext
+}
+
+func (rp *Replayer) load(path string) (replayState, error) {
 	st := replayState{}
-	data, err := os.ReadFile(rp.state)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return st, nil
 	}
@@ -157,21 +175,21 @@ func (rp *Replayer) load() (replayState, error) {
 		return nil, fmt.Errorf("dead-letter replay state: %w", err)
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("dead-letter replay state %s: %w", rp.state, err)
+		return nil, fmt.Errorf("dead-letter replay state %s: %w", path, err)
 	}
 	return st, nil
 }
 
 // save writes the state atomically: temporary file, fsync, rename.
-func (rp *Replayer) save(st replayState) error {
+func (rp *Replayer) save(path string, st replayState) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(rp.state), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := rp.state + ".tmp"
+	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -186,5 +204,5 @@ func (rp *Replayer) save(st replayState) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter replay state: %w", err)
 	}
-	return os.Rename(tmp, rp.state)
+	return os.Rename(tmp, path)
 }

@@ -19,15 +19,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/transform"
 )
-
-// TenantHeader names the request header that selects the tenant. Requests
-// without it belong to record.DefaultTenant.
-const TenantHeader = "Weir-Tenant"
 
 // Pusher accepts batches; *buffer.Buffer implements it. Push takes
 // ownership of b when it returns nil or an error wrapping
@@ -156,10 +153,7 @@ func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) 
 
 // Push implements weirv1connect.IngestServiceHandler.
 func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequest]) (*connect.Response[weirv1.PushResponse], error) {
-	tenant, err := tenantOf(req.Header())
-	if err != nil {
-		return nil, err
-	}
+	tenant := auth.TenantOf(ctx)
 	level, err := s.level(req.Msg.GetAckLevel())
 	if err != nil {
 		return nil, err
@@ -185,10 +179,7 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 // batches. At most maxLevelWaits batches wait for their levels at once;
 // past that the stream stops reading.
 func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[weirv1.PushStreamRequest, weirv1.PushStreamResponse]) error {
-	tenant, err := tenantOf(stream.RequestHeader())
-	if err != nil {
-		return err
-	}
+	tenant := auth.TenantOf(ctx)
 	var (
 		sendMu sync.Mutex
 		wg     sync.WaitGroup
@@ -536,17 +527,6 @@ func wireLevel(l buffer.Level) weirv1.AckLevel {
 		return weirv1.AckLevel_ACK_LEVEL_COMMITTED
 	}
 	return weirv1.AckLevel_ACK_LEVEL_UNSPECIFIED
-}
-
-func tenantOf(h http.Header) (string, error) {
-	t := h.Get(TenantHeader)
-	if t == "" {
-		return record.DefaultTenant, nil
-	}
-	if err := record.ValidateTenant(t); err != nil {
-		return "", connect.NewError(connect.CodeInvalidArgument, err)
-	}
-	return t, nil
 }
 
 // convert copies a wire record into r. A value r cannot hold (a time

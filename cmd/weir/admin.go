@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/auth"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/transform"
@@ -47,10 +48,7 @@ func (a adminService) ReloadConfig(context.Context, *connect.Request[weirv1.Relo
 }
 
 func (a adminService) ReplayDeadLetter(ctx context.Context, req *connect.Request[weirv1.ReplayDeadLetterRequest]) (*connect.Response[weirv1.ReplayDeadLetterResponse], error) {
-	if t := req.Header().Get(ingest.TenantHeader); t != "" && t != "default" {
-		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dead letters of tenants other than the default one cannot be replayed yet"))
-	}
-	st, err := a.replay.Replay(ctx, req.Msg.GetStreams())
+	st, err := a.replay.Replay(ctx, auth.TenantOf(ctx), req.Msg.GetStreams())
 	if err != nil {
 		var ce *connect.Error
 		if !errors.As(err, &ce) {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -37,7 +36,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("%w: --stream: %v", errUsage, err)
 		}
 	}
-	client := weirv1connect.NewAdminServiceClient(http.DefaultClient, strings.TrimRight(*server, "/"))
+	client := weirv1connect.NewAdminServiceClient(newHTTPClient(), strings.TrimRight(*server, "/"))
 	resp, err := client.ReplayDeadLetter(ctx, connect.NewRequest(&weirv1.ReplayDeadLetterRequest{Streams: streams}))
 	if err != nil {
 		return err
@@ -60,7 +59,7 @@ func reloadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	client := weirv1connect.NewAdminServiceClient(http.DefaultClient, strings.TrimRight(*server, "/"))
+	client := weirv1connect.NewAdminServiceClient(newHTTPClient(), strings.TrimRight(*server, "/"))
 	resp, err := client.ReloadConfig(ctx, connect.NewRequest(&weirv1.ReloadConfigRequest{}))
 	if err != nil {
 		return err

@@ -15,7 +15,10 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/tail"
+	"github.com/weirlabs/weir/internal/tlsfiles"
 	"github.com/weirlabs/weir/internal/wal"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -52,11 +55,20 @@ type config struct {
 		// Origins are web origins besides the server's own whose pages
 		// may call it from a browser.
 		Origins []string `yaml:"origins"`
-		// AllowUnauthenticated lets the server listen on a
-		// non-loopback address without API keys, for deployments where
-		// something in front of it authenticates every request.
-		AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+		// AllowInsecure lets the server listen on a non-loopback
+		// address without API keys or without TLS, for deployments
+		// where something in front of it authenticates every request
+		// and encrypts the connection.
+		AllowInsecure bool `yaml:"allow_insecure"`
+		// TLS serves HTTPS (HTTP/1.1 and HTTP/2) with these files,
+		// read again on SIGHUP; empty means plain HTTP and h2c.
+		TLS tlsfiles.Config `yaml:"tls"`
 	} `yaml:"server"`
+
+	// Auth holds the API keys (docs/security.md); without keys every
+	// request is the default tenant's, which is allowed only on
+	// loopback addresses.
+	Auth auth.Config `yaml:"auth"`
 
 	Ingest struct {
 		MaxMessageBytes int           `yaml:"max_message_bytes"`
@@ -67,16 +79,20 @@ type config struct {
 	} `yaml:"ingest"`
 
 	Buffer struct {
-		Partitions    int           `yaml:"partitions"`
-		RingSlots     int           `yaml:"ring_slots"`
-		MaxRecords    int           `yaml:"max_records"`
-		MaxBytes      int64         `yaml:"max_bytes"`
-		TickInterval  time.Duration `yaml:"tick_interval"`
-		MaxStreams    int           `yaml:"max_streams"`
-		PriorityShare float64       `yaml:"priority_share"`
-		MaxProducers  int           `yaml:"max_producers"`
-		ProducerTTL   time.Duration `yaml:"producer_ttl"`
-		WAL           struct {
+		Partitions   int           `yaml:"partitions"`
+		RingSlots    int           `yaml:"ring_slots"`
+		MaxRecords   int           `yaml:"max_records"`
+		MaxBytes     int64         `yaml:"max_bytes"`
+		TickInterval time.Duration `yaml:"tick_interval"`
+		MaxStreams   int           `yaml:"max_streams"`
+		// MaxTenantStreams bounds one tenant's streams; 0 means
+		// max_streams without API keys (one tenant) and the buffer's
+		// default with them.
+		MaxTenantStreams int           `yaml:"max_tenant_streams"`
+		PriorityShare    float64       `yaml:"priority_share"`
+		MaxProducers     int           `yaml:"max_producers"`
+		ProducerTTL      time.Duration `yaml:"producer_ttl"`
+		WAL              struct {
 			Sync         string        `yaml:"sync"`
 			SyncInterval time.Duration `yaml:"sync_interval"`
 			SegmentBytes int64         `yaml:"segment_bytes"`
@@ -104,15 +120,25 @@ type config struct {
 	} `yaml:"sink"`
 
 	Query struct {
-		Threads        int           `yaml:"threads"`
-		MemoryLimit    string        `yaml:"memory_limit"`
-		MaxSpill       string        `yaml:"max_spill"`
-		MaxConcurrent  int           `yaml:"max_concurrent"`
-		DefaultRows    uint64        `yaml:"default_rows"`
-		MaxRows        uint64        `yaml:"max_rows"`
-		DefaultTimeout time.Duration `yaml:"default_timeout"`
-		MaxTimeout     time.Duration `yaml:"max_timeout"`
+		Threads          int           `yaml:"threads"`
+		MemoryLimit      string        `yaml:"memory_limit"`
+		MaxSpill         string        `yaml:"max_spill"`
+		MaxConcurrent    int           `yaml:"max_concurrent"`
+		TenantConcurrent int           `yaml:"tenant_concurrent"`
+		DefaultRows      uint64        `yaml:"default_rows"`
+		MaxRows          uint64        `yaml:"max_rows"`
+		DefaultTimeout   time.Duration `yaml:"default_timeout"`
+		MaxTimeout       time.Duration `yaml:"max_timeout"`
 	} `yaml:"query"`
+
+	// Tail bounds the live-tail viewers (internal/tail.Config).
+	Tail struct {
+		MaxViewers          int           `yaml:"max_viewers"`
+		MaxViewersPerTenant int           `yaml:"max_viewers_per_tenant"`
+		ViewerBytes         int           `yaml:"viewer_bytes"`
+		TotalBytes          int           `yaml:"total_bytes"`
+		IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	} `yaml:"tail"`
 
 	// Profiling configures pprof and continuous profiling.
 	Profiling struct {
@@ -180,6 +206,10 @@ func defaultConfig() config {
 
 	qc := query.DefaultConfig()
 	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
+	c.Query.TenantConcurrent = qc.TenantConcurrent
+	hc := tail.DefaultConfig()
+	c.Tail.MaxViewers, c.Tail.MaxViewersPerTenant, c.Tail.ViewerBytes, c.Tail.TotalBytes, c.Tail.IdleTimeout =
+		hc.MaxSubscribers, hc.MaxSubscribersPerTenant, hc.QueueBytes, hc.TotalBytes, hc.IdleTimeout
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
 	return c
@@ -273,6 +303,10 @@ func (c *config) buffer() buffer.Config {
 	bc.Partitions, bc.RingSlots, bc.MaxRecords, bc.MaxBytes, bc.TickInterval, bc.MaxStreams =
 		c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams
 	bc.PriorityShare, bc.MaxProducers, bc.ProducerTTL = c.Buffer.PriorityShare, c.Buffer.MaxProducers, c.Buffer.ProducerTTL
+	bc.MaxTenantStreams = c.Buffer.MaxTenantStreams
+	if bc.MaxTenantStreams == 0 && len(c.Auth.Keys) == 0 {
+		bc.MaxTenantStreams = bc.MaxStreams
+	}
 	bc.WALDir = filepath.Join(c.Data, "wal")
 	bc.WAL.Interval, bc.WAL.SegmentBytes = c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes
 	if c.Buffer.WAL.Sync == "interval" {
@@ -308,12 +342,20 @@ func (c *config) sink() sink.Config {
 	return sc
 }
 
+func (c *config) tail() tail.Config {
+	tc := tail.DefaultConfig()
+	tc.MaxSubscribers, tc.MaxSubscribersPerTenant, tc.QueueBytes, tc.TotalBytes, tc.IdleTimeout =
+		c.Tail.MaxViewers, c.Tail.MaxViewersPerTenant, c.Tail.ViewerBytes, c.Tail.TotalBytes, c.Tail.IdleTimeout
+	return tc
+}
+
 func (c *config) query() query.Config {
 	qc := query.DefaultConfig()
 	qc.DataDir = c.Data
 	qc.LakeDir = filepath.Join(c.Data, "lake")
 	qc.Streams = []string{transform.DeadLetterStream}
 	qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent
+	qc.TenantConcurrent = c.Query.TenantConcurrent
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
 		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
 	return qc

@@ -73,6 +73,7 @@ func newHTTPServer(c *config, h http.Handler, base context.Context) (*http.Serve
 	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true) // with TLS (server.tls)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           withDeadlines(h, streaming, c.Server.ReadTimeout, c.Server.StreamIdleTimeout),

@@ -91,10 +91,31 @@ func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // newHTTPClient returns a client that speaks HTTP/1.1 and cleartext
 // HTTP/2, so that bidirectional streams work against a plain-text server.
+// newHTTPClient returns the client of weir's commands: HTTP/2 to the
+// server, without TLS (h2c) for http:// URLs and with it for https://
+// ones (trusting the system's roots; SSL_CERT_FILE names others), and the
+// API key in WEIR_TOKEN, if set, as a bearer token on every request.
 func newHTTPClient() *http.Client {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	protocols.SetHTTP2(true)
+	var rt http.RoundTripper = &http.Transport{Protocols: &protocols}
+	if token := os.Getenv("WEIR_TOKEN"); token != "" {
+		rt = bearer{token: token, next: rt}
+	}
+	return &http.Client{Transport: rt}
+}
+
+// bearer adds an API key to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 type pusher struct {

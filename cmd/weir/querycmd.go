@@ -43,7 +43,7 @@ func queryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	req.Header.Set("Content-Type", query.MediaJSON)
 	req.Header.Set("Accept", accept)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := newHTTPClient().Do(req)
 	if err != nil {
 		return err
 	}

@@ -22,9 +22,11 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
+	"github.com/weirlabs/weir/internal/tlsfiles"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -41,7 +43,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	pprofAddr := fs.String("pprof-addr", cfg.Profiling.PprofAddr, "serve /debug/pprof/ on this separate listen address (default: off)")
 	pyroscopeURL := fs.String("pyroscope-url", cfg.Profiling.PyroscopeURL, "push continuous profiles to this Pyroscope server (default: off)")
-	allowUnauth := fs.Bool("allow-unauthenticated", cfg.Server.AllowUnauthenticated, "listen on a non-loopback address without API keys (something in front must authenticate)")
+	allowInsecure := fs.Bool("allow-insecure", cfg.Server.AllowInsecure, "listen on a non-loopback address without API keys or TLS (something in front must authenticate and encrypt)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,8 +67,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.Profiling.PprofAddr = *pprofAddr
 		case "pyroscope-url":
 			cfg.Profiling.PyroscopeURL = *pyroscopeURL
-		case "allow-unauthenticated":
-			cfg.Server.AllowUnauthenticated = *allowUnauth
+		case "allow-insecure":
+			cfg.Server.AllowInsecure = *allowInsecure
 		}
 	})
 	if err := cfg.validate(); err != nil {
@@ -91,12 +93,22 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 //	query ← sink ← transform ← buffer ← ingest ← HTTP server
 func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (err error) {
 	defer ln.Close()
-	loopback := isLoopback(ln.Addr())
-	if !loopback {
-		if !cfg.Server.AllowUnauthenticated {
-			return fmt.Errorf("refusing to serve on %s without authentication: every client could read and change every stream. Listen on a loopback address, or set server.allow_unauthenticated (--allow-unauthenticated) if something in front of weir authenticates every request", ln.Addr())
+	authn, err := auth.New(cfg.Auth)
+	if err != nil {
+		return fmt.Errorf("config: auth: %w", err)
+	}
+	var certs *tlsfiles.Reloader
+	if cfg.Server.TLS.Enabled() {
+		if certs, err = tlsfiles.New(cfg.Server.TLS); err != nil {
+			return fmt.Errorf("config: server.tls: %w", err)
 		}
-		log.Warn("serving without authentication on a non-loopback address; something in front of weir must authenticate every request", "addr", ln.Addr().String())
+	}
+	loopback := isLoopback(ln.Addr())
+	if problem := exposure(authn.Enabled(), certs != nil); !loopback && problem != "" {
+		if !cfg.Server.AllowInsecure {
+			return fmt.Errorf("refusing to serve on %s %s. Listen on a loopback address, configure auth.keys and server.tls, or set server.allow_insecure (--allow-insecure) if something in front of weir authenticates and encrypts every request", ln.Addr(), problem)
+		}
+		log.Warn("serving on a non-loopback address "+problem+"; something in front of weir must authenticate and encrypt every request", "addr", ln.Addr().String())
 	}
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -140,7 +152,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 
 	tcfg := cfg.transform()
-	hub := tail.NewHub(tail.DefaultConfig())
+	hub := tail.NewHub(cfg.tail())
 	buf, err := buffer.New(cfg.buffer(), buffer.Deps{
 		NewConsumer: func(k buffer.Key) buffer.Consumer {
 			b, err := transform.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
@@ -190,10 +202,17 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		if _, err := reload(); err != nil {
 			log.Error("reload failed; the running processors stay", "err", err)
 		}
+		if certs != nil {
+			if err := certs.Reload(); err != nil {
+				log.Error("TLS certificate reload failed; the running certificate stays", "err", err)
+			} else {
+				log.Info("TLS certificate reloaded")
+			}
+		}
 	})
 	defer stopHUP()
-	replayer := ingest.NewReplayer(ing, func(ctx context.Context, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
-		return engine.Scan(ctx, record.DefaultTenant, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+	replayer := ingest.NewReplayer(ing, func(ctx context.Context, tenant string, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
+		return engine.Scan(ctx, tenant, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
 			return fn(ingest.Position(p), r)
 		})
 	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
@@ -207,14 +226,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler(rpcOpts))
-	mux.Handle(query.NewService(engine, nil).Handler(rpcOpts))
+	mux.Handle(query.NewService(engine, auth.TenantOf).Handler(rpcOpts))
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}, rpcOpts))
 	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}, rpcOpts))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/v1/sql", engine.HTTPHandler(nil))
+	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/", uiHandler)
@@ -227,13 +246,22 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if len(hosts) == 0 && loopback {
 		hosts = guard.LoopbackHosts
 	}
-	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, mux)
+	// The host check comes first, so a rebinding page learns nothing,
+	// not even whether a key is needed; then the key and its roles.
+	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(mux))
 	srv, err := newHTTPServer(&cfg, stageLabels(front), handlerCtx)
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(limitListener(ln, cfg.Server.MaxConnections)) }()
+	go func() {
+		if certs != nil {
+			srv.TLSConfig = certs.TLSConfig()
+			serveErr <- srv.ServeTLS(limitListener(ln, cfg.Server.MaxConnections), "", "")
+			return
+		}
+		serveErr <- srv.Serve(limitListener(ln, cfg.Server.MaxConnections))
+	}()
 	log.Info("weir serving", "addr", ln.Addr().String(), "data", cfg.Data)
 
 	select {
@@ -278,10 +306,15 @@ var (
 	descPushedBatches = prometheus.NewDesc("weir_ingest_batches_total", "Batches accepted into the buffer.", nil, nil)
 	descRejectedFull  = prometheus.NewDesc("weir_ingest_rejected_full_total", "Batches rejected because the buffer stayed full.", nil, nil)
 	descUncommitted   = prometheus.NewDesc("weir_buffer_uncommitted_records", "Records pushed but not yet in a published Parquet file.", nil, nil)
+	descWALDamage     = prometheus.NewDesc("weir_wal_damage_total", "Damaged spans of the write-ahead log skipped at recovery (docs/wal.md).", nil, nil)
+	descWALLost       = prometheus.NewDesc("weir_wal_lost_records_total", "Unpublished records lost to write-ahead-log damage.", nil, nil)
+	descWALSalvaged   = prometheus.NewDesc("weir_wal_salvaged_records_total", "Records of damaged log records sent to the dead-letter stream.", nil, nil)
+	descRecoveryFails = prometheus.NewDesc("weir_wal_recovery_failures_total", "Streams whose write-ahead log could not be recovered; they refuse pushes.", nil, nil)
 )
 
 func (c bufferCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull, descUncommitted} {
+	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull, descUncommitted,
+		descWALDamage, descWALLost, descWALSalvaged, descRecoveryFails} {
 		ch <- d
 	}
 }
@@ -295,6 +328,10 @@ func (c bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPushedBatches, prometheus.CounterValue, float64(s.PushedBatches))
 	ch <- prometheus.MustNewConstMetric(descRejectedFull, prometheus.CounterValue, float64(s.RejectedFull))
 	ch <- prometheus.MustNewConstMetric(descUncommitted, prometheus.GaugeValue, float64(s.Uncommitted))
+	ch <- prometheus.MustNewConstMetric(descWALDamage, prometheus.CounterValue, float64(s.WALDamage))
+	ch <- prometheus.MustNewConstMetric(descWALLost, prometheus.CounterValue, float64(s.WALLostRecords))
+	ch <- prometheus.MustNewConstMetric(descWALSalvaged, prometheus.CounterValue, float64(s.WALSalvagedRecords))
+	ch <- prometheus.MustNewConstMetric(descRecoveryFails, prometheus.CounterValue, float64(s.RecoveryFailures))
 }
 
 // lakeCollector exports the published lake's size and the stream
@@ -342,4 +379,18 @@ func (c lakeCollector) Collect(ch chan<- prometheus.Metric) {
 func isLoopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// exposure says what is missing for serving beyond loopback: "" when
+// requests are authenticated and encrypted.
+func exposure(authenticated, encrypted bool) string {
+	switch {
+	case !authenticated && !encrypted:
+		return "without authentication or TLS: every client could read and change every stream"
+	case !authenticated:
+		return "without authentication: every client could read and change every stream"
+	case !encrypted:
+		return "without TLS: API keys and records would cross the network in clear text"
+	}
+	return ""
 }

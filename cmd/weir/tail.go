@@ -9,7 +9,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/weirlabs/weir/buffer"
-	"github.com/weirlabs/weir/ingest"
+
+	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
@@ -55,12 +56,7 @@ func (s tailService) Tail(ctx context.Context, req *connect.Request[weirv1.TailR
 	if n := m.GetMinSeverityNumber(); n < 0 || n > 24 {
 		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("min_severity_number %d out of range 0..24", n))
 	}
-	tenant := req.Header().Get(ingest.TenantHeader)
-	if tenant == "" {
-		tenant = record.DefaultTenant
-	} else if err := record.ValidateTenant(tenant); err != nil {
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	}
+	tenant := auth.TenantOf(ctx)
 	sub, err := s.hub.Subscribe(tail.Filter{
 		Tenant:      tenant,
 		Streams:     m.GetStreams(),

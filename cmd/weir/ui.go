@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/ui"
 	"github.com/weirlabs/weir/query"
 )
@@ -24,7 +25,7 @@ const (
 func newUIHandler(cfg config, engine *query.Engine) (http.Handler, error) {
 	uc := ui.Config{Query: func(ctx context.Context, sql string) ([]map[string]any, error) {
 		var rc rowCollector
-		_, err := engine.Run(ctx, sql, query.Options{MaxRows: uiQueryRows, Timeout: uiQueryTimeout, System: true}, &rc)
+		_, err := engine.Run(ctx, sql, query.Options{MaxRows: uiQueryRows, Timeout: uiQueryTimeout, System: true, Tenant: auth.TenantOf(ctx)}, &rc)
 		return rc.rows, err
 	}}
 	if p := cfg.UI.Dashboards; p != "" {

@@ -9,13 +9,77 @@ export class APIError extends Error {
   }
 }
 
+// The API key, when the server requires one (auth.keys): asked for once
+// per browser tab and kept in sessionStorage, never in the URL or a
+// cookie, so another site cannot make the browser send it.
+const KEY_ITEM = 'weir.key';
+let asking = null;
+
+// askKey shows the sign-in dialog and resolves once a key was entered.
+function askKey(message) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const dlg = document.createElement('dialog');
+    dlg.className = 'signin';
+    const form = document.createElement('form');
+    form.method = 'dialog';
+    const title = document.createElement('h2');
+    title.textContent = 'Sign in to weir';
+    const note = document.createElement('p');
+    note.textContent = message;
+    const label = document.createElement('label');
+    label.textContent = 'API key ';
+    const input = document.createElement('input');
+    input.type = 'password';
+    input.name = 'key';
+    input.autocomplete = 'current-password';
+    input.required = true;
+    label.append(input);
+    const button = document.createElement('button');
+    button.type = 'submit';
+    button.textContent = 'Sign in';
+    form.append(title, note, label, button);
+    dlg.append(form);
+    document.body.append(dlg);
+    form.addEventListener('submit', () => {
+      sessionStorage.setItem(KEY_ITEM, input.value.trim());
+      dlg.remove();
+      asking = null;
+      resolve();
+    });
+    dlg.addEventListener('cancel', (ev) => ev.preventDefault());
+    dlg.showModal();
+    input.focus();
+  });
+  return asking;
+}
+
+// call is fetch with the API key; when the server answers 401 it asks
+// for a key and tries again.
+async function call(url, init = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const headers = new Headers(init.headers || {});
+    const key = sessionStorage.getItem(KEY_ITEM);
+    if (key) headers.set('Authorization', 'Bearer ' + key);
+    const resp = await fetch(url, {...init, headers});
+    if (resp.status !== 401 || attempt >= 3) return resp;
+    const doc = await resp.clone().json().catch(() => ({}));
+    await askKey(key ? `That key was refused: ${doc.error || doc.message || 'unauthenticated'}` : 'This server needs an API key.');
+  }
+}
+
+// signOut forgets the API key of this tab.
+export function signOut() {
+  sessionStorage.removeItem(KEY_ITEM);
+}
+
 // sql runs one statement and returns the JSON result:
 // {columns: [{name, type}], rows: [{...}], truncated, elapsed_ms}.
 export async function sql(query, {signal, maxRows, timeoutMs} = {}) {
   const body = {sql: query};
   if (maxRows) body.max_rows = maxRows;
   if (timeoutMs) body.timeout_ms = timeoutMs;
-  const resp = await fetch('/v1/sql', {
+  const resp = await call('/v1/sql', {
     method: 'POST',
     headers: {'Content-Type': 'application/json', 'Accept': 'application/json'},
     body: JSON.stringify(body),
@@ -38,7 +102,7 @@ export async function sql(query, {signal, maxRows, timeoutMs} = {}) {
 export async function download(query, accept, filename, {signal, maxRows} = {}) {
   const body = {sql: query};
   if (maxRows) body.max_rows = maxRows;
-  const resp = await fetch('/v1/sql', {
+  const resp = await call('/v1/sql', {
     method: 'POST',
     headers: {'Content-Type': 'application/json', 'Accept': accept},
     body: JSON.stringify(body),
@@ -61,7 +125,7 @@ export async function download(query, accept, filename, {signal, maxRows} = {}) 
 }
 
 export async function getJSON(path, {signal} = {}) {
-  const resp = await fetch(path, {headers: {'Accept': 'application/json'}, signal});
+  const resp = await call(path, {headers: {'Accept': 'application/json'}, signal});
   const doc = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new APIError(doc.error || `HTTP ${resp.status}`, doc.code, resp.status);
   return doc;
@@ -85,7 +149,7 @@ function envelope(msg) {
 // signal aborts. It resolves when the server ends the stream cleanly and
 // rejects with an APIError when it ends with an error.
 export async function tail(request, {signal, onMessage}) {
-  const resp = await fetch('/weir.v1.TailService/Tail', {
+  const resp = await call('/weir.v1.TailService/Tail', {
     method: 'POST',
     headers: {'Content-Type': 'application/connect+json', 'Connect-Protocol-Version': '1'},
     body: envelope(request),
