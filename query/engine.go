@@ -61,15 +61,15 @@ type Config struct {
 // DefaultConfig returns bounds suited to an interactive endpoint.
 func DefaultConfig() Config {
 	return Config{
-		MemoryLimit:    "1GB",
-		MaxSpill:       "4GB",
-		MaxConcurrent:  4,
+		MemoryLimit:   "1GB",
+		MaxSpill:      "4GB",
+		MaxConcurrent: 4,
 		// One slot stays free for other tenants.
 		TenantConcurrent: 3,
-		DefaultRows:    10_000,
-		MaxRows:        1_000_000,
-		DefaultTimeout: 30 * time.Second,
-		MaxTimeout:     10 * time.Minute,
+		DefaultRows:      10_000,
+		MaxRows:          1_000_000,
+		DefaultTimeout:   30 * time.Second,
+		MaxTimeout:       10 * time.Minute,
 	}
 }
 
@@ -100,7 +100,6 @@ func (c Config) Validate() error {
 // directory, in the lake's partition layout.
 const stagingDir = "staging"
 
-
 // Engine runs SQL over the lake and the staged records, each tenant in a
 // database of its own (see catalog) that is opened with the tenant's
 // first file or query. It implements sink.Observer. All methods are safe
@@ -115,7 +114,7 @@ type Engine struct {
 	system  chan struct{} // the slot of system queries
 
 	mu       sync.Mutex
-	catalogs map[string]*catalog       // by tenant
+	catalogs map[string]*catalog      // by tenant
 	busy     map[string]chan struct{} // slots per tenant
 	closed   bool
 }
