@@ -1,0 +1,85 @@
+package httpin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Errors of ReadBody. Callers match them with errors.Is and answer in
+// their protocol's shape: StatusOf gives the HTTP status of each.
+var (
+	// ErrTooLarge reports a body larger than the limit, before or after
+	// decompression.
+	ErrTooLarge = errors.New("request body too large")
+	// ErrEncoding reports a Content-Encoding the server does not
+	// decode, or a compressed body that is not valid.
+	ErrEncoding = errors.New("bad content encoding")
+)
+
+// StatusOf returns the HTTP status for an error of ReadBody: 413 for
+// ErrTooLarge, 415 for an unknown encoding, 400 otherwise.
+func StatusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnsupported):
+		return http.StatusUnsupportedMediaType
+	}
+	return http.StatusBadRequest
+}
+
+var errUnsupported = fmt.Errorf("%w: unsupported", ErrEncoding)
+
+// ReadBody reads the request's body, at most limit bytes of it, and
+// decompresses it when its Content-Encoding is gzip (or x-gzip): the
+// decompressed body is bounded by limit too, so a small compressed body
+// cannot expand past it. Any other encoding than identity fails with an
+// error wrapping ErrEncoding.
+func ReadBody(r *http.Request, limit int) ([]byte, error) {
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	switch enc {
+	case "", "identity", "gzip", "x-gzip":
+	default:
+		return nil, fmt.Errorf("%w Content-Encoding %q: send identity or gzip", errUnsupported, enc)
+	}
+	raw, err := readAtMost(r.Body, limit)
+	if err != nil {
+		return nil, err
+	}
+	if enc == "gzip" || enc == "x-gzip" {
+		return Gunzip(raw, limit)
+	}
+	return raw, nil
+}
+
+// Gunzip decompresses a gzip body (one member or several), failing with
+// an error wrapping ErrTooLarge as soon as the output passes limit bytes.
+func Gunzip(b []byte, limit int) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: gzip: %v", ErrEncoding, err)
+	}
+	out, err := readAtMost(zr, limit)
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("%w: gzip: %v", ErrEncoding, err)
+	}
+	return out, err
+}
+
+// readAtMost reads r to its end, failing with ErrTooLarge past limit
+// bytes.
+func readAtMost(r io.Reader, limit int) ([]byte, error) {
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read request body: %w", err)
+	}
+	if len(out) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes (after decompression); send smaller batches", ErrTooLarge, limit)
+	}
+	return out, nil
+}
