@@ -103,6 +103,10 @@ type Stats struct {
 	// published file, over all partitions: what COMMITTED acks wait for
 	// and what the write-ahead logs must keep.
 	Uncommitted int64
+	// Replaying is the number of batches recovered from the write-ahead
+	// logs that consumers have not taken yet; recovery is delivered when
+	// it is zero.
+	Replaying int64
 
 	// Damage that recovery (in New) found in the write-ahead logs and
 	// skipped, each also logged at error level with its segment and byte
@@ -831,9 +835,10 @@ func (b *Buffer) exited() {
 // Stats returns a snapshot of the buffer's state and counters. It is safe
 // to call concurrently with everything else.
 func (b *Buffer) Stats() Stats {
-	var uncommitted int64
+	var uncommitted, replaying int64
 	b.streams.Range(func(_, v any) bool {
 		for _, p := range v.(*stream).parts {
+			replaying += p.replaying.Load()
 			p.mu.Lock()
 			next := p.next
 			p.mu.Unlock()
@@ -843,6 +848,7 @@ func (b *Buffer) Stats() Stats {
 	})
 	return Stats{
 		Uncommitted:   uncommitted,
+		Replaying:     replaying,
 		QueuedRecords: b.hot.records.Load(),
 		QueuedBytes:   b.hot.bytes.Load(),
 		Streams:       int(b.nstreams.Load()),

@@ -236,6 +236,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	ready := newReadiness()
+	mux.Handle("/readyz", ready)
+	var readyWG sync.WaitGroup
+	readyCtx, stopReady := context.WithCancel(ctx)
+	readyWG.Go(func() { awaitRecovery(readyCtx, ready, buf, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval) })
+	defer func() { stopReady(); readyWG.Wait() }()
 	mux.Handle("/", uiHandler)
 
 	// Streams outlive a graceful HTTP shutdown, so their handlers get a
@@ -270,6 +276,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		log.Error("server failed", "err", err)
 	}
 	log.Info("shutting down: draining every stage")
+	ready.set("shutting down")
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 

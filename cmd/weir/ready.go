@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/query"
+)
+
+// readiness answers /readyz: 503 until the records recovered from the
+// write-ahead logs are queryable, 200 from then until shutdown begins.
+// /healthz only says the process answers.
+type readiness struct {
+	mu     sync.Mutex
+	reason string // "" when ready
+}
+
+func newReadiness() *readiness { return &readiness{reason: "replaying the write-ahead log"} }
+
+func (r *readiness) set(reason string) {
+	r.mu.Lock()
+	r.reason = reason
+	r.mu.Unlock()
+}
+
+func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	r.mu.Lock()
+	reason := r.reason
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ready": reason == "", "reason": reason})
+}
+
+// awaitRecovery marks r ready once the buffer's consumers took every
+// recovered batch, the batchers flushed them (they hand a batch on at
+// most flushAge after its first row, checked every tick) and the query
+// engine applied the resulting view changes. It returns early, leaving r
+// not ready, when ctx is done.
+func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, engine *query.Engine, flushAge, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for buf.Stats().Replaying > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	r.set("making the replayed records queryable")
+	// The batchers hold the last recovered rows until they are flushAge
+	// old; two ticks cover the check that flushes them.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(flushAge + 2*tick):
+	}
+	if err := engine.Sync(ctx); err != nil {
+		return
+	}
+	r.set("")
+}
