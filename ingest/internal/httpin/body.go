@@ -19,33 +19,34 @@ var (
 	// ErrEncoding reports a Content-Encoding the server does not
 	// decode, or a compressed body that is not valid.
 	ErrEncoding = errors.New("bad content encoding")
+	// ErrUnsupported reports a Content-Encoding or Content-Type the
+	// server does not read.
+	ErrUnsupported = errors.New("unsupported media")
 )
 
 // StatusOf returns the HTTP status for an error of ReadBody: 413 for
-// ErrTooLarge, 415 for an unknown encoding, 400 otherwise.
+// ErrTooLarge, 415 for ErrUnsupported, 400 otherwise.
 func StatusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errUnsupported):
+	case errors.Is(err, ErrUnsupported):
 		return http.StatusUnsupportedMediaType
 	}
 	return http.StatusBadRequest
 }
 
-var errUnsupported = fmt.Errorf("%w: unsupported", ErrEncoding)
-
 // ReadBody reads the request's body, at most limit bytes of it, and
 // decompresses it when its Content-Encoding is gzip (or x-gzip): the
 // decompressed body is bounded by limit too, so a small compressed body
 // cannot expand past it. Any other encoding than identity fails with an
-// error wrapping ErrEncoding.
+// error wrapping ErrUnsupported.
 func ReadBody(r *http.Request, limit int) ([]byte, error) {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	switch enc {
 	case "", "identity", "gzip", "x-gzip":
 	default:
-		return nil, fmt.Errorf("%w Content-Encoding %q: send identity or gzip", errUnsupported, enc)
+		return nil, fmt.Errorf("%w Content-Encoding %q: send identity or gzip", ErrUnsupported, enc)
 	}
 	raw, err := readAtMost(r.Body, limit)
 	if err != nil {

@@ -73,7 +73,7 @@ func TestReadBody(t *testing.T) {
 	if _, err := read([]byte("not gzip"), "gzip", 64); !errors.Is(err, httpin.ErrEncoding) || httpin.StatusOf(err) != http.StatusBadRequest {
 		t.Errorf("bad gzip: %v", err)
 	}
-	if _, err := read([]byte("x"), "br", 64); !errors.Is(err, httpin.ErrEncoding) || httpin.StatusOf(err) != http.StatusUnsupportedMediaType {
+	if _, err := read([]byte("x"), "br", 64); !errors.Is(err, httpin.ErrUnsupported) || httpin.StatusOf(err) != http.StatusUnsupportedMediaType {
 		t.Errorf("brotli: %v", err)
 	}
 }
