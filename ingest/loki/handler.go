@@ -1,7 +1,6 @@
 package loki
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/klauspost/compress/snappy"
 
-	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/record"
@@ -21,10 +19,7 @@ const Path = "/loki/api/v1/push"
 
 // Submitter takes decoded records into the pipeline;
 // *ingest.Service is one.
-type Submitter interface {
-	Submit(ctx context.Context, stream string, recs []record.Record, rejects []error, level buffer.Level) (ingest.Result, error)
-	ParseLevel(name string) (buffer.Level, error)
-}
+type Submitter = httpin.Submitter
 
 // Config is what a user sets for the Loki push API.
 type Config struct {
@@ -104,20 +99,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
-	groups, total, rejected, firstReject := h.records(streams)
+	var g httpin.Grouper
+	total, rejected, firstReject := h.records(&g, streams)
 	if total == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	for _, g := range groups {
-		if _, err := h.out.Submit(r.Context(), g.stream, g.recs, g.rejects, level); err != nil {
-			status, retry := ingest.HTTPStatus(err)
-			if retry != "" {
-				w.Header().Set("Retry-After", retry)
-			}
-			http.Error(w, err.Error(), status)
-			return
+	if _, err := httpin.SubmitAll(r.Context(), h.out, g.Batches(), level); err != nil {
+		status, retry := ingest.HTTPStatus(err)
+		if retry != "" {
+			w.Header().Set("Retry-After", retry)
 		}
+		http.Error(w, err.Error(), status)
+		return
 	}
 	if rejected > 0 {
 		http.Error(w, fmt.Sprintf("%d of %d entries went to the dead-letter stream (the first: %v); the others were stored", rejected, total, firstReject), http.StatusBadRequest)
@@ -161,30 +155,15 @@ func (h *Handler) decode(r *http.Request) ([]pushStream, error) {
 	return nil, fmt.Errorf("%w: Content-Type %q: send application/x-protobuf (snappy) or application/json", httpin.ErrUnsupported, mt)
 }
 
-// group is the records of one request bound for one weir stream.
-type group struct {
-	stream  string
-	recs    []record.Record
-	rejects []error
-	bad     bool // some reject is set
-}
-
-// records turns the decoded streams into records grouped by weir stream,
-// in the order their streams came.
-func (h *Handler) records(streams []pushStream) (groups []*group, total, rejected int, first error) {
-	byName := map[string]*group{}
+// records adds the decoded streams' entries to g by weir stream and
+// counts them, and those with a reason to be dead-lettered.
+func (h *Handler) records(g *httpin.Grouper, streams []pushStream) (total, rejected int, first error) {
 	for _, s := range streams {
 		name := h.cfg.DefaultStream
 		var resource []record.KV
 		if s.labelErr == nil {
 			name = h.streamOf(s.labels)
 			resource = resourceOf(s.labels)
-		}
-		g := byName[name]
-		if g == nil {
-			g = &group{stream: name}
-			byName[name] = g
-			groups = append(groups, g)
 		}
 		for _, e := range s.entries {
 			// Processors change attributes in place: each record owns its
@@ -202,24 +181,12 @@ func (h *Handler) records(streams []pushStream) (groups []*group, total, rejecte
 					first = err
 				}
 				rejected++
-				g.bad = true
 			}
-			g.recs = append(g.recs, rec)
-			g.rejects = append(g.rejects, err)
+			g.Add(name, rec, err)
 			total++
 		}
 	}
-	out := groups[:0]
-	for _, g := range groups {
-		if len(g.recs) == 0 {
-			continue
-		}
-		if !g.bad {
-			g.rejects = nil
-		}
-		out = append(out, g)
-	}
-	return out, total, rejected, first
+	return total, rejected, first
 }
 
 // streamOf picks the stream of a Loki stream's labels.

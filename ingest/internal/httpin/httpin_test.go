@@ -128,3 +128,28 @@ func FuzzFlatten(f *testing.F) {
 		}
 	})
 }
+
+func TestGrouper(t *testing.T) {
+	var g httpin.Grouper
+	bad := errors.New("bad")
+	g.Add("a", record.Record{Body: "a1"}, bad)
+	g.Add("b", record.Record{Body: "b1"}, nil)
+	g.Add("c", record.Record{Body: "c1"}, nil)
+	g.Add("b", record.Record{Body: "b2"}, nil)
+	g.Add("a", record.Record{Body: "a2"}, bad)
+	g.Add("c", record.Record{Body: "c2"}, bad)
+	var got []string
+	for _, b := range g.Batches() {
+		got = append(got, fmt.Sprintf("%s:%d/%d", b.Stream, len(b.Records), len(b.Rejects)))
+	}
+	// a, all rejected, moves into b; b has no rejects of its own but
+	// now holds a's; c keeps its own.
+	if want := "[b:4/4 c:2/2]"; fmt.Sprint(got) != want {
+		t.Errorf("batches %v, want %s", got, want)
+	}
+	var only httpin.Grouper
+	only.Add("a", record.Record{}, bad)
+	if bs := only.Batches(); len(bs) != 1 || bs[0].Rejects[0] != bad {
+		t.Errorf("a request with no good record: %+v", bs)
+	}
+}
