@@ -15,6 +15,9 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/hec"
+	"github.com/weirlabs/weir/ingest/jsonl"
+	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
@@ -77,6 +80,21 @@ type config struct {
 		PushTimeout     time.Duration `yaml:"push_timeout"`
 		DefaultAckLevel string        `yaml:"default_ack_level"`
 	} `yaml:"ingest"`
+
+	// Loki, JSONL and HEC configure the push APIs of those protocols
+	// (docs/ingest-protocols.md); ingest.max_message_bytes bounds their
+	// bodies, after decompression too.
+	Loki struct {
+		StreamLabels  []string `yaml:"stream_labels"`
+		DefaultStream string   `yaml:"default_stream"`
+	} `yaml:"loki"`
+	JSONL struct {
+		MaxLineBytes  int    `yaml:"max_line_bytes"`
+		DefaultStream string `yaml:"default_stream"`
+	} `yaml:"jsonl"`
+	HEC struct {
+		DefaultStream string `yaml:"default_stream"`
+	} `yaml:"hec"`
 
 	Buffer struct {
 		Partitions   int           `yaml:"partitions"`
@@ -187,6 +205,10 @@ func defaultConfig() config {
 		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout
 	c.Ingest.MaxFuture = 24 * time.Hour
 	c.Ingest.DefaultAckLevel = strings.ToLower(ic.DefaultLevel.String())
+	lokiC, jsonlC, hecC := loki.DefaultConfig(), jsonl.DefaultConfig(), hec.DefaultConfig()
+	c.Loki.StreamLabels, c.Loki.DefaultStream = lokiC.StreamLabels, lokiC.DefaultStream
+	c.JSONL.MaxLineBytes, c.JSONL.DefaultStream = jsonlC.MaxLineBytes, jsonlC.DefaultStream
+	c.HEC.DefaultStream = hecC.DefaultStream
 
 	bc := buffer.DefaultConfig()
 	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
@@ -295,6 +317,18 @@ func (c *config) ingest() ingest.Config {
 	return ic
 }
 
+func (c *config) loki() loki.Config {
+	return loki.Config{MaxBodyBytes: c.Ingest.MaxMessageBytes, StreamLabels: c.Loki.StreamLabels, DefaultStream: c.Loki.DefaultStream}
+}
+
+func (c *config) jsonl() jsonl.Config {
+	return jsonl.Config{MaxBodyBytes: c.Ingest.MaxMessageBytes, MaxLineBytes: c.JSONL.MaxLineBytes, DefaultStream: c.JSONL.DefaultStream}
+}
+
+func (c *config) hec() hec.Config {
+	return hec.Config{MaxBodyBytes: c.Ingest.MaxMessageBytes, DefaultStream: c.HEC.DefaultStream}
+}
+
 // levels maps the configuration's names of acknowledgement levels.
 var levels = map[string]buffer.Level{"accepted": buffer.Accepted, "durable": buffer.Durable, "committed": buffer.Committed}
 
@@ -395,7 +429,7 @@ func (c *config) validate() error {
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
 		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)
 	}
-	for _, err := range []error{c.ingest().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
+	for _, err := range []error{c.ingest().Validate(), c.loki().Validate(), c.jsonl().Validate(), c.hec().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,9 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/hec"
+	"github.com/weirlabs/weir/ingest/jsonl"
+	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
@@ -235,6 +238,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := mountLogProtocols(mux, &cfg, ing); err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	ready := newReadiness()
 	mux.Handle("/readyz", ready)
@@ -400,4 +406,32 @@ func exposure(authenticated, encrypted bool) string {
 		return "without TLS: API keys and records would cross the network in clear text"
 	}
 	return ""
+}
+
+// mountLogProtocols serves the push APIs of Loki, VictoriaLogs' JSON
+// lines, weir's own JSON lines and Splunk HEC (docs/ingest-protocols.md).
+func mountLogProtocols(mux *http.ServeMux, cfg *config, ing *ingest.Service) error {
+	lokiH, err := loki.NewHandler(cfg.loki(), ing)
+	if err != nil {
+		return err
+	}
+	vl, err := jsonl.NewVictoriaLogs(cfg.jsonl(), ing)
+	if err != nil {
+		return err
+	}
+	native, err := jsonl.NewNative(cfg.jsonl(), ing)
+	if err != nil {
+		return err
+	}
+	hecH, err := hec.NewHandler(cfg.hec(), ing)
+	if err != nil {
+		return err
+	}
+	mux.Handle(loki.Path, lokiH)
+	mux.Handle(jsonl.VictoriaLogsPath, vl)
+	mux.Handle(jsonl.NativePath, native)
+	for path, h := range hecH.Routes() {
+		mux.Handle(path, h)
+	}
+	return nil
 }
