@@ -15,7 +15,9 @@ import (
 
 // seedRequest holds every kind of value and field the converter reads.
 func seedRequest() *collogspb.ExportLogsServiceRequest {
-	s := func(v string) *commonpb.AnyValue { return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}} }
+	s := func(v string) *commonpb.AnyValue {
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}
+	}
 	kvlist := &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: []*commonpb.KeyValue{
 		{Key: "a", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: -3}}},
 		{Key: "b", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{
@@ -29,7 +31,7 @@ func seedRequest() *collogspb.ExportLogsServiceRequest {
 			LogRecords: []*logspb.LogRecord{
 				{TimeUnixNano: 1, ObservedTimeUnixNano: 2, SeverityNumber: 9, SeverityText: "INFO", Body: kvlist,
 					Attributes: []*commonpb.KeyValue{{Key: "m", Value: kvlist}, {Key: "m.a", Value: s("dup")}, {Key: "e", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{}}}}},
-					TraceId: make([]byte, 16), SpanId: make([]byte, 8), Flags: 1, EventName: "ev"},
+					TraceId:    make([]byte, 16), SpanId: make([]byte, 8), Flags: 1, EventName: "ev"},
 				{Body: s("short ids"), TraceId: []byte{1}, SpanId: []byte{2, 3}, TimeUnixNano: 1 << 63},
 			},
 		}},
