@@ -22,6 +22,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/esbulk"
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
@@ -248,7 +249,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	readyCtx, stopReady := context.WithCancel(ctx)
 	readyWG.Go(func() { awaitRecovery(readyCtx, ready, buf, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval) })
 	defer func() { stopReady(); readyWG.Wait() }()
-	mux.Handle("/", uiHandler)
+	// The Elasticsearch API (_bulk and the probes shippers make) is at
+	// the root, where shippers expect it, and under /es/ for those that
+	// take a path; a browser asking for / gets the UI.
+	es := esbulk.New(esbulk.Config{MaxBodyBytes: cfg.Ingest.MaxMessageBytes, MaxBatchRecords: cfg.Ingest.MaxBatchRecords}, ing, log)
+	mux.Handle("/es/", http.StripPrefix("/es", es))
+	mux.Handle("/", es.Handler(uiHandler))
 
 	// Streams outlive a graceful HTTP shutdown, so their handlers get a
 	// context that is cancelled once the grace period is over.
