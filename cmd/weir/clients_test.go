@@ -102,7 +102,7 @@ func TestProtocols(t *testing.T) {
 
 	// A plain HTTP POST of Connect's JSON, as curl sends it.
 	if curl, err := exec.LookPath("curl"); err == nil {
-		out, err := exec.Command(curl, "-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: application/json",
+		out, err := exec.Command(curl, "-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: application/json", "-H", "Connect-Protocol-Version: 1",
 			"--data", `{"stream":"protocols","records":[{"body":"curl unary","severityText":"WARN"}]}`,
 			s.url+"/weir.v1.IngestService/Push").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), `"accepted":1`) {

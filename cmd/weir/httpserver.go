@@ -147,7 +147,15 @@ func withDeadlines(h http.Handler, streaming map[string]bool, readTimeout, strea
 			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1, idle: streamIdle}
 		case r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0:
 			if err := rc.SetReadDeadline(time.Now().Add(readTimeout)); err == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1}
+				body := &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1}
+				r.Body = body
+				if h1 != nil {
+					// A request refused before its body was read (no
+					// key, wrong header) must not leave the server
+					// waiting for the rest of the body to reuse the
+					// connection: close it after the answer instead.
+					w = &closeUnread{ResponseWriter: w, body: body}
+				}
 			}
 		}
 		h.ServeHTTP(w, r)
@@ -184,6 +192,37 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// closeUnread answers an HTTP/1.1 request whose body was not read to its
+// end with Connection: close.
+type closeUnread struct {
+	http.ResponseWriter
+	body        *deadlineBody
+	wroteHeader bool
+}
+
+func (c *closeUnread) WriteHeader(status int) {
+	if !c.wroteHeader {
+		c.wroteHeader = true
+		if !c.body.ended {
+			c.ResponseWriter.Header().Set("Connection", "close")
+		}
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *closeUnread) Write(p []byte) (int, error) {
+	if !c.wroteHeader {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (c *closeUnread) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Flush passes flushes on, for handlers that check for http.Flusher.
+func (c *closeUnread) Flush() { http.NewResponseController(c.ResponseWriter).Flush() }
 
 // limitListener returns a listener that holds at most n accepted
 // connections open at once: Accept waits for one to close before it

@@ -20,7 +20,7 @@ import (
 // httpGet sends one keep-alive GET on conn and reads the response.
 func httpGet(t *testing.T, conn net.Conn, br *bufio.Reader, path string) {
 	t.Helper()
-	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: weir\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(br, nil)
@@ -149,7 +149,7 @@ func TestSecurityUnaryReadTimeout(t *testing.T) {
 	}
 	defer conn.Close()
 	// Promise a body of 100 bytes and send 2.
-	if _, err := io.WriteString(conn, "POST /weir.v1.IngestService/Push HTTP/1.1\r\nHost: weir\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{}"); err != nil {
+	if _, err := io.WriteString(conn, "POST /weir.v1.IngestService/Push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 100\r\n\r\n{}"); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, conn, conn, "connection with a stalled unary body", 20*time.Second)
@@ -197,7 +197,7 @@ func TestSecurityConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	if _, err := io.WriteString(third, "GET /healthz HTTP/1.1\r\nHost: weir\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(third, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(third)
@@ -215,4 +215,31 @@ func TestSecurityConnectionLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("third connection: %d", resp.StatusCode)
 	}
+}
+
+// A unary request refused before its body is read (here: no Connect
+// protocol header) closes its HTTP/1.1 connection instead of holding it
+// while the rest of a stalled body never comes.
+func TestSecurityRefusedStalledBody(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", func(c *config) { c.Server.ReadTimeout = time.Minute })
+	conn, err := net.Dial("tcp", s.url[len("http://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /weir.v1.IngestService/Push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Errorf("refused request: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	waitClosed(t, conn, br, "connection of a refused request with a stalled body", 20*time.Second)
 }
