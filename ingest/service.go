@@ -66,6 +66,12 @@ type Config struct {
 	// DefaultLevel is the acknowledgement level of requests that ask for
 	// none.
 	DefaultLevel buffer.Level
+	// TenantRecordsPerSecond and TenantBytesPerSecond bound each
+	// tenant's ingest rate (record.Record.Size bytes); a batch over it is
+	// refused with RESOURCE_EXHAUSTED and a Retry-After. A tenant may
+	// burst up to one second's worth. 0 means no bound.
+	TenantRecordsPerSecond int
+	TenantBytesPerSecond   int
 }
 
 // DefaultConfig returns limits fit for most deployments.
@@ -89,6 +95,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest: PushTimeout must be positive, got %s", c.PushTimeout)
 	case c.DefaultLevel < buffer.Accepted || c.DefaultLevel > buffer.Committed:
 		return fmt.Errorf("ingest: unknown DefaultLevel %d", c.DefaultLevel)
+	case c.TenantRecordsPerSecond < 0 || c.TenantBytesPerSecond < 0:
+		return fmt.Errorf("ingest: tenant rates must not be negative, got %d records/s and %d bytes/s", c.TenantRecordsPerSecond, c.TenantBytesPerSecond)
 	}
 	return nil
 }
@@ -101,6 +109,7 @@ type Service struct {
 	log  *slog.Logger
 	mem  memory.Allocator
 	now  func() time.Time
+	rate *tenantLimiter
 }
 
 var _ weirv1connect.IngestServiceHandler = (*Service)(nil)
@@ -139,6 +148,7 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts .
 	if s.mem == nil {
 		return nil, errors.New("ingest: nil allocator")
 	}
+	s.rate = newTenantLimiter(float64(cfg.TenantRecordsPerSecond), float64(cfg.TenantBytesPerSecond), func() time.Time { return s.now() })
 	return s, nil
 }
 
@@ -302,6 +312,9 @@ type payload struct {
 func (s *Service) push(ctx context.Context, tenant, stream string, p payload, level buffer.Level, producer string, seq uint64, wait bool) (pushed, error) {
 	b, err := s.batchOf(tenant, stream, p, producer, seq)
 	if err != nil {
+		return pushed{}, err
+	}
+	if err := s.rate.take(tenant, len(b.Records), b.Bytes); err != nil {
 		return pushed{}, err
 	}
 	res := pushed{n: len(b.Records)}

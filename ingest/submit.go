@@ -59,6 +59,9 @@ func (s *Service) Submit(ctx context.Context, stream string, recs []record.Recor
 			}
 		}
 		b := record.NewBatch(tenant, stream, part)
+		if err := s.rate.take(tenant, len(part), b.Bytes); err != nil {
+			return res, err
+		}
 		if rejects != nil {
 			b.Rejects = rejects[start:end]
 		}

@@ -79,6 +79,10 @@ type config struct {
 		MaxFuture       time.Duration `yaml:"max_future"`
 		PushTimeout     time.Duration `yaml:"push_timeout"`
 		DefaultAckLevel string        `yaml:"default_ack_level"`
+		// TenantRecordsPerSecond and TenantBytesPerSecond bound each
+		// tenant's ingest rate; 0 = no bound.
+		TenantRecordsPerSecond int `yaml:"tenant_records_per_second"`
+		TenantBytesPerSecond   int `yaml:"tenant_bytes_per_second"`
 	} `yaml:"ingest"`
 
 	// Loki, JSONL and HEC configure the push APIs of those protocols
@@ -314,6 +318,7 @@ func (c *config) ingest() ingest.Config {
 	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout =
 		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout
 	ic.DefaultLevel = levels[c.Ingest.DefaultAckLevel]
+	ic.TenantRecordsPerSecond, ic.TenantBytesPerSecond = c.Ingest.TenantRecordsPerSecond, c.Ingest.TenantBytesPerSecond
 	return ic
 }
 
