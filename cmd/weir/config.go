@@ -18,6 +18,7 @@ import (
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
+	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
@@ -79,10 +80,6 @@ type config struct {
 		MaxFuture       time.Duration `yaml:"max_future"`
 		PushTimeout     time.Duration `yaml:"push_timeout"`
 		DefaultAckLevel string        `yaml:"default_ack_level"`
-		// TenantRecordsPerSecond and TenantBytesPerSecond bound each
-		// tenant's ingest rate; 0 = no bound.
-		TenantRecordsPerSecond int `yaml:"tenant_records_per_second"`
-		TenantBytesPerSecond   int `yaml:"tenant_bytes_per_second"`
 	} `yaml:"ingest"`
 
 	// Loki, JSONL and HEC configure the push APIs of those protocols
@@ -99,6 +96,13 @@ type config struct {
 	HEC struct {
 		DefaultStream string `yaml:"default_stream"`
 	} `yaml:"hec"`
+	// OTLP says where OpenTelemetry logs go (ingest/otlp.Config);
+	// ingest.max_message_bytes bounds a request, decompressed too.
+	OTLP struct {
+		Stream          string `yaml:"stream"`
+		StreamAttribute string `yaml:"stream_attribute"`
+		DefaultStream   string `yaml:"default_stream"`
+	} `yaml:"otlp"`
 
 	Buffer struct {
 		Partitions   int           `yaml:"partitions"`
@@ -213,6 +217,8 @@ func defaultConfig() config {
 	c.Loki.StreamLabels, c.Loki.DefaultStream = lokiC.StreamLabels, lokiC.DefaultStream
 	c.JSONL.MaxLineBytes, c.JSONL.DefaultStream = jsonlC.MaxLineBytes, jsonlC.DefaultStream
 	c.HEC.DefaultStream = hecC.DefaultStream
+	otlpC := otlp.DefaultConfig()
+	c.OTLP.Stream, c.OTLP.StreamAttribute, c.OTLP.DefaultStream = otlpC.Stream, otlpC.StreamAttribute, otlpC.DefaultStream
 
 	bc := buffer.DefaultConfig()
 	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
@@ -318,7 +324,6 @@ func (c *config) ingest() ingest.Config {
 	ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout =
 		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout
 	ic.DefaultLevel = levels[c.Ingest.DefaultAckLevel]
-	ic.TenantRecordsPerSecond, ic.TenantBytesPerSecond = c.Ingest.TenantRecordsPerSecond, c.Ingest.TenantBytesPerSecond
 	return ic
 }
 
@@ -332,6 +337,10 @@ func (c *config) jsonl() jsonl.Config {
 
 func (c *config) hec() hec.Config {
 	return hec.Config{MaxBodyBytes: c.Ingest.MaxMessageBytes, DefaultStream: c.HEC.DefaultStream}
+}
+
+func (c *config) otlp() otlp.Config {
+	return otlp.Config{Stream: c.OTLP.Stream, StreamAttribute: c.OTLP.StreamAttribute, DefaultStream: c.OTLP.DefaultStream, MaxMessageBytes: c.Ingest.MaxMessageBytes}
 }
 
 // levels maps the configuration's names of acknowledgement levels.
@@ -434,7 +443,7 @@ func (c *config) validate() error {
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
 		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)
 	}
-	for _, err := range []error{c.ingest().Validate(), c.loki().Validate(), c.jsonl().Validate(), c.hec().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
+	for _, err := range []error{c.ingest().Validate(), c.loki().Validate(), c.jsonl().Validate(), c.hec().Validate(), c.otlp().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
+	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
@@ -242,6 +243,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err := mountLogProtocols(mux, &cfg, ing); err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
+	// OpenTelemetry logs: the OTLP/gRPC LogsService beside weir's own
+	// services, and OTLP/HTTP (docs/ingest-protocols.md).
+	otelLogs, err := otlp.NewService(cfg.otlp(), ing)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+	mux.Handle(otelLogs.GRPCHandler(rpcOpts))
+	mux.Handle(otelLogs.HTTPHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	ready := newReadiness()
 	mux.Handle("/readyz", ready)
