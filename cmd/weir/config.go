@@ -19,6 +19,7 @@ import (
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/ingest/otlp"
+	"github.com/weirlabs/weir/ingest/syslog"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
@@ -107,6 +108,23 @@ type config struct {
 		StreamAttribute string `yaml:"stream_attribute"`
 		DefaultStream   string `yaml:"default_stream"`
 	} `yaml:"otlp"`
+
+	// Syslog configures the syslog listeners (ingest/syslog.Config); an
+	// empty address leaves that listener off.
+	Syslog struct {
+		TCP                string          `yaml:"tcp"`
+		UDP                string          `yaml:"udp"`
+		TLS                tlsfiles.Config `yaml:"tls"`
+		Stream             string          `yaml:"stream"`
+		StreamFrom         string          `yaml:"stream_from"`
+		AckLevel           string          `yaml:"ack_level"`
+		MaxConnections     int             `yaml:"max_connections"`
+		MaxTCPMessageBytes int             `yaml:"max_tcp_message_bytes"`
+		MaxUDPMessageBytes int             `yaml:"max_udp_message_bytes"`
+		IdleTimeout        time.Duration   `yaml:"idle_timeout"`
+		BatchRecords       int             `yaml:"batch_records"`
+		BatchDelay         time.Duration   `yaml:"batch_delay"`
+	} `yaml:"syslog"`
 
 	Buffer struct {
 		Partitions   int           `yaml:"partitions"`
@@ -223,6 +241,11 @@ func defaultConfig() config {
 	c.HEC.DefaultStream = hecC.DefaultStream
 	otlpC := otlp.DefaultConfig()
 	c.OTLP.Stream, c.OTLP.StreamAttribute, c.OTLP.DefaultStream = otlpC.Stream, otlpC.StreamAttribute, otlpC.DefaultStream
+
+	syslogC := syslog.DefaultConfig()
+	c.Syslog.Stream, c.Syslog.MaxConnections, c.Syslog.MaxTCPMessageBytes, c.Syslog.MaxUDPMessageBytes =
+		syslogC.Stream, syslogC.MaxConnections, syslogC.MaxTCPMessageBytes, syslogC.MaxUDPMessageBytes
+	c.Syslog.IdleTimeout, c.Syslog.BatchRecords, c.Syslog.BatchDelay = syslogC.IdleTimeout, syslogC.BatchRecords, syslogC.BatchDelay
 
 	bc := buffer.DefaultConfig()
 	c.Buffer.Partitions, c.Buffer.RingSlots, c.Buffer.MaxRecords, c.Buffer.MaxBytes, c.Buffer.TickInterval, c.Buffer.MaxStreams =
@@ -348,6 +371,21 @@ func (c *config) otlp() otlp.Config {
 	return otlp.Config{Stream: c.OTLP.Stream, StreamAttribute: c.OTLP.StreamAttribute, DefaultStream: c.OTLP.DefaultStream, MaxMessageBytes: c.Ingest.MaxMessageBytes}
 }
 
+// syslogConfig is the syslog listeners' configuration; the ack level
+// defaults to ingest.default_ack_level.
+func (c *config) syslogConfig() syslog.Config {
+	sc := syslog.DefaultConfig()
+	sc.TCPAddr, sc.UDPAddr, sc.Stream, sc.StreamFromAppName = c.Syslog.TCP, c.Syslog.UDP, c.Syslog.Stream, c.Syslog.StreamFrom == "app_name"
+	sc.MaxConnections, sc.MaxTCPMessageBytes, sc.MaxUDPMessageBytes = c.Syslog.MaxConnections, c.Syslog.MaxTCPMessageBytes, c.Syslog.MaxUDPMessageBytes
+	sc.IdleTimeout, sc.BatchRecords, sc.BatchDelay = c.Syslog.IdleTimeout, c.Syslog.BatchRecords, c.Syslog.BatchDelay
+	level := c.Syslog.AckLevel
+	if level == "" {
+		level = c.Ingest.DefaultAckLevel
+	}
+	sc.Level = levels[level]
+	return sc
+}
+
 // levels maps the configuration's names of acknowledgement levels.
 var levels = map[string]buffer.Level{"accepted": buffer.Accepted, "durable": buffer.Durable, "committed": buffer.Committed}
 
@@ -444,6 +482,23 @@ func (c *config) validate() error {
 	}
 	if _, ok := levels[c.Ingest.DefaultAckLevel]; !ok {
 		return fmt.Errorf("ingest.default_ack_level %q: want accepted, durable or committed", c.Ingest.DefaultAckLevel)
+	}
+	if c.Syslog.StreamFrom != "" && c.Syslog.StreamFrom != "app_name" {
+		return fmt.Errorf("syslog.stream_from %q: want app_name or nothing", c.Syslog.StreamFrom)
+	}
+	if _, ok := levels[c.Syslog.AckLevel]; c.Syslog.AckLevel != "" && !ok {
+		return fmt.Errorf("syslog.ack_level %q: want accepted, durable or committed", c.Syslog.AckLevel)
+	}
+	if c.Syslog.TLS.Enabled() && c.Syslog.TCP == "" {
+		return fmt.Errorf("syslog.tls is set but syslog.tcp is empty: TLS is served on the TCP listener")
+	}
+	if c.Syslog.TLS.Enabled() {
+		if err := c.Syslog.TLS.Validate(); err != nil {
+			return fmt.Errorf("syslog.tls: %w", err)
+		}
+	}
+	if err := c.syslogConfig().Validate(); err != nil {
+		return err
 	}
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
 		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)

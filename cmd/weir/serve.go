@@ -27,6 +27,7 @@ import (
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/ingest/otlp"
+	"github.com/weirlabs/weir/ingest/syslog"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
@@ -280,6 +281,13 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
+	// The syslog listeners feed the ingest service like the HTTP
+	// handlers; they stop before the buffer drains.
+	syslogSrv, err := startSyslog(ctx, &cfg, ing, log)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+	reg.MustRegister(syslogCollector{syslogSrv})
 	serveErr := make(chan error, 1)
 	go func() {
 		if certs != nil {
@@ -313,10 +321,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		httpErr = errors.Join(httpErr, err)
 	}
+	syslogErr := syslogSrv.Shutdown(drainCtx)
 	bufErr := buf.Shutdown(drainCtx)
 	pipeErr := pipe.Close()
 	lakeErr := lake.Shutdown(drainCtx)
-	if err := errors.Join(httpErr, bufErr, pipeErr, lakeErr); err != nil {
+	if err := errors.Join(httpErr, syslogErr, bufErr, pipeErr, lakeErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("shut down cleanly")
@@ -449,4 +458,61 @@ func mountLogProtocols(mux *http.ServeMux, cfg *config, ing *ingest.Service) err
 		mux.Handle(path, h)
 	}
 	return nil
+}
+
+// startSyslog starts the syslog listeners cfg configures (none by
+// default) on the ingest service.
+func startSyslog(ctx context.Context, cfg *config, ing *ingest.Service, log *slog.Logger) (*syslog.Server, error) {
+	deps := syslog.Deps{Submitter: ing, Log: log}
+	if cfg.Syslog.TLS.Enabled() {
+		certs, err := tlsfiles.New(cfg.Syslog.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("config: syslog.tls: %w", err)
+		}
+		deps.TLS = certs.TLSConfig()
+	}
+	s, err := syslog.New(cfg.syslogConfig(), deps)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	if a := s.TCPAddr(); a != nil {
+		log.Info("syslog listening", "tcp", a.String(), "tls", deps.TLS != nil)
+	}
+	if a := s.UDPAddr(); a != nil {
+		log.Info("syslog listening", "udp", a.String())
+	}
+	return s, nil
+}
+
+// syslogCollector exports the syslog listeners' counters to Prometheus.
+type syslogCollector struct{ s *syslog.Server }
+
+var (
+	descSyslogConns      = prometheus.NewDesc("weir_syslog_connections", "Open syslog TCP connections.", nil, nil)
+	descSyslogMessages   = prometheus.NewDesc("weir_syslog_messages_total", "Syslog messages read, including those dead-lettered.", nil, nil)
+	descSyslogBad        = prometheus.NewDesc("weir_syslog_dead_lettered_total", "Syslog messages dead-lettered: unparseable, oversized or cut off.", nil, nil)
+	descSyslogFraming    = prometheus.NewDesc("weir_syslog_framing_errors_total", "Syslog TCP connections closed on a broken octet count.", nil, nil)
+	descSyslogWaits      = prometheus.NewDesc("weir_syslog_backpressure_waits_total", "Syslog TCP batches that waited for buffer room, slowing their sender.", nil, nil)
+	descSyslogDropped    = prometheus.NewDesc("weir_syslog_dropped_total", "Syslog TCP records the pipeline refused or that shutdown cut off.", nil, nil)
+	descSyslogUDPDropped = prometheus.NewDesc("weir_syslog_udp_dropped_total", "Syslog UDP records dropped because the pipeline could not keep up.", nil, nil)
+)
+
+func (c syslogCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSyslogConns, descSyslogMessages, descSyslogBad, descSyslogFraming, descSyslogWaits, descSyslogDropped, descSyslogUDPDropped} {
+		ch <- d
+	}
+}
+
+func (c syslogCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	ch <- prometheus.MustNewConstMetric(descSyslogConns, prometheus.GaugeValue, float64(st.Connections))
+	ch <- prometheus.MustNewConstMetric(descSyslogMessages, prometheus.CounterValue, float64(st.Messages))
+	ch <- prometheus.MustNewConstMetric(descSyslogBad, prometheus.CounterValue, float64(st.Unparseable+st.Oversized))
+	ch <- prometheus.MustNewConstMetric(descSyslogFraming, prometheus.CounterValue, float64(st.FramingErrors))
+	ch <- prometheus.MustNewConstMetric(descSyslogWaits, prometheus.CounterValue, float64(st.BackpressureWaits))
+	ch <- prometheus.MustNewConstMetric(descSyslogDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descSyslogUDPDropped, prometheus.CounterValue, float64(st.UDPDropped))
 }
