@@ -321,6 +321,23 @@ func (e *Engine) Abandoned(f sink.FileInfo) {
 	}
 }
 
+// EnsureStream gives tenant's stream a view now, empty until its records
+// are staged, so that a query right after the stream's first
+// acknowledgement finds it (its records come within moments, see Sync).
+// It is cheap for a stream that has a view already.
+func (e *Engine) EnsureStream(tenant, stream string) error {
+	c, err := e.catalog(tenant)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.streams[stream] || c.conn == nil {
+		return nil
+	}
+	return c.applyViewsLocked(context.Background(), []string{stream})
+}
+
 // Streams returns tenant's streams that have views, sorted ("" is the
 // default tenant).
 func (e *Engine) Streams(tenant string) []string {

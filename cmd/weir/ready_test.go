@@ -85,3 +85,19 @@ func TestReadyzAfterReplay(t *testing.T) {
 		t.Errorf("ready, but the first query counts %v records (%v distinct), want %d", res.Rows[0]["n"], res.Rows[0]["d"], batches*per)
 	}
 }
+
+// TestNewStreamViewBeforeAck: a query right after the first
+// acknowledgement of a new stream finds the stream's view.
+func TestNewStreamViewBeforeAck(t *testing.T) {
+	s := startServer(t, "", nil)
+	ing, _ := newClients(s.url)
+	for i := range 20 {
+		stream := fmt.Sprintf("fresh_%d", i)
+		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.Record{textRecord("x")}})); err != nil {
+			t.Fatal(err)
+		}
+		if status, raw, _ := postSQL(t, s.url, "SELECT count(*) FROM "+stream, ""); status != http.StatusOK {
+			t.Fatalf("query right after the first ack of %s: %d %s", stream, status, raw)
+		}
+	}
+}

@@ -165,6 +165,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
 			}
+			// The stream's view exists before its first push is
+			// acknowledged, so a query right after the ack finds it.
+			if err := engine.EnsureStream(k.Tenant, k.Stream); err != nil {
+				log.Error("query: create the view of a new stream", "tenant", k.Tenant, "stream", k.Stream, "err", err)
+			}
 			return tailConsumer{Batcher: b, hub: hub}
 		},
 		FirstOffset: func(k buffer.Key) int64 { return lake.LastOffset(k.Tenant, k.Stream, k.Partition) },
