@@ -160,7 +160,8 @@ func (r *Reader) line(data []byte) (msg []byte, err error, ok bool) {
 		}
 		return msg, nil, true
 	}
-	if len(data) > r.max {
+	// A line of max bytes may still be followed by "\r\n".
+	if len(data) > r.max && !(len(data) == r.max+1 && data[r.max] == '\r') {
 		r.start = r.end
 		r.skipLine = true
 		return data[:r.max], &TooLargeError{Size: -1, Max: r.max}, true
