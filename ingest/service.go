@@ -66,6 +66,11 @@ type Config struct {
 	// DefaultLevel is the acknowledgement level of requests that ask for
 	// none.
 	DefaultLevel buffer.Level
+	// CommittedTimeout replaces PushTimeout for requests that wait for
+	// COMMITTED, which come only when their file is published: it must
+	// cover the sink's file age, or such acks time out with the
+	// defaults. Values below PushTimeout mean PushTimeout.
+	CommittedTimeout time.Duration
 	// TenantRecordsPerSecond and TenantBytesPerSecond bound each
 	// tenant's ingest rate (record.Record.Size bytes); a batch over it is
 	// refused with RESOURCE_EXHAUSTED and a Retry-After. A tenant may
@@ -361,7 +366,7 @@ func (s *Service) submit(ctx context.Context, parts []*record.Batch, stream stri
 	if !wait || level == buffer.Accepted {
 		return r, dup, nil
 	}
-	wctx, cancel := waitContext(ctx, s.cfg.PushTimeout, s.now())
+	wctx, cancel := waitContext(ctx, s.timeout(level), s.now())
 	defer cancel()
 	if err := r.Wait(wctx, level); err != nil {
 		return nil, false, s.connectErr(wctx, err)
@@ -446,13 +451,22 @@ func (s *Service) convertRecords(recs []*weirv1.Record) (out []record.Record, re
 // pushBatch hands b to the buffer at level. It returns ErrDuplicate
 // unwrapped for a retried batch and *connect.Error otherwise.
 func (s *Service) pushBatch(ctx context.Context, b *record.Batch, level buffer.Level) error {
-	ctx, cancel := waitContext(ctx, s.cfg.PushTimeout, s.now())
+	ctx, cancel := waitContext(ctx, s.timeout(level), s.now())
 	defer cancel()
 	err := s.out.Push(ctx, b, level)
 	if err == nil || errors.Is(err, buffer.ErrDuplicate) {
 		return err
 	}
 	return s.connectErr(ctx, err)
+}
+
+// timeout is how long a request without a deadline of its own waits for
+// level.
+func (s *Service) timeout(level buffer.Level) time.Duration {
+	if level == buffer.Committed {
+		return max(s.cfg.PushTimeout, s.cfg.CommittedTimeout)
+	}
+	return s.cfg.PushTimeout
 }
 
 // enqueue hands b to the buffer at the Accepted level and returns its

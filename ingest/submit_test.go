@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -87,6 +88,52 @@ func TestHTTPStatus(t *testing.T) {
 	} {
 		if st, ra := HTTPStatus(c.err); st != c.status || ra != c.retry {
 			t.Errorf("%v: %d %q, want %d %q", c.err, st, ra, c.status, c.retry)
+		}
+	}
+}
+
+// stalledPusher accepts batches and never reaches a level: each push
+// waits until its context is done.
+type stalledPusher struct{}
+
+func (stalledPusher) Push(ctx context.Context, _ *record.Batch, _ buffer.Level) error {
+	<-ctx.Done()
+	return fmt.Errorf("%w: %w", buffer.ErrUnconfirmed, ctx.Err())
+}
+
+func (stalledPusher) Enqueue(context.Context, *record.Batch) (*buffer.Receipt, error) {
+	return nil, errors.New("not used")
+}
+
+// passThrough processes nothing.
+type passThrough struct{}
+
+func (passThrough) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error) {
+	return append(dst, b), nil
+}
+
+// TestCommittedTimeout: a COMMITTED wait gets CommittedTimeout, since its
+// ack comes only when the file is published; the other levels keep
+// PushTimeout.
+func TestCommittedTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PushTimeout, cfg.CommittedTimeout = 20*time.Millisecond, 400*time.Millisecond
+	svc, err := NewService(cfg, passThrough{}, stalledPusher{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		level buffer.Level
+		min   time.Duration
+	}{{buffer.Durable, 10 * time.Millisecond}, {buffer.Committed, 300 * time.Millisecond}} {
+		start := time.Now()
+		_, err := svc.Submit(context.Background(), "app", []record.Record{{Body: "x"}}, nil, c.level)
+		elapsed := time.Since(start)
+		if connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+			t.Errorf("%s: %v, want deadline_exceeded", c.level, err)
+		}
+		if elapsed < c.min || (c.level == buffer.Durable && elapsed > 300*time.Millisecond) {
+			t.Errorf("%s gave up after %s", c.level, elapsed)
 		}
 	}
 }

@@ -352,6 +352,9 @@ func (c *config) ingest() ingest.Config {
 		c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout
 	ic.DefaultLevel = levels[c.Ingest.DefaultAckLevel]
 	ic.TenantRecordsPerSecond, ic.TenantBytesPerSecond = c.Ingest.TenantRecordsPerSecond, c.Ingest.TenantBytesPerSecond
+	// A COMMITTED ack comes when the record's file is published, at
+	// most sink.max_file_age after its first row.
+	ic.CommittedTimeout = c.Sink.MaxFileAge + c.Ingest.PushTimeout
 	return ic
 }
 
