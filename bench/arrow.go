@@ -65,7 +65,7 @@ func newArrowEncoder() *arrowEncoder {
 }
 
 // encode returns recs as an Arrow IPC stream, valid until the next call.
-func (e *arrowEncoder) encode(recs []*weirv1.Record) ([]byte, error) {
+func (e *arrowEncoder) encode(recs []*weirv1.LogRecord) ([]byte, error) {
 	e.rb.Reserve(len(recs))
 	for _, r := range recs {
 		appendTime(e.ts, r.GetTimeUnixNano())

@@ -33,7 +33,7 @@ func (Discard) Push(_ context.Context, req *connect.Request[weirv1.PushRequest])
 
 // discardCount returns the records of a batch: its records, or the rows
 // of its Arrow IPC stream, which it decodes.
-func discardCount(recs []*weirv1.Record, arrowIPC []byte) (int, error) {
+func discardCount(recs []*weirv1.LogRecord, arrowIPC []byte) (int, error) {
 	if len(arrowIPC) == 0 {
 		return len(recs), nil
 	}

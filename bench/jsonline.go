@@ -33,7 +33,7 @@ func metricsURL(server string) string {
 // field names log stores expect from JSON lines: _time (RFC 3339), _msg,
 // level, service.name and the attributes flattened. A record without a
 // timestamp gets now.
-func appendJSONLine(dst []byte, rec *weirv1.Record, now time.Time) []byte {
+func appendJSONLine(dst []byte, rec *weirv1.LogRecord, now time.Time) []byte {
 	ts := now
 	if n := rec.GetTimeUnixNano(); n > 0 {
 		ts = time.Unix(0, int64(n))

@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 type runner struct {
 	cfg    Config
 	hc     *http.Client
-	pool   []*weirv1.Record
+	pool   []*weirv1.LogRecord
 	client weirv1connect.IngestServiceClient
 	level  weirv1.AckLevel
 	runID  string
@@ -214,7 +214,7 @@ type worker struct {
 
 // batch is one batch in flight.
 type batch struct {
-	recs   []*weirv1.Record
+	recs   []*weirv1.LogRecord
 	bytes  int64
 	marker string
 	markAt time.Time // the marker record's timestamp
@@ -246,7 +246,7 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 	if ctx.Err() != nil {
 		return batch{}, false
 	}
-	b := batch{recs: make([]*weirv1.Record, cfg.BatchSize)}
+	b := batch{recs: make([]*weirv1.LogRecord, cfg.BatchSize)}
 	for i := range b.recs {
 		b.recs[i] = w.r.pool[w.off]
 		w.off = (w.off + 1) % len(w.r.pool)
@@ -258,7 +258,7 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 		w.r.markerSeq++
 		b.marker = fmt.Sprintf("weir-bench-marker run=%s seq=%d", w.r.runID, w.r.markerSeq)
 		w.r.mu.Unlock()
-		b.recs[len(b.recs)-1] = &weirv1.Record{TimeUnixNano: uint64(b.markAt.UnixNano()), Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", "weir-bench")}}
+		b.recs[len(b.recs)-1] = &weirv1.LogRecord{TimeUnixNano: uint64(b.markAt.UnixNano()), Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", "weir-bench")}}
 	}
 	for _, rec := range b.recs {
 		b.bytes += int64(len(rec.GetBody()))
@@ -279,7 +279,7 @@ func (w *worker) acked(b batch, at time.Time) {
 
 // payload returns b as the request carries it: its records, or an Arrow
 // IPC stream of them with FormatArrow (valid until the next call).
-func (w *worker) payload(b batch) ([]*weirv1.Record, []byte, error) {
+func (w *worker) payload(b batch) ([]*weirv1.LogRecord, []byte, error) {
 	if w.r.cfg.Format != FormatArrow {
 		return b.recs, nil, nil
 	}

@@ -21,7 +21,7 @@ const maxSourceRecords = 1 << 20
 
 // loadSource returns the records the workers cycle through. The records
 // are shared and must not be modified.
-func loadSource(src string) ([]*weirv1.Record, error) {
+func loadSource(src string) ([]*weirv1.LogRecord, error) {
 	if src == "synthetic" {
 		return synthetic(rand.New(rand.NewPCG(1, 2)), syntheticRecords), nil
 	}
@@ -32,7 +32,7 @@ func loadSource(src string) ([]*weirv1.Record, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("source %q: no files match", src)
 	}
-	var out []*weirv1.Record
+	var out []*weirv1.LogRecord
 	for _, name := range files {
 		recs, err := fileRecords(name, maxSourceRecords-len(out))
 		if err != nil {
@@ -52,7 +52,7 @@ func loadSource(src string) ([]*weirv1.Record, error) {
 // one of seven suffixes, severity 80 % INFO, 10 % WARN, 10 % ERROR, and a
 // random trace id on every tenth record. The choices are seeded by the
 // file's name, so a source gives the same records on every run.
-func fileRecords(name string, max int) ([]*weirv1.Record, error) {
+func fileRecords(name string, max int) ([]*weirv1.LogRecord, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -66,7 +66,7 @@ func fileRecords(name string, max int) ([]*weirv1.Record, error) {
 	h := fnv.New64a()
 	h.Write([]byte(system))
 	r := rand.New(rand.NewPCG(h.Sum64(), 3))
-	var out []*weirv1.Record
+	var out []*weirv1.LogRecord
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for len(out) < max && sc.Scan() {
@@ -74,7 +74,7 @@ func fileRecords(name string, max int) ([]*weirv1.Record, error) {
 		if line == "" {
 			continue
 		}
-		rec := &weirv1.Record{Body: line, SeverityText: "INFO", Resource: resources[r.IntN(len(resources))]}
+		rec := &weirv1.LogRecord{Body: line, SeverityText: "INFO", Resource: resources[r.IntN(len(resources))]}
 		switch r.IntN(10) {
 		case 0:
 			rec.SeverityText = "WARN"
@@ -135,15 +135,15 @@ var templates = []func(r *rand.Rand) string{
 
 // synthetic generates n records: bodies from templates, 7 services,
 // severity 80 % INFO, 10 % WARN, 10 % ERROR, a trace id on every tenth.
-func synthetic(r *rand.Rand, n int) []*weirv1.Record {
+func synthetic(r *rand.Rand, n int) []*weirv1.LogRecord {
 	resources := make([][]*weirv1.KeyValue, len(services))
 	for i, s := range services {
 		resources[i] = []*weirv1.KeyValue{stringKV("service.name", s), stringKV("host.name", fmt.Sprintf("%s-%d", s, i))}
 	}
-	out := make([]*weirv1.Record, n)
+	out := make([]*weirv1.LogRecord, n)
 	for i := range out {
 		t := r.IntN(len(templates))
-		rec := &weirv1.Record{
+		rec := &weirv1.LogRecord{
 			Body:         templates[t](r),
 			SeverityText: "INFO",
 			Resource:     resources[t],

@@ -297,7 +297,7 @@ func TestArrowMatchesRecords(t *testing.T) {
 	str := func(s string) *weirv1.AnyValue {
 		return &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: s}}
 	}
-	recs := []*weirv1.Record{
+	recs := []*weirv1.LogRecord{
 		{TimeUnixNano: 1700000000_000_000_001, SeverityNumber: 9, SeverityText: "INFO", Body: "one",
 			Attributes: []*weirv1.KeyValue{{Key: "a", Value: str("1")}},
 			Resource:   []*weirv1.KeyValue{{Key: "service.name", Value: str("svc")}},
@@ -367,12 +367,12 @@ func TestArrowErrors(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		records []*weirv1.Record
+		records []*weirv1.LogRecord
 		data    []byte
 		code    connect.Code
 		want    []string
 	}{
-		{"both representations", []*weirv1.Record{{Body: "x"}}, good, connect.CodeInvalidArgument, []string{"records and arrow_ipc are both set"}},
+		{"both representations", []*weirv1.LogRecord{{Body: "x"}}, good, connect.CodeInvalidArgument, []string{"records and arrow_ipc are both set"}},
 		{"neither", nil, nil, connect.CodeInvalidArgument, []string{"no records", "arrow_ipc"}},
 		{"unknown column", nil, one("level", arrow.BinaryTypes.String, `{"level": "x"}`), connect.CodeInvalidArgument,
 			[]string{`column "level" (utf8) is not accepted`, "timestamp, observed_timestamp, severity_number", "flags"}},

@@ -41,7 +41,7 @@ func BenchmarkDecode(b *testing.B) {
 	req := &weirv1.PushRequest{Stream: "hdfs"}
 	now := uint64(time.Now().UnixNano())
 	for i := range per {
-		req.Records = append(req.Records, &weirv1.Record{
+		req.Records = append(req.Records, &weirv1.LogRecord{
 			TimeUnixNano: now, SeverityNumber: 9, SeverityText: "INFO", Body: lines[i%len(lines)],
 			Attributes: []*weirv1.KeyValue{
 				{Key: "thread.id", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_IntValue{IntValue: int64(i % 64)}}},
@@ -87,7 +87,7 @@ func BenchmarkDecode(b *testing.B) {
 
 // arrowOf writes records as one Arrow IPC record batch, as a columnar
 // client would send them.
-func arrowOf(b *testing.B, recs []*weirv1.Record) []byte {
+func arrowOf(b *testing.B, recs []*weirv1.LogRecord) []byte {
 	schema := arrow.NewSchema([]arrow.Field{
 		{Name: transform.ColTimestamp, Type: &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}},
 		{Name: transform.ColSeverityNumber, Type: arrow.PrimitiveTypes.Int32},

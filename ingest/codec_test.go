@@ -75,7 +75,7 @@ func nestedValue(levels int) *weirv1.AnyValue {
 }
 
 func pushOfValue(v *weirv1.AnyValue) *weirv1.PushRequest {
-	return &weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{{Body: "nested", Attributes: []*weirv1.KeyValue{{Key: "a", Value: v}}}}}
+	return &weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{{Body: "nested", Attributes: []*weirv1.KeyValue{{Key: "a", Value: v}}}}}
 }
 
 // rawPost sends body to the Push endpoint with contentType and returns
@@ -105,7 +105,7 @@ func (h *harness) rawPost(t *testing.T, path, contentType string, body []byte) (
 // checkAlive pushes one normal record, which must be accepted.
 func (h *harness) checkAlive(t *testing.T, after string) {
 	t.Helper()
-	resp, err := h.client.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{{Body: "after " + after}}}))
+	resp, err := h.client.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{{Body: "after " + after}}}))
 	if err != nil || resp.Msg.GetAccepted() != 1 {
 		t.Fatalf("a normal push after %s: %v, %v", after, resp, err)
 	}

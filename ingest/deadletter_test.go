@@ -67,7 +67,7 @@ func checkDeadLetters(t *testing.T, h *harness, kept []string, dead map[string][
 // PushStream.
 func TestBadRecordsDeadLettered(t *testing.T) {
 	t.Parallel()
-	recs := []*weirv1.Record{
+	recs := []*weirv1.LogRecord{
 		{Body: "ok 1", Attributes: []*weirv1.KeyValue{{Key: "k", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: "v"}}}}},
 		{Body: "far future", TimeUnixNano: math.MaxUint64},
 		{Body: "short trace", TraceId: []byte{0x0a, 0x0b, 0x0c}, SeverityText: "WARN"},
@@ -176,7 +176,7 @@ func TestReservedStreams(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	for _, name := range []string{"information_schema", "pg_catalog", "duckdb_views", "duckdb_tables", "main", "temp", "system", "memory", "sqlite_master", "pragma_version", "logs", "LOGS", "_dead_letter"} {
-		_, err := h.client.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: name, Records: []*weirv1.Record{{Body: "x"}}}))
+		_, err := h.client.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: name, Records: []*weirv1.LogRecord{{Body: "x"}}}))
 		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "invalid stream name") {
 			t.Errorf("stream %q: %v, want invalid_argument", name, err)
 		}

@@ -308,7 +308,7 @@ type pushed struct {
 
 // payload is a batch as a request carries it: records or arrow_ipc.
 type payload struct {
-	records []*weirv1.Record
+	records []*weirv1.LogRecord
 	arrow   []byte
 }
 
@@ -429,7 +429,7 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 // as it can be, and its error is in rejects at its index (nil when no
 // record is such): the processor sends it to the dead-letter stream
 // (record.Batch.Rejects). err is for the whole request.
-func (s *Service) convertRecords(recs []*weirv1.Record) (out []record.Record, rejects []error, err error) {
+func (s *Service) convertRecords(recs []*weirv1.LogRecord) (out []record.Record, rejects []error, err error) {
 	if len(recs) == 0 {
 		return nil, nil, fmt.Errorf("%w: set records or arrow_ipc", record.ErrEmptyBatch)
 	}
@@ -561,7 +561,7 @@ func wireLevel(l buffer.Level) weirv1.AckLevel {
 // out, at its zero value, and named with its value in the error, which
 // names the record by index; the rest of the record is copied all the
 // same, so that its dead letter keeps it.
-func convert(r *record.Record, pr *weirv1.Record, index int) error {
+func convert(r *record.Record, pr *weirv1.LogRecord, index int) error {
 	var err error
 	r.Timestamp, err = wireTime(pr.GetTimeUnixNano(), "time_unix_nano", err)
 	r.ObservedTimestamp, err = wireTime(pr.GetObservedTimeUnixNano(), "observed_time_unix_nano", err)

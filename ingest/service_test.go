@@ -78,9 +78,9 @@ func TestBackpressure(t *testing.T) {
 	client := weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
 
 	push := func(ctx context.Context, n int) error {
-		recs := make([]*weirv1.Record, n)
+		recs := make([]*weirv1.LogRecord, n)
 		for i := range recs {
-			recs[i] = &weirv1.Record{Body: "x"}
+			recs[i] = &weirv1.LogRecord{Body: "x"}
 		}
 		_, err := client.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs}))
 		return err
@@ -116,7 +116,7 @@ func TestBackpressure(t *testing.T) {
 	}
 	// A stream gets the same answer in its ack and can go on.
 	st := client.PushStream(context.Background())
-	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 7, Stream: "app", Records: []*weirv1.Record{{Body: "y"}}}); err != nil {
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 7, Stream: "app", Records: []*weirv1.LogRecord{{Body: "y"}}}); err != nil {
 		t.Fatal(err)
 	}
 	ack, err := st.Receive()
@@ -124,7 +124,7 @@ func TestBackpressure(t *testing.T) {
 		t.Fatalf("stream ack %v, %v", ack, err)
 	}
 	close(gate)
-	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 8, Stream: "app", Records: []*weirv1.Record{{Body: "z"}}}); err != nil {
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 8, Stream: "app", Records: []*weirv1.LogRecord{{Body: "z"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if ack, err := st.Receive(); err != nil || ack.GetBatchId() != 8 || ack.GetErrorCode() != "" || ack.GetAccepted() != 1 {

@@ -70,7 +70,7 @@ func startPusher(t *testing.T, url, stream string) *steadyPusher {
 				return
 			default:
 			}
-			_, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.Record{textRecord("steady")}}))
+			_, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.LogRecord{textRecord("steady")}}))
 			if err != nil {
 				p.err = err
 				close(p.acked)

@@ -206,7 +206,7 @@ func TestArrowProcessors(t *testing.T) {
 	ingest, _ := newClients(s.url)
 	ctx := context.Background()
 	lines := []string{`level=warn msg="disk almost full" free=3`, `level=error msg="disk full" free=0`, `level=info msg=ok`, `not "logfmt`}
-	recs := make([]*weirv1.Record, len(lines))
+	recs := make([]*weirv1.LogRecord, len(lines))
 	rows := make([]string, len(lines))
 	for i, l := range lines {
 		recs[i] = textRecord(l)

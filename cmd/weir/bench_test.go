@@ -16,10 +16,10 @@ import (
 
 // loghubRecords returns the Loghub sample lines as records with a service
 // name and a severity, as weir push sends them.
-func loghubRecords(b *testing.B) []*weirv1.Record {
+func loghubRecords(b *testing.B) []*weirv1.LogRecord {
 	b.Helper()
 	files, _ := filepath.Glob(filepath.Join(loghubDir, "*_2k.log"))
-	var out []*weirv1.Record
+	var out []*weirv1.LogRecord
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {

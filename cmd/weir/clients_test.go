@@ -58,7 +58,7 @@ func TestProtocols(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range clients {
 		if _, err := c.Push(ctx, connect.NewRequest(&weirv1.PushRequest{
-			Stream: "protocols", Records: []*weirv1.Record{textRecord(name + " unary")},
+			Stream: "protocols", Records: []*weirv1.LogRecord{textRecord(name + " unary")},
 		})); err != nil {
 			t.Fatalf("%s Push: %v", name, err)
 		}
@@ -67,15 +67,15 @@ func TestProtocols(t *testing.T) {
 		}
 		st := c.PushStream(ctx)
 		for i := uint64(1); i <= 3; i++ {
-			if err := st.Send(&weirv1.PushStreamRequest{BatchId: i, Stream: "protocols", Records: []*weirv1.Record{textRecord(name + " stream")}}); err != nil {
+			if err := st.Send(&weirv1.PushStreamRequest{BatchId: i, Stream: "protocols", Records: []*weirv1.LogRecord{textRecord(name + " stream")}}); err != nil {
 				t.Fatalf("%s Send: %v", name, err)
 			}
 		}
 		// A bad batch is acknowledged with an error and the stream goes on.
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: 4, Stream: "Bad-Name", Records: []*weirv1.Record{textRecord("x")}}); err != nil {
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: 4, Stream: "Bad-Name", Records: []*weirv1.LogRecord{textRecord("x")}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: 5, Stream: "protocols", Records: []*weirv1.Record{textRecord(name + " stream")}}); err != nil {
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: 5, Stream: "protocols", Records: []*weirv1.LogRecord{textRecord(name + " stream")}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.CloseRequest(); err != nil {

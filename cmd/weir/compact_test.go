@@ -69,10 +69,10 @@ func TestCompactionEndToEnd(t *testing.T) {
 	const perPush = 400
 	pushed := 0
 	for round := range 8 {
-		recs := make([]*weirv1.Record, perPush)
+		recs := make([]*weirv1.LogRecord, perPush)
 		for i := range recs {
 			n := round*perPush + i
-			recs[i] = &weirv1.Record{
+			recs[i] = &weirv1.LogRecord{
 				Body:     lines[(n*7919)%len(lines)],
 				Resource: []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: services[n%len(services)]}}}},
 			}

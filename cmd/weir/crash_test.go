@@ -105,7 +105,7 @@ func (cp *crashProducer) push(ctx context.Context, url string, cycle, size int, 
 		if cp.pending == nil {
 			cp.nextSeq++
 			cp.batchID = fmt.Sprintf("%s-s%d-c%d", cp.id, cp.nextSeq, cycle)
-			recs := make([]*weirv1.Record, size)
+			recs := make([]*weirv1.LogRecord, size)
 			for i := range recs {
 				recs[i] = textRecord(cp.batchID + "-r" + strconv.Itoa(i))
 				if i%7 == 0 {

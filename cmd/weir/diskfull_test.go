@@ -102,7 +102,7 @@ func TestDiskFull(t *testing.T) {
 	push := func(prefix string) (string, error) {
 		seq++
 		id := fmt.Sprintf("%s%d", prefix, seq)
-		recs := make([]*weirv1.Record, batch)
+		recs := make([]*weirv1.LogRecord, batch)
 		for i := range recs {
 			for j := range pad {
 				pad[j] = byte(rng.Uint32())

@@ -181,7 +181,7 @@ func TestVisibleWithinOneSecond(t *testing.T) {
 	s := startServer(t, "", nil)
 	ingest, _ := newClients(s.url)
 	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{
-		Stream: "fresh", Records: []*weirv1.Record{textRecord("fresh record")},
+		Stream: "fresh", Records: []*weirv1.LogRecord{textRecord("fresh record")},
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestVisibleWithinOneSecond(t *testing.T) {
 }
 
 // pushErr returns the Connect code of a push of recs to stream.
-func pushErr(t *testing.T, url, stream string, recs ...*weirv1.Record) error {
+func pushErr(t *testing.T, url, stream string, recs ...*weirv1.LogRecord) error {
 	t.Helper()
 	ingest, _ := newClients(url)
 	_, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs}))
@@ -228,7 +228,7 @@ func TestPartitionPruning(t *testing.T) {
 	s := startServer(t, data, nil)
 	day := func(d int) uint64 { return uint64(time.Date(2026, 1, d, 12, 0, 0, 0, time.UTC).UnixNano()) }
 	for d := 1; d <= 4; d++ {
-		if err := pushErr(t, s.url, "app", &weirv1.Record{Body: fmt.Sprint("day ", d), TimeUnixNano: day(d)}); err != nil {
+		if err := pushErr(t, s.url, "app", &weirv1.LogRecord{Body: fmt.Sprint("day ", d), TimeUnixNano: day(d)}); err != nil {
 			t.Fatal(err)
 		}
 	}

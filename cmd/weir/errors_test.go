@@ -32,14 +32,14 @@ func TestBadInput(t *testing.T) {
 	wantCode(t, "empty batch", pushErr(t, s.url, "good"), connect.CodeInvalidArgument)
 	// A batch whose every record is invalid is rejected; one with some
 	// valid records is accepted and the invalid ones become dead letters.
-	wantCode(t, "timestamp a year ahead", pushErr(t, s.url, "good", &weirv1.Record{Body: "x", TimeUnixNano: future}), connect.CodeInvalidArgument)
-	wantCode(t, "severity 99", pushErr(t, s.url, "good", &weirv1.Record{Body: "x", SeverityNumber: 99}), connect.CodeInvalidArgument)
-	if err := pushErr(t, s.url, "mixed", textRecord("fine"), &weirv1.Record{Body: "from the future", TimeUnixNano: future}); err != nil {
+	wantCode(t, "timestamp a year ahead", pushErr(t, s.url, "good", &weirv1.LogRecord{Body: "x", TimeUnixNano: future}), connect.CodeInvalidArgument)
+	wantCode(t, "severity 99", pushErr(t, s.url, "good", &weirv1.LogRecord{Body: "x", SeverityNumber: 99}), connect.CodeInvalidArgument)
+	if err := pushErr(t, s.url, "mixed", textRecord("fine"), &weirv1.LogRecord{Body: "from the future", TimeUnixNano: future}); err != nil {
 		t.Fatalf("mixed batch: %v", err)
 	}
 	waitCount(t, s.url, "SELECT count(*) FROM _dead_letter WHERE body = 'from the future' AND attributes['weir.dead_letter.stage'] = 'validate'", 1)
 	waitCount(t, s.url, "SELECT count(*) FROM mixed", 1)
-	wantCode(t, "3-byte trace id", pushErr(t, s.url, "good", &weirv1.Record{Body: "x", TraceId: []byte{1, 2, 3}}), connect.CodeInvalidArgument)
+	wantCode(t, "3-byte trace id", pushErr(t, s.url, "good", &weirv1.LogRecord{Body: "x", TraceId: []byte{1, 2, 3}}), connect.CodeInvalidArgument)
 	wantCode(t, "oversized message", pushErr(t, s.url, "good", textRecord(strings.Repeat("x", 100<<10))), connect.CodeResourceExhausted)
 
 	// Invalid UTF-8 can't be produced by a conforming client, so build the

@@ -93,10 +93,10 @@ func BenchmarkAckLatency(b *testing.B) {
 
 // ackBatches cuts the Loghub records into batches of ackBatchRecords and
 // returns them with the mean body bytes of a batch, for b.SetBytes.
-func ackBatches(b *testing.B) ([][]*weirv1.Record, int64) {
+func ackBatches(b *testing.B) ([][]*weirv1.LogRecord, int64) {
 	b.Helper()
 	recs := loghubRecords(b)
-	var batches [][]*weirv1.Record
+	var batches [][]*weirv1.LogRecord
 	var bodyBytes int64
 	for len(recs) >= ackBatchRecords {
 		batches = append(batches, recs[:ackBatchRecords])
@@ -118,7 +118,7 @@ func ackBatches(b *testing.B) ([][]*weirv1.Record, int64) {
 // start + w*interval/producers + k*interval, or as soon as it can when it
 // is behind. It reports the latency percentiles and records/s, and returns
 // the records/s.
-func ackLatency(b *testing.B, batches [][]*weirv1.Record, bodyBytes int64, level weirv1.AckLevel, producers int, interval time.Duration, mutate func(*config)) float64 {
+func ackLatency(b *testing.B, batches [][]*weirv1.LogRecord, bodyBytes int64, level weirv1.AckLevel, producers int, interval time.Duration, mutate func(*config)) float64 {
 	s := startServer(b, "", mutate)
 	ctx := context.Background()
 	reqs := make([]*weirv1.PushRequest, len(batches))

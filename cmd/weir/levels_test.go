@@ -26,7 +26,7 @@ func TestAckLevels(t *testing.T) {
 	ctx := context.Background()
 
 	resp, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{
-		Stream: "levels", Records: []*weirv1.Record{textRecord("committed one")},
+		Stream: "levels", Records: []*weirv1.LogRecord{textRecord("committed one")},
 		AckLevel: weirv1.AckLevel_ACK_LEVEL_COMMITTED,
 	}))
 	if err != nil {
@@ -40,7 +40,7 @@ func TestAckLevels(t *testing.T) {
 	}
 
 	// Default level: DURABLE.
-	resp, err = ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "levels", Records: []*weirv1.Record{textRecord("durable one")}}))
+	resp, err = ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "levels", Records: []*weirv1.LogRecord{textRecord("durable one")}}))
 	if err != nil || resp.Msg.GetAckLevel() != weirv1.AckLevel_ACK_LEVEL_DURABLE {
 		t.Fatalf("default level: %v %v", resp, err)
 	}
@@ -48,7 +48,7 @@ func TestAckLevels(t *testing.T) {
 	// A stream told at each level.
 	st := ingest.PushStream(ctx)
 	for id := uint64(1); id <= 3; id++ {
-		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "levels", Records: []*weirv1.Record{textRecord("each level")},
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "levels", Records: []*weirv1.LogRecord{textRecord("each level")},
 			AckLevel: weirv1.AckLevel_ACK_LEVEL_COMMITTED, AckEachLevel: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestAckLevels(t *testing.T) {
 
 	// Idempotent producer: a retry is acknowledged, not written; a gap is refused.
 	push := func(seq uint64, body string) (*connect.Response[weirv1.PushResponse], error) {
-		return ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "levels", Records: []*weirv1.Record{textRecord(body)},
+		return ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "levels", Records: []*weirv1.LogRecord{textRecord(body)},
 			ProducerId: "agent-1", Sequence: seq}))
 	}
 	if r, err := push(1, "idem one"); err != nil || r.Msg.GetDuplicate() {
@@ -99,7 +99,7 @@ func TestAckLevels(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	data := t.TempDir()
 	s := startServer(t, data, nil)
-	if err := pushErr(t, s.url, "metrics", textRecord("x"), &weirv1.Record{Body: "bad", SeverityNumber: 99}); err != nil {
+	if err := pushErr(t, s.url, "metrics", textRecord("x"), &weirv1.LogRecord{Body: "bad", SeverityNumber: 99}); err != nil {
 		t.Fatal(err)
 	}
 	metrics := func(url string) string {

@@ -195,8 +195,8 @@ func newClients(url string) (weirv1connect.IngestServiceClient, weirv1connect.Qu
 	return weirv1connect.NewIngestServiceClient(hc, url), weirv1connect.NewQueryServiceClient(hc, url)
 }
 
-func textRecord(body string) *weirv1.Record {
-	return &weirv1.Record{
+func textRecord(body string) *weirv1.LogRecord {
+	return &weirv1.LogRecord{
 		Body:     body,
 		Resource: []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: "test"}}}},
 	}

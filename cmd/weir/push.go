@@ -183,7 +183,7 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 	}()
 
 	var sendErr error
-	send := func(id uint64, recs []*weirv1.Record) bool {
+	send := func(id uint64, recs []*weirv1.LogRecord) bool {
 		select {
 		case credits <- struct{}{}:
 		case <-ctx.Done():
@@ -207,13 +207,13 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 	resource := []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: p.service}}}}
 	var (
 		id   uint64
-		recs []*weirv1.Record
+		recs []*weirv1.LogRecord
 	)
 	ok := true
 	for ok && sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		line = strings.ToValidUTF8(line, "\uFFFD")
-		recs = append(recs, &weirv1.Record{
+		recs = append(recs, &weirv1.LogRecord{
 			ObservedTimeUnixNano: uint64(time.Now().UnixNano()),
 			SeverityText:         guessSeverity(line),
 			Body:                 line,

@@ -51,7 +51,7 @@ func TestReadyzAfterReplay(t *testing.T) {
 	ing, _ := newClients(p.url)
 	const batches, per = 20, 500
 	for i := range batches {
-		recs := make([]*weirv1.Record, per)
+		recs := make([]*weirv1.LogRecord, per)
 		for j := range recs {
 			recs[j] = textRecord(fmt.Sprintf("b%d r%d", i, j))
 		}
@@ -93,7 +93,7 @@ func TestNewStreamViewBeforeAck(t *testing.T) {
 	ing, _ := newClients(s.url)
 	for i := range 20 {
 		stream := fmt.Sprintf("fresh_%d", i)
-		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.Record{textRecord("x")}})); err != nil {
+		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.LogRecord{textRecord("x")}})); err != nil {
 			t.Fatal(err)
 		}
 		if status, raw, _ := postSQL(t, s.url, "SELECT count(*) FROM "+stream, ""); status != http.StatusOK {

@@ -95,7 +95,7 @@ func TestSecurityIdleConnectionsClosed(t *testing.T) {
 // waits for its acknowledgement.
 func pushOnStream(t *testing.T, st *connect.BidiStreamForClient[weirv1.PushStreamRequest, weirv1.PushStreamResponse], id uint64) {
 	t.Helper()
-	if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "idle", Records: []*weirv1.Record{textRecord("on the stream")}}); err != nil {
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "idle", Records: []*weirv1.LogRecord{textRecord("on the stream")}}); err != nil {
 		t.Fatalf("send %d: %v", id, err)
 	}
 	ack, err := st.Receive()

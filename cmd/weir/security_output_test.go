@@ -45,7 +45,7 @@ func TestSecurityTailEscapesControls(t *testing.T) {
 	t.Parallel()
 	msg := &weirv1.TailResponse{Records: []*weirv1.TailRecord{{
 		Stream: "app",
-		Record: &weirv1.Record{
+		Record: &weirv1.LogRecord{
 			Body:         hostileBody,
 			SeverityText: "WARN\x1b[8m",
 			Attributes:   []*weirv1.KeyValue{{Key: "k\x1b", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: "v\u009b"}}}},

@@ -23,7 +23,7 @@ func TestSecurityUISignIn(t *testing.T) {
 	s := startServer(t, "", func(c *config) { c.Auth.Keys = []auth.Key{acme.key, globex.key} })
 	for _, k := range []tenantKey{acme, globex} {
 		ing := weirv1connect.NewIngestServiceClient(keyClient(k.token), s.url)
-		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{textRecord("hello from " + k.key.Tenant)}})); err != nil {
+		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{textRecord("hello from " + k.key.Tenant)}})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -118,7 +118,7 @@ func TestSIGTERMDrains(t *testing.T) {
 			defer wg.Done()
 			client, _ := newClients(url)
 			for seq := 0; ; seq++ {
-				recs := make([]*weirv1.Record, batch)
+				recs := make([]*weirv1.LogRecord, batch)
 				bodies := make([]string, batch)
 				for i := range recs {
 					bodies[i] = fmt.Sprintf("p%d-b%d-r%d", p, seq, i)

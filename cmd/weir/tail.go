@@ -118,8 +118,8 @@ func (s tailService) Tail(ctx context.Context, req *connect.Request[weirv1.TailR
 
 // recordToProto converts a normalised record back to its wire form;
 // attribute values become strings.
-func recordToProto(r *record.Record) *weirv1.Record {
-	out := &weirv1.Record{
+func recordToProto(r *record.Record) *weirv1.LogRecord {
+	out := &weirv1.LogRecord{
 		TimeUnixNano:         uint64(r.Timestamp),
 		ObservedTimeUnixNano: uint64(r.ObservedTimestamp),
 		SeverityNumber:       weirv1.SeverityNumber(r.SeverityNumber),

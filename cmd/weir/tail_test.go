@@ -23,7 +23,7 @@ func fastCommit(c *config) {
 	c.Transform.MaxAge = 50 * time.Millisecond
 }
 
-func tailRecord(body, service, sevText string, sev weirv1.SeverityNumber) *weirv1.Record {
+func tailRecord(body, service, sevText string, sev weirv1.SeverityNumber) *weirv1.LogRecord {
 	r := textRecord(body)
 	r.SeverityText = sevText
 	r.SeverityNumber = sev
@@ -31,7 +31,7 @@ func tailRecord(body, service, sevText string, sev weirv1.SeverityNumber) *weirv
 	return r
 }
 
-func push(t *testing.T, ctx context.Context, c weirv1connect.IngestServiceClient, stream string, level weirv1.AckLevel, recs ...*weirv1.Record) {
+func push(t *testing.T, ctx context.Context, c weirv1connect.IngestServiceClient, stream string, level weirv1.AckLevel, recs ...*weirv1.LogRecord) {
 	t.Helper()
 	if _, err := c.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs, AckLevel: level})); err != nil {
 		t.Fatalf("push to %s: %v", stream, err)
@@ -143,8 +143,8 @@ func TestTailSlowViewerMisses(t *testing.T) {
 	stream := openTail(t, ctx, weirv1connect.NewTailServiceClient(slowHTTP, s.url), &weirv1.TailRequest{Streams: []string{"slow"}})
 
 	const batches, perBatch, pushers = 400, 10, 4
-	batch := func(i int) []*weirv1.Record {
-		recs := make([]*weirv1.Record, perBatch)
+	batch := func(i int) []*weirv1.LogRecord {
+		recs := make([]*weirv1.LogRecord, perBatch)
 		// Random, so that response compression cannot squeeze the
 		// records into the flow-control window.
 		pad := make([]byte, 100)

@@ -107,7 +107,7 @@ func TestTenantsSideBySide(t *testing.T) {
 		tails[name] = openTail(t, tailCtx, weirv1connect.NewTailServiceClient(keyClient(k.token), s.url), &weirv1.TailRequest{Streams: []string{"app"}})
 	}
 
-	push := func(k tenantKey, recs ...*weirv1.Record) (*connect.Response[weirv1.PushResponse], error) {
+	push := func(k tenantKey, recs ...*weirv1.LogRecord) (*connect.Response[weirv1.PushResponse], error) {
 		ing := weirv1connect.NewIngestServiceClient(keyClient(k.token), s.url)
 		req := connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs})
 		// A client cannot choose its tenant: the key does.

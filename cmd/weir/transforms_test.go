@@ -57,7 +57,7 @@ streams:
 	admin := weirv1connect.NewAdminServiceClient(http.DefaultClient, s.url)
 	ctx := context.Background()
 
-	resp, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{
+	resp, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{
 		textRecord(`{"level":"warn","msg":"json ok"}`),
 		textRecord(`level=error msg="logfmt one"`),
 		textRecord(`level=info msg="logfmt two"`),
@@ -150,7 +150,7 @@ streams:
 	deadline := time.Now().Add(10 * time.Second)
 	for round := 0; ; round++ {
 		probe, marker := fmt.Sprintf("probe%d", round), fmt.Sprintf("marker%d", round)
-		_, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{
+		_, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{
 			textRecord("level=info msg=" + probe), textRecord("level=error msg=" + marker),
 		}}))
 		if err != nil {
@@ -275,7 +275,7 @@ func TestPromotedColumns(t *testing.T) {
 	})
 	ingest, _ := newClients(s.url)
 	push := func(from, n int, status func(int) string) {
-		recs := make([]*weirv1.Record, n)
+		recs := make([]*weirv1.LogRecord, n)
 		for i := range recs {
 			recs[i] = textRecord(fmt.Sprintf("status=%s bytes=%d path=/p%d", status(from+i), (from+i)*10, (from+i)%7))
 		}

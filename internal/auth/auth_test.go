@@ -130,7 +130,7 @@ func TestConnectProtocols(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(pname+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				req := connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{{Body: "hello"}}})
+				req := connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{{Body: "hello"}}})
 				for _, v := range tc.authorization {
 					req.Header().Add("Authorization", v)
 				}

@@ -69,7 +69,7 @@ func FuzzCheck(f *testing.F) {
 		deepGroups = protowire.AppendTag(deepGroups, 15, protowire.StartGroupType)
 	}
 	f.Add(deepGroups)
-	good, _ := proto.Marshal(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.Record{{
+	good, _ := proto.Marshal(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{{
 		Body: "b", TraceId: []byte{1, 2, 3},
 		Attributes: []*weirv1.KeyValue{{Key: "k", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_IntValue{IntValue: 1}}}},
 	}}})

@@ -264,7 +264,7 @@ func TestLimitsValidate(t *testing.T) {
 func BenchmarkCheck(b *testing.B) {
 	req := &weirv1.PushRequest{Stream: "app"}
 	for i := range 1000 {
-		req.Records = append(req.Records, &weirv1.Record{
+		req.Records = append(req.Records, &weirv1.LogRecord{
 			TimeUnixNano: uint64(i), SeverityText: "INFO", Body: strings.Repeat("x", 120),
 			Attributes: []*weirv1.KeyValue{
 				{Key: "thread.id", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_IntValue{IntValue: int64(i)}}},

@@ -89,7 +89,7 @@ type PushRequest struct {
 	// The records, at least one. Exactly one of records and arrow_ipc is
 	// set: a request with both, or with neither, fails with
 	// INVALID_ARGUMENT.
-	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*LogRecord `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
 	AckLevel AckLevel `protobuf:"varint,3,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Idempotent producers: a producer that sets producer_id numbers its
@@ -109,7 +109,7 @@ type PushRequest struct {
 	// order: timestamp, observed_timestamp, severity_number, severity_text,
 	// body, attributes, resource, service_name, trace_id, span_id and
 	// flags; docs/ingest-arrow.md lists the types accepted for each. A null
-	// is the field's zero value, as an unset field of a Record is. Any
+	// is the field's zero value, as an unset field of a LogRecord is. Any
 	// other column, a wrong type, more rows than the server's batch limit
 	// or a corrupt stream fail with INVALID_ARGUMENT. The rows then take
 	// the path of records: validation, processors, dead letters and
@@ -156,7 +156,7 @@ func (x *PushRequest) GetStream() string {
 	return ""
 }
 
-func (x *PushRequest) GetRecords() []*Record {
+func (x *PushRequest) GetRecords() []*LogRecord {
 	if x != nil {
 		return x.Records
 	}
@@ -273,7 +273,7 @@ type PushStreamRequest struct {
 	// Target stream, as in PushRequest.
 	Stream string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The records, at least one; or arrow_ipc instead, as in PushRequest.
-	Records []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*LogRecord `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	// When to acknowledge the batch.
 	AckLevel AckLevel `protobuf:"varint,4,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Idempotent producers, as in PushRequest.
@@ -334,7 +334,7 @@ func (x *PushStreamRequest) GetStream() string {
 	return ""
 }
 
-func (x *PushStreamRequest) GetRecords() []*Record {
+func (x *PushStreamRequest) GetRecords() []*LogRecord {
 	if x != nil {
 		return x.Records
 	}
@@ -481,10 +481,10 @@ var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\xda\x01\n" +
+	"\x14weir/v1/ingest.proto\x12\aweir.v1\x1a\x14weir/v1/record.proto\"\xdd\x01\n" +
 	"\vPushRequest\x12\x16\n" +
-	"\x06stream\x18\x01 \x01(\tR\x06stream\x12)\n" +
-	"\arecords\x18\x02 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12,\n" +
+	"\arecords\x18\x02 \x03(\v2\x12.weir.v1.LogRecordR\arecords\x12.\n" +
 	"\tack_level\x18\x03 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
 	"\vproducer_id\x18\x04 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
@@ -494,11 +494,11 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12.\n" +
 	"\tack_level\x18\x02 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
 	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x12#\n" +
-	"\rdead_lettered\x18\x04 \x01(\rR\fdeadLettered\"\xa1\x02\n" +
+	"\rdead_lettered\x18\x04 \x01(\rR\fdeadLettered\"\xa4\x02\n" +
 	"\x11PushStreamRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x16\n" +
-	"\x06stream\x18\x02 \x01(\tR\x06stream\x12)\n" +
-	"\arecords\x18\x03 \x03(\v2\x0f.weir.v1.RecordR\arecords\x12.\n" +
+	"\x06stream\x18\x02 \x01(\tR\x06stream\x12,\n" +
+	"\arecords\x18\x03 \x03(\v2\x12.weir.v1.LogRecordR\arecords\x12.\n" +
 	"\tack_level\x18\x04 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1f\n" +
 	"\vproducer_id\x18\x05 \x01(\tR\n" +
 	"producerId\x12\x1a\n" +
@@ -544,13 +544,13 @@ var file_weir_v1_ingest_proto_goTypes = []any{
 	(*PushResponse)(nil),       // 2: weir.v1.PushResponse
 	(*PushStreamRequest)(nil),  // 3: weir.v1.PushStreamRequest
 	(*PushStreamResponse)(nil), // 4: weir.v1.PushStreamResponse
-	(*Record)(nil),             // 5: weir.v1.Record
+	(*LogRecord)(nil),          // 5: weir.v1.LogRecord
 }
 var file_weir_v1_ingest_proto_depIdxs = []int32{
-	5, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.Record
+	5, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.LogRecord
 	0, // 1: weir.v1.PushRequest.ack_level:type_name -> weir.v1.AckLevel
 	0, // 2: weir.v1.PushResponse.ack_level:type_name -> weir.v1.AckLevel
-	5, // 3: weir.v1.PushStreamRequest.records:type_name -> weir.v1.Record
+	5, // 3: weir.v1.PushStreamRequest.records:type_name -> weir.v1.LogRecord
 	0, // 4: weir.v1.PushStreamRequest.ack_level:type_name -> weir.v1.AckLevel
 	0, // 5: weir.v1.PushStreamResponse.ack_level:type_name -> weir.v1.AckLevel
 	1, // 6: weir.v1.IngestService.Push:input_type -> weir.v1.PushRequest

@@ -139,9 +139,9 @@ func (SeverityNumber) EnumDescriptor() ([]byte, []int) {
 	return file_weir_v1_record_proto_rawDescGZIP(), []int{0}
 }
 
-// Record is one log record, modelled on the OpenTelemetry log data model.
+// LogRecord is one log record, modelled on the OpenTelemetry log data model.
 // The stream it belongs to is named by the request that carries it.
-type Record struct {
+type LogRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Time the event occurred, in nanoseconds since the Unix epoch (UTC).
 	// Zero means unknown: the server uses observed_time_unix_nano.
@@ -172,20 +172,20 @@ type Record struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Record) Reset() {
-	*x = Record{}
+func (x *LogRecord) Reset() {
+	*x = LogRecord{}
 	mi := &file_weir_v1_record_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Record) String() string {
+func (x *LogRecord) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Record) ProtoMessage() {}
+func (*LogRecord) ProtoMessage() {}
 
-func (x *Record) ProtoReflect() protoreflect.Message {
+func (x *LogRecord) ProtoReflect() protoreflect.Message {
 	mi := &file_weir_v1_record_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -197,75 +197,75 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Record.ProtoReflect.Descriptor instead.
-func (*Record) Descriptor() ([]byte, []int) {
+// Deprecated: Use LogRecord.ProtoReflect.Descriptor instead.
+func (*LogRecord) Descriptor() ([]byte, []int) {
 	return file_weir_v1_record_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *Record) GetTimeUnixNano() uint64 {
+func (x *LogRecord) GetTimeUnixNano() uint64 {
 	if x != nil {
 		return x.TimeUnixNano
 	}
 	return 0
 }
 
-func (x *Record) GetObservedTimeUnixNano() uint64 {
+func (x *LogRecord) GetObservedTimeUnixNano() uint64 {
 	if x != nil {
 		return x.ObservedTimeUnixNano
 	}
 	return 0
 }
 
-func (x *Record) GetSeverityNumber() SeverityNumber {
+func (x *LogRecord) GetSeverityNumber() SeverityNumber {
 	if x != nil {
 		return x.SeverityNumber
 	}
 	return SeverityNumber_SEVERITY_NUMBER_UNSPECIFIED
 }
 
-func (x *Record) GetSeverityText() string {
+func (x *LogRecord) GetSeverityText() string {
 	if x != nil {
 		return x.SeverityText
 	}
 	return ""
 }
 
-func (x *Record) GetBody() string {
+func (x *LogRecord) GetBody() string {
 	if x != nil {
 		return x.Body
 	}
 	return ""
 }
 
-func (x *Record) GetAttributes() []*KeyValue {
+func (x *LogRecord) GetAttributes() []*KeyValue {
 	if x != nil {
 		return x.Attributes
 	}
 	return nil
 }
 
-func (x *Record) GetResource() []*KeyValue {
+func (x *LogRecord) GetResource() []*KeyValue {
 	if x != nil {
 		return x.Resource
 	}
 	return nil
 }
 
-func (x *Record) GetTraceId() []byte {
+func (x *LogRecord) GetTraceId() []byte {
 	if x != nil {
 		return x.TraceId
 	}
 	return nil
 }
 
-func (x *Record) GetSpanId() []byte {
+func (x *LogRecord) GetSpanId() []byte {
 	if x != nil {
 		return x.SpanId
 	}
 	return nil
 }
 
-func (x *Record) GetFlags() uint32 {
+func (x *LogRecord) GetFlags() uint32 {
 	if x != nil {
 		return x.Flags
 	}
@@ -582,8 +582,8 @@ var File_weir_v1_record_proto protoreflect.FileDescriptor
 
 const file_weir_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x14weir/v1/record.proto\x12\aweir.v1\"\x8c\x03\n" +
-	"\x06Record\x12$\n" +
+	"\x14weir/v1/record.proto\x12\aweir.v1\"\x8f\x03\n" +
+	"\tLogRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x06R\ftimeUnixNano\x125\n" +
 	"\x17observed_time_unix_nano\x18\x02 \x01(\x06R\x14observedTimeUnixNano\x12@\n" +
 	"\x0fseverity_number\x18\x03 \x01(\x0e2\x17.weir.v1.SeverityNumberR\x0eseverityNumber\x12#\n" +
@@ -661,16 +661,16 @@ var file_weir_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_weir_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_weir_v1_record_proto_goTypes = []any{
 	(SeverityNumber)(0),  // 0: weir.v1.SeverityNumber
-	(*Record)(nil),       // 1: weir.v1.Record
+	(*LogRecord)(nil),    // 1: weir.v1.LogRecord
 	(*KeyValue)(nil),     // 2: weir.v1.KeyValue
 	(*AnyValue)(nil),     // 3: weir.v1.AnyValue
 	(*ArrayValue)(nil),   // 4: weir.v1.ArrayValue
 	(*KeyValueList)(nil), // 5: weir.v1.KeyValueList
 }
 var file_weir_v1_record_proto_depIdxs = []int32{
-	0, // 0: weir.v1.Record.severity_number:type_name -> weir.v1.SeverityNumber
-	2, // 1: weir.v1.Record.attributes:type_name -> weir.v1.KeyValue
-	2, // 2: weir.v1.Record.resource:type_name -> weir.v1.KeyValue
+	0, // 0: weir.v1.LogRecord.severity_number:type_name -> weir.v1.SeverityNumber
+	2, // 1: weir.v1.LogRecord.attributes:type_name -> weir.v1.KeyValue
+	2, // 2: weir.v1.LogRecord.resource:type_name -> weir.v1.KeyValue
 	3, // 3: weir.v1.KeyValue.value:type_name -> weir.v1.AnyValue
 	4, // 4: weir.v1.AnyValue.array_value:type_name -> weir.v1.ArrayValue
 	5, // 5: weir.v1.AnyValue.kvlist_value:type_name -> weir.v1.KeyValueList

@@ -158,7 +158,7 @@ type TailRecord struct {
 	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	// The normalised record. Attribute values are strings.
-	Record        *Record `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	Record        *LogRecord `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,7 +214,7 @@ func (x *TailRecord) GetOffset() int64 {
 	return 0
 }
 
-func (x *TailRecord) GetRecord() *Record {
+func (x *TailRecord) GetRecord() *LogRecord {
 	if x != nil {
 		return x.Record
 	}
@@ -233,13 +233,13 @@ const file_weir_v1_tail_proto_rawDesc = "" +
 	"\bcontains\x18\x04 \x01(\tR\bcontains\"U\n" +
 	"\fTailResponse\x12-\n" +
 	"\arecords\x18\x01 \x03(\v2\x13.weir.v1.TailRecordR\arecords\x12\x16\n" +
-	"\x06missed\x18\x02 \x01(\x04R\x06missed\"\x83\x01\n" +
+	"\x06missed\x18\x02 \x01(\x04R\x06missed\"\x86\x01\n" +
 	"\n" +
 	"TailRecord\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12'\n" +
-	"\x06record\x18\x04 \x01(\v2\x0f.weir.v1.RecordR\x06record2D\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12*\n" +
+	"\x06record\x18\x04 \x01(\v2\x12.weir.v1.LogRecordR\x06record2D\n" +
 	"\vTailService\x125\n" +
 	"\x04Tail\x12\x14.weir.v1.TailRequest\x1a\x15.weir.v1.TailResponse0\x01B/Z-github.com/weirlabs/weir/proto/weir/v1;weirv1b\x06proto3"
 
@@ -260,11 +260,11 @@ var file_weir_v1_tail_proto_goTypes = []any{
 	(*TailRequest)(nil),  // 0: weir.v1.TailRequest
 	(*TailResponse)(nil), // 1: weir.v1.TailResponse
 	(*TailRecord)(nil),   // 2: weir.v1.TailRecord
-	(*Record)(nil),       // 3: weir.v1.Record
+	(*LogRecord)(nil),    // 3: weir.v1.LogRecord
 }
 var file_weir_v1_tail_proto_depIdxs = []int32{
 	2, // 0: weir.v1.TailResponse.records:type_name -> weir.v1.TailRecord
-	3, // 1: weir.v1.TailRecord.record:type_name -> weir.v1.Record
+	3, // 1: weir.v1.TailRecord.record:type_name -> weir.v1.LogRecord
 	0, // 2: weir.v1.TailService.Tail:input_type -> weir.v1.TailRequest
 	1, // 3: weir.v1.TailService.Tail:output_type -> weir.v1.TailResponse
 	3, // [3:4] is the sub-list for method output_type
