@@ -435,7 +435,7 @@ func TestArrowErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ack.GetBatchId() != uint64(i) || ack.GetErrorCode() != c.code.String() || ack.GetAccepted() != 0 {
+		if ack.GetBatchId() != uint64(i) || ack.GetCode() != weirv1.ErrorCode(c.code) || ack.GetErrorCode() != c.code.String() || ack.GetAccepted() != 0 {
 			t.Errorf("%s: stream ack %+v", c.name, ack)
 		}
 	}

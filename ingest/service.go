@@ -275,10 +275,14 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 const maxLevelWaits = 256
 
 // ackOf builds the acknowledgement of a batch at a level, or of its error.
+// An error's Connect code goes in code, and its name in the deprecated
+// error_code for clients that read only that.
 func ackOf(id uint64, res pushed, level buffer.Level, err error) *weirv1.PushStreamResponse {
 	ack := &weirv1.PushStreamResponse{BatchId: id}
 	if err != nil {
-		ack.ErrorCode = connect.CodeOf(err).String()
+		code := connect.CodeOf(err)
+		ack.Code = weirv1.ErrorCode(code)
+		ack.ErrorCode = code.String()
 		ack.ErrorMessage = errMessage(err)
 		return ack
 	}

@@ -120,14 +120,14 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	ack, err := st.Receive()
-	if err != nil || ack.GetBatchId() != 7 || ack.GetErrorCode() != "resource_exhausted" {
+	if err != nil || ack.GetBatchId() != 7 || ack.GetCode() != weirv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED || ack.GetErrorCode() != "resource_exhausted" {
 		t.Fatalf("stream ack %v, %v", ack, err)
 	}
 	close(gate)
 	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 8, Stream: "app", Records: []*weirv1.LogRecord{{Body: "z"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if ack, err := st.Receive(); err != nil || ack.GetBatchId() != 8 || ack.GetErrorCode() != "" || ack.GetAccepted() != 1 {
+	if ack, err := st.Receive(); err != nil || ack.GetBatchId() != 8 || ack.GetCode() != weirv1.ErrorCode_ERROR_CODE_UNSPECIFIED || ack.GetErrorCode() != "" || ack.GetAccepted() != 1 {
 		t.Fatalf("ack after the consumer resumed: %v, %v", ack, err)
 	}
 	st.CloseRequest()
@@ -175,3 +175,29 @@ func TestValueText(t *testing.T) {
 }
 
 func errorsAs(err error, target **connect.Error) bool { return errors.As(err, target) }
+
+// TestAckOf checks that a PushStream acknowledgement carries an error's
+// Connect code both as the typed code and as the deprecated name, that
+// ErrorCode mirrors every Connect code by number and name, and that a
+// success leaves both unset.
+func TestAckOf(t *testing.T) {
+	t.Parallel()
+	for c := connect.CodeCanceled; c <= connect.CodeUnauthenticated; c++ {
+		ack := ackOf(3, pushed{}, buffer.Accepted, connect.NewError(c, errors.New("no")))
+		if ack.GetCode() != weirv1.ErrorCode(c) || ack.GetErrorCode() != c.String() || ack.GetErrorMessage() != "no" || ack.GetAccepted() != 0 || ack.GetBatchId() != 3 {
+			t.Errorf("%s: ack %+v", c, ack)
+		}
+		if want := "ERROR_CODE_" + strings.ToUpper(c.String()); ack.GetCode().String() != want {
+			t.Errorf("connect code %d (%s) is %s in weir.v1.ErrorCode, want %s", c, c, ack.GetCode(), want)
+		}
+	}
+	// An error without a Connect code is UNKNOWN, as Connect reports it.
+	if ack := ackOf(4, pushed{}, buffer.Accepted, errors.New("plain")); ack.GetCode() != weirv1.ErrorCode_ERROR_CODE_UNKNOWN || ack.GetErrorCode() != "unknown" || ack.GetErrorMessage() != "plain" {
+		t.Errorf("plain error: ack %+v", ack)
+	}
+	ack := ackOf(5, pushed{n: 7, dup: true, dead: 2}, buffer.Durable, nil)
+	if ack.GetCode() != weirv1.ErrorCode_ERROR_CODE_UNSPECIFIED || ack.GetErrorCode() != "" || ack.GetErrorMessage() != "" ||
+		ack.GetAccepted() != 7 || !ack.GetDuplicate() || ack.GetDeadLettered() != 2 || ack.GetAckLevel() != weirv1.AckLevel_ACK_LEVEL_DURABLE {
+		t.Errorf("success: ack %+v", ack)
+	}
+}

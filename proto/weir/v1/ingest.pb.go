@@ -80,6 +80,109 @@ func (AckLevel) EnumDescriptor() ([]byte, []int) {
 	return file_weir_v1_ingest_proto_rawDescGZIP(), []int{0}
 }
 
+// ErrorCode is a Connect (and gRPC) status code, with the same numbers:
+// a client converts it with connect.Code(code) in Go, or Code[...] from
+// @connectrpc/connect in TypeScript. Only codes other than OK appear, so
+// the zero value means no error.
+type ErrorCode int32
+
+const (
+	// No error: the batch was accepted.
+	ErrorCode_ERROR_CODE_UNSPECIFIED ErrorCode = 0
+	ErrorCode_ERROR_CODE_CANCELED    ErrorCode = 1
+	ErrorCode_ERROR_CODE_UNKNOWN     ErrorCode = 2
+	// The batch is malformed: bad stream name, bad record, bad Arrow IPC.
+	// Retrying it unchanged fails again.
+	ErrorCode_ERROR_CODE_INVALID_ARGUMENT  ErrorCode = 3
+	ErrorCode_ERROR_CODE_DEADLINE_EXCEEDED ErrorCode = 4
+	ErrorCode_ERROR_CODE_NOT_FOUND         ErrorCode = 5
+	ErrorCode_ERROR_CODE_ALREADY_EXISTS    ErrorCode = 6
+	ErrorCode_ERROR_CODE_PERMISSION_DENIED ErrorCode = 7
+	// The buffer or the disk is full, or a limit on streams or on the
+	// tenant's rate is reached: retry later.
+	ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED ErrorCode = 8
+	// An idempotent producer's sequence skipped ahead.
+	ErrorCode_ERROR_CODE_FAILED_PRECONDITION ErrorCode = 9
+	// An idempotent producer's batch with this sequence is still in flight.
+	ErrorCode_ERROR_CODE_ABORTED       ErrorCode = 10
+	ErrorCode_ERROR_CODE_OUT_OF_RANGE  ErrorCode = 11
+	ErrorCode_ERROR_CODE_UNIMPLEMENTED ErrorCode = 12
+	ErrorCode_ERROR_CODE_INTERNAL      ErrorCode = 13
+	// The server is shutting down: retry on a new stream.
+	ErrorCode_ERROR_CODE_UNAVAILABLE     ErrorCode = 14
+	ErrorCode_ERROR_CODE_DATA_LOSS       ErrorCode = 15
+	ErrorCode_ERROR_CODE_UNAUTHENTICATED ErrorCode = 16
+)
+
+// Enum value maps for ErrorCode.
+var (
+	ErrorCode_name = map[int32]string{
+		0:  "ERROR_CODE_UNSPECIFIED",
+		1:  "ERROR_CODE_CANCELED",
+		2:  "ERROR_CODE_UNKNOWN",
+		3:  "ERROR_CODE_INVALID_ARGUMENT",
+		4:  "ERROR_CODE_DEADLINE_EXCEEDED",
+		5:  "ERROR_CODE_NOT_FOUND",
+		6:  "ERROR_CODE_ALREADY_EXISTS",
+		7:  "ERROR_CODE_PERMISSION_DENIED",
+		8:  "ERROR_CODE_RESOURCE_EXHAUSTED",
+		9:  "ERROR_CODE_FAILED_PRECONDITION",
+		10: "ERROR_CODE_ABORTED",
+		11: "ERROR_CODE_OUT_OF_RANGE",
+		12: "ERROR_CODE_UNIMPLEMENTED",
+		13: "ERROR_CODE_INTERNAL",
+		14: "ERROR_CODE_UNAVAILABLE",
+		15: "ERROR_CODE_DATA_LOSS",
+		16: "ERROR_CODE_UNAUTHENTICATED",
+	}
+	ErrorCode_value = map[string]int32{
+		"ERROR_CODE_UNSPECIFIED":         0,
+		"ERROR_CODE_CANCELED":            1,
+		"ERROR_CODE_UNKNOWN":             2,
+		"ERROR_CODE_INVALID_ARGUMENT":    3,
+		"ERROR_CODE_DEADLINE_EXCEEDED":   4,
+		"ERROR_CODE_NOT_FOUND":           5,
+		"ERROR_CODE_ALREADY_EXISTS":      6,
+		"ERROR_CODE_PERMISSION_DENIED":   7,
+		"ERROR_CODE_RESOURCE_EXHAUSTED":  8,
+		"ERROR_CODE_FAILED_PRECONDITION": 9,
+		"ERROR_CODE_ABORTED":             10,
+		"ERROR_CODE_OUT_OF_RANGE":        11,
+		"ERROR_CODE_UNIMPLEMENTED":       12,
+		"ERROR_CODE_INTERNAL":            13,
+		"ERROR_CODE_UNAVAILABLE":         14,
+		"ERROR_CODE_DATA_LOSS":           15,
+		"ERROR_CODE_UNAUTHENTICATED":     16,
+	}
+)
+
+func (x ErrorCode) Enum() *ErrorCode {
+	p := new(ErrorCode)
+	*p = x
+	return p
+}
+
+func (x ErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_weir_v1_ingest_proto_enumTypes[1].Descriptor()
+}
+
+func (ErrorCode) Type() protoreflect.EnumType {
+	return &file_weir_v1_ingest_proto_enumTypes[1]
+}
+
+func (x ErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorCode.Descriptor instead.
+func (ErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_weir_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
 // PushRequest carries one batch for one stream.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -383,17 +486,21 @@ type PushStreamResponse struct {
 	BatchId uint64 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Number of records accepted: all of the batch, or zero on error.
 	Accepted uint32 `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	// Empty on success; otherwise the Connect error code name, such as
-	// "invalid_argument" or "resource_exhausted".
+	// Deprecated: use code. Empty on success; otherwise the name of the
+	// Connect error code, such as "invalid_argument" or
+	// "resource_exhausted". The server still sets it, alongside code.
 	ErrorCode string `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	// Human-readable reason when error_code is set.
+	// Human-readable reason when code is set.
 	ErrorMessage string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	// The level the batch reached, when error_code is empty.
+	// The level the batch reached, when code is unset.
 	AckLevel AckLevel `protobuf:"varint,5,opt,name=ack_level,json=ackLevel,proto3,enum=weir.v1.AckLevel" json:"ack_level,omitempty"`
 	// Set when this was a retry of a batch accepted before.
 	Duplicate bool `protobuf:"varint,6,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	// Of the accepted records, those sent to the _dead_letter stream.
-	DeadLettered  uint32 `protobuf:"varint,7,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	DeadLettered uint32 `protobuf:"varint,7,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`
+	// ERROR_CODE_UNSPECIFIED on success; otherwise why the batch was
+	// rejected, the code that Push would have failed with.
+	Code          ErrorCode `protobuf:"varint,8,opt,name=code,proto3,enum=weir.v1.ErrorCode" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +584,13 @@ func (x *PushStreamResponse) GetDeadLettered() uint32 {
 	return 0
 }
 
+func (x *PushStreamResponse) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
 var File_weir_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_weir_v1_ingest_proto_rawDesc = "" +
@@ -504,7 +618,7 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"producerId\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12$\n" +
 	"\x0eack_each_level\x18\a \x01(\bR\fackEachLevel\x12\x1b\n" +
-	"\tarrow_ipc\x18\b \x01(\fR\barrowIpc\"\x82\x02\n" +
+	"\tarrow_ipc\x18\b \x01(\fR\barrowIpc\"\xaa\x02\n" +
 	"\x12PushStreamResponse\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1d\n" +
@@ -513,12 +627,32 @@ const file_weir_v1_ingest_proto_rawDesc = "" +
 	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12.\n" +
 	"\tack_level\x18\x05 \x01(\x0e2\x11.weir.v1.AckLevelR\backLevel\x12\x1c\n" +
 	"\tduplicate\x18\x06 \x01(\bR\tduplicate\x12#\n" +
-	"\rdead_lettered\x18\a \x01(\rR\fdeadLettered*m\n" +
+	"\rdead_lettered\x18\a \x01(\rR\fdeadLettered\x12&\n" +
+	"\x04code\x18\b \x01(\x0e2\x12.weir.v1.ErrorCodeR\x04code*m\n" +
 	"\bAckLevel\x12\x19\n" +
 	"\x15ACK_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACK_LEVEL_ACCEPTED\x10\x01\x12\x15\n" +
 	"\x11ACK_LEVEL_DURABLE\x10\x02\x12\x17\n" +
-	"\x13ACK_LEVEL_COMMITTED\x10\x032\x8f\x01\n" +
+	"\x13ACK_LEVEL_COMMITTED\x10\x03*\xff\x03\n" +
+	"\tErrorCode\x12\x1a\n" +
+	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ERROR_CODE_CANCELED\x10\x01\x12\x16\n" +
+	"\x12ERROR_CODE_UNKNOWN\x10\x02\x12\x1f\n" +
+	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x03\x12 \n" +
+	"\x1cERROR_CODE_DEADLINE_EXCEEDED\x10\x04\x12\x18\n" +
+	"\x14ERROR_CODE_NOT_FOUND\x10\x05\x12\x1d\n" +
+	"\x19ERROR_CODE_ALREADY_EXISTS\x10\x06\x12 \n" +
+	"\x1cERROR_CODE_PERMISSION_DENIED\x10\a\x12!\n" +
+	"\x1dERROR_CODE_RESOURCE_EXHAUSTED\x10\b\x12\"\n" +
+	"\x1eERROR_CODE_FAILED_PRECONDITION\x10\t\x12\x16\n" +
+	"\x12ERROR_CODE_ABORTED\x10\n" +
+	"\x12\x1b\n" +
+	"\x17ERROR_CODE_OUT_OF_RANGE\x10\v\x12\x1c\n" +
+	"\x18ERROR_CODE_UNIMPLEMENTED\x10\f\x12\x17\n" +
+	"\x13ERROR_CODE_INTERNAL\x10\r\x12\x1a\n" +
+	"\x16ERROR_CODE_UNAVAILABLE\x10\x0e\x12\x18\n" +
+	"\x14ERROR_CODE_DATA_LOSS\x10\x0f\x12\x1e\n" +
+	"\x1aERROR_CODE_UNAUTHENTICATED\x10\x102\x8f\x01\n" +
 	"\rIngestService\x123\n" +
 	"\x04Push\x12\x14.weir.v1.PushRequest\x1a\x15.weir.v1.PushResponse\x12I\n" +
 	"\n" +
@@ -536,32 +670,34 @@ func file_weir_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_weir_v1_ingest_proto_rawDescData
 }
 
-var file_weir_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_weir_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_weir_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_weir_v1_ingest_proto_goTypes = []any{
 	(AckLevel)(0),              // 0: weir.v1.AckLevel
-	(*PushRequest)(nil),        // 1: weir.v1.PushRequest
-	(*PushResponse)(nil),       // 2: weir.v1.PushResponse
-	(*PushStreamRequest)(nil),  // 3: weir.v1.PushStreamRequest
-	(*PushStreamResponse)(nil), // 4: weir.v1.PushStreamResponse
-	(*LogRecord)(nil),          // 5: weir.v1.LogRecord
+	(ErrorCode)(0),             // 1: weir.v1.ErrorCode
+	(*PushRequest)(nil),        // 2: weir.v1.PushRequest
+	(*PushResponse)(nil),       // 3: weir.v1.PushResponse
+	(*PushStreamRequest)(nil),  // 4: weir.v1.PushStreamRequest
+	(*PushStreamResponse)(nil), // 5: weir.v1.PushStreamResponse
+	(*LogRecord)(nil),          // 6: weir.v1.LogRecord
 }
 var file_weir_v1_ingest_proto_depIdxs = []int32{
-	5, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.LogRecord
+	6, // 0: weir.v1.PushRequest.records:type_name -> weir.v1.LogRecord
 	0, // 1: weir.v1.PushRequest.ack_level:type_name -> weir.v1.AckLevel
 	0, // 2: weir.v1.PushResponse.ack_level:type_name -> weir.v1.AckLevel
-	5, // 3: weir.v1.PushStreamRequest.records:type_name -> weir.v1.LogRecord
+	6, // 3: weir.v1.PushStreamRequest.records:type_name -> weir.v1.LogRecord
 	0, // 4: weir.v1.PushStreamRequest.ack_level:type_name -> weir.v1.AckLevel
 	0, // 5: weir.v1.PushStreamResponse.ack_level:type_name -> weir.v1.AckLevel
-	1, // 6: weir.v1.IngestService.Push:input_type -> weir.v1.PushRequest
-	3, // 7: weir.v1.IngestService.PushStream:input_type -> weir.v1.PushStreamRequest
-	2, // 8: weir.v1.IngestService.Push:output_type -> weir.v1.PushResponse
-	4, // 9: weir.v1.IngestService.PushStream:output_type -> weir.v1.PushStreamResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1, // 6: weir.v1.PushStreamResponse.code:type_name -> weir.v1.ErrorCode
+	2, // 7: weir.v1.IngestService.Push:input_type -> weir.v1.PushRequest
+	4, // 8: weir.v1.IngestService.PushStream:input_type -> weir.v1.PushStreamRequest
+	3, // 9: weir.v1.IngestService.Push:output_type -> weir.v1.PushResponse
+	5, // 10: weir.v1.IngestService.PushStream:output_type -> weir.v1.PushStreamResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_weir_v1_ingest_proto_init() }
@@ -575,7 +711,7 @@ func file_weir_v1_ingest_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weir_v1_ingest_proto_rawDesc), len(file_weir_v1_ingest_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -273,6 +273,11 @@ func (m *PushStreamResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Code != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Code))
+		i--
+		dAtA[i] = 0x40
+	}
 	if m.DeadLettered != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.DeadLettered))
 		i--
@@ -444,6 +449,9 @@ func (m *PushStreamResponse) SizeVT() (n int) {
 	}
 	if m.DeadLettered != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.DeadLettered))
+	}
+	if m.Code != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.Code))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1243,6 +1251,25 @@ func (m *PushStreamResponse) UnmarshalVT(dAtA []byte) error {
 				b := dAtA[iNdEx]
 				iNdEx++
 				m.DeadLettered |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 8:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Code", wireType)
+			}
+			m.Code = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.Code |= ErrorCode(b&0x7F) << shift
 				if b < 0x80 {
 					break
 				}
