@@ -100,6 +100,9 @@ func (j *ndjsonWriter) appendRow(b []byte, vals []driver.Value) ([]byte, error) 
 
 func (j *ndjsonWriter) End(bool) error { return nil }
 
+// flushRow implements rowFlusher: Row writes each row whole.
+func (j *ndjsonWriter) flushRow() error { return nil }
+
 // jsonValue converts a DuckDB driver value to one encoding/json renders
 // faithfully: timestamps in RFC 3339, dates as YYYY-MM-DD, big numbers as
 // JSON numbers, non-finite floats as strings, UUIDs in their text form.
@@ -224,6 +227,11 @@ func (c *csvWriter) Row(vals []driver.Value) error {
 }
 
 func (c *csvWriter) End(bool) error {
+	return c.flushRow()
+}
+
+// flushRow implements rowFlusher.
+func (c *csvWriter) flushRow() error {
 	c.w.Flush()
 	return c.w.Error()
 }
@@ -392,22 +400,43 @@ func (a *arrowWriter) End(bool) error {
 	return a.ipc.Close()
 }
 
+// rowFlusher is implemented by the ResultWriters of the row formats (CSV
+// and JSON lines): after flushRow, everything written so far, which ends
+// on a row boundary, has reached the io.Writer.
+type rowFlusher interface {
+	flushRow() error
+}
+
 // chunkWriter collects encoded bytes and hands them on in chunks of about
-// size bytes; it backs the streaming Connect responses.
+// size bytes; it backs the streaming Connect responses. With rows set,
+// Write only collects, and EndRow, called between rows, hands the chunk
+// on once it has size bytes: each chunk then holds whole rows (a row
+// larger than size makes a chunk of its own). Without rows, Write cuts
+// at size bytes wherever that falls, which suits a byte stream such as
+// Arrow IPC.
 type chunkWriter struct {
 	buf  []byte
 	size int
+	rows bool
 	emit func([]byte) error
 }
 
 func (c *chunkWriter) Write(p []byte) (int, error) {
 	c.buf = append(c.buf, p...)
-	if len(c.buf) >= c.size {
+	if !c.rows && len(c.buf) >= c.size {
 		if err := c.Flush(); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
+}
+
+// EndRow marks a row boundary: the chunk is handed on if it is full.
+func (c *chunkWriter) EndRow() error {
+	if len(c.buf) >= c.size {
+		return c.Flush()
+	}
+	return nil
 }
 
 // Flush hands on what is buffered, if anything.

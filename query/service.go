@@ -60,6 +60,10 @@ func (s *Service) Query(ctx context.Context, req *connect.Request[weirv1.QueryRe
 	cw := &chunkWriter{size: chunkBytes, emit: cs.send}
 	cs.inner = NewWriter(f, cw)
 	cs.chunk = cw
+	if rf, ok := cs.inner.(rowFlusher); ok {
+		cs.rowFlush = rf
+		cw.rows = true
+	}
 	opt := Options{MaxRows: m.GetMaxRows(), Timeout: time.Duration(m.GetTimeoutMs()) * time.Millisecond}
 	if s.tenant != nil {
 		opt.Tenant = s.tenant(ctx)
@@ -87,14 +91,18 @@ func connectCode(err error) connect.Code {
 
 // connectSink turns a result into QueryResponse messages: the first
 // carries the columns, each carries about chunkBytes of data, and a last
-// one without data carries the row count and the truncation flag.
+// one without data carries the row count and the truncation flag. In the
+// row formats (CSV and JSON lines) each message's data ends on a row
+// boundary, so a client can decode every message on its own; the CSV
+// header is in the first.
 type connectSink struct {
-	stream *connect.ServerStream[weirv1.QueryResponse]
-	inner  ResultWriter
-	chunk  *chunkWriter
-	cols   []*weirv1.Column
-	sent   bool
-	rows   uint64
+	stream   *connect.ServerStream[weirv1.QueryResponse]
+	inner    ResultWriter
+	rowFlush rowFlusher // inner, in a row format; nil in Arrow
+	chunk    *chunkWriter
+	cols     []*weirv1.Column
+	sent     bool
+	rows     uint64
 }
 
 func (c *connectSink) send(data []byte) error {
@@ -110,12 +118,29 @@ func (c *connectSink) Begin(cols []Column) error {
 	for _, col := range cols {
 		c.cols = append(c.cols, &weirv1.Column{Name: col.Name, Type: col.Type})
 	}
-	return c.inner.Begin(cols)
+	if err := c.inner.Begin(cols); err != nil {
+		return err
+	}
+	return c.endRow()
 }
 
 func (c *connectSink) Row(vals []driver.Value) error {
 	c.rows++
-	return c.inner.Row(vals)
+	if err := c.inner.Row(vals); err != nil {
+		return err
+	}
+	return c.endRow()
+}
+
+// endRow lets the chunk end here, between two rows, in a row format.
+func (c *connectSink) endRow() error {
+	if c.rowFlush == nil {
+		return nil
+	}
+	if err := c.rowFlush.flushRow(); err != nil {
+		return err
+	}
+	return c.chunk.EndRow()
 }
 
 func (c *connectSink) End(truncated bool) error {

@@ -211,7 +211,9 @@ type QueryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Result columns; set on the first response only.
 	Columns []*Column `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
-	// A chunk of the result in the requested format.
+	// A chunk of the result in the requested format. In JSON and CSV each
+	// chunk holds whole rows (the CSV header is in the first), so each
+	// decodes on its own; an Arrow IPC stream is cut anywhere.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Total rows of the result; set on the last response, which carries no
 	// data.
