@@ -9,7 +9,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/weirlabs/weir/ingest/internal/streamname"
 	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/parse"
@@ -158,7 +157,7 @@ func (d *Decoder) Decode(body []byte, pathIndex string) []Item {
 		case it.Index == "":
 			it.fail(http.StatusBadRequest, typeValidation, "index is missing: name it in the action's _index or in the path (/<index>/_bulk)")
 		default:
-			stream, err := streamname.From(it.Index)
+			stream, err := record.StreamNameFrom(it.Index)
 			if err != nil {
 				it.fail(http.StatusBadRequest, typeIndexName, "index %s", err)
 				break

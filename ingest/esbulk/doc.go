@@ -6,7 +6,7 @@
 //
 // A bulk request's NDJSON is decoded at the edge (Decode): each index or
 // create action with its source document becomes a record.Record of the
-// stream its index names (streamname.From), the document flattened to
+// stream its index names (record.StreamNameFrom), the document flattened to
 // dotted attributes with message, @timestamp, the level and the ECS
 // resource fields (service.*, host.*, ...) mapped to the record's own
 // fields. The records go down the path of every push through

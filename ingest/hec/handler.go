@@ -143,7 +143,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) (body []byte, le
 
 // stream is the stream of an index.
 func (h *Handler) stream(index string) string {
-	if s := httpin.StreamName(index); s != "" {
+	if s, err := record.StreamNameFrom(index); err == nil {
 		return s
 	}
 	return h.cfg.DefaultStream

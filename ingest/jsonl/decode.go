@@ -114,7 +114,7 @@ func decodeLine(text []byte, p *Params) line {
 		if i := firstOf(kvs, []string{f}); i >= 0 {
 			r.Resource = append(r.Resource, kvs[i])
 			if stream == "" {
-				stream = httpin.StreamName(kvs[i].Value)
+				stream, _ = record.StreamNameFrom(kvs[i].Value)
 			}
 			kvs = slices.Delete(kvs, i, i+1)
 		}

@@ -28,7 +28,7 @@ type Config struct {
 	MaxBodyBytes int
 	// StreamLabels name the labels that pick an entry's stream, first
 	// first: the value of the first one present that makes a valid
-	// stream name (httpin.StreamName) is the stream.
+	// stream name (record.StreamNameFrom) is the stream.
 	StreamLabels []string
 	// DefaultStream takes the entries of streams with none of
 	// StreamLabels, and those whose labels cannot be read.
@@ -194,7 +194,7 @@ func (h *Handler) streamOf(labels []record.KV) string {
 	for _, l := range h.cfg.StreamLabels {
 		for _, kv := range labels {
 			if kv.Key == l {
-				if name := httpin.StreamName(kv.Value); name != "" {
+				if name, err := record.StreamNameFrom(kv.Value); err == nil {
 					return name
 				}
 			}

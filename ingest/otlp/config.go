@@ -3,7 +3,6 @@ package otlp
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -14,7 +13,7 @@ import (
 // by the request's Weir-Stream header (gRPC metadata weir-stream), which
 // must be a valid stream name; the value of StreamAttribute, looked up
 // in the record's resource attributes and then in its own attributes,
-// made into a stream name (see StreamName); DefaultStream.
+// made into a stream name (see record.StreamNameFrom); DefaultStream.
 type Config struct {
 	// Stream, when set, is the stream of every record, whatever the
 	// request says.
@@ -61,49 +60,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// maxStreamName is the length of the longest valid stream name.
-const maxStreamName = 64
-
-// StreamName makes an attribute value into a stream name: lower case,
-// each character outside [a-z0-9_] replaced by "_", cut to 64
-// characters. It returns "" when the result is still no valid stream
-// name (it is empty, starts with a digit or "_", or is reserved; see
-// record.ValidateStream). "Checkout-API" becomes "checkout_api".
-func StreamName(v string) string {
-	if v == "" {
-		return ""
-	}
-	var buf [maxStreamName]byte
-	n := 0
-	for i := 0; i < len(v) && n < maxStreamName; {
-		c := v[i]
-		size := 1
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '_':
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		default:
-			if c >= utf8.RuneSelf {
-				_, size = utf8.DecodeRuneInString(v[i:])
-			}
-			c = '_'
-		}
-		buf[n] = c
-		n++
-		i += size
-	}
-	name := string(buf[:n])
-	if record.ValidateStream(name) != nil {
-		return ""
-	}
-	return name
-}
-
 // streamOf returns the stream of records whose StreamAttribute value is
 // v (found is false when they have none).
 func (c *Config) streamOf(v string, found bool) string {
 	if found {
-		if s := StreamName(v); s != "" {
+		if s, err := record.StreamNameFrom(v); err == nil {
 			return s
 		}
 	}

@@ -323,18 +323,6 @@ func TestStreams(t *testing.T) {
 	}
 }
 
-func TestStreamName(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"checkout": "checkout", "Checkout-API": "checkout_api", "a.b/c d": "a_b_c_d", "café-Bar": "caf__bar", "ünï": "",
-		"": "", "9lives": "", "_x": "", "logs": "", "DuckDB_tables": "", strings.Repeat("a", 80): strings.Repeat("a", 64),
-	} {
-		if got := otlp.StreamName(in); got != want {
-			t.Errorf("StreamName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // stubSubmitter fails every Submit with err.
 type stubSubmitter struct{ err error }
 

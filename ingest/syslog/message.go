@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/weirlabs/weir/ingest/internal/streamname"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/parse"
 )
@@ -97,7 +96,7 @@ func (c *converter) convert(raw []byte, peer string) (rec record.Record, stream 
 	// each other's arrays when a record is submitted again.
 	rec.Attributes, rec.Resource = slices.Clip(rec.Attributes), slices.Clip(rec.Resource)
 	if c.fromApp && app != "" {
-		if s, err := streamname.From(app); err == nil {
+		if s, err := record.StreamNameFrom(app); err == nil {
 			stream = s
 		}
 	}

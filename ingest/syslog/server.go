@@ -23,7 +23,7 @@ type Config struct {
 	// is off.
 	TCPAddr, UDPAddr string
 	// Stream receives the records; with StreamFromAppName, a message's
-	// app-name (as streamname.From makes it a stream name) picks the
+	// app-name (as record.StreamNameFrom makes it a stream name) picks the
 	// stream instead, and Stream takes messages without a usable one.
 	Stream            string
 	StreamFromAppName bool

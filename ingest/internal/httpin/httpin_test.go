@@ -8,31 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
 )
-
-func TestStreamName(t *testing.T) {
-	for in, want := range map[string]string{
-		"app":                   "app",
-		"My-App/web":            "my_app_web",
-		"2024":                  "s2024",
-		"_internal":             "s_internal",
-		"main":                  "", // reserved
-		"LOGS":                  "",
-		"":                      "",
-		"é":                     "s__",
-		strings.Repeat("a", 90): strings.Repeat("a", 64),
-	} {
-		if got := httpin.StreamName(in); got != want {
-			t.Errorf("StreamName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
 
 func gz(t testing.TB, b []byte) []byte {
 	t.Helper()
