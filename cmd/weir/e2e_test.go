@@ -95,7 +95,7 @@ func TestLoghubEndToEnd(t *testing.T) {
 		stream := strings.ToLower(strings.TrimSuffix(filepath.Base(f), "_2k.log"))
 		want[stream] = countLines(t, f)
 		total += want[stream]
-		out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", f)
+		out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", "--guess-severity", f)
 		if err != nil {
 			t.Fatalf("push %s: %v: %s", f, err, out)
 		}
@@ -163,7 +163,7 @@ func TestLoghubEndToEnd(t *testing.T) {
 	equalCounts(t, "HDFS severity (Parquet)", countBy(t, s2.url, "SELECT severity_text, count(*) FROM hdfs GROUP BY 1"), hdfsLevels)
 
 	// New records continue the offsets of the published ones.
-	out, err = runWeir(t, "push", "--server", s2.url, "--stream", "hdfs", filepath.Join(loghubDir, "HDFS_2k.log"))
+	out, err = runWeir(t, "push", "--server", s2.url, "--stream", "hdfs", "--guess-severity", filepath.Join(loghubDir, "HDFS_2k.log"))
 	if err != nil {
 		t.Fatalf("second push: %v: %s", err, out)
 	}

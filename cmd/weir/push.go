@@ -13,9 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/transform/parse"
 )
 
 // maxLineBytes bounds one input line; longer lines are split.
@@ -30,8 +33,9 @@ func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	batch := fs.Int("batch", 1000, "lines per batch")
 	window := fs.Int("window", 8, "batches in flight before waiting for acknowledgements")
 	ack := fs.String("ack", "", "acknowledgement level: accepted, durable or committed (default: the server's, durable)")
+	guess := fs.Bool("guess-severity", false, "set each record's severity from a level word (INFO, WARNING, ...) among the line's first eight words, normalised as the server does (WARNING is WARN); a stream's severity processor on the server (docs/transforms.md) is the better tool")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: weir push --stream NAME [flags] [FILE ...]\n\nSends each line of the files (or of stdin) as a log record over a PushStream.")
+		fmt.Fprintln(stderr, "usage: weir push --stream NAME [flags] [FILE ...]\n\nSends each line of the files as a log record over a PushStream. With no FILE,\nor where FILE is -, reads stdin. On a terminal, shows progress on stderr.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,21 +70,39 @@ func pushCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		batch:   *batch,
 		window:  *window,
 		level:   level,
+		guess:   *guess,
 	}
-	var inputs []io.Reader
-	if fs.NArg() == 0 {
-		inputs = append(inputs, stdin)
+	names := fs.Args()
+	if len(names) == 0 {
+		names = []string{"-"}
 	}
-	for _, name := range fs.Args() {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
+	var (
+		inputs []io.Reader
+		total  int64 // bytes of the input, for the ETA; -1 when unknown
+	)
+	for _, name := range names {
+		var in io.Reader = stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
 		}
-		defer f.Close()
-		inputs = append(inputs, f)
+		inputs = append(inputs, in)
+		if size := inputSize(in); size >= 0 && total >= 0 {
+			total += size
+		} else {
+			total = -1
+		}
+	}
+	if isTerminal(stderr) {
+		p.progress = newProgress(stderr, total, time.Now)
 	}
 	start := time.Now()
 	n, err := p.run(ctx, io.MultiReader(inputs...))
+	p.progress.clear()
 	if err != nil {
 		return err
 	}
@@ -118,13 +140,39 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(r)
 }
 
+// inputSize is the size of a regular file, or -1 for any other input
+// (a pipe, a terminal).
+func inputSize(r io.Reader) int64 {
+	f, ok := r.(*os.File)
+	if !ok {
+		return -1
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return -1
+	}
+	return fi.Size()
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 type pusher struct {
-	client  weirv1connect.IngestServiceClient
-	stream  string
-	service string
-	batch   int
-	window  int
-	level   weirv1.AckLevel
+	client   weirv1connect.IngestServiceClient
+	stream   string
+	service  string
+	batch    int
+	window   int
+	level    weirv1.AckLevel
+	guess    bool      // guess severities from the lines' first words
+	progress *progress // nil: no progress shown
 }
 
 // run sends the lines of r in batches over one PushStream and waits for
@@ -167,8 +215,12 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 				cancel()
 				return
 			}
-			if ack.GetErrorCode() != "" {
-				ackErr = fmt.Errorf("batch %d rejected: %s: %s", ack.GetBatchId(), ack.GetErrorCode(), ack.GetErrorMessage())
+			if code := ack.GetCode(); code != weirv1.ErrorCode_ERROR_CODE_UNSPECIFIED || ack.GetErrorCode() != "" {
+				name := ack.GetErrorCode() // from a server that sets only that
+				if code != weirv1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+					name = connect.Code(code).String()
+				}
+				ackErr = fmt.Errorf("batch %d rejected: %s: %s", ack.GetBatchId(), name, ack.GetErrorMessage())
 				cancel()
 				return
 			}
@@ -211,14 +263,18 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 	)
 	ok := true
 	for ok && sc.Scan() {
+		p.progress.add(len(sc.Bytes()) + 1)
 		line := strings.TrimRight(sc.Text(), "\r")
 		line = strings.ToValidUTF8(line, "\uFFFD")
-		recs = append(recs, &weirv1.LogRecord{
+		rec := &weirv1.LogRecord{
 			ObservedTimeUnixNano: uint64(time.Now().UnixNano()),
-			SeverityText:         guessSeverity(line),
 			Body:                 line,
 			Resource:             resource,
-		})
+		}
+		if p.guess {
+			rec.SeverityText = guessSeverity(line)
+		}
+		recs = append(recs, rec)
 		if len(recs) == p.batch {
 			id++
 			ok = send(id, recs)
@@ -249,10 +305,14 @@ func (p *pusher) run(ctx context.Context, r io.Reader) (int64, error) {
 }
 
 // guessSeverity finds a severity word among the first fields of a log
-// line, such as "INFO" in "081109 203615 148 INFO dfs.DataNode: ...". It
-// is deliberately simple: full parsing belongs to the server's
-// transforms. Only words of four letters or more count, so that short
-// tokens in timestamps and ids do not.
+// line, such as "INFO" in "081109 203615 148 INFO dfs.DataNode: ...", and
+// returns its OpenTelemetry name as the server's severity processor
+// normalises it (parse.Severity): "WARN" for "warning", "FATAL" for
+// "CRITICAL". It is deliberately simple, and wrong on lines whose first
+// words include a level word used otherwise ("Setting BTCoex Config" is
+// INFO): full parsing belongs to the server's transforms. Only words of
+// four letters or more count, so that short tokens in timestamps and ids
+// do not.
 func guessSeverity(line string) string {
 	fields := 0
 	for len(line) > 0 && fields < 8 {
@@ -268,9 +328,92 @@ func guessSeverity(line string) string {
 		}
 		fields++
 		tok = strings.Trim(tok, "[]():,<>")
-		if len(tok) >= 4 && record.ParseSeverity(tok) != 0 {
-			return strings.ToUpper(tok)
+		if len(tok) < 4 {
+			continue
+		}
+		if n, name := parse.Severity(tok); n != 0 {
+			return name
 		}
 	}
 	return ""
+}
+
+// progressEvery bounds how often the progress line is redrawn.
+const progressEvery = 250 * time.Millisecond
+
+// progress draws one line on a terminal, redrawn in place at most every
+// progressEvery: the records and bytes read so far, the rate, and with a
+// known input size the share done and the time left. Its methods do
+// nothing on a nil *progress, which is what a push whose stderr is not a
+// terminal has. Not safe for concurrent use.
+type progress struct {
+	w       io.Writer
+	now     func() time.Time
+	total   int64 // bytes of the input; -1 when unknown
+	start   time.Time
+	last    time.Time // of the last redraw
+	records int64
+	bytes   int64
+	drawn   bool
+}
+
+func newProgress(w io.Writer, total int64, now func() time.Time) *progress {
+	t := now()
+	return &progress{w: w, now: now, total: total, start: t, last: t}
+}
+
+// add counts one record of n input bytes and redraws the line when it is
+// due.
+func (p *progress) add(n int) {
+	if p == nil {
+		return
+	}
+	p.records++
+	p.bytes += int64(n)
+	if t := p.now(); t.Sub(p.last) >= progressEvery {
+		p.last = t
+		p.draw(t)
+	}
+}
+
+func (p *progress) draw(t time.Time) {
+	el := t.Sub(p.start).Seconds()
+	line := fmt.Sprintf("%d records, %s", p.records, formatBytes(p.bytes))
+	if p.total > 0 {
+		line += fmt.Sprintf(" of %s (%.0f%%)", formatBytes(p.total), 100*float64(min(p.bytes, p.total))/float64(p.total))
+	}
+	if el > 0 {
+		line += fmt.Sprintf(", %.0f records/s", float64(p.records)/el)
+		if p.total > 0 && p.bytes > 0 {
+			left := time.Duration(float64(max(p.total-p.bytes, 0)) / (float64(p.bytes) / el) * float64(time.Second))
+			line += ", ETA " + left.Round(time.Second).String()
+		}
+	}
+	// Carriage return, the line, and erase what a longer line left.
+	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
+	p.drawn = true
+}
+
+// clear erases the line, if one was drawn, before the summary is printed.
+func (p *progress) clear() {
+	if p == nil || !p.drawn {
+		return
+	}
+	fmt.Fprint(p.w, "\r\x1b[K")
+	p.drawn = false
+}
+
+// formatBytes renders n in the largest binary unit that keeps it at 1 or
+// more: "512 B", "1.5 KiB", "12.0 MiB".
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

@@ -203,7 +203,7 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 		stream := strings.ToLower(strings.TrimSuffix(filepath.Base(f), "_2k.log"))
 		streams = append(streams, stream)
 		want[stream] = countLines(t, f)
-		if out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", f); err != nil {
+		if out, err := runWeir(t, "push", "--server", s.url, "--stream", stream, "--batch", "500", "--guess-severity", f); err != nil {
 			t.Fatalf("push %s: %v: %s", f, err, out)
 		}
 	}
@@ -253,7 +253,7 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = startServer(t, data, withConfigFile(t, filepath.Join("..", "..", "examples", "loghub.yaml")))
-	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
+	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", "--guess-severity", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
 		t.Fatalf("push: %v: %s", err, out)
 	}
 	waitCount(t, s.url, "SELECT count(*) FROM hdfs WHERE body NOT LIKE '%ui tail%'", 2*want["hdfs"])

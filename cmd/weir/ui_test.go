@@ -29,7 +29,7 @@ import (
 // the UI, mounted at "/", leaves every other route alone.
 func TestUIServed(t *testing.T) {
 	s := startServer(t, "", nil)
-	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
+	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", "--guess-severity", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
 		t.Fatalf("push: %v: %s", err, out)
 	}
 	waitCount(t, s.url, "SELECT count(*) FROM logs", 2000)
@@ -508,14 +508,14 @@ func sqlInt(t *testing.T, url, sql string) int64 {
 	return n
 }
 
-// pushLine pushes one line to a stream with `weir push`.
+// pushLine pushes one line to a stream with `weir push --guess-severity`.
 func pushLine(t *testing.T, url, stream, line string) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "line.log")
 	if err := os.WriteFile(f, []byte(line+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := runWeir(t, "push", "--server", url, "--stream", stream, f); err != nil {
+	if out, err := runWeir(t, "push", "--server", url, "--stream", stream, "--guess-severity", f); err != nil {
 		t.Fatalf("push: %v: %s", err, out)
 	}
 }

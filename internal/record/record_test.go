@@ -18,6 +18,7 @@ func TestSeverityRoundTrip(t *testing.T) {
 	for text, want := range map[string]int32{
 		"info": SeverityInfo, "Warning": SeverityWarn, "E": SeverityError, "notice": SeverityInfo,
 		"CRITICAL": SeverityFatal, " debug ": SeverityDebug, "error3": SeverityError + 2, "": 0, "bogus": 0,
+		"FAIL": SeverityError, "failed": SeverityError, "FAILURE": SeverityError, "WARNING": SeverityWarn,
 	} {
 		if got := ParseSeverity(text); got != want {
 			t.Errorf("ParseSeverity(%q) = %d, want %d", text, got, want)

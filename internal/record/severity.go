@@ -30,7 +30,11 @@ func SeverityText(n int32) string {
 // ParseSeverity maps a severity text to an OpenTelemetry severity number.
 // It knows the OpenTelemetry names (with their step suffix 2..4), syslog
 // names and the common short and long spellings in any case; it returns 0
-// for text it does not know.
+// for text it does not know. This table is the one place weir names
+// severities: the server's severity processor, the ingest decoders and
+// weir push --guess-severity all map through it, and SeverityText of its
+// answer is the normalised name (WARNING is WARN, CRITICAL is FATAL,
+// FAILED is ERROR).
 func ParseSeverity(text string) int32 {
 	t := strings.TrimSpace(text)
 	if len(t) == 0 || len(t) > 16 {
@@ -52,7 +56,7 @@ func ParseSeverity(text string) int32 {
 		base = SeverityInfo
 	case "WARN", "WARNING", "WRN", "W":
 		base = SeverityWarn
-	case "ERROR", "ERR", "E", "SEVERE", "FAIL", "FAILURE":
+	case "ERROR", "ERR", "E", "SEVERE", "FAIL", "FAILED", "FAILURE":
 		base = SeverityError
 	case "FATAL", "FTL", "F", "CRITICAL", "CRIT", "ALERT", "EMERG", "EMERGENCY", "PANIC":
 		base = SeverityFatal
