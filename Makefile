@@ -38,11 +38,15 @@ lint: ## go vet, gofmt and buf lint
 generate: ## Regenerate the protobuf and Connect code
 	buf generate
 
+.PHONY: generate-node
+generate-node: ## Regenerate the Node.js example's code (needs node and npm)
+	cd examples/node && npm ci --no-audit --no-fund && buf generate
+
 .PHONY: checkgenerate
-checkgenerate: generate ## Fail if the generated code is not current
+checkgenerate: generate generate-node ## Fail if the generated code is not current
 	buf lint
-	@git diff --exit-code -- proto || (echo "generated code is stale: run make generate"; exit 1)
-	@test -z "$$(git status --porcelain --untracked-files=all -- proto)" || (git status --porcelain -- proto; echo "generated code is stale: run make generate"; exit 1)
+	@git diff --exit-code -- proto examples/node/gen || (echo "generated code is stale: run make generate generate-node"; exit 1)
+	@test -z "$$(git status --porcelain --untracked-files=all -- proto examples/node/gen)" || (git status --porcelain -- proto examples/node/gen; echo "generated code is stale: run make generate generate-node"; exit 1)
 
 .PHONY: tools
 tools: ## Install the pinned code generators and test tools
