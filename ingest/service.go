@@ -115,6 +115,8 @@ type Service struct {
 	mem  memory.Allocator
 	now  func() time.Time
 	rate *tenantLimiter
+	// endpoints counts pushes by the endpoint they came through.
+	endpoints endpoints
 }
 
 var _ weirv1connect.IngestServiceHandler = (*Service)(nil)
@@ -318,15 +320,18 @@ type payload struct {
 
 // push validates, converts and processes one batch and hands the results
 // to the buffer (see submit). Errors are *connect.Error.
-func (s *Service) push(ctx context.Context, tenant, stream string, p payload, level buffer.Level, producer string, seq uint64, wait bool) (pushed, error) {
+func (s *Service) push(ctx context.Context, tenant, stream string, p payload, level buffer.Level, producer string, seq uint64, wait bool) (res pushed, err error) {
+	size := 0
+	defer func() { s.endpoints.done(ctx, res.n, size, res.dead, err) }()
 	b, err := s.batchOf(tenant, stream, p, producer, seq)
 	if err != nil {
 		return pushed{}, err
 	}
+	size = b.Bytes
 	if err := s.rate.take(tenant, len(b.Records), b.Bytes); err != nil {
 		return pushed{}, err
 	}
-	res := pushed{n: len(b.Records)}
+	res = pushed{n: len(b.Records)}
 	var partsBuf [4]*record.Batch
 	parts, err := s.proc.Process(partsBuf[:0], b)
 	if err != nil {

@@ -37,8 +37,9 @@ type Result struct {
 //
 // Errors are *connect.Error; HTTPStatus maps them to a status code for
 // protocols that speak plain HTTP.
-func (s *Service) Submit(ctx context.Context, stream string, recs []record.Record, rejects []error, level buffer.Level) (Result, error) {
-	var res Result
+func (s *Service) Submit(ctx context.Context, stream string, recs []record.Record, rejects []error, level buffer.Level) (res Result, err error) {
+	size := 0
+	defer func() { s.endpoints.done(ctx, res.Records, size, res.DeadLettered, err) }()
 	if err := record.ValidateStream(stream); err != nil {
 		return res, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -59,6 +60,7 @@ func (s *Service) Submit(ctx context.Context, stream string, recs []record.Recor
 			}
 		}
 		b := record.NewBatch(tenant, stream, part)
+		size += b.Bytes
 		if err := s.rate.take(tenant, len(part), b.Bytes); err != nil {
 			return res, err
 		}

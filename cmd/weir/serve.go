@@ -33,6 +33,7 @@ import (
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
+	"github.com/weirlabs/weir/internal/ui"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -141,7 +142,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return err
 	}
 	defer func() { err = errors.Join(err, engine.Close()) }()
-	uiHandler, err := newUIHandler(cfg, engine)
+	var ing *ingest.Service // built below, before the server takes requests
+	uiHandler, err := newUIHandler(cfg, engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(ing, auth.TenantOf(ctx)) })
 	if err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
-	ing, err := ingest.NewService(cfg.ingest(), pipe, buf, log)
+	ing, err = ingest.NewService(cfg.ingest(), pipe, buf, log)
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
@@ -230,7 +232,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe})
+		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe}, endpointCollector{ing})
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).
@@ -281,7 +283,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	// The host check comes first, so a rebinding page learns nothing,
 	// not even whether a key is needed; then the key and its roles.
-	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(mux))
+	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux)))
 	srv, err := newHTTPServer(&cfg, stageLabels(front), handlerCtx)
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))

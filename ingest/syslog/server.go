@@ -146,7 +146,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ingest.WithEndpoint(context.Background(), "syslog"))
 	return &Server{
 		cfg: cfg, deps: deps, log: deps.Log, conv: newConverter(cfg.Stream, cfg.StreamFromAppName),
 		slots: make(chan struct{}, cfg.MaxConnections), stop: make(chan struct{}),

@@ -108,6 +108,7 @@ func DefaultRules() []Rule {
 		Prefix("/grpc.reflection.", ""),
 		Exact("/v1/sql", RoleQuery),
 		Exact("/ui/schema", RoleQuery),
+		Exact("/ui/ingest", RoleQuery),
 		Exact("/ui/dashboards", RoleQuery),
 		Exact("/metrics", RoleMetrics),
 

@@ -32,6 +32,20 @@ type Config struct {
 	// concurrently, honour ctx, and bound the rows it returns. Nil makes
 	// /ui/schema answer 501 Not Implemented.
 	Query func(ctx context.Context, sql string) ([]map[string]any, error)
+	// Ingest returns the caller's counters by ingest endpoint, for GET
+	// /ui/ingest and the overview. It must be safe to call concurrently.
+	// Nil makes /ui/ingest answer an empty list.
+	Ingest func(ctx context.Context) []IngestEndpoint
+}
+
+// IngestEndpoint counts the records one ingest endpoint (protocol) took
+// since the server started.
+type IngestEndpoint struct {
+	Endpoint     string           `json:"endpoint"`
+	Records      int64            `json:"records"`
+	Bytes        int64            `json:"bytes"`
+	DeadLettered int64            `json:"dead_lettered"`
+	Errors       map[string]int64 `json:"errors"`
 }
 
 // Handler returns the UI's HTTP handler. It serves
@@ -39,6 +53,7 @@ type Config struct {
 //   - the application at / (index.html) and its static assets;
 //   - GET /ui/dashboards: the dashboards as JSON;
 //   - GET /ui/schema: streams, columns and attribute keys (see schema.go);
+//   - GET /ui/ingest: {"endpoints": [IngestEndpoint...]};
 //
 // and answers 404 for any other path, so it can be mounted at "/" as the
 // fallback of a mux with more specific routes. The dashboards are parsed
@@ -64,6 +79,15 @@ func Handler(cfg Config) (http.Handler, error) {
 		w.Write(dashJSON)
 	}))
 	mux.Handle("/ui/schema", getOnly(schemaHandler{query: cfg.Query}.ServeHTTP))
+	mux.Handle("/ui/ingest", getOnly(func(w http.ResponseWriter, r *http.Request) {
+		eps := []IngestEndpoint{}
+		if cfg.Ingest != nil {
+			eps = append(eps, cfg.Ingest(r.Context())...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(map[string]any{"endpoints": eps})
+	}))
 	mux.Handle("/", files)
 	return secureHeaders(mux), nil
 }

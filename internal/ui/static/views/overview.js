@@ -1,7 +1,7 @@
 // Overview: volume over time by severity, totals per stream and service,
 // and the ingest rate.
 
-import {sql} from '../api.js';
+import {sql, getJSON} from '../api.js';
 import {h, clear, fmtNum, fmtTime, fmtDuration, errorBox, isAbort, Loads} from '../dom.js';
 import {rangeConds, where, bucketFor, SEVERITIES, SEV_CLASS_SQL, int, filtersToParams, emptyFilters} from '../sqlutil.js';
 import {stackedHistogram, swatch, chartWidth} from '../chart.js';
@@ -30,7 +30,7 @@ async function load() {
     const range = await ctx.resolveRange({signal});
     const bucket = bucketFor(range, 80);
     const w = where(rangeConds(range));
-    const [hist, streams, services, rate] = await Promise.all([
+    const [hist, streams, services, rate, ingest] = await Promise.all([
       sql(`SELECT (epoch_ms(timestamp) // ${int(bucket)}) * ${int(bucket)} AS t, ${SEV_CLASS_SQL} AS c, count(*) AS n
         FROM logs ${w} GROUP BY ALL`, {signal, maxRows: 100000}),
       sql(`SELECT stream, count(*) AS records, count(*) FILTER (WHERE severity_number BETWEEN 13 AND 16) AS warnings,
@@ -40,9 +40,10 @@ async function load() {
         count(*) FILTER (WHERE severity_number >= 17) AS errors
         FROM logs ${w} GROUP BY service ORDER BY records DESC, service LIMIT 100`, {signal}),
       sql(`SELECT count(*) AS n FROM logs WHERE observed_timestamp >= now() - INTERVAL 1 MINUTE`, {signal}),
+      getJSON('/ui/ingest', {signal}),
     ]);
     if (signal.aborted) return;
-    render(body, range, bucket, hist, streams, services, rate);
+    render(body, range, bucket, hist, streams, services, rate, ingest.endpoints || []);
     el.dataset.state = 'ready';
   } catch (err) {
     if (isAbort(err)) return;
@@ -51,7 +52,7 @@ async function load() {
   }
 }
 
-function render(body, range, bucket, hist, streams, services, rate) {
+function render(body, range, bucket, hist, streams, services, rate, endpoints) {
   const total = streams.rows.reduce((a, r) => a + Number(r.records), 0);
   const warnings = streams.rows.reduce((a, r) => a + Number(r.warnings), 0);
   const errs = streams.rows.reduce((a, r) => a + Number(r.errors), 0);
@@ -64,7 +65,8 @@ function render(body, range, bucket, hist, streams, services, rate) {
 
   if (total === 0) {
     clear(body, stats, h('div', {class: 'card empty', id: 'ov-empty'}, `No records in ${ctx.rangeLabel()}. `,
-      ctx.range.kind !== 'all' ? h('button', {type: 'button', onclick: () => ctx.setRange({kind: 'all'})}, 'Show all time') : null));
+      ctx.range.kind !== 'all' ? h('button', {type: 'button', onclick: () => ctx.setRange({kind: 'all'})}, 'Show all time') : null),
+    ingestCard(endpoints));
     return;
   }
   const series = SEVERITIES.map((sv) => ({key: sv.c, label: sv.name, color: sv.color, counts: new Map()}));
@@ -97,7 +99,29 @@ function render(body, range, bucket, hist, streams, services, rate) {
         h('td', {class: 'num'}, `${(100 * Number(r.records) / total).toFixed(1)}%`)))))));
   clear(body, stats, histCard, h('div', {class: 'row'},
     totalsTable('ov-streams', 'Records per stream', 'Stream', 'stream', streams),
-    totalsTable('ov-services', 'Records per service', 'Service', 'service', services)));
+    totalsTable('ov-services', 'Records per service', 'Service', 'service', services)),
+  ingestCard(endpoints));
+}
+
+// ingestCard shows what each ingest endpoint (protocol) took since the
+// server started: records, bytes, dead letters and refused pushes.
+function ingestCard(endpoints) {
+  if (endpoints.length === 0) return null;
+  const refused = (e) => Object.values(e.errors || {}).reduce((a, n) => a + Number(n), 0);
+  const reasons = (e) => Object.entries(e.errors || {}).map(([code, n]) => `${code} ${fmtNum(n)}`).join(', ');
+  return h('div', {class: 'card', id: 'ov-ingest'},
+    h('h3', {}, 'Ingest by endpoint, since the server started'),
+    h('div', {class: 'scroll'}, h('table', {class: 'grid'},
+      h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Endpoint'), h('th', {class: 'num', scope: 'col'}, 'Records'),
+        h('th', {class: 'num', scope: 'col'}, 'Bytes'), h('th', {class: 'num', scope: 'col'}, 'Dead letters'),
+        h('th', {class: 'num', scope: 'col'}, 'Refused'), h('th', {scope: 'col'}, 'Why refused'))),
+      h('tbody', {}, endpoints.map((e) => h('tr', {'data-endpoint': e.endpoint},
+        h('td', {}, e.endpoint),
+        h('td', {class: 'num'}, fmtNum(e.records)),
+        h('td', {class: 'num'}, fmtNum(e.bytes)),
+        h('td', {class: 'num'}, fmtNum(e.dead_lettered)),
+        h('td', {class: 'num'}, fmtNum(refused(e))),
+        h('td', {}, reasons(e))))))));
 }
 
 function stat(label, value, note, id) {
