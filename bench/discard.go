@@ -57,7 +57,8 @@ func (Discard) PushStream(_ context.Context, st *connect.BidiStream[weirv1.PushS
 		ack := &weirv1.PushStreamResponse{BatchId: req.GetBatchId(), AckLevel: req.GetAckLevel()}
 		n, err := discardCount(req.GetRecords(), req.GetArrowIpc())
 		if err != nil {
-			ack.ErrorCode, ack.ErrorMessage = connect.CodeOf(err).String(), err.Error()
+			code := connect.CodeOf(err)
+			ack.Code, ack.ErrorCode, ack.ErrorMessage = weirv1.ErrorCode(code), code.String(), err.Error()
 		}
 		ack.Accepted = uint32(n)
 		if err := st.Send(ack); err != nil {
