@@ -16,7 +16,7 @@ import (
 	"github.com/weirlabs/weir/transform"
 )
 
-func openEngine(t *testing.T, dir string) *Engine {
+func openEngine(t testing.TB, dir string) *Engine {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
