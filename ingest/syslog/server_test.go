@@ -241,11 +241,12 @@ func TestShutdownDrains(t *testing.T) {
 		fmt.Fprintf(conn, "<14>1 - h app - - - m%d\n", i)
 	}
 	// Wait until the server has read the lines: the connection counts.
-	for deadline := time.Now().Add(10 * time.Second); s.Stats().Messages < 5; {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Messages < 5; <-tick.C {
 		if time.Now().After(deadline) {
 			t.Fatalf("stats %+v", s.Stats())
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
