@@ -393,6 +393,39 @@ func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
 	c.changedLocked(p.Stream)
 }
 
+// removed: see Engine.Removed.
+func (c *catalog) removed(files []sink.FileInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		for _, f := range files {
+			if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				c.log.Warn("remove expired file", "path", f.Path, "err", err)
+			}
+		}
+		return
+	}
+	byStream := map[string]map[string]bool{}
+	for _, f := range files {
+		s := f.Partition.Stream
+		if byStream[s] == nil {
+			byStream[s] = map[string]bool{}
+		}
+		byStream[s][f.Path] = true
+	}
+	for s, gone := range byStream {
+		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
+		sf := &stagedFile{stream: s}
+		for p := range gone {
+			sf.segments = append(sf.segments, p)
+		}
+		// Retired like staging links: deleted once the views no longer
+		// list them and no query that started before is running.
+		c.retiring = append(c.retiring, sf)
+		c.changedLocked(s)
+	}
+}
+
 // abandoned: see Engine.Abandoned.
 func (c *catalog) abandoned(f sink.FileInfo) {
 	c.mu.Lock()

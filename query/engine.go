@@ -310,6 +310,25 @@ func (e *Engine) Replaced(f sink.FileInfo, old []sink.FileInfo) {
 	c.replaced(f, old)
 }
 
+// Removed drops files that retention removed from the lake from their
+// tenants' views, in one view change per tenant (within moments, see
+// Sync), and deletes them once no running query can see them. It
+// implements sink.Observer.
+func (e *Engine) Removed(files []sink.FileInfo) {
+	byTenant := map[string][]sink.FileInfo{}
+	for _, f := range files {
+		byTenant[f.Partition.Tenant] = append(byTenant[f.Partition.Tenant], f)
+	}
+	for tenant, fs := range byTenant {
+		c, err := e.catalog(tenant)
+		if err != nil {
+			e.log.Error("query: removed files of an unknown tenant stay on disk", "tenant", tenant, "err", err)
+			continue
+		}
+		c.removed(fs)
+	}
+}
+
 // Abandoned forgets the staged rows of f, which will never be published.
 // It implements sink.Observer.
 func (e *Engine) Abandoned(f sink.FileInfo) {

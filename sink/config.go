@@ -50,6 +50,11 @@ type Config struct {
 	// ZstdLevel); compaction runs off the ingest path, so it can afford
 	// more than ZstdLevel.
 	CompactZstdLevel int
+
+	// Retention removes published files once their rows are older than
+	// their stream's period; the zero value keeps everything. See
+	// Lake.Retain.
+	Retention Retention
 }
 
 // DefaultConfig returns the defaults; Dir must still be set.
@@ -114,7 +119,7 @@ func (c Config) Validate() error {
 	case c.CompactAge > 0 && (c.CompactZstdLevel < 1 || c.CompactZstdLevel > 22):
 		return fmt.Errorf("sink: CompactZstdLevel must be in [1, 22], got %d", c.CompactZstdLevel)
 	}
-	return nil
+	return c.Retention.validate()
 }
 
 // tick is how often the age publisher looks for files due.

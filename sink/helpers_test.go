@@ -163,6 +163,7 @@ func offsetsIn(t *testing.T, files []sink.FileInfo) map[int64]int {
 type event struct {
 	published bool
 	abandoned bool
+	removed   []sink.FileInfo // Removed: the files removed
 	replaced  []sink.FileInfo // Replaced: the files f replaced
 	file      sink.FileInfo
 	rows      int64 // rows of the staged batch
@@ -219,6 +220,15 @@ func (r *recorder) Replaced(f sink.FileInfo, old []sink.FileInfo) {
 	r.events = append(r.events, event{replaced: old, file: f})
 	for _, o := range old {
 		os.Remove(o.Path)
+	}
+}
+
+func (r *recorder) Removed(files []sink.FileInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{removed: files})
+	for _, f := range files {
+		os.Remove(f.Path)
 	}
 }
 

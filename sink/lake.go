@@ -77,6 +77,13 @@ type Observer interface {
 	// (see FileError), after its temporary file was deleted, so that an
 	// observer can forget the rows it was shown for it.
 	Abandoned(f FileInfo)
+	// Removed is called once retention has removed files from Files for
+	// good (their rows are no longer part of the lake). As with
+	// Replaced, the observer now owns the files: it stops showing them,
+	// in one change, and deletes them once no reader needs them. Files
+	// still on disk at the next start are deleted then (the lake's
+	// removal journal names them).
+	Removed(files []FileInfo)
 }
 
 // Errors. Match them with errors.Is.
@@ -161,6 +168,8 @@ type Lake struct {
 
 	stagedErrs   int       // Observer.Staged failures not yet logged
 	stagedLogged time.Time // last log of them
+
+	ret retention // retention.go
 }
 
 const stagedLogEvery = 10 * time.Second
@@ -269,6 +278,7 @@ func (l *Lake) Start(ctx context.Context) error {
 		l.compactorDone = make(chan struct{})
 		go l.compactor(cctx, l.compactorDone)
 	}
+	l.startRetention()
 	return nil
 }
 
@@ -719,6 +729,9 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("sink: waiting for the compactor: %w", context.Cause(ctx))
 		}
+	}
+	if err := l.stopRetention(ctx); err != nil {
+		return err
 	}
 	if done != nil {
 		select {

@@ -57,7 +57,9 @@ func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part
 		}
 		set = append(set, OffsetRange{From: o, To: o + 1})
 	}
-	return set, nil
+	// Offsets of files that retention removed were published once and
+	// must not be replayed.
+	return set.union(l.removedOffsets(streamKey{tenant: tenant, stream: stream, part: part}, from)), nil
 }
 
 // maxOffsetReads bounds PublishedOffsets' attempts: each retry follows a

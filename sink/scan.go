@@ -99,7 +99,7 @@ func (l *Lake) scan() error {
 		l.log.Warn("sink: ignored .parquet files outside the lake layout",
 			"count", skipped, "first", firstSkip)
 	}
-	return nil
+	return l.recoverRemoved()
 }
 
 // readFooter describes a published file from its path and Parquet footer:

@@ -1,0 +1,11 @@
+package sink
+
+import (
+	"context"
+	"time"
+)
+
+// RetainAt is Retain as if the clock read now.
+func (l *Lake) RetainAt(ctx context.Context, now time.Time) ([]FileInfo, error) {
+	return l.retain(ctx, now)
+}
