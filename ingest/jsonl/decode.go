@@ -187,3 +187,14 @@ func parseTime(v string) (int64, error) {
 	}
 	return t.UnixNano(), nil
 }
+
+// DecodeLine decodes one JSON object as the endpoints decode a line, for
+// the sources that receive one object a message (ingest/kafka,
+// ingest/amqp, ingest/sqs). p.MsgFields and p.TimeFields empty mean
+// none. err, when not nil, says why the text cannot be stored as it is:
+// rec then holds the text as its body and belongs in the dead-letter
+// stream. It is safe for concurrent use.
+func DecodeLine(text []byte, p *Params) (stream string, rec record.Record, err error) {
+	l := decodeLine(bytes.TrimSpace(text), p)
+	return l.stream, l.rec, l.err
+}
