@@ -21,7 +21,7 @@ type Stats struct {
 // Counters are a source's atomic counters.
 type Counters struct {
 	Messages, Records, DeadLettered, Retries, Errors, Dropped, Rejected, Lag atomic.Int64
-	lastLog                                                                   atomic.Int64
+	lastLog                                                                  atomic.Int64
 }
 
 // Stats returns the counters.
