@@ -100,7 +100,7 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, deps: deps, log: deps.Log, m: met,
-		kick: make(chan struct{}, 1),
+		kick:  make(chan struct{}, 1),
 		rules: map[string]*Rule{}, states: states, next: map[string]time.Time{},
 	}
 	for _, u := range cfg.Alertmanager.URLs {
