@@ -167,6 +167,9 @@ type config struct {
 		} `yaml:"compaction"`
 	} `yaml:"sink"`
 
+	// Retention removes expired lake files (retention.go).
+	Retention retentionConfig `yaml:"retention"`
+
 	Query struct {
 		Threads          int           `yaml:"threads"`
 		MemoryLimit      string        `yaml:"memory_limit"`
@@ -433,6 +436,7 @@ func (c *config) sink() sink.Config {
 		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel
 	cc := c.Sink.Compaction
 	sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel = cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel
+	sc.Retention = c.Retention.sink()
 	return sc
 }
 

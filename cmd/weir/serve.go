@@ -237,6 +237,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).
 	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
+	reg.MustRegister(retentionCollector{lake})
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler(rpcOpts))
 	mux.Handle(query.NewService(engine, auth.TenantOf).Handler(rpcOpts))
