@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -31,6 +32,12 @@ type Config struct {
 	// Partition with unpublished rows). Opening one more publishes the
 	// file that has been open longest.
 	MaxOpenFiles int
+	// Encoders is how many batches are encoded into segments at once,
+	// across all streams; 0 means GOMAXPROCS. Batches of one stream
+	// partition are encoded in parallel and committed to their file in
+	// order (staging.go). Each encoder holds one batch and the queue as
+	// many again, which bounds the Arrow memory of batches in flight.
+	Encoders int
 
 	// CompactAge is how old (since its first row) a published file must
 	// be before compaction rewrites it; 0 turns compaction off. See
@@ -91,6 +98,7 @@ const (
 	minMaxFileAge      = 50 * time.Millisecond
 	minRowGroupRows    = 1 << 10
 	maxRowGroupRows    = 64 << 20
+	maxEncoders        = 1024
 )
 
 // Validate reports the first invalid setting.
@@ -108,6 +116,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: ZstdLevel must be in [1, 22], got %d", c.ZstdLevel)
 	case c.MaxOpenFiles < 1:
 		return fmt.Errorf("sink: MaxOpenFiles must be positive, got %d", c.MaxOpenFiles)
+	case c.Encoders < 0 || c.Encoders > maxEncoders:
+		return fmt.Errorf("sink: Encoders must be in [0, %d], got %d", maxEncoders, c.Encoders)
 	case c.CompactAge < 0:
 		return fmt.Errorf("sink: CompactAge must not be negative, got %s", c.CompactAge)
 	case c.CompactAge > 0 && c.CompactAge < minMaxFileAge:
@@ -120,6 +130,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: CompactZstdLevel must be in [1, 22], got %d", c.CompactZstdLevel)
 	}
 	return c.Retention.validate()
+}
+
+// encoders is the number of encoders Start starts.
+func (c Config) encoders() int {
+	if c.Encoders > 0 {
+		return c.Encoders
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // tick is how often the age publisher looks for files due.

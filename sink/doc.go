@@ -17,9 +17,13 @@
 // footers, so that LastOffset tells the buffer where each stream partition
 // continues.
 //
-// Each Write encodes its batch once, with arrow-go's pqarrow writer, into
+// Each Write's batch is encoded once, with arrow-go's pqarrow writer, into
 // a segment: a complete Parquet file beside the open file's final name,
 // which the Observer (the query engine) links to make the rows queryable.
+// A pool of encoders (Config.Encoders, one per core by default) encodes
+// batches in parallel, also those of one stream partition, and commits
+// them to their files in Write order (staging.go), so one busy stream
+// uses every core while its rows keep their order.
 // Publishing copies the segments' row groups into the published file byte
 // for byte and writes one footer for them (parquet-go's thrift types
 // decode and encode the footers); runs of small segments are merged
@@ -28,8 +32,9 @@
 // once, compaction, and the targets again") has the measurements behind
 // these choices.
 //
-// Memory: a Write holds its batch's encoded pages (one row group, up to
-// RowGroupRows rows) until the segment is written; an open file holds
+// Memory: up to 2×Encoders batches are in flight (queued or being
+// encoded), each holding its encoded pages (one row group, up to
+// RowGroupRows rows) until its segment is written; an open file holds
 // only the list of its segments, which live on disk (mostly in the page
 // cache). Merging small segments decodes at most RowGroupRows rows at a
 // time. MaxOpenFiles bounds the number of files.

@@ -36,6 +36,14 @@ type openFile struct {
 	sem chan struct{} // the file's lock, guarding the fields below
 
 	sealed bool // published, abandoned or discarded; writers must take a new file
+	// queued are the segments reserved and not yet committed, oldest
+	// first; head is queued[0], readable without the lock (settle).
+	queued     []*pendingSeg
+	head       atomic.Pointer[pendingSeg]
+	broken     error // a segment failed to encode: abandoned once none is in flight
+	full       bool  // reached TargetFileBytes: published once none is in flight
+	sealQueued bool  // handed to the age publisher or being published by its committer
+
 	schema *arrow.Schema
 	segs   []Segment
 	seq    int   // names segments
@@ -79,6 +87,15 @@ func (f *openFile) lock(ctx context.Context) error {
 
 func (f *openFile) lockNoCtx() { f.sem <- struct{}{} }
 func (f *openFile) unlock()    { <-f.sem }
+
+func (f *openFile) tryLock() bool {
+	select {
+	case f.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
 
 // info describes f as it stands; Bytes is left 0.
 func (f *openFile) info() FileInfo {
@@ -124,22 +141,10 @@ func (f *openFile) segmentPath() string {
 	return filepath.Join(f.dir, "."+f.id+"."+strconv.Itoa(f.seq)+tmpSuffix)
 }
 
-// stage encodes rec as the file's next segment.
-func (f *openFile) stage(cfg Config, mem memory.Allocator, rec arrow.RecordBatch) (Segment, error) {
-	path := f.segmentPath()
-	n, err := writeSegment(cfg, mem, path, rec)
-	if err != nil {
-		return Segment{}, err
-	}
-	s := Segment{Path: path, Rows: rec.NumRows(), Bytes: n}
-	f.segs = append(f.segs, s)
-	f.bytes += n
-	return s, nil
-}
-
-// add accounts for rec, just written.
-func (f *openFile) add(rec arrow.RecordBatch) {
-	f.rows += rec.NumRows()
+// reserve accounts for the offsets of rec, just queued: from now on
+// they count as unpublished (low). Rows and bytes are counted when the
+// segment is committed.
+func (f *openFile) reserve(rec arrow.RecordBatch) {
 	if f.offCol < 0 {
 		return
 	}

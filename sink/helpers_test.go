@@ -177,6 +177,9 @@ type recorder struct {
 	lake     *sink.Lake
 	events   []event
 	stageErr error
+	// staged, when set, receives a value (if it has room) after each
+	// Staged call.
+	staged chan struct{}
 }
 
 // Staged checks that the segment is a readable Parquet file of seg.Rows
@@ -194,6 +197,12 @@ func (r *recorder) Staged(f sink.FileInfo, seg sink.Segment) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, event{file: f, rows: rows})
+	if r.staged != nil {
+		select {
+		case r.staged <- struct{}{}:
+		default:
+		}
+	}
 	return r.stageErr
 }
 

@@ -130,10 +130,12 @@ func (e *FileError) Unwrap() error { return e.Err }
 //
 // Locking: Lake.mu guards the maps and lists and is never held during I/O
 // or while waiting for a file's lock. Each open file has its own lock,
-// held while encoding into it and while publishing it (Parquet footer,
-// fsync, rename), so Writes to different partitions run in parallel and a
-// slow fsync only holds up its own partition. Lock order: a file's lock,
-// then Lake.mu; no goroutine holds two file locks.
+// held while queuing a batch into it, committing its encoded segments
+// and publishing it (Parquet footer, fsync, rename), so Writes to
+// different partitions run in parallel and a slow fsync only holds up
+// its own partition. Encoding holds no lock (staging.go). Lock order: a
+// file's lock, then Lake.mu; no goroutine holds two file locks, and the
+// encoders never wait for a file's lock.
 type Lake struct {
 	cfg Config
 	obs Observer
@@ -147,9 +149,12 @@ type Lake struct {
 	compactorDone chan struct{}      // closed when the compactor returns
 	compacting    chan struct{}      // held by a running Compact
 	sealq         chan *openFile     // files full by size, for the age publisher to publish
+	encWG         sync.WaitGroup     // the encoders (staging.go)
+	encq          chan *pendingSeg   // batches for the encoders; set by Start
 
-	mu     sync.Mutex
-	closed bool
+	mu      sync.Mutex
+	closed  bool
+	encStop chan struct{} // closed to stop the encoders; nil when they do not run
 	// publishing is set while the age publisher runs and takes files from
 	// sealq.
 	publishing bool
@@ -254,9 +259,11 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 }
 
 // Start starts the age publisher, which publishes files MaxFileAge after
-// their first row. ctx bounds start-up only; the goroutine runs until
-// Shutdown. Without Start, files are published only by size, schema
-// change, MaxOpenFiles, Flush and Shutdown.
+// their first row, the encoders, which turn Writes' batches into
+// segments in parallel (Config.Encoders), and the compactor. ctx bounds
+// start-up only; the goroutines run until Shutdown. Without Start, files
+// are published only by size, schema change, MaxOpenFiles, Flush and
+// Shutdown, and each Write encodes its batch itself.
 func (l *Lake) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -272,6 +279,7 @@ func (l *Lake) Start(ctx context.Context) error {
 	l.done = make(chan struct{})
 	l.publishing = true
 	go l.agePublisher(l.stop, l.done)
+	l.startEncoders(l.cfg.encoders())
 	if l.cfg.CompactAge > 0 {
 		var cctx context.Context
 		cctx, l.stopCompactor = context.WithCancel(context.Background())
@@ -372,24 +380,32 @@ func (l *Lake) publishDetached(f *openFile, report func(error)) {
 	}
 }
 
-// Write stages the rows of rec into the open file of p, opening one if
-// needed, and publishes that file if it reached TargetFileBytes. It does
-// not take ownership of rec: the caller releases it after Write returns.
-// It is safe for concurrent use, also on one Partition.
+// Write queues the rows of rec for the open file of p, opening one if
+// needed. After Start they are encoded by the encoders, in parallel with
+// the caller's next batches, and staged (Observer.Staged) in the order of
+// the Writes; a file that reaches TargetFileBytes is published once its
+// queued batches are staged. Write blocks while the encoders are
+// saturated. It retains rec while it is queued: the caller may release
+// its reference when Write returns. It is safe for concurrent use, also
+// on one Partition; batches of one Partition written concurrently are
+// staged in the order they took the file's lock.
 //
 // p.Hour is used as p.Hour.UTC().Truncate(time.Hour). Tenant and Stream
 // must be 1 to 128 characters of [A-Za-z0-9_.-] not starting with a dot
 // (ErrInvalidPartition). A batch with no rows is ignored. A batch whose
 // schema differs from the open file's publishes that file first.
 //
-// Write returns nil when rec's rows are staged; they are published later
-// unless their file is abandoned. It returns a *FileError when a file of
-// p's stream partition (Tenant, Stream, Part) was abandoned: the one this
-// Write was writing to, or one abandoned since the previous Write to the
-// stream partition (by the age publisher, Flush, Shutdown or an
-// eviction). Several such errors are joined (errors.Join). Whatever the
-// error, rec's rows are then not in the lake and will not be: the caller
-// sends them again, with those of the FileError's file.
+// Write returns nil when rec's rows are queued; from then on they count
+// in OldestUnpublished until their file is published or abandoned. It
+// returns a *FileError when a file of p's stream partition (Tenant,
+// Stream, Part) was abandoned: the one this Write queued to, if that
+// happened before Write returned, or one abandoned since the previous
+// Write to the stream partition (by an encoder, the age publisher,
+// Flush, Shutdown or an eviction). Several such errors are joined
+// (errors.Join). Whatever the error, rec's rows are then not in the lake
+// and will not be: the caller sends them again. The rows of the
+// FileError's file must come back from elsewhere (the buffer's log:
+// OldestUnpublished keeps counting them).
 func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) error {
 	p, err := normalize(p)
 	if err != nil {
@@ -412,8 +428,9 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 		if err := f.lock(ctx); err != nil {
 			return err
 		}
-		done, err := l.writeLocked(f, rec)
+		done, err := l.queueLocked(ctx, f, rec)
 		f.unlock()
+		l.settle(f)
 		if done {
 			return err
 		}
@@ -489,60 +506,6 @@ func (l *Lake) retire(f *openFile) {
 	}
 }
 
-// writeLocked writes rec into f; f's lock must be held. done is false
-// when f was published before rec could be written and the caller must
-// retry with a fresh file.
-func (l *Lake) writeLocked(f *openFile, rec arrow.RecordBatch) (done bool, err error) {
-	if f.sealed {
-		return false, nil
-	}
-	if f.schema != nil && !f.schema.Equal(rec.Schema()) {
-		l.detach(f)
-		if err := l.sealLocked(f); err != nil {
-			var fe *FileError
-			if errors.As(err, &fe) {
-				return true, err
-			}
-			l.log.Error("sink: publish on schema change", "file", f.id, "err", err)
-		}
-		return false, nil
-	}
-	if f.schema == nil {
-		if err := f.create(rec); err != nil {
-			l.detach(f)
-			f.sealed = true
-			f.discard(l.log)
-			l.retire(f)
-			return true, fmt.Errorf("sink: open file for %s/%s: %w", f.part.Tenant, f.part.Stream, err)
-		}
-	}
-	seg, err := f.stage(l.cfg, l.mem, rec)
-	if err != nil {
-		l.detach(f)
-		return true, l.abandonLocked(f, fmt.Errorf("encode batch: %w", err))
-	}
-	f.add(rec)
-	if l.obs != nil {
-		if err := l.obs.Staged(f.info(), seg); err != nil {
-			l.stagedFailed(f, err)
-		}
-	}
-	if f.bytes >= l.cfg.TargetFileBytes {
-		l.detach(f)
-		if l.queueSeal(f) {
-			return true, nil
-		}
-		if err := l.sealLocked(f); err != nil {
-			var fe *FileError
-			if errors.As(err, &fe) {
-				return true, err
-			}
-			l.log.Error("sink: publish", "file", f.id, "err", err)
-		}
-	}
-	return true, nil
-}
-
 // stagedFailed logs an error of Observer.Staged, at most once per
 // stagedLogEvery with the number of failures since the last log.
 func (l *Lake) stagedFailed(f *openFile, err error) {
@@ -591,6 +554,10 @@ func (l *Lake) abandonLocked(f *openFile, cause error) error {
 func (l *Lake) sealLocked(f *openFile) error {
 	if f.sealed {
 		return nil
+	}
+	f.sealQueued = true // commitLocked must not publish it again
+	if err := l.commitLocked(f, true); err != nil || f.sealed {
+		return err
 	}
 	if len(f.segs) == 0 { // no rows: nothing to publish
 		f.sealed = true
@@ -740,7 +707,9 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("sink: waiting for the age publisher: %w", context.Cause(ctx))
 		}
 	}
-	return l.Flush(ctx)
+	err := l.Flush(ctx)
+	l.stopEncoders()
+	return err
 }
 
 // Files returns every published file under Dir, those found by New and

@@ -159,7 +159,10 @@ type config struct {
 		MaxFileAge      time.Duration `yaml:"max_file_age"`
 		RowGroupRows    int64         `yaml:"row_group_rows"`
 		ZstdLevel       int           `yaml:"zstd_level"`
-		Compaction      struct {
+		// Encoders is how many batches are encoded to Parquet at once;
+		// 0 means one per core (sink.Config.Encoders).
+		Encoders   int `yaml:"encoders"`
+		Compaction struct {
 			Age        time.Duration `yaml:"age"`
 			InputBytes int64         `yaml:"input_bytes"`
 			SortRows   int64         `yaml:"sort_rows"`
@@ -432,8 +435,8 @@ func (c *config) pipeline(log *slog.Logger) transform.PipelineConfig {
 func (c *config) sink() sink.Config {
 	sc := sink.DefaultConfig()
 	sc.Dir = filepath.Join(c.Data, "lake")
-	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel =
-		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel
+	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Encoders =
+		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Encoders
 	cc := c.Sink.Compaction
 	sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel = cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel
 	sc.Retention = c.Retention.sink()
