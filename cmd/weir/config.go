@@ -20,6 +20,7 @@ import (
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/ingest/syslog"
+	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
@@ -211,6 +212,9 @@ type config struct {
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
+	// Alerts are the alerting rules and their receivers (docs/alerts.md).
+	Alerts alert.Config `yaml:"alerts"`
+
 	// Streams are the processors of each stream (docs/transforms.md).
 	Streams transform.Rules `yaml:"streams"`
 	// Include names more files (globs, relative to this file) whose
@@ -277,6 +281,7 @@ func defaultConfig() config {
 		hc.MaxSubscribers, hc.MaxSubscribersPerTenant, hc.QueueBytes, hc.TotalBytes, hc.IdleTimeout
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
+	c.Alerts = alert.DefaultConfig()
 	return c
 }
 
@@ -289,6 +294,9 @@ func loadConfigFile(c *config, path string) error {
 	}
 	c.path = path
 	if err := checkRules(path, c.Streams); err != nil {
+		return err
+	}
+	if err := loadAlertRules(c, path); err != nil {
 		return err
 	}
 	from := map[string]string{}
@@ -508,6 +516,9 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.syslogConfig().Validate(); err != nil {
+		return err
+	}
+	if err := c.Alerts.Validate(); err != nil {
 		return err
 	}
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {

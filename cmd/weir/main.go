@@ -24,6 +24,7 @@ Usage:
   weir reload [flags]           make a running server re-read its configuration
   weir replay-dead-letter       send dead letters through their stream's processors again
   weir key new|hash             make an API key, or hash a token read on stdin
+  weir alert test FILE          check alerting rules on a server and run them once
 
 Run 'weir <command> -h' for a command's flags.
 `
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return replayCmd(ctx, args[1:], stdout, stderr)
 	case "key":
 		return keyCmd(args[1:], stdin, stdout, stderr)
+	case "alert":
+		return alertCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -28,6 +28,7 @@ import (
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/ingest/syslog"
+	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/record"
@@ -193,6 +194,17 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
+	// Alerting rules run through the engine; their SQL is checked and
+	// planned here, so a bad rule stops the start.
+	alerts, err := newAlerts(&cfg, engine, ln, log)
+	if err != nil {
+		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, alerts.Shutdown(sctx))
+	}()
 	reload := func() (transform.Rules, error) {
 		if cfg.path == "" {
 			return nil, errors.New("the server was started without --config: there is no file to reload")
@@ -201,8 +213,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		if err := loadConfigFile(&next, cfg.path); err != nil {
 			return nil, err
 		}
+		if err := alerts.CheckRules(context.Background(), next.Alerts.Rules); err != nil {
+			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
+		}
 		if err := pipe.Reload(next.Streams); err != nil {
 			return nil, fmt.Errorf("config %s: %w", cfg.path, err)
+		}
+		if err := alerts.SetRules(context.Background(), next.Alerts.Rules); err != nil {
+			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
 		}
 		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
 		return next.Streams, nil
@@ -248,6 +266,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
+	mux.Handle(alert.PathAlerts, alerts.Handler())
+	mux.Handle(alert.PathTest, alerts.Handler())
+	reg.MustRegister(alerts)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := mountLogProtocols(mux, &cfg, ing); err != nil {
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
@@ -266,6 +287,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	var readyWG sync.WaitGroup
 	readyCtx, stopReady := context.WithCancel(ctx)
 	readyWG.Go(func() { awaitRecovery(readyCtx, ready, buf, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval) })
+	// Rules are first evaluated once replayed records are queryable, so
+	// a restart does not resolve an alert for want of its records.
+	readyWG.Go(func() { startAlerts(readyCtx, ready, alerts, log) })
 	defer func() { stopReady(); readyWG.Wait() }()
 	// The Elasticsearch API (_bulk and the probes shippers make) is at
 	// the root, where shippers expect it, and under /es/ for those that

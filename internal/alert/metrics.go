@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"receiver"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.evals, m.failures, m.duration, m.instances, m.sent, m.failed, m.retries, m.dropped} {
+		for _, c := range m.collectors() {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -59,4 +59,23 @@ func (m *metrics) forget(tenant, rule string) {
 	m.failures.DeletePartialMatch(l)
 	m.duration.DeletePartialMatch(l)
 	m.instances.DeletePartialMatch(l)
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.evals, m.failures, m.duration, m.instances, m.sent, m.failed, m.retries, m.dropped}
+}
+
+// Describe implements prometheus.Collector, for a Manager built without
+// Deps.Registerer.
+func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Manager) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.m.collectors() {
+		c.Collect(ch)
+	}
 }

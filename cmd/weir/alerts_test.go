@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+)
+
+// alertmanager is a real Prometheus Alertmanager on a loopback port.
+type alertmanager struct{ url string }
+
+// startAlertmanager runs the Alertmanager (Debian's
+// prometheus-alertmanager, or $WEIR_ALERTMANAGER) with a configuration
+// that groups alerts by alertname, or skips the test when it is not
+// installed; under WEIR_CI=1 it fails instead.
+func startAlertmanager(t *testing.T) *alertmanager {
+	t.Helper()
+	bin := os.Getenv("WEIR_ALERTMANAGER")
+	if bin == "" {
+		for _, name := range []string{"prometheus-alertmanager", "alertmanager"} {
+			if p, err := exec.LookPath(name); err == nil {
+				bin = p
+				break
+			}
+		}
+	}
+	if bin == "" {
+		if os.Getenv("WEIR_CI") == "1" {
+			t.Fatal("the Alertmanager is not installed; the alerting tests need it (apt-get install prometheus-alertmanager)")
+		}
+		t.Skip("the Alertmanager is not installed (apt-get install prometheus-alertmanager, or set WEIR_ALERTMANAGER); skipping")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte(`route:
+  receiver: "null"
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: "null"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--config.file", cfg, "--storage.path", filepath.Join(dir, "data"),
+		"--web.listen-address", addr, "--cluster.listen-address=")
+	logf, err := os.Create(filepath.Join(dir, "alertmanager.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		logf.Close()
+	})
+	am := &alertmanager{url: "http://" + addr}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(am.url + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return am
+			}
+		}
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("the Alertmanager exited: %v\n%s", err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("the Alertmanager at %s is not ready: %v\n%s", am.url, err, log)
+		}
+	}
+}
+
+// amAlert is an alert as the Alertmanager's API lists it.
+type amAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Status       struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+func (am *alertmanager) alerts(t *testing.T) []amAlert {
+	t.Helper()
+	var out []amAlert
+	getJSONInto(t, am.url+"/api/v2/alerts", &out)
+	return out
+}
+
+// groups returns, for each alert group, its alerts' stream labels.
+func (am *alertmanager) groups(t *testing.T) [][]string {
+	t.Helper()
+	var gs []struct {
+		Labels map[string]string `json:"labels"`
+		Alerts []amAlert         `json:"alerts"`
+	}
+	getJSONInto(t, am.url+"/api/v2/alerts/groups", &gs)
+	var out [][]string
+	for _, g := range gs {
+		var streams []string
+		for _, a := range g.Alerts {
+			streams = append(streams, a.Labels["stream"])
+		}
+		out = append(out, streams)
+	}
+	return out
+}
+
+func getJSONInto(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, raw)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, raw)
+	}
+}
+
+// webhookReceiver keeps the bodies posted to it.
+type webhookReceiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func newWebhookReceiver(t *testing.T) *webhookReceiver {
+	w := &webhookReceiver{}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var doc map[string]any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Errorf("webhook body is not JSON: %s", raw)
+		}
+		w.mu.Lock()
+		w.bodies = append(w.bodies, doc)
+		w.mu.Unlock()
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+// count returns how many bodies had status (and stream, if not "").
+func (w *webhookReceiver) count(status, stream string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, b := range w.bodies {
+		if b["status"] == status && (stream == "" || b["stream"] == stream) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitUntil polls cond every 50 ms until it holds or patience runs out.
+func waitUntil(t *testing.T, patience time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", patience, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errorLines returns the lines of a Loghub sample that hold ERROR.
+func errorLines(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(loghubDir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "ERROR") {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+// pushLines pushes lines to a stream at severity sev, stamped now.
+func pushLines(url, stream, sev string, lines []string) error {
+	ingest, _ := newClients(url)
+	recs := make([]*weirv1.LogRecord, len(lines))
+	for i, l := range lines {
+		recs[i] = textRecord(l)
+		recs[i].SeverityText = sev
+	}
+	_, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs}))
+	return err
+}
+
+// alertsView is GET /v1/alerts.
+type alertsView struct {
+	Rules []struct {
+		Name      string    `json:"name"`
+		State     string    `json:"state"`
+		LastEval  time.Time `json:"last_eval"`
+		LastError string    `json:"last_error"`
+		LastValue *float64  `json:"last_value"`
+		Alerts    []struct {
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+			State       string            `json:"state"`
+			ActiveAt    time.Time         `json:"active_at"`
+			Link        string            `json:"link"`
+		} `json:"alerts"`
+	} `json:"rules"`
+}
+
+func getAlerts(t *testing.T, url string) alertsView {
+	t.Helper()
+	var v alertsView
+	getJSONInto(t, url+"/v1/alerts", &v)
+	return v
+}
+
+// TestAlertEndToEnd: an error spike in two streams of pushed Loghub
+// records fires a rule whose alerts reach a real Alertmanager, grouped
+// into one group, and a webhook within every + for + 2 s; the alert keeps
+// firing, with its start, across a restart of weir; it resolves in both
+// when the spike ends, and another restart sends nothing new.
+func TestAlertEndToEnd(t *testing.T) {
+	am := startAlertmanager(t)
+	hook := newWebhookReceiver(t)
+	dir := t.TempDir()
+	data := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "rules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules", "spike.yaml"), []byte(`rules:
+  - name: ErrorSpike
+    sql: |
+      SELECT stream, count(*) AS n FROM logs
+      WHERE $__timeFilter AND severity_number >= 17 GROUP BY stream
+    every: 1s
+    for: 2s
+    window: 10s
+    condition: {column: n, op: ">", value: 5}
+    labels: {severity: page}
+    annotations:
+      summary: "{{.n}} errors in {{.stream}}"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := writeConfig(t, dir, fmt.Sprintf(`
+alerts:
+  rule_files: ["rules/*.yaml"]
+  alertmanager: {urls: [%q]}
+  webhooks:
+    - name: chat
+      url: %q
+      body: '{"status": {{json .Status}}, "stream": {{json .Labels.stream}}, "text": {{json .Annotations.summary}}}'
+`, am.url, hook.srv.URL))
+	s := startServer(t, data, withConfigFile(t, cfgPath))
+
+	// The spike: errors in two streams, pushed again every 300 ms (so
+	// the window always holds more than five) until it ends.
+	hadoop, bgl := errorLines(t, "Hadoop_2k.log")[:20], errorLines(t, "BGL_2k.log")[:20]
+	var url atomic.Value
+	url.Store(s.url)
+	stopSpike := make(chan struct{})
+	var spiking sync.WaitGroup
+	start := time.Now()
+	for _, st := range []struct {
+		stream string
+		lines  []string
+	}{{"hadoop", hadoop}, {"bgl", bgl}} {
+		if err := pushLines(s.url, st.stream, "ERROR", st.lines); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spiking.Go(func() {
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSpike:
+				return
+			case <-tick.C:
+			}
+			u := url.Load().(string)
+			pushLines(u, "hadoop", "ERROR", hadoop[:3]) // fails while weir restarts
+			pushLines(u, "bgl", "ERROR", bgl[:3])
+		}
+	})
+	defer func() {
+		select {
+		case <-stopSpike:
+		default:
+			close(stopSpike)
+		}
+		spiking.Wait()
+	}()
+
+	// every (1 s) + for (2 s) + 2 s.
+	waitUntil(t, 5*time.Second-time.Since(start), "both alerts in the Alertmanager and the webhook", func() bool {
+		return len(am.alerts(t)) == 2 && hook.count("firing", "hadoop") == 1 && hook.count("firing", "bgl") == 1
+	})
+	t.Logf("alerts arrived %v after the spike began", time.Since(start))
+	var startsAt time.Time
+	for _, a := range am.alerts(t) {
+		if a.Labels["alertname"] != "ErrorSpike" || a.Labels["severity"] != "page" || a.Status.State != "active" ||
+			!strings.HasSuffix(a.Annotations["summary"], "errors in "+a.Labels["stream"]) || !strings.Contains(a.GeneratorURL, "/#/explore?") ||
+			!strings.Contains(a.GeneratorURL, "stream="+a.Labels["stream"]) {
+			t.Errorf("alert in the Alertmanager: %+v", a)
+		}
+		if a.Labels["stream"] == "hadoop" {
+			startsAt = a.StartsAt
+		}
+	}
+	waitUntil(t, 10*time.Second, "one group of both alerts", func() bool {
+		g := am.groups(t)
+		return len(g) == 1 && len(g[0]) == 2
+	})
+	// The link opens the records: the Explore view's range and stream.
+	v := getAlerts(t, s.url)
+	if len(v.Rules) != 1 || v.Rules[0].State != "firing" || len(v.Rules[0].Alerts) != 2 || v.Rules[0].LastValue == nil || *v.Rules[0].LastValue <= 5 {
+		t.Fatalf("GET /v1/alerts: %+v", v)
+	}
+
+	// A restart, mid-spike: still firing, with the same start, and no
+	// second webhook.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, withConfigFile(t, cfgPath))
+	url.Store(s.url)
+	v = getAlerts(t, s.url)
+	if v.Rules[0].State != "firing" {
+		t.Fatalf("after a restart: %+v", v)
+	}
+	restarted := time.Now()
+	waitUntil(t, 20*time.Second, "an evaluation after the restart", func() bool {
+		v := getAlerts(t, s.url)
+		return v.Rules[0].LastEval.After(restarted)
+	})
+	for _, a := range am.alerts(t) {
+		if a.Labels["stream"] == "hadoop" && !a.StartsAt.Equal(startsAt) {
+			t.Errorf("startsAt changed across the restart: %v, was %v", a.StartsAt, startsAt)
+		}
+	}
+	if n := hook.count("firing", ""); n != 2 {
+		t.Errorf("%d firing webhooks after the restart, want 2", n)
+	}
+
+	// The spike ends: resolved in both.
+	close(stopSpike)
+	spiking.Wait()
+	waitUntil(t, 30*time.Second, "the alerts to resolve", func() bool {
+		return len(am.alerts(t)) == 0 && hook.count("resolved", "") == 2
+	})
+	if v := getAlerts(t, s.url); v.Rules[0].State != "ok" {
+		t.Errorf("after the spike: %+v", v)
+	}
+
+	// Another restart sends no resolved alert as new.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, withConfigFile(t, cfgPath))
+	restarted = time.Now()
+	waitUntil(t, 20*time.Second, "two evaluations after the second restart", func() bool {
+		v := getAlerts(t, s.url)
+		return v.Rules[0].LastEval.After(restarted.Add(time.Second))
+	})
+	if got := am.alerts(t); len(got) != 0 {
+		t.Errorf("active alerts after the second restart: %+v", got)
+	}
+	if n := hook.count("firing", ""); n != 2 {
+		t.Errorf("%d firing webhooks after the second restart, want 2", n)
+	}
+}
