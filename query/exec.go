@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -79,7 +80,6 @@ var allowedStatements = map[duckdb.StmtType]bool{
 // ErrResources for the caller's and the load's faults; other errors are
 // the engine's. If Begin was called, the error happened mid-stream.
 func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWriter) (Stats, error) {
-	start := time.Now()
 	maxRows := opt.MaxRows
 	if maxRows == 0 {
 		maxRows = e.cfg.DefaultRows
@@ -90,6 +90,14 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 		timeout = e.cfg.DefaultTimeout
 	}
 	timeout = min(timeout, e.cfg.MaxTimeout)
+	return e.run(ctx, query, opt, maxRows, timeout, nil, w)
+}
+
+// run is Run with the bounds worked out. check, when set, runs on the
+// query's connection before the statement is vetted; its error is
+// returned as is.
+func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uint64, timeout time.Duration, check func(context.Context, *sql.Conn) error, w ResultWriter) (Stats, error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 
@@ -109,6 +117,11 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 	}
 	defer conn.Close()
 
+	if check != nil {
+		if err := check(ctx, conn); err != nil {
+			return Stats{}, e.classify(ctx, err)
+		}
+	}
 	v, err := vet(ctx, conn, query, maxRows)
 	if err != nil {
 		return Stats{}, e.classify(ctx, err)

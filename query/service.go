@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"math"
 	"net/http"
 	"time"
 
@@ -156,4 +157,78 @@ func (c *connectSink) End(truncated bool) error {
 		c.sent = true
 	}
 	return c.stream.Send(msg)
+}
+
+// Export implements weirv1connect.QueryServiceHandler: it plans the
+// export, then writes each hour's file in chunks of about chunkBytes.
+func (s *Service) Export(ctx context.Context, req *connect.Request[weirv1.ExportRequest], stream *connect.ServerStream[weirv1.ExportResponse]) error {
+	m := req.Msg
+	var f Format
+	ext := ""
+	switch m.GetFormat() {
+	case weirv1.ExportFormat_EXPORT_FORMAT_UNSPECIFIED, weirv1.ExportFormat_EXPORT_FORMAT_PARQUET:
+		f, ext = FormatParquet, "parquet"
+	case weirv1.ExportFormat_EXPORT_FORMAT_CSV:
+		f, ext = FormatCSV, "csv"
+	case weirv1.ExportFormat_EXPORT_FORMAT_JSONL:
+		f, ext = FormatJSON, "jsonl"
+	default:
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("unknown export format"))
+	}
+	if m.GetStream() == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("stream is empty"))
+	}
+	spec := ExportSpec{
+		Stream: m.GetStream(),
+		From:   time.Unix(0, int64(min(m.GetFromUnixNano(), math.MaxInt64))).UTC(),
+		To:     time.Unix(0, int64(min(m.GetToUnixNano(), math.MaxInt64))).UTC(),
+		Where:  m.GetWhere(),
+	}
+	if s.tenant != nil {
+		spec.Tenant = s.tenant(ctx)
+	}
+	hours, err := s.e.ExportPlan(ctx, spec)
+	if err != nil {
+		return exportError(err)
+	}
+	var total uint64
+	for _, h := range hours {
+		total += h.Rows
+	}
+	if err := stream.Send(&weirv1.ExportResponse{TotalRows: total, TotalFiles: uint32(len(hours))}); err != nil {
+		return err
+	}
+	for _, h := range hours {
+		path := h.Hour.Format("date=2006-01-02/hour=15") + "/part-0." + ext
+		first := true
+		cw := &chunkWriter{size: chunkBytes, emit: func(b []byte) error {
+			msg := &weirv1.ExportResponse{Data: b}
+			if first {
+				msg.Path, first = path, false
+			}
+			return stream.Send(msg)
+		}}
+		rows, err := s.e.ExportHour(ctx, spec, h.Hour, NewWriter(f, cw))
+		if err != nil {
+			return exportError(err)
+		}
+		if err := cw.Flush(); err != nil {
+			return err
+		}
+		end := &weirv1.ExportResponse{FileEnd: true, Rows: rows}
+		if first {
+			end.Path = path
+		}
+		if err := stream.Send(end); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func exportError(err error) error {
+	if errors.Is(err, ErrUnknownStream) {
+		return connect.NewError(connect.CodeNotFound, err)
+	}
+	return connect.NewError(connectCode(err), err)
 }

@@ -21,6 +21,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ExportFormat is the encoding of exported files.
+type ExportFormat int32
+
+const (
+	// Same as EXPORT_FORMAT_PARQUET.
+	ExportFormat_EXPORT_FORMAT_UNSPECIFIED ExportFormat = 0
+	// Parquet (zstd); nested columns (attributes, resource) are JSON text.
+	ExportFormat_EXPORT_FORMAT_PARQUET ExportFormat = 1
+	// CSV with a header line.
+	ExportFormat_EXPORT_FORMAT_CSV ExportFormat = 2
+	// Newline-delimited JSON objects, one per record.
+	ExportFormat_EXPORT_FORMAT_JSONL ExportFormat = 3
+)
+
+// Enum value maps for ExportFormat.
+var (
+	ExportFormat_name = map[int32]string{
+		0: "EXPORT_FORMAT_UNSPECIFIED",
+		1: "EXPORT_FORMAT_PARQUET",
+		2: "EXPORT_FORMAT_CSV",
+		3: "EXPORT_FORMAT_JSONL",
+	}
+	ExportFormat_value = map[string]int32{
+		"EXPORT_FORMAT_UNSPECIFIED": 0,
+		"EXPORT_FORMAT_PARQUET":     1,
+		"EXPORT_FORMAT_CSV":         2,
+		"EXPORT_FORMAT_JSONL":       3,
+	}
+)
+
+func (x ExportFormat) Enum() *ExportFormat {
+	p := new(ExportFormat)
+	*p = x
+	return p
+}
+
+func (x ExportFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExportFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_weir_v1_query_proto_enumTypes[0].Descriptor()
+}
+
+func (ExportFormat) Type() protoreflect.EnumType {
+	return &file_weir_v1_query_proto_enumTypes[0]
+}
+
+func (x ExportFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExportFormat.Descriptor instead.
+func (ExportFormat) EnumDescriptor() ([]byte, []int) {
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{0}
+}
+
 // ResultFormat selects the encoding of QueryResponse.data.
 type ResultFormat int32
 
@@ -63,11 +120,11 @@ func (x ResultFormat) String() string {
 }
 
 func (ResultFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_weir_v1_query_proto_enumTypes[0].Descriptor()
+	return file_weir_v1_query_proto_enumTypes[1].Descriptor()
 }
 
 func (ResultFormat) Type() protoreflect.EnumType {
-	return &file_weir_v1_query_proto_enumTypes[0]
+	return &file_weir_v1_query_proto_enumTypes[1]
 }
 
 func (x ResultFormat) Number() protoreflect.EnumNumber {
@@ -76,7 +133,181 @@ func (x ResultFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultFormat.Descriptor instead.
 func (ResultFormat) EnumDescriptor() ([]byte, []int) {
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{1}
+}
+
+// ExportRequest selects the records to export.
+type ExportRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Records with from_unix_nano <= timestamp < to_unix_nano.
+	FromUnixNano uint64 `protobuf:"fixed64,2,opt,name=from_unix_nano,json=fromUnixNano,proto3" json:"from_unix_nano,omitempty"`
+	ToUnixNano   uint64 `protobuf:"fixed64,3,opt,name=to_unix_nano,json=toUnixNano,proto3" json:"to_unix_nano,omitempty"`
+	// A SQL predicate over the stream's columns, such as
+	// "severity_number >= 17"; empty selects every record.
+	Where         string       `protobuf:"bytes,4,opt,name=where,proto3" json:"where,omitempty"`
+	Format        ExportFormat `protobuf:"varint,5,opt,name=format,proto3,enum=weir.v1.ExportFormat" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_weir_v1_query_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weir_v1_query_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
 	return file_weir_v1_query_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExportRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetFromUnixNano() uint64 {
+	if x != nil {
+		return x.FromUnixNano
+	}
+	return 0
+}
+
+func (x *ExportRequest) GetToUnixNano() uint64 {
+	if x != nil {
+		return x.ToUnixNano
+	}
+	return 0
+}
+
+func (x *ExportRequest) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetFormat() ExportFormat {
+	if x != nil {
+		return x.Format
+	}
+	return ExportFormat_EXPORT_FORMAT_UNSPECIFIED
+}
+
+// ExportResponse is one chunk of the export. The first response carries
+// the plan (total_rows, total_files); then each file is a run of
+// responses: the first names it (path), each carries a chunk of its
+// bytes, and the last has file_end set and its row count.
+type ExportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set on the first response: the records and files the export will
+	// write, counted when it started.
+	TotalRows  uint64 `protobuf:"varint,1,opt,name=total_rows,json=totalRows,proto3" json:"total_rows,omitempty"`
+	TotalFiles uint32 `protobuf:"varint,2,opt,name=total_files,json=totalFiles,proto3" json:"total_files,omitempty"`
+	// The file's path relative to the destination, with / separators; set
+	// on the first response of each file.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// A chunk of the file's bytes.
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on the last response of each file, with the records it holds.
+	FileEnd       bool   `protobuf:"varint,5,opt,name=file_end,json=fileEnd,proto3" json:"file_end,omitempty"`
+	Rows          uint64 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportResponse) Reset() {
+	*x = ExportResponse{}
+	mi := &file_weir_v1_query_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportResponse) ProtoMessage() {}
+
+func (x *ExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weir_v1_query_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportResponse.ProtoReflect.Descriptor instead.
+func (*ExportResponse) Descriptor() ([]byte, []int) {
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExportResponse) GetTotalRows() uint64 {
+	if x != nil {
+		return x.TotalRows
+	}
+	return 0
+}
+
+func (x *ExportResponse) GetTotalFiles() uint32 {
+	if x != nil {
+		return x.TotalFiles
+	}
+	return 0
+}
+
+func (x *ExportResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ExportResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ExportResponse) GetFileEnd() bool {
+	if x != nil {
+		return x.FileEnd
+	}
+	return false
+}
+
+func (x *ExportResponse) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
 }
 
 // QueryRequest is one SQL statement.
@@ -96,7 +327,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_weir_v1_query_proto_msgTypes[0]
+	mi := &file_weir_v1_query_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -108,7 +339,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_query_proto_msgTypes[0]
+	mi := &file_weir_v1_query_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -121,7 +352,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_weir_v1_query_proto_rawDescGZIP(), []int{0}
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *QueryRequest) GetSql() string {
@@ -164,7 +395,7 @@ type Column struct {
 
 func (x *Column) Reset() {
 	*x = Column{}
-	mi := &file_weir_v1_query_proto_msgTypes[1]
+	mi := &file_weir_v1_query_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +407,7 @@ func (x *Column) String() string {
 func (*Column) ProtoMessage() {}
 
 func (x *Column) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_query_proto_msgTypes[1]
+	mi := &file_weir_v1_query_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +420,7 @@ func (x *Column) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Column.ProtoReflect.Descriptor instead.
 func (*Column) Descriptor() ([]byte, []int) {
-	return file_weir_v1_query_proto_rawDescGZIP(), []int{1}
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Column) GetName() string {
@@ -226,7 +457,7 @@ type QueryResponse struct {
 
 func (x *QueryResponse) Reset() {
 	*x = QueryResponse{}
-	mi := &file_weir_v1_query_proto_msgTypes[2]
+	mi := &file_weir_v1_query_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +469,7 @@ func (x *QueryResponse) String() string {
 func (*QueryResponse) ProtoMessage() {}
 
 func (x *QueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_query_proto_msgTypes[2]
+	mi := &file_weir_v1_query_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +482,7 @@ func (x *QueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryResponse.ProtoReflect.Descriptor instead.
 func (*QueryResponse) Descriptor() ([]byte, []int) {
-	return file_weir_v1_query_proto_rawDescGZIP(), []int{2}
+	return file_weir_v1_query_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *QueryResponse) GetColumns() []*Column {
@@ -286,7 +517,23 @@ var File_weir_v1_query_proto protoreflect.FileDescriptor
 
 const file_weir_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x13weir/v1/query.proto\x12\aweir.v1\"\x89\x01\n" +
+	"\x13weir/v1/query.proto\x12\aweir.v1\"\xb4\x01\n" +
+	"\rExportRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12$\n" +
+	"\x0efrom_unix_nano\x18\x02 \x01(\x06R\ffromUnixNano\x12 \n" +
+	"\fto_unix_nano\x18\x03 \x01(\x06R\n" +
+	"toUnixNano\x12\x14\n" +
+	"\x05where\x18\x04 \x01(\tR\x05where\x12-\n" +
+	"\x06format\x18\x05 \x01(\x0e2\x15.weir.v1.ExportFormatR\x06format\"\xa7\x01\n" +
+	"\x0eExportResponse\x12\x1d\n" +
+	"\n" +
+	"total_rows\x18\x01 \x01(\x04R\ttotalRows\x12\x1f\n" +
+	"\vtotal_files\x18\x02 \x01(\rR\n" +
+	"totalFiles\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x19\n" +
+	"\bfile_end\x18\x05 \x01(\bR\afileEnd\x12\x12\n" +
+	"\x04rows\x18\x06 \x01(\x04R\x04rows\"\x89\x01\n" +
 	"\fQueryRequest\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12-\n" +
 	"\x06format\x18\x02 \x01(\x0e2\x15.weir.v1.ResultFormatR\x06format\x12\x19\n" +
@@ -300,14 +547,20 @@ const file_weir_v1_query_proto_rawDesc = "" +
 	"\acolumns\x18\x01 \x03(\v2\x0f.weir.v1.ColumnR\acolumns\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
 	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12\x1c\n" +
-	"\ttruncated\x18\x04 \x01(\bR\ttruncated*u\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated*x\n" +
+	"\fExportFormat\x12\x1d\n" +
+	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15EXPORT_FORMAT_PARQUET\x10\x01\x12\x15\n" +
+	"\x11EXPORT_FORMAT_CSV\x10\x02\x12\x17\n" +
+	"\x13EXPORT_FORMAT_JSONL\x10\x03*u\n" +
 	"\fResultFormat\x12\x1d\n" +
 	"\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RESULT_FORMAT_JSON\x10\x01\x12\x17\n" +
 	"\x13RESULT_FORMAT_ARROW\x10\x02\x12\x15\n" +
-	"\x11RESULT_FORMAT_CSV\x10\x032H\n" +
+	"\x11RESULT_FORMAT_CSV\x10\x032\x85\x01\n" +
 	"\fQueryService\x128\n" +
-	"\x05Query\x12\x15.weir.v1.QueryRequest\x1a\x16.weir.v1.QueryResponse0\x01B/Z-github.com/weirlabs/weir/proto/weir/v1;weirv1b\x06proto3"
+	"\x05Query\x12\x15.weir.v1.QueryRequest\x1a\x16.weir.v1.QueryResponse0\x01\x12;\n" +
+	"\x06Export\x12\x16.weir.v1.ExportRequest\x1a\x17.weir.v1.ExportResponse0\x01B/Z-github.com/weirlabs/weir/proto/weir/v1;weirv1b\x06proto3"
 
 var (
 	file_weir_v1_query_proto_rawDescOnce sync.Once
@@ -321,24 +574,30 @@ func file_weir_v1_query_proto_rawDescGZIP() []byte {
 	return file_weir_v1_query_proto_rawDescData
 }
 
-var file_weir_v1_query_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_weir_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_weir_v1_query_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_weir_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_weir_v1_query_proto_goTypes = []any{
-	(ResultFormat)(0),     // 0: weir.v1.ResultFormat
-	(*QueryRequest)(nil),  // 1: weir.v1.QueryRequest
-	(*Column)(nil),        // 2: weir.v1.Column
-	(*QueryResponse)(nil), // 3: weir.v1.QueryResponse
+	(ExportFormat)(0),      // 0: weir.v1.ExportFormat
+	(ResultFormat)(0),      // 1: weir.v1.ResultFormat
+	(*ExportRequest)(nil),  // 2: weir.v1.ExportRequest
+	(*ExportResponse)(nil), // 3: weir.v1.ExportResponse
+	(*QueryRequest)(nil),   // 4: weir.v1.QueryRequest
+	(*Column)(nil),         // 5: weir.v1.Column
+	(*QueryResponse)(nil),  // 6: weir.v1.QueryResponse
 }
 var file_weir_v1_query_proto_depIdxs = []int32{
-	0, // 0: weir.v1.QueryRequest.format:type_name -> weir.v1.ResultFormat
-	2, // 1: weir.v1.QueryResponse.columns:type_name -> weir.v1.Column
-	1, // 2: weir.v1.QueryService.Query:input_type -> weir.v1.QueryRequest
-	3, // 3: weir.v1.QueryService.Query:output_type -> weir.v1.QueryResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0, // 0: weir.v1.ExportRequest.format:type_name -> weir.v1.ExportFormat
+	1, // 1: weir.v1.QueryRequest.format:type_name -> weir.v1.ResultFormat
+	5, // 2: weir.v1.QueryResponse.columns:type_name -> weir.v1.Column
+	4, // 3: weir.v1.QueryService.Query:input_type -> weir.v1.QueryRequest
+	2, // 4: weir.v1.QueryService.Export:input_type -> weir.v1.ExportRequest
+	6, // 5: weir.v1.QueryService.Query:output_type -> weir.v1.QueryResponse
+	3, // 6: weir.v1.QueryService.Export:output_type -> weir.v1.ExportResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_weir_v1_query_proto_init() }
@@ -351,8 +610,8 @@ func file_weir_v1_query_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weir_v1_query_proto_rawDesc), len(file_weir_v1_query_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

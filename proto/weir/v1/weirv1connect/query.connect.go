@@ -35,6 +35,8 @@ const (
 const (
 	// QueryServiceQueryProcedure is the fully-qualified name of the QueryService's Query RPC.
 	QueryServiceQueryProcedure = "/weir.v1.QueryService/Query"
+	// QueryServiceExportProcedure is the fully-qualified name of the QueryService's Export RPC.
+	QueryServiceExportProcedure = "/weir.v1.QueryService/Export"
 )
 
 // QueryServiceClient is a client for the weir.v1.QueryService service.
@@ -43,6 +45,14 @@ type QueryServiceClient interface {
 	// SHOW, SUMMARIZE, ...) and streams its result in chunks. Other statements
 	// fail with INVALID_ARGUMENT. Cancelling the call cancels the query.
 	Query(context.Context, *connect.Request[v1.QueryRequest]) (*connect.ServerStreamForClient[v1.QueryResponse], error)
+	// Export streams one stream's records between two times, optionally
+	// filtered by a SQL predicate, as files of a Hive-partitioned layout
+	// (date=YYYY-MM-DD/hour=HH/part-0.<ext>), one per hour that has
+	// records. The predicate passes the same sandbox as Query and must be a
+	// predicate and nothing else (INVALID_ARGUMENT otherwise); an unknown
+	// stream is NOT_FOUND. Each hour is one query, bounded by the server's
+	// maximum query time.
+	Export(context.Context, *connect.Request[v1.ExportRequest]) (*connect.ServerStreamForClient[v1.ExportResponse], error)
 }
 
 // NewQueryServiceClient constructs a client for the weir.v1.QueryService service. By default, it
@@ -62,17 +72,29 @@ func NewQueryServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(queryServiceMethods.ByName("Query")),
 			connect.WithClientOptions(opts...),
 		),
+		export: connect.NewClient[v1.ExportRequest, v1.ExportResponse](
+			httpClient,
+			baseURL+QueryServiceExportProcedure,
+			connect.WithSchema(queryServiceMethods.ByName("Export")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // queryServiceClient implements QueryServiceClient.
 type queryServiceClient struct {
-	query *connect.Client[v1.QueryRequest, v1.QueryResponse]
+	query  *connect.Client[v1.QueryRequest, v1.QueryResponse]
+	export *connect.Client[v1.ExportRequest, v1.ExportResponse]
 }
 
 // Query calls weir.v1.QueryService.Query.
 func (c *queryServiceClient) Query(ctx context.Context, req *connect.Request[v1.QueryRequest]) (*connect.ServerStreamForClient[v1.QueryResponse], error) {
 	return c.query.CallServerStream(ctx, req)
+}
+
+// Export calls weir.v1.QueryService.Export.
+func (c *queryServiceClient) Export(ctx context.Context, req *connect.Request[v1.ExportRequest]) (*connect.ServerStreamForClient[v1.ExportResponse], error) {
+	return c.export.CallServerStream(ctx, req)
 }
 
 // QueryServiceHandler is an implementation of the weir.v1.QueryService service.
@@ -81,6 +103,14 @@ type QueryServiceHandler interface {
 	// SHOW, SUMMARIZE, ...) and streams its result in chunks. Other statements
 	// fail with INVALID_ARGUMENT. Cancelling the call cancels the query.
 	Query(context.Context, *connect.Request[v1.QueryRequest], *connect.ServerStream[v1.QueryResponse]) error
+	// Export streams one stream's records between two times, optionally
+	// filtered by a SQL predicate, as files of a Hive-partitioned layout
+	// (date=YYYY-MM-DD/hour=HH/part-0.<ext>), one per hour that has
+	// records. The predicate passes the same sandbox as Query and must be a
+	// predicate and nothing else (INVALID_ARGUMENT otherwise); an unknown
+	// stream is NOT_FOUND. Each hour is one query, bounded by the server's
+	// maximum query time.
+	Export(context.Context, *connect.Request[v1.ExportRequest], *connect.ServerStream[v1.ExportResponse]) error
 }
 
 // NewQueryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -96,10 +126,18 @@ func NewQueryServiceHandler(svc QueryServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(queryServiceMethods.ByName("Query")),
 		connect.WithHandlerOptions(opts...),
 	)
+	queryServiceExportHandler := connect.NewServerStreamHandler(
+		QueryServiceExportProcedure,
+		svc.Export,
+		connect.WithSchema(queryServiceMethods.ByName("Export")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/weir.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QueryServiceQueryProcedure:
 			queryServiceQueryHandler.ServeHTTP(w, r)
+		case QueryServiceExportProcedure:
+			queryServiceExportHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -111,4 +149,8 @@ type UnimplementedQueryServiceHandler struct{}
 
 func (UnimplementedQueryServiceHandler) Query(context.Context, *connect.Request[v1.QueryRequest], *connect.ServerStream[v1.QueryResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("weir.v1.QueryService.Query is not implemented"))
+}
+
+func (UnimplementedQueryServiceHandler) Export(context.Context, *connect.Request[v1.ExportRequest], *connect.ServerStream[v1.ExportResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("weir.v1.QueryService.Export is not implemented"))
 }

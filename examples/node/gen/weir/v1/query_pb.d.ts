@@ -11,6 +11,105 @@ import type { Message } from "@bufbuild/protobuf";
 export declare const file_weir_v1_query: GenFile;
 
 /**
+ * ExportRequest selects the records to export.
+ *
+ * @generated from message weir.v1.ExportRequest
+ */
+export declare type ExportRequest = Message<"weir.v1.ExportRequest"> & {
+  /**
+   * @generated from field: string stream = 1;
+   */
+  stream: string;
+
+  /**
+   * Records with from_unix_nano <= timestamp < to_unix_nano.
+   *
+   * @generated from field: fixed64 from_unix_nano = 2;
+   */
+  fromUnixNano: bigint;
+
+  /**
+   * @generated from field: fixed64 to_unix_nano = 3;
+   */
+  toUnixNano: bigint;
+
+  /**
+   * A SQL predicate over the stream's columns, such as
+   * "severity_number >= 17"; empty selects every record.
+   *
+   * @generated from field: string where = 4;
+   */
+  where: string;
+
+  /**
+   * @generated from field: weir.v1.ExportFormat format = 5;
+   */
+  format: ExportFormat;
+};
+
+/**
+ * Describes the message weir.v1.ExportRequest.
+ * Use `create(ExportRequestSchema)` to create a new message.
+ */
+export declare const ExportRequestSchema: GenMessage<ExportRequest>;
+
+/**
+ * ExportResponse is one chunk of the export. The first response carries
+ * the plan (total_rows, total_files); then each file is a run of
+ * responses: the first names it (path), each carries a chunk of its
+ * bytes, and the last has file_end set and its row count.
+ *
+ * @generated from message weir.v1.ExportResponse
+ */
+export declare type ExportResponse = Message<"weir.v1.ExportResponse"> & {
+  /**
+   * Set on the first response: the records and files the export will
+   * write, counted when it started.
+   *
+   * @generated from field: uint64 total_rows = 1;
+   */
+  totalRows: bigint;
+
+  /**
+   * @generated from field: uint32 total_files = 2;
+   */
+  totalFiles: number;
+
+  /**
+   * The file's path relative to the destination, with / separators; set
+   * on the first response of each file.
+   *
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * A chunk of the file's bytes.
+   *
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+
+  /**
+   * Set on the last response of each file, with the records it holds.
+   *
+   * @generated from field: bool file_end = 5;
+   */
+  fileEnd: boolean;
+
+  /**
+   * @generated from field: uint64 rows = 6;
+   */
+  rows: bigint;
+};
+
+/**
+ * Describes the message weir.v1.ExportResponse.
+ * Use `create(ExportResponseSchema)` to create a new message.
+ */
+export declare const ExportResponseSchema: GenMessage<ExportResponse>;
+
+/**
  * QueryRequest is one SQL statement.
  *
  * @generated from message weir.v1.QueryRequest
@@ -119,6 +218,46 @@ export declare type QueryResponse = Message<"weir.v1.QueryResponse"> & {
 export declare const QueryResponseSchema: GenMessage<QueryResponse>;
 
 /**
+ * ExportFormat is the encoding of exported files.
+ *
+ * @generated from enum weir.v1.ExportFormat
+ */
+export enum ExportFormat {
+  /**
+   * Same as EXPORT_FORMAT_PARQUET.
+   *
+   * @generated from enum value: EXPORT_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Parquet (zstd); nested columns (attributes, resource) are JSON text.
+   *
+   * @generated from enum value: EXPORT_FORMAT_PARQUET = 1;
+   */
+  PARQUET = 1,
+
+  /**
+   * CSV with a header line.
+   *
+   * @generated from enum value: EXPORT_FORMAT_CSV = 2;
+   */
+  CSV = 2,
+
+  /**
+   * Newline-delimited JSON objects, one per record.
+   *
+   * @generated from enum value: EXPORT_FORMAT_JSONL = 3;
+   */
+  JSONL = 3,
+}
+
+/**
+ * Describes the enum weir.v1.ExportFormat.
+ */
+export declare const ExportFormatSchema: GenEnum<ExportFormat>;
+
+/**
  * ResultFormat selects the encoding of QueryResponse.data.
  *
  * @generated from enum weir.v1.ResultFormat
@@ -177,6 +316,22 @@ export declare const QueryService: GenService<{
     methodKind: "server_streaming";
     input: typeof QueryRequestSchema;
     output: typeof QueryResponseSchema;
+  },
+  /**
+   * Export streams one stream's records between two times, optionally
+   * filtered by a SQL predicate, as files of a Hive-partitioned layout
+   * (date=YYYY-MM-DD/hour=HH/part-0.<ext>), one per hour that has
+   * records. The predicate passes the same sandbox as Query and must be a
+   * predicate and nothing else (INVALID_ARGUMENT otherwise); an unknown
+   * stream is NOT_FOUND. Each hour is one query, bounded by the server's
+   * maximum query time.
+   *
+   * @generated from rpc weir.v1.QueryService.Export
+   */
+  export: {
+    methodKind: "server_streaming";
+    input: typeof ExportRequestSchema;
+    output: typeof ExportResponseSchema;
   },
 }>;
 

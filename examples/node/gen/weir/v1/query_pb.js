@@ -8,34 +8,62 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/
  * Describes the file weir/v1/query.proto.
  */
 export const file_weir_v1_query = /*@__PURE__*/
-  fileDesc("ChN3ZWlyL3YxL3F1ZXJ5LnByb3RvEgd3ZWlyLnYxImgKDFF1ZXJ5UmVxdWVzdBILCgNzcWwYASABKAkSJQoGZm9ybWF0GAIgASgOMhUud2Vpci52MS5SZXN1bHRGb3JtYXQSEAoIbWF4X3Jvd3MYAyABKAQSEgoKdGltZW91dF9tcxgEIAEoDSIkCgZDb2x1bW4SDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJImAKDVF1ZXJ5UmVzcG9uc2USIAoHY29sdW1ucxgBIAMoCzIPLndlaXIudjEuQ29sdW1uEgwKBGRhdGEYAiABKAwSDAoEcm93cxgDIAEoBBIRCgl0cnVuY2F0ZWQYBCABKAgqdQoMUmVzdWx0Rm9ybWF0Eh0KGVJFU1VMVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIWChJSRVNVTFRfRk9STUFUX0pTT04QARIXChNSRVNVTFRfRk9STUFUX0FSUk9XEAISFQoRUkVTVUxUX0ZPUk1BVF9DU1YQAzJICgxRdWVyeVNlcnZpY2USOAoFUXVlcnkSFS53ZWlyLnYxLlF1ZXJ5UmVxdWVzdBoWLndlaXIudjEuUXVlcnlSZXNwb25zZTABQi9aLWdpdGh1Yi5jb20vd2VpcmxhYnMvd2Vpci9wcm90by93ZWlyL3YxO3dlaXJ2MWIGcHJvdG8z");
+  fileDesc("ChN3ZWlyL3YxL3F1ZXJ5LnByb3RvEgd3ZWlyLnYxIoMBCg1FeHBvcnRSZXF1ZXN0Eg4KBnN0cmVhbRgBIAEoCRIWCg5mcm9tX3VuaXhfbmFubxgCIAEoBhIUCgx0b191bml4X25hbm8YAyABKAYSDQoFd2hlcmUYBCABKAkSJQoGZm9ybWF0GAUgASgOMhUud2Vpci52MS5FeHBvcnRGb3JtYXQidQoORXhwb3J0UmVzcG9uc2USEgoKdG90YWxfcm93cxgBIAEoBBITCgt0b3RhbF9maWxlcxgCIAEoDRIMCgRwYXRoGAMgASgJEgwKBGRhdGEYBCABKAwSEAoIZmlsZV9lbmQYBSABKAgSDAoEcm93cxgGIAEoBCJoCgxRdWVyeVJlcXVlc3QSCwoDc3FsGAEgASgJEiUKBmZvcm1hdBgCIAEoDjIVLndlaXIudjEuUmVzdWx0Rm9ybWF0EhAKCG1heF9yb3dzGAMgASgEEhIKCnRpbWVvdXRfbXMYBCABKA0iJAoGQ29sdW1uEgwKBG5hbWUYASABKAkSDAoEdHlwZRgCIAEoCSJgCg1RdWVyeVJlc3BvbnNlEiAKB2NvbHVtbnMYASADKAsyDy53ZWlyLnYxLkNvbHVtbhIMCgRkYXRhGAIgASgMEgwKBHJvd3MYAyABKAQSEQoJdHJ1bmNhdGVkGAQgASgIKngKDEV4cG9ydEZvcm1hdBIdChlFWFBPUlRfRk9STUFUX1VOU1BFQ0lGSUVEEAASGQoVRVhQT1JUX0ZPUk1BVF9QQVJRVUVUEAESFQoRRVhQT1JUX0ZPUk1BVF9DU1YQAhIXChNFWFBPUlRfRk9STUFUX0pTT05MEAMqdQoMUmVzdWx0Rm9ybWF0Eh0KGVJFU1VMVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIWChJSRVNVTFRfRk9STUFUX0pTT04QARIXChNSRVNVTFRfRk9STUFUX0FSUk9XEAISFQoRUkVTVUxUX0ZPUk1BVF9DU1YQAzKFAQoMUXVlcnlTZXJ2aWNlEjgKBVF1ZXJ5EhUud2Vpci52MS5RdWVyeVJlcXVlc3QaFi53ZWlyLnYxLlF1ZXJ5UmVzcG9uc2UwARI7CgZFeHBvcnQSFi53ZWlyLnYxLkV4cG9ydFJlcXVlc3QaFy53ZWlyLnYxLkV4cG9ydFJlc3BvbnNlMAFCL1otZ2l0aHViLmNvbS93ZWlybGFicy93ZWlyL3Byb3RvL3dlaXIvdjE7d2VpcnYxYgZwcm90bzM");
+
+/**
+ * Describes the message weir.v1.ExportRequest.
+ * Use `create(ExportRequestSchema)` to create a new message.
+ */
+export const ExportRequestSchema = /*@__PURE__*/
+  messageDesc(file_weir_v1_query, 0);
+
+/**
+ * Describes the message weir.v1.ExportResponse.
+ * Use `create(ExportResponseSchema)` to create a new message.
+ */
+export const ExportResponseSchema = /*@__PURE__*/
+  messageDesc(file_weir_v1_query, 1);
 
 /**
  * Describes the message weir.v1.QueryRequest.
  * Use `create(QueryRequestSchema)` to create a new message.
  */
 export const QueryRequestSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_query, 0);
+  messageDesc(file_weir_v1_query, 2);
 
 /**
  * Describes the message weir.v1.Column.
  * Use `create(ColumnSchema)` to create a new message.
  */
 export const ColumnSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_query, 1);
+  messageDesc(file_weir_v1_query, 3);
 
 /**
  * Describes the message weir.v1.QueryResponse.
  * Use `create(QueryResponseSchema)` to create a new message.
  */
 export const QueryResponseSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_query, 2);
+  messageDesc(file_weir_v1_query, 4);
+
+/**
+ * Describes the enum weir.v1.ExportFormat.
+ */
+export const ExportFormatSchema = /*@__PURE__*/
+  enumDesc(file_weir_v1_query, 0);
+
+/**
+ * ExportFormat is the encoding of exported files.
+ *
+ * @generated from enum weir.v1.ExportFormat
+ */
+export const ExportFormat = /*@__PURE__*/
+  tsEnum(ExportFormatSchema);
 
 /**
  * Describes the enum weir.v1.ResultFormat.
  */
 export const ResultFormatSchema = /*@__PURE__*/
-  enumDesc(file_weir_v1_query, 0);
+  enumDesc(file_weir_v1_query, 1);
 
 /**
  * ResultFormat selects the encoding of QueryResponse.data.
