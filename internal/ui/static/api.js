@@ -131,6 +131,19 @@ export async function getJSON(path, {signal} = {}) {
   return doc;
 }
 
+// postJSON posts a JSON body and returns the JSON answer.
+export async function postJSON(path, body, {signal} = {}) {
+  const resp = await call(path, {
+    method: 'POST',
+    headers: {'Content-Type': 'application/json', 'Accept': 'application/json'},
+    body: JSON.stringify(body),
+    signal,
+  });
+  const doc = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new APIError(doc.error || `HTTP ${resp.status}`, doc.code, resp.status);
+  return doc;
+}
+
 // A Connect envelope: 1 flag byte, 4-byte big-endian length, message.
 const FLAG_COMPRESSED = 0x01;
 const FLAG_END_STREAM = 0x02;
