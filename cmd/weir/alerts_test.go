@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/chromedp"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
@@ -417,4 +418,181 @@ alerts:
 	if n := hook.count("firing", ""); n != 2 {
 		t.Errorf("%d firing webhooks after the second restart, want 2", n)
 	}
+}
+
+// TestAlertNewPattern: a pattern rule fires on a log template never seen
+// in its stream before, at ERROR, and not on templates it has seen, even
+// when they come back at ERROR.
+func TestAlertNewPattern(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := writeConfig(t, dir, `
+streams:
+  app:
+    processors:
+      - pattern: {}
+alerts:
+  rules:
+    - name: NewErrorPattern
+      pattern: {stream: app, new: true, min_severity: ERROR}
+      every: 500ms
+      window: 1m
+      labels: {team: storage}
+`)
+	s := startServer(t, "", withConfigFile(t, cfgPath))
+	known := []string{
+		"Receiving block blk_1 src: /10.0.0.1:50010 dest: /10.0.0.2:50010",
+		"Receiving block blk_2 src: /10.0.0.3:50010 dest: /10.0.0.4:50010",
+		"PacketResponder 1 for block blk_3 terminating",
+		"PacketResponder 2 for block blk_4 terminating",
+	}
+	if err := pushLines(s.url, "app", "INFO", known); err != nil {
+		t.Fatal(err)
+	}
+	pushed := time.Now()
+	// The rule has read past the known templates once it evaluated a
+	// second after them (its delay) and a little more.
+	waitUntil(t, 20*time.Second, "the rule to read the known templates", func() bool {
+		v := getAlerts(t, s.url)
+		return v.Rules[0].LastEval.After(pushed.Add(1500 * time.Millisecond))
+	})
+	if v := getAlerts(t, s.url); len(v.Rules[0].Alerts) != 0 {
+		t.Fatalf("alerts for INFO templates: %+v", v.Rules[0].Alerts)
+	}
+	// A known template at ERROR: no alert. A new one: an alert.
+	if err := pushLines(s.url, "app", "ERROR", []string{"PacketResponder 7 for block blk_9 terminating"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pushLines(s.url, "app", "ERROR", []string{"Disk failure on volume /data/7: checksum mismatch in blk_12"}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, "SELECT count(DISTINCT attributes['pattern.id']) FROM app WHERE severity_number >= 17", 2)
+	newID := mustSQL(t, s.url, "SELECT attributes['pattern.id'] AS id FROM app WHERE body LIKE 'Disk failure%'").Rows[0]["id"].(string)
+	var got alertsView
+	waitUntil(t, 10*time.Second, "the new-pattern alert", func() bool {
+		got = getAlerts(t, s.url)
+		return len(got.Rules[0].Alerts) > 0 && got.Rules[0].State == "firing"
+	})
+	as := got.Rules[0].Alerts
+	if len(as) != 1 || as[0].Labels["pattern_id"] != newID || as[0].Labels["stream"] != "app" || as[0].Labels["team"] != "storage" ||
+		!strings.Contains(as[0].Annotations["summary"], "Disk failure on volume") || !strings.Contains(as[0].Link, "attr=pattern.id%3D"+newID) {
+		t.Fatalf("alerts %+v, want one for pattern %s", as, newID)
+	}
+}
+
+// TestAlertValidation: rules are checked when the configuration loads
+// and when the server starts (their SQL by the /v1/sql sandbox and the
+// planner): errors name the file, the line and the field. weir alert
+// test checks and runs a rule file on a running server.
+func TestAlertValidation(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(rules, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := writeConfig(t, dir, "alerts:\n  rule_files: [rules.yaml]\n")
+	load := func() error {
+		cfg := defaultConfig()
+		return loadConfigFile(&cfg, cfgPath)
+	}
+	f := func(body, want string) {
+		t.Helper()
+		write(body)
+		err := load()
+		if err == nil {
+			cfg := defaultConfig()
+			if err = loadConfigFile(&cfg, cfgPath); err == nil {
+				cfg.Data = t.TempDir()
+				err = serveWith(t, cfg)
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s\n got %v\nwant %q", body, err, want)
+		}
+	}
+	f("rules:\n  - name: a\n    sql: SELECT 1\n    evry: 1s\n", rules+`: line 4: rule: unknown field "evry"`)
+	f("rules:\n  - name: a\n    sql: SELECT 1\n    for: -1s\n", rules+`:4: rule "a": for: must not be negative`)
+	f("rules:\n  - name: a\n    every: 5s\n    sql: DELETE FROM logs\n", rules+`:4: rule "a": sql: invalid query: only reading statements`)
+	f("rules:\n  - name: a\n    sql: SELECT * FROM read_csv('/etc/passwd')\n", rules+`:3: rule "a": sql: invalid query: table function "read_csv" is not allowed`)
+	f("rules:\n  - name: a\n\n    sql: SELECT nope FROM logs WHERE $__timeFilter\n", rules+`:4: rule "a": sql: invalid query:`)
+
+	// A good rule file runs once on a server, through weir alert test.
+	s := startServer(t, "", nil)
+	if err := pushLines(s.url, "web", "ERROR", []string{"GET /a 500", "GET /b 500", "GET /c 503"}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM logs", 3)
+	write(`rules:
+  - name: web-errors
+    sql: SELECT stream, count(*) AS n FROM logs WHERE severity_number >= 17 AND timestamp < $__to + INTERVAL 1 MINUTE GROUP BY 1
+    condition: {column: n, op: ">=", value: 3}
+`)
+	out, err := runWeir(t, "alert", "test", "--server", s.url, rules)
+	if err != nil || !strings.Contains(out, "rule web-errors:") || !strings.Contains(out, "ALERT  alertname=web-errors  stream=web") {
+		t.Errorf("weir alert test: %v\n%s", err, out)
+	}
+	write("rules:\n  - name: bad\n    sql: SELECT * FROM glob('/etc/*')\n")
+	out, err = runWeir(t, "alert", "test", "--server", s.url, rules)
+	if err == nil || !strings.Contains(out+err.Error(), rules+`:3: rule "bad": sql:`) {
+		t.Errorf("weir alert test of a bad rule: %v\n%s", err, out)
+	}
+}
+
+// TestAlertUI drives the Alerts view in headless Chromium: a firing rule
+// shows its state, last value and sparkline; Test runs it once; its
+// alert links to its records in Explore.
+func TestAlertUI(t *testing.T) {
+	chrome := findChromium(t)
+	dir := t.TempDir()
+	cfgPath := writeConfig(t, dir, `
+alerts:
+  rules:
+    - name: WebErrors
+      sql: SELECT stream, count(*) AS n FROM logs WHERE $__timeFilter AND severity_number >= 17 GROUP BY stream
+      every: 500ms
+      window: 1h
+      condition: {column: n, op: ">=", value: 3}
+      annotations: {summary: "{{.n}} errors in {{.stream}}"}
+    - name: Quiet
+      sql: SELECT count(*) AS n FROM logs WHERE $__timeFilter AND severity_number >= 21
+      every: 500ms
+      condition: {column: n, op: ">", value: 0}
+`)
+	s := startServer(t, "", withConfigFile(t, cfgPath))
+	if err := pushLines(s.url, "web", "ERROR", []string{"GET /a 500", "GET /b 500", "GET /c 503", "GET /d 502"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pushLines(s.url, "web", "INFO", []string{"GET / 200"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, chrome)
+	b.do(chromedp.Navigate(s.url + "/#/alerts"))
+	row := `#alerts-table tr.rule[data-rule="WebErrors"]`
+	b.waitFor(fmt.Sprintf(`document.querySelector('#alerts').dataset.state === 'ready' && document.querySelector('%s[data-state="firing"]') !== null`, row), "the firing rule")
+	if got := evalJS[string](b, fmt.Sprintf(`document.querySelector('%s .last-value').textContent`, row)); got != "4" {
+		t.Errorf("last value %q, want 4", got)
+	}
+	if got := evalJS[string](b, `document.querySelector('#alerts-table tr.rule[data-rule="Quiet"]').dataset.state`); got != "ok" {
+		t.Errorf("the quiet rule is %s", got)
+	}
+	b.waitFor(fmt.Sprintf(`document.querySelector('%s svg.spark polyline') !== null`, row), "the sparkline")
+	if text := evalJS[string](b, `document.querySelector('#alerts-table tr.alerts[data-rule="WebErrors"]').textContent`); !strings.Contains(text, "stream=web") || !strings.Contains(text, "4 errors in web") {
+		t.Errorf("alert row %q", text)
+	}
+	b.screenshot("alerts")
+
+	// Test runs the rule once and shows its result.
+	b.do(chromedp.Click(chromedp.CSS(row + " button.test")))
+	b.waitFor(`(document.querySelector('.test-box[data-rule="WebErrors"] .test-alerts') || {}).dataset?.alerts === '1'`, "the test result")
+	if n := evalJS[int](b, `document.querySelectorAll('.test-box[data-rule="WebErrors"] table.test-rows tr.alerting').length`); n != 1 {
+		t.Errorf("%d alerting rows in the test result, want 1", n)
+	}
+	b.screenshot("alerts-test")
+
+	// The alert's link shows its records in Explore.
+	b.do(chromedp.Click(chromedp.CSS(`#alerts-table tr.alerts[data-rule="WebErrors"] a.records`)))
+	b.waitFor(`location.hash.startsWith('#/explore') && location.hash.includes('stream=web') && document.querySelector('#explore').dataset.state === 'ready' && document.querySelectorAll('#explore-rows tr.record').length === 5`, "the alert's records in Explore")
+	b.checkErrors()
 }
