@@ -170,3 +170,34 @@ func (p *planWriter) Row(vals []driver.Value) error {
 }
 
 func (p *planWriter) End(bool) error { return nil }
+
+// MatchingOffsets calls fn with the stream partition and _offset of each
+// record of one hour (as returned by ExportPlan) that spec selects, in
+// partition and offset order. Records without an _offset are skipped.
+// Deleting records uses it to find them in the lake's files.
+func (e *Engine) MatchingOffsets(ctx context.Context, spec ExportSpec, hour time.Time, fn func(part int32, offset int64) error) error {
+	from, where, err := e.exportSQL(spec)
+	if err != nil {
+		return err
+	}
+	hour = hour.UTC().Truncate(time.Hour)
+	q := fmt.Sprintf(`SELECT "_partition", "_offset" FROM %s WHERE "date" = DATE '%s' AND "hour" = %d AND "_offset" IS NOT NULL AND %s ORDER BY ALL`,
+		from, hour.Format("2006-01-02"), hour.Hour(), where)
+	_, err = e.run(ctx, q, Options{Tenant: spec.Tenant}, math.MaxInt64-1, e.cfg.MaxTimeout, predicateCheck(spec.Where), offsetWriter(fn))
+	return err
+}
+
+// offsetWriter hands MatchingOffsets' rows to a function.
+type offsetWriter func(part int32, offset int64) error
+
+func (offsetWriter) Begin([]Column) error { return nil }
+func (offsetWriter) End(bool) error       { return nil }
+
+func (w offsetWriter) Row(vals []driver.Value) error {
+	part, ok1 := vals[0].(int32)
+	off, ok2 := vals[1].(int64)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("matching offsets: unexpected row %v", vals)
+	}
+	return w(part, off)
+}

@@ -68,7 +68,9 @@ type Observer interface {
 	// Flush or Shutdown when they did the publishing.
 	Published(f FileInfo) error
 	// Replaced is called once compaction has published f, which holds
-	// every row of old, and removed old from Files. The observer now owns
+	// every row of old, or a delete (DeleteRows) has published f, which
+	// holds the rows of old that were not deleted, and removed old from
+	// Files. The observer now owns
 	// the files of old: it stops showing them (and starts showing f) and
 	// deletes them once no reader needs them. Files of old that are still
 	// on disk at the next start are deleted then, since f names them.

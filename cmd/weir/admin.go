@@ -27,6 +27,7 @@ type adminService struct {
 	reload func() (transform.Rules, error)
 	replay *ingest.Replayer
 	log    *slog.Logger // gets the full text of reload errors
+	del    *deleter     // delete.go; nil refuses Delete
 }
 
 var _ weirv1connect.AdminServiceHandler = adminService{}

@@ -22,6 +22,7 @@ Usage:
   weir bench [flags]            measure throughput, latency and freshness of a server
   weir tail  [flags]            print records as they arrive
   weir export [flags]           write a stream's records to Parquet, CSV or JSON lines files
+  weir delete [flags]           delete the records of a stream that match a SQL predicate
   weir reload [flags]           make a running server re-read its configuration
   weir replay-dead-letter       send dead letters through their stream's processors again
   weir key new|hash             make an API key, or hash a token read on stdin
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return tailCmd(ctx, args[1:], stdout, stderr)
 	case "export":
 		return exportCmd(ctx, args[1:], stdout, stderr)
+	case "delete":
+		return deleteCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args[1:], stdout, stderr)
 	case "reload":

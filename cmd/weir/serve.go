@@ -260,7 +260,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle(ing.Handler(rpcOpts))
 	mux.Handle(query.NewService(engine, auth.TenantOf).Handler(rpcOpts))
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}, rpcOpts))
-	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log}, rpcOpts))
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: engine, lake: lake, log: log}}, rpcOpts))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -21,6 +21,168 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type DeleteRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Records with from_unix_nano <= timestamp < to_unix_nano.
+	FromUnixNano uint64 `protobuf:"fixed64,2,opt,name=from_unix_nano,json=fromUnixNano,proto3" json:"from_unix_nano,omitempty"`
+	ToUnixNano   uint64 `protobuf:"fixed64,3,opt,name=to_unix_nano,json=toUnixNano,proto3" json:"to_unix_nano,omitempty"`
+	// A SQL predicate over the stream's columns, such as
+	// "attributes['user.id'] = '42'"; required (use "true" for every
+	// record in the range).
+	Where         string `protobuf:"bytes,4,opt,name=where,proto3" json:"where,omitempty"`
+	DryRun        bool   `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRequest) Reset() {
+	*x = DeleteRequest{}
+	mi := &file_weir_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRequest) ProtoMessage() {}
+
+func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weir_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRequest) Descriptor() ([]byte, []int) {
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DeleteRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *DeleteRequest) GetFromUnixNano() uint64 {
+	if x != nil {
+		return x.FromUnixNano
+	}
+	return 0
+}
+
+func (x *DeleteRequest) GetToUnixNano() uint64 {
+	if x != nil {
+		return x.ToUnixNano
+	}
+	return 0
+}
+
+func (x *DeleteRequest) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *DeleteRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type DeleteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Records that matched when the delete started.
+	Matched uint64 `protobuf:"varint,1,opt,name=matched,proto3" json:"matched,omitempty"`
+	// Records deleted (0 in a dry run). Fewer than matched when matching
+	// records arrived during the call and were still in open files.
+	Deleted uint64 `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Hour partitions that held matching records.
+	Hours uint32 `protobuf:"varint,3,opt,name=hours,proto3" json:"hours,omitempty"`
+	// Files rewritten without the records, and files removed because no
+	// record was left.
+	FilesRewritten uint32 `protobuf:"varint,4,opt,name=files_rewritten,json=filesRewritten,proto3" json:"files_rewritten,omitempty"`
+	FilesRemoved   uint32 `protobuf:"varint,5,opt,name=files_removed,json=filesRemoved,proto3" json:"files_removed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteResponse) Reset() {
+	*x = DeleteResponse{}
+	mi := &file_weir_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteResponse) ProtoMessage() {}
+
+func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weir_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
+func (*DeleteResponse) Descriptor() ([]byte, []int) {
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeleteResponse) GetMatched() uint64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
+}
+
+func (x *DeleteResponse) GetDeleted() uint64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *DeleteResponse) GetHours() uint32 {
+	if x != nil {
+		return x.Hours
+	}
+	return 0
+}
+
+func (x *DeleteResponse) GetFilesRewritten() uint32 {
+	if x != nil {
+		return x.FilesRewritten
+	}
+	return 0
+}
+
+func (x *DeleteResponse) GetFilesRemoved() uint32 {
+	if x != nil {
+		return x.FilesRemoved
+	}
+	return 0
+}
+
 type ReloadConfigRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +191,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_weir_v1_admin_proto_msgTypes[0]
+	mi := &file_weir_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +203,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_admin_proto_msgTypes[0]
+	mi := &file_weir_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +216,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_weir_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 type ReloadConfigResponse struct {
@@ -67,7 +229,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_weir_v1_admin_proto_msgTypes[1]
+	mi := &file_weir_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -79,7 +241,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_admin_proto_msgTypes[1]
+	mi := &file_weir_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -92,7 +254,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_weir_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReloadConfigResponse) GetStreams() []string {
@@ -112,7 +274,7 @@ type ReplayDeadLetterRequest struct {
 
 func (x *ReplayDeadLetterRequest) Reset() {
 	*x = ReplayDeadLetterRequest{}
-	mi := &file_weir_v1_admin_proto_msgTypes[2]
+	mi := &file_weir_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +286,7 @@ func (x *ReplayDeadLetterRequest) String() string {
 func (*ReplayDeadLetterRequest) ProtoMessage() {}
 
 func (x *ReplayDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_admin_proto_msgTypes[2]
+	mi := &file_weir_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +299,7 @@ func (x *ReplayDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*ReplayDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_weir_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReplayDeadLetterRequest) GetStreams() []string {
@@ -165,7 +327,7 @@ type ReplayDeadLetterResponse struct {
 
 func (x *ReplayDeadLetterResponse) Reset() {
 	*x = ReplayDeadLetterResponse{}
-	mi := &file_weir_v1_admin_proto_msgTypes[3]
+	mi := &file_weir_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +339,7 @@ func (x *ReplayDeadLetterResponse) String() string {
 func (*ReplayDeadLetterResponse) ProtoMessage() {}
 
 func (x *ReplayDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weir_v1_admin_proto_msgTypes[3]
+	mi := &file_weir_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +352,7 @@ func (x *ReplayDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*ReplayDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_weir_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_weir_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReplayDeadLetterResponse) GetRead() uint64 {
@@ -232,7 +394,20 @@ var File_weir_v1_admin_proto protoreflect.FileDescriptor
 
 const file_weir_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x13weir/v1/admin.proto\x12\aweir.v1\"\x15\n" +
+	"\x13weir/v1/admin.proto\x12\aweir.v1\"\x9e\x01\n" +
+	"\rDeleteRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12$\n" +
+	"\x0efrom_unix_nano\x18\x02 \x01(\x06R\ffromUnixNano\x12 \n" +
+	"\fto_unix_nano\x18\x03 \x01(\x06R\n" +
+	"toUnixNano\x12\x14\n" +
+	"\x05where\x18\x04 \x01(\tR\x05where\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\"\xa8\x01\n" +
+	"\x0eDeleteResponse\x12\x18\n" +
+	"\amatched\x18\x01 \x01(\x04R\amatched\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\x04R\adeleted\x12\x14\n" +
+	"\x05hours\x18\x03 \x01(\rR\x05hours\x12'\n" +
+	"\x0ffiles_rewritten\x18\x04 \x01(\rR\x0efilesRewritten\x12#\n" +
+	"\rfiles_removed\x18\x05 \x01(\rR\ffilesRemoved\"\x15\n" +
 	"\x13ReloadConfigRequest\"0\n" +
 	"\x14ReloadConfigResponse\x12\x18\n" +
 	"\astreams\x18\x01 \x03(\tR\astreams\"3\n" +
@@ -243,10 +418,11 @@ const file_weir_v1_admin_proto_rawDesc = "" +
 	"\breplayed\x18\x02 \x01(\x04R\breplayed\x12!\n" +
 	"\ffailed_again\x18\x03 \x01(\x04R\vfailedAgain\x12\x18\n" +
 	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x18\n" +
-	"\askipped\x18\x05 \x01(\x04R\askipped2\xb4\x01\n" +
+	"\askipped\x18\x05 \x01(\x04R\askipped2\xef\x01\n" +
 	"\fAdminService\x12K\n" +
 	"\fReloadConfig\x12\x1c.weir.v1.ReloadConfigRequest\x1a\x1d.weir.v1.ReloadConfigResponse\x12W\n" +
-	"\x10ReplayDeadLetter\x12 .weir.v1.ReplayDeadLetterRequest\x1a!.weir.v1.ReplayDeadLetterResponseB/Z-github.com/weirlabs/weir/proto/weir/v1;weirv1b\x06proto3"
+	"\x10ReplayDeadLetter\x12 .weir.v1.ReplayDeadLetterRequest\x1a!.weir.v1.ReplayDeadLetterResponse\x129\n" +
+	"\x06Delete\x12\x16.weir.v1.DeleteRequest\x1a\x17.weir.v1.DeleteResponseB/Z-github.com/weirlabs/weir/proto/weir/v1;weirv1b\x06proto3"
 
 var (
 	file_weir_v1_admin_proto_rawDescOnce sync.Once
@@ -260,20 +436,24 @@ func file_weir_v1_admin_proto_rawDescGZIP() []byte {
 	return file_weir_v1_admin_proto_rawDescData
 }
 
-var file_weir_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_weir_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_weir_v1_admin_proto_goTypes = []any{
-	(*ReloadConfigRequest)(nil),      // 0: weir.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),     // 1: weir.v1.ReloadConfigResponse
-	(*ReplayDeadLetterRequest)(nil),  // 2: weir.v1.ReplayDeadLetterRequest
-	(*ReplayDeadLetterResponse)(nil), // 3: weir.v1.ReplayDeadLetterResponse
+	(*DeleteRequest)(nil),            // 0: weir.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 1: weir.v1.DeleteResponse
+	(*ReloadConfigRequest)(nil),      // 2: weir.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),     // 3: weir.v1.ReloadConfigResponse
+	(*ReplayDeadLetterRequest)(nil),  // 4: weir.v1.ReplayDeadLetterRequest
+	(*ReplayDeadLetterResponse)(nil), // 5: weir.v1.ReplayDeadLetterResponse
 }
 var file_weir_v1_admin_proto_depIdxs = []int32{
-	0, // 0: weir.v1.AdminService.ReloadConfig:input_type -> weir.v1.ReloadConfigRequest
-	2, // 1: weir.v1.AdminService.ReplayDeadLetter:input_type -> weir.v1.ReplayDeadLetterRequest
-	1, // 2: weir.v1.AdminService.ReloadConfig:output_type -> weir.v1.ReloadConfigResponse
-	3, // 3: weir.v1.AdminService.ReplayDeadLetter:output_type -> weir.v1.ReplayDeadLetterResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	2, // 0: weir.v1.AdminService.ReloadConfig:input_type -> weir.v1.ReloadConfigRequest
+	4, // 1: weir.v1.AdminService.ReplayDeadLetter:input_type -> weir.v1.ReplayDeadLetterRequest
+	0, // 2: weir.v1.AdminService.Delete:input_type -> weir.v1.DeleteRequest
+	3, // 3: weir.v1.AdminService.ReloadConfig:output_type -> weir.v1.ReloadConfigResponse
+	5, // 4: weir.v1.AdminService.ReplayDeadLetter:output_type -> weir.v1.ReplayDeadLetterResponse
+	1, // 5: weir.v1.AdminService.Delete:output_type -> weir.v1.DeleteResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -290,7 +470,7 @@ func file_weir_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weir_v1_admin_proto_rawDesc), len(file_weir_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

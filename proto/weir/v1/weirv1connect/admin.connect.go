@@ -39,6 +39,8 @@ const (
 	// AdminServiceReplayDeadLetterProcedure is the fully-qualified name of the AdminService's
 	// ReplayDeadLetter RPC.
 	AdminServiceReplayDeadLetterProcedure = "/weir.v1.AdminService/ReplayDeadLetter"
+	// AdminServiceDeleteProcedure is the fully-qualified name of the AdminService's Delete RPC.
+	AdminServiceDeleteProcedure = "/weir.v1.AdminService/Delete"
 )
 
 // AdminServiceClient is a client for the weir.v1.AdminService service.
@@ -54,6 +56,17 @@ type AdminServiceClient interface {
 	// each dead letter is replayed at most once, also across crashes and
 	// repeated calls, so a replay never duplicates records.
 	ReplayDeadLetter(context.Context, *connect.Request[v1.ReplayDeadLetterRequest]) (*connect.Response[v1.ReplayDeadLetterResponse], error)
+	// Delete removes the tenant's records of one stream between two times
+	// that match a SQL predicate, for right-to-erasure requests: files that
+	// hold some are rewritten without them, files left empty are removed.
+	// Open files are published first, so every record acknowledged before
+	// the call is covered. Queries see each file before or after, never
+	// half rewritten. The predicate passes the same sandbox as
+	// QueryService.Query and must be a predicate (INVALID_ARGUMENT
+	// otherwise); an unknown stream is NOT_FOUND. With dry_run nothing
+	// changes and the response says how many records would go. Every
+	// delete is logged.
+	Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error)
 }
 
 // NewAdminServiceClient constructs a client for the weir.v1.AdminService service. By default, it
@@ -79,6 +92,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("ReplayDeadLetter")),
 			connect.WithClientOptions(opts...),
 		),
+		delete: connect.NewClient[v1.DeleteRequest, v1.DeleteResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("Delete")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -86,6 +105,7 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 type adminServiceClient struct {
 	reloadConfig     *connect.Client[v1.ReloadConfigRequest, v1.ReloadConfigResponse]
 	replayDeadLetter *connect.Client[v1.ReplayDeadLetterRequest, v1.ReplayDeadLetterResponse]
+	delete           *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 }
 
 // ReloadConfig calls weir.v1.AdminService.ReloadConfig.
@@ -96,6 +116,11 @@ func (c *adminServiceClient) ReloadConfig(ctx context.Context, req *connect.Requ
 // ReplayDeadLetter calls weir.v1.AdminService.ReplayDeadLetter.
 func (c *adminServiceClient) ReplayDeadLetter(ctx context.Context, req *connect.Request[v1.ReplayDeadLetterRequest]) (*connect.Response[v1.ReplayDeadLetterResponse], error) {
 	return c.replayDeadLetter.CallUnary(ctx, req)
+}
+
+// Delete calls weir.v1.AdminService.Delete.
+func (c *adminServiceClient) Delete(ctx context.Context, req *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {
+	return c.delete.CallUnary(ctx, req)
 }
 
 // AdminServiceHandler is an implementation of the weir.v1.AdminService service.
@@ -111,6 +136,17 @@ type AdminServiceHandler interface {
 	// each dead letter is replayed at most once, also across crashes and
 	// repeated calls, so a replay never duplicates records.
 	ReplayDeadLetter(context.Context, *connect.Request[v1.ReplayDeadLetterRequest]) (*connect.Response[v1.ReplayDeadLetterResponse], error)
+	// Delete removes the tenant's records of one stream between two times
+	// that match a SQL predicate, for right-to-erasure requests: files that
+	// hold some are rewritten without them, files left empty are removed.
+	// Open files are published first, so every record acknowledged before
+	// the call is covered. Queries see each file before or after, never
+	// half rewritten. The predicate passes the same sandbox as
+	// QueryService.Query and must be a predicate (INVALID_ARGUMENT
+	// otherwise); an unknown stream is NOT_FOUND. With dry_run nothing
+	// changes and the response says how many records would go. Every
+	// delete is logged.
+	Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -132,12 +168,20 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("ReplayDeadLetter")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceDeleteHandler := connect.NewUnaryHandler(
+		AdminServiceDeleteProcedure,
+		svc.Delete,
+		connect.WithSchema(adminServiceMethods.ByName("Delete")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/weir.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceReloadConfigProcedure:
 			adminServiceReloadConfigHandler.ServeHTTP(w, r)
 		case AdminServiceReplayDeadLetterProcedure:
 			adminServiceReplayDeadLetterHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteProcedure:
+			adminServiceDeleteHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -153,4 +197,8 @@ func (UnimplementedAdminServiceHandler) ReloadConfig(context.Context, *connect.R
 
 func (UnimplementedAdminServiceHandler) ReplayDeadLetter(context.Context, *connect.Request[v1.ReplayDeadLetterRequest]) (*connect.Response[v1.ReplayDeadLetterResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weir.v1.AdminService.ReplayDeadLetter is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) Delete(context.Context, *connect.Request[v1.DeleteRequest]) (*connect.Response[v1.DeleteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weir.v1.AdminService.Delete is not implemented"))
 }

@@ -11,6 +11,94 @@ import type { Message } from "@bufbuild/protobuf";
 export declare const file_weir_v1_admin: GenFile;
 
 /**
+ * @generated from message weir.v1.DeleteRequest
+ */
+export declare type DeleteRequest = Message<"weir.v1.DeleteRequest"> & {
+  /**
+   * @generated from field: string stream = 1;
+   */
+  stream: string;
+
+  /**
+   * Records with from_unix_nano <= timestamp < to_unix_nano.
+   *
+   * @generated from field: fixed64 from_unix_nano = 2;
+   */
+  fromUnixNano: bigint;
+
+  /**
+   * @generated from field: fixed64 to_unix_nano = 3;
+   */
+  toUnixNano: bigint;
+
+  /**
+   * A SQL predicate over the stream's columns, such as
+   * "attributes['user.id'] = '42'"; required (use "true" for every
+   * record in the range).
+   *
+   * @generated from field: string where = 4;
+   */
+  where: string;
+
+  /**
+   * @generated from field: bool dry_run = 5;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * Describes the message weir.v1.DeleteRequest.
+ * Use `create(DeleteRequestSchema)` to create a new message.
+ */
+export declare const DeleteRequestSchema: GenMessage<DeleteRequest>;
+
+/**
+ * @generated from message weir.v1.DeleteResponse
+ */
+export declare type DeleteResponse = Message<"weir.v1.DeleteResponse"> & {
+  /**
+   * Records that matched when the delete started.
+   *
+   * @generated from field: uint64 matched = 1;
+   */
+  matched: bigint;
+
+  /**
+   * Records deleted (0 in a dry run). Fewer than matched when matching
+   * records arrived during the call and were still in open files.
+   *
+   * @generated from field: uint64 deleted = 2;
+   */
+  deleted: bigint;
+
+  /**
+   * Hour partitions that held matching records.
+   *
+   * @generated from field: uint32 hours = 3;
+   */
+  hours: number;
+
+  /**
+   * Files rewritten without the records, and files removed because no
+   * record was left.
+   *
+   * @generated from field: uint32 files_rewritten = 4;
+   */
+  filesRewritten: number;
+
+  /**
+   * @generated from field: uint32 files_removed = 5;
+   */
+  filesRemoved: number;
+};
+
+/**
+ * Describes the message weir.v1.DeleteResponse.
+ * Use `create(DeleteResponseSchema)` to create a new message.
+ */
+export declare const DeleteResponseSchema: GenMessage<DeleteResponse>;
+
+/**
  * @generated from message weir.v1.ReloadConfigRequest
  */
 export declare type ReloadConfigRequest = Message<"weir.v1.ReloadConfigRequest"> & {
@@ -136,6 +224,25 @@ export declare const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ReplayDeadLetterRequestSchema;
     output: typeof ReplayDeadLetterResponseSchema;
+  },
+  /**
+   * Delete removes the tenant's records of one stream between two times
+   * that match a SQL predicate, for right-to-erasure requests: files that
+   * hold some are rewritten without them, files left empty are removed.
+   * Open files are published first, so every record acknowledged before
+   * the call is covered. Queries see each file before or after, never
+   * half rewritten. The predicate passes the same sandbox as
+   * QueryService.Query and must be a predicate (INVALID_ARGUMENT
+   * otherwise); an unknown stream is NOT_FOUND. With dry_run nothing
+   * changes and the response says how many records would go. Every
+   * delete is logged.
+   *
+   * @generated from rpc weir.v1.AdminService.Delete
+   */
+  delete: {
+    methodKind: "unary";
+    input: typeof DeleteRequestSchema;
+    output: typeof DeleteResponseSchema;
   },
 }>;
 

@@ -8,35 +8,49 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
  * Describes the file weir/v1/admin.proto.
  */
 export const file_weir_v1_admin = /*@__PURE__*/
-  fileDesc("ChN3ZWlyL3YxL2FkbWluLnByb3RvEgd3ZWlyLnYxIhUKE1JlbG9hZENvbmZpZ1JlcXVlc3QiJwoUUmVsb2FkQ29uZmlnUmVzcG9uc2USDwoHc3RyZWFtcxgBIAMoCSIqChdSZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBIPCgdzdHJlYW1zGAEgAygJInIKGFJlcGxheURlYWRMZXR0ZXJSZXNwb25zZRIMCgRyZWFkGAEgASgEEhAKCHJlcGxheWVkGAIgASgEEhQKDGZhaWxlZF9hZ2FpbhgDIAEoBBIPCgdkcm9wcGVkGAQgASgEEg8KB3NraXBwZWQYBSABKAQytAEKDEFkbWluU2VydmljZRJLCgxSZWxvYWRDb25maWcSHC53ZWlyLnYxLlJlbG9hZENvbmZpZ1JlcXVlc3QaHS53ZWlyLnYxLlJlbG9hZENvbmZpZ1Jlc3BvbnNlElcKEFJlcGxheURlYWRMZXR0ZXISIC53ZWlyLnYxLlJlcGxheURlYWRMZXR0ZXJSZXF1ZXN0GiEud2Vpci52MS5SZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2VCL1otZ2l0aHViLmNvbS93ZWlybGFicy93ZWlyL3Byb3RvL3dlaXIvdjE7d2VpcnYxYgZwcm90bzM");
+  fileDesc("ChN3ZWlyL3YxL2FkbWluLnByb3RvEgd3ZWlyLnYxIm0KDURlbGV0ZVJlcXVlc3QSDgoGc3RyZWFtGAEgASgJEhYKDmZyb21fdW5peF9uYW5vGAIgASgGEhQKDHRvX3VuaXhfbmFubxgDIAEoBhINCgV3aGVyZRgEIAEoCRIPCgdkcnlfcnVuGAUgASgIInEKDkRlbGV0ZVJlc3BvbnNlEg8KB21hdGNoZWQYASABKAQSDwoHZGVsZXRlZBgCIAEoBBINCgVob3VycxgDIAEoDRIXCg9maWxlc19yZXdyaXR0ZW4YBCABKA0SFQoNZmlsZXNfcmVtb3ZlZBgFIAEoDSIVChNSZWxvYWRDb25maWdSZXF1ZXN0IicKFFJlbG9hZENvbmZpZ1Jlc3BvbnNlEg8KB3N0cmVhbXMYASADKAkiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHc3RyZWFtcxgBIAMoCSJyChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDAoEcmVhZBgBIAEoBBIQCghyZXBsYXllZBgCIAEoBBIUCgxmYWlsZWRfYWdhaW4YAyABKAQSDwoHZHJvcHBlZBgEIAEoBBIPCgdza2lwcGVkGAUgASgEMu8BCgxBZG1pblNlcnZpY2USSwoMUmVsb2FkQ29uZmlnEhwud2Vpci52MS5SZWxvYWRDb25maWdSZXF1ZXN0Gh0ud2Vpci52MS5SZWxvYWRDb25maWdSZXNwb25zZRJXChBSZXBsYXlEZWFkTGV0dGVyEiAud2Vpci52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBohLndlaXIudjEuUmVwbGF5RGVhZExldHRlclJlc3BvbnNlEjkKBkRlbGV0ZRIWLndlaXIudjEuRGVsZXRlUmVxdWVzdBoXLndlaXIudjEuRGVsZXRlUmVzcG9uc2VCL1otZ2l0aHViLmNvbS93ZWlybGFicy93ZWlyL3Byb3RvL3dlaXIvdjE7d2VpcnYxYgZwcm90bzM");
+
+/**
+ * Describes the message weir.v1.DeleteRequest.
+ * Use `create(DeleteRequestSchema)` to create a new message.
+ */
+export const DeleteRequestSchema = /*@__PURE__*/
+  messageDesc(file_weir_v1_admin, 0);
+
+/**
+ * Describes the message weir.v1.DeleteResponse.
+ * Use `create(DeleteResponseSchema)` to create a new message.
+ */
+export const DeleteResponseSchema = /*@__PURE__*/
+  messageDesc(file_weir_v1_admin, 1);
 
 /**
  * Describes the message weir.v1.ReloadConfigRequest.
  * Use `create(ReloadConfigRequestSchema)` to create a new message.
  */
 export const ReloadConfigRequestSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_admin, 0);
+  messageDesc(file_weir_v1_admin, 2);
 
 /**
  * Describes the message weir.v1.ReloadConfigResponse.
  * Use `create(ReloadConfigResponseSchema)` to create a new message.
  */
 export const ReloadConfigResponseSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_admin, 1);
+  messageDesc(file_weir_v1_admin, 3);
 
 /**
  * Describes the message weir.v1.ReplayDeadLetterRequest.
  * Use `create(ReplayDeadLetterRequestSchema)` to create a new message.
  */
 export const ReplayDeadLetterRequestSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_admin, 2);
+  messageDesc(file_weir_v1_admin, 4);
 
 /**
  * Describes the message weir.v1.ReplayDeadLetterResponse.
  * Use `create(ReplayDeadLetterResponseSchema)` to create a new message.
  */
 export const ReplayDeadLetterResponseSchema = /*@__PURE__*/
-  messageDesc(file_weir_v1_admin, 3);
+  messageDesc(file_weir_v1_admin, 5);
 
 /**
  * AdminService operates a running server.
