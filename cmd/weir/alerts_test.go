@@ -422,7 +422,8 @@ alerts:
 
 // TestAlertNewPattern: a pattern rule fires on a log template never seen
 // in its stream before, at ERROR, and not on templates it has seen, even
-// when they come back at ERROR.
+// when they come back at ERROR; another fires when a known template's
+// rate jumps over its baseline.
 func TestAlertNewPattern(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := writeConfig(t, dir, `
@@ -437,6 +438,10 @@ alerts:
       every: 500ms
       window: 1m
       labels: {team: storage}
+    - name: PatternSurge
+      pattern: {stream: app, rate_factor: 5, baseline: 1m, min_count: 10}
+      every: 500ms
+      window: 3s
 `)
 	s := startServer(t, "", withConfigFile(t, cfgPath))
 	known := []string{
@@ -455,8 +460,8 @@ alerts:
 		v := getAlerts(t, s.url)
 		return v.Rules[0].LastEval.After(pushed.Add(1500 * time.Millisecond))
 	})
-	if v := getAlerts(t, s.url); len(v.Rules[0].Alerts) != 0 {
-		t.Fatalf("alerts for INFO templates: %+v", v.Rules[0].Alerts)
+	if v := getAlerts(t, s.url); len(v.Rules[0].Alerts) != 0 || len(v.Rules[1].Alerts) != 0 {
+		t.Fatalf("alerts for INFO templates: %+v", v.Rules)
 	}
 	// A known template at ERROR: no alert. A new one: an alert.
 	if err := pushLines(s.url, "app", "ERROR", []string{"PacketResponder 7 for block blk_9 terminating"}); err != nil {
@@ -472,10 +477,43 @@ alerts:
 		got = getAlerts(t, s.url)
 		return len(got.Rules[0].Alerts) > 0 && got.Rules[0].State == "firing"
 	})
+	// Rules are listed by name: NewErrorPattern, PatternSurge.
 	as := got.Rules[0].Alerts
 	if len(as) != 1 || as[0].Labels["pattern_id"] != newID || as[0].Labels["stream"] != "app" || as[0].Labels["team"] != "storage" ||
 		!strings.Contains(as[0].Annotations["summary"], "Disk failure on volume") || !strings.Contains(as[0].Link, "attr=pattern.id%3D"+newID) {
 		t.Fatalf("alerts %+v, want one for pattern %s", as, newID)
+	}
+
+	// A surge: twenty records of a template seen twice in the minute
+	// before.
+	surge := make([]string, 20)
+	for i := range surge {
+		surge[i] = fmt.Sprintf("Receiving block blk_%d src: /10.0.1.%d:50010 dest: /10.0.2.%d:50010", 100+i, i, i)
+	}
+	if err := pushLines(s.url, "app", "INFO", surge); err != nil {
+		t.Fatal(err)
+	}
+	surgeID := mustSQL(t, s.url, "SELECT attributes['pattern.id'] AS id FROM app WHERE body LIKE 'Receiving block blk_1 %'").Rows[0]["id"].(string)
+	waitUntil(t, 10*time.Second, "the rate alert", func() bool {
+		got = getAlerts(t, s.url)
+		return got.Rules[1].State == "firing"
+	})
+	as = got.Rules[1].Alerts
+	if len(as) != 1 || as[0].Labels["pattern_id"] != surgeID || as[0].Labels["reason"] != "rate" || !strings.Contains(as[0].Annotations["summary"], "Receiving block") {
+		t.Fatalf("rate alerts %+v, want one for pattern %s", as, surgeID)
+	}
+	// It resolves once the surge leaves the window.
+	waitUntil(t, 15*time.Second, "the rate alert to resolve", func() bool {
+		return getAlerts(t, s.url).Rules[1].State == "ok"
+	})
+
+	// The evaluations are metrics.
+	_, _, metrics := get(t, s.url+"/metrics")
+	for _, want := range []string{`weir_alert_evaluations_total{rule="NewErrorPattern",tenant="default"}`, `weir_alert_instances{rule="PatternSurge",state="resolved",tenant="default"} 1`,
+		`weir_alert_evaluation_duration_seconds_count{rule="PatternSurge",tenant="default"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
@@ -518,8 +556,26 @@ func TestAlertValidation(t *testing.T) {
 	f("rules:\n  - name: a\n    sql: SELECT * FROM read_csv('/etc/passwd')\n", rules+`:3: rule "a": sql: invalid query: table function "read_csv" is not allowed`)
 	f("rules:\n  - name: a\n\n    sql: SELECT nope FROM logs WHERE $__timeFilter\n", rules+`:4: rule "a": sql: invalid query:`)
 
-	// A good rule file runs once on a server, through weir alert test.
-	s := startServer(t, "", nil)
+	// A good rule file runs once on a server, through weir alert test;
+	// a reload applies a changed file, or keeps the rules if it is bad.
+	write("rules:\n  - name: first\n    sql: SELECT 1 AS n\n")
+	s := startServer(t, "", withConfigFile(t, cfgPath))
+	write("rules:\n  - name: first\n    sql: SELECT 1 AS n\n  - name: second\n    sql: SELECT nope\n")
+	// The answer says only that the file is invalid; the server logs
+	// which rule and line.
+	if out, err := runWeir(t, "reload", "--server", s.url); err == nil {
+		t.Errorf("reload of a bad rule: %v\n%s", err, out)
+	}
+	if v := getAlerts(t, s.url); len(v.Rules) != 1 || v.Rules[0].Name != "first" {
+		t.Errorf("rules after a failed reload: %+v", v.Rules)
+	}
+	write("rules:\n  - name: first\n    sql: SELECT 1 AS n\n  - name: second\n    sql: SELECT 2 AS n\n")
+	if out, err := runWeir(t, "reload", "--server", s.url); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if v := getAlerts(t, s.url); len(v.Rules) != 2 || v.Rules[1].Name != "second" {
+		t.Errorf("rules after a reload: %+v", v.Rules)
+	}
 	if err := pushLines(s.url, "web", "ERROR", []string{"GET /a 500", "GET /b 500", "GET /c 503"}); err != nil {
 		t.Fatal(err)
 	}
