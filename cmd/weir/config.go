@@ -127,6 +127,10 @@ type config struct {
 		BatchDelay         time.Duration   `yaml:"batch_delay"`
 	} `yaml:"syslog"`
 
+	// Sources are the Kafka, RabbitMQ and SQS consumers (sources.go,
+	// docs/sources.md).
+	Sources sourcesConfig `yaml:"sources"`
+
 	Buffer struct {
 		Partitions   int           `yaml:"partitions"`
 		RingSlots    int           `yaml:"ring_slots"`
@@ -516,6 +520,9 @@ func (c *config) validate() error {
 		}
 	}
 	if err := c.syslogConfig().Validate(); err != nil {
+		return err
+	}
+	if err := c.Sources.validate(); err != nil {
 		return err
 	}
 	if err := c.Alerts.Validate(); err != nil {

@@ -320,6 +320,13 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
 	}
 	reg.MustRegister(syslogCollector{syslogSrv})
+	// The broker sources likewise; each commits what reached its ack
+	// level as it goes, and they stop before the buffer drains.
+	brokerSources, err := startSources(ctx, &cfg, ing, log)
+	if err != nil {
+		return errors.Join(err, syslogSrv.Shutdown(context.Background()), buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	}
+	reg.MustRegister(sourceCollector{brokerSources})
 	serveErr := make(chan error, 1)
 	go func() {
 		if certs != nil {
@@ -353,7 +360,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		httpErr = errors.Join(httpErr, err)
 	}
-	syslogErr := syslogSrv.Shutdown(drainCtx)
+	syslogErr := errors.Join(brokerSources.Shutdown(drainCtx), syslogSrv.Shutdown(drainCtx))
 	bufErr := buf.Shutdown(drainCtx)
 	pipeErr := pipe.Close()
 	lakeErr := lake.Shutdown(drainCtx)

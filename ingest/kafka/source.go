@@ -50,14 +50,20 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// before giving its partitions to others.
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long a rebalance waits for the members to
+	// rejoin, and so how long a member that died without leaving (a
+	// crash) can hold up the group. A source holds a rebalance while
+	// it submits a batch, so a batch meeting backpressure for longer
+	// costs the source its membership (its batch is read again).
+	RebalanceTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults: start at the earliest offset,
 // stream "kafka", Durable, batches of 1,000 records, 1 MiB messages, a
-// 45 s session.
+// 45 s session, a minute for a rebalance.
 func DefaultConfig() Config {
 	return Config{Start: "earliest", Stream: "kafka", Level: buffer.Durable, BatchRecords: 1000,
-		MaxMessageBytes: 1 << 20, SessionTimeout: 45 * time.Second}
+		MaxMessageBytes: 1 << 20, SessionTimeout: 45 * time.Second, RebalanceTimeout: time.Minute}
 }
 
 // Validate reports the first invalid field.
@@ -77,6 +83,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafka: max_message_bytes must be 1 KiB to 64 MiB, got %d", c.MaxMessageBytes)
 	case c.SessionTimeout < time.Second:
 		return fmt.Errorf("kafka: session_timeout must be at least 1s, got %s", c.SessionTimeout)
+	case c.RebalanceTimeout < time.Second:
+		return fmt.Errorf("kafka: rebalance_timeout must be at least 1s, got %s", c.RebalanceTimeout)
 	case c.Level < buffer.Accepted || c.Level > buffer.Committed:
 		return fmt.Errorf("kafka: unknown ack level %d", c.Level)
 	}
@@ -229,6 +237,8 @@ func (s *Source) Start(context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(s.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, s.cfg.SessionTimeout/3)),
+		kgo.RebalanceTimeout(s.cfg.RebalanceTimeout),
 		kgo.ClientID("weir"),
 		// Bounded in-flight: fetches of at most a few batches' worth.
 		kgo.FetchMaxBytes(max(maxBytes, 16<<20)),
@@ -238,6 +248,7 @@ func (s *Source) Start(context.Context) error {
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { s.assign(m, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { s.assign(m, false) }),
 	}
+	opts = append(opts, kgo.WithLogger(kgoLogger{s.log}))
 	cl, err := kgo.NewClient(append(opts, s.deps.Opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
@@ -270,13 +281,15 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	s.cl = nil
 	s.mu.Unlock()
 	if cl != nil {
-		if ctx.Err() != nil {
-			// Leave at once rather than wait for the coordinator.
-			leave, cancel := context.WithCancel(ctx)
-			cancel()
-			_ = cl.LeaveGroupContext(leave)
+		// Leaving the group hands the partitions over at once; it waits
+		// for the coordinator no longer than ctx, and Close is then
+		// immediate.
+		cl.AllowRebalance()
+		if lerr := cl.LeaveGroupContext(ctx); lerr != nil && err == nil && ctx.Err() == nil {
+			s.c.Errors.Add(1)
+			s.log.Warn("kafka: leaving the group failed; the partitions move once the session times out", "err", lerr)
 		}
-		cl.CloseAllowingRebalance()
+		cl.Close()
 	}
 	return err
 }
@@ -372,4 +385,17 @@ func (s *Source) noteLag(fetches kgo.Fetches) {
 		s.lag[p.Topic][p.Partition] = max(0, p.HighWatermark-last-1)
 	})
 	s.sumLagLocked()
+}
+
+// kgoLogger passes the client's warnings and errors to the source's log.
+type kgoLogger struct{ log *slog.Logger }
+
+func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lv = slog.LevelError
+	}
+	l.log.Log(context.Background(), lv, "kafka client: "+msg, keyvals...)
 }

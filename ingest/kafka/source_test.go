@@ -40,7 +40,7 @@ func cluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 func testConfig(brokers []string, group string) kafka.Config {
 	cfg := kafka.DefaultConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{"logs"}, group
-	cfg.SessionTimeout = 2 * time.Second
+	cfg.SessionTimeout, cfg.RebalanceTimeout = 2*time.Second, 5*time.Second
 	cfg.BatchRecords = 100
 	return cfg
 }

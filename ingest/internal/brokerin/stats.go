@@ -16,12 +16,13 @@ type Stats struct {
 	Dropped      int64 // messages given up on: refused for good by the pipeline
 	Rejected     int64 // messages handed back to the broker as poison (its dead-letter exchange or queue)
 	Lag          int64 // messages the broker holds that the source has not read, where the broker says; -1 = unknown
+	Extensions   int64 // visibility timeouts extended for slow batches (SQS)
 }
 
 // Counters are a source's atomic counters.
 type Counters struct {
-	Messages, Records, DeadLettered, Retries, Errors, Dropped, Rejected, Lag atomic.Int64
-	lastLog                                                                  atomic.Int64
+	Messages, Records, DeadLettered, Retries, Errors, Dropped, Rejected, Lag, Extensions atomic.Int64
+	lastLog                                                                              atomic.Int64
 }
 
 // Stats returns the counters.
@@ -29,7 +30,7 @@ func (c *Counters) Stats() Stats {
 	return Stats{
 		Messages: c.Messages.Load(), Records: c.Records.Load(), DeadLettered: c.DeadLettered.Load(),
 		Retries: c.Retries.Load(), Errors: c.Errors.Load(), Dropped: c.Dropped.Load(),
-		Rejected: c.Rejected.Load(), Lag: c.Lag.Load(),
+		Rejected: c.Rejected.Load(), Lag: c.Lag.Load(), Extensions: c.Extensions.Load(),
 	}
 }
 

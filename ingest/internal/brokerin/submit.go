@@ -55,9 +55,9 @@ type Backoff struct {
 // DefaultBackoff is 100 ms doubling to 10 s.
 var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 
-// pause returns the wait before retry n (0-based): the larger of the
+// Pause returns the wait before retry n (0-based): the larger of the
 // backoff and the server's Retry-After, within Max.
-func (b Backoff) pause(n int, retryAfter string) time.Duration {
+func (b Backoff) Pause(n int, retryAfter string) time.Duration {
 	d := b.Min << min(n, 20)
 	if d <= 0 || d > b.Max {
 		d = b.Max
@@ -122,7 +122,7 @@ func Submit(ctx context.Context, out Submitter, batches []*httpin.Batch, level b
 				return &PermanentError{Err: fmt.Errorf("submit to stream %q: %w", bt.Stream, err)}
 			}
 			c.Retries.Add(1)
-			if !Sleep(ctx, b.pause(n, retryAfter)) {
+			if !Sleep(ctx, b.Pause(n, retryAfter)) {
 				return ctx.Err()
 			}
 		}
