@@ -453,7 +453,7 @@ func (l *Lake) writeJournal(offsets map[streamKey]OffsetSet) error {
 		return err
 	}
 	final := filepath.Join(l.cfg.Dir, removedJournal)
-	tmp := filepath.Join(l.cfg.Dir, removedJournal+tmpSuffix)
+	tmp := filepath.Join(l.cfg.Dir, removedJournal+".tmp")
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("write removal journal: %w", err)
@@ -482,6 +482,11 @@ func (l *Lake) writeJournal(offsets map[streamKey]OffsetSet) error {
 // files it names are deleted and dropped from Files, and the offsets
 // they held count for LastOffset and PublishedOffsets.
 func (l *Lake) recoverRemoved() error {
+	// A journal being written when the process died never replaced the
+	// journal; the old one holds.
+	if err := os.Remove(filepath.Join(l.cfg.Dir, removedJournal+".tmp")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sink: remove leftover removal journal: %w", err)
+	}
 	raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, removedJournal))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
