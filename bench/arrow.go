@@ -10,23 +10,24 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
-	"github.com/weirlabs/weir/transform"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // arrowSchema is the schema of the batches sent with FormatArrow: every
 // column of the lake that a client sets (docs/ingest-arrow.md). Zero
 // timestamps and absent ids are nulls.
 var arrowSchema = arrow.NewSchema([]arrow.Field{
-	{Name: transform.ColTimestamp, Type: arrow.FixedWidthTypes.Timestamp_ns, Nullable: true},
-	{Name: transform.ColObservedTimestamp, Type: arrow.FixedWidthTypes.Timestamp_ns, Nullable: true},
-	{Name: transform.ColSeverityNumber, Type: arrow.PrimitiveTypes.Int32},
-	{Name: transform.ColSeverityText, Type: arrow.BinaryTypes.String},
-	{Name: transform.ColBody, Type: arrow.BinaryTypes.String},
-	{Name: transform.ColAttributes, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
-	{Name: transform.ColResource, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
-	{Name: transform.ColTraceID, Type: &arrow.FixedSizeBinaryType{ByteWidth: 16}, Nullable: true},
-	{Name: transform.ColSpanID, Type: &arrow.FixedSizeBinaryType{ByteWidth: 8}, Nullable: true},
-	{Name: transform.ColFlags, Type: arrow.PrimitiveTypes.Uint32},
+	{Name: logschema.Timestamp, Type: arrow.FixedWidthTypes.Timestamp_ns, Nullable: true},
+	{Name: logschema.ObservedTimestamp, Type: arrow.FixedWidthTypes.Timestamp_ns, Nullable: true},
+	{Name: logschema.SeverityNumber, Type: arrow.PrimitiveTypes.Int32},
+	{Name: logschema.SeverityText, Type: arrow.BinaryTypes.String},
+	{Name: logschema.Body, Type: arrow.BinaryTypes.String},
+	{Name: logschema.Attributes, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+	{Name: logschema.Resource, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+	{Name: logschema.TraceID, Type: &arrow.FixedSizeBinaryType{ByteWidth: 16}, Nullable: true},
+	{Name: logschema.SpanID, Type: &arrow.FixedSizeBinaryType{ByteWidth: 8}, Nullable: true},
+	{Name: logschema.Flags, Type: arrow.PrimitiveTypes.Uint32},
 }, nil)
 
 // arrowEncoder writes batches as Arrow IPC streams, as a columnar client

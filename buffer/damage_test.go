@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/wal"
 )
@@ -223,7 +224,7 @@ func TestWALDamageRecovery(t *testing.T) {
 					t.Errorf("log does not contain %q:\n%s", w, out)
 				}
 			}
-			deadRecs := second.stream("acme", deadLetterStream)
+			deadRecs := second.stream("acme", logschema.DeadLetterStream)
 			if int64(len(deadRecs)) != st.WALSalvagedRecords {
 				t.Errorf("%d dead letters, want %d", len(deadRecs), st.WALSalvagedRecords)
 			}
@@ -232,7 +233,7 @@ func TestWALDamageRecovery(t *testing.T) {
 				for _, kv := range r.Attributes {
 					attrs[kv.Key] = kv.Value
 				}
-				if attrs[attrDeadStream] != "s" || attrs[attrDeadStage] != salvageStage || !strings.Contains(attrs[attrDeadError], "damaged write-ahead log record in segment "+seg) {
+				if attrs[logschema.AttrDeadStream] != "s" || attrs[logschema.AttrDeadStage] != salvageStage || !strings.Contains(attrs[logschema.AttrDeadError], "damaged write-ahead log record in segment "+seg) {
 					t.Errorf("dead letter with attributes %v", attrs)
 				}
 			}
@@ -250,7 +251,7 @@ func TestWALDamageRecovery(t *testing.T) {
 			if st3.WALDamage != 1 {
 				t.Errorf("third start: Stats.WALDamage = %d, want 1", st3.WALDamage)
 			}
-			if got := len(third.stream("acme", deadLetterStream)); got != len(deadRecs) {
+			if got := len(third.stream("acme", logschema.DeadLetterStream)); got != len(deadRecs) {
 				t.Errorf("third start: %d dead letters, want the %d of before, once", got, len(deadRecs))
 			}
 			if got := third.offsetsOf(p0); got[len(got)-1] != batches*size {

@@ -8,24 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/wal"
 )
 
-// The dead-letter stream and the attributes of a dead letter. They are
-// transform's (transform.DeadLetterStream, transform.AttrDead*), which
-// the buffer cannot import; a test checks that they agree.
-const (
-	deadLetterStream = "_dead_letter"
-	attrDeadStream   = "weir.dead_letter.stream"
-	attrDeadStage    = "weir.dead_letter.stage"
-	attrDeadError    = "weir.dead_letter.error"
-	attrDeadTime     = "weir.dead_letter.time"
-	attrDeadPrefix   = "weir.dead_letter."
-	// salvageStage is the dead-letter stage of records salvaged from a
-	// damaged log record.
-	salvageStage = "wal"
-)
+// salvageStage is the dead-letter stage (logschema.AttrDeadStage) of
+// records salvaged from a damaged log record.
+const salvageStage = "wal"
 
 // damageRun is what recovery found between two intact log records of a
 // partition: one or more damaged spans, and what could be decoded of them.
@@ -89,21 +79,21 @@ func deadLetters(b *record.Batch, published func(int64) bool, cause string, at t
 			}
 		}
 		if d.SeverityNumber < 0 || d.SeverityNumber > 24 {
-			attrs = append(attrs, record.KV{Key: attrDeadPrefix + "severity_number", Value: strconv.Itoa(int(d.SeverityNumber))})
+			attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "severity_number", Value: strconv.Itoa(int(d.SeverityNumber))})
 			d.SeverityNumber = 0
 		}
 		if d.Timestamp < 0 {
-			attrs = append(attrs, record.KV{Key: attrDeadPrefix + "timestamp", Value: strconv.FormatInt(d.Timestamp, 10)})
+			attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "timestamp", Value: strconv.FormatInt(d.Timestamp, 10)})
 			d.Timestamp = 0
 		}
 		if d.ObservedTimestamp < 0 {
 			d.ObservedTimestamp = 0
 		}
 		d.Attributes = append(attrs,
-			record.KV{Key: attrDeadStream, Value: b.Stream},
-			record.KV{Key: attrDeadStage, Value: salvageStage},
-			record.KV{Key: attrDeadError, Value: strings.ToValidUTF8(cause, "\uFFFD")},
-			record.KV{Key: attrDeadTime, Value: when},
+			record.KV{Key: logschema.AttrDeadStream, Value: b.Stream},
+			record.KV{Key: logschema.AttrDeadStage, Value: salvageStage},
+			record.KV{Key: logschema.AttrDeadError, Value: strings.ToValidUTF8(cause, "\uFFFD")},
+			record.KV{Key: logschema.AttrDeadTime, Value: when},
 		)
 		out = append(out, d)
 	}
@@ -167,7 +157,7 @@ func (b *Buffer) resolveDamage(p *partition, r *damageRun, prevEnd, nextStart in
 			continue
 		}
 		dead += len(recs)
-		out := record.NewBatch(p.key.Tenant, deadLetterStream, recs)
+		out := record.NewBatch(p.key.Tenant, logschema.DeadLetterStream, recs)
 		out.ProducerID, out.Sequence, out.SequenceGaps = salvageProducer(p.key), uint64(sb.Offset)+1, true
 		b.salvaged = append(b.salvaged, out)
 	}

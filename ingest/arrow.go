@@ -17,8 +17,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/transform"
 )
 
 // The columnar representation of a batch (PushRequest.arrow_ipc) is an
@@ -68,17 +68,17 @@ const (
 
 // arrowColumns names the accepted columns and the types each accepts.
 var arrowColumns = [numArrowColumns]struct{ name, want string }{
-	colTimestamp:      {transform.ColTimestamp, "timestamp (any unit, any or no time zone) or int64 (ns since the epoch)"},
-	colObserved:       {transform.ColObservedTimestamp, "timestamp (any unit, any or no time zone) or int64 (ns since the epoch)"},
-	colSeverityNumber: {transform.ColSeverityNumber, "int32, int8, int16, int64 or uint8"},
-	colSeverityText:   {transform.ColSeverityText, "utf8 or large_utf8"},
-	colBody:           {transform.ColBody, "utf8 or large_utf8"},
-	colAttributes:     {transform.ColAttributes, "map<utf8, utf8>, or utf8 holding a JSON object"},
-	colResource:       {transform.ColResource, "map<utf8, utf8>, or utf8 holding a JSON object"},
-	colServiceName:    {transform.ColServiceName, "utf8 or large_utf8"},
-	colTraceID:        {transform.ColTraceID, "utf8 (32 hex digits) or fixed_size_binary[16]"},
-	colSpanID:         {transform.ColSpanID, "utf8 (16 hex digits) or fixed_size_binary[8]"},
-	colFlags:          {transform.ColFlags, "uint32"},
+	colTimestamp:      {logschema.Timestamp, "timestamp (any unit, any or no time zone) or int64 (ns since the epoch)"},
+	colObserved:       {logschema.ObservedTimestamp, "timestamp (any unit, any or no time zone) or int64 (ns since the epoch)"},
+	colSeverityNumber: {logschema.SeverityNumber, "int32, int8, int16, int64 or uint8"},
+	colSeverityText:   {logschema.SeverityText, "utf8 or large_utf8"},
+	colBody:           {logschema.Body, "utf8 or large_utf8"},
+	colAttributes:     {logschema.Attributes, "map<utf8, utf8>, or utf8 holding a JSON object"},
+	colResource:       {logschema.Resource, "map<utf8, utf8>, or utf8 holding a JSON object"},
+	colServiceName:    {logschema.ServiceName, "utf8 or large_utf8"},
+	colTraceID:        {logschema.TraceID, "utf8 (32 hex digits) or fixed_size_binary[16]"},
+	colSpanID:         {logschema.SpanID, "utf8 (16 hex digits) or fixed_size_binary[8]"},
+	colFlags:          {logschema.Flags, "uint32"},
 }
 
 // acceptedColumns lists the accepted column names for error messages.
@@ -110,7 +110,7 @@ func planArrow(schema *arrow.Schema) (*arrowPlan, error) {
 	for i, f := range schema.Fields() {
 		c := slices.IndexFunc(arrowColumns[:], func(c struct{ name, want string }) bool { return c.name == f.Name })
 		if c < 0 {
-			if f.Name == transform.ColPartition || f.Name == transform.ColOffset || strings.HasPrefix(f.Name, "_") {
+			if f.Name == logschema.Partition || f.Name == logschema.Offset || strings.HasPrefix(f.Name, "_") {
 				return nil, fmt.Errorf("arrow_ipc: column %q (%s): the server assigns the _ columns; leave them out (accepted columns: %s)", f.Name, f.Type, acceptedColumns)
 			}
 			return nil, fmt.Errorf("arrow_ipc: column %q (%s) is not accepted; the accepted columns are %s", f.Name, f.Type, acceptedColumns)
@@ -506,7 +506,7 @@ func convertSeverity(kind arrow.Type, d arrow.ArrayData, dst []record.Record, ba
 		default:
 			v = int64(binary.NativeEndian.Uint64(vals[8*i:]))
 			if v < math.MinInt32 || v > math.MaxInt32 {
-				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: %w: %d (want 0 to 24)", base+i, transform.ColSeverityNumber, record.ErrInvalidSeverity, v))
+				rej.add(base+i, fmt.Errorf("arrow_ipc: row %d: %s: %w: %d (want 0 to 24)", base+i, logschema.SeverityNumber, record.ErrInvalidSeverity, v))
 				continue
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
@@ -334,7 +335,7 @@ func TestArrowMatchesRecords(t *testing.T) {
 	}
 	checkRecords(t, h.records(t, "arrow"), h.records(t, "proto"))
 	var dead []string
-	for _, r := range h.records(t, transform.DeadLetterStream) {
+	for _, r := range h.records(t, logschema.DeadLetterStream) {
 		dead = append(dead, r.Body)
 	}
 	if len(dead) != 2 || dead[0] != "bad severity" || dead[1] != "bad severity" {

@@ -16,7 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
-	"github.com/weirlabs/weir/transform"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // BenchmarkDecode measures request decoding at the edge: protobuf
@@ -89,12 +90,12 @@ func BenchmarkDecode(b *testing.B) {
 // client would send them.
 func arrowOf(b *testing.B, recs []*weirv1.LogRecord) []byte {
 	schema := arrow.NewSchema([]arrow.Field{
-		{Name: transform.ColTimestamp, Type: &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}},
-		{Name: transform.ColSeverityNumber, Type: arrow.PrimitiveTypes.Int32},
-		{Name: transform.ColSeverityText, Type: arrow.BinaryTypes.String},
-		{Name: transform.ColBody, Type: arrow.BinaryTypes.String},
-		{Name: transform.ColAttributes, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
-		{Name: transform.ColResource, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+		{Name: logschema.Timestamp, Type: &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}},
+		{Name: logschema.SeverityNumber, Type: arrow.PrimitiveTypes.Int32},
+		{Name: logschema.SeverityText, Type: arrow.BinaryTypes.String},
+		{Name: logschema.Body, Type: arrow.BinaryTypes.String},
+		{Name: logschema.Attributes, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
+		{Name: logschema.Resource, Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String)},
 	}, nil)
 	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer rb.Release()

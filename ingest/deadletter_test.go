@@ -12,9 +12,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
-	"github.com/weirlabs/weir/transform"
 )
 
 // deadOf returns the dead-letter attribute k of r.
@@ -39,7 +39,7 @@ func checkDeadLetters(t *testing.T, h *harness, kept []string, dead map[string][
 	if strings.Join(got, "|") != strings.Join(kept, "|") {
 		t.Errorf("stored %q, want %q", got, kept)
 	}
-	letters := h.records(t, transform.DeadLetterStream)
+	letters := h.records(t, logschema.DeadLetterStream)
 	if len(letters) != len(order) {
 		t.Fatalf("%d dead letters, want %d: %+v", len(letters), len(order), letters)
 	}
@@ -49,11 +49,11 @@ func checkDeadLetters(t *testing.T, h *harness, kept []string, dead map[string][
 			t.Errorf("dead letter %d is %q, want %q", i, d.Body, body)
 			continue
 		}
-		if deadOf(d, transform.AttrDeadStream) != "app" || deadOf(d, transform.AttrDeadStage) != "validate" {
+		if deadOf(d, logschema.AttrDeadStream) != "app" || deadOf(d, logschema.AttrDeadStage) != "validate" {
 			t.Errorf("%s: dead letter attributes %+v", body, d.Attributes)
 		}
 		for _, w := range dead[body] {
-			if e := deadOf(d, transform.AttrDeadError); !strings.Contains(e, w) {
+			if e := deadOf(d, logschema.AttrDeadError); !strings.Contains(e, w) {
 				t.Errorf("%s: error %q does not say %q", body, e, w)
 			}
 		}

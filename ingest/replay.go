@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform"
 )
@@ -112,14 +113,14 @@ func (rp *Replayer) Replay(ctx context.Context, tenant string, streams []string)
 			// Still invalid, and its stream has no processors: a new dead
 			// letter, so that it can be replayed again later.
 			d := transform.DeadLetter(&r, stream, "validate", err.Error(), rp.svc.now())
-			parts = append(partsBuf[:0], &record.Batch{Tenant: tenant, Stream: transform.DeadLetterStream,
+			parts = append(partsBuf[:0], &record.Batch{Tenant: tenant, Stream: logschema.DeadLetterStream,
 				Records: []record.Record{d}, ProducerID: b.ProducerID + "/" + stream, Sequence: b.Sequence, SequenceGaps: true})
 			parts[0].Bytes = d.Size()
 		}
 		switch {
 		case len(parts) == 0:
 			stats.Dropped++
-		case parts[len(parts)-1].Stream == transform.DeadLetterStream:
+		case parts[len(parts)-1].Stream == logschema.DeadLetterStream:
 			stats.FailedAgain++
 		default:
 			stats.Replayed++

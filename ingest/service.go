@@ -20,10 +20,10 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
-	"github.com/weirlabs/weir/transform"
 )
 
 // Pusher accepts batches; *buffer.Buffer implements it. Push takes
@@ -338,7 +338,7 @@ func (s *Service) push(ctx context.Context, tenant, stream string, p payload, le
 		return pushed{}, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	for _, p := range parts {
-		if p.Stream == transform.DeadLetterStream {
+		if p.Stream == logschema.DeadLetterStream {
 			res.dead += len(p.Records)
 		}
 	}

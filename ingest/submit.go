@@ -11,8 +11,8 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/transform"
 )
 
 // Result is what a protocol handler learns of a submitted batch.
@@ -74,7 +74,7 @@ func (s *Service) Submit(ctx context.Context, stream string, recs []record.Recor
 		}
 		res.Records += len(part)
 		for _, p := range parts {
-			if p.Stream == transform.DeadLetterStream {
+			if p.Stream == logschema.DeadLetterStream {
 				res.DeadLettered += len(p.Records)
 			}
 		}

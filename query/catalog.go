@@ -18,8 +18,8 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
 )
 
 // reservedViews are names a stream view may not take.
@@ -149,7 +149,7 @@ func (c *catalog) viewLoop() {
 // columns if it has more than the log schema's; its views then read
 // their files by name. Called with mu held.
 func (c *catalog) noteColumns(stream string, columns int) {
-	if columns > len(transform.Schema().Fields()) {
+	if columns > len(logschema.Arrow().Fields()) {
 		c.wide[stream] = true
 	}
 }
@@ -531,21 +531,17 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 	return nil
 }
 
-// emptyView has the views' columns and no rows, for views with no files.
-const emptyView = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "timestamp",
-NULL::TIMESTAMPTZ AS "observed_timestamp", NULL::INTEGER AS "severity_number",
-NULL::VARCHAR AS "severity_text", NULL::VARCHAR AS "body",
-NULL::MAP(VARCHAR, VARCHAR) AS "attributes", NULL::MAP(VARCHAR, VARCHAR) AS "resource",
-NULL::VARCHAR AS "service_name", NULL::VARCHAR AS "trace_id", NULL::VARCHAR AS "span_id",
-NULL::UINTEGER AS "flags", NULL::INTEGER AS "_partition", NULL::BIGINT AS "_offset",
-NULL::DATE AS "date", NULL::INTEGER AS "hour" WHERE false`
+// emptyView has the views' columns (logschema.ViewColumns) and no rows,
+// for views with no files.
+var emptyView = logschema.EmptyView()
 
 // viewQuery is the SELECT behind a view over the given Parquet files:
 // the columns of emptyView in that order, with the attribute columns
-// that files promoted (transform.ColumnPrefix) after _offset. With wide,
-// files may differ in those columns and DuckDB reads them together by
-// name, NULL where a file lacks one; that costs a look at every file's
-// footer, so views of streams without such columns go by position.
+// that files promoted (logschema.AttributePrefix) after _offset. With
+// wide, files may differ in those columns and DuckDB reads them together
+// by name, NULL where a file lacks one; that costs a look at every
+// file's footer, so views of streams without such columns go by
+// position.
 func viewQuery(paths []string, wide bool) string {
 	if len(paths) == 0 {
 		return emptyView

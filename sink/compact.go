@@ -20,6 +20,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // Compaction (docs/format.md, "Compaction") rewrites published files that
@@ -385,8 +387,8 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, r
 	}
 	all := array.NewRecordBatch(sc, cols, n)
 	defer all.Release()
-	svc, ok1 := column[*array.String](sc, cols, "service_name")
-	ts, ok2 := column[*array.Timestamp](sc, cols, "timestamp")
+	svc, ok1 := column[*array.String](sc, cols, logschema.ServiceName)
+	ts, ok2 := column[*array.Timestamp](sc, cols, logschema.Timestamp)
 	if !ok1 || !ok2 {
 		all.Retain()
 		return all, nil

@@ -15,6 +15,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // openFile is a Parquet file being written: a list of segments, each
@@ -126,7 +128,7 @@ func (f *openFile) create(first arrow.RecordBatch) error {
 	sc := first.Schema()
 	f.schema = sc
 	f.offCol = -1
-	for _, i := range sc.FieldIndices("_offset") {
+	for _, i := range sc.FieldIndices(logschema.Offset) {
 		if sc.Field(i).Type.ID() == arrow.INT64 {
 			f.offCol = i
 			break

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -20,8 +21,16 @@ import (
 //	go test -run '^$' -bench BenchmarkLakeWrite -benchtime 3x -count 3 ./sink/
 func BenchmarkLakeWrite(b *testing.B) {
 	bodies := LoadLoghub(b)
-	for _, parts := range []int{1, 2} {
-		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+	for _, bc := range []struct {
+		parts int
+		pool  bool
+	}{{1, false}, {1, true}, {2, false}, {2, true}} {
+		parts := bc.parts
+		name := fmt.Sprintf("partitions=%d/encoders=inline", parts)
+		if bc.pool {
+			name = fmt.Sprintf("partitions=%d/encoders=%d", parts, runtime.GOMAXPROCS(0))
+		}
+		b.Run(name, func(b *testing.B) {
 			per := benchRows / parts
 			inputs := make([][]arrow.RecordBatch, parts)
 			var size int64
@@ -44,6 +53,11 @@ func BenchmarkLakeWrite(b *testing.B) {
 				l, err := sink.New(cfg, nil, slog.New(slog.DiscardHandler))
 				if err != nil {
 					b.Fatal(err)
+				}
+				if bc.pool {
+					if err := l.Start(context.Background()); err != nil {
+						b.Fatal(err)
+					}
 				}
 				var wg sync.WaitGroup
 				for p := range parts {

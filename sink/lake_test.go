@@ -20,8 +20,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -95,8 +95,8 @@ func TestRoundTrip(t *testing.T) {
 
 	tbl := readTable(t, f.Path, rmem)
 	defer tbl.Release()
-	if !sameSchema(tbl.Schema(), transform.Schema()) {
-		t.Fatalf("schema read back:\n%s\nwant:\n%s", tbl.Schema(), transform.Schema())
+	if !sameSchema(tbl.Schema(), logschema.Arrow()) {
+		t.Fatalf("schema read back:\n%s\nwant:\n%s", tbl.Schema(), logschema.Arrow())
 	}
 	if tz := tbl.Schema().Field(0).Type.(*arrow.TimestampType).TimeZone; tz != "UTC" {
 		t.Errorf("timestamp time zone %q, want UTC", tz)
@@ -540,7 +540,7 @@ func TestSchemaChange(t *testing.T) {
 	p := part("app", 0)
 	write(t, l, p, recs[:1])
 	// A narrower schema: the first two columns only.
-	narrow := array.NewRecordBatch(arrow.NewSchema(transform.Schema().Fields()[:2], nil), recs[1].Columns()[:2], recs[1].NumRows())
+	narrow := array.NewRecordBatch(arrow.NewSchema(logschema.Arrow().Fields()[:2], nil), recs[1].Columns()[:2], recs[1].NumRows())
 	defer narrow.Release()
 	write(t, l, p, []arrow.RecordBatch{narrow})
 	if n := len(l.Files()); n != 1 {

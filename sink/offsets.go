@@ -11,11 +11,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // offsetColumn is the column of a record's position in its stream
 // partition.
-const offsetColumn = "_offset"
+const offsetColumn = logschema.Offset
 
 // OffsetSet is a set of _offset values, as sorted, disjoint, half-open
 // ranges [From, To).

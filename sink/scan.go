@@ -13,6 +13,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // scan deletes leftover temporary files and reads the footers of the
@@ -134,7 +136,7 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 		}
 		info.Partition.Part = int32(n)
 	}
-	idx := md.Schema.ColumnIndexByName("_offset")
+	idx := md.Schema.ColumnIndexByName(logschema.Offset)
 	if idx < 0 || md.Schema.Column(idx).PhysicalType() != parquet.Types.Int64 || info.Rows == 0 {
 		return info, replaces, nil
 	}

@@ -14,10 +14,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
-// This file builds synthetic log batches in transform.Schema for the tests
+// This file builds synthetic log batches in logschema.Arrow() for the tests
 // and benchmarks of this package. Identifiers are exported so that the
 // black-box tests in package sink_test can use them too.
 
@@ -106,7 +106,7 @@ func generatedBodies(n int) []string {
 	return out
 }
 
-// SynthBatches builds o.Rows rows in transform.Schema: bodies cycled from
+// SynthBatches builds o.Rows rows in logschema.Arrow(): bodies cycled from
 // o.Bodies, 8 services, severities INFO/WARN/ERROR at 80/10/10 %, three
 // attributes and three resource attributes, a trace and span id on every
 // 10th row. The caller owns the batches and must release them.
@@ -121,7 +121,7 @@ func SynthBatches(mem memory.Allocator, o SynthOptions) []arrow.RecordBatch {
 		o.Bodies = generatedBodies(4096)
 	}
 	r := rand.New(rand.NewPCG(o.Seed, 42))
-	b := array.NewRecordBuilder(mem, transform.Schema())
+	b := array.NewRecordBuilder(mem, logschema.Arrow())
 	defer b.Release()
 	ts := b.Field(0).(*array.TimestampBuilder)
 	obs := b.Field(1).(*array.TimestampBuilder)

@@ -39,9 +39,9 @@ type Config struct {
 	// Writer failed; past it Consume blocks, retrying, which backs
 	// pressure up into the buffer.
 	MaxPending int
-	// MaxColumns bounds the attributes promoted to typed columns (see
-	// ColumnPrefix); 0, the default, promotes none. Promotion makes typed
-	// queries of those attributes faster at a cost in ingest (the values
+	// MaxColumns bounds the attributes promoted to typed columns (named
+	// logschema.AttributePrefix + key); 0, the default, promotes none.
+	// Promotion makes typed queries of those attributes faster at a cost in ingest (the values
 	// are stored twice; bench/RESULTS.md measures it).
 	MaxColumns int
 }

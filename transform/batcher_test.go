@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
 )
@@ -94,7 +95,7 @@ func TestBatcherBuildsSchema(t *testing.T) {
 		t.Fatalf("%d batches written, want 1", len(w.recs))
 	}
 	rec := w.recs[0]
-	if !rec.Schema().Equal(Schema()) {
+	if !rec.Schema().Equal(logschema.Arrow()) {
 		t.Fatalf("schema %s", rec.Schema())
 	}
 	wantHour := time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)
@@ -102,31 +103,31 @@ func TestBatcherBuildsSchema(t *testing.T) {
 		t.Errorf("partition %+v", p)
 	}
 	col := func(name string) arrow.Array { return rec.Column(rec.Schema().FieldIndices(name)[0]) }
-	if got := col(ColTimestamp).(*array.Timestamp).Value(1); int64(got) != ts {
+	if got := col(logschema.Timestamp).(*array.Timestamp).Value(1); int64(got) != ts {
 		t.Errorf("missing timestamp became %d, want the observed time %d", got, ts)
 	}
-	sevNum, sevText := col(ColSeverityNumber).(*array.Int32), col(ColSeverityText).(*array.String)
+	sevNum, sevText := col(logschema.SeverityNumber).(*array.Int32), col(logschema.SeverityText).(*array.String)
 	if sevNum.Value(0) != record.SeverityWarn || sevText.Value(0) != "warning" {
 		t.Errorf("row 0 severity %d %q", sevNum.Value(0), sevText.Value(0))
 	}
 	if sevNum.Value(1) != record.SeverityError+1 || sevText.Value(1) != "ERROR2" {
 		t.Errorf("row 1 severity %d %q", sevNum.Value(1), sevText.Value(1))
 	}
-	trace, span := col(ColTraceID).(*array.String), col(ColSpanID).(*array.String)
+	trace, span := col(logschema.TraceID).(*array.String), col(logschema.SpanID).(*array.String)
 	if trace.Value(0) != "ab000000000000000000000000000001" || span.Value(0) != "0100000000000000" || !trace.IsNull(1) || !span.IsNull(1) {
 		t.Errorf("ids %q %q null %t %t", trace.Value(0), span.Value(0), trace.IsNull(1), span.IsNull(1))
 	}
-	if svc := col(ColServiceName).(*array.String); svc.Value(0) != "api" || svc.Value(1) != "" {
+	if svc := col(logschema.ServiceName).(*array.String); svc.Value(0) != "api" || svc.Value(1) != "" {
 		t.Errorf("service %q %q", svc.Value(0), svc.Value(1))
 	}
-	attrs := col(ColAttributes).(*array.Map)
+	attrs := col(logschema.Attributes).(*array.Map)
 	if s, e := attrs.ValueOffsets(0); e-s != 1 || attrs.Keys().(*array.String).Value(int(s)) != "disk" || attrs.Items().(*array.String).Value(int(s)) != "sda" {
 		t.Errorf("attributes of row 0: %v", attrs)
 	}
-	if off := col(ColOffset).(*array.Int64); off.Value(0) != 40 || off.Value(1) != 41 {
+	if off := col(logschema.Offset).(*array.Int64); off.Value(0) != 40 || off.Value(1) != 41 {
 		t.Errorf("offsets %d %d", off.Value(0), off.Value(1))
 	}
-	if part := col(ColPartition).(*array.Int32); part.Value(0) != 2 {
+	if part := col(logschema.Partition).(*array.Int32); part.Value(0) != 2 {
 		t.Errorf("partition column %d", part.Value(0))
 	}
 }

@@ -12,25 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-)
-
-// DeadLetterStream is the stream that records failing validation or a
-// processor go to. Its records are the originals as they arrived, with
-// attributes saying where they came from and why they failed (see
-// DeadLetter). Clients cannot push to it: stream names start with a
-// letter.
-const DeadLetterStream = "_dead_letter"
-
-// Attributes of dead-letter records.
-const (
-	AttrDeadStream = "weir.dead_letter.stream" // stream the record was sent to
-	AttrDeadStage  = "weir.dead_letter.stage"  // "validate" or "processors[i].<kind>"
-	AttrDeadError  = "weir.dead_letter.error"  // what went wrong
-	AttrDeadTime   = "weir.dead_letter.time"   // when, RFC 3339 with nanoseconds
-	// AttrDeadPrefix starts every dead-letter attribute; replay removes
-	// them.
-	AttrDeadPrefix = "weir.dead_letter."
 )
 
 // PipelineConfig configures a Pipeline.
@@ -164,8 +147,9 @@ func (p *Pipeline) HasRules(stream string) bool { return p.prog.Load().chain(str
 // Process validates b's records and runs its stream's processors over
 // them. It returns the batches to push, appended to dst: b itself with the
 // records that stay in its stream (unless none do), one batch per stream
-// records were routed to, and one for DeadLetterStream. Records removed by
-// filters or sampling are in none. Process takes ownership of b.
+// records were routed to, and one for logschema.DeadLetterStream. Records
+// removed by filters or sampling are in none. Process takes ownership of
+// b.
 //
 // Derived batches (routed, dead letters) of an idempotent producer's batch
 // carry the producer id suffixed with "/" and b's stream, the same
@@ -270,7 +254,7 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 		dst = append(dst, derived(b, s, routes[s]))
 	}
 	if len(dead) > 0 {
-		dst = append(dst, derived(b, DeadLetterStream, dead))
+		dst = append(dst, derived(b, logschema.DeadLetterStream, dead))
 	}
 	return dst, nil
 }
@@ -312,7 +296,7 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, rejects []
 		kept = append(kept, b.Records[i])
 	}
 	p.deadLetters.Add(int64(len(dead)))
-	d := derived(b, DeadLetterStream, dead)
+	d := derived(b, logschema.DeadLetterStream, dead)
 	b.Records = kept
 	b.Bytes = record.NewBatch("", "", kept).Bytes
 	return append(dst, b, d), nil
@@ -417,23 +401,23 @@ func deadLetter(r *record.Record, stream, stage, errText, at string) record.Reco
 		}
 	}
 	if d.SeverityNumber < 0 || d.SeverityNumber > 24 {
-		attrs = append(attrs, record.KV{Key: AttrDeadPrefix + "severity_number", Value: fmt.Sprint(d.SeverityNumber)})
+		attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "severity_number", Value: fmt.Sprint(d.SeverityNumber)})
 		d.SeverityNumber = 0
 	}
 	// Timestamps stay unless negative; the dead-letter stream accepts
 	// far-future ones so they can be seen as sent.
 	if d.Timestamp < 0 {
-		attrs = append(attrs, record.KV{Key: AttrDeadPrefix + "timestamp", Value: fmt.Sprint(d.Timestamp)})
+		attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "timestamp", Value: fmt.Sprint(d.Timestamp)})
 		d.Timestamp = 0
 	}
 	if d.ObservedTimestamp < 0 {
 		d.ObservedTimestamp = 0
 	}
 	d.Attributes = append(attrs,
-		record.KV{Key: AttrDeadStream, Value: stream},
-		record.KV{Key: AttrDeadStage, Value: stage},
-		record.KV{Key: AttrDeadError, Value: validUTF8(errText)},
-		record.KV{Key: AttrDeadTime, Value: at},
+		record.KV{Key: logschema.AttrDeadStream, Value: stream},
+		record.KV{Key: logschema.AttrDeadStage, Value: stage},
+		record.KV{Key: logschema.AttrDeadError, Value: validUTF8(errText)},
+		record.KV{Key: logschema.AttrDeadTime, Value: at},
 	)
 	return d
 }
@@ -446,17 +430,17 @@ func Revive(r record.Record) (stream string, out record.Record, ok bool) {
 	out.Attributes = make([]record.KV, 0, len(r.Attributes))
 	for _, kv := range r.Attributes {
 		switch {
-		case kv.Key == AttrDeadStream:
+		case kv.Key == logschema.AttrDeadStream:
 			stream = kv.Value
-		case kv.Key == AttrDeadPrefix+"severity_number":
+		case kv.Key == logschema.AttrDeadPrefix+"severity_number":
 			var n int32
 			fmt.Sscan(kv.Value, &n)
 			out.SeverityNumber = n
-		case kv.Key == AttrDeadPrefix+"timestamp":
+		case kv.Key == logschema.AttrDeadPrefix+"timestamp":
 			var n int64
 			fmt.Sscan(kv.Value, &n)
 			out.Timestamp = n
-		case strings.HasPrefix(kv.Key, AttrDeadPrefix):
+		case strings.HasPrefix(kv.Key, logschema.AttrDeadPrefix):
 		default:
 			out.Attributes = append(out.Attributes, kv)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -95,7 +96,7 @@ streams:
 		t.Fatal(err)
 	}
 	m := byStream(t, out)
-	app, errs, dead := m["app"], m["errors"], m[DeadLetterStream]
+	app, errs, dead := m["app"], m["errors"], m[logschema.DeadLetterStream]
 	if app == nil || errs == nil || dead == nil || len(m) != 3 {
 		t.Fatalf("streams %v", m)
 	}
@@ -130,14 +131,14 @@ streams:
 
 	// Dead letters are the originals with where and why.
 	d0, d1 := &dead.Records[0], &dead.Records[1]
-	if d0.Body != b.Records[3].Body || attrOf(d0, AttrDeadStage) != "processors[7].cast" ||
-		!strings.Contains(attrOf(d0, AttrDeadError), `"abc" is not an integer`) || attrOf(d0, AttrDeadStream) != "app" {
+	if d0.Body != b.Records[3].Body || attrOf(d0, logschema.AttrDeadStage) != "processors[7].cast" ||
+		!strings.Contains(attrOf(d0, logschema.AttrDeadError), `"abc" is not an integer`) || attrOf(d0, logschema.AttrDeadStream) != "app" {
 		t.Errorf("dead letter 0: %+v", d0)
 	}
 	if len(d0.Attributes) != 4 {
 		t.Errorf("dead letter keeps processor output: %+v", d0.Attributes)
 	}
-	if attrOf(d1, AttrDeadStage) != "processors[0].parse" || attrOf(d1, AttrDeadTime) != testNow.Format(time.RFC3339Nano) {
+	if attrOf(d1, logschema.AttrDeadStage) != "processors[0].parse" || attrOf(d1, logschema.AttrDeadTime) != testNow.Format(time.RFC3339Nano) {
 		t.Errorf("dead letter 1: %+v", d1)
 	}
 
@@ -174,14 +175,14 @@ func TestPipelineValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := byStream(t, out)
-	if len(m["plain"].Records) != 1 || len(m[DeadLetterStream].Records) != 2 {
+	if len(m["plain"].Records) != 1 || len(m[logschema.DeadLetterStream].Records) != 2 {
 		t.Fatalf("got %v", m)
 	}
-	d := m[DeadLetterStream].Records
-	if d[0].Timestamp != future || !strings.Contains(attrOf(&d[0], AttrDeadError), "timestamp") {
+	d := m[logschema.DeadLetterStream].Records
+	if d[0].Timestamp != future || !strings.Contains(attrOf(&d[0], logschema.AttrDeadError), "timestamp") {
 		t.Errorf("future record: %+v", d[0])
 	}
-	if d[1].Body != "\uFFFDbad" || d[1].SeverityNumber != 0 || attrOf(&d[1], AttrDeadPrefix+"severity_number") != "99" {
+	if d[1].Body != "\uFFFDbad" || d[1].SeverityNumber != 0 || attrOf(&d[1], logschema.AttrDeadPrefix+"severity_number") != "99" {
 		t.Errorf("bad record: %+v", d[1])
 	}
 	if m["plain"].Bytes != m["plain"].Records[0].Size() {
@@ -215,7 +216,7 @@ streams:
 	if attrOf(r, "a.b") != "1" || attrOf(r, "c") != "[1,2]" {
 		t.Errorf("json: %+v", r.Attributes)
 	}
-	if !p.HasRules("other") || p.HasRules(DeadLetterStream) {
+	if !p.HasRules("other") || p.HasRules(logschema.DeadLetterStream) {
 		t.Error("HasRules")
 	}
 }
@@ -296,7 +297,7 @@ streams:
       - parse: {format: json}
 `)
 	out, _ := p.Process(nil, lines("app", "k=v"))
-	if out[0].Stream != DeadLetterStream {
+	if out[0].Stream != logschema.DeadLetterStream {
 		t.Fatalf("before reload: %v", out[0].Stream)
 	}
 	bad := rulesOf(t, `
@@ -309,7 +310,7 @@ streams:
 		t.Fatalf("bad reload: %v", err)
 	}
 	out, _ = p.Process(nil, lines("app", "k=v"))
-	if out[0].Stream != DeadLetterStream {
+	if out[0].Stream != logschema.DeadLetterStream {
 		t.Fatal("a failed reload changed the rules")
 	}
 	if err := p.Reload(rulesOf(t, "streams:\n  app:\n    processors:\n      - parse: {format: logfmt}\n")); err != nil {
@@ -423,7 +424,7 @@ func FuzzPipeline(f *testing.F) {
 				if err := r.Validate(0, testNow, record.Limits{MaxFuture: time.Hour}); err != nil {
 					t.Fatalf("%s: invalid output: %v", format, err)
 				}
-			case DeadLetterStream:
+			case logschema.DeadLetterStream:
 				if r.Body != validUTF8(body) {
 					t.Fatalf("%s: dead letter body %q, want %q", format, r.Body, body)
 				}
@@ -560,11 +561,11 @@ streams:
 		if got := m[stream]; got == nil || len(got.Records) != 2 || got.Records[0].Body != "a=1" || got.Records[1].Body != "a=3" {
 			t.Fatalf("%s: kept %+v", stream, got)
 		}
-		d := m[DeadLetterStream]
+		d := m[logschema.DeadLetterStream]
 		if d == nil || len(d.Records) != 1 || d.Records[0].Body != "a=2" {
 			t.Fatalf("%s: dead letters %+v", stream, d)
 		}
-		if attrOf(&d.Records[0], AttrDeadError) != edgeErr.Error() || attrOf(&d.Records[0], AttrDeadStage) != "validate" || attrOf(&d.Records[0], "a") != "" {
+		if attrOf(&d.Records[0], logschema.AttrDeadError) != edgeErr.Error() || attrOf(&d.Records[0], logschema.AttrDeadStage) != "validate" || attrOf(&d.Records[0], "a") != "" {
 			t.Errorf("%s: dead letter %+v", stream, d.Records[0].Attributes)
 		}
 	}

@@ -8,13 +8,14 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 )
 
 // Attribute promotion. A stream partition's Batcher watches the attribute
 // keys of its first promoteAfter records; keys present in at least half of
-// them become typed columns named ColumnPrefix + the key (non [a-z0-9_]
-// characters as _), at most Config.MaxColumns, from then on. The type is
+// them become typed columns named logschema.AttributePrefix + the key
+// (non [a-z0-9_] characters as _), at most Config.MaxColumns, from then on. The type is
 // BIGINT, DOUBLE or BOOLEAN when every value seen parses as one, else
 // VARCHAR; text whose values average more than maxColumnText bytes (free
 // text such as a message) is not promoted. The attributes map keeps every attribute, so queries of
@@ -26,9 +27,6 @@ import (
 // other partitions, may have other columns; DuckDB reads them together by
 // name.
 const (
-	// ColumnPrefix starts the names of promoted attribute columns.
-	ColumnPrefix = "attr_"
-
 	promoteAfter   = 1000
 	maxTrackedKeys = 256
 	maxColumnName  = 64
@@ -158,14 +156,15 @@ func (p *promoter) decide() bool {
 	return len(p.cols) > 0
 }
 
-// columnName is the column of attribute key: ColumnPrefix and the key in
-// lower case with characters outside [a-z0-9_] as _; "" if too long.
+// columnName is the column of attribute key: logschema.AttributePrefix
+// and the key in lower case with characters outside [a-z0-9_] as _; ""
+// if too long.
 func columnName(key string) string {
-	if key == "" || len(ColumnPrefix)+len(key) > maxColumnName {
+	if key == "" || len(logschema.AttributePrefix)+len(key) > maxColumnName {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString(ColumnPrefix)
+	b.WriteString(logschema.AttributePrefix)
 	for _, c := range strings.ToLower(key) {
 		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' {
 			b.WriteRune(c)

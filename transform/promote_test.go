@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -56,7 +57,7 @@ func TestPromotion(t *testing.T) {
 	if len(w.recs) != 2 {
 		t.Fatalf("%d batches written, want 2 (one per schema)", len(w.recs))
 	}
-	if !w.recs[0].Schema().Equal(Schema()) {
+	if !w.recs[0].Schema().Equal(logschema.Arrow()) {
 		t.Errorf("before the decision: %v", w.recs[0].Schema())
 	}
 	after := w.recs[1]
@@ -65,10 +66,10 @@ func TestPromotion(t *testing.T) {
 		"attr_latency": arrow.PrimitiveTypes.Float64,
 	}
 	fields := after.Schema().Fields()
-	if len(fields) != len(Schema().Fields())+len(want) {
+	if len(fields) != len(logschema.Arrow().Fields())+len(want) {
 		t.Fatalf("after the decision: %v", after.Schema())
 	}
-	for _, f := range fields[len(Schema().Fields()):] {
+	for _, f := range fields[len(logschema.Arrow().Fields()):] {
 		if typ, ok := want[f.Name]; !ok || !arrow.TypeEqual(typ, f.Type) {
 			t.Errorf("column %s %s", f.Name, f.Type)
 		}

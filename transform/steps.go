@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/parse"
 	"github.com/weirlabs/weir/transform/pattern"
@@ -24,7 +25,7 @@ type program struct {
 }
 
 func (pr *program) chain(stream string) *chain {
-	if stream == DeadLetterStream {
+	if stream == logschema.DeadLetterStream {
 		return nil
 	}
 	if c, ok := pr.chains[stream]; ok {

@@ -22,6 +22,7 @@ import (
 	"github.com/weirlabs/weir/ingest/syslog"
 	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
@@ -466,7 +467,7 @@ func (c *config) query() query.Config {
 	qc := query.DefaultConfig()
 	qc.DataDir = c.Data
 	qc.LakeDir = filepath.Join(c.Data, "lake")
-	qc.Streams = []string{transform.DeadLetterStream}
+	qc.Streams = []string{logschema.DeadLetterStream}
 	qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent
 	qc.TenantConcurrent = c.Query.TenantConcurrent
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =

@@ -31,6 +31,7 @@ import (
 	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
@@ -243,7 +244,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	})
 	defer stopHUP()
 	replayer := ingest.NewReplayer(ing, func(ctx context.Context, tenant string, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
-		return engine.Scan(ctx, tenant, transform.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+		return engine.Scan(ctx, tenant, logschema.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
 			return fn(ingest.Position(p), r)
 		})
 	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))

@@ -25,8 +25,8 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/otlp"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/transform"
 )
 
 func str(s string) *commonpb.AnyValue {
@@ -199,7 +199,7 @@ func TestPartialSuccess(t *testing.T) {
 	check := func(t *testing.T, resp *collogspb.ExportLogsServiceResponse, want int64, inMessage string) {
 		t.Helper()
 		ps := resp.GetPartialSuccess()
-		if ps.GetRejectedLogRecords() != want || !strings.Contains(ps.GetErrorMessage(), inMessage) || !strings.Contains(ps.GetErrorMessage(), transform.DeadLetterStream) {
+		if ps.GetRejectedLogRecords() != want || !strings.Contains(ps.GetErrorMessage(), inMessage) || !strings.Contains(ps.GetErrorMessage(), logschema.DeadLetterStream) {
 			t.Errorf("partial success %v, want %d rejected and %q", ps, want, inMessage)
 		}
 	}
@@ -247,13 +247,13 @@ func TestPartialSuccess(t *testing.T) {
 	if fmt.Sprint(bodies) != "[ok 0 ok 2 json ok ok 0 ok 2]" {
 		t.Errorf("stored %q", bodies)
 	}
-	dead := got[transform.DeadLetterStream]
+	dead := got[logschema.DeadLetterStream]
 	if len(dead) != 8 {
 		t.Fatalf("%d dead letters, want 8", len(dead))
 	}
 	reasons := map[string]string{}
 	for _, r := range dead {
-		reasons[r.Body] = attrs(r.Attributes)[transform.AttrDeadError]
+		reasons[r.Body] = attrs(r.Attributes)[logschema.AttrDeadError]
 	}
 	for body, want := range map[string]string{
 		"bad trace": "trace_id 010203 has 3 bytes", "bad span": "span_id 020202020202020202 has 9 bytes",

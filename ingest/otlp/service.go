@@ -25,8 +25,8 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/transform"
 )
 
 // Paths and headers of the OTLP endpoints.
@@ -137,7 +137,7 @@ func (s *Service) export(ctx context.Context, req *collogspb.ExportLogsServiceRe
 		resp.PartialSuccess = &collogspb.ExportLogsPartialSuccess{
 			RejectedLogRecords: int64(rejected),
 			ErrorMessage: fmt.Sprintf("%d of %d log records were rejected and kept in the %s stream with their reasons; %s",
-				rejected, c.n, transform.DeadLetterStream, why),
+				rejected, c.n, logschema.DeadLetterStream, why),
 		}
 	}
 	return resp, nil

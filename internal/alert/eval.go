@@ -76,8 +76,12 @@ func (m *Manager) statements(r *Rule, at time.Time) []statement {
 const patternID = `attributes['pattern.id']`
 
 func patternSeenSQL(p *PatternRule, from, to time.Time) string {
+	cond := "timestamp < " + tsLit(to)
+	if !from.IsZero() {
+		cond = timeFilter(from, to)
+	}
 	return fmt.Sprintf(`SELECT DISTINCT %s AS pattern_id FROM logs WHERE stream = %s AND %s AND %s IS NOT NULL`,
-		patternID, strLit(p.Stream), timeFilter(from, to), patternID)
+		patternID, strLit(p.Stream), cond, patternID)
 }
 
 func patternNewSQL(p *PatternRule, from, to time.Time) string {
@@ -113,7 +117,8 @@ type evalOut struct {
 
 // run evaluates r at time at. known and patternsTo are a pattern rule's
 // patterns so far; run does not modify them (it returns the new set).
-func (m *Manager) run(ctx context.Context, r *Rule, at time.Time, known map[string]*seenPattern, patternsTo time.Time) (*evalOut, error) {
+// With test, nothing but the query results matter.
+func (m *Manager) run(ctx context.Context, r *Rule, at time.Time, known map[string]*seenPattern, patternsTo time.Time, test bool) (*evalOut, error) {
 	from, to := m.window(r, at)
 	if r.Pattern != nil {
 		return m.runPattern(ctx, r, from, to, known, patternsTo)
@@ -209,10 +214,9 @@ func (m *Manager) runPattern(ctx context.Context, r *Rule, from, to time.Time, k
 		}
 		lo := patternsTo
 		if lo.IsZero() {
-			// First evaluation: every pattern seen in the History
-			// before the window is known, so only patterns new in the
-			// window alert.
-			res, err := m.deps.Querier.Query(ctx, r.Tenant, patternSeenSQL(p, from.Add(-p.History), from), maxPatterns)
+			// First evaluation: every pattern seen before the window is
+			// known, so only patterns new in the window alert.
+			res, err := m.deps.Querier.Query(ctx, r.Tenant, patternSeenSQL(p, time.Time{}, from), maxPatterns)
 			if err != nil {
 				return nil, err
 			}
