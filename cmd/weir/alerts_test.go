@@ -21,7 +21,9 @@ import (
 	"connectrpc.com/connect"
 	"github.com/chromedp/chromedp"
 
+	"github.com/weirlabs/weir/internal/auth"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
 
 // alertmanager is a real Prometheus Alertmanager on a loopback port.
@@ -651,4 +653,96 @@ alerts:
 	b.do(chromedp.Click(chromedp.CSS(`#alerts-table tr.alerts[data-rule="WebErrors"] a.records`)))
 	b.waitFor(`location.hash.startsWith('#/explore') && location.hash.includes('stream=web') && document.querySelector('#explore').dataset.state === 'ready' && document.querySelectorAll('#explore-rows tr.record').length === 5`, "the alert's records in Explore")
 	b.checkErrors()
+}
+
+// TestAlertTenants: with API keys, each tenant's rules read only its
+// records, and the alerts API shows and tests only the caller's rules;
+// it needs the query role.
+func TestAlertTenants(t *testing.T) {
+	acme := newTenantKey(t, "acme", "acme", auth.RoleIngest, auth.RoleQuery)
+	globex := newTenantKey(t, "globex", "globex", auth.RoleIngest, auth.RoleQuery)
+	shipper := newTenantKey(t, "shipper", "acme", auth.RoleIngest)
+	cfgPath := writeConfig(t, t.TempDir(), `
+alerts:
+  rules:
+    - {name: Errors, tenant: acme, every: 500ms, window: 1h, sql: "SELECT count(*) AS n FROM logs WHERE $__timeFilter", condition: {column: n, op: ">", value: 0}}
+    - {name: Errors, tenant: globex, every: 500ms, window: 1h, sql: "SELECT count(*) AS n FROM logs WHERE $__timeFilter", condition: {column: n, op: ">", value: 0}}
+    - {name: GlobexOnly, tenant: globex, every: 1h, sql: "SELECT 1 AS n"}
+`)
+	s := startServer(t, "", func(c *config) {
+		withConfigFile(t, cfgPath)(c)
+		c.Auth.Keys = []auth.Key{acme.key, globex.key, shipper.key}
+	})
+	ingest := weirv1connect.NewIngestServiceClient(keyClient(acme.token), s.url)
+	recs := []*weirv1.LogRecord{textRecord("a"), textRecord("b"), textRecord("c")}
+	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs})); err != nil {
+		t.Fatal(err)
+	}
+	get := func(token, path string, body any) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+		if body != nil {
+			raw, _ := json.Marshal(body)
+			req, _ = http.NewRequest(http.MethodPost, s.url+path, strings.NewReader(string(raw)))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := keyClient(token).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, raw
+	}
+	view := func(token string) alertsView {
+		t.Helper()
+		status, raw := get(token, "/v1/alerts", nil)
+		var v alertsView
+		if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
+			t.Fatalf("GET /v1/alerts: %d %s", status, raw)
+		}
+		return v
+	}
+	waitUntil(t, 20*time.Second, "acme's rule to see acme's records", func() bool {
+		v := view(acme.token)
+		return len(v.Rules) == 1 && v.Rules[0].LastValue != nil && *v.Rules[0].LastValue == 3 && v.Rules[0].State == "firing"
+	})
+	v := view(globex.token)
+	if len(v.Rules) != 2 || v.Rules[0].Name != "Errors" || v.Rules[1].Name != "GlobexOnly" {
+		t.Fatalf("globex's rules: %+v", v.Rules)
+	}
+	waitUntil(t, 20*time.Second, "globex's rule to evaluate", func() bool {
+		v := view(globex.token)
+		return v.Rules[0].LastValue != nil
+	})
+	if v := view(globex.token); *v.Rules[0].LastValue != 0 || v.Rules[0].State != "ok" {
+		t.Errorf("globex's rule saw acme's records: %+v", v.Rules[0])
+	}
+	for _, c := range []struct {
+		token, path string
+		body        any
+		want        int
+	}{
+		{"", "/v1/alerts", nil, http.StatusUnauthorized},
+		{shipper.token, "/v1/alerts", nil, http.StatusForbidden},
+		{shipper.token, "/v1/alerts/test", map[string]string{"name": "Errors"}, http.StatusForbidden},
+		{acme.token, "/v1/alerts/test", map[string]string{"name": "GlobexOnly"}, http.StatusNotFound},
+		{acme.token, "/v1/alerts/test", map[string]string{"yaml": "rules:\n  - {name: x, tenant: globex, sql: SELECT 1}\n"}, http.StatusBadRequest},
+		{acme.token, "/v1/alerts/test", map[string]string{"name": "Errors"}, http.StatusOK},
+	} {
+		if status, raw := get(c.token, c.path, c.body); status != c.want {
+			t.Errorf("%s %v with a key %t: %d %s, want %d", c.path, c.body, c.token != "", status, raw, c.want)
+		}
+	}
+	// A cross-site form cannot run a test: it cannot send JSON.
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/v1/alerts/test", strings.NewReader(`{"name": "Errors"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := keyClient(acme.token).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("a text/plain test request: %d, want 415", resp.StatusCode)
+	}
 }
