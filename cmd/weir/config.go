@@ -39,6 +39,9 @@ type config struct {
 	Addr     string `yaml:"addr"`
 	Data     string `yaml:"data"`
 	LogLevel string `yaml:"log_level"`
+	// Memory bounds the whole process; the settings that hold most of
+	// its memory are derived from it unless set (memory.go).
+	Memory string `yaml:"memory"`
 
 	// Server bounds the HTTP server's connections and how long clients
 	// may take (newHTTPServer documents each bound).
@@ -287,6 +290,10 @@ func defaultConfig() config {
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
 	c.Alerts = alert.DefaultConfig()
+	c.Memory = defaultMemory
+	if err := c.applyMemory(nil); err != nil {
+		panic(err) // the default is valid
+	}
 	return c
 }
 
@@ -298,6 +305,13 @@ func loadConfigFile(c *config, path string) error {
 		return err
 	}
 	c.path = path
+	set, err := configKeys(path)
+	if err != nil {
+		return err
+	}
+	if err := c.applyMemory(set); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
 	if err := checkRules(path, c.Streams); err != nil {
 		return err
 	}

@@ -62,3 +62,44 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("invalid value: %v", err)
 	}
 }
+
+// TestMemory: `memory` sets the settings derived from it unless the file
+// sets them, and Go's limit is what DuckDB's share leaves.
+func TestMemory(t *testing.T) {
+	dir := t.TempDir()
+	load := func(s string) (config, error) {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := defaultConfig()
+		err := loadConfigFile(&c, p)
+		return c, err
+	}
+	d := defaultConfig()
+	if d.Query.MemoryLimit != "128MiB" || d.Buffer.MaxBytes != 64<<20 || d.Sink.Compaction.SortRows != 256<<10 || d.goMemoryLimit() != 384<<20 {
+		t.Errorf("defaults: query %s, buffer %d, sort rows %d, Go limit %d", d.Query.MemoryLimit, d.Buffer.MaxBytes, d.Sink.Compaction.SortRows, d.goMemoryLimit())
+	}
+	c, err := load("memory: 2GiB\nquery:\n  memory_limit: 1GB\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Query.MemoryLimit != "1GB" || c.Buffer.MaxBytes != 256<<20 || c.Sink.Compaction.SortRows != 1<<20 || c.goMemoryLimit() != 2<<30-1e9 {
+		t.Errorf("2GiB with DuckDB's set: query %s, buffer %d, sort rows %d, Go limit %d", c.Query.MemoryLimit, c.Buffer.MaxBytes, c.Sink.Compaction.SortRows, c.goMemoryLimit())
+	}
+	if err := c.validate(); err != nil {
+		t.Error(err)
+	}
+	c, err = load("memory: 0\nbuffer:\n  max_bytes: 1000000\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.goMemoryLimit() != 0 || c.Buffer.MaxBytes != 1000000 {
+		t.Errorf("memory 0: Go limit %d, buffer %d", c.goMemoryLimit(), c.Buffer.MaxBytes)
+	}
+	for _, bad := range []string{"memory: 64MiB\n", "memory: 12 parsecs\n", "memory: lots\n"} {
+		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "memory") {
+			t.Errorf("%q: %v, want an error about memory", bad, err)
+		}
+	}
+}

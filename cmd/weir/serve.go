@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -86,6 +87,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if lim := cfg.goMemoryLimit(); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(lim)
+		log.Info("memory budget", "memory", cfg.Memory, "go_limit_mib", lim>>20, "query_memory_limit", cfg.Query.MemoryLimit,
+			"buffer_max_bytes", cfg.Buffer.MaxBytes, "compaction_sort_rows", cfg.Sink.Compaction.SortRows)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

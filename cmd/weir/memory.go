@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/bits"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The one memory setting. `memory` bounds the whole process; the
+// settings that hold most of its memory are derived from it unless the
+// configuration file sets them itself:
+//
+//   - query.memory_limit (DuckDB, outside Go's heap): a quarter;
+//   - buffer.max_bytes (records queued for the sink): an eighth;
+//   - sink.compaction.sort_rows: the largest power of two whose two
+//     windows of decoded rows (~400 B a row each) fit in half;
+//   - Go's soft memory limit (runtime/debug.SetMemoryLimit): memory less
+//     DuckDB's share, unless GOMEMLIMIT is set in the environment.
+//
+// The rest of the Go share goes to the batches being built and encoded
+// (transform.max_bytes per stream partition being flushed, two per
+// encoder in flight), connections and caches; with the soft limit the
+// garbage collector works harder instead of letting the heap double.
+// bench/RESULTS.md records the peak RSS measured against it.
+const (
+	defaultMemory = "512MiB"
+	minMemory     = 128 << 20
+	// compactRowBytes is the memory a decoded row takes while
+	// compaction sorts it (sink.Config.CompactSortRows).
+	compactRowBytes = 400
+)
+
+// configKeys returns the dotted paths of the mapping keys a YAML file
+// sets, such as "query.memory_limit".
+func configKeys(path string) (map[string]bool, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
+		return map[string]bool{}, nil // decodeStrict reports it
+	}
+	keys := map[string]bool{}
+	var walk func(n *yaml.Node, prefix string, depth int)
+	walk = func(n *yaml.Node, prefix string, depth int) {
+		if depth > 8 { // the config's sections are at most four deep
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, prefix, depth+1)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := prefix + n.Content[i].Value
+				keys[k] = true
+				walk(n.Content[i+1], k+".", depth+1)
+			}
+		}
+	}
+	walk(&doc, "", 0)
+	return keys, nil
+}
+
+// applyMemory sets the settings derived from c.Memory that set does not
+// name (see above). An empty or zero memory derives nothing and sets no
+// Go memory limit.
+func (c *config) applyMemory(set map[string]bool) error {
+	m, err := parseBytes(c.Memory)
+	if err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	if m == 0 {
+		return nil
+	}
+	if m < minMemory {
+		return fmt.Errorf("memory: %s is less than the minimum of 128MiB", c.Memory)
+	}
+	if !set["query.memory_limit"] {
+		c.Query.MemoryLimit = strconv.FormatInt(m/4>>20, 10) + "MiB"
+	}
+	if !set["buffer.max_bytes"] {
+		c.Buffer.MaxBytes = m / 8
+	}
+	if !set["sink.compaction.sort_rows"] {
+		rows := m / 2 / (2 * compactRowBytes)
+		c.Sink.Compaction.SortRows = min(int64(1)<<(bits.Len64(uint64(rows))-1), 4<<20)
+	}
+	return nil
+}
+
+// goMemoryLimit is the soft limit serve gives Go's runtime: memory less
+// DuckDB's share, or 0 (no limit) when memory is not set.
+func (c *config) goMemoryLimit() int64 {
+	m, err := parseBytes(c.Memory)
+	if err != nil || m == 0 {
+		return 0
+	}
+	duck, err := parseBytes(c.Query.MemoryLimit)
+	if err != nil || duck >= m {
+		return m / 2
+	}
+	return m - duck
+}
+
+// parseBytes parses a size such as 512MiB, 1GB or 1048576: an integer
+// with an optional unit, B, KB, MB, GB, TB (powers of 1000, as DuckDB
+// reads them) or KiB, MiB, GiB, TiB (powers of 1024). "" is 0.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB", s)
+	}
+	mult := int64(1)
+	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	case "", "b":
+	case "kb":
+		mult = 1e3
+	case "mb":
+		mult = 1e6
+	case "gb":
+		mult = 1e9
+	case "tb":
+		mult = 1e12
+	case "kib":
+		mult = 1 << 10
+	case "mib":
+		mult = 1 << 20
+	case "gib":
+		mult = 1 << 30
+	case "tib":
+		mult = 1 << 40
+	default:
+		return 0, fmt.Errorf("%q: unknown unit %q (B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", s, s[i:])
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
