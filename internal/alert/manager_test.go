@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
@@ -163,6 +165,15 @@ func TestStateMachine(t *testing.T) {
 		if got := state(m); got != "firing" {
 			t.Fatalf("20 s into the spike: %s, want firing", got)
 		}
+		// The firing state is on disk at once: a crash now would not
+		// lose it.
+		crashed := newTestManager(t, dir, q, rec)
+		if err := crashed.SetRules(ctx, testRules(t, spikeRule)); err != nil {
+			t.Fatal(err)
+		}
+		if got := state(crashed); got != "firing" {
+			t.Fatalf("the state file after firing: %s, want firing", got)
+		}
 		as := amAlerts(t, rec.take("am.test"))
 		if len(as) != 1 || as[0].Labels["alertname"] != "spike" || as[0].Labels["stream"] != "hdfs" || as[0].Labels["severity"] != "page" ||
 			!as[0].StartsAt.Equal(start) || as[0].Annotations["summary"] != "10 errors in hdfs" || !strings.HasPrefix(as[0].GeneratorURL, "http://weir.test/#/explore?") {
@@ -309,6 +320,16 @@ func TestNotifierFailures(t *testing.T) {
 		if n := len(rec.take("am.test")); n != 6+1 {
 			t.Errorf("alertmanager attempts: %d, want 7 (a send retried five times, and the resend)", n)
 		}
+		// The webhook: the firing alert, retried five times, not resent.
+		if n := len(rec.take("hook.test")); n != 6 {
+			t.Errorf("webhook attempts: %d, want 6", n)
+		}
+		if got := counter(t, m.m.failed.WithLabelValues("webhook hook")); got != 1 {
+			t.Errorf("failed webhook notifications: %v, want 1", got)
+		}
+		if got := counter(t, m.m.retries.WithLabelValues("alertmanager http://am.test")); got != 6 {
+			t.Errorf("alertmanager retries: %v, want 6 (five of the first send, one of the resend)", got)
+		}
 		if err := m.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -351,5 +372,31 @@ func TestShutdownWithoutStart(t *testing.T) {
 	}
 	if err := m.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// counter reads a counter's value.
+func counter(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestQueueFull: a receiver's full queue drops new notifications and
+// counts them, without waiting.
+func TestQueueFull(t *testing.T) {
+	met, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifier{name: "r", q: make(chan []Notification, 1), log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: met}
+	for range 3 {
+		n.enqueue([]Notification{{Status: "firing"}, {Status: "firing"}})
+	}
+	if got := counter(t, met.dropped.WithLabelValues("r")); got != 4 {
+		t.Errorf("dropped %v, want 4", got)
 	}
 }
