@@ -261,6 +261,9 @@ type PatternRule struct {
 	// MinCount is the fewest records in the window that make a rate
 	// alert; default 10.
 	MinCount int `yaml:"min_count"`
+	// History is how far before its first window a new rule looks for
+	// the patterns the stream has had; default 7 days.
+	History time.Duration `yaml:"history"`
 
 	minSev int
 }
@@ -330,7 +333,7 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 		r.lines[k] = n.Content[i].Line
 		switch k {
 		case "pattern":
-			if err := checkKeys(n.Content[i+1], "pattern", "stream", "new", "min_severity", "rate_factor", "baseline", "min_count"); err != nil {
+			if err := checkKeys(n.Content[i+1], "pattern", "stream", "new", "min_severity", "rate_factor", "baseline", "min_count", "history"); err != nil {
 				return err
 			}
 		case "explore":
@@ -506,6 +509,12 @@ func (r *Rule) Check() error {
 		}
 		if p.MinCount == 0 {
 			p.MinCount = 10
+		}
+		if p.History == 0 {
+			p.History = 7 * 24 * time.Hour
+		}
+		if p.History < 0 {
+			return r.fieldError("pattern.history", errors.New("must be positive"))
 		}
 		if p.MinCount < 0 {
 			return r.fieldError("pattern.min_count", errors.New("must not be negative"))

@@ -76,12 +76,8 @@ func (m *Manager) statements(r *Rule, at time.Time) []statement {
 const patternID = `attributes['pattern.id']`
 
 func patternSeenSQL(p *PatternRule, from, to time.Time) string {
-	cond := "timestamp < " + tsLit(to)
-	if !from.IsZero() {
-		cond = timeFilter(from, to)
-	}
 	return fmt.Sprintf(`SELECT DISTINCT %s AS pattern_id FROM logs WHERE stream = %s AND %s AND %s IS NOT NULL`,
-		patternID, strLit(p.Stream), cond, patternID)
+		patternID, strLit(p.Stream), timeFilter(from, to), patternID)
 }
 
 func patternNewSQL(p *PatternRule, from, to time.Time) string {
@@ -117,8 +113,7 @@ type evalOut struct {
 
 // run evaluates r at time at. known and patternsTo are a pattern rule's
 // patterns so far; run does not modify them (it returns the new set).
-// With test, nothing but the query results matter.
-func (m *Manager) run(ctx context.Context, r *Rule, at time.Time, known map[string]*seenPattern, patternsTo time.Time, test bool) (*evalOut, error) {
+func (m *Manager) run(ctx context.Context, r *Rule, at time.Time, known map[string]*seenPattern, patternsTo time.Time) (*evalOut, error) {
 	from, to := m.window(r, at)
 	if r.Pattern != nil {
 		return m.runPattern(ctx, r, from, to, known, patternsTo)
@@ -214,9 +209,10 @@ func (m *Manager) runPattern(ctx context.Context, r *Rule, from, to time.Time, k
 		}
 		lo := patternsTo
 		if lo.IsZero() {
-			// First evaluation: every pattern seen before the window is
-			// known, so only patterns new in the window alert.
-			res, err := m.deps.Querier.Query(ctx, r.Tenant, patternSeenSQL(p, time.Time{}, from), maxPatterns)
+			// First evaluation: every pattern seen in the History
+			// before the window is known, so only patterns new in the
+			// window alert.
+			res, err := m.deps.Querier.Query(ctx, r.Tenant, patternSeenSQL(p, from.Add(-p.History), from), maxPatterns)
 			if err != nil {
 				return nil, err
 			}

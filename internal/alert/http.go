@@ -203,7 +203,7 @@ func (m *Manager) Test(ctx context.Context, tenant string, req TestRequest) ([]T
 		m.mu.Unlock()
 		ectx, cancel := context.WithTimeout(ctx, evalTimeout(r))
 		start := time.Now()
-		ev, err := m.run(ectx, r, at, known, patternsTo, true)
+		ev, err := m.run(ectx, r, at, known, patternsTo)
 		cancel()
 		res.Took = float64(time.Since(start)) / float64(time.Millisecond)
 		if err != nil {

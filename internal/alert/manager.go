@@ -251,8 +251,8 @@ func (m *Manager) schedule(ctx context.Context) {
 		now := time.Now()
 		r, at, wait := m.nextDue(now)
 		if r != nil {
-			m.evaluate(ctx, r, at)
-			if err := m.save(false); err != nil {
+			changed := m.evaluate(ctx, r, at)
+			if err := m.save(changed); err != nil {
 				m.log.Error("alert: save state", "err", err)
 			}
 			if ctx.Err() != nil {
@@ -300,7 +300,8 @@ func (m *Manager) nextDue(now time.Time) (*Rule, time.Time, time.Duration) {
 	return first, at, 0
 }
 
-// save writes the state if it changed, at most every 10 s unless force.
+// save writes the state if it changed: at once with force, else at most
+// every 10 s.
 func (m *Manager) save(force bool) error {
 	m.mu.Lock()
 	if !m.dirty || !force && time.Since(m.lastSaved) < 10*time.Second {
@@ -321,8 +322,9 @@ func (m *Manager) save(force bool) error {
 func evalTimeout(r *Rule) time.Duration { return min(max(r.Every, 5*time.Second), time.Minute) }
 
 // evaluate runs r for the evaluation at time at, advances its alerts and
-// queues the notifications.
-func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) {
+// queues the notifications. It reports whether an alert changed state
+// (or began or ended), which the state file must not miss.
+func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) (changed bool) {
 	ctx, cancel := context.WithTimeout(ctx, evalTimeout(r))
 	defer cancel()
 	start := time.Now()
@@ -335,9 +337,9 @@ func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) {
 	}
 	m.mu.Unlock()
 	if st == nil {
-		return // the rule was removed meanwhile
+		return false // the rule was removed meanwhile
 	}
-	out, err := m.run(ctx, r, at, known, patternsTo, false)
+	out, err := m.run(ctx, r, at, known, patternsTo)
 	took := time.Since(start)
 	m.m.evals.WithLabelValues(r.Tenant, r.Name).Inc()
 	m.m.duration.WithLabelValues(r.Tenant, r.Name).Observe(took.Seconds())
@@ -345,18 +347,18 @@ func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.states[r.key()] != st {
-		return
+		return false
 	}
 	st.LastEval, st.LastDuration = at, took
 	m.dirty = true
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
-			return // shutting down
+			return false // shutting down
 		}
 		m.m.failures.WithLabelValues(r.Tenant, r.Name).Inc()
 		st.LastError = err.Error()
 		m.log.Warn("alert: evaluation failed; the rule's alerts keep their state", "tenant", r.Tenant, "rule", r.Name, "err", err)
-		return
+		return false
 	}
 	st.LastError = ""
 	v := out.value
@@ -369,7 +371,9 @@ func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) {
 		st.Patterns, st.PatternsTo = out.patterns, out.patternsTo
 	}
 	now := at
+	before := stateCounts(st.Instances)
 	events := advance(st.Instances, out.active, now, timing{For: r.For, KeepFiringFor: r.KeepFiringFor, Retention: m.cfg.ResolvedRetention})
+	changed = len(events) > 0 || before != stateCounts(st.Instances)
 	counts := map[State]int{}
 	for _, in := range st.Instances {
 		counts[in.State]++
@@ -398,6 +402,24 @@ func (m *Manager) evaluate(ctx context.Context, r *Rule, at time.Time) {
 		}
 		m.log.Info("alert "+n.Status, "tenant", r.Tenant, "rule", r.Name, "labels", n.Labels)
 	}
+	return changed
+}
+
+// stateCounts counts instances by state, to tell whether an evaluation
+// changed any.
+func stateCounts(ins map[string]*Instance) [3]int {
+	var c [3]int
+	for _, in := range ins {
+		switch in.State {
+		case StatePending:
+			c[0]++
+		case StateFiring:
+			c[1]++
+		case StateResolved:
+			c[2]++
+		}
+	}
+	return c
 }
 
 // notification renders an instance for the receivers at now.
