@@ -280,6 +280,7 @@ func defaultConfig() config {
 		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel
 	cc := &c.Sink.Compaction
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
+	c.Retention.Interval = sink.DefaultRetentionInterval
 
 	qc := query.DefaultConfig()
 	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
