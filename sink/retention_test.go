@@ -336,3 +336,37 @@ func TestRetentionBackground(t *testing.T) {
 		t.Errorf("retention removed %d rows, want 4000", st.Rows)
 	}
 }
+
+// TestRetentionKeepsBusyDirectories: an expired hour directory in which
+// a file is still open is not removed under it; it goes once that file
+// is published and expired too.
+func TestRetentionKeepsBusyDirectories(t *testing.T) {
+	t.Parallel()
+	cfg := retentionConfig(t)
+	l := newLake(t, cfg, &recorder{})
+	defer shutdown(t, l)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 2000, BatchRows: 1000, Start: hour0})
+	defer ReleaseAll(recs)
+	write(t, l, part("app", 0), recs[:1])
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(l.Files()[0].Path)
+	write(t, l, part("app", 1), recs[1:]) // open, in the same hour directory
+	now := time.Now()
+	if got, err := l.RetainAt(context.Background(), now); err != nil || len(got) != 1 {
+		t.Fatalf("Retain = %+v, %v", got, err)
+	}
+	if !exists(dir) {
+		t.Fatalf("%s removed while a file was open in it", dir)
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatalf("publishing the open file after retention: %v", err)
+	}
+	if got, err := l.RetainAt(context.Background(), now); err != nil || len(got) != 1 {
+		t.Fatalf("second Retain = %+v, %v", got, err)
+	}
+	if exists(dir) {
+		t.Errorf("%s left once empty", dir)
+	}
+}
