@@ -79,8 +79,9 @@ type Observer interface {
 	// (see FileError), after its temporary file was deleted, so that an
 	// observer can forget the rows it was shown for it.
 	Abandoned(f FileInfo)
-	// Removed is called once retention has removed files from Files for
-	// good (their rows are no longer part of the lake). As with
+	// Removed is called once retention, or a delete that left no row in
+	// them (DeleteRows), has removed files from Files for good (their
+	// rows are no longer part of the lake). As with
 	// Replaced, the observer now owns the files: it stops showing them,
 	// in one change, and deletes them once no reader needs them. Files
 	// still on disk at the next start are deleted then (the lake's
