@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirlabs/weir/internal/brokertest"
 )
 
 // kafkaCluster starts an in-process Kafka on loopback with topic "logs"
@@ -200,4 +203,236 @@ func sqlCount(t *testing.T, url, sql string) int64 {
 	var v int64
 	fmt.Sscan(fmt.Sprint(res.Rows[0][res.Columns[0].Name]), &v)
 	return v
+}
+
+// TestSourceAMQP: a RabbitMQ source configured in sources.amqp stores a
+// queue's messages in the tenant's stream; a message no record can hold
+// goes to the queue's dead-letter exchange.
+func TestSourceAMQP(t *testing.T) {
+	url := brokertest.StartRabbit(t)
+	ch := brokertest.Declare(t, url, "logs")
+	s := startServer(t, "", func(cfg *config) {
+		fastCommit(cfg)
+		cfg.Sources.AMQP = []amqpSourceConfig{{URL: url, Queue: "logs", Stream: "rabbit", BatchDelay: 20 * time.Millisecond}}
+	})
+	for i := range 300 {
+		brokertest.Publish(t, ch, "logs", amqp091.Publishing{Body: fmt.Appendf(nil, `{"msg":"m-%d","level":"info"}`, i)})
+	}
+	brokertest.Publish(t, ch, "logs", amqp091.Publishing{Body: []byte("\xff not text")})
+	waitCountFor(t, s.url, "SELECT count(DISTINCT body) FROM rabbit WHERE attributes['amqp.routing_key'] = 'logs'", 300, 30*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for brokertest.QueueDepth(t, ch, "logs_dead") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the poison message did not reach the dead-letter queue")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSourceAMQPCrash kills weir with SIGKILL while it consumes a queue:
+// every message it had acknowledged is stored when it comes back (checked
+// before the source runs again, against the messages still in the
+// queue), and once it runs again every message is.
+func TestSourceAMQPCrash(t *testing.T) {
+	url := brokertest.StartRabbit(t)
+	ch := brokertest.Declare(t, url, "logs")
+	const n = 3000
+	for i := range n {
+		brokertest.Publish(t, ch, "logs", amqp091.Publishing{Body: fmt.Appendf(nil, "m-%d", i)})
+	}
+	dir := t.TempDir()
+	withSource := filepath.Join(dir, "source.yaml")
+	without := filepath.Join(dir, "plain.yaml")
+	conf := crashConfig + fmt.Sprintf("sources:\n  amqp:\n    - url: %q\n      queue: logs\n      stream: rabbit\n      prefetch: 100\n      batch_delay: 10ms\n", url)
+	if err := os.WriteFile(withSource, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(without, []byte(crashConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p := startWeir(t, data, withSource)
+	deadline := time.Now().Add(30 * time.Second)
+	for sqlCount(t, p.url, "SELECT count(*) FROM rabbit") < 600 {
+		if time.Now().After(deadline) {
+			t.Fatalf("weir stored too little before the kill:\n%s", p.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	// The broker requeues what weir had not acknowledged once it sees
+	// the connection gone; every other message was acknowledged.
+	ready := map[string]bool{}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		d, ok, err := ch.Get("logs", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			ready[string(d.Body)] = true
+			continue
+		}
+		if len(ready) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := ch.Nack(0, true, true); err != nil {
+		t.Fatal(err)
+	}
+	acked := n - len(ready)
+	t.Logf("%d of %d messages acknowledged at the kill", acked, n)
+	p = startWeir(t, data, without)
+	// Records acknowledged durable are in the write-ahead log: they are
+	// visible once it is replayed.
+	var lost []string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		stored := map[string]bool{}
+		for _, row := range mustSQL(t, p.url, "SELECT DISTINCT body FROM rabbit").Rows {
+			stored[fmt.Sprint(row["body"])] = true
+		}
+		lost = lost[:0]
+		for i := range n {
+			if b := fmt.Sprintf("m-%d", i); !ready[b] && !stored[b] {
+				lost = append(lost, b)
+			}
+		}
+		if len(lost) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged messages lost, such as %v", len(lost), lost[:min(len(lost), 10)])
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	p = startWeir(t, data, withSource)
+	waitCountFor(t, p.url, "SELECT count(DISTINCT body) FROM rabbit", n, 60*time.Second)
+}
+
+// TestSourceSQS: an SQS source configured in sources.sqs stores a
+// queue's messages and deletes them.
+func TestSourceSQS(t *testing.T) {
+	g := brokertest.StartGoaws(t, "logs", 30, 5)
+	s := startServer(t, "", func(cfg *config) {
+		fastCommit(cfg)
+		cfg.Sources.SQS = []sqsSourceConfig{{QueueURL: g.QueueURL("logs"), Endpoint: g.Endpoint, Region: "us-east-1",
+			AccessKeyID: "test", SecretAccessKey: "test", WaitTime: time.Second, Stream: "queue"}}
+	})
+	for i := range 200 {
+		g.Send(t, "logs", fmt.Sprintf("m-%d", i), map[string]string{"team": "core"})
+	}
+	waitCountFor(t, s.url, "SELECT count(DISTINCT body) FROM queue WHERE attributes['sqs.attr.team'] = 'core'", 200, 30*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if v, f := g.Depth(t, "logs"); v == 0 && f == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the messages were not deleted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSourceSQSCrash kills weir with SIGKILL while it consumes a queue:
+// every message it had deleted is stored when it comes back (checked
+// before the source runs again, against the messages left in the
+// queue), and once it runs again every message is.
+func TestSourceSQSCrash(t *testing.T) {
+	g := brokertest.StartGoaws(t, "logs", 3, 100)
+	const n = 2000
+	for i := range n {
+		g.Send(t, "logs", fmt.Sprintf("m-%d", i), nil)
+	}
+	dir := t.TempDir()
+	withSource := filepath.Join(dir, "source.yaml")
+	without := filepath.Join(dir, "plain.yaml")
+	conf := crashConfig + fmt.Sprintf(`sources:
+  sqs:
+    - queue_url: %q
+      endpoint: %q
+      region: us-east-1
+      access_key_id: test
+      secret_access_key: test
+      wait_time: 1s
+      visibility_timeout: 3s
+      receivers: 4
+      stream: queue
+`, g.QueueURL("logs"), g.Endpoint)
+	if err := os.WriteFile(withSource, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(without, []byte(crashConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p := startWeir(t, data, withSource)
+	deadline := time.Now().Add(30 * time.Second)
+	for sqlCount(t, p.url, "SELECT count(*) FROM queue") < 300 {
+		if time.Now().After(deadline) {
+			t.Fatalf("weir stored too little before the kill:\n%s", p.logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	// What weir received but had not deleted becomes visible again
+	// after the visibility timeout; everything else was deleted.
+	deadline = time.Now().Add(30 * time.Second)
+	visible := 0
+	for {
+		v, f := g.Depth(t, "logs")
+		if f == 0 {
+			visible = v
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still in flight", f)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	left := map[string]bool{}
+	for len(left) < visible {
+		for _, b := range g.Receive(t, "logs") {
+			left[b] = true
+		}
+	}
+	t.Logf("%d of %d messages deleted at the kill", n-visible, n)
+	p = startWeir(t, data, without)
+	var lost []string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		stored := map[string]bool{}
+		for _, row := range mustSQL(t, p.url, "SELECT DISTINCT body FROM queue").Rows {
+			stored[fmt.Sprint(row["body"])] = true
+		}
+		lost = lost[:0]
+		for i := range n {
+			if b := fmt.Sprintf("m-%d", i); !left[b] && !stored[b] {
+				lost = append(lost, b)
+			}
+		}
+		if len(lost) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(lost) > 0 {
+		t.Fatalf("%d deleted messages lost, such as %v", len(lost), lost[:min(len(lost), 10)])
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	p = startWeir(t, data, withSource)
+	waitCountFor(t, p.url, "SELECT count(DISTINCT body) FROM queue", n, 60*time.Second)
 }

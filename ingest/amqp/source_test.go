@@ -16,14 +16,13 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	weiramqp "github.com/weirlabs/weir/ingest/amqp"
 	"github.com/weirlabs/weir/ingest/internal/ingesttest"
+	"github.com/weirlabs/weir/internal/brokertest"
 	"github.com/weirlabs/weir/internal/record"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if broker.stop != nil {
-		broker.stop()
-	}
+	brokertest.StopRabbit()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -93,14 +92,14 @@ func missing(prefix string, n int, recs ...*ingesttest.Recorder) []string {
 }
 
 func TestSourceAMQPRecords(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "records")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "records")
 	var rec ingesttest.Recorder
 	cfg := testConfig(url, "records")
 	cfg.Tenant, cfg.StreamFrom, cfg.Level = "acme", "amqp.header.app", buffer.Committed
 	s := start(t, cfg, &rec)
-	publish(t, ch, "records", amqp.Publishing{Body: []byte("plain"), MessageId: "m1", Headers: amqp.Table{"app": "Billing", "n": int32(3)}})
-	publish(t, ch, "records", amqp.Publishing{Body: []byte(`{"msg":"json","level":"warn","a":{"b":true}}`)})
+	brokertest.Publish(t, ch, "records", amqp.Publishing{Body: []byte("plain"), MessageId: "m1", Headers: amqp.Table{"app": "Billing", "n": int32(3)}})
+	brokertest.Publish(t, ch, "records", amqp.Publishing{Body: []byte(`{"msg":"json","level":"warn","a":{"b":true}}`)})
 	waitFor(t, 30*time.Second, "two records", func() bool { return rec.Len() == 2 })
 	for _, r := range rec.All() {
 		if r.Tenant != "acme" || r.Level != buffer.Committed {
@@ -127,7 +126,7 @@ func TestSourceAMQPRecords(t *testing.T) {
 			t.Errorf("unexpected record %+v", r)
 		}
 	}
-	waitFor(t, 10*time.Second, "the queue to empty", func() bool { return queueDepth(t, ch, "records") == 0 })
+	waitFor(t, 10*time.Second, "the queue to empty", func() bool { return brokertest.QueueDepth(t, ch, "records") == 0 })
 	if st := s.Stats(); st.Messages != 2 || st.Records != 2 {
 		t.Errorf("stats %+v", st)
 	}
@@ -136,15 +135,15 @@ func TestSourceAMQPRecords(t *testing.T) {
 // TestSourceAMQPCompeting: two sources on one queue share its messages;
 // when one stops, the other takes the rest.
 func TestSourceAMQPCompeting(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "competing")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "competing")
 	var a, b ingesttest.Recorder
 	cfg := testConfig(url, "competing")
 	cfg.Prefetch = 10
 	sa := start(t, cfg, &a)
 	start(t, cfg, &b)
 	for i := range 500 {
-		publish(t, ch, "competing", amqp.Publishing{Body: fmt.Appendf(nil, "one-%d", i)})
+		brokertest.Publish(t, ch, "competing", amqp.Publishing{Body: fmt.Appendf(nil, "one-%d", i)})
 	}
 	waitFor(t, 30*time.Second, "every message", func() bool { return len(missing("one", 500, &a, &b)) == 0 })
 	if a.Len() == 0 || b.Len() == 0 {
@@ -157,7 +156,7 @@ func TestSourceAMQPCompeting(t *testing.T) {
 	}
 	before := b.Len()
 	for i := range 200 {
-		publish(t, ch, "competing", amqp.Publishing{Body: fmt.Appendf(nil, "two-%d", i)})
+		brokertest.Publish(t, ch, "competing", amqp.Publishing{Body: fmt.Appendf(nil, "two-%d", i)})
 	}
 	waitFor(t, 30*time.Second, "the rest", func() bool { return len(missing("two", 200, &a, &b)) == 0 })
 	if got := b.Len() - before; got != 200 {
@@ -169,8 +168,8 @@ func TestSourceAMQPCompeting(t *testing.T) {
 // the bounds, goes to the queue's dead-letter exchange; the messages
 // around it are stored.
 func TestSourceAMQPPoison(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "poison")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "poison")
 	rec := &ingesttest.Recorder{}
 	rec.Fail = func(_ string, recs []record.Record) error {
 		for _, r := range recs {
@@ -185,10 +184,10 @@ func TestSourceAMQPPoison(t *testing.T) {
 	s := start(t, cfg, rec)
 	bodies := [][]byte{[]byte("ok-0"), []byte("refused"), []byte("ok-1"), []byte("\xff\xfe"), make([]byte, 2000), []byte("ok-2")}
 	for _, b := range bodies {
-		publish(t, ch, "poison", amqp.Publishing{Body: b})
+		brokertest.Publish(t, ch, "poison", amqp.Publishing{Body: b})
 	}
 	waitFor(t, 30*time.Second, "the good messages", func() bool { return len(missing("ok", 3, rec)) == 0 })
-	waitFor(t, 30*time.Second, "three messages dead-lettered by the broker", func() bool { return queueDepth(t, ch, "poison_dead") == 3 })
+	waitFor(t, 30*time.Second, "three messages dead-lettered by the broker", func() bool { return brokertest.QueueDepth(t, ch, "poison_dead") == 3 })
 	if n := rec.Len(); n != 3 {
 		t.Errorf("%d records taken, want 3", n)
 	}
@@ -213,8 +212,8 @@ func TestSourceAMQPPoison(t *testing.T) {
 // TestSourceAMQPTransient: backpressure is retried; past RetryTimeout the
 // messages are requeued, and taken once the pipeline recovers.
 func TestSourceAMQPTransient(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "transient")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "transient")
 	refuse := make(chan struct{})
 	rec := &ingesttest.Recorder{}
 	rec.Fail = func(string, []record.Record) error {
@@ -229,7 +228,7 @@ func TestSourceAMQPTransient(t *testing.T) {
 	cfg.RetryTimeout = 300 * time.Millisecond
 	s := start(t, cfg, rec)
 	for i := range 20 {
-		publish(t, ch, "transient", amqp.Publishing{Body: fmt.Appendf(nil, "m-%d", i)})
+		brokertest.Publish(t, ch, "transient", amqp.Publishing{Body: fmt.Appendf(nil, "m-%d", i)})
 	}
 	waitFor(t, 30*time.Second, "a redelivery", func() bool { return s.Stats().Messages > 20 })
 	close(refuse)
@@ -237,15 +236,15 @@ func TestSourceAMQPTransient(t *testing.T) {
 	if st := s.Stats(); st.Retries == 0 || st.Rejected != 0 {
 		t.Errorf("stats %+v: want retries and nothing rejected", st)
 	}
-	waitFor(t, 10*time.Second, "the queue to empty", func() bool { return queueDepth(t, ch, "transient") == 0 })
+	waitFor(t, 10*time.Second, "the queue to empty", func() bool { return brokertest.QueueDepth(t, ch, "transient") == 0 })
 }
 
 // TestSourceAMQPCrash: a source that dies holding deliveries (its
 // Shutdown deadline passes mid-submit) acknowledged none of them, so the
 // broker hands them to the next consumer.
 func TestSourceAMQPCrash(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "crash")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "crash")
 	stall := make(chan struct{})
 	crashed := &ingesttest.Recorder{}
 	crashed.Fail = func(string, []record.Record) error {
@@ -265,7 +264,7 @@ func TestSourceAMQPCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 400 {
-		publish(t, ch, "crash", amqp.Publishing{Body: fmt.Appendf(nil, "m-%d", i)})
+		brokertest.Publish(t, ch, "crash", amqp.Publishing{Body: fmt.Appendf(nil, "m-%d", i)})
 	}
 	waitFor(t, 30*time.Second, "the first consumer to stall", func() bool { return crashed.Len() >= 100 })
 	dead, cancel := context.WithCancel(context.Background())
@@ -282,11 +281,11 @@ func TestSourceAMQPCrash(t *testing.T) {
 // TestSourceAMQPReconnect: the source reconnects after the broker closes
 // its connection.
 func TestSourceAMQPReconnect(t *testing.T) {
-	url := rabbit(t)
-	ch := declare(t, url, "reconnect")
+	url := brokertest.Rabbit(t)
+	ch := brokertest.Declare(t, url, "reconnect")
 	var rec ingesttest.Recorder
 	s := start(t, testConfig(url, "reconnect"), &rec)
-	publish(t, ch, "reconnect", amqp.Publishing{Body: []byte("m-0")})
+	brokertest.Publish(t, ch, "reconnect", amqp.Publishing{Body: []byte("m-0")})
 	waitFor(t, 30*time.Second, "the first message", func() bool { return rec.Len() == 1 })
 	// Deleting the queue cancels the consumer: the source's channel
 	// closes, and it reconnects until the queue is back.
@@ -294,8 +293,8 @@ func TestSourceAMQPReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the source to notice", func() bool { return s.Stats().Errors > 0 })
-	ch = declare(t, url, "reconnect")
-	publish(t, ch, "reconnect", amqp.Publishing{Body: []byte("m-1")})
+	ch = brokertest.Declare(t, url, "reconnect")
+	brokertest.Publish(t, ch, "reconnect", amqp.Publishing{Body: []byte("m-1")})
 	waitFor(t, 60*time.Second, "the message after the reconnect", func() bool { return len(missing("m", 2, &rec)) == 0 })
 }
 

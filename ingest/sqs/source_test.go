@@ -13,6 +13,7 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest/internal/ingesttest"
 	"github.com/weirlabs/weir/ingest/sqs"
+	"github.com/weirlabs/weir/internal/brokertest"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -21,9 +22,9 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
 }
 
-func testConfig(g *goaws, queue string) sqs.Config {
+func testConfig(g *brokertest.Goaws, queue string) sqs.Config {
 	cfg := sqs.DefaultConfig()
-	cfg.QueueURL, cfg.Endpoint, cfg.Region = g.queueURL(queue), g.endpoint, "us-east-1"
+	cfg.QueueURL, cfg.Endpoint, cfg.Region = g.QueueURL(queue), g.Endpoint, "us-east-1"
 	cfg.AccessKeyID, cfg.SecretAccessKey = "test", "test"
 	cfg.WaitTime, cfg.VisibilityTimeout = time.Second, 2*time.Second
 	return cfg
@@ -77,20 +78,20 @@ func missing(prefix string, n int, recs ...*ingesttest.Recorder) []string {
 	return out
 }
 
-func empty(t *testing.T, g *goaws, queue string) func() bool {
-	return func() bool { v, f := g.depth(t, queue); return v == 0 && f == 0 }
+func empty(t *testing.T, g *brokertest.Goaws, queue string) func() bool {
+	return func() bool { v, f := g.Depth(t, queue); return v == 0 && f == 0 }
 }
 
 func TestSourceSQSRecords(t *testing.T) {
-	g := startGoaws(t, "records", 30, 5)
+	g := brokertest.StartGoaws(t, "records", 30, 5)
 	var rec ingesttest.Recorder
 	cfg := testConfig(g, "records")
 	cfg.Tenant, cfg.StreamFrom, cfg.Level = "acme", "sqs.attr.app", buffer.Committed
 	s := start(t, cfg, &rec)
-	g.send(t, "records", "plain", map[string]string{"app": "Payments"})
-	g.send(t, "records", `{"message":"json","severity":"error","k":[1,2]}`, nil)
+	g.Send(t, "records", "plain", map[string]string{"app": "Payments"})
+	g.Send(t, "records", `{"message":"json","severity":"error","k":[1,2]}`, nil)
 	for i := range 50 {
-		g.send(t, "records", fmt.Sprintf("m-%d", i), nil)
+		g.Send(t, "records", fmt.Sprintf("m-%d", i), nil)
 	}
 	waitFor(t, 30*time.Second, "every message", func() bool { return len(missing("m", 50, &rec)) == 0 && rec.Len() >= 52 })
 	for _, r := range rec.All() {
@@ -124,7 +125,7 @@ func TestSourceSQSRecords(t *testing.T) {
 // the visibility timeout keeps its messages invisible, so no one else
 // receives them, and they are deleted once taken.
 func TestSourceSQSSlowBatch(t *testing.T) {
-	g := startGoaws(t, "slow", 2, 5)
+	g := brokertest.StartGoaws(t, "slow", 2, 5)
 	release := make(chan struct{})
 	rec := &ingesttest.Recorder{}
 	rec.Fail = func(string, []record.Record) error {
@@ -139,7 +140,7 @@ func TestSourceSQSSlowBatch(t *testing.T) {
 	cfg.Receivers = 1
 	s := start(t, cfg, rec)
 	for i := range 5 {
-		g.send(t, "slow", fmt.Sprintf("m-%d", i), nil)
+		g.Send(t, "slow", fmt.Sprintf("m-%d", i), nil)
 	}
 	waitFor(t, 30*time.Second, "two visibility extensions", func() bool { return s.Stats().Extensions >= 2 })
 	if st := s.Stats(); st.Messages != 5 {
@@ -156,7 +157,7 @@ func TestSourceSQSSlowBatch(t *testing.T) {
 // TestSourceSQSPoison: a message the pipeline refuses for good stays in
 // the queue until its redrive policy moves it to the dead-letter queue.
 func TestSourceSQSPoison(t *testing.T) {
-	g := startGoaws(t, "poison", 2, 1)
+	g := brokertest.StartGoaws(t, "poison", 2, 1)
 	rec := &ingesttest.Recorder{}
 	rec.Fail = func(_ string, recs []record.Record) error {
 		if recs[0].Body == "refused" {
@@ -167,10 +168,10 @@ func TestSourceSQSPoison(t *testing.T) {
 	cfg := testConfig(g, "poison")
 	cfg.Receivers, cfg.MaxMessages = 1, 1
 	s := start(t, cfg, rec)
-	g.send(t, "poison", "refused", nil)
-	g.send(t, "poison", "m-0", nil)
+	g.Send(t, "poison", "refused", nil)
+	g.Send(t, "poison", "m-0", nil)
 	waitFor(t, 30*time.Second, "the good message", func() bool { return len(missing("m", 1, rec)) == 0 })
-	waitFor(t, 30*time.Second, "the poison message in the dead-letter queue", func() bool { v, _ := g.depth(t, "poison_dead"); return v == 1 })
+	waitFor(t, 30*time.Second, "the poison message in the dead-letter queue", func() bool { v, _ := g.Depth(t, "poison_dead"); return v == 1 })
 	waitFor(t, 10*time.Second, "the queue to empty", empty(t, g, "poison"))
 	if st := s.Stats(); st.Rejected < 1 {
 		t.Errorf("stats %+v, want a rejected message", st)
@@ -181,7 +182,7 @@ func TestSourceSQSPoison(t *testing.T) {
 // deleted nothing it had not handed over; the messages come back after
 // their visibility timeout and the next source stores them.
 func TestSourceSQSCrash(t *testing.T) {
-	g := startGoaws(t, "crash", 2, 100)
+	g := brokertest.StartGoaws(t, "crash", 2, 100)
 	stall := make(chan struct{})
 	crashed := &ingesttest.Recorder{}
 	crashed.Fail = func(string, []record.Record) error {
@@ -200,7 +201,7 @@ func TestSourceSQSCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		g.send(t, "crash", fmt.Sprintf("m-%d", i), nil)
+		g.Send(t, "crash", fmt.Sprintf("m-%d", i), nil)
 	}
 	waitFor(t, 30*time.Second, "the first source to stall", func() bool { return crashed.Len() >= 30 })
 	dead, cancel := context.WithCancel(context.Background())

@@ -1,4 +1,4 @@
-package sqs_test
+package brokertest
 
 import (
 	"bytes"
@@ -20,22 +20,23 @@ import (
 	"time"
 )
 
-// goaws is an SQS emulator (github.com/Admiral-Piett/goaws v0.4.5) run as
+// Goaws is an SQS emulator (github.com/Admiral-Piett/goaws v0.4.5) run as
 // the test's child. It speaks SQS's query protocol only, while the AWS
 // SDK speaks the JSON protocol, so the source talks to it through
 // translate, which maps the four calls the source makes.
-type goaws struct {
-	base     string // goaws itself: the query protocol
-	endpoint string // the translating front: the JSON protocol
-	account  string
+type Goaws struct {
+	// Base is goaws itself, which speaks the query protocol; Endpoint
+	// is the translating front, for the AWS SDK.
+	Base, Endpoint string
+	account        string
 }
 
-// queueURL returns the URL of queue name.
-func (g *goaws) queueURL(name string) string { return g.base + "/" + g.account + "/" + name }
+// QueueURL returns the URL of queue name.
+func (g *Goaws) QueueURL(name string) string { return g.Base + "/" + g.account + "/" + name }
 
 // goawsBinary finds goaws on PATH or in GOPATH/bin; without it the test
 // skips, or fails when WEIR_CI=1.
-func goawsBinary(t *testing.T) string {
+func goawsBinary(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("goaws"); err == nil {
 		return p
@@ -52,10 +53,10 @@ func goawsBinary(t *testing.T) string {
 	return ""
 }
 
-// startGoaws runs goaws with queue name and name_dead, the redrive
+// StartGoaws runs goaws with queue name and name_dead, the redrive
 // target of name after maxReceive receives, with the given visibility
 // timeout in seconds.
-func startGoaws(t *testing.T, name string, visibility, maxReceive int) *goaws {
+func StartGoaws(t testing.TB, name string, visibility, maxReceive int) *Goaws {
 	t.Helper()
 	bin := goawsBinary(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,10 +104,10 @@ func startGoaws(t *testing.T, name string, visibility, maxReceive int) *goaws {
 			t.Logf("goaws:\n%s", logs.String())
 		}
 	})
-	g := &goaws{base: fmt.Sprintf("http://127.0.0.1:%d", port), account: account}
+	g := &Goaws{Base: fmt.Sprintf("http://127.0.0.1:%d", port), account: account}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(g.base + "/health")
+		resp, err := http.Get(g.Base + "/health")
 		if err == nil {
 			resp.Body.Close()
 			break
@@ -120,9 +121,9 @@ func startGoaws(t *testing.T, name string, visibility, maxReceive int) *goaws {
 			t.Fatalf("goaws did not answer in 30s: %v", err)
 		}
 	}
-	front := httptest.NewServer(translate(g.base))
+	front := httptest.NewServer(translate(g.Base))
 	t.Cleanup(front.Close)
-	g.endpoint = front.URL
+	g.Endpoint = front.URL
 	return g
 }
 
@@ -280,10 +281,10 @@ func translate(base string) http.Handler {
 	})
 }
 
-// send puts a message on queue name, with string attributes.
-func (g *goaws) send(t *testing.T, name, body string, attrs map[string]string) {
+// Send puts a message on queue name, with string attributes.
+func (g *Goaws) Send(t testing.TB, name, body string, attrs map[string]string) {
 	t.Helper()
-	form := url.Values{"Action": {"SendMessage"}, "QueueUrl": {g.queueURL(name)}, "MessageBody": {body}}
+	form := url.Values{"Action": {"SendMessage"}, "QueueUrl": {g.QueueURL(name)}, "MessageBody": {body}}
 	i := 1
 	for k, v := range attrs {
 		form.Set(fmt.Sprintf("MessageAttribute.%d.Name", i), k)
@@ -291,18 +292,18 @@ func (g *goaws) send(t *testing.T, name, body string, attrs map[string]string) {
 		form.Set(fmt.Sprintf("MessageAttribute.%d.Value.StringValue", i), v)
 		i++
 	}
-	if err := query(g.base, form, nil); err != nil {
+	if err := query(g.Base, form, nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// depth returns the messages of queue name: visible, and in flight.
-func (g *goaws) depth(t *testing.T, name string) (visible, inFlight int) {
+// Depth returns the messages of queue name: visible, and in flight.
+func (g *Goaws) Depth(t testing.TB, name string) (visible, inFlight int) {
 	t.Helper()
 	var res struct {
 		Attrs []struct{ Name, Value string } `xml:"GetQueueAttributesResult>Attribute"`
 	}
-	if err := query(g.base, url.Values{"Action": {"GetQueueAttributes"}, "QueueUrl": {g.queueURL(name)}, "AttributeName.1": {"All"}}, &res); err != nil {
+	if err := query(g.Base, url.Values{"Action": {"GetQueueAttributes"}, "QueueUrl": {g.QueueURL(name)}, "AttributeName.1": {"All"}}, &res); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range res.Attrs {
@@ -314,4 +315,17 @@ func (g *goaws) depth(t *testing.T, name string) (visible, inFlight int) {
 		}
 	}
 	return visible, inFlight
+}
+
+// Receive receives up to 10 messages of queue name, without deleting
+// them, and returns their bodies.
+func (g *Goaws) Receive(t testing.TB, name string) []string {
+	t.Helper()
+	var res struct {
+		Bodies []string `xml:"ReceiveMessageResult>Message>Body"`
+	}
+	if err := query(g.Base, url.Values{"Action": {"ReceiveMessage"}, "QueueUrl": {g.QueueURL(name)}, "MaxNumberOfMessages": {"10"}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Bodies
 }

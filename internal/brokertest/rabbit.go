@@ -1,4 +1,9 @@
-package amqp_test
+// Package brokertest starts the message brokers weir's sources are
+// tested against, as children of the test on loopback: RabbitMQ (Debian's
+// rabbitmq-server) and goaws, an SQS emulator. Without the server's
+// binary a test skips with a note on how to install it, or fails when
+// WEIR_CI=1.
+package brokertest
 
 import (
 	"context"
@@ -19,8 +24,8 @@ import (
 // rabbitServer is the path of Debian's rabbitmq-server start script.
 const rabbitServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
-// broker is a RabbitMQ node the tests share, started by the first test
-// that needs one and stopped by TestMain.
+// broker is the RabbitMQ node of the test binary, started by the first
+// test that needs one and stopped by StopRabbit.
 var broker struct {
 	once sync.Once
 	url  string
@@ -28,17 +33,13 @@ var broker struct {
 	stop func()
 }
 
-// rabbit returns the URL of the shared RabbitMQ node, starting it on
-// loopback ports with its own directories; without rabbitmq-server the
-// test skips, or fails when WEIR_CI=1.
-func rabbit(t *testing.T) string {
+// Rabbit returns the AMQP URL of the test binary's RabbitMQ node,
+// starting it on loopback ports with its own directories; without
+// rabbitmq-server the test skips, or fails when WEIR_CI=1. Call
+// StopRabbit from TestMain after the tests.
+func Rabbit(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(rabbitServer); err != nil {
-		if os.Getenv("WEIR_CI") == "1" {
-			t.Fatalf("%s is missing (apt-get install rabbitmq-server)", rabbitServer)
-		}
-		t.Skipf("%s is missing: install Debian's rabbitmq-server to run this test", rabbitServer)
-	}
+	needRabbit(t)
 	broker.once.Do(func() { broker.url, broker.stop, broker.err = startRabbit() })
 	if broker.err != nil {
 		t.Fatal(broker.err)
@@ -142,10 +143,41 @@ func startRabbit() (url string, stop func(), err error) {
 	}
 }
 
-// declare creates queue name (and its dead-letter queue name_dead, fed
+// StartRabbit starts a RabbitMQ node of the test's own, stopped when
+// the test ends, and returns its AMQP URL; it skips or fails as Rabbit
+// does.
+func StartRabbit(t testing.TB) string {
+	t.Helper()
+	needRabbit(t)
+	url, stop, err := startRabbit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return url
+}
+
+func needRabbit(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(rabbitServer); err != nil {
+		if os.Getenv("WEIR_CI") == "1" {
+			t.Fatalf("%s is missing (apt-get install rabbitmq-server)", rabbitServer)
+		}
+		t.Skipf("%s is missing: install Debian's rabbitmq-server to run this test", rabbitServer)
+	}
+}
+
+// StopRabbit stops the node Rabbit started, if any.
+func StopRabbit() {
+	if broker.stop != nil {
+		broker.stop()
+	}
+}
+
+// Declare creates queue name (and its dead-letter queue name_dead, fed
 // through the default exchange) afresh and returns a channel to publish
 // with.
-func declare(t *testing.T, url, name string) *amqp.Channel {
+func Declare(t testing.TB, url, name string) *amqp.Channel {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -166,15 +198,16 @@ func declare(t *testing.T, url, name string) *amqp.Channel {
 	return ch
 }
 
-func publish(t *testing.T, ch *amqp.Channel, queue string, msg amqp.Publishing) {
+// Publish sends msg to queue through the default exchange.
+func Publish(t testing.TB, ch *amqp.Channel, queue string, msg amqp.Publishing) {
 	t.Helper()
 	if err := ch.PublishWithContext(context.Background(), "", queue, false, false, msg); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// queueDepth returns the messages ready in queue.
-func queueDepth(t *testing.T, ch *amqp.Channel, queue string) int {
+// QueueDepth returns the messages ready in queue.
+func QueueDepth(t testing.TB, ch *amqp.Channel, queue string) int {
 	t.Helper()
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
