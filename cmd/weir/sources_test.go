@@ -436,3 +436,56 @@ func TestSourceSQSCrash(t *testing.T) {
 	p = startWeir(t, data, withSource)
 	waitCountFor(t, p.url, "SELECT count(DISTINCT body) FROM queue", n, 60*time.Second)
 }
+
+// TestSourcesConfig: sources read from the file keep the packages'
+// defaults for keys left out, and a bad value fails at start-up with the
+// source named.
+func TestSourcesConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `
+sources:
+  kafka:
+    - brokers: [k:9092]
+      topics: [t]
+      group: g
+      ack_level: committed
+  amqp:
+    - url: amqp://guest:guest@r:5672/
+      queue: q
+  sqs:
+    - queue_url: https://sqs.eu-west-1.amazonaws.com/1/q
+      tenant: acme
+`)
+	c := defaultConfig()
+	if err := loadConfigFile(&c, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sources.validate(); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := c.Sources.Kafka[0].config()
+	a, _ := c.Sources.AMQP[0].config()
+	q, _ := c.Sources.SQS[0].config()
+	if k.Level != levels["committed"] || k.Stream != "kafka" || k.BatchRecords != 1000 || k.Name != "" {
+		t.Errorf("kafka: %+v", k)
+	}
+	if a.Prefetch != 500 || a.Stream != "amqp" || a.Level != levels["durable"] {
+		t.Errorf("amqp: %+v", a)
+	}
+	if q.Tenant != "acme" || q.Receivers != 2 || q.WaitTime != 20*time.Second {
+		t.Errorf("sqs: %+v", q)
+	}
+	for bad, want := range map[string]string{
+		"sources:\n  kafka:\n    - brokers: [k:9092]\n      topics: [t]\n      group: g\n      start: middle\n": "sources.kafka[0]",
+		"sources:\n  amqp:\n    - url: http://r/\n      queue: q\n":                                             "sources.amqp[0]",
+		"sources:\n  sqs:\n    - queue_url: https://h/1/q\n      ack_level: sometimes\n":                        "sources.sqs[0]",
+	} {
+		c := defaultConfig()
+		if err := loadConfigFile(&c, writeConfig(t, dir, bad)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: validate = %v, want an error naming %s", bad, err, want)
+		}
+	}
+}
