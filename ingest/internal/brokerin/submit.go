@@ -83,7 +83,7 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 
 // Submit submits the batches in turn at level, each until it is taken.
 // Backpressure and unavailability (ResourceExhausted, Unavailable,
-// Aborted, DeadlineExceeded, Internal, Unknown) are retried after a
+// Aborted, DeadlineExceeded, Internal, Unknown, Canceled) are retried after a
 // pause of b, counted in c.Retries; a refusal of the records themselves
 // returns a *PermanentError; the end of ctx returns its error. Batches
 // taken before an error stay taken, so a caller that retries the whole
@@ -115,9 +115,9 @@ func Submit(ctx context.Context, out Submitter, batches []*httpin.Batch, level b
 			}
 			switch code {
 			case connect.CodeResourceExhausted, connect.CodeUnavailable, connect.CodeAborted,
-				connect.CodeDeadlineExceeded, connect.CodeInternal, connect.CodeUnknown:
-			case connect.CodeCanceled:
-				return fmt.Errorf("submit to stream %q: %w", bt.Stream, err)
+				connect.CodeDeadlineExceeded, connect.CodeInternal, connect.CodeUnknown, connect.CodeCanceled:
+				// The pipeline's own cancellation (ctx is not done) is
+				// a server shutting down: retried like unavailability.
 			default:
 				return &PermanentError{Err: fmt.Errorf("submit to stream %q: %w", bt.Stream, err)}
 			}

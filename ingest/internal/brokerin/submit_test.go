@@ -1,0 +1,76 @@
+package brokerin
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/internal/httpin"
+	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// scripted fails with errs in turn, then takes the records.
+type scripted struct {
+	errs    []error
+	calls   int
+	tenants []string
+}
+
+func (s *scripted) Submit(ctx context.Context, _ string, recs []record.Record, _ []error, _ buffer.Level) (ingest.Result, error) {
+	s.calls++
+	s.tenants = append(s.tenants, auth.TenantOf(ctx))
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		return ingest.Result{}, err
+	}
+	return ingest.Result{Records: len(recs)}, nil
+}
+
+func TestSubmit(t *testing.T) {
+	t.Parallel()
+	fast := Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}
+	batches := []*httpin.Batch{{Stream: "s", Records: []record.Record{{Body: "x"}}}}
+	ctx := Context(context.Background(), "acme", "kafka")
+	for _, tc := range []struct {
+		name      string
+		errs      []error
+		permanent bool
+		calls     int
+	}{
+		{"taken", nil, false, 1},
+		{"backpressure then taken", []error{connect.NewError(connect.CodeResourceExhausted, errors.New("full")),
+			connect.NewError(connect.CodeUnavailable, errors.New("down")), connect.NewError(connect.CodeCanceled, errors.New("stopping"))}, false, 4},
+		{"invalid", []error{connect.NewError(connect.CodeInvalidArgument, errors.New("bad"))}, true, 1},
+		{"forbidden", []error{connect.NewError(connect.CodePermissionDenied, errors.New("no"))}, true, 1},
+	} {
+		out := &scripted{errs: tc.errs}
+		var c Counters
+		err := Submit(ctx, out, batches, buffer.Durable, fast, &c)
+		if tc.permanent != Permanent(err) || (!tc.permanent && err != nil) || out.calls != tc.calls {
+			t.Errorf("%s: err %v (permanent %v), %d calls; want permanent=%v, %d calls", tc.name, err, Permanent(err), out.calls, tc.permanent, tc.calls)
+		}
+		if out.tenants[0] != "acme" {
+			t.Errorf("%s: tenant %q, want acme", tc.name, out.tenants[0])
+		}
+		if !tc.permanent && c.Records.Load() != 1 {
+			t.Errorf("%s: %d records counted", tc.name, c.Records.Load())
+		}
+	}
+	// An ended context stops the retries with its error.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	out := &scripted{errs: []error{connect.NewError(connect.CodeResourceExhausted, errors.New("full"))}}
+	if err := Submit(done, out, batches, buffer.Durable, fast, &Counters{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("ended context: %v", err)
+	}
+	if got := Context(context.Background(), "", "x"); auth.TenantOf(got) != record.DefaultTenant {
+		t.Errorf("no tenant: %q", auth.TenantOf(got))
+	}
+}
