@@ -272,6 +272,9 @@ func BenchmarkBufferPush(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if err := buf.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
 			ctx := context.Background()
 			// Create the stream outside the timed loop.
 			if err := buf.Push(ctx, record.NewBatch("acme", "logs", slices.Clone(recs)), Accepted); err != nil {

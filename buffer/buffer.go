@@ -175,6 +175,7 @@ type Buffer struct {
 	live      atomic.Int64  // running consumer goroutines, +1 until stopCh is closed
 	allDone   chan struct{} // closed when live reaches 0
 	wg        sync.WaitGroup
+	started   atomic.Bool
 	closeOnce sync.Once
 	stopOnce  sync.Once
 
@@ -217,7 +218,8 @@ type stream struct {
 }
 
 // New returns a buffer with no streams; streams and their goroutines are
-// created by Push. Call Shutdown to drain and stop it.
+// created by Push, and by Start for the streams whose write-ahead logs
+// hold records. Call Shutdown to drain and stop it.
 func New(cfg Config, deps Deps) (*Buffer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -253,14 +255,34 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 		tenants:          map[string]*tenantState{},
 	}
 	b.live.Store(1)
-	if cfg.WALDir != "" {
-		if err := b.recoverStreams(); err != nil {
-			b.Shutdown(context.Background())
-			return nil, err
-		}
-		b.pushSalvaged()
-	}
 	return b, nil
+}
+
+// Start recovers every stream that has a write-ahead log under
+// Config.WALDir: it creates the stream and its goroutines and queues the
+// logged records not yet published (docs/durability.md, "Recovery"), so
+// that they reach the consumers without waiting for a push. A stream
+// pushed to before Start is recovered the same way when Push creates it.
+// ctx bounds start-up only. Without WALDir Start does nothing. Start may
+// be called once; after an error, call Shutdown.
+func (b *Buffer) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !b.started.CompareAndSwap(false, true) {
+		return errors.New("buffer: Start called twice")
+	}
+	if b.closing.Load() {
+		return ErrClosed
+	}
+	if b.cfg.WALDir == "" {
+		return nil
+	}
+	if err := b.recoverStreams(); err != nil {
+		return err
+	}
+	b.pushSalvaged()
+	return nil
 }
 
 // Push queues batch on its stream, creating the stream on first use.

@@ -825,6 +825,9 @@ func TestMaxStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	defer b.Shutdown(context.Background())
 	for _, s := range []string{"a", "b", "a"} {
 		if err := b.Push(context.Background(), batchOf(s, recsOf("svc", 0, 1)...), Accepted); err != nil {

@@ -82,6 +82,9 @@ func TestDurableRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 10; i++ {
 		if err := b.Push(context.Background(), batchOf("s", recsOf("svc", 10*i, 10)...), Durable); err != nil {
 			t.Fatal(err)
@@ -106,6 +109,9 @@ func TestDurableRecovery(t *testing.T) {
 		},
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if asked.Load() != 1 {
@@ -153,6 +159,9 @@ func TestCommittedAndLogTrimming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	defer b.Shutdown(context.Background())
 	for i := 0; i < 50; i++ {
 		if err := b.Push(context.Background(), batchOf("s", recsOf("svc", 10*i, 10)...), Durable); err != nil {
@@ -194,6 +203,9 @@ func TestDurableNeedsWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	defer b.Shutdown(context.Background())
 	if err := b.Push(context.Background(), batchOf("s", rec("x", 0)), Durable); !errors.Is(err, ErrNoWAL) {
 		t.Fatalf("Durable without a log: %v", err)
@@ -212,6 +224,9 @@ func TestPriority(t *testing.T) {
 	cfg.PriorityShare = 0.2
 	b, err := New(cfg, h.deps())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer b.Shutdown(context.Background())
@@ -276,6 +291,9 @@ func TestMixedBatchRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	const batches, size = 6, 10
 	for k := 0; k < batches; k++ {
 		rs := recsOf("svc", k*size, size)
@@ -305,6 +323,9 @@ func TestMixedBatchRecovery(t *testing.T) {
 	second := &holdingConsumer{oldest: -1}
 	b2, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return second }})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	after := recsOf("late", 0, 1)
@@ -346,6 +367,9 @@ func TestCommittedWithoutWAL(t *testing.T) {
 	c := &holdingConsumer{oldest: -1}
 	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer b.Shutdown(context.Background())

@@ -223,6 +223,9 @@ func mustNew(t *testing.T, cfg Config, deps Deps) *Buffer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 

@@ -31,6 +31,9 @@ func TestIdempotentProducers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	push := func(b *Buffer, id string, seq uint64) error {
 		return b.Push(ctx, producerBatch(id, seq, strings.Repeat("x", 300)), Durable)
@@ -97,6 +100,9 @@ func TestIdempotentProducers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	defer b2.Shutdown(ctx)
 	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after restart, retry of alpha 20: %v, want ErrDuplicate", err)
@@ -122,6 +128,9 @@ func TestProducersNotEvictedByOthers(t *testing.T) {
 	cfg := DefaultConfig()
 	b, err := New(cfg, newHarness().deps())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer b.Shutdown(context.Background())
@@ -171,6 +180,9 @@ func TestProducersIdleExpire(t *testing.T) {
 		cfg.ProducerTTL = time.Hour
 		b, err := New(cfg, newHarness().deps())
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer b.Shutdown(context.Background())

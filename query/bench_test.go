@@ -64,7 +64,7 @@ func stagingLake(b *testing.B) (*Engine, *sink.Lake) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { e.Close() })
+	b.Cleanup(func() { e.Shutdown(context.Background()) })
 	scfg := sink.DefaultConfig()
 	scfg.Dir = filepath.Join(cfg.DataDir, "lake")
 	scfg.MaxFileAge = time.Hour

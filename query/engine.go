@@ -218,9 +218,12 @@ func (e *Engine) acquire(ctx context.Context, tenant string, system bool) (func(
 	}
 }
 
-// Close releases every tenant's database and removes the staging
-// segments. Queries still running fail.
-func (e *Engine) Close() error {
+// Shutdown releases every tenant's database and removes the staging
+// segments. Queries still running fail. Shut the sink down first: it
+// reports to the engine until it has published its last file. ctx is
+// not used: closing a database does not wait. Shutdown is safe to call
+// more than once.
+func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
 	cats := e.catalogs

@@ -25,7 +25,7 @@ func openEngine(t testing.TB, dir string) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close() })
+	t.Cleanup(func() { e.Shutdown(context.Background()) })
 	return e
 }
 

@@ -185,7 +185,7 @@ func TestHugeResultIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer small.Close()
+	defer small.Shutdown(context.Background())
 	_, err = small.Run(context.Background(), "SELECT count(DISTINCT i::VARCHAR || 'some padding to make it wide') FROM range(100000000) t(i)", Options{Timeout: time.Minute}, &w)
 	if !errors.Is(err, ErrResources) {
 		t.Errorf("over the memory limit: %v, want ErrResources", err)
@@ -202,7 +202,7 @@ func TestSystemSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	defer e.Shutdown(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	done := make(chan error, 1)

@@ -123,7 +123,7 @@ func TestTenantSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	defer e.Shutdown(context.Background())
 	release, err := e.acquire(context.Background(), "default", false)
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func TestMinerStateSaved(t *testing.T) {
 	dir := t.TempDir()
 	rules := Rules{"app": {Processors: []Processor{{Pattern: &PatternStep{}}}}}
 	newP := func() *Pipeline {
-		p, err := NewPipeline(PipelineConfig{Rules: rules, Limits: record.Limits{MaxFuture: time.Hour}, StateDir: dir})
+		p, err := NewPipeline(PipelineConfig{Rules: rules, Limits: record.Limits{MaxFuture: time.Hour}, StateDir: dir, SaveInterval: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,9 +43,11 @@ func TestMinerStateSaved(t *testing.T) {
 	if got := idOf(p, "connection from beta closed after 10 ms with status ok and no error reported"); got != first {
 		t.Fatalf("one pattern, two ids: %s %s", first, got)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.SaveEvery(ctx, 10*time.Millisecond) }()
+	// The saver, every 10 ms: the state appears on disk while the
+	// pipeline runs, before any Shutdown.
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if m, _ := filepath.Glob(filepath.Join(dir, "tenant=default", "stream=app", "*.json")); len(m) == 1 {
@@ -56,10 +58,14 @@ func TestMinerStateSaved(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	<-done
 	// A crash: the new pipeline starts from the saved state.
 	if got := idOf(newP(), "connection from gamma closed after 10 ms with status ok and no error reported"); got != first {
 		t.Errorf("after a restart the pattern's id is %s, want %s", got, first)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Errorf("second Shutdown: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -27,6 +28,10 @@ type PipelineConfig struct {
 	// StateDir keeps the pattern miners' state across restarts; "" keeps
 	// it in memory only.
 	StateDir string
+	// SaveInterval is how often the goroutine Start starts saves the
+	// pattern miners' state, so that a crash loses at most that much of
+	// what they learned; 0 means a minute.
+	SaveInterval time.Duration
 	// MaxMiners bounds the pattern miners (one per tenant, stream and
 	// pattern step); records of further ones get no pattern.
 	MaxMiners int
@@ -52,6 +57,10 @@ type Pipeline struct {
 	prog   atomic.Pointer[program]
 	miners *minerSet
 	pool   sync.Pool // *work
+
+	lifeMu   sync.Mutex
+	stopSave chan struct{} // closed by Shutdown; nil before Start
+	saveDone chan struct{} // closed when the saver returns
 
 	deadLetters atomic.Int64
 	dropped     atomic.Int64
@@ -79,6 +88,9 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	}
 	if cfg.MaxMiners <= 0 {
 		cfg.MaxMiners = 1024
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = time.Minute
 	}
 	if cfg.MaxAttributes <= 0 {
 		cfg.MaxAttributes = 128
@@ -109,18 +121,30 @@ func (p *Pipeline) Reload(rules Rules) error {
 	return nil
 }
 
-// Close saves the pattern miners' state.
-func (p *Pipeline) Close() error { return p.miners.save() }
+// Start starts the goroutine that saves the pattern miners' state every
+// SaveInterval. ctx bounds start-up only; the goroutine runs until
+// Shutdown. Without Start the state is saved by Shutdown only.
+func (p *Pipeline) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.lifeMu.Lock()
+	defer p.lifeMu.Unlock()
+	if p.stopSave != nil {
+		return errors.New("transform: Start called twice")
+	}
+	p.stopSave, p.saveDone = make(chan struct{}), make(chan struct{})
+	go p.saver(p.stopSave, p.saveDone)
+	return nil
+}
 
-// SaveEvery saves the pattern miners' state every interval until ctx is
-// done, so that a crash loses at most that much of what they learned. It
-// returns when ctx is done; run it on a goroutine the caller joins.
-func (p *Pipeline) SaveEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+func (p *Pipeline) saver(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(p.cfg.SaveInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return
 		case <-t.C:
 			if err := p.miners.save(); err != nil {
@@ -128,6 +152,31 @@ func (p *Pipeline) SaveEvery(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// Shutdown stops the saver and saves the pattern miners' state. It is
+// safe without Start and more than once; Process still works after it
+// (records pushed during a drain get their patterns), but what the
+// miners learn after the last Shutdown is not saved.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.lifeMu.Lock()
+	stop, done := p.stopSave, p.saveDone
+	if stop != nil {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}
+	p.lifeMu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("transform: waiting for the pattern saver: %w", context.Cause(ctx))
+		}
+	}
+	return p.miners.save()
 }
 
 // Stats returns the pipeline's counters.

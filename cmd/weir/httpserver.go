@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/weirlabs/weir/internal/tlsfiles"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
 
@@ -279,4 +280,84 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// graceShutdown is how long requests in flight get to finish when the
+// server shuts down, before streaming handlers are cancelled.
+const graceShutdown = 5 * time.Second
+
+// webServer serves weir's HTTP API (Connect, gRPC, gRPC-Web, the shipper
+// protocols, the UI) on a listener, as a stage of the lifecycle.
+// Streams outlive a graceful HTTP shutdown, so their handlers get a
+// context that Shutdown cancels once the grace period is over.
+type webServer struct {
+	srv            *http.Server
+	ln             net.Listener
+	certs          *tlsfiles.Reloader // nil without TLS
+	maxConns       int
+	cancelHandlers context.CancelFunc
+
+	started bool
+	done    chan struct{} // closed when Serve returns
+	err     error         // Serve's error (not ErrServerClosed), set before done is closed
+}
+
+// newWebServer returns the server of h on ln; handlers' contexts derive
+// from base without its cancellation.
+func newWebServer(c *config, h http.Handler, ln net.Listener, certs *tlsfiles.Reloader, base context.Context) (*webServer, error) {
+	handlerCtx, cancel := context.WithCancel(context.WithoutCancel(base))
+	srv, err := newHTTPServer(c, h, handlerCtx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &webServer{srv: srv, ln: ln, certs: certs, maxConns: c.Server.MaxConnections, cancelHandlers: cancel, done: make(chan struct{})}, nil
+}
+
+// Start serves on a goroutine until Shutdown; failed reports an early end.
+func (w *webServer) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.started = true
+	ln := limitListener(w.ln, w.maxConns)
+	go func() {
+		defer close(w.done)
+		var err error
+		if w.certs != nil {
+			w.srv.TLSConfig = w.certs.TLSConfig()
+			err = w.srv.ServeTLS(ln, "", "")
+		} else {
+			err = w.srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			w.err = err
+		}
+	}()
+	return nil
+}
+
+// failed is closed when the server stops serving; its error is w.err.
+func (w *webServer) failed() <-chan struct{} { return w.done }
+
+// Shutdown stops accepting connections, gives requests in flight
+// graceShutdown (within ctx) to finish, then cancels the handlers still
+// running (open streams) and closes their connections.
+func (w *webServer) Shutdown(ctx context.Context) error {
+	graceCtx, cancel := context.WithTimeout(ctx, graceShutdown)
+	err := w.srv.Shutdown(graceCtx)
+	cancel()
+	w.cancelHandlers()
+	if err != nil {
+		err = w.srv.Close()
+	}
+	if !w.started {
+		return err
+	}
+	select {
+	case <-w.done:
+		return errors.Join(err, w.err)
+	case <-ctx.Done():
+		return errors.Join(err, context.Cause(ctx))
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
@@ -103,9 +102,14 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // record acknowledged to a client is in a published Parquet file when
 // serve returns nil.
 //
-// The stages are built back to front and shut down front to back:
+// The stages are built and started back to front, and shut down front to
+// back by the lifecycle (lifecycle.go):
 //
-//	query ← sink ← transform ← buffer ← ingest ← HTTP server
+//	query ← sink ← transform ← buffer ← ingest ← HTTP server, syslog, broker sources
+//
+// transform's processors run in ingest, before the buffer; its batchers
+// are the buffer's consumers, turning each stream partition's records
+// into Arrow batches for the sink.
 func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (err error) {
 	defer ln.Close()
 	authn, err := auth.New(cfg.Auth)
@@ -145,32 +149,48 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	defer func() { err = errors.Join(err, stopPyroscope()) }()
 
-	engine, err := query.Open(cfg.query(), log)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, engine.Close()) }()
-	var ing *ingest.Service // built below, before the server takes requests
-	uiHandler, err := newUIHandler(cfg, engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(ing, auth.TenantOf(ctx)) })
-	if err != nil {
-		return err
-	}
+	// The pipeline, back to front: each stage starts once what it feeds
+	// runs, and the lifecycle shuts the stages down in reverse, front to
+	// back, once what feeds them has stopped (lifecycle.go).
+	run := &lifecycle{log: log}
+	defer func() {
+		drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if serr := run.shutdown(drainCtx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+		} else if err == nil {
+			log.Info("shut down cleanly")
+		}
+	}()
 
-	lake, err := sink.New(cfg.sink(), engine, log)
+	engine, err := query.Open(cfg.query(), log) // query: SQL over published and staged files
+	if err != nil {
+		return err
+	}
+	run.add("query", engine)
+	lake, err := sink.New(cfg.sink(), engine, log) // sink: Parquet files, shown to the engine
 	if err != nil {
 		return err
 	}
 	if err := engine.AddFiles(lake.Files()); err != nil {
 		return err
 	}
-	if err := lake.Start(ctx); err != nil {
+	if err := run.start(ctx, "sink", lake); err != nil {
 		return err
 	}
-
+	pipe, err := transform.NewPipeline(cfg.pipeline(log)) // transform: processors, before the buffer
+	if err != nil {
+		return err
+	}
+	if err := run.start(ctx, "transform", pipe); err != nil {
+		return err
+	}
 	tcfg := cfg.transform()
 	hub := tail.NewHub(cfg.tail())
-	buf, err := buffer.New(cfg.buffer(), buffer.Deps{
+	buf, err := buffer.New(cfg.buffer(), buffer.Deps{ // buffer: rings and write-ahead log
 		NewConsumer: func(k buffer.Key) buffer.Consumer {
+			// After the buffer, a stream partition's records become
+			// Arrow batches for the sink.
 			b, err := transform.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
@@ -190,28 +210,28 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		Logger: log,
 	})
 	if err != nil {
-		return errors.Join(err, lake.Shutdown(context.Background()))
+		return err
 	}
-
-	pipe, err := transform.NewPipeline(cfg.pipeline(log))
-	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+	if err := run.start(ctx, "buffer", buf); err != nil {
+		return err
 	}
-	ing, err = ingest.NewService(cfg.ingest(), pipe, buf, log)
+	ing, err := ingest.NewService(cfg.ingest(), pipe, buf, log) // ingest: every protocol's way in
 	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
 	// Alerting rules run through the engine; their SQL is checked and
-	// planned here, so a bad rule stops the start.
+	// planned here, so a bad rule stops the start. They are first
+	// evaluated once replayed records are queryable (startAlerts).
 	alerts, err := newAlerts(&cfg, engine, ln, log)
 	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		err = errors.Join(err, alerts.Shutdown(sctx))
-	}()
+	run.add("alerts", alerts)
+
+	uiHandler, err := newUIHandler(cfg, engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(ing, auth.TenantOf(ctx)) })
+	if err != nil {
+		return err
+	}
 	reload := func() (transform.Rules, error) {
 		if cfg.path == "" {
 			return nil, errors.New("the server was started without --config: there is no file to reload")
@@ -232,10 +252,6 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
 		return next.Streams, nil
 	}
-	saveCtx, stopSaving := context.WithCancel(context.Background())
-	var saving sync.WaitGroup
-	saving.Go(func() { pipe.SaveEvery(saveCtx, time.Minute) })
-	defer func() { stopSaving(); saving.Wait() }()
 	stopHUP := onHangup(func() {
 		if _, err := reload(); err != nil {
 			log.Error("reload failed; the running processors stay", "err", err)
@@ -257,12 +273,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe}, endpointCollector{ing})
+		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe}, endpointCollector{ing}, retentionCollector{lake}, alerts)
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).
 	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
-	reg.MustRegister(retentionCollector{lake})
 	mux := http.NewServeMux()
 	mux.Handle(ing.Handler(rpcOpts))
 	mux.Handle(query.NewService(engine, auth.TenantOf).Handler(rpcOpts))
@@ -275,16 +290,15 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
 	mux.Handle(alert.PathAlerts, alerts.Handler())
 	mux.Handle(alert.PathTest, alerts.Handler())
-	reg.MustRegister(alerts)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := mountLogProtocols(mux, &cfg, ing); err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
 	// OpenTelemetry logs: the OTLP/gRPC LogsService beside weir's own
 	// services, and OTLP/HTTP (docs/ingest-protocols.md).
 	otelLogs, err := otlp.NewService(cfg.otlp(), ing)
 	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
 	mux.Handle(otelLogs.GRPCHandler(rpcOpts))
 	mux.Handle(otelLogs.HTTPHandler())
@@ -305,10 +319,6 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux.Handle("/es/", http.StripPrefix("/es", es))
 	mux.Handle("/", es.Handler(uiHandler))
 
-	// Streams outlive a graceful HTTP shutdown, so their handlers get a
-	// context that is cancelled once the grace period is over.
-	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
 	hosts := cfg.Server.Hosts
 	if len(hosts) == 0 && loopback {
 		hosts = guard.LoopbackHosts
@@ -316,65 +326,40 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	// The host check comes first, so a rebinding page learns nothing,
 	// not even whether a key is needed; then the key and its roles.
 	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux)))
-	srv, err := newHTTPServer(&cfg, stageLabels(front), handlerCtx)
+	web, err := newWebServer(&cfg, stageLabels(front), ln, certs, ctx)
 	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
-	// The syslog listeners feed the ingest service like the HTTP
-	// handlers; they stop before the buffer drains.
-	syslogSrv, err := startSyslog(ctx, &cfg, ing, log)
+	if err := run.start(ctx, "http server", web); err != nil {
+		return err
+	}
+	// The syslog listeners and the broker sources feed the ingest
+	// service like the HTTP handlers; they stop before the buffer drains.
+	syslogSrv, err := newSyslog(&cfg, ing, log)
 	if err != nil {
-		return errors.Join(err, buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
+	if err := run.start(ctx, "syslog", syslogSrv); err != nil {
+		return err
+	}
+	announceSyslog(syslogSrv, cfg.Syslog.TLS.Enabled(), log)
 	reg.MustRegister(syslogCollector{syslogSrv})
-	// The broker sources likewise; each commits what reached its ack
-	// level as it goes, and they stop before the buffer drains.
+	// Each source commits what reached its ack level as it goes.
 	brokerSources, err := startSources(ctx, &cfg, ing, log)
 	if err != nil {
-		return errors.Join(err, syslogSrv.Shutdown(context.Background()), buf.Shutdown(context.Background()), lake.Shutdown(context.Background()))
+		return err
 	}
+	run.add("broker sources", brokerSources)
 	reg.MustRegister(sourceCollector{brokerSources})
-	serveErr := make(chan error, 1)
-	go func() {
-		if certs != nil {
-			srv.TLSConfig = certs.TLSConfig()
-			serveErr <- srv.ServeTLS(limitListener(ln, cfg.Server.MaxConnections), "", "")
-			return
-		}
-		serveErr <- srv.Serve(limitListener(ln, cfg.Server.MaxConnections))
-	}()
 	log.Info("weir serving", "addr", ln.Addr().String(), "data", cfg.Data)
 
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		log.Error("server failed", "err", err)
+	case <-web.failed():
+		log.Error("server failed", "err", web.err)
 	}
 	log.Info("shutting down: draining every stage")
 	ready.set("shutting down")
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-
-	graceCtx, cancelGrace := context.WithTimeout(drainCtx, 5*time.Second)
-	httpErr := srv.Shutdown(graceCtx)
-	cancelGrace()
-	cancelHandlers()
-	if httpErr != nil {
-		// Streams still open after the grace period: their contexts are
-		// now cancelled; close what is left.
-		httpErr = srv.Close()
-	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		httpErr = errors.Join(httpErr, err)
-	}
-	syslogErr := errors.Join(brokerSources.Shutdown(drainCtx), syslogSrv.Shutdown(drainCtx))
-	bufErr := buf.Shutdown(drainCtx)
-	pipeErr := pipe.Close()
-	lakeErr := lake.Shutdown(drainCtx)
-	if err := errors.Join(httpErr, syslogErr, bufErr, pipeErr, lakeErr); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	log.Info("shut down cleanly")
 	return nil
 }
 
@@ -506,9 +491,9 @@ func mountLogProtocols(mux *http.ServeMux, cfg *config, ing *ingest.Service) err
 	return nil
 }
 
-// startSyslog starts the syslog listeners cfg configures (none by
-// default) on the ingest service.
-func startSyslog(ctx context.Context, cfg *config, ing *ingest.Service, log *slog.Logger) (*syslog.Server, error) {
+// newSyslog returns the syslog listeners cfg configures (none by
+// default) on the ingest service, not yet started.
+func newSyslog(cfg *config, ing *ingest.Service, log *slog.Logger) (*syslog.Server, error) {
 	deps := syslog.Deps{Submitter: ing, Log: log}
 	if cfg.Syslog.TLS.Enabled() {
 		certs, err := tlsfiles.New(cfg.Syslog.TLS)
@@ -521,16 +506,17 @@ func startSyslog(ctx context.Context, cfg *config, ing *ingest.Service, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := s.Start(ctx); err != nil {
-		return nil, err
-	}
+	return s, nil
+}
+
+// announceSyslog logs where the started syslog listeners listen.
+func announceSyslog(s *syslog.Server, tls bool, log *slog.Logger) {
 	if a := s.TCPAddr(); a != nil {
-		log.Info("syslog listening", "tcp", a.String(), "tls", deps.TLS != nil)
+		log.Info("syslog listening", "tcp", a.String(), "tls", tls)
 	}
 	if a := s.UDPAddr(); a != nil {
 		log.Info("syslog listening", "udp", a.String())
 	}
-	return s, nil
 }
 
 // syslogCollector exports the syslog listeners' counters to Prometheus.
