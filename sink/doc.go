@@ -32,6 +32,12 @@
 // once, compaction, and the targets again") has the measurements behind
 // these choices.
 //
+// Retention (Config.Retention, Lake.Retain, run by Start) removes files
+// whose hour is older than their stream's period, and DeleteRows
+// rewrites files without some of their records; both journal their
+// decision first (.removed.json), so that a crash never brings removed
+// records back (docs/lake.md).
+//
 // Memory: up to 2×Encoders batches are in flight (queued or being
 // encoded), each holding its encoded pages (one row group, up to
 // RowGroupRows rows) until its segment is written; an open file holds

@@ -30,7 +30,8 @@ import (
 //     query engine drops it from its views in one change and deletes it
 //     once no running query can read it (without an Observer, the lake
 //     deletes it at once);
-//  3. empty hour and date directories are removed at a later pass.
+//  3. empty hour and date directories are removed, at that pass or a
+//     later one (never one a file is being written in).
 //
 // At start-up, New deletes every file the journal names before it lists
 // anything, so a file is either listed or gone, never shown again after
