@@ -1,12 +1,15 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +50,15 @@ func testConfig(brokers []string, group string) kafka.Config {
 
 func start(t *testing.T, cfg kafka.Config, sub kafka.Submitter) *kafka.Source {
 	t.Helper()
-	s, err := kafka.New(cfg, kafka.Deps{Submitter: sub, Opts: []kgo.Opt{kgo.HeartbeatInterval(200 * time.Millisecond),
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("source %s log:\n%s", cfg.Group, logs.String())
+		}
+	})
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := kafka.New(cfg, kafka.Deps{Submitter: sub, Log: log, Opts: []kgo.Opt{kgo.HeartbeatInterval(200 * time.Millisecond),
+		kgo.WithLogger(kgo.BasicLogger(&logs, kgo.LogLevelInfo, nil)),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +140,10 @@ func TestSourceKafkaRecords(t *testing.T) {
 	cfg.MaxMessageBytes = 64 << 10
 	s := start(t, cfg, &rec)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("logs"))
+	// One partition and one produce batch: a poll whose every record is
+	// refused would be skipped (Kafka cannot take it back), so the bad
+	// values travel with good ones.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("logs"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,4 +394,22 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
