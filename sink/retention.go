@@ -148,8 +148,8 @@ const removedJournal = ".removed.json"
 
 // retention is the Lake's retention state.
 type retention struct {
-	stop chan struct{} // closed by stopRetention; nil when not started
-	done chan struct{} // closed when the retainer returns
+	cancel context.CancelFunc // stops the retainer; nil when not started
+	done   chan struct{}      // closed when the retainer returns
 
 	files, rows, bytes, runs, failures atomic.Int64
 
@@ -180,30 +180,25 @@ type journalOffsets struct {
 // startRetention starts the retainer when a period is set. l.mu must be
 // held (Start).
 func (l *Lake) startRetention() {
-	if !l.cfg.Retention.Enabled() || l.ret.stop != nil {
+	if !l.cfg.Retention.Enabled() || l.ret.cancel != nil {
 		return
 	}
-	l.ret.stop = make(chan struct{})
+	var ctx context.Context
+	ctx, l.ret.cancel = context.WithCancel(context.Background())
 	l.ret.done = make(chan struct{})
-	go l.retainer(l.ret.stop, l.ret.done)
+	go l.retainer(ctx, l.ret.done)
 }
 
 // stopRetention stops the retainer and waits for it, or for ctx. A pass
 // in progress is cut short; the lake stays consistent.
 func (l *Lake) stopRetention(ctx context.Context) error {
 	l.mu.Lock()
-	stop, done := l.ret.stop, l.ret.done
-	if stop != nil {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}
+	cancel, done := l.ret.cancel, l.ret.done
 	l.mu.Unlock()
-	if done == nil {
+	if cancel == nil {
 		return nil
 	}
+	cancel()
 	select {
 	case <-done:
 		return nil
@@ -212,18 +207,10 @@ func (l *Lake) stopRetention(ctx context.Context) error {
 	}
 }
 
-// retainer runs Retain every Retention.Interval until stop is closed.
-func (l *Lake) retainer(stop <-chan struct{}, done chan<- struct{}) {
+// retainer runs Retain at once and then every Retention.Interval until
+// ctx is cancelled.
+func (l *Lake) retainer(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", "retention")))
 	t := time.NewTicker(l.cfg.Retention.interval())
 	defer t.Stop()
@@ -232,7 +219,7 @@ func (l *Lake) retainer(stop <-chan struct{}, done chan<- struct{}) {
 			l.log.Error("sink: retention; retrying at the next tick", "err", err)
 		}
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
