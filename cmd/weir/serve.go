@@ -10,33 +10,21 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 
-	"connectrpc.com/connect"
-	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
-	"github.com/weirlabs/weir/ingest/esbulk"
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
-	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/ingest/syslog"
-	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
-	"github.com/weirlabs/weir/internal/logschema"
-	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
-	"github.com/weirlabs/weir/internal/ui"
-	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform"
@@ -228,30 +216,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("alerts", alerts)
 
-	uiHandler, err := newUIHandler(cfg, engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(ing, auth.TenantOf(ctx)) })
-	if err != nil {
-		return err
-	}
-	reload := func() (transform.Rules, error) {
-		if cfg.path == "" {
-			return nil, errors.New("the server was started without --config: there is no file to reload")
-		}
-		next := defaultConfig()
-		if err := loadConfigFile(&next, cfg.path); err != nil {
-			return nil, err
-		}
-		if err := alerts.CheckRules(context.Background(), next.Alerts.Rules); err != nil {
-			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
-		}
-		if err := pipe.Reload(next.Streams); err != nil {
-			return nil, fmt.Errorf("config %s: %w", cfg.path, err)
-		}
-		if err := alerts.SetRules(context.Background(), next.Alerts.Rules); err != nil {
-			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
-		}
-		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
-		return next.Streams, nil
-	}
+	p := &pipeline{engine: engine, lake: lake, pipe: pipe, buf: buf, ing: ing, alerts: alerts, hub: hub}
+	reload := newReload(&cfg, p, log)
 	stopHUP := onHangup(func() {
 		if _, err := reload(); err != nil {
 			log.Error("reload failed; the running processors stay", "err", err)
@@ -265,46 +231,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		}
 	})
 	defer stopHUP()
-	replayer := ingest.NewReplayer(ing, func(ctx context.Context, tenant string, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
-		return engine.Scan(ctx, tenant, logschema.DeadLetterStream, query.Position(from), limit, func(p query.Position, r record.Record) error {
-			return fn(ingest.Position(p), r)
-		})
-	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		bufferCollector{buf}, lakeCollector{lake: lake, pipe: pipe}, endpointCollector{ing}, retentionCollector{lake}, alerts)
-
-	// Connect requests must carry Connect-Protocol-Version, which a
-	// cross-site form cannot set (docs/security.md).
-	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
-	mux := http.NewServeMux()
-	mux.Handle(ing.Handler(rpcOpts))
-	mux.Handle(query.NewService(engine, auth.TenantOf).Handler(rpcOpts))
-	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: hub, stopping: ctx}, rpcOpts))
-	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: engine, lake: lake, log: log}}, rpcOpts))
-	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
-		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/v1/sql", engine.HTTPHandler(auth.TenantOf))
-	mux.Handle(alert.PathAlerts, alerts.Handler())
-	mux.Handle(alert.PathTest, alerts.Handler())
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if err := mountLogProtocols(mux, &cfg, ing); err != nil {
-		return err
-	}
-	// OpenTelemetry logs: the OTLP/gRPC LogsService beside weir's own
-	// services, and OTLP/HTTP (docs/ingest-protocols.md).
-	otelLogs, err := otlp.NewService(cfg.otlp(), ing)
-	if err != nil {
-		return err
-	}
-	mux.Handle(otelLogs.GRPCHandler(rpcOpts))
-	mux.Handle(otelLogs.HTTPHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	ready := newReadiness()
-	mux.Handle("/readyz", ready)
 	var readyWG sync.WaitGroup
 	readyCtx, stopReady := context.WithCancel(ctx)
 	readyWG.Go(func() { awaitRecovery(readyCtx, ready, buf, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval) })
@@ -312,12 +239,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	// a restart does not resolve an alert for want of its records.
 	readyWG.Go(func() { startAlerts(readyCtx, ready, alerts, log) })
 	defer func() { stopReady(); readyWG.Wait() }()
-	// The Elasticsearch API (_bulk and the probes shippers make) is at
-	// the root, where shippers expect it, and under /es/ for those that
-	// take a path; a browser asking for / gets the UI.
-	es := esbulk.New(esbulk.Config{MaxBodyBytes: cfg.Ingest.MaxMessageBytes, MaxBatchRecords: cfg.Ingest.MaxBatchRecords}, ing, log)
-	mux.Handle("/es/", http.StripPrefix("/es", es))
-	mux.Handle("/", es.Handler(uiHandler))
+	mux, reg, err := newAPI(ctx, &cfg, p, reload, ready, log)
+	if err != nil {
+		return err
+	}
 
 	hosts := cfg.Server.Hosts
 	if len(hosts) == 0 && loopback {

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/esbulk"
+	"github.com/weirlabs/weir/ingest/otlp"
+	"github.com/weirlabs/weir/internal/alert"
+	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/tail"
+	"github.com/weirlabs/weir/internal/ui"
+	weirv1connect "github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/query"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
+)
+
+// pipeline is the running pipeline as the HTTP API and the control plane
+// see it.
+type pipeline struct {
+	engine *query.Engine
+	lake   *sink.Lake
+	pipe   *transform.Pipeline
+	buf    *buffer.Buffer
+	ing    *ingest.Service
+	alerts *alert.Manager
+	hub    *tail.Hub
+}
+
+// newReload returns the reload of the configuration file's stream rules
+// and alerting rules (SIGHUP, AdminService.Reload): both are checked
+// before either changes, and on error the running ones stay.
+func newReload(cfg *config, p *pipeline, log *slog.Logger) func() (transform.Rules, error) {
+	return func() (transform.Rules, error) {
+		if cfg.path == "" {
+			return nil, errors.New("the server was started without --config: there is no file to reload")
+		}
+		next := defaultConfig()
+		if err := loadConfigFile(&next, cfg.path); err != nil {
+			return nil, err
+		}
+		if err := p.alerts.CheckRules(context.Background(), next.Alerts.Rules); err != nil {
+			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
+		}
+		if err := p.pipe.Reload(next.Streams); err != nil {
+			return nil, fmt.Errorf("config %s: %w", cfg.path, err)
+		}
+		if err := p.alerts.SetRules(context.Background(), next.Alerts.Rules); err != nil {
+			return nil, fmt.Errorf("config %s: alerts: %w", cfg.path, err)
+		}
+		log.Info("stream processors reloaded", "config", cfg.path, "streams", len(next.Streams))
+		return next.Streams, nil
+	}
+}
+
+// newAPI returns the mux of weir's HTTP API over p (Connect services,
+// SQL, the shipper protocols, metrics, probes and the UI) and the
+// Prometheus registry behind /metrics. Tail streams end when ctx does.
+func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transform.Rules, error), ready *readiness, log *slog.Logger) (*http.ServeMux, *prometheus.Registry, error) {
+	uiHandler, err := newUIHandler(*cfg, p.engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(p.ing, auth.TenantOf(ctx)) })
+	if err != nil {
+		return nil, nil, err
+	}
+	replayer := ingest.NewReplayer(p.ing, func(ctx context.Context, tenant string, from ingest.Position, limit int, fn func(ingest.Position, record.Record) error) (int, error) {
+		return p.engine.Scan(ctx, tenant, logschema.DeadLetterStream, query.Position(from), limit, func(pos query.Position, r record.Record) error {
+			return fn(ingest.Position(pos), r)
+		})
+	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, retentionCollector{p.lake}, p.alerts)
+
+	// Connect requests must carry Connect-Protocol-Version, which a
+	// cross-site form cannot set (docs/security.md).
+	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader())
+	mux := http.NewServeMux()
+	mux.Handle(p.ing.Handler(rpcOpts))
+	mux.Handle(query.NewService(p.engine, auth.TenantOf).Handler(rpcOpts))
+	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: p.hub, stopping: ctx}, rpcOpts))
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: p.engine, lake: p.lake, log: log}}, rpcOpts))
+	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
+		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/v1/sql", p.engine.HTTPHandler(auth.TenantOf))
+	mux.Handle(alert.PathAlerts, p.alerts.Handler())
+	mux.Handle(alert.PathTest, p.alerts.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := mountLogProtocols(mux, cfg, p.ing); err != nil {
+		return nil, nil, err
+	}
+	// OpenTelemetry logs: the OTLP/gRPC LogsService beside weir's own
+	// services, and OTLP/HTTP (docs/ingest-protocols.md).
+	otelLogs, err := otlp.NewService(cfg.otlp(), p.ing)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle(otelLogs.GRPCHandler(rpcOpts))
+	mux.Handle(otelLogs.HTTPHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/readyz", ready)
+	// The Elasticsearch API (_bulk and the probes shippers make) is at
+	// the root, where shippers expect it, and under /es/ for those that
+	// take a path; a browser asking for / gets the UI.
+	es := esbulk.New(esbulk.Config{MaxBodyBytes: cfg.Ingest.MaxMessageBytes, MaxBatchRecords: cfg.Ingest.MaxBatchRecords}, p.ing, log)
+	mux.Handle("/es/", http.StripPrefix("/es", es))
+	mux.Handle("/", es.Handler(uiHandler))
+
+	return mux, reg, nil
+}
