@@ -54,7 +54,7 @@ var (
 )
 
 // Committer is implemented by consumers that hand records on to storage
-// that publishes later (transform.Batcher). Oldest returns the lowest
+// that publishes later (arrowbatch.Batcher). Oldest returns the lowest
 // offset of the records the consumer took that are not yet published; ok
 // is false when all are. It is called from the partition's goroutine.
 // Without it, a record counts as committed once Consume returns.

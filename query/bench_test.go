@@ -13,7 +13,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // captureWriter keeps the batches a Batcher writes.
@@ -29,10 +29,10 @@ func (c *captureWriter) Write(_ context.Context, _ sink.Partition, rec arrow.Rec
 // transform stage.
 func benchBatch(b *testing.B, n int) arrow.RecordBatch {
 	b.Helper()
-	cfg := transform.DefaultConfig()
+	cfg := arrowbatch.DefaultConfig()
 	cfg.MaxRows = n
 	w := &captureWriter{}
-	bt, err := transform.NewBatcher(cfg, record.DefaultTenant, "bench", 0, w, memory.DefaultAllocator, nil)
+	bt, err := arrowbatch.NewBatcher(cfg, record.DefaultTenant, "bench", 0, w, memory.DefaultAllocator, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

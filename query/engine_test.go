@@ -13,7 +13,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 func openEngine(t testing.TB, dir string) *Engine {
@@ -78,9 +78,9 @@ func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcfg := transform.DefaultConfig()
+	tcfg := arrowbatch.DefaultConfig()
 	tcfg.MaxRows = 50
-	bt, err := transform.NewBatcher(tcfg, record.DefaultTenant, "app", 0, lake, nil, nil)
+	bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "app", 0, lake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // exportFixture publishes "app" records in two hours, 30 in the first
@@ -31,7 +31,7 @@ func exportFixture(t *testing.T, rcfg sink.Retention) (*Engine, *sink.Lake, time
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lake.Shutdown(context.Background()) })
-	bt, err := transform.NewBatcher(transform.DefaultConfig(), record.DefaultTenant, "app", 0, lake, nil, nil)
+	bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), record.DefaultTenant, "app", 0, lake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

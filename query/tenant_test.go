@@ -11,7 +11,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // TestTenantIsolation: each tenant's queries see its own records, staged
@@ -28,7 +28,7 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	push := func(tenant string, n int) {
 		t.Helper()
-		bt, err := transform.NewBatcher(transform.DefaultConfig(), tenant, "app", 0, lake, nil, nil)
+		bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), tenant, "app", 0, lake, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,10 @@
-// Package transform is the stage between the buffer and the sink. It
-// normalises records (a missing timestamp becomes the observed time;
-// severity text and number fill each other in) and builds them into Arrow
-// record batches with one schema (see Schema), partitioned by the hour of
-// their timestamp. A batch is handed to the sink when it reaches a row
-// count, a byte size or an age, whichever comes first.
+// Package transform runs the processors of each stream (parse, timestamp,
+// severity, filter, redact, sample, route, pattern, …) over the records
+// pushed to it, at ingest, before they are buffered: a Pipeline. Records
+// that fail validation or a processor go to the dead-letter stream
+// (logschema.DeadLetterStream) with the reason; docs/transforms.md
+// documents the processors.
 //
-// A Batcher serves one stream partition and is driven by one goroutine (the
-// buffer's consumer for that partition); it needs no locks.
+// After the buffer, package transform/arrowbatch builds each stream
+// partition's records into the Arrow batches the sink writes.
 package transform

@@ -191,7 +191,7 @@ func TestLoghubExamples(t *testing.T) {
 			}
 			r := &out[0].Records[0]
 			row := rows[i]
-			attr := func(k string) string { v, _ := lookup(r.Attributes, k); return v }
+			attr := func(k string) string { v, _ := record.Lookup(r.Attributes, k); return v }
 			want, err := sys.when(row)
 			if err != nil {
 				t.Fatalf("%s row %d: ground truth timestamp: %v", sys.name, i+1, err)

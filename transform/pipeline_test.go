@@ -49,7 +49,7 @@ func lines(stream string, bodies ...string) *record.Batch {
 }
 
 func attrOf(r *record.Record, k string) string {
-	v, _ := lookup(r.Attributes, k)
+	v, _ := record.Lookup(r.Attributes, k)
 	return v
 }
 
@@ -118,7 +118,7 @@ streams:
 		}
 	}
 	for _, k := range []string{"ts", "msg"} {
-		if _, ok := lookup(r.Attributes, k); ok {
+		if _, ok := record.Lookup(r.Attributes, k); ok {
 			t.Errorf("attribute %s not removed", k)
 		}
 	}
@@ -376,7 +376,7 @@ func TestPipelineLimits(t *testing.T) {
 	if attrOf(r, "a") != "short" || attrOf(r, "b") != "héll" || attrOf(r, "c") != "1" {
 		t.Errorf("attributes %+v", r.Attributes)
 	}
-	if _, ok := lookup(r.Attributes, "d"); ok {
+	if _, ok := record.Lookup(r.Attributes, "d"); ok {
 		t.Error("attribute past the count kept")
 	}
 	if attrOf(r, "weir.attributes_dropped") != "2" || attrOf(r, "weir.truncated") != "b" {

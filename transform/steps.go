@@ -130,9 +130,9 @@ func (w *work) get(field string) (string, bool) {
 		return w.r.SeverityText, w.r.SeverityText != ""
 	}
 	if k, ok := strings.CutPrefix(field, "resource."); ok {
-		return lookup(w.r.Resource, k)
+		return record.Lookup(w.r.Resource, k)
 	}
-	return lookup(w.r.Attributes, field)
+	return record.Lookup(w.r.Attributes, field)
 }
 
 // set sets a field (see get).
@@ -167,15 +167,6 @@ func (w *work) remove(field string) {
 		return
 	}
 	w.r.Attributes = slices.DeleteFunc(w.r.Attributes, func(kv record.KV) bool { return kv.Key == field })
-}
-
-func lookup(kvs []record.KV, k string) (string, bool) {
-	for i := len(kvs) - 1; i >= 0; i-- {
-		if kvs[i].Key == k {
-			return kvs[i].Value, true
-		}
-	}
-	return "", false
 }
 
 func setKV(kvs []record.KV, k, v string) []record.KV {

@@ -30,6 +30,7 @@ import (
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // config is everything `weir serve` can be told, in the shape of its YAML
@@ -272,7 +273,7 @@ func defaultConfig() config {
 	c.Buffer.WAL.Sync = "every"
 	c.Buffer.WAL.SyncInterval, c.Buffer.WAL.SegmentBytes = bc.WAL.Interval, bc.WAL.SegmentBytes
 
-	tc := transform.DefaultConfig()
+	tc := arrowbatch.DefaultConfig()
 	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge, c.Transform.MaxColumns = tc.MaxRows, tc.MaxBytes, tc.MaxAge, tc.MaxColumns
 
 	sc := sink.DefaultConfig()
@@ -445,8 +446,8 @@ func (c *config) buffer() buffer.Config {
 	return bc
 }
 
-func (c *config) transform() transform.Config {
-	tc := transform.DefaultConfig()
+func (c *config) transform() arrowbatch.Config {
+	tc := arrowbatch.DefaultConfig()
 	tc.MaxRows, tc.MaxBytes, tc.MaxAge, tc.MaxColumns = c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge, c.Transform.MaxColumns
 	return tc
 }

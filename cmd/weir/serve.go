@@ -28,6 +28,7 @@ import (
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -179,7 +180,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		NewConsumer: func(k buffer.Key) buffer.Consumer {
 			// After the buffer, a stream partition's records become
 			// Arrow batches for the sink.
-			b, err := transform.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
+			b, err := arrowbatch.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
 			}

@@ -14,14 +14,14 @@ import (
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
-	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // tailConsumer is a partition's consumer: the Batcher, then the live tail.
 // It publishes each batch after the Batcher has normalised it.
 type tailConsumer struct {
-	*transform.Batcher // forwards Tick, Close and Oldest (buffer.Committer)
-	hub                *tail.Hub
+	*arrowbatch.Batcher // forwards Tick, Close and Oldest (buffer.Committer)
+	hub                 *tail.Hub
 }
 
 var (

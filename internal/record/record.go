@@ -63,6 +63,17 @@ func (r *Record) ServiceName() string {
 	return ""
 }
 
+// Lookup returns the value of key k in kvs; when k appears more than
+// once, the last one counts (later attributes override earlier ones).
+func Lookup(kvs []KV, k string) (string, bool) {
+	for i := len(kvs) - 1; i >= 0; i-- {
+		if kvs[i].Key == k {
+			return kvs[i].Value, true
+		}
+	}
+	return "", false
+}
+
 // Batch is a group of records for one stream of one tenant. Batches are the
 // unit of buffering: a ring buffer slot holds one batch.
 //

@@ -1,4 +1,4 @@
-package transform
+package arrowbatch
 
 import (
 	"slices"
@@ -203,7 +203,7 @@ func schemaWith(cols []promotedCol) *arrow.Schema {
 // conflicts.
 func appendPromoted(extra []array.Builder, cols []promotedCol, r *record.Record) (conflicts int) {
 	for i, c := range cols {
-		v, ok := lookup(r.Attributes, c.key)
+		v, ok := record.Lookup(r.Attributes, c.key)
 		if !ok {
 			extra[i].AppendNull()
 			continue

@@ -1,4 +1,4 @@
-package transform
+package arrowbatch
 
 import "github.com/weirlabs/weir/internal/logschema"
 

@@ -1,4 +1,4 @@
-package transform
+package arrowbatch
 
 import (
 	"context"
