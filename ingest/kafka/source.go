@@ -387,15 +387,25 @@ func (s *Source) noteLag(fetches kgo.Fetches) {
 	s.sumLagLocked()
 }
 
-// kgoLogger passes the client's warnings and errors to the source's log.
+// kgoLogger passes the client's warnings and errors to the source's
+// log, and its group and connection news too when the log takes debug
+// messages.
 type kgoLogger struct{ log *slog.Logger }
 
-func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (l kgoLogger) Level() kgo.LogLevel {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
 
 func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lv := slog.LevelWarn
-	if level == kgo.LogLevelError {
+	lv := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
 		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
 	}
 	l.log.Log(context.Background(), lv, "kafka client: "+msg, keyvals...)
 }
