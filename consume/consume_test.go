@@ -1,0 +1,443 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeSource is a stream whose visible records and marks a test sets.
+type fakeSource struct {
+	mu      sync.Mutex
+	marks   []Mark
+	visible map[Position]record.Record
+	scans   int
+}
+
+func newFakeSource(parts int) *fakeSource {
+	return &fakeSource{marks: make([]Mark, parts), visible: map[Position]record.Record{}}
+}
+
+// show makes offsets of partition p visible; the records' bodies name
+// their positions.
+func (f *fakeSource) show(p int32, sev int32, offsets ...int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range offsets {
+		f.visible[Position{p, o}] = record.Record{SeverityNumber: sev, Body: "r",
+			Resource: []record.KV{{Key: "service.name", Value: "svc"}}}
+		f.marks[p].Next = max(f.marks[p].Next, o+1)
+	}
+}
+
+func (f *fakeSource) hide(p int32, offsets ...int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range offsets {
+		delete(f.visible, Position{p, o})
+	}
+}
+
+func (f *fakeSource) setMark(p int32, committed, next int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.marks[p] = Mark{Committed: committed, Next: next}
+}
+
+func (f *fakeSource) Marks(string, string) []Mark {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.marks)
+}
+
+func (f *fakeSource) Sync(context.Context) error { return nil }
+
+func (f *fakeSource) Scan(_ context.Context, _, _ string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
+	f.mu.Lock()
+	f.scans++
+	var ps []Position
+	for p := range f.visible {
+		if from.Less(p) {
+			ps = append(ps, p)
+		}
+	}
+	slices.SortFunc(ps, func(a, b Position) int {
+		if a.Less(b) {
+			return -1
+		}
+		if b.Less(a) {
+			return 1
+		}
+		return 0
+	})
+	ps = ps[:min(len(ps), limit)]
+	recs := make([]record.Record, len(ps))
+	for i, p := range ps {
+		recs[i] = f.visible[p]
+	}
+	f.mu.Unlock()
+	for i, p := range ps {
+		if err := fn(p, recs[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(ps), nil
+}
+
+func (f *fakeSource) OffsetsSince(context.Context, string, string, time.Time) (map[int32]int64, error) {
+	return map[int32]int64{0: 2}, nil
+}
+
+func (p Position) Less(o Position) bool {
+	return p.Partition < o.Partition || p.Partition == o.Partition && p.Offset < o.Offset
+}
+
+func testManager(t *testing.T, src Source) *Manager {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.PollInterval = time.Millisecond
+	cfg.Heartbeat = 20 * time.Millisecond
+	m, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// nextRecords calls Next until it returns records.
+func nextRecords(t *testing.T, s *Subscription) []Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		b, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("next: %v", err)
+		}
+		if len(b.Records) > 0 {
+			return b.Records
+		}
+	}
+}
+
+func positions(recs []Record) []Position {
+	out := make([]Position, len(recs))
+	for i, r := range recs {
+		out[i] = r.Position
+	}
+	return out
+}
+
+// pending reports whether Next returns no records for a few polls.
+func pending(t *testing.T, s *Subscription) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	for {
+		b, err := s.Next(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return true
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Records) > 0 {
+			t.Errorf("unexpected records %v", positions(b.Records))
+			return false
+		}
+	}
+}
+
+func TestOutOfOrderVisibility(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(1)
+	m := testManager(t, src)
+	s, err := m.Subscribe(context.Background(), "t", Request{Stream: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// 2 (a priority record) is visible before 1.
+	src.show(0, 17, 0, 2)
+	src.setMark(0, 0, 3)
+	if got := positions(nextRecords(t, s)); !slices.Equal(got, []Position{{0, 0}}) {
+		t.Fatalf("got %v, want 0/0 only", got)
+	}
+	if !pending(t, s) {
+		t.Fatal("offset 2 delivered before 1")
+	}
+	src.show(0, 9, 1)
+	if got := positions(nextRecords(t, s)); !slices.Equal(got, []Position{{0, 1}, {0, 2}}) {
+		t.Fatalf("got %v, want 0/1 0/2", got)
+	}
+}
+
+func TestGapsBelowCommitted(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(2)
+	m := testManager(t, src)
+	// Retention removed 0..4 of partition 0; partition 1 has 0..1.
+	src.show(0, 9, 5, 6)
+	src.show(1, 9, 0, 1)
+	src.setMark(0, 7, 7)
+	src.setMark(1, 2, 2)
+	s, err := m.Subscribe(context.Background(), "t", Request{Stream: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got []Position
+	for len(got) < 4 {
+		got = append(got, positions(nextRecords(t, s))...)
+	}
+	slices.SortFunc(got, func(a, b Position) int {
+		if a.Less(b) {
+			return -1
+		}
+		return 1
+	})
+	if want := []Position{{0, 5}, {0, 6}, {1, 0}, {1, 1}}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// 7 is never visible (dropped); once the watermark passes it, 8 is
+	// delivered.
+	src.show(0, 9, 8)
+	src.setMark(0, 7, 9)
+	if !pending(t, s) {
+		t.Fatal("8 delivered while 7 may still come")
+	}
+	src.setMark(0, 9, 9)
+	if got := positions(nextRecords(t, s)); !slices.Equal(got, []Position{{0, 8}}) {
+		t.Fatalf("got %v, want 0/8", got)
+	}
+	// Caught up: no more scans.
+	src.mu.Lock()
+	before := src.scans
+	src.mu.Unlock()
+	pending(t, s)
+	src.mu.Lock()
+	after := src.scans
+	src.mu.Unlock()
+	if after != before {
+		t.Errorf("a caught-up subscription scanned %d times", after-before)
+	}
+}
+
+func TestStartsAndFilters(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		req   Request
+		after []int64 // shown after Subscribe
+		want  []int64
+	}{
+		{"earliest", Request{}, []int64{4}, []int64{0, 1, 2, 3, 4}},
+		{"latest", Request{Start: Start{Latest: true}}, []int64{4, 5}, []int64{4, 5}},
+		{"offset", Request{Start: Start{Offsets: map[int32]int64{0: 2}}}, []int64{4}, []int64{2, 3, 4}},
+		{"time", Request{Start: Start{Time: time.Unix(1, 0)}}, []int64{4}, []int64{2, 3, 4}},
+		{"severity", Request{MinSeverity: 17}, []int64{4}, []int64{1, 3}},
+		{"service", Request{Service: "other"}, []int64{4}, nil},
+		{"small batches", Request{MaxBatchRecords: 1}, []int64{4}, []int64{0, 1, 2, 3, 4}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			src := newFakeSource(1)
+			src.show(0, 9, 0, 2, 4)
+			src.show(0, 17, 1, 3)
+			src.hide(0, 4)
+			src.setMark(0, 4, 4)
+			m := testManager(t, src)
+			req := c.req
+			req.Stream = "s"
+			s, err := m.Subscribe(context.Background(), "t", req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			src.show(0, 9, c.after...)
+			var got []int64
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			for {
+				b, err := s.Next(ctx)
+				if err != nil {
+					break
+				}
+				if req.MaxBatchRecords > 0 && len(b.Records) > req.MaxBatchRecords {
+					t.Errorf("batch of %d records", len(b.Records))
+				}
+				for _, r := range b.Records {
+					got = append(got, r.Offset)
+				}
+				if len(got) >= len(c.want) && len(c.want) > 0 {
+					break
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestSubscriptionLimit(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(1)
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.MaxTenantSubscriptions = 1
+	m, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.Subscribe(context.Background(), "a", Request{Stream: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Subscribe(context.Background(), "a", Request{Stream: "s"}); !errors.Is(err, ErrTooManySubscriptions) {
+		t.Fatalf("second subscription of a tenant: %v", err)
+	}
+	other, err := m.Subscribe(context.Background(), "b", Request{Stream: "s"})
+	if err != nil {
+		t.Fatalf("another tenant: %v", err)
+	}
+	other.Close()
+	s.Close()
+	s.Close()
+	if st := m.Stats(); st.Subscriptions != 0 {
+		t.Fatalf("%d open after Close", st.Subscriptions)
+	}
+}
+
+// partitionsOf calls Next until the subscription owns want.
+func partitionsOf(t *testing.T, s *Subscription, want []int32) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for !slices.Equal(s.Partitions(), want) {
+		if _, err := s.Next(ctx); err != nil {
+			t.Fatalf("partitions %v, want %v: %v", s.Partitions(), want, err)
+		}
+	}
+}
+
+func TestGroupHandover(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(2)
+	src.show(0, 9, 0, 1, 2)
+	src.show(1, 9, 0, 1)
+	src.setMark(0, 3, 3)
+	src.setMark(1, 2, 2)
+	m := testManager(t, src)
+	ctx := context.Background()
+	a, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	partitionsOf(t, a, []int32{0, 1})
+	b, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// a gives partition 1 up at its next Next; b takes it then.
+	partitionsOf(t, a, []int32{0})
+	partitionsOf(t, b, []int32{1})
+	if got := positions(nextRecords(t, a)); !slices.Equal(got, []Position{{0, 0}, {0, 1}, {0, 2}}) {
+		t.Fatalf("a got %v", got)
+	}
+	if err := m.Commit("t", "s", "g", map[int32]int64{0: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	partitionsOf(t, b, []int32{0, 1})
+	var got []Record
+	for len(got) < 4 {
+		got = append(got, nextRecords(t, b)...)
+	}
+	var p0 []Record
+	for _, r := range got {
+		if r.Partition == 0 {
+			p0 = append(p0, r)
+		}
+	}
+	if len(p0) != 2 || p0[0].Offset != 1 || !p0[0].Redelivered || p0[1].Offset != 2 || !p0[1].Redelivered {
+		t.Fatalf("partition 0 after the handover: %+v, want 1 and 2 redelivered", p0)
+	}
+	if st := m.Stats(); st.Redelivered != 2 {
+		t.Errorf("redelivered %d, want 2", st.Redelivered)
+	}
+	// Another group gets everything.
+	c, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var all []Record
+	for len(all) < 5 {
+		all = append(all, nextRecords(t, c)...)
+	}
+	for _, r := range all {
+		if r.Redelivered {
+			t.Errorf("group h: %v redelivered", r.Position)
+		}
+	}
+}
+
+func TestCommitDurable(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(2)
+	src.setMark(0, 10, 10)
+	src.setMark(1, 4, 4)
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	m, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit("t", "s", "g", map[int32]int64{0: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit("t", "s", "g", map[int32]int64{1: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Commit("t", "s", "g", map[int32]int64{0: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative offset: %v", err)
+	}
+	m2, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lags := m2.Lags()
+	slices.SortFunc(lags, func(a, b Lag) int { return int(a.Partition - b.Partition) })
+	want := []Lag{{"t", "s", "g", 0, 7}, {"t", "s", "g", 1, 0}}
+	if !slices.Equal(lags, want) {
+		t.Fatalf("lags after a restart %v, want %v", lags, want)
+	}
+	// A member starts at the committed offsets.
+	src.show(0, 9, 2, 3)
+	src.show(1, 9, 4)
+	s, err := m2.Subscribe(context.Background(), "t", Request{Stream: "s", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got []Position
+	for len(got) < 2 {
+		got = append(got, positions(nextRecords(t, s))...)
+	}
+	if !slices.Contains(got, Position{0, 3}) || !slices.Contains(got, Position{1, 4}) || len(got) != 2 {
+		t.Fatalf("got %v, want 0/3 and 1/4", got)
+	}
+}
