@@ -324,6 +324,7 @@ func (s *Source) handle(ch *amqp.Channel, batch []amqp.Delivery) {
 	}
 	s.c.Messages.Add(int64(len(batch)))
 	var good []amqp.Delivery
+	var streams []string // of each good delivery
 	var g httpin.Grouper
 	for _, d := range batch {
 		stream, rec, reject := brokerin.Decode(d.Body, meta(&d), &s.params)
@@ -339,21 +340,30 @@ func (s *Source) handle(ch *amqp.Channel, batch []amqp.Delivery) {
 		}
 		g.Add(stream, rec, nil)
 		good = append(good, d)
+		streams = append(streams, stream)
 	}
 	if len(good) == 0 {
 		return
 	}
 	err := s.submit(g.Batches())
+	var refused *brokerin.PermanentError
 	switch {
 	case err == nil:
 		s.ack(good)
-	case brokerin.Permanent(err) && len(good) > 1:
-		// Find the deliveries the pipeline refuses: one at a time.
-		for _, d := range good {
-			s.handleOne(d)
+	case errors.As(err, &refused):
+		// The batches of other streams were taken. Of a refused
+		// stream's, find the deliveries the pipeline refuses: one at a
+		// time (a lone delivery is refused because of itself).
+		for i, d := range good {
+			switch {
+			case !refused.Streams[streams[i]]:
+				s.ack([]amqp.Delivery{d})
+			case refused.Records == 1:
+				s.reject(d, err)
+			default:
+				s.handleOne(d)
+			}
 		}
-	case brokerin.Permanent(err):
-		s.reject(good[0], err)
 	case s.submitCtx.Err() != nil:
 		// Shut down past the deadline: the connection closes and
 		// RabbitMQ requeues the deliveries.

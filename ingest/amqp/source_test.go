@@ -180,16 +180,20 @@ func TestSourceAMQPPoison(t *testing.T) {
 		return nil
 	}
 	cfg := testConfig(url, "poison")
-	cfg.MaxMessageBytes = 1024
+	cfg.MaxMessageBytes, cfg.StreamFrom = 1024, "amqp.header.app"
 	s := start(t, cfg, rec)
-	bodies := [][]byte{[]byte("ok-0"), []byte("refused"), []byte("ok-1"), []byte("\xff\xfe"), make([]byte, 2000), []byte("ok-2")}
+	bodies := [][]byte{[]byte("ok-0"), []byte("refused"), []byte("ok-1"), []byte("\xff\xfe"), make([]byte, 2000), []byte("ok-2"), []byte("ok-3")}
 	for _, b := range bodies {
-		brokertest.Publish(t, ch, "poison", amqp.Publishing{Body: b})
+		var h amqp.Table
+		if string(b) == "ok-3" {
+			h = amqp.Table{"app": "other"} // a stream of its own, taken whatever happens to the others
+		}
+		brokertest.Publish(t, ch, "poison", amqp.Publishing{Body: b, Headers: h})
 	}
-	waitFor(t, 30*time.Second, "the good messages", func() bool { return len(missing("ok", 3, rec)) == 0 })
+	waitFor(t, 30*time.Second, "the good messages", func() bool { return len(missing("ok", 4, rec)) == 0 })
 	waitFor(t, 30*time.Second, "three messages dead-lettered by the broker", func() bool { return brokertest.QueueDepth(t, ch, "poison_dead") == 3 })
-	if n := rec.Len(); n != 3 {
-		t.Errorf("%d records taken, want 3", n)
+	if n := rec.Len(); n != 4 {
+		t.Errorf("%d records taken, want 4, each once", n)
 	}
 	if st := s.Stats(); st.Rejected != 3 {
 		t.Errorf("stats %+v, want 3 rejected", st)

@@ -334,12 +334,13 @@ func (s *Source) handle(recs []*kgo.Record) bool {
 		g.Add(stream, rec, reject)
 	}
 	err := brokerin.Submit(s.submitCtx, s.deps.Submitter, g.Batches(), s.cfg.Level, brokerin.DefaultBackoff, &s.c)
+	var refused *brokerin.PermanentError
 	switch {
 	case err == nil:
-	case brokerin.Permanent(err):
-		s.c.Dropped.Add(int64(len(recs)))
+	case errors.As(err, &refused):
+		s.c.Dropped.Add(int64(refused.Records))
 		s.c.Errors.Add(1)
-		s.c.Warn(s.log, "kafka: the pipeline refused a batch for good; its messages are skipped", "messages", len(recs), "err", err)
+		s.c.Warn(s.log, "kafka: the pipeline refused messages for good; they are skipped", "messages", refused.Records, "err", err)
 	default:
 		return false
 	}

@@ -264,23 +264,38 @@ func (s *Source) receive() {
 func (s *Source) handle(msgs []types.Message) {
 	s.c.Messages.Add(int64(len(msgs)))
 	var g httpin.Grouper
+	streams := make([]string, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
 		stream, rec, reject := brokerin.Decode([]byte(aws.ToString(m.Body)), s.meta(m), &s.params)
+		streams[i] = stream
 		if ts, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil && rec.Timestamp == 0 && reject == nil {
 			rec.Timestamp = ts * int64(time.Millisecond)
 		}
 		g.Add(stream, rec, reject)
 	}
+	batches := g.Batches()
 	stopExtend := s.extend(msgs)
-	err := brokerin.Submit(s.submitCtx, s.deps.Submitter, g.Batches(), s.cfg.Level, brokerin.DefaultBackoff, &s.c)
+	err := brokerin.Submit(s.submitCtx, s.deps.Submitter, batches, s.cfg.Level, brokerin.DefaultBackoff, &s.c)
 	stopExtend()
+	var refused *brokerin.PermanentError
 	switch {
 	case err == nil:
 		s.delete(msgs)
-	case brokerin.Permanent(err):
-		s.c.Rejected.Add(int64(len(msgs)))
-		s.c.Warn(s.log, "sqs: the pipeline refused a batch for good; its messages stay in the queue for its redrive policy", "messages", len(msgs), "err", err)
+	case errors.As(err, &refused):
+		// The batches of other streams were taken: delete their
+		// messages, and leave the refused ones for the redrive policy.
+		var taken []types.Message
+		for i := range msgs {
+			if !refused.Streams[brokerin.BatchOf(batches, streams[i])] {
+				taken = append(taken, msgs[i])
+			}
+		}
+		s.c.Rejected.Add(int64(len(msgs) - len(taken)))
+		s.c.Warn(s.log, "sqs: the pipeline refused messages for good; they stay in the queue for its redrive policy", "messages", len(msgs)-len(taken), "err", err)
+		if len(taken) > 0 {
+			s.delete(taken)
+		}
 	default:
 		// Shut down past the deadline: the messages reappear after
 		// their visibility timeout.

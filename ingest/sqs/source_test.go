@@ -166,15 +166,19 @@ func TestSourceSQSPoison(t *testing.T) {
 		return nil
 	}
 	cfg := testConfig(g, "poison")
-	cfg.Receivers, cfg.MaxMessages = 1, 1
+	cfg.Receivers, cfg.StreamFrom = 1, "sqs.attr.app"
 	s := start(t, cfg, rec)
 	g.Send(t, "poison", "refused", nil)
-	g.Send(t, "poison", "m-0", nil)
-	waitFor(t, 30*time.Second, "the good message", func() bool { return len(missing("m", 1, rec)) == 0 })
+	g.Send(t, "poison", "m-0", map[string]string{"app": "other"})
+	g.Send(t, "poison", "m-1", map[string]string{"app": "third"})
+	waitFor(t, 30*time.Second, "the good messages", func() bool { return len(missing("m", 2, rec)) == 0 })
 	waitFor(t, 30*time.Second, "the poison message in the dead-letter queue", func() bool { v, _ := g.Depth(t, "poison_dead"); return v == 1 })
 	waitFor(t, 10*time.Second, "the queue to empty", empty(t, g, "poison"))
 	if st := s.Stats(); st.Rejected < 1 {
 		t.Errorf("stats %+v, want a rejected message", st)
+	}
+	if n := rec.Len(); n != 2 {
+		t.Errorf("%d records taken, want 2, each once", n)
 	}
 }
 

@@ -35,7 +35,13 @@ func Context(ctx context.Context, tenant, endpoint string) context.Context {
 
 // PermanentError is a refusal retrying cannot cure: the pipeline found
 // the records invalid (connect.CodeInvalidArgument and the like).
-type PermanentError struct{ Err error }
+type PermanentError struct {
+	Err error // the first refusal
+	// Streams are the streams whose batches were refused, and Records
+	// how many records they held; the other batches were taken.
+	Streams map[string]bool
+	Records int
+}
 
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
@@ -83,14 +89,16 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 
 // Submit submits the batches in turn at level, each until it is taken.
 // Backpressure and unavailability (ResourceExhausted, Unavailable,
-// Aborted, DeadlineExceeded, Internal, Unknown, Canceled) are retried after a
-// pause of b, counted in c.Retries; a refusal of the records themselves
-// returns a *PermanentError; the end of ctx returns its error. Batches
-// taken before an error stay taken, so a caller that retries the whole
-// set stores them twice (at-least-once). Submit copies each batch before
-// handing it over, since the pipeline may change the records it is
-// given.
+// Aborted, DeadlineExceeded, Internal, Unknown, Canceled) are retried
+// after a pause of b, counted in c.Retries. A refusal of the records
+// themselves gives up on that batch and goes on with the next; Submit
+// then returns a *PermanentError naming the refused streams. The end of
+// ctx returns its error at once. Batches taken before an error stay
+// taken, so a caller that retries the whole set stores them twice
+// (at-least-once). Submit copies each batch before handing it over,
+// since the pipeline may change the records it is given.
 func Submit(ctx context.Context, out Submitter, batches []*httpin.Batch, level buffer.Level, b Backoff, c *Counters) error {
+	var refused *PermanentError
 	for _, bt := range batches {
 		for n := 0; ; n++ {
 			recs := append([]record.Record(nil), bt.Records...)
@@ -119,7 +127,14 @@ func Submit(ctx context.Context, out Submitter, batches []*httpin.Batch, level b
 				// The pipeline's own cancellation (ctx is not done) is
 				// a server shutting down: retried like unavailability.
 			default:
-				return &PermanentError{Err: fmt.Errorf("submit to stream %q: %w", bt.Stream, err)}
+				if refused == nil {
+					refused = &PermanentError{Err: fmt.Errorf("submit to stream %q: %w", bt.Stream, err), Streams: map[string]bool{}}
+				}
+				refused.Streams[bt.Stream] = true
+				refused.Records += len(bt.Records)
+			}
+			if refused != nil && refused.Streams[bt.Stream] {
+				break
 			}
 			c.Retries.Add(1)
 			if !Sleep(ctx, b.Pause(n, retryAfter)) {
@@ -127,5 +142,24 @@ func Submit(ctx context.Context, out Submitter, batches []*httpin.Batch, level b
 			}
 		}
 	}
+	if refused != nil {
+		return refused
+	}
 	return nil
+}
+
+// BatchOf returns the stream of the batch that holds the records a
+// Grouper added for stream: stream itself, or, when the Grouper moved
+// them into the first batch with a record it could store (they were all
+// rejected), that batch's stream.
+func BatchOf(batches []*httpin.Batch, stream string) string {
+	for _, b := range batches {
+		if b.Stream == stream {
+			return stream
+		}
+	}
+	if len(batches) > 0 {
+		return batches[0].Stream
+	}
+	return stream
 }

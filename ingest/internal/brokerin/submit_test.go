@@ -74,3 +74,46 @@ func TestSubmit(t *testing.T) {
 		t.Errorf("no tenant: %q", auth.TenantOf(got))
 	}
 }
+
+// refuseStream refuses the batches of one stream and takes the others.
+type refuseStream struct {
+	stream string
+	taken  []string
+}
+
+func (r *refuseStream) Submit(_ context.Context, stream string, recs []record.Record, _ []error, _ buffer.Level) (ingest.Result, error) {
+	if stream == r.stream {
+		return ingest.Result{}, connect.NewError(connect.CodeInvalidArgument, errors.New("bad"))
+	}
+	r.taken = append(r.taken, stream)
+	return ingest.Result{Records: len(recs)}, nil
+}
+
+// TestSubmitRefusedStream: a stream refused for good does not keep the
+// batches after it from being taken.
+func TestSubmitRefusedStream(t *testing.T) {
+	t.Parallel()
+	var g httpin.Grouper
+	g.Add("a", record.Record{Body: "1"}, nil)
+	g.Add("b", record.Record{Body: "2"}, nil)
+	g.Add("a", record.Record{Body: "3"}, nil)
+	g.Add("c", record.Record{Body: "4"}, nil)
+	g.Add("d", record.Record{Body: "5"}, errors.New("cut"))
+	batches := g.Batches()
+	out := &refuseStream{stream: "a"}
+	err := Submit(context.Background(), out, batches, buffer.Durable, DefaultBackoff, &Counters{})
+	var refused *PermanentError
+	if !errors.As(err, &refused) || !refused.Streams["a"] || len(refused.Streams) != 1 || refused.Records != 3 {
+		t.Fatalf("Submit = %#v, want stream a's 3 records refused", err)
+	}
+	if len(out.taken) != 2 || out.taken[0] != "b" || out.taken[1] != "c" {
+		t.Errorf("taken %v, want b and c", out.taken)
+	}
+	// d's only record was rejected: the Grouper moved it into a's batch.
+	if got := BatchOf(batches, "d"); got != "a" {
+		t.Errorf("BatchOf(d) = %q, want a", got)
+	}
+	if got := BatchOf(batches, "c"); got != "c" {
+		t.Errorf("BatchOf(c) = %q, want c", got)
+	}
+}
