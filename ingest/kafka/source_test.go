@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/weirlabs/weir/buffer"
@@ -412,4 +414,25 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSourceKafkaFaults: failed fetches and offset commits (kfake's
+// fault injection) cost retries, not records.
+func TestSourceKafkaFaults(t *testing.T) {
+	c := cluster(t)
+	brokers := c.ListenAddrs()
+	fetches := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "logs", Err: kerr.NotLeaderForPartition, Count: 5})
+	commits := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.CoordinatorLoadInProgress, Count: 3})
+	var rec ingesttest.Recorder
+	cfg := testConfig(brokers, "g")
+	cfg.BatchRecords = 20
+	s := start(t, cfg, &rec)
+	produce(t, brokers, "m", 300)
+	waitAll(t, "m", 300, &rec)
+	if fetches.Hits() == 0 || commits.Hits() == 0 {
+		t.Errorf("faults answered %d fetches and %d commits; want some of each", fetches.Hits(), commits.Hits())
+	}
+	if st := s.Stats(); st.Dropped != 0 {
+		t.Errorf("stats %+v", st)
+	}
 }
