@@ -89,6 +89,9 @@ type worker struct {
 	consumeT throttle
 	tickT    throttle
 	walT     throttle
+	// held is a priority batch popped while a recovered batch was being
+	// queued; it is delivered once replay is over (see drain).
+	held *record.Batch
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order
@@ -136,27 +139,52 @@ func (b *Buffer) run(p *partition) {
 	}
 }
 
-// drain delivers batches, priority lane first (normal lane first while
+// drain delivers batches, priority lane first (normal lane only while
 // recovered batches are left, see partition.replaying), until both lanes
 // are empty and reports false, or until a tick is due, which it runs and
 // reports true.
+//
+// Recovered batches are queued before any push that must follow them,
+// but the goroutine may read replaying just before the last of them is
+// counted and then pop a priority batch pushed right after: such a batch
+// is held back (w.held) and delivered once replay is over, so that it
+// never overtakes a recovered record.
 func (w *worker) drain() bool {
 	for {
-		l := 1
 		if w.p.replaying.Load() > 0 {
-			l = 0
-		}
-		batch, ok := w.p.lanes[l].ring.TryPop()
-		if !ok {
-			l = 1 - l
-			if batch, ok = w.p.lanes[l].ring.TryPop(); !ok {
+			batch, ok := w.p.lanes[0].ring.TryPop()
+			if !ok {
+				// The recovered batch being queued is counted but not
+				// yet in the ring; it signals once it is.
 				return false
 			}
-		}
-		if l == 0 && w.p.replaying.Load() > 0 {
 			w.p.replaying.Add(-1)
+			w.deliver(0, batch)
+		} else if w.held != nil {
+			batch := w.held
+			w.held = nil
+			w.deliver(1, batch)
+		} else {
+			l := 1
+			batch, ok := w.p.lanes[l].ring.TryPop()
+			if !ok {
+				l = 0
+				if batch, ok = w.p.lanes[l].ring.TryPop(); !ok {
+					return false
+				}
+			}
+			if w.p.replaying.Load() > 0 {
+				// Recovery queued a batch since the check above: it
+				// was logged first. A recovered batch popped here is
+				// the head of its lane and counts as delivered.
+				if l == 1 {
+					w.held = batch
+					continue
+				}
+				w.p.replaying.Add(-1)
+			}
+			w.deliver(l, batch)
 		}
-		w.deliver(l, batch)
 		select {
 		case now := <-w.ticker.C:
 			w.tick(now)
