@@ -282,10 +282,13 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if cl != nil {
 		// Leaving the group hands the partitions over at once; it waits
-		// for the coordinator no longer than ctx, and Close is then
+		// for the coordinator no longer than leaveTimeout (the session
+		// timeout hands them over otherwise), and Close is then
 		// immediate.
 		cl.AllowRebalance()
-		if lerr := cl.LeaveGroupContext(ctx); lerr != nil && err == nil && ctx.Err() == nil {
+		leaveCtx, cancel := context.WithTimeout(ctx, leaveTimeout)
+		defer cancel()
+		if lerr := cl.LeaveGroupContext(leaveCtx); lerr != nil && err == nil && ctx.Err() == nil {
 			s.c.Errors.Add(1)
 			s.log.Warn("kafka: leaving the group failed; the partitions move once the session times out", "err", lerr)
 		}
@@ -293,6 +296,10 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+// leaveTimeout bounds the wait for the group coordinator at Shutdown, so
+// an unreachable cluster does not take the whole shutdown deadline.
+const leaveTimeout = 5 * time.Second
 
 // run polls, submits and commits until polling stops.
 func (s *Source) run() {
