@@ -1,0 +1,140 @@
+package buffer
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/weirlabs/weir/internal/record"
+)
+
+type streamKey struct{ tenant, stream string }
+
+// tenantState is what the buffer keeps per tenant.
+type tenantState struct {
+	quota   *producerQuota // the idempotent producers of all its streams
+	streams int            // streams created, recovered ones included
+}
+
+type stream struct {
+	parts []*partition
+	prods *producers
+}
+
+// stream returns the stream, creating it and starting its consumers on
+// first use. Lookups of existing streams take no lock.
+func (b *Buffer) stream(tenant, name string) (*stream, error) {
+	k := streamKey{tenant, name}
+	if v, ok := b.streams.Load(k); ok {
+		return v.(*stream), nil
+	}
+	return b.createStream(k, false)
+}
+
+// tenantLocked returns the state of a tenant, creating it. b.createMu
+// must be held.
+func (b *Buffer) tenantLocked(name string) *tenantState {
+	t := b.tenants[name]
+	if t == nil {
+		t = &tenantState{quota: newProducerQuota(b.cfg.MaxProducers)}
+		b.tenants[name] = t
+	}
+	return t
+}
+
+// createStream creates a stream and starts its consumers. A stream that
+// recovery brings back (recovering) is created whatever the limits, since
+// its log holds acknowledged records, and counts towards its tenant's
+// limit; towards Config.MaxStreams a tenant counts with at most
+// Config.MaxTenantStreams streams, so that one tenant's recovered streams
+// leave room for the others.
+func (b *Buffer) createStream(k streamKey, recovering bool) (*stream, error) {
+	b.createMu.Lock()
+	defer b.createMu.Unlock()
+	if v, ok := b.streams.Load(k); ok {
+		return v.(*stream), nil
+	}
+	t := b.tenantLocked(k.tenant)
+	if !recovering {
+		if t.streams >= b.cfg.MaxTenantStreams {
+			return nil, fmt.Errorf("%w: tenant %q has %d streams, its limit (max_tenant_streams); stream %q is not created", ErrTooManyStreams, k.tenant, t.streams, k.stream)
+		}
+		if b.counted >= b.cfg.MaxStreams {
+			return nil, fmt.Errorf("%w: %d streams exist, the limit (max_streams); stream %q of tenant %q is not created", ErrTooManyStreams, b.counted, k.stream, k.tenant)
+		}
+	}
+	s := &stream{parts: make([]*partition, b.cfg.Partitions)}
+	var prodPath string
+	if b.cfg.WALDir != "" {
+		prodPath = filepath.Join(b.cfg.WALDir, "tenant="+k.tenant, "stream="+k.stream, "producers.json")
+	}
+	s.prods = newProducers(prodPath, t.quota, b.cfg.ProducerTTL)
+	if err := s.prods.load(); err != nil {
+		s.prods.release()
+		return nil, err
+	}
+	closeAll := func(n int) {
+		s.prods.release()
+		for _, p := range s.parts[:n] {
+			if err := p.cons.Close(b.runCtx); err != nil {
+				b.closeErrors.Add(1)
+			}
+			if p.wal != nil {
+				p.wal.Close()
+			}
+		}
+	}
+	recovered := make([][]*record.Batch, len(s.parts))
+	for i := range s.parts {
+		key := Key{Tenant: k.tenant, Stream: k.stream, Partition: int32(i)}
+		c := b.newConsumer(key)
+		if c == nil {
+			closeAll(i)
+			return nil, fmt.Errorf("buffer: NewConsumer returned nil for %s/%s partition %d", k.tenant, k.stream, i)
+		}
+		p := newPartition(key, c, b.cfg.RingSlots)
+		p.prods = s.prods
+		s.parts[i] = p
+		if b.firstOffset != nil {
+			p.next = b.firstOffset(key)
+		}
+		start := p.next
+		if b.cfg.WALDir != "" {
+			batches, err := b.openWAL(p)
+			if err != nil {
+				closeAll(i + 1)
+				return nil, err
+			}
+			recovered[i] = batches
+			if len(batches) > 0 {
+				start = min(start, batches[0].Offset)
+				n := 0
+				for _, rb := range batches {
+					n += len(rb.Records)
+				}
+				b.log.Info("buffer: replaying write-ahead log", "tenant", k.tenant, "stream", k.stream, "partition", i, "records", n, "from_offset", batches[0].Offset)
+			}
+		}
+		// Nothing below start can be unpublished: the commit watermark
+		// starts there.
+		p.committed.Store(start)
+	}
+	// Start the goroutines only once every consumer exists. Shutdown waits
+	// for this Push to leave before it stops consumers, so these Adds
+	// happen before it waits.
+	for _, p := range s.parts {
+		b.live.Add(1)
+		b.wg.Add(1)
+		go b.run(p)
+	}
+	for i, p := range s.parts {
+		if err := b.enqueueRecovered(s, p, recovered[i]); err != nil {
+			return nil, err
+		}
+	}
+	b.streams.Store(k, s)
+	b.nstreams.Add(1)
+	if t.streams++; t.streams <= b.cfg.MaxTenantStreams {
+		b.counted++
+	}
+	return s, nil
+}
