@@ -254,6 +254,7 @@ func (m *Manager) Subscribe(ctx context.Context, tenant string, req Request) (*S
 		g.nparts = max(g.nparts, len(s.latest))
 		g.notifyLocked()
 		s.rebalanceLocked()
+		s.told = true // the caller reports the first partitions
 	}
 	m.subs[tenant]++
 	return s, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/esbulk"
 	"github.com/weirlabs/weir/ingest/otlp"
@@ -83,9 +84,17 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 		})
 	}, filepath.Join(cfg.Data, "dead_letter_replay.json"))
 
+	// Subscriptions read streams like queues over what queries see
+	// (docs/consume.md).
+	consumers, err := consume.New(cfg.consumeConfig(), consumeSource{engine: p.engine, buf: p.buf, lake: p.lake, partitions: cfg.Buffer.Partitions}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, retentionCollector{p.lake}, p.alerts)
+	reg.MustRegister(consumeCollector{consumers})
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).
@@ -94,9 +103,10 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 	mux.Handle(p.ing.Handler(rpcOpts))
 	mux.Handle(query.NewService(p.engine, auth.TenantOf).Handler(rpcOpts))
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: p.hub, stopping: ctx}, rpcOpts))
+	mux.Handle(weirv1connect.NewSubscribeServiceHandler(subscribeService{m: consumers, stopping: ctx, sendTimeout: cfg.Consume.SessionTimeout}, rpcOpts))
 	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: p.engine, lake: p.lake, log: log}}, rpcOpts))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
-		weirv1connect.TailServiceName, weirv1connect.AdminServiceName)
+		weirv1connect.TailServiceName, weirv1connect.AdminServiceName, weirv1connect.SubscribeServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/v1/sql", p.engine.HTTPHandler(auth.TenantOf))

@@ -24,6 +24,7 @@ import (
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
 	"github.com/weirlabs/weir/internal/wal"
@@ -204,6 +205,19 @@ type config struct {
 		IdleTimeout         time.Duration `yaml:"idle_timeout"`
 	} `yaml:"tail"`
 
+	// Consume bounds subscriptions and consumer groups (consume.Config,
+	// docs/consume.md).
+	Consume struct {
+		MaxBatchRecords        int           `yaml:"max_batch_records"`
+		MaxTenantSubscriptions int           `yaml:"max_tenant_subscriptions"`
+		MaxGroups              int           `yaml:"max_groups"`
+		PollInterval           time.Duration `yaml:"poll_interval"`
+		Heartbeat              time.Duration `yaml:"heartbeat"`
+		// SessionTimeout bounds one send to a subscriber: one that reads
+		// nothing for that long is gone.
+		SessionTimeout time.Duration `yaml:"session_timeout"`
+	} `yaml:"consume"`
+
 	// Profiling configures pprof and continuous profiling.
 	Profiling struct {
 		PprofAddr      string        `yaml:"pprof_addr"`
@@ -291,6 +305,10 @@ func defaultConfig() config {
 		hc.MaxSubscribers, hc.MaxSubscribersPerTenant, hc.QueueBytes, hc.TotalBytes, hc.IdleTimeout
 	c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout =
 		qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout
+	kc := consume.DefaultConfig()
+	c.Consume.MaxBatchRecords, c.Consume.MaxTenantSubscriptions, c.Consume.MaxGroups, c.Consume.PollInterval, c.Consume.Heartbeat =
+		kc.MaxBatchRecords, kc.MaxTenantSubscriptions, kc.MaxGroups, kc.PollInterval, kc.Heartbeat
+	c.Consume.SessionTimeout = 30 * time.Second
 	c.Alerts = alert.DefaultConfig()
 	c.Memory = defaultMemory
 	if err := c.applyMemory(nil); err != nil {
@@ -545,10 +563,13 @@ func (c *config) validate() error {
 	if err := c.Alerts.Validate(); err != nil {
 		return err
 	}
+	if c.Consume.SessionTimeout <= 0 {
+		return fmt.Errorf("consume.session_timeout must be positive")
+	}
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
 		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)
 	}
-	for _, err := range []error{c.ingest().Validate(), c.loki().Validate(), c.jsonl().Validate(), c.hec().Validate(), c.otlp().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate()} {
+	for _, err := range []error{c.ingest().Validate(), c.loki().Validate(), c.jsonl().Validate(), c.hec().Validate(), c.otlp().Validate(), c.buffer().Validate(), c.transform().Validate(), c.sink().Validate(), c.query().Validate(), c.consumeConfig().Validate()} {
 		if err != nil {
 			return err
 		}

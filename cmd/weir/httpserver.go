@@ -39,6 +39,7 @@ const (
 var weirServices = []string{
 	weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 	weirv1connect.TailServiceName, weirv1connect.AdminServiceName,
+	weirv1connect.SubscribeServiceName,
 }
 
 // reflectionStreams are the paths of server reflection's one method, a

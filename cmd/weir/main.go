@@ -21,6 +21,7 @@ Usage:
   weir query [flags] SQL        run a read-only SQL query
   weir bench [flags]            measure throughput, latency and freshness of a server
   weir tail  [flags]            print records as they arrive
+  weir consume [flags]         read a stream from a position, then live, in offset order
   weir export [flags]           write a stream's records to Parquet, CSV or JSON lines files
   weir delete [flags]           delete the records of a stream that match a SQL predicate
   weir reload [flags]           make a running server re-read its configuration
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return queryCmd(ctx, args[1:], stdout, stderr)
 	case "tail":
 		return tailCmd(ctx, args[1:], stdout, stderr)
+	case "consume":
+		return consumeCmd(ctx, args[1:], stdout, stderr)
 	case "export":
 		return exportCmd(ctx, args[1:], stdout, stderr)
 	case "delete":

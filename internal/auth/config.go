@@ -103,6 +103,8 @@ func DefaultRules() []Rule {
 		Prefix("/weir.v1.IngestService/", RoleIngest),
 		Prefix("/weir.v1.QueryService/", RoleQuery),
 		Prefix("/weir.v1.TailService/", RoleTail),
+		// Consuming reads the stored records, like SQL does.
+		Prefix("/weir.v1.SubscribeService/", RoleQuery),
 		Prefix("/weir.v1.AdminService/", RoleAdmin),
 		// Reflection lists services and schemas, no records.
 		Prefix("/grpc.reflection.", ""),

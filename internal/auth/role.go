@@ -16,8 +16,9 @@ const (
 	// RoleIngest pushes records (IngestService and the log protocols'
 	// push endpoints).
 	RoleIngest Role = "ingest"
-	// RoleQuery runs SQL (QueryService, /v1/sql) and reads the UI's
-	// schema and dashboards.
+	// RoleQuery runs SQL (QueryService, /v1/sql), consumes streams and
+	// commits consumer groups' offsets (SubscribeService), and reads the
+	// UI's schema and dashboards.
 	RoleQuery Role = "query"
 	// RoleTail follows records live (TailService).
 	RoleTail Role = "tail"

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/consume"
+	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/query"
+	"github.com/weirlabs/weir/sink"
+)
+
+// consumeConfig is the consume section with the groups' directory under
+// the data directory.
+func (c *config) consumeConfig() consume.Config {
+	cc := consume.DefaultConfig()
+	cc.Dir = filepath.Join(c.Data, "consumers")
+	cc.MaxBatchRecords, cc.MaxTenantSubscriptions, cc.PollInterval, cc.Heartbeat, cc.MaxGroups =
+		c.Consume.MaxBatchRecords, c.Consume.MaxTenantSubscriptions, c.Consume.PollInterval, c.Consume.Heartbeat, c.Consume.MaxGroups
+	return cc
+}
+
+// consumeSource is what subscriptions read: the query engine's view of a
+// stream, and the buffer's marks (the lake's for a stream the buffer
+// has not opened since the start: everything of it is published then).
+type consumeSource struct {
+	engine     *query.Engine
+	buf        *buffer.Buffer
+	lake       *sink.Lake
+	partitions int
+}
+
+func (s consumeSource) Marks(tenant, stream string) []consume.Mark {
+	if ms := s.buf.Marks(tenant, stream); ms != nil {
+		out := make([]consume.Mark, len(ms))
+		for i, m := range ms {
+			out[i] = consume.Mark{Committed: m.Committed, Next: m.Next}
+		}
+		return out
+	}
+	out := make([]consume.Mark, s.partitions)
+	for i := range out {
+		o := s.lake.LastOffset(tenant, stream, int32(i))
+		out[i] = consume.Mark{Committed: o, Next: o}
+	}
+	return out
+}
+
+func (s consumeSource) Sync(ctx context.Context) error { return s.engine.Sync(ctx) }
+
+func (s consumeSource) Scan(ctx context.Context, tenant, stream string, from consume.Position, limit int, fn func(consume.Position, record.Record) error) (int, error) {
+	return s.engine.Scan(ctx, tenant, stream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+		return fn(consume.Position(p), r)
+	})
+}
+
+func (s consumeSource) OffsetsSince(ctx context.Context, tenant, stream string, t time.Time) (map[int32]int64, error) {
+	return s.engine.OffsetsSince(ctx, tenant, stream, t)
+}
+
+// subscribeService serves weir.v1.SubscribeService.
+type subscribeService struct {
+	m *consume.Manager
+	// stopping is done when the server begins to shut down; open
+	// subscriptions end then rather than holding up the graceful
+	// shutdown.
+	stopping context.Context
+	// sendTimeout bounds one send: a subscriber that reads nothing for
+	// that long is gone (its group partitions go to other members).
+	sendTimeout time.Duration
+}
+
+func (s subscribeService) Subscribe(ctx context.Context, req *connect.Request[weirv1.SubscribeRequest], stream *connect.ServerStream[weirv1.SubscribeResponse]) error {
+	m := req.Msg
+	r, err := subscribeRequest(m)
+	if err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	sub, err := s.m.Subscribe(ctx, auth.TenantOf(ctx), r)
+	if err != nil {
+		return s.rpcErr(err)
+	}
+	defer sub.Close()
+
+	rc := responseControllerFrom(ctx)
+	send := func(resp *weirv1.SubscribeResponse) error {
+		if rc != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(s.sendTimeout)) // only ErrNotSupported, for writers without deadlines
+			defer rc.SetWriteDeadline(time.Time{})
+		}
+		return stream.Send(resp)
+	}
+	if err := send(&weirv1.SubscribeResponse{Partitions: sub.Partitions()}); err != nil {
+		return err
+	}
+	for {
+		b, err := sub.Next(ctx)
+		if err != nil {
+			return s.rpcErr(err)
+		}
+		resp := &weirv1.SubscribeResponse{Partitions: b.Partitions, Records: make([]*weirv1.ConsumedRecord, len(b.Records))}
+		for i := range b.Records {
+			cr := &b.Records[i]
+			resp.Records[i] = &weirv1.ConsumedRecord{
+				Partition:   cr.Partition,
+				Offset:      cr.Offset,
+				Record:      recordToProto(&cr.Record),
+				Redelivered: cr.Redelivered,
+			}
+		}
+		if err := send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (s subscribeService) Commit(ctx context.Context, req *connect.Request[weirv1.CommitRequest]) (*connect.Response[weirv1.CommitResponse], error) {
+	m := req.Msg
+	if err := validateConsumer(m.GetStream(), m.GetGroup()); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if m.GetGroup() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("a group is required"))
+	}
+	offsets := make(map[int32]int64, len(m.GetOffsets()))
+	for _, po := range m.GetOffsets() {
+		offsets[po.GetPartition()] = po.GetOffset()
+	}
+	if err := s.m.Commit(auth.TenantOf(ctx), m.GetStream(), m.GetGroup(), offsets); err != nil {
+		return nil, s.rpcErr(err)
+	}
+	return connect.NewResponse(&weirv1.CommitResponse{}), nil
+}
+
+// rpcErr maps the manager's errors to Connect codes.
+func (s subscribeService) rpcErr(err error) error {
+	switch {
+	case s.stopping.Err() != nil:
+		return connect.NewError(connect.CodeUnavailable, errors.New("server shutting down"))
+	case errors.Is(err, consume.ErrInvalid):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, consume.ErrTooManySubscriptions), errors.Is(err, consume.ErrTooManyGroups), errors.Is(err, query.ErrBusy):
+		return connect.NewError(connect.CodeResourceExhausted, err)
+	}
+	return err
+}
+
+// validateConsumer checks a stream's and a group's names; a group is
+// named like a stream (it names a file).
+func validateConsumer(stream, group string) error {
+	if err := record.ValidateStream(stream); err != nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	if group != "" {
+		if err := record.ValidateStream(group); err != nil {
+			return fmt.Errorf("group: %w", err)
+		}
+	}
+	return nil
+}
+
+// subscribeRequest converts a SubscribeRequest.
+func subscribeRequest(m *weirv1.SubscribeRequest) (consume.Request, error) {
+	if err := validateConsumer(m.GetStream(), m.GetGroup()); err != nil {
+		return consume.Request{}, err
+	}
+	if n := m.GetMinSeverityNumber(); n < 0 || n > 24 {
+		return consume.Request{}, fmt.Errorf("min_severity_number %d out of range 0..24", n)
+	}
+	r := consume.Request{
+		Stream:          m.GetStream(),
+		Group:           m.GetGroup(),
+		MinSeverity:     m.GetMinSeverityNumber(),
+		Service:         m.GetService(),
+		MaxBatchRecords: int(min(m.GetMaxBatchRecords(), 1<<30)),
+	}
+	switch st := m.GetStart().(type) {
+	case *weirv1.SubscribeRequest_Edge:
+		r.Start.Latest = st.Edge == weirv1.StartEdge_START_EDGE_LATEST
+	case *weirv1.SubscribeRequest_Offsets:
+		r.Start.Offsets = map[int32]int64{}
+		for _, po := range st.Offsets.GetOffsets() {
+			r.Start.Offsets[po.GetPartition()] = po.GetOffset()
+		}
+	case *weirv1.SubscribeRequest_TimeUnixNano:
+		r.Start.Time = time.Unix(0, st.TimeUnixNano)
+	}
+	return r, nil
+}
+
+// consumeCollector exports the subscriptions' and groups' metrics.
+type consumeCollector struct{ m *consume.Manager }
+
+var (
+	descGroupLag      = prometheus.NewDesc("weir_consumer_group_lag_records", "Records of a stream partition pushed but not committed by a consumer group.", []string{"tenant", "stream", "group", "partition"}, nil)
+	descSubscriptions = prometheus.NewDesc("weir_consumer_subscriptions", "Open subscriptions (SubscribeService).", nil, nil)
+	descRedelivered   = prometheus.NewDesc("weir_consumer_redelivered_records_total", "Records delivered again to a consumer group after a member gave up their partition without committing them.", nil, nil)
+)
+
+func (c consumeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descGroupLag
+	ch <- descSubscriptions
+	ch <- descRedelivered
+}
+
+func (c consumeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.m.Lags() {
+		ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(l.Records), l.Tenant, l.Stream, l.Group, fmt.Sprint(l.Partition))
+	}
+	s := c.m.Stats()
+	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(s.Subscriptions))
+	ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.CounterValue, float64(s.Redelivered))
+}
