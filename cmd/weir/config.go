@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
@@ -24,7 +25,6 @@ import (
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/tlsfiles"
 	"github.com/weirlabs/weir/internal/wal"
