@@ -21,6 +21,8 @@ type Config struct {
 	// http://127.0.0.1:9428/insert/jsonline), batches are POSTed one at a
 	// time per worker, a 2xx answer is the acknowledgement, freshness is
 	// not measured, and CPU and RSS come from /metrics at the URL's host.
+	// Against weir's own /insert/jsonline the records go to Stream.
+	// ProtocolOTLP sends OTLP/HTTP export requests to a weir server.
 	Protocol string
 	// Mode is stream (PushStream, one per worker) or unary (Push).
 	// grpc-web supports unary only.
@@ -91,14 +93,14 @@ func (c Config) Validate() error {
 	switch {
 	case !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://"):
 		return bad("server %q is not an http:// or https:// URL", c.Server)
-	case c.Protocol != "connect" && c.Protocol != "grpc" && c.Protocol != "grpc-web" && c.Protocol != ProtocolJSONLine:
-		return bad("protocol %q: want connect, grpc, grpc-web or %s", c.Protocol, ProtocolJSONLine)
+	case c.Protocol != "connect" && c.Protocol != "grpc" && c.Protocol != "grpc-web" && c.Protocol != ProtocolJSONLine && c.Protocol != ProtocolOTLP:
+		return bad("protocol %q: want connect, grpc, grpc-web, %s or %s", c.Protocol, ProtocolOTLP, ProtocolJSONLine)
 	case c.Mode != "stream" && c.Mode != "unary":
 		return bad("mode %q: want stream or unary", c.Mode)
 	case c.Format != FormatRecords && c.Format != FormatArrow:
 		return bad("format %q: want %s or %s", c.Format, FormatRecords, FormatArrow)
-	case c.Format == FormatArrow && c.Protocol == ProtocolJSONLine:
-		return bad("format %s needs a weir protocol (connect, grpc or grpc-web), not %s", FormatArrow, ProtocolJSONLine)
+	case c.Format == FormatArrow && (c.Protocol == ProtocolJSONLine || c.Protocol == ProtocolOTLP):
+		return bad("format %s needs a weir protocol (connect, grpc or grpc-web), not %s", FormatArrow, c.Protocol)
 	case c.Protocol == "grpc-web" && c.Mode == "stream":
 		return bad("grpc-web supports unary calls only (bidirectional streams need HTTP/2 end to end): use --mode unary")
 	case c.Concurrency < 1 || c.BatchSize < 1 || c.Window < 1:

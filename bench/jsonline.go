@@ -99,6 +99,9 @@ func (w *worker) runJSONLines(sendCtx, hardCtx context.Context) {
 			return
 		}
 		req.Header.Set("Content-Type", JSONLineContentType)
+		// weir takes the stream and ack level from these; peers ignore them.
+		req.Header.Set("Weir-Stream", w.r.cfg.Stream)
+		req.Header.Set("Weir-Ack-Level", w.r.cfg.AckLevel)
 		b.sent = time.Now()
 		resp, err := w.r.hc.Do(req)
 		switch {

@@ -108,6 +108,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 			switch {
 			case cfg.Protocol == ProtocolJSONLine:
 				w.runJSONLines(sendCtx, hardCtx)
+			case cfg.Protocol == ProtocolOTLP:
+				w.runOTLP(sendCtx, hardCtx)
 			case cfg.Mode == "stream":
 				w.runStream(sendCtx, hardCtx)
 			default:

@@ -17,7 +17,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("weir bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "weir server URL")
-	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "connect, grpc or grpc-web")
+	fs.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "connect, grpc or grpc-web (weir's Connect clients), otlp (OTLP/HTTP protobuf to --server), or jsonline (JSON lines to the URL --server names, e.g. http://127.0.0.1:7070/insert/jsonline or a peer's)")
 	fs.StringVar(&cfg.Mode, "mode", cfg.Mode, "stream (PushStream) or unary (Push); grpc-web: unary only")
 	fs.StringVar(&cfg.Format, "format", cfg.Format, "records (the records field) or arrow (each batch as an Arrow IPC stream in arrow_ipc)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "workers, each with one stream or one call in flight")

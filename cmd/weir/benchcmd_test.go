@@ -166,3 +166,38 @@ func TestBenchCmdPeer(t *testing.T) {
 		t.Errorf("peer freshness %v, ratio %v", res.Peer.Freshness, res.Ratio)
 	}
 }
+
+// TestBenchCmdShipperProtocols loads a server through OTLP/HTTP and its
+// JSON-lines endpoint: every acknowledged record is queryable in the
+// stream the bench names, with the source's services and severities,
+// and the OTLP run measures freshness through its markers.
+func TestBenchCmdShipperProtocols(t *testing.T) {
+	s := startServer(t, "", nil)
+	for _, c := range []struct{ protocol, server string }{
+		{"otlp", s.url},
+		{"jsonline", s.url + "/insert/jsonline?_stream_fields=service.name"},
+	} {
+		stream := "bench_" + c.protocol
+		out, err := runWeir(t, "bench", "--server", c.server, "--protocol", c.protocol,
+			"--duration", "1s", "--rate", "5000", "--concurrency", "2", "--batch", "100", "--stream", stream, "--json")
+		if err != nil {
+			t.Fatalf("%s: %v: %s", c.protocol, err, out)
+		}
+		var rep bench.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		checkReport(t, rep)
+		if rep.Protocol != c.protocol || rep.ServerCPUSeconds == nil {
+			t.Errorf("%s report: protocol %q, server cpu %v", c.protocol, rep.Protocol, rep.ServerCPUSeconds)
+		}
+		if f := rep.Freshness; c.protocol == "otlp" && (f == nil || f.Seen == 0) {
+			t.Errorf("otlp freshness %+v", f)
+		}
+		waitCount(t, s.url, "SELECT count(*) FROM "+stream, rep.Records)
+		res := mustSQL(t, s.url, "SELECT count(DISTINCT service_name) AS services, count(*) FILTER (WHERE severity_text = 'ERROR') AS errors FROM "+stream)
+		if r := res.Rows[0]; r["services"] == json.Number("0") || r["services"] == json.Number("1") || r["errors"] == json.Number("0") {
+			t.Errorf("%s: %v, want the source's services and some ERROR records", c.protocol, r)
+		}
+	}
+}
