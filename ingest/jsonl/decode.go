@@ -162,19 +162,26 @@ func parseTime(v string) (int64, error) {
 		if n < 0 {
 			return 0, fmt.Errorf("timestamp %s is before 1970", v)
 		}
+		unit := int64(1)
 		switch {
 		case n < 1e11:
-			return n * 1e9, nil
+			unit = 1e9
 		case n < 1e14:
-			return n * 1e6, nil
+			unit = 1e6
 		case n < 1e17:
-			return n * 1e3, nil
+			unit = 1e3
 		}
-		return n, nil
+		if n > math.MaxInt64/unit {
+			return 0, fmt.Errorf("timestamp %s is after 2262", v)
+		}
+		return n * unit, nil
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		if f < 0 || f >= 1e11 || math.IsNaN(f) {
 			return 0, fmt.Errorf("timestamp %s: a fractional Unix time must be seconds since 1970", v)
+		}
+		if f >= 9223372036 { // whole seconds to 2262; more overflows int64 nanoseconds
+			return 0, fmt.Errorf("timestamp %s is after 2262", v)
 		}
 		return int64(math.Round(f * 1e9)), nil
 	}

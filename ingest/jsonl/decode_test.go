@@ -20,6 +20,7 @@ func TestParseTime(t *testing.T) {
 		"1772366400123456":               1772366400123456e3,
 		"1772366400123456789":            1772366400123456789,
 		"1772366400.5":                   1772366400500000000,
+		"9223372035":                     9223372035e9,
 		"2026-03-01T12:00:00.000000001Z": 1772366400000000001,
 		"2026-03-01T13:00:00+01:00":      1772366400e9,
 	} {
@@ -27,7 +28,10 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("parseTime(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"-1", "yesterday", "1e300", "1969-12-31T23:59:59Z", "NaN"} {
+	// Past 2262 in any unit overflows int64 nanoseconds: refused, never
+	// wrapped to a negative time.
+	for _, in := range []string{"-1", "yesterday", "1e300", "1969-12-31T23:59:59Z", "NaN",
+		"1e10", "9999999999", "99999999999999", "99999999999999999", "9223372036.9"} {
 		if got, err := parseTime(in); err == nil {
 			t.Errorf("parseTime(%q) = %d, want an error", in, got)
 		}
