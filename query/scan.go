@@ -30,6 +30,21 @@ func (p Position) Less(o Position) bool {
 // operators' tools (dead-letter replay), not for user SQL, and takes a
 // query slot like any query.
 func (e *Engine) Scan(ctx context.Context, tenant, stream string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
+	return e.scan(ctx, tenant, stream, fmt.Sprintf("(_partition, _offset) > (%d, %d)", from.Partition, from.Offset), limit, fn)
+}
+
+// ScanPartition is Scan within one partition: it reads up to limit
+// records of partition part with offsets above after, in offset order.
+// Its condition is a plain comparison of each column, which DuckDB
+// checks against the Parquet row groups' statistics, so a read near the
+// end of a long partition skips the row groups before it.
+func (e *Engine) ScanPartition(ctx context.Context, tenant, stream string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error) {
+	return e.scan(ctx, tenant, stream, fmt.Sprintf("_partition = %d AND _offset > %d", part, after), limit, fn)
+}
+
+// scan reads up to limit records of a stream that match where, in
+// position order.
+func (e *Engine) scan(ctx context.Context, tenant, stream, where string, limit int, fn func(Position, record.Record) error) (int, error) {
 	c, err := e.catalog(tenant)
 	if err != nil {
 		return 0, err
@@ -48,8 +63,8 @@ func (e *Engine) Scan(ctx context.Context, tenant, stream string, from Position,
 	defer c.enter()()
 	q := fmt.Sprintf(`SELECT _partition, _offset, epoch_ns("timestamp"), epoch_ns(observed_timestamp), severity_number,
 severity_text, body, attributes, resource, trace_id, span_id, flags
-FROM %s WHERE (_partition, _offset) > (%d, %d) ORDER BY _partition, _offset LIMIT %d`,
-		quoteIdent(stream), from.Partition, from.Offset, limit)
+FROM %s WHERE %s ORDER BY _partition, _offset LIMIT %d`,
+		quoteIdent(stream), where, limit)
 	rows, err := c.db.QueryContext(ctx, q)
 	if err != nil {
 		return 0, e.classify(ctx, err)
