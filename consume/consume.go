@@ -38,9 +38,10 @@ type Source interface {
 	// Sync returns once every record staged or published before the call
 	// is visible to Scan.
 	Sync(ctx context.Context) error
-	// Scan calls fn with up to limit visible records after from, in
-	// position order (query.Engine.Scan).
-	Scan(ctx context.Context, tenant, stream string, from Position, limit int, fn func(Position, record.Record) error) (int, error)
+	// ScanPartition calls fn with up to limit visible records of
+	// partition part with offsets above after, in offset order
+	// (query.Engine.ScanPartition).
+	ScanPartition(ctx context.Context, tenant, stream string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error)
 	// OffsetsSince returns, per partition with visible records, the
 	// lowest offset of a record at or after t, or one past the highest
 	// visible offset when there is none (query.Engine.OffsetsSince).
@@ -417,12 +418,8 @@ func (s *Subscription) readPartition(ctx context.Context, p int32, mark Mark, ou
 	c := s.curs[p]
 	start := c.next
 	limit := s.max - len(*out)
-	blocked, ended := false, false
-	n, err := s.m.src.Scan(ctx, s.tenant, s.req.Stream, Position{p, c.next - 1}, limit, func(pos Position, r record.Record) error {
-		if pos.Partition != p {
-			ended = true
-			return errStop
-		}
+	blocked := false
+	n, err := s.m.src.ScanPartition(ctx, s.tenant, s.req.Stream, p, c.next-1, limit, func(pos Position, r record.Record) error {
 		if pos.Offset < c.next {
 			return nil
 		}
@@ -451,7 +448,7 @@ func (s *Subscription) readPartition(ctx context.Context, p int32, mark Mark, ou
 	if err != nil && !errors.Is(err, errStop) {
 		return false, fmt.Errorf("consume: read %s partition %d: %w", s.req.Stream, p, err)
 	}
-	if !blocked && (ended || n < limit) && c.next < mark.Committed {
+	if !blocked && n < limit && c.next < mark.Committed {
 		c.next = mark.Committed // the end of what is visible: the rest below it is gone
 	}
 	return c.next != start, nil

@@ -61,12 +61,12 @@ func (f *fakeSource) Marks(string, string) []Mark {
 
 func (f *fakeSource) Sync(context.Context) error { return nil }
 
-func (f *fakeSource) Scan(_ context.Context, _, _ string, from Position, limit int, fn func(Position, record.Record) error) (int, error) {
+func (f *fakeSource) ScanPartition(_ context.Context, _, _ string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error) {
 	f.mu.Lock()
 	f.scans++
 	var ps []Position
 	for p := range f.visible {
-		if from.Less(p) {
+		if p.Partition == part && p.Offset > after {
 			ps = append(ps, p)
 		}
 	}

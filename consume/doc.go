@@ -6,9 +6,9 @@
 // files under the data directory.
 //
 // It sits on the read side of the pipeline, beside query: it reads what
-// queries see through a Source (the query engine's Scan over published
-// and staged records) and learns from the buffer's marks how far each
-// partition has got. cmd/weir wires both and serves it as
+// queries see through a Source (the query engine's ScanPartition over
+// published and staged records) and learns from the buffer's marks how
+// far each partition has got. cmd/weir wires both and serves it as
 // weir.v1.SubscribeService. The guarantees and their reasons are in
 // docs/consume.md.
 package consume

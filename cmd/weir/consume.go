@@ -57,8 +57,8 @@ func (s consumeSource) Marks(tenant, stream string) []consume.Mark {
 
 func (s consumeSource) Sync(ctx context.Context) error { return s.engine.Sync(ctx) }
 
-func (s consumeSource) Scan(ctx context.Context, tenant, stream string, from consume.Position, limit int, fn func(consume.Position, record.Record) error) (int, error) {
-	return s.engine.Scan(ctx, tenant, stream, query.Position(from), limit, func(p query.Position, r record.Record) error {
+func (s consumeSource) ScanPartition(ctx context.Context, tenant, stream string, part int32, after int64, limit int, fn func(consume.Position, record.Record) error) (int, error) {
+	return s.engine.ScanPartition(ctx, tenant, stream, part, after, limit, func(p query.Position, r record.Record) error {
 		return fn(consume.Position(p), r)
 	})
 }
