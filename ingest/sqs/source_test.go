@@ -143,7 +143,9 @@ func TestSourceSQSSlowBatch(t *testing.T) {
 		g.Send(t, "slow", fmt.Sprintf("m-%d", i), nil)
 	}
 	waitFor(t, 30*time.Second, "two visibility extensions", func() bool { return s.Stats().Extensions >= 2 })
-	if st := s.Stats(); st.Messages != 5 {
+	// The one receiver holds its first batch (the messages sent after
+	// it wait their turn): nothing it holds is received again.
+	if st := s.Stats(); st.Messages > 5 {
 		t.Errorf("stats %+v: the messages were received again while held", st)
 	}
 	close(release)
