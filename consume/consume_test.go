@@ -441,3 +441,45 @@ func TestCommitDurable(t *testing.T) {
 		t.Fatalf("got %v, want 0/3 and 1/4", got)
 	}
 }
+
+// TestGroupStandby: with one partition, the oldest member owns it and the
+// others wait; when it leaves, the next oldest resumes from the commit.
+func TestGroupStandby(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(1)
+	src.show(0, 9, 0, 1, 2, 3)
+	src.setMark(0, 4, 4)
+	m := testManager(t, src)
+	ctx := context.Background()
+	var members []*Subscription
+	for range 3 {
+		s, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "g"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		members = append(members, s)
+	}
+	a, b, c := members[0], members[1], members[2]
+	if !slices.Equal(a.Partitions(), []int32{0}) || len(b.Partitions()) != 0 || len(c.Partitions()) != 0 {
+		t.Fatalf("partitions %v %v %v, want the oldest member to own the one partition", a.Partitions(), b.Partitions(), c.Partitions())
+	}
+	if got := positions(nextRecords(t, a)); len(got) != 4 {
+		t.Fatalf("a got %v", got)
+	}
+	if !pending(t, b) {
+		t.Fatal("a standby received records")
+	}
+	if err := m.Commit("t", "s", "g", map[int32]int64{0: 3}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	partitionsOf(t, b, []int32{0})
+	got := nextRecords(t, b)
+	if len(got) != 1 || got[0].Offset != 3 || !got[0].Redelivered {
+		t.Fatalf("b resumed with %+v, want 3, redelivered", got)
+	}
+	if len(c.Partitions()) != 0 {
+		t.Fatalf("c owns %v", c.Partitions())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/query"
@@ -158,10 +159,13 @@ func (s subscribeService) rpcErr(err error) error {
 }
 
 // validateConsumer checks a stream's and a group's names; a group is
-// named like a stream (it names a file).
+// named like a stream (it names a file). The dead-letter stream can be
+// consumed too.
 func validateConsumer(stream, group string) error {
-	if err := record.ValidateStream(stream); err != nil {
-		return fmt.Errorf("stream: %w", err)
+	if stream != logschema.DeadLetterStream {
+		if err := record.ValidateStream(stream); err != nil {
+			return fmt.Errorf("stream: %w", err)
+		}
 	}
 	if group != "" {
 		if err := record.ValidateStream(group); err != nil {

@@ -257,6 +257,9 @@ func TestConsumeStarts(t *testing.T) {
 		t.Errorf("filtered: %q", b)
 	}
 
+	// The dead-letter stream can be consumed like any other.
+	openSub(t, sc, &weirv1.SubscribeRequest{Stream: "_dead_letter"})
+
 	// Bad requests.
 	for _, req := range []*weirv1.SubscribeRequest{
 		{Stream: ""},
