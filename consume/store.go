@@ -63,8 +63,20 @@ func saveOffsets(path string, offsets map[int32]int64) error {
 		return err
 	}
 	dir := filepath.Dir(path)
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("consume: offsets: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// New directories (stream=, tenant=, consumers) must be durable
+		// entries of their parents, up to the data directory.
+		tenantDir := filepath.Dir(dir)
+		root := filepath.Dir(tenantDir)
+		for _, d := range []string{tenantDir, root, filepath.Dir(root)} {
+			if err := syncDir(d); err != nil {
+				return err
+			}
+		}
 	}
 	tmp, err := os.CreateTemp(dir, ".offsets-*.tmp")
 	if err != nil {
@@ -85,13 +97,18 @@ func saveOffsets(path string, offsets map[int32]int64) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("consume: offsets: %w", err)
 	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory, which makes its entries durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("consume: offsets: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("consume: fsync offsets directory: %w", err)
+		return fmt.Errorf("consume: fsync directory %s: %w", dir, err)
 	}
 	return nil
 }
