@@ -16,12 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/weirlabs/weir/buffer"
-	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/esbulk"
 	"github.com/weirlabs/weir/ingest/otlp"
 	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"

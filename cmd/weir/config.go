@@ -14,7 +14,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/weirlabs/weir/buffer"
-	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/ingest/hec"
 	"github.com/weirlabs/weir/ingest/jsonl"
@@ -23,6 +22,7 @@ import (
 	"github.com/weirlabs/weir/ingest/syslog"
 	"github.com/weirlabs/weir/internal/alert"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/internal/tail"

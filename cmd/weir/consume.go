@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weirlabs/weir/buffer"
-	"github.com/weirlabs/weir/consume"
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
