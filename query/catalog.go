@@ -43,8 +43,13 @@ type catalog struct {
 	db      *sql.DB
 	staging string // the engine's staging root; this tenant's is staging/tenant=<id>
 
-	// mu guards the catalog below and serialises view changes. Queries
-	// take it only briefly, to register and unregister.
+	// ddl serialises the view DDL, so views change in the order of the
+	// catalog states they were built from. It is taken before mu and held
+	// while the DDL runs; mu is not, so staging rows (the sink's write
+	// path) and starting queries never wait for DDL.
+	ddl sync.Mutex
+	// mu guards the catalog below. Queries take it only briefly, to
+	// register and unregister.
 	mu      sync.Mutex
 	conn    *sql.Conn
 	files   map[string][]string    // published file paths by stream
@@ -133,9 +138,7 @@ func (c *catalog) viewLoop() {
 			return
 		}
 		start := time.Now()
-		c.mu.Lock()
-		c.applyPendingLocked()
-		c.mu.Unlock()
+		c.applyPending()
 		pause := max(minViewInterval, 2*time.Since(start))
 		select {
 		case <-time.After(pause):
@@ -165,31 +168,49 @@ func (c *catalog) changedLocked(stream string) {
 	}
 }
 
-// applyPendingLocked rebuilds the out-of-date views and then retires the
-// segments they no longer list. On error the changes stay pending and the
-// next kick retries them.
-func (c *catalog) applyPendingLocked() {
+// applyPending rebuilds the out-of-date views from a snapshot of the
+// catalog, then retires the staged segments that the snapshot no longer
+// shows. The DDL runs without mu; changes recorded meanwhile are applied
+// by the next round.
+func (c *catalog) applyPending() {
+	c.ddl.Lock()
+	defer c.ddl.Unlock()
+	c.mu.Lock()
 	if c.conn == nil || len(c.dirty) == 0 {
+		c.mu.Unlock()
 		return
 	}
 	streams := make([]string, 0, len(c.dirty))
 	for s := range c.dirty {
 		streams = append(streams, s)
 	}
+	clear(c.dirty)
 	target := c.changes
-	if err := c.applyViewsLocked(context.Background(), streams); err != nil {
+	stmts := c.viewStmtsLocked(streams)
+	retiring := c.retiring
+	c.retiring = nil
+	conn := c.conn
+	c.mu.Unlock()
+
+	err := execViews(context.Background(), conn, stmts)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
 		c.log.Error("query: update views; retrying", "err", err)
+		for _, s := range streams {
+			c.dirty[s] = true
+		}
+		c.retiring = append(retiring, c.retiring...)
 		select {
 		case c.kick <- struct{}{}:
 		default:
 		}
 		return
 	}
-	clear(c.dirty)
-	for _, sf := range c.retiring {
+	for _, sf := range retiring {
 		c.retireLocked(sf)
 	}
-	c.retiring = c.retiring[:0]
 	c.applied = target
 	c.settled.Broadcast()
 }
@@ -282,6 +303,8 @@ func (c *catalog) close() error {
 
 // addFiles makes already published files of the tenant visible.
 func (c *catalog) addFiles(files []sink.FileInfo) error {
+	c.ddl.Lock()
+	defer c.ddl.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var streams []string
@@ -486,8 +509,16 @@ func (c *catalog) sweepLocked() {
 }
 
 // applyViewsLocked recreates the logs view and the views of the given
-// streams in one transaction.
+// streams from the catalog as it stands. ddl and mu must be held (ddl
+// first).
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
+	return execViews(ctx, c.conn, c.viewStmtsLocked(streams))
+}
+
+// viewStmtsLocked returns the DDL that recreates the logs view and the
+// views of streams from the catalog as it stands, and records that those
+// streams have views. mu must be held.
+func (c *catalog) viewStmtsLocked(streams []string) []string {
 	for _, s := range streams {
 		c.streams[s] = true
 	}
@@ -515,7 +546,13 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 		}
 		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths, c.wide[s])))
 	}
-	tx, err := c.conn.BeginTx(ctx, nil)
+	return stmts
+}
+
+// execViews runs view DDL in one transaction, so queries see all of the
+// change or none of it.
+func execViews(ctx context.Context, conn *sql.Conn, stmts []string) error {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("query: begin: %w", err)
 	}

@@ -352,6 +352,8 @@ func (e *Engine) EnsureStream(tenant, stream string) error {
 	if err != nil {
 		return err
 	}
+	c.ddl.Lock()
+	defer c.ddl.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.streams[stream] || c.conn == nil {
