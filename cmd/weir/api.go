@@ -42,6 +42,8 @@ type pipeline struct {
 	ing    *ingest.Service
 	alerts *alert.Manager
 	hub    *tail.Hub
+	// consumers is set by newAPI.
+	consumers *consume.Manager
 }
 
 // newReload returns the reload of the configuration file's stream rules
@@ -90,6 +92,7 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 	if err != nil {
 		return nil, nil, err
 	}
+	p.consumers = consumers
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

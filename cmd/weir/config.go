@@ -137,6 +137,10 @@ type config struct {
 	// docs/sources.md).
 	Sources sourcesConfig `yaml:"sources"`
 
+	// Forward lists the forwarders that publish streams to brokers
+	// (forward.go, docs/forward.md).
+	Forward forwardConfig `yaml:"forward"`
+
 	Buffer struct {
 		Partitions   int           `yaml:"partitions"`
 		RingSlots    int           `yaml:"ring_slots"`
@@ -558,6 +562,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.Sources.validate(); err != nil {
+		return err
+	}
+	if err := c.Forward.validate(); err != nil {
 		return err
 	}
 	if err := c.Alerts.Validate(); err != nil {

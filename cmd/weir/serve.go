@@ -98,7 +98,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 //
 // transform's processors run in ingest, before the buffer; its batchers
 // are the buffer's consumers, turning each stream partition's records
-// into Arrow batches for the sink.
+// into Arrow batches for the sink. The forwarders read the engine
+// through the consume manager: they start once it exists and stop
+// before the stages they read.
 func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (err error) {
 	defer ln.Close()
 	authn, err := auth.New(cfg.Auth)
@@ -244,6 +246,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err != nil {
 		return err
 	}
+	// The forwarders read the lake through the consume manager: they
+	// stop before the query engine and the buffer they read.
+	fwd, err := startForwarders(ctx, &cfg, p.consumers, log)
+	if err != nil {
+		return err
+	}
+	run.add("forwarders", fwd)
+	reg.MustRegister(forwardCollector{fwd})
 
 	hosts := cfg.Server.Hosts
 	if len(hosts) == 0 && loopback {

@@ -1,0 +1,111 @@
+package forward
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirlabs/weir/internal/consume"
+	"github.com/weirlabs/weir/internal/record"
+)
+
+// Header keys of every message.
+const (
+	HeaderTenant    = "weir.tenant"
+	HeaderStream    = "weir.stream"
+	HeaderPartition = "weir.partition"
+	HeaderOffset    = "weir.offset"
+)
+
+// Message is the JSON value of a forwarded record (docs/forward.md).
+// Attributes and resource attributes become objects; when a key repeats,
+// the last value wins, as in queries.
+type Message struct {
+	// Timestamp is RFC 3339 with nanoseconds in UTC; empty when unknown.
+	Timestamp         string            `json:"timestamp,omitempty"`
+	ObservedTimestamp string            `json:"observed_timestamp,omitempty"`
+	SeverityText      string            `json:"severity_text,omitempty"`
+	SeverityNumber    int32             `json:"severity_number"`
+	Body              string            `json:"body"`
+	ServiceName       string            `json:"service_name,omitempty"`
+	Attributes        map[string]string `json:"attributes,omitempty"`
+	Resource          map[string]string `json:"resource,omitempty"`
+	// TraceID and SpanID are lower-case hex; empty when absent.
+	TraceID string `json:"trace_id,omitempty"`
+	SpanID  string `json:"span_id,omitempty"`
+	Flags   uint32 `json:"flags,omitempty"`
+	// Where the record is stored in weir.
+	Tenant    string `json:"tenant"`
+	Stream    string `json:"stream"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// NewMessage returns the message of a record of tenant's stream.
+func NewMessage(tenant, stream string, pos consume.Position, r *record.Record) Message {
+	m := Message{
+		Timestamp:         rfc3339(r.Timestamp),
+		ObservedTimestamp: rfc3339(r.ObservedTimestamp),
+		SeverityText:      r.SeverityText,
+		SeverityNumber:    r.SeverityNumber,
+		Body:              r.Body,
+		ServiceName:       r.ServiceName(),
+		Attributes:        kvMap(r.Attributes),
+		Resource:          kvMap(r.Resource),
+		Flags:             r.Flags,
+		Tenant:            tenant,
+		Stream:            stream,
+		Partition:         pos.Partition,
+		Offset:            pos.Offset,
+	}
+	if r.TraceID != ([16]byte{}) {
+		m.TraceID = hex.EncodeToString(r.TraceID[:])
+	}
+	if r.SpanID != ([8]byte{}) {
+		m.SpanID = hex.EncodeToString(r.SpanID[:])
+	}
+	return m
+}
+
+func rfc3339(ns int64) string {
+	if ns == 0 {
+		return ""
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+func kvMap(kvs []record.KV) map[string]string {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// kafkaRecord returns the Kafka record of a consumed record: the message
+// as value, the service name as key (so one service's records keep
+// their order within a Kafka partition; no key without one) and the
+// position as headers.
+func kafkaRecord(tenant, stream string, cr *consume.Record) (*kgo.Record, error) {
+	m := NewMessage(tenant, stream, cr.Position, &cr.Record)
+	v, err := json.Marshal(&m)
+	if err != nil {
+		return nil, err
+	}
+	kr := &kgo.Record{Value: v, Headers: []kgo.RecordHeader{
+		{Key: HeaderTenant, Value: []byte(tenant)},
+		{Key: HeaderStream, Value: []byte(stream)},
+		{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(cr.Partition), 10)},
+		{Key: HeaderOffset, Value: strconv.AppendInt(nil, cr.Offset, 10)},
+	}}
+	if m.ServiceName != "" {
+		kr.Key = []byte(m.ServiceName)
+	}
+	return kr, nil
+}
