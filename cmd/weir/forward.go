@@ -18,6 +18,7 @@ import (
 // (docs/forward.md); none by default.
 type forwardConfig struct {
 	Kafka []kafkaForwardConfig `yaml:"kafka"`
+	AMQP  []amqpForwardConfig  `yaml:"amqp"`
 }
 
 // kafkaForwardConfig is one Kafka forwarder (internal/forward.Config);
@@ -46,31 +47,81 @@ func (k *kafkaForwardConfig) config() (forward.Config, error) {
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
-	// The name becomes part of a group's file name, like a stream's.
-	if err := record.ValidateStream(c.Name); err != nil {
-		return c, fmt.Errorf("name: %w", err)
-	}
-	if err := record.ValidateTenant(c.Tenant); err != nil {
-		return c, err
-	}
-	if err := validateConsumer(c.Stream, ""); err != nil {
-		return c, err
-	}
-	return c, nil
+	return c, validateForwarder(c.Name, c.Tenant, c.Stream)
 }
 
-// validate checks every forwarder's configuration; names are unique.
+// amqpForwardConfig is one RabbitMQ forwarder
+// (internal/forward.AMQPConfig); fields left out keep the package's
+// defaults, and the tenant is the default tenant.
+type amqpForwardConfig struct {
+	Name           string        `yaml:"name"`
+	Tenant         string        `yaml:"tenant"`
+	Stream         string        `yaml:"stream"`
+	URL            string        `yaml:"url"`
+	Exchange       string        `yaml:"exchange"`
+	RoutingKey     string        `yaml:"routing_key"`
+	BatchRecords   int           `yaml:"batch_records"`
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	MinBackoff     time.Duration `yaml:"min_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+}
+
+func (a *amqpForwardConfig) config() (forward.AMQPConfig, error) {
+	c := forward.DefaultAMQPConfig()
+	c.Name, c.Tenant, c.Stream, c.URL, c.Exchange, c.RoutingKey = a.Name, record.DefaultTenant, a.Stream, a.URL, a.Exchange, a.RoutingKey
+	setIf(&c.Tenant, a.Tenant)
+	setIf(&c.BatchRecords, a.BatchRecords)
+	setIf(&c.PublishTimeout, a.PublishTimeout)
+	setIf(&c.MinBackoff, a.MinBackoff)
+	setIf(&c.MaxBackoff, a.MaxBackoff)
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, validateForwarder(c.Name, c.Tenant, c.Stream)
+}
+
+// validateForwarder checks the names a forwarder's group is made of.
+func validateForwarder(name, tenant, stream string) error {
+	// The name becomes part of a group's file name, like a stream's.
+	if err := record.ValidateStream(name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if err := record.ValidateTenant(tenant); err != nil {
+		return err
+	}
+	return validateConsumer(stream, "")
+}
+
+// validate checks every forwarder's configuration; names are unique
+// across brokers, as each names a consumer group.
 func (f *forwardConfig) validate() error {
 	names := map[string]bool{}
+	unique := func(name, at string) error {
+		if names[name] {
+			return fmt.Errorf("%s: name %q is used twice", at, name)
+		}
+		names[name] = true
+		return nil
+	}
 	for i := range f.Kafka {
+		at := fmt.Sprintf("forward.kafka[%d]", i)
 		c, err := f.Kafka[i].config()
 		if err != nil {
-			return fmt.Errorf("forward.kafka[%d]: %w", i, err)
+			return fmt.Errorf("%s: %w", at, err)
 		}
-		if names[c.Name] {
-			return fmt.Errorf("forward.kafka[%d]: name %q is used twice", i, c.Name)
+		if err := unique(c.Name, at); err != nil {
+			return err
 		}
-		names[c.Name] = true
+	}
+	for i := range f.AMQP {
+		at := fmt.Sprintf("forward.amqp[%d]", i)
+		c, err := f.AMQP[i].config()
+		if err != nil {
+			return fmt.Errorf("%s: %w", at, err)
+		}
+		if err := unique(c.Name, at); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -96,6 +147,20 @@ func startForwarders(ctx context.Context, cfg *config, m *consume.Manager, log *
 			return nil, errors.Join(fmt.Errorf("forward.kafka[%d]: %w", i, err), out.Shutdown(context.Background()))
 		}
 		log.Info("kafka forwarder running", "name", c.Name, "tenant", c.Tenant, "stream", c.Stream, "topic", c.Topic, "group", c.Group())
+	}
+	for i := range cfg.Forward.AMQP {
+		c, err := cfg.Forward.AMQP[i].config()
+		if err == nil {
+			var f *forward.Forwarder
+			if f, err = forward.NewAMQP(c, m, log); err == nil {
+				out = append(out, f)
+				err = f.Start(ctx)
+			}
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("forward.amqp[%d]: %w", i, err), out.Shutdown(context.Background()))
+		}
+		log.Info("rabbitmq forwarder running", "name", c.Name, "tenant", c.Tenant, "stream", c.Stream, "exchange", c.Exchange, "group", c.Group())
 	}
 	return out, nil
 }
@@ -124,7 +189,7 @@ type forwardCollector struct{ fs forwarders }
 
 var (
 	descForwarderRecords = prometheus.NewDesc("weir_forwarder_records_total", "Records a forwarder's broker acknowledged (again after a retried batch).", []string{"name"}, nil)
-	descForwarderErrors  = prometheus.NewDesc("weir_forwarder_errors_total", "Failed reads, produces, unanswered produces and commits of a forwarder.", []string{"name"}, nil)
+	descForwarderErrors  = prometheus.NewDesc("weir_forwarder_errors_total", "Failed reads, publishes, unanswered publishes and commits of a forwarder.", []string{"name"}, nil)
 )
 
 func (c forwardCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -7,14 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/weirlabs/weir/internal/brokertest"
 	"github.com/weirlabs/weir/internal/forward"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
@@ -338,4 +341,139 @@ func TestForwardConfig(t *testing.T) {
 	if err := twice.validate(); err == nil {
 		t.Error("two forwarders of one name accepted")
 	}
+
+	a := amqpForwardConfig{Name: "orders", Stream: "app", URL: "amqp://r:5672/", Exchange: "logs"}
+	if c, err := a.config(); err != nil || c.RoutingKey != "" || c.PublishTimeout != forward.DefaultAMQPConfig().PublishTimeout {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for name, mut := range map[string]func(*amqpForwardConfig){
+		"no url":     func(c *amqpForwardConfig) { c.URL = "" },
+		"http url":   func(c *amqpForwardConfig) { c.URL = "http://r/" },
+		"bad name":   func(c *amqpForwardConfig) { c.Name = "Orders.x" },
+		"bad stream": func(c *amqpForwardConfig) { c.Stream = "App" },
+		"no timeout": func(c *amqpForwardConfig) { c.PublishTimeout = -time.Second },
+	} {
+		c := a
+		mut(&c)
+		if _, err := c.config(); err == nil {
+			t.Errorf("amqp %s: accepted", name)
+		}
+	}
+	across := forwardConfig{Kafka: []kafkaForwardConfig{ok}, AMQP: []amqpForwardConfig{a}}
+	if err := across.validate(); err == nil {
+		t.Error("a Kafka and a RabbitMQ forwarder of one name accepted")
+	}
+}
+
+// readExchange gets want messages from queue, which is bound to the
+// forwarder's exchange, as forwarded messages: the routing key is the
+// key, and the single queue is one partition.
+func readExchange(t *testing.T, ch *amqp091.Channel, queue string, want int) []forwarded {
+	t.Helper()
+	var out []forwarded
+	deadline := time.Now().Add(60 * time.Second)
+	for len(out) < want {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if time.Now().After(deadline) {
+				t.Fatalf("read %d messages of queue %s, want %d", len(out), queue, want)
+			}
+			time.Sleep(10 * time.Millisecond) // polling an empty queue
+			continue
+		}
+		if d.DeliveryMode != amqp091.Persistent {
+			t.Fatalf("message %s: delivery mode %d, want persistent", d.Body, d.DeliveryMode)
+		}
+		m := forwarded{key: d.RoutingKey, headers: map[string]string{}}
+		if err := json.Unmarshal(d.Body, &m.Message); err != nil {
+			t.Fatalf("message %q: %v", d.Body, err)
+		}
+		for k, v := range d.Headers {
+			m.headers[k] = fmt.Sprint(v)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestForwardAMQP: records pushed to stream app arrive in a queue bound
+// to the forwarder's exchange as stored; after a restart of weir the
+// forwarder resumes from its commit; while the broker is unreachable
+// pushes are still acknowledged and the forwarder lags, and once it is
+// back everything arrives.
+func TestForwardAMQP(t *testing.T) {
+	rabbit := brokertest.StartRabbit(t)
+	u, err := url.Parse(rabbit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := brokertest.NewProxy(t, u.Host)
+	conn, err := amqp091.Dial(rabbit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("logs", "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("all", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("all", "#", "logs", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	withAMQP := func(cfg *config) {
+		fastCommit(cfg)
+		cfg.Consume.PollInterval = 10 * time.Millisecond
+		cfg.Forward.AMQP = []amqpForwardConfig{{Name: "orders", Stream: "app", URL: proxy.URL(rabbit), Exchange: "logs",
+			BatchRecords: 100, PublishTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}
+	}
+	data := t.TempDir()
+	s := startServer(t, data, withAMQP)
+	pushServices(t, s.url, "a", 300)
+	waitCount(t, s.url, "SELECT count(*) FROM app", 300)
+	msgs := readExchange(t, ch, "all", 300)
+	if dups := checkForwarded(t, s.url, msgs); dups != 0 {
+		t.Errorf("%d duplicates without a failure", dups)
+	}
+	waitForward(t, "the forwarder's commit of every record", func() bool { return forwardLag(t, s.url) == 0 })
+	if got := metricValue(t, s.url, `weir_forwarder_records_total{name="orders"}`); got != 300 {
+		t.Errorf("weir_forwarder_records_total %v, want 300", got)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, data, withAMQP)
+	pushServices(t, s.url, "b", 200)
+	waitCount(t, s.url, "SELECT count(*) FROM app", 500)
+	msgs = append(msgs, readExchange(t, ch, "all", 200)...)
+	waitForward(t, "the forwarder's commit of every record", func() bool { return forwardLag(t, s.url) == 0 })
+	if dups := checkForwarded(t, s.url, msgs); dups != 0 {
+		t.Errorf("%d duplicates after a clean restart, want none: everything was committed", dups)
+	}
+
+	proxy.Cut()
+	pushServices(t, s.url, "c", 300) // acknowledged while the broker is unreachable
+	waitCount(t, s.url, "SELECT count(*) FROM app", 800)
+	waitForward(t, "a forwarder error", func() bool { return metricValue(t, s.url, `weir_forwarder_errors_total{name="orders"}`) > 0 })
+	if lag := forwardLag(t, s.url); lag <= 0 {
+		t.Errorf("forwarder lag %v while the broker is unreachable, want above 0", lag)
+	}
+	proxy.Restore(t)
+	waitForward(t, "the forwarder's commit of every record", func() bool { return forwardLag(t, s.url) == 0 })
+	q, err := ch.QueueDeclarePassive("all", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, readExchange(t, ch, "all", q.Messages)...) // everything published before the commit
+	dups := checkForwarded(t, s.url, msgs)
+	t.Logf("%d records published again after the broker came back (batches retried)", dups)
 }

@@ -80,71 +80,101 @@ func (c Config) Group() string { return GroupPrefix + c.Name }
 
 // Stats are a forwarder's counters.
 type Stats struct {
-	// Records counts records Kafka acknowledged (produced again after a
-	// failure, a record counts again).
+	// Records counts records the broker acknowledged (published again
+	// after a failure, a record counts again).
 	Records int64
-	// Errors counts failed subscribes, reads, produces and commits.
+	// Errors counts failed subscribes, reads, publishes, unanswered
+	// publishes and commits.
 	Errors int64
 }
 
-// Forwarder forwards one stream to one Kafka topic. Start runs it in
-// one goroutine that Shutdown stops and joins.
+// producer publishes batches to one broker; each broker implements it,
+// and the Forwarder runs the consumer group around it.
+type producer interface {
+	// produce returns nil once the broker acknowledged every record of
+	// recs, or an error when one failed, the broker is unreachable or
+	// ctx is done; the Forwarder retries the whole batch with backoff.
+	// It is called from one goroutine at a time.
+	produce(ctx context.Context, recs []consume.Record) error
+	// close releases the producer's connections. It may be called while
+	// produce runs, and makes it fail.
+	close()
+}
+
+// group is what the consumer-group loop needs of a forwarder's config.
+type group struct {
+	name, tenant, stream string
+	// target names the topic or exchange in logs.
+	target                 string
+	batchRecords           int
+	minBackoff, maxBackoff time.Duration
+}
+
+// Forwarder forwards one stream to one Kafka topic or RabbitMQ
+// exchange. Start runs it in one goroutine that Shutdown stops and
+// joins.
 type Forwarder struct {
-	cfg  Config
+	g    group
 	m    *consume.Manager
 	log  *slog.Logger
-	opts []kgo.Opt
+	open func() (producer, error)
 
 	records, errs atomic.Int64
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
-	cl     *kgo.Client
+	p      producer
 }
 
-// New returns a forwarder reading through m. opts are added to the
+// New returns a Kafka forwarder reading through m. opts are added to the
 // Kafka client's options (TLS, SASL, tests).
 func New(cfg Config, m *consume.Manager, log *slog.Logger, opts ...kgo.Opt) (*Forwarder, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	f := newForwarder(group{name: cfg.Name, tenant: cfg.Tenant, stream: cfg.Stream, target: "topic " + cfg.Topic,
+		batchRecords: cfg.BatchRecords, minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff}, m, log)
+	f.open = func() (producer, error) { return newKafkaProducer(cfg, f.slow, opts) }
+	return f, nil
+}
+
+func newForwarder(g group, m *consume.Manager, log *slog.Logger) *Forwarder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Forwarder{cfg: cfg, m: m, log: log.With("forwarder", cfg.Name), opts: opts}, nil
+	return &Forwarder{g: g, m: m, log: log.With("forwarder", g.name)}
 }
 
 // Name returns the forwarder's name.
-func (f *Forwarder) Name() string { return f.cfg.Name }
+func (f *Forwarder) Name() string { return f.g.name }
 
 // Stats returns the counters. It is safe for concurrent use.
 func (f *Forwarder) Stats() Stats {
 	return Stats{Records: f.records.Load(), Errors: f.errs.Load()}
 }
 
-// Start creates the Kafka client and starts forwarding; it does not wait
-// for Kafka, which may be down. ctx bounds start-up only.
+// slow counts and logs a wait of the publish timeout without the
+// broker's answer.
+func (f *Forwarder) slow(records int, waited time.Duration) {
+	f.errs.Add(1)
+	f.log.Warn("the broker has not acknowledged a batch yet", "to", f.g.target, "records", records, "waited", waited)
+}
+
+// Start creates the broker client and starts forwarding; it does not
+// wait for the broker, which may be down. ctx bounds start-up only.
 func (f *Forwarder) Start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.done != nil {
 		return errors.New("forward: started twice")
 	}
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(f.cfg.Brokers...),
-		kgo.DefaultProduceTopic(f.cfg.Topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent by default with all acks
-		kgo.RecordDeliveryTimeout(f.cfg.ProduceTimeout),
-		kgo.ProducerBatchMaxBytes(16 << 20),
-		kgo.ClientID("weir-forward"),
-	}, f.opts...)
-	cl, err := kgo.NewClient(opts...)
+	p, err := f.open()
 	if err != nil {
-		return fmt.Errorf("forward %s: kafka client: %w", f.cfg.Name, err)
+		return fmt.Errorf("forward %s: %w", f.g.name, err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	f.cl, f.cancel, f.done = cl, cancel, make(chan struct{})
+	f.p, f.cancel, f.done = p, cancel, make(chan struct{})
 	go func() {
 		defer close(f.done)
 		f.run(runCtx)
@@ -153,11 +183,11 @@ func (f *Forwarder) Start(ctx context.Context) error {
 }
 
 // Shutdown stops forwarding and waits for the goroutine within ctx. A
-// batch in flight is abandoned uncommitted: it is produced again after
+// batch in flight is abandoned uncommitted: it is published again after
 // the next start. Shutdown is safe without Start and more than once.
 func (f *Forwarder) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
-	cancel, done, cl := f.cancel, f.done, f.cl
+	cancel, done, p := f.cancel, f.done, f.p
 	f.mu.Unlock()
 	if done == nil {
 		return nil
@@ -167,16 +197,16 @@ func (f *Forwarder) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("forward %s: %w", f.cfg.Name, ctx.Err())
+		err = fmt.Errorf("forward %s: %w", f.g.name, ctx.Err())
 	}
-	cl.Close() // fails what the client still holds, uncommitted
+	p.close() // fails what the client still holds, uncommitted
 	return err
 }
 
 // run subscribes and forwards until ctx is done, subscribing again
 // after a failed read.
 func (f *Forwarder) run(ctx context.Context) {
-	bo := backoff{min: f.cfg.MinBackoff, max: f.cfg.MaxBackoff}
+	bo := backoff{min: f.g.minBackoff, max: f.g.maxBackoff}
 	for ctx.Err() == nil {
 		err := f.forward(ctx, &bo)
 		if ctx.Err() != nil {
@@ -191,7 +221,7 @@ func (f *Forwarder) run(ctx context.Context) {
 // forward reads the stream as a member of the group and forwards every
 // batch until a read fails or ctx is done.
 func (f *Forwarder) forward(ctx context.Context, bo *backoff) error {
-	sub, err := f.m.Subscribe(ctx, f.cfg.Tenant, consume.Request{Stream: f.cfg.Stream, Group: f.cfg.Group(), MaxBatchRecords: f.cfg.BatchRecords})
+	sub, err := f.m.Subscribe(ctx, f.g.tenant, consume.Request{Stream: f.g.stream, Group: GroupPrefix + f.g.name, MaxBatchRecords: f.g.batchRecords})
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -211,7 +241,7 @@ func (f *Forwarder) forward(ctx context.Context, bo *backoff) error {
 	}
 }
 
-// deliver produces recs until Kafka acknowledges all of them, then
+// deliver publishes recs until the broker acknowledges all of them, then
 // commits their offsets, retrying each step with backoff. It returns an
 // error only when ctx is done.
 func (f *Forwarder) deliver(ctx context.Context, bo *backoff, recs []consume.Record) error {
@@ -220,7 +250,7 @@ func (f *Forwarder) deliver(ctx context.Context, bo *backoff, recs []consume.Rec
 		offsets[recs[i].Partition] = max(offsets[recs[i].Partition], recs[i].Offset+1)
 	}
 	for {
-		err := f.produce(ctx, recs)
+		err := f.p.produce(ctx, recs)
 		if err == nil {
 			break
 		}
@@ -228,12 +258,12 @@ func (f *Forwarder) deliver(ctx context.Context, bo *backoff, recs []consume.Rec
 			return ctx.Err()
 		}
 		f.errs.Add(1)
-		f.log.Warn("produce failed; retrying", "topic", f.cfg.Topic, "records", len(recs), "err", err, "backoff", bo.next())
+		f.log.Warn("publish failed; retrying", "to", f.g.target, "records", len(recs), "err", err, "backoff", bo.next())
 		bo.wait(ctx)
 	}
 	f.records.Add(int64(len(recs)))
 	for {
-		err := f.m.Commit(f.cfg.Tenant, f.cfg.Stream, f.cfg.Group(), offsets)
+		err := f.m.Commit(f.g.tenant, f.g.stream, GroupPrefix+f.g.name, offsets)
 		if err == nil {
 			return nil
 		}
@@ -244,48 +274,6 @@ func (f *Forwarder) deliver(ctx context.Context, bo *backoff, recs []consume.Rec
 		f.log.Warn("commit failed; retrying", "err", err, "backoff", bo.next())
 		bo.wait(ctx)
 	}
-}
-
-// produce hands recs to the client and waits until Kafka acknowledged
-// every one, one failed, or ctx is done. The client retries a batch it
-// could not send for as long as it may (an idempotent producer fails a
-// record only when that cannot duplicate it); each ProduceTimeout
-// without an answer counts as an error, so a stuck Kafka shows on the
-// metrics.
-func (f *Forwarder) produce(ctx context.Context, recs []consume.Record) error {
-	// The channel holds every answer, so a promise called after produce
-	// returned (Shutdown closing the client) never blocks.
-	results := make(chan error, len(recs))
-	for i := range recs {
-		// kgo owns the records it produces: they are built anew for each
-		// attempt.
-		kr, err := kafkaRecord(f.cfg.Tenant, f.cfg.Stream, &recs[i])
-		if err != nil {
-			results <- fmt.Errorf("encode %d:%d: %w", recs[i].Partition, recs[i].Offset, err)
-			continue
-		}
-		f.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) { results <- err })
-	}
-	slow := time.NewTicker(f.cfg.ProduceTimeout)
-	defer slow.Stop()
-	var first error
-	for range recs {
-		for waiting := true; waiting; {
-			select {
-			case err := <-results:
-				if first == nil {
-					first = err
-				}
-				waiting = false
-			case <-slow.C:
-				f.errs.Add(1)
-				f.log.Warn("kafka has not acknowledged a batch yet", "topic", f.cfg.Topic, "records", len(recs), "waited", f.cfg.ProduceTimeout)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	return first
 }
 
 // backoff doubles a wait from min to max with each failure in a row.

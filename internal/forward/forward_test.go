@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,12 +16,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/weirlabs/weir/internal/brokertest"
 	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/forward"
 	"github.com/weirlabs/weir/internal/record"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	brokertest.StopRabbit()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // lake is an append-only stream: every record appended is visible at
 // once, so the marks' Committed and Next are both its length.

@@ -93,19 +93,44 @@ func kvMap(kvs []record.KV) map[string]string {
 // their order within a Kafka partition; no key without one) and the
 // position as headers.
 func kafkaRecord(tenant, stream string, cr *consume.Record) (*kgo.Record, error) {
-	m := NewMessage(tenant, stream, cr.Position, &cr.Record)
-	v, err := json.Marshal(&m)
+	e, err := encode(tenant, stream, cr)
 	if err != nil {
 		return nil, err
 	}
-	kr := &kgo.Record{Value: v, Headers: []kgo.RecordHeader{
-		{Key: HeaderTenant, Value: []byte(tenant)},
-		{Key: HeaderStream, Value: []byte(stream)},
-		{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(cr.Partition), 10)},
-		{Key: HeaderOffset, Value: strconv.AppendInt(nil, cr.Offset, 10)},
-	}}
-	if m.ServiceName != "" {
-		kr.Key = []byte(m.ServiceName)
+	kr := &kgo.Record{Value: e.value, Headers: make([]kgo.RecordHeader, len(e.headers))}
+	for i, h := range e.headers {
+		kr.Headers[i] = kgo.RecordHeader{Key: h.key, Value: []byte(h.value)}
+	}
+	if e.service != "" {
+		kr.Key = []byte(e.service)
 	}
 	return kr, nil
+}
+
+// encoded is a record as every broker's message carries it.
+type encoded struct {
+	// value is the JSON Message.
+	value []byte
+	// service is the record's service name, "" without one.
+	service string
+	// headers are the HeaderTenant, HeaderStream, HeaderPartition and
+	// HeaderOffset headers, their values as text.
+	headers [4]header
+}
+
+type header struct{ key, value string }
+
+// encode returns the message of a consumed record of tenant's stream.
+func encode(tenant, stream string, cr *consume.Record) (encoded, error) {
+	m := NewMessage(tenant, stream, cr.Position, &cr.Record)
+	v, err := json.Marshal(&m)
+	if err != nil {
+		return encoded{}, err
+	}
+	return encoded{value: v, service: m.ServiceName, headers: [4]header{
+		{HeaderTenant, tenant},
+		{HeaderStream, stream},
+		{HeaderPartition, strconv.FormatInt(int64(cr.Partition), 10)},
+		{HeaderOffset, strconv.FormatInt(cr.Offset, 10)},
+	}}, nil
 }
