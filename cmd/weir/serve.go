@@ -94,7 +94,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 // The stages are built and started back to front, and shut down front to
 // back by the lifecycle (lifecycle.go):
 //
-//	query ← sink ← transform ← buffer ← ingest ← HTTP server, syslog, broker sources
+//	query ← sink ← transform ← buffer ← ingest ← syslog, broker sources, HTTP server
 //
 // transform's processors run in ingest, before the buffer; its batchers
 // are the buffer's consumers, turning each stream partition's records
@@ -255,22 +255,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	run.add("forwarders", fwd)
 	reg.MustRegister(forwardCollector{fwd})
 
-	hosts := cfg.Server.Hosts
-	if len(hosts) == 0 && loopback {
-		hosts = guard.LoopbackHosts
-	}
-	// The host check comes first, so a rebinding page learns nothing,
-	// not even whether a key is needed; then the key and its roles.
-	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux)))
-	web, err := newWebServer(&cfg, stageLabels(front), ln, certs, ctx)
-	if err != nil {
-		return err
-	}
-	if err := run.start(ctx, "http server", web); err != nil {
-		return err
-	}
 	// The syslog listeners and the broker sources feed the ingest
 	// service like the HTTP handlers; they stop before the buffer drains.
+	// They start before the HTTP server, so that a server that answers
+	// HTTP also listens for syslog.
 	syslogSrv, err := newSyslog(&cfg, ing, log)
 	if err != nil {
 		return err
@@ -287,6 +275,20 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("broker sources", brokerSources)
 	reg.MustRegister(sourceCollector{brokerSources})
+	hosts := cfg.Server.Hosts
+	if len(hosts) == 0 && loopback {
+		hosts = guard.LoopbackHosts
+	}
+	// The host check comes first, so a rebinding page learns nothing,
+	// not even whether a key is needed; then the key and its roles.
+	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux)))
+	web, err := newWebServer(&cfg, stageLabels(front), ln, certs, ctx)
+	if err != nil {
+		return err
+	}
+	if err := run.start(ctx, "http server", web); err != nil {
+		return err
+	}
 	log.Info("weir serving", "addr", ln.Addr().String(), "data", cfg.Data)
 
 	select {
