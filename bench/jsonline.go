@@ -78,9 +78,23 @@ func anyText(v *weirv1.AnyValue) string {
 }
 
 // runJSONLines posts one batch at a time as JSON lines to the peer's
-// ingest URL until sendCtx ends; a request still in flight then has until
-// hardCtx ends. A 2xx answer acknowledges the batch.
+// ingest URL (see postBatches).
 func (w *worker) runJSONLines(sendCtx, hardCtx context.Context) {
+	w.postBatches(sendCtx, hardCtx, w.r.cfg.Server, JSONLineContentType, func(dst []byte, b batch) ([]byte, error) {
+		now := time.Now()
+		for _, rec := range b.recs {
+			dst = appendJSONLine(dst, rec, now)
+		}
+		return dst, nil
+	})
+}
+
+// postBatches posts one batch at a time, encoded by encode, to url until
+// sendCtx ends; a request still in flight then has until hardCtx ends. A
+// 2xx answer acknowledges the batch. weir takes the stream and the ack
+// level from the Weir-Stream and Weir-Ack-Level headers; peers ignore
+// them.
+func (w *worker) postBatches(sendCtx, hardCtx context.Context, url, contentType string, encode func(dst []byte, b batch) ([]byte, error)) {
 	defer w.done()
 	var body []byte
 	for {
@@ -88,18 +102,17 @@ func (w *worker) runJSONLines(sendCtx, hardCtx context.Context) {
 		if !ok {
 			return
 		}
-		body = body[:0]
-		now := time.Now()
-		for _, rec := range b.recs {
-			body = appendJSONLine(body, rec, now)
+		var err error
+		if body, err = encode(body[:0], b); err != nil {
+			w.r.addError(codeEncode, 1)
+			return
 		}
-		req, err := http.NewRequestWithContext(hardCtx, http.MethodPost, w.r.cfg.Server, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(hardCtx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			w.r.addError("request", 1)
 			return
 		}
-		req.Header.Set("Content-Type", JSONLineContentType)
-		// weir takes the stream and ack level from these; peers ignore them.
+		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("Weir-Stream", w.r.cfg.Stream)
 		req.Header.Set("Weir-Ack-Level", w.r.cfg.AckLevel)
 		b.sent = time.Now()

@@ -1,13 +1,8 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
-	"time"
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -94,50 +89,11 @@ func otlpKVs(kvs []*weirv1.KeyValue) []*commonpb.KeyValue {
 }
 
 // runOTLP posts one batch at a time as an OTLP/HTTP protobuf export
-// request until sendCtx ends; a request still in flight then has until
-// hardCtx ends. A 2xx answer acknowledges the batch (weir answers once
-// the records reached the ack level).
+// request to <server>/v1/logs (see postBatches); weir answers once the
+// records reached the ack level.
 func (w *worker) runOTLP(sendCtx, hardCtx context.Context) {
-	defer w.done()
 	url := strings.TrimRight(w.r.cfg.Server, "/") + otlpLogsPath
-	var body []byte
-	for {
-		b, ok := w.nextBatch(sendCtx)
-		if !ok {
-			return
-		}
-		var err error
-		body, err = proto.MarshalOptions{}.MarshalAppend(body[:0], otlpRequest(b.recs))
-		if err != nil {
-			w.r.addError(codeEncode, 1)
-			return
-		}
-		req, err := http.NewRequestWithContext(hardCtx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			w.r.addError("request", 1)
-			return
-		}
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("Weir-Stream", w.r.cfg.Stream)
-		req.Header.Set("Weir-Ack-Level", w.r.cfg.AckLevel)
-		b.sent = time.Now()
-		resp, err := w.r.hc.Do(req)
-		switch {
-		case err != nil && hardCtx.Err() != nil:
-			w.r.addError(codeUnacknowledged, 1)
-			return
-		case err != nil:
-			w.r.addError("unavailable", 1)
-			sleep(sendCtx, errorBackoff)
-			continue
-		}
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			w.r.addError(fmt.Sprintf("http_%d", resp.StatusCode), 1)
-			sleep(sendCtx, errorBackoff)
-			continue
-		}
-		w.acked(b, time.Now())
-	}
+	w.postBatches(sendCtx, hardCtx, url, "application/x-protobuf", func(dst []byte, b batch) ([]byte, error) {
+		return proto.MarshalOptions{}.MarshalAppend(dst, otlpRequest(b.recs))
+	})
 }

@@ -371,13 +371,7 @@ func (l *Lake) publishDetached(f *openFile, report func(error)) {
 	if err == nil {
 		return
 	}
-	var fe *FileError
-	if errors.As(err, &fe) {
-		l.mu.Lock()
-		sk := streamOf(f.part)
-		l.failed[sk] = append(l.failed[sk], err)
-		l.mu.Unlock()
-	}
+	l.keepFailed(f, err)
 	if report != nil {
 		report(err)
 	}

@@ -185,21 +185,18 @@ func (l *Lake) settle(f *openFile) {
 	}
 }
 
-// keepFailed logs err and, if it is a *FileError, keeps it for the next
-// Write to f's stream partition.
+// keepFailed keeps err, if it is a *FileError, for the next Write to f's
+// stream partition. Errors are logged where they happen (abandonLocked,
+// sealLocked).
 func (l *Lake) keepFailed(f *openFile, err error) {
-	if err == nil {
-		return
-	}
 	var fe *FileError
-	if errors.As(err, &fe) {
-		l.mu.Lock()
-		sk := streamOf(f.part)
-		l.failed[sk] = append(l.failed[sk], err)
-		l.mu.Unlock()
+	if !errors.As(err, &fe) {
 		return
 	}
-	l.log.Error("sink: publish", "file", f.id, "err", err)
+	l.mu.Lock()
+	sk := streamOf(f.part)
+	l.failed[sk] = append(l.failed[sk], err)
+	l.mu.Unlock()
 }
 
 // commitLocked adds f's finished segments, oldest first, to the file,
