@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -42,6 +43,10 @@ type FileInfo struct {
 	// Compacted is set for files written by compaction (see Compact):
 	// their rows are sorted, and they are not compacted again.
 	Compacted bool
+	// Location is the URI of the file where the lake keeps it for good:
+	// file:///<Path> for a lake on local disk. It is set by
+	// CommittedFiles only.
+	Location string
 }
 
 // Observer learns about rows as they are staged into a file and when the
@@ -717,6 +722,23 @@ func (l *Lake) Files() []FileInfo {
 	out := make([]FileInfo, len(l.files))
 	copy(out, l.files)
 	return out
+}
+
+// CommittedFiles returns the files that are in the lake where it keeps
+// them for good, sorted by ID, with Location set: for a lake on local
+// disk, every file Files returns. A table format (sink/iceberg) lists
+// these files. The slice is the caller's.
+func (l *Lake) CommittedFiles() []FileInfo {
+	out := l.Files()
+	for i := range out {
+		out[i].Location = fileURI(out[i].Path)
+	}
+	return out
+}
+
+// fileURI is the file:// URI of an absolute path.
+func fileURI(path string) string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
 }
 
 // OldestUnpublished returns the lowest _offset of the stream partition
