@@ -112,6 +112,7 @@ type Engine struct {
 	staging string
 	slots   chan struct{} // user queries of every tenant
 	system  chan struct{} // the slot of system queries
+	scans   *scanCache    // footers and decoded row groups of partition scans
 
 	mu       sync.Mutex
 	catalogs map[string]*catalog      // by tenant
@@ -156,6 +157,7 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		system:   make(chan struct{}, 1),
 		catalogs: map[string]*catalog{},
 		busy:     map[string]chan struct{}{},
+		scans:    newScanCache(),
 	}
 	e.cfg.TenantConcurrent = min(cfg.TenantConcurrent, cfg.MaxConcurrent)
 	if _, err := e.catalog(record.DefaultTenant); err != nil {

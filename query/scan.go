@@ -34,12 +34,32 @@ func (e *Engine) Scan(ctx context.Context, tenant, stream string, from Position,
 }
 
 // ScanPartition is Scan within one partition: it reads up to limit
-// records of partition part with offsets above after, in offset order.
-// Its condition is a plain comparison of each column, which DuckDB
-// checks against the Parquet row groups' statistics, so a read near the
-// end of a long partition skips the row groups before it.
+// records of partition part with offsets above after, in offset order,
+// and calls fn with each; it returns how many it read. It reads the
+// published files and staged segments of the stream directly with a
+// Parquet reader, not through DuckDB (partscan.go): row groups are
+// chosen by their _partition and _offset statistics, and a row group
+// read once stays decoded in a bounded cache for the scans that follow.
+// It sees what queries see after Sync (and possibly more), each record
+// once. The records passed to fn share memory with that cache: fn must
+// not modify their slices. Like Scan it takes a query slot.
 func (e *Engine) ScanPartition(ctx context.Context, tenant, stream string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error) {
-	return e.scan(ctx, tenant, stream, fmt.Sprintf("_partition = %d AND _offset > %d", part, after), limit, fn)
+	c, err := e.catalog(tenant)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	known := c.streams[stream]
+	c.mu.Unlock()
+	if !known || limit <= 0 {
+		return 0, nil
+	}
+	release, err := e.acquire(ctx, c.tenant, false)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	return e.scanPartition(ctx, c, stream, part, after, limit, fn)
 }
 
 // scan reads up to limit records of a stream that match where, in

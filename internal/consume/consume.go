@@ -378,9 +378,11 @@ func (s *Subscription) read(ctx context.Context) ([]Record, bool, error) {
 	marks := m.src.Marks(s.tenant, s.req.Stream)
 	parts := s.Partitions()
 	var behind []int32
+	var ahead int64 // records not yet read, at most
 	for _, p := range parts {
 		if int(p) < len(marks) && s.curs[p].next < marks[p].Next {
 			behind = append(behind, p)
+			ahead += marks[p].Next - s.curs[p].next
 		}
 	}
 	if len(behind) == 0 {
@@ -389,7 +391,7 @@ func (s *Subscription) read(ctx context.Context) ([]Record, bool, error) {
 	if err := m.src.Sync(ctx); err != nil {
 		return nil, false, err
 	}
-	var out []Record
+	out := make([]Record, 0, min(int64(s.max), ahead))
 	progressed := false
 	s.rr++
 	for i := range behind {
