@@ -1,0 +1,280 @@
+package iceberg_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+	pq "github.com/parquet-go/parquet-go"
+	"go.uber.org/goleak"
+
+	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/sink/iceberg"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// iceberg-go's and gocloud's package-level HTTP transports.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+	)
+}
+
+const tenant = "acme"
+
+// env is a lake and a warehouse in one temporary directory.
+type env struct {
+	dir       string
+	lakeCfg   sink.Config
+	warehouse string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := sink.DefaultConfig()
+	cfg.Dir = filepath.Join(dir, "lake")
+	cfg.MaxFileAge = time.Hour
+	cfg.CompactAge = 50 * time.Millisecond
+	cfg.CompactSortRows = 1024
+	// "old" keeps one hour: its files (2026) are long expired.
+	cfg.Retention = sink.Retention{Streams: map[string]time.Duration{tenant + "/old": time.Hour}}
+	return &env{dir: dir, lakeCfg: cfg, warehouse: filepath.Join(dir, "iceberg")}
+}
+
+func (e *env) openLake(t *testing.T) *sink.Lake {
+	t.Helper()
+	l, err := sink.New(e.lakeCfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Shutdown(context.Background()) })
+	return l
+}
+
+func (e *env) icebergConfig() iceberg.Config {
+	cfg := iceberg.DefaultConfig()
+	cfg.Warehouse = e.warehouse
+	return cfg
+}
+
+// catalog opens a new catalog object on the warehouse, as a new process
+// would.
+func (e *env) catalog(t *testing.T) catalog.Catalog {
+	t.Helper()
+	cat, err := iceberg.OpenCatalog(context.Background(), e.icebergConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+func (e *env) reconciler(t *testing.T, l iceberg.Lake, cat catalog.Catalog) *iceberg.Reconciler {
+	t.Helper()
+	r, err := iceberg.New(e.icebergConfig(), l, cat, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+var hour0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+
+// batch builds n log records of a stream partition from offset first,
+// in hour, with an attr_http_status column when promoted.
+func batch(stream string, part int32, first int64, n int, hour time.Time, promoted bool) arrow.RecordBatch {
+	sc := logschema.Arrow()
+	if promoted {
+		sc = arrow.NewSchema(append(sc.Fields(), arrow.Field{Name: "attr_http_status", Type: arrow.PrimitiveTypes.Int64, Nullable: true}), nil)
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	for i := range n {
+		off := first + int64(i)
+		ts := arrow.Timestamp(hour.Add(time.Duration(off) * time.Second).UnixNano())
+		b.Field(0).(*array.TimestampBuilder).Append(ts)
+		b.Field(1).(*array.TimestampBuilder).Append(ts)
+		b.Field(2).(*array.Int32Builder).Append(9)
+		b.Field(3).(*array.StringBuilder).Append("INFO")
+		b.Field(4).(*array.StringBuilder).Append(body(stream, part, off))
+		for _, f := range []int{5, 6} {
+			mb := b.Field(f).(*array.MapBuilder)
+			mb.Append(true)
+			mb.KeyBuilder().(*array.StringBuilder).Append("k")
+			mb.ItemBuilder().(*array.StringBuilder).Append(fmt.Sprint(off % 7))
+		}
+		b.Field(7).(*array.StringBuilder).Append("svc" + fmt.Sprint(off%3))
+		b.Field(8).(*array.StringBuilder).AppendNull()
+		b.Field(9).(*array.StringBuilder).AppendNull()
+		b.Field(10).(*array.Uint32Builder).Append(1)
+		b.Field(11).(*array.Int32Builder).Append(part)
+		b.Field(12).(*array.Int64Builder).Append(off)
+		if promoted {
+			b.Field(13).(*array.Int64Builder).Append(200 + off%3)
+		}
+	}
+	return b.NewRecordBatch()
+}
+
+func body(stream string, part int32, off int64) string {
+	return fmt.Sprintf("%s p%d record %d", stream, part, off)
+}
+
+// want is the content a table must have: body by "part/offset".
+type want map[string]string
+
+func (w want) add(stream string, part int32, first int64, n int) {
+	for i := range n {
+		off := first + int64(i)
+		w[fmt.Sprintf("%d/%d", part, off)] = body(stream, part, off)
+	}
+}
+
+// write writes one file of n records and publishes it.
+func write(t *testing.T, l *sink.Lake, w want, stream string, part int32, first int64, n int, hour time.Time, promoted bool) {
+	t.Helper()
+	rec := batch(stream, part, first, n, hour, promoted)
+	defer rec.Release()
+	p := sink.Partition{Tenant: tenant, Stream: stream, Part: part, Hour: hour}
+	if err := l.Write(context.Background(), p, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w != nil {
+		w.add(stream, part, first, n)
+	}
+}
+
+type row struct {
+	Timestamp  int64   `parquet:"timestamp,timestamp(nanosecond:utc)"`
+	Body       string  `parquet:"body"`
+	Partition  int32   `parquet:"_partition"`
+	Offset     int64   `parquet:"_offset"`
+	HTTPStatus *int64  `parquet:"attr_http_status,optional"`
+	TraceID    *string `parquet:"trace_id,optional"`
+}
+
+// tableFiles plans a scan of the stream's table with iceberg-go and
+// returns the planned files' paths on disk, failing on a file planned
+// twice or carrying delete files.
+func tableFiles(t *testing.T, cat catalog.Catalog, stream string) []string {
+	t.Helper()
+	tbl, err := cat.LoadTable(context.Background(), iceberg.Ident(tenant, stream))
+	if err != nil {
+		t.Fatalf("load table %s: %v", stream, err)
+	}
+	tasks, err := tbl.Scan().PlanFiles(context.Background())
+	if err != nil {
+		t.Fatalf("plan %s: %v", stream, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, task := range tasks {
+		loc := task.File.FilePath()
+		if seen[loc] {
+			t.Fatalf("table %s lists %s twice", stream, loc)
+		}
+		seen[loc] = true
+		if len(task.DeleteFiles)+len(task.EqualityDeleteFiles)+len(task.DeletionVectorFiles) > 0 {
+			t.Fatalf("table %s has delete files for %s", stream, loc)
+		}
+		u, err := url.Parse(loc)
+		if err != nil || u.Scheme != "file" {
+			t.Fatalf("data file location %q is not a file:// URI", loc)
+		}
+		out = append(out, u.Path)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkTable reads every file the table plans with parquet-go and
+// compares the rows with w, and the planned files with the lake's.
+func checkTable(t *testing.T, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
+	t.Helper()
+	paths := tableFiles(t, cat, stream)
+	var lakePaths []string
+	for _, f := range l.CommittedFiles() {
+		if f.Partition.Stream == stream {
+			lakePaths = append(lakePaths, f.Path)
+		}
+	}
+	sort.Strings(lakePaths)
+	if fmt.Sprint(paths) != fmt.Sprint(lakePaths) {
+		t.Fatalf("table %s plans %d files %v, lake has %d %v", stream, len(paths), paths, len(lakePaths), lakePaths)
+	}
+	got := want{}
+	for _, p := range paths {
+		for _, r := range readRows(t, p) {
+			k := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+			if _, dup := got[k]; dup {
+				t.Fatalf("table %s: record %s twice", stream, k)
+			}
+			got[k] = r.Body
+		}
+	}
+	if len(got) != len(w) {
+		t.Fatalf("table %s has %d records, want %d", stream, len(got), len(w))
+	}
+	for k, b := range w {
+		if got[k] != b {
+			t.Fatalf("table %s record %s = %q, want %q", stream, k, got[k], b)
+		}
+	}
+}
+
+func readRows(t *testing.T, path string) []row {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := pq.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatalf("parquet-go open %s: %v", path, err)
+	}
+	r := pq.NewGenericReader[row](pf)
+	defer r.Close()
+	rows := make([]row, pf.NumRows())
+	n, err := r.Read(rows)
+	if int64(n) != pf.NumRows() {
+		t.Fatalf("parquet-go read %d of %d rows of %s: %v", n, pf.NumRows(), path, err)
+	}
+	return rows
+}
+
+func sync(t *testing.T, r *iceberg.Reconciler) {
+	t.Helper()
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+}
+
+func loadTable(t *testing.T, cat catalog.Catalog, stream string) *table.Table {
+	t.Helper()
+	tbl, err := cat.LoadTable(context.Background(), iceberg.Ident(tenant, stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
+}
