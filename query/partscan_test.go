@@ -204,7 +204,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	}
 	ccfg := consume.DefaultConfig()
 	ccfg.Dir = filepath.Join(dir, "consumers")
-	m, err := consume.New(ccfg, lakeSource{e, marks}, nil)
+	m, err := consume.New(ccfg, lakeSource{e, marks}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -220,6 +220,14 @@ type config struct {
 		// SessionTimeout bounds one send to a subscriber: one that reads
 		// nothing for that long is gone.
 		SessionTimeout time.Duration `yaml:"session_timeout"`
+		// MaxDeliveries: a record a group delivered this many times
+		// without a commit goes to the dead-letter stream; 0: no limit.
+		MaxDeliveries int `yaml:"max_deliveries"`
+		// Groups holds settings of named consumer groups.
+		Groups map[string]struct {
+			// MaxDeliveries overrides consume.max_deliveries (0: no limit).
+			MaxDeliveries *int `yaml:"max_deliveries"`
+		} `yaml:"groups"`
 	} `yaml:"consume"`
 
 	// Profiling configures pprof and continuous profiling.

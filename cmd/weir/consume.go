@@ -18,6 +18,7 @@ import (
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
 )
 
 // consumeConfig is the consume section with the groups' directory under
@@ -27,6 +28,15 @@ func (c *config) consumeConfig() consume.Config {
 	cc.Dir = filepath.Join(c.Data, "consumers")
 	cc.MaxBatchRecords, cc.MaxTenantSubscriptions, cc.PollInterval, cc.Heartbeat, cc.MaxGroups =
 		c.Consume.MaxBatchRecords, c.Consume.MaxTenantSubscriptions, c.Consume.PollInterval, c.Consume.Heartbeat, c.Consume.MaxGroups
+	cc.MaxDeliveries = c.Consume.MaxDeliveries
+	for name, g := range c.Consume.Groups {
+		if g.MaxDeliveries != nil {
+			if cc.GroupMaxDeliveries == nil {
+				cc.GroupMaxDeliveries = map[string]int{}
+			}
+			cc.GroupMaxDeliveries[name] = *g.MaxDeliveries
+		}
+	}
 	return cc
 }
 
@@ -66,6 +76,38 @@ func (s consumeSource) ScanPartition(ctx context.Context, tenant, stream string,
 
 func (s consumeSource) OffsetsSince(ctx context.Context, tenant, stream string, t time.Time) (map[int32]int64, error) {
 	return s.engine.OffsetsSince(ctx, tenant, stream, t)
+}
+
+// consumeDeadLetters writes the records consumer groups give up on
+// (consume.max_deliveries) to the tenant's dead-letter stream through
+// the buffer, durably, like the records transforms reject: the original
+// record with the weir.dead_letter.* attributes, stage "consume", the
+// reason as the error.
+type consumeDeadLetters struct{ buf *buffer.Buffer }
+
+func (d consumeDeadLetters) DeadLetter(ctx context.Context, tenant, stream, group string, recs []consume.DeadRecord) error {
+	now := time.Now()
+	byPart := map[int32][]consume.DeadRecord{}
+	for _, r := range recs {
+		byPart[r.Partition] = append(byPart[r.Partition], r)
+	}
+	for part, rs := range byPart {
+		out := make([]record.Record, len(rs))
+		last := int64(0)
+		for i := range rs {
+			out[i] = transform.DeadLetter(&rs[i].Record, stream, "consume", fmt.Sprintf("partition %d offset %d: %s", part, rs[i].Offset, rs[i].Reason), now)
+			last = max(last, rs[i].Offset)
+		}
+		b := record.NewBatch(tenant, logschema.DeadLetterStream, out)
+		// Giving the same records up again (a member died before the
+		// commit past them) is recognised as a retry.
+		b.ProducerID = fmt.Sprintf("consume/%s/%s/%d", stream, group, part)
+		b.Sequence, b.SequenceGaps = uint64(last)+1, true
+		if err := d.buf.Push(ctx, b, buffer.Durable); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // subscribeService serves weir.v1.SubscribeService.
@@ -211,12 +253,14 @@ var (
 	descGroupLag      = prometheus.NewDesc("weir_consumer_group_lag_records", "Records of a stream partition pushed but not committed by a consumer group.", []string{"tenant", "stream", "group", "partition"}, nil)
 	descSubscriptions = prometheus.NewDesc("weir_consumer_subscriptions", "Open subscriptions (SubscribeService).", nil, nil)
 	descRedelivered   = prometheus.NewDesc("weir_consumer_redelivered_records_total", "Records delivered again to a consumer group after a member gave up their partition without committing them.", nil, nil)
+	descDeadLettered  = prometheus.NewDesc("weir_consumer_dead_lettered_records_total", "Records consumer groups delivered max_deliveries times without a commit and wrote to the dead-letter stream instead.", nil, nil)
 )
 
 func (c consumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descGroupLag
 	ch <- descSubscriptions
 	ch <- descRedelivered
+	ch <- descDeadLettered
 }
 
 func (c consumeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -226,4 +270,5 @@ func (c consumeCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.m.Stats()
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(s.Subscriptions))
 	ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.CounterValue, float64(s.Redelivered))
+	ch <- prometheus.MustNewConstMetric(descDeadLettered, prometheus.CounterValue, float64(s.DeadLettered))
 }

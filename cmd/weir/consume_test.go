@@ -519,3 +519,88 @@ func TestParseStart(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumeMaxDeliveries: records two members of a group received and
+// did not commit go to the dead-letter stream with the reason when a
+// third member takes over, and the group goes on after them; a group
+// with its own limit, and any other group, still get them.
+func TestConsumeMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	s, ing, sc := consumeServer(t, 1, func(c *config) {
+		c.Consume.MaxDeliveries = 2
+		unlimited := 0
+		c.Consume.Groups = map[string]struct {
+			MaxDeliveries *int `yaml:"max_deliveries"`
+		}{"patient": {MaxDeliveries: &unlimited}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	push(t, ctx, ing, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, mixed("r", 5)...)
+	req := &weirv1.SubscribeRequest{Stream: "app", Group: "g"}
+	bodyAt := map[int64]string{}
+	for i := range 2 {
+		m := openSub(t, sc, req)
+		m.until("the partition", func(c *consumed) bool { return len(c.parts) == 1 })
+		got := m.atLeast(5)
+		if len(got) != 5 || got[0].GetOffset() != 0 || got[0].GetRedelivered() != (i == 1) {
+			t.Fatalf("delivery %d: %d records, first %v", i+1, len(got), got[0])
+		}
+		for _, r := range got {
+			bodyAt[r.GetOffset()] = r.GetRecord().GetBody()
+		}
+		m.close() // without a commit
+	}
+	third := openSub(t, sc, req)
+	push(t, ctx, ing, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, mixed("next", 1)...)
+	got := third.atLeast(1)
+	if len(got) != 1 || got[0].GetOffset() != 5 || got[0].GetRecord().GetBody() != "next-0" {
+		t.Fatalf("the third member received %v, want only offset 5", got)
+	}
+
+	dead := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "_dead_letter"}).atLeast(5)
+	attr := func(r *weirv1.ConsumedRecord, k string) string {
+		for _, kv := range r.GetRecord().GetAttributes() {
+			if kv.GetKey() == k {
+				return kv.GetValue().GetStringValue()
+			}
+		}
+		return ""
+	}
+	seen := map[int64]bool{}
+	for i, r := range dead {
+		// The dead-letter stream numbers them anew (ERROR records first):
+		// the error names the original position.
+		var off int64
+		if _, err := fmt.Sscanf(attr(r, "weir.dead_letter.error"), "partition 0 offset %d:", &off); err != nil || seen[off] {
+			t.Fatalf("dead letter %d: error %q", i, attr(r, "weir.dead_letter.error"))
+		}
+		seen[off] = true
+		if want := bodyAt[off]; r.GetRecord().GetBody() != want {
+			t.Errorf("dead letter of offset %d: body %q, want %q", off, r.GetRecord().GetBody(), want)
+		}
+		if attr(r, "weir.dead_letter.stream") != "app" || attr(r, "weir.dead_letter.stage") != "consume" ||
+			!strings.Contains(attr(r, "weir.dead_letter.error"), `consumer group "g" delivered it 2 times without a commit`) {
+			t.Errorf("dead letter %d: attributes %v", i, r.GetRecord().GetAttributes())
+		}
+	}
+	_, _, metrics := get(t, s.url+"/metrics")
+	for _, want := range []string{
+		"weir_consumer_dead_lettered_records_total 5",
+		`weir_consumer_group_lag_records{group="g",partition="0",stream="app",tenant="default"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// Groups without the limit get everything, whatever g gave up.
+	for i := range 3 {
+		p := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "patient"})
+		if got := p.atLeast(6); len(got) != 6 || got[0].GetRedelivered() != (i > 0) {
+			t.Fatalf("group patient, delivery %d: %d records", i+1, len(got))
+		}
+		p.close()
+	}
+	if got := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "h"}).atLeast(6); len(got) != 6 {
+		t.Fatalf("group h: %d records", len(got))
+	}
+}

@@ -29,11 +29,27 @@ type Config struct {
 	// committed offsets or members) over all tenants; past it a new group
 	// is refused with ErrTooManyGroups.
 	MaxGroups int
+	// MaxDeliveries, when above 0, is how many times a group may deliver
+	// a record that it does not commit: the member that would deliver it
+	// once more writes it to the dead-letter stream instead (with the
+	// group and the count) and the group commits past it. 0: no limit.
+	MaxDeliveries int
+	// GroupMaxDeliveries overrides MaxDeliveries for the groups it names
+	// (by group name, in every tenant and stream).
+	GroupMaxDeliveries map[string]int
+}
+
+// maxDeliveries is group's limit, 0 for none.
+func (c Config) maxDeliveries(group string) int {
+	if n, ok := c.GroupMaxDeliveries[group]; ok {
+		return n
+	}
+	return c.MaxDeliveries
 }
 
 // DefaultConfig returns the defaults: batches of up to 1,000 records,
-// 64 subscriptions per tenant, a poll every 100 ms and a heartbeat every
-// 5 s.
+// 64 subscriptions per tenant, a poll every 100 ms, a heartbeat every
+// 5 s, and no limit of deliveries.
 func DefaultConfig() Config {
 	return Config{
 		MaxBatchRecords:        1000,
@@ -59,6 +75,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("consume: Heartbeat must be positive, got %s", c.Heartbeat)
 	case c.MaxGroups < 1:
 		return fmt.Errorf("consume: MaxGroups must be positive, got %d", c.MaxGroups)
+	case c.MaxDeliveries < 0:
+		return fmt.Errorf("consume: MaxDeliveries must not be negative, got %d", c.MaxDeliveries)
+	}
+	for g, n := range c.GroupMaxDeliveries {
+		if n < 0 {
+			return fmt.Errorf("consume: max deliveries of group %q must not be negative, got %d", g, n)
+		}
 	}
 	return nil
 }

@@ -48,6 +48,25 @@ type Source interface {
 	OffsetsSince(ctx context.Context, tenant, stream string, t time.Time) (map[int32]int64, error)
 }
 
+// DeadRecord is a record a group gave up on, with why.
+type DeadRecord struct {
+	Position
+	Record record.Record
+	// Reason names the group and how often it delivered the record.
+	Reason string
+}
+
+// DeadLetters takes the records that groups give up on
+// (Config.MaxDeliveries). Its method must be safe for concurrent use.
+type DeadLetters interface {
+	// DeadLetter writes recs, records of tenant's stream, to the tenant's
+	// dead-letter stream and returns once they are as safe as a pushed
+	// record at the server's acknowledgement level. Writing the same
+	// record again (the same group, stream and position) must not
+	// duplicate it.
+	DeadLetter(ctx context.Context, tenant, stream, group string, recs []DeadRecord) error
+}
+
 // Start is where a subscription starts reading a partition. The zero
 // Start is the earliest record of every partition.
 type Start struct {
@@ -115,7 +134,9 @@ type Manager struct {
 	src Source
 	log *slog.Logger
 
+	dead        DeadLetters
 	redelivered atomic.Int64
+	deadLetters atomic.Int64
 
 	mu     sync.Mutex
 	subs   map[string]int // open subscriptions per tenant
@@ -126,25 +147,48 @@ type Manager struct {
 // Manager.mu.
 type group struct {
 	key       groupKey
-	saveMu    sync.Mutex      // serialises writes of the offsets file
-	committed map[int32]int64 // durable: loaded from and saved to the offsets file
-	delivered map[int32]int64 // per partition, one past the highest offset delivered by a former owner
-	members   []*Subscription // in order of joining
+	saveMu    sync.Mutex       // serialises writes of the offsets file
+	committed map[int32]int64  // durable: loaded from and saved to the offsets file
+	delivered map[int32]int64  // per partition, one past the highest offset delivered by a former owner
+	spans     map[int32][]span // per partition, what former owners delivered and the group did not commit
+	members   []*Subscription  // in order of joining
 	owner     map[int32]*Subscription
 	nparts    int
 	changed   chan struct{} // closed and replaced when members or owners change
 }
 
+// span is offsets [lo, hi) of a partition that one owner delivered.
+type span struct{ lo, hi int64 }
+
+// maxSpans bounds the spans a group remembers per partition; past it the
+// oldest is forgotten (its records count one delivery less).
+const maxSpans = 64
+
+// deliveries is how many of spans hold offset o.
+func deliveries(spans []span, o int64) int {
+	n := 0
+	for _, sp := range spans {
+		if sp.lo <= o && o < sp.hi {
+			n++
+		}
+	}
+	return n
+}
+
 // New returns a manager over src and loads the committed offsets of the
-// groups found under cfg.Dir.
-func New(cfg Config, src Source, log *slog.Logger) (*Manager, error) {
+// groups found under cfg.Dir. dead takes the records groups give up on;
+// it may be nil only when no group has a limit of deliveries.
+func New(cfg Config, src Source, dead DeadLetters, log *slog.Logger) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if dead == nil && (cfg.MaxDeliveries > 0 || len(cfg.GroupMaxDeliveries) > 0) {
+		return nil, errors.New("consume: a limit of deliveries needs a dead-letter writer")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, src: src, log: log, subs: map[string]int{}, groups: map[groupKey]*group{}}
+	m := &Manager{cfg: cfg, src: src, dead: dead, log: log, subs: map[string]int{}, groups: map[groupKey]*group{}}
 	keys, err := scanGroups(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -170,7 +214,7 @@ func (m *Manager) groupLocked(k groupKey) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &group{key: k, committed: committed, delivered: map[int32]int64{}, owner: map[int32]*Subscription{}, changed: make(chan struct{})}
+	g := &group{key: k, committed: committed, delivered: map[int32]int64{}, spans: map[int32][]span{}, owner: map[int32]*Subscription{}, changed: make(chan struct{})}
 	m.groups[k] = g
 	return g, nil
 }
@@ -181,10 +225,11 @@ func (g *group) notifyLocked() {
 	g.changed = make(chan struct{})
 }
 
-// dropIfIdleLocked forgets a group with no members and no committed
-// offsets.
+// dropIfIdleLocked forgets a group with no members, no committed
+// offsets and no records delivered (whose deliveries count towards
+// MaxDeliveries).
 func (m *Manager) dropIfIdleLocked(g *group) {
-	if len(g.members) == 0 && len(g.committed) == 0 {
+	if len(g.members) == 0 && len(g.committed) == 0 && len(g.delivered) == 0 {
 		delete(m.groups, g.key)
 	}
 }
@@ -207,7 +252,8 @@ type Subscription struct {
 
 // cursor is a subscription's progress in one partition.
 type cursor struct {
-	next int64 // the next offset to deliver
+	first int64 // where it started
+	next  int64 // the next offset to deliver
 	// redeliverBelow marks records below it as redelivered.
 	redeliverBelow int64
 }
@@ -296,7 +342,7 @@ func (s *Subscription) rebalanceLocked() bool {
 	changed := false
 	for p, c := range s.curs {
 		if !mine(p) {
-			g.delivered[p] = max(g.delivered[p], c.next)
+			g.gaveUpLocked(p, c)
 			delete(s.curs, p)
 			delete(g.owner, p)
 			changed = true
@@ -311,7 +357,8 @@ func (s *Subscription) rebalanceLocked() bool {
 			start = s.startOf(p)
 		}
 		g.owner[p] = s
-		s.curs[p] = &cursor{next: start, redeliverBelow: g.delivered[p]}
+		g.spans[p] = slices.DeleteFunc(g.spans[p], func(sp span) bool { return sp.hi <= start })
+		s.curs[p] = &cursor{first: start, next: start, redeliverBelow: g.delivered[p]}
 		changed = true
 	}
 	if changed {
@@ -319,6 +366,20 @@ func (s *Subscription) rebalanceLocked() bool {
 		s.told = false
 	}
 	return changed
+}
+
+// gaveUpLocked records what the owner of p delivered before giving it
+// up. m.mu must be held.
+func (g *group) gaveUpLocked(p int32, c *cursor) {
+	if c.next <= c.first {
+		return // delivered nothing
+	}
+	g.delivered[p] = max(g.delivered[p], c.next)
+	sp := append(g.spans[p], span{c.first, c.next})
+	if len(sp) > maxSpans {
+		sp = slices.Delete(sp, 0, len(sp)-maxSpans)
+	}
+	g.spans[p] = sp
 }
 
 // Next returns the next batch: the records that follow those returned
@@ -421,6 +482,16 @@ func (s *Subscription) readPartition(ctx context.Context, p int32, mark Mark, ou
 	start := c.next
 	limit := s.max - len(*out)
 	blocked := false
+	var spans []span
+	maxDel := 0
+	if g := s.group; g != nil {
+		if maxDel = s.m.cfg.maxDeliveries(g.key.group); maxDel > 0 {
+			s.m.mu.Lock()
+			spans = slices.Clone(g.spans[p])
+			s.m.mu.Unlock()
+		}
+	}
+	var dead []DeadRecord
 	n, err := s.m.src.ScanPartition(ctx, s.tenant, s.req.Stream, p, c.next-1, limit, func(pos Position, r record.Record) error {
 		if pos.Offset < c.next {
 			return nil
@@ -435,6 +506,14 @@ func (s *Subscription) readPartition(ctx context.Context, p int32, mark Mark, ou
 			if pos.Offset > c.next {
 				blocked = true // not yet visible
 				return errStop
+			}
+		}
+		if s.match(&r) && maxDel > 0 {
+			if d := deliveries(spans, pos.Offset); d >= maxDel {
+				dead = append(dead, DeadRecord{Position: pos, Record: r,
+					Reason: fmt.Sprintf("consumer group %q delivered it %d times without a commit (max_deliveries %d)", s.group.key.group, d, maxDel)})
+				c.next = pos.Offset + 1
+				return nil
 			}
 		}
 		if s.match(&r) {
@@ -453,7 +532,42 @@ func (s *Subscription) readPartition(ctx context.Context, p int32, mark Mark, ou
 	if !blocked && n < limit && c.next < mark.Committed {
 		c.next = mark.Committed // the end of what is visible: the rest below it is gone
 	}
+	if len(dead) > 0 {
+		if err := s.giveUp(ctx, p, c, dead); err != nil {
+			return false, err
+		}
+	}
 	return c.next != start, nil
+}
+
+// giveUp writes records the group delivered too often to the dead-letter
+// stream, then commits past those that start the uncommitted part of
+// the partition (the others are committed with the records after them).
+func (s *Subscription) giveUp(ctx context.Context, p int32, c *cursor, dead []DeadRecord) error {
+	m, g := s.m, s.group
+	if err := m.dead.DeadLetter(ctx, s.tenant, s.req.Stream, g.key.group, dead); err != nil {
+		return fmt.Errorf("consume: dead-letter records of %s partition %d: %w", s.req.Stream, p, err)
+	}
+	m.deadLetters.Add(int64(len(dead)))
+	m.mu.Lock()
+	at, ok := g.committed[p]
+	m.mu.Unlock()
+	if !ok {
+		at = c.first
+	}
+	past := at
+	for _, d := range dead {
+		if d.Offset == past {
+			past++
+		}
+	}
+	if past == at {
+		return nil
+	}
+	if err := m.commit(s.tenant, s.req.Stream, g.key.group, map[int32]int64{p: past}, true); err != nil {
+		return fmt.Errorf("consume: commit past dead-lettered records: %w", err)
+	}
+	return nil
 }
 
 // match applies the request's filters.
@@ -492,7 +606,7 @@ func (s *Subscription) Close() {
 	}
 	if g := s.group; g != nil {
 		for p, c := range s.curs {
-			g.delivered[p] = max(g.delivered[p], c.next)
+			g.gaveUpLocked(p, c)
 			delete(g.owner, p)
 		}
 		g.members = slices.DeleteFunc(g.members, func(o *Subscription) bool { return o == s })
@@ -506,6 +620,12 @@ func (s *Subscription) Close() {
 // offset of the next record the group wants. Partitions not named keep
 // their committed offsets. It returns once the offsets file is fsynced.
 func (m *Manager) Commit(tenant, stream, name string, offsets map[int32]int64) error {
+	return m.commit(tenant, stream, name, offsets, false)
+}
+
+// commit is Commit; with onlyForward, a partition's offset is only ever
+// raised.
+func (m *Manager) commit(tenant, stream, name string, offsets map[int32]int64, onlyForward bool) error {
 	if stream == "" || name == "" {
 		return fmt.Errorf("%w: a stream and a group are required", ErrInvalid)
 	}
@@ -526,12 +646,19 @@ func (m *Manager) Commit(tenant, stream, name string, offsets map[int32]int64) e
 	m.mu.Lock()
 	next := maps.Clone(g.committed)
 	m.mu.Unlock()
-	maps.Copy(next, offsets)
+	for p, o := range offsets {
+		if cur, ok := next[p]; !onlyForward || !ok || o > cur {
+			next[p] = o
+		}
+	}
 	if err := saveOffsets(m.cfg.groupPath(k), next); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	g.committed = next
+	for p, o := range next {
+		g.spans[p] = slices.DeleteFunc(g.spans[p], func(sp span) bool { return sp.hi <= o })
+	}
 	m.groups[k] = g // in case it was dropped while saving
 	m.mu.Unlock()
 	return nil
@@ -573,6 +700,9 @@ type Stats struct {
 	Subscriptions int
 	// Redelivered counts records delivered again to a group.
 	Redelivered int64
+	// DeadLettered counts records groups gave up on (MaxDeliveries) and
+	// wrote to the dead-letter stream.
+	DeadLettered int64
 }
 
 // Stats returns the counters.
@@ -583,5 +713,5 @@ func (m *Manager) Stats() Stats {
 		n += c
 	}
 	m.mu.Unlock()
-	return Stats{Subscriptions: n, Redelivered: m.redelivered.Load()}
+	return Stats{Subscriptions: n, Redelivered: m.redelivered.Load(), DeadLettered: m.deadLetters.Load()}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func testManager(t *testing.T, src Source) *Manager {
 	cfg.Dir = t.TempDir()
 	cfg.PollInterval = time.Millisecond
 	cfg.Heartbeat = 20 * time.Millisecond
-	m, err := New(cfg, src, nil)
+	m, err := New(cfg, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestSubscriptionLimit(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Dir = t.TempDir()
 	cfg.MaxTenantSubscriptions = 1
-	m, err := New(cfg, src, nil)
+	m, err := New(cfg, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +403,7 @@ func TestCommitDurable(t *testing.T) {
 	src.setMark(1, 4, 4)
 	cfg := DefaultConfig()
 	cfg.Dir = t.TempDir()
-	m, err := New(cfg, src, nil)
+	m, err := New(cfg, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestCommitDurable(t *testing.T) {
 	if err := m.Commit("t", "s", "g", map[int32]int64{0: -1}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("negative offset: %v", err)
 	}
-	m2, err := New(cfg, src, nil)
+	m2, err := New(cfg, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,5 +482,106 @@ func TestGroupStandby(t *testing.T) {
 	}
 	if len(c.Partitions()) != 0 {
 		t.Fatalf("c owns %v", c.Partitions())
+	}
+}
+
+// deadLetters keeps what a manager gives up on.
+type deadLetters struct {
+	mu   sync.Mutex
+	recs []DeadRecord
+}
+
+func (d *deadLetters) DeadLetter(_ context.Context, tenant, stream, group string, recs []DeadRecord) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.recs = append(d.recs, recs...)
+	return nil
+}
+
+// TestMaxDeliveries: records two members received without committing
+// go to the dead-letter writer instead of to the third, which commits
+// past them and goes on with the next records; another group is not
+// affected.
+func TestMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(1)
+	src.show(0, 9, 0, 1, 2)
+	src.setMark(0, 3, 3)
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.PollInterval = time.Millisecond
+	cfg.Heartbeat = 20 * time.Millisecond
+	cfg.MaxDeliveries = 2
+	cfg.GroupMaxDeliveries = map[string]int{"patient": 0}
+	dead := &deadLetters{}
+	if _, err := New(cfg, src, nil, nil); err == nil {
+		t.Fatal("New with a limit of deliveries and no dead-letter writer succeeded")
+	}
+	m, err := New(cfg, src, dead, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deliver := func(group string, want []Position, redelivered bool) {
+		t.Helper()
+		s, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		got := nextRecords(t, s)
+		if !slices.Equal(positions(got), want) || got[0].Redelivered != redelivered {
+			t.Fatalf("%s: got %+v, want %v", group, got, want)
+		}
+	}
+	all := []Position{{0, 0}, {0, 1}, {0, 2}}
+	deliver("g", all, false)
+	// A commit of the first record: it is not delivered again.
+	if err := m.Commit("t", "s", "g", map[int32]int64{0: 1}); err != nil {
+		t.Fatal(err)
+	}
+	deliver("g", all[1:], true)
+	deliver("patient", all, false)
+	deliver("patient", all, true)
+	// g delivered 1 and 2 twice (0 was committed): the next member
+	// gives them up and gets the next record.
+	s, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	src.show(0, 9, 3)
+	src.setMark(0, 4, 4)
+	if ps := positions(nextRecords(t, s)); !slices.Equal(ps, []Position{{0, 3}}) {
+		t.Fatalf("after max_deliveries: %v, want 0/3", ps)
+	}
+	dead.mu.Lock()
+	var deadPos []Position
+	for _, d := range dead.recs {
+		deadPos = append(deadPos, d.Position)
+		if !strings.Contains(d.Reason, `"g"`) || !strings.Contains(d.Reason, "2 times") {
+			t.Errorf("reason %q", d.Reason)
+		}
+	}
+	dead.mu.Unlock()
+	if !slices.Equal(deadPos, []Position{{0, 1}, {0, 2}}) {
+		t.Fatalf("dead-lettered %v, want 0/1 and 0/2", deadPos)
+	}
+	if st := m.Stats(); st.DeadLettered != 2 {
+		t.Errorf("Stats.DeadLettered = %d, want 2", st.DeadLettered)
+	}
+	for _, l := range m.Lags() {
+		if l.Group == "g" && l.Records != 1 {
+			t.Errorf("lag of g after giving up: %d, want 1 (the commit moved past the dead letters)", l.Records)
+		}
+	}
+	// The group without a limit still gets 0..2, a third time.
+	p, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "patient"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := nextRecords(t, p); len(got) != 4 || !got[0].Redelivered {
+		t.Fatalf("group without a limit: %+v", got)
 	}
 }

@@ -92,7 +92,7 @@ func newManager(t *testing.T, dir string, l *lake) *consume.Manager {
 	t.Helper()
 	cfg := consume.DefaultConfig()
 	cfg.Dir, cfg.PollInterval, cfg.MaxBatchRecords = dir, 5*time.Millisecond, 100
-	m, err := consume.New(cfg, l, nil)
+	m, err := consume.New(cfg, l, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
