@@ -188,6 +188,9 @@ type config struct {
 	// Retention removes expired lake files (retention.go).
 	Retention retentionConfig `yaml:"retention"`
 
+	// Iceberg keeps a table per stream (iceberg.go).
+	Iceberg icebergConfig `yaml:"iceberg"`
+
 	Query struct {
 		Threads          int           `yaml:"threads"`
 		MemoryLimit      string        `yaml:"memory_limit"`
@@ -308,6 +311,7 @@ func defaultConfig() config {
 	cc := &c.Sink.Compaction
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 	c.Retention.Interval = sink.DefaultRetentionInterval
+	c.Iceberg = defaultIcebergConfig()
 
 	qc := query.DefaultConfig()
 	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
@@ -576,6 +580,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.Alerts.Validate(); err != nil {
+		return err
+	}
+	if err := c.Iceberg.validate(c.Data); err != nil {
 		return err
 	}
 	if c.Consume.SessionTimeout <= 0 {

@@ -17,6 +17,10 @@ import (
 type readiness struct {
 	mu     sync.Mutex
 	reason string // "" when ready
+	// details are reported by /readyz without making it fail: parts
+	// that are behind (Iceberg commits failing) while ingest and
+	// queries work. A detail is shown while its func returns non-"".
+	details map[string]func() string
 }
 
 func newReadiness() *readiness { return &readiness{reason: "replaying the write-ahead log"} }
@@ -27,16 +31,36 @@ func (r *readiness) set(reason string) {
 	r.mu.Unlock()
 }
 
+// addDetail adds a detail that /readyz reports while fn returns non-"".
+func (r *readiness) addDetail(name string, fn func() string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.details == nil {
+		r.details = map[string]func() string{}
+	}
+	r.details[name] = fn
+}
+
 func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	r.mu.Lock()
 	reason := r.reason
+	details := map[string]string{}
+	for name, fn := range r.details {
+		if d := fn(); d != "" {
+			details[name] = d
+		}
+	}
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if reason != "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	json.NewEncoder(w).Encode(map[string]any{"ready": reason == "", "reason": reason})
+	body := map[string]any{"ready": reason == "", "reason": reason}
+	if len(details) > 0 {
+		body["details"] = details
+	}
+	json.NewEncoder(w).Encode(body)
 }
 
 // awaitRecovery marks r ready once the buffer's consumers took every

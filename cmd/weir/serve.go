@@ -159,7 +159,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return err
 	}
 	run.add("query", engine)
-	lake, err := sink.New(cfg.sink(), engine, log) // sink: Parquet files, shown to the engine
+	lakeObs := &icebergNudge{Observer: engine}
+	lake, err := sink.New(cfg.sink(), lakeObs, log) // sink: Parquet files, shown to the engine
 	if err != nil {
 		return err
 	}
@@ -168,6 +169,18 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	if err := run.start(ctx, "sink", lake); err != nil {
 		return err
+	}
+	// Iceberg: a table per stream, following the lake's files; nudged
+	// by the lake's changes (iceberg.go).
+	ice, err := newIceberg(ctx, &cfg, lake, log)
+	if err != nil {
+		return err
+	}
+	if ice != nil {
+		lakeObs.rec.Store(ice)
+		if err := run.start(ctx, "iceberg", ice); err != nil {
+			return err
+		}
 	}
 	pipe, err := transform.NewPipeline(cfg.pipeline(log)) // transform: processors, before the buffer
 	if err != nil {
@@ -245,6 +258,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	mux, reg, err := newAPI(ctx, &cfg, p, reload, ready, log)
 	if err != nil {
 		return err
+	}
+	if ice != nil {
+		reg.MustRegister(icebergCollector{ice})
+		ready.addDetail("iceberg", icebergDetail(ice))
 	}
 	// The forwarders read the lake through the consume manager: they
 	// stop before the query engine and the buffer they read.

@@ -479,7 +479,9 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 
 // create creates the table of ident with the log schema, partitioned by
 // day(timestamp), its name mapping set (weir's files have no field IDs),
-// in namespace ident[0], which it creates if missing.
+// in namespace ident[0], which it creates if missing. Format version 2:
+// the version the engines that read weir's tables (Spark, Trino,
+// Snowflake, DuckDB) all read.
 func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table.Table, error) {
 	ns := table.Identifier{ident[0]}
 	ok, err := r.cat.CheckNamespaceExists(ctx, ns)
@@ -509,6 +511,12 @@ func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table
 			ManagedProperty:             "true",
 			table.DefaultNameMappingKey: string(mapping),
 			"format-version":            "2",
+			// Each pass commits a snapshot: merge small manifests and
+			// keep only the last metadata files, so a table's metadata
+			// does not grow with every commit.
+			table.ManifestMergeEnabledKey:             "true",
+			table.MetadataDeleteAfterCommitEnabledKey: "true",
+			table.MetadataPreviousVersionsMaxKey:      "20",
 		}))
 	if errors.Is(err, catalog.ErrTableAlreadyExists) {
 		// A pass that crashed after creating it; use it.

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	_ "github.com/duckdb/duckdb-go/v2" // DuckDB reads the planned files
+
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/sink/iceberg"
+)
+
+// TestIcebergEndToEnd serves with Iceberg on, pushes records in two
+// hours through the ingest API and checks that the stream's table,
+// planned by iceberg-go and every planned file read by DuckDB's
+// read_parquet, holds exactly the rows SQL through weir returns; again
+// after more records, and after a restart.
+func TestIcebergEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	mutate := func(c *config) {
+		c.Sink.MaxFileAge = 100 * time.Millisecond
+		c.Iceberg.Enabled = true
+	}
+	s := startServer(t, data, mutate)
+	ingest, _ := newClients(s.url)
+	h0 := time.Now().Add(-30 * time.Hour).UTC().Truncate(time.Hour)
+	pushed := 0
+	push := func(n int) {
+		t.Helper()
+		recs := make([]*weirv1.LogRecord, n)
+		for i := range recs {
+			recs[i] = textRecord("line " + strconv.Itoa(pushed+i))
+			recs[i].TimeUnixNano = uint64(h0.Add(time.Duration(pushed+i) * time.Minute).UnixNano())
+		}
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs})); err != nil {
+			t.Fatal(err)
+		}
+		pushed += n
+	}
+
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := iceberg.DefaultConfig()
+	cfg.Warehouse = filepath.Join(data, "iceberg")
+	// compare waits until the table plans as many records as were
+	// pushed, then compares the planned files' rows with weir's SQL.
+	compare := func(url string) {
+		t.Helper()
+		waitCount(t, url, "SELECT count(*) FROM app", int64(pushed))
+		var paths []string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var rows int64
+			paths, rows = plannedFiles(t, cfg, "app")
+			if rows == int64(pushed) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the table plans %d records after 30 s, want %d", rows, pushed)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		quoted := make([]string, len(paths))
+		for i, p := range paths {
+			quoted[i] = "'" + strings.ReplaceAll(p, "'", "''") + "'"
+		}
+		q := "SELECT _partition, _offset, body, epoch_ns(timestamp) FROM read_parquet([" + strings.Join(quoted, ",") + "]) ORDER BY 1, 2"
+		rows, err := db.Query(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var fromTable []string
+		for rows.Next() {
+			var part, off, ns int64
+			var body string
+			if err := rows.Scan(&part, &off, &body, &ns); err != nil {
+				t.Fatal(err)
+			}
+			fromTable = append(fromTable, fmt.Sprintf("%d/%d %s %d", part, off, body, ns))
+		}
+		rows.Close()
+		var fromSQL []string
+		for _, r := range mustSQL(t, url, "SELECT _partition, _offset, body, epoch_ns(timestamp) AS ns FROM app ORDER BY 1, 2").Rows {
+			fromSQL = append(fromSQL, fmt.Sprintf("%v/%v %v %v", r["_partition"], r["_offset"], r["body"], r["ns"]))
+		}
+		if len(fromTable) != pushed || strings.Join(fromTable, "\n") != strings.Join(fromSQL, "\n") {
+			t.Fatalf("the Iceberg table's %d rows differ from SQL's %d (pushed %d):\ntable: %v\nsql:   %v", len(fromTable), len(fromSQL), pushed, fromTable, fromSQL)
+		}
+	}
+
+	push(40)
+	push(50) // into the second hour
+	compare(s.url)
+	push(10)
+	compare(s.url)
+	if v := metricValue(t, s.url, "weir_iceberg_files_added_total"); v < 2 {
+		t.Errorf("weir_iceberg_files_added_total = %v", v)
+	}
+
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, mutate)
+	ingest, _ = newClients(s.url)
+	compare(s.url)
+	push(5)
+	compare(s.url)
+}
+
+// plannedFiles plans a scan of a stream's table with iceberg-go and
+// returns the files' paths and the records they hold.
+func plannedFiles(t *testing.T, cfg iceberg.Config, stream string) ([]string, int64) {
+	t.Helper()
+	cat, err := iceberg.OpenCatalog(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := cat.LoadTable(context.Background(), iceberg.Ident("default", stream))
+	if err != nil {
+		return nil, 0 // not created yet
+	}
+	tasks, err := tbl.Scan().PlanFiles(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	var rows int64
+	for _, task := range tasks {
+		u, err := url.Parse(task.File.FilePath())
+		if err != nil || u.Scheme != "file" {
+			t.Fatalf("data file %q", task.File.FilePath())
+		}
+		paths = append(paths, u.Path)
+		rows += task.File.Count()
+	}
+	return paths, rows
+}
