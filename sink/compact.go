@@ -157,12 +157,24 @@ func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
 		return fmt.Errorf("compact %d files of %s: %w", len(files), p.Dir(), err)
 	}
 	info.ID, info.Path = id, final
+	if l.rem != nil {
+		if err := l.rem.prepareReplace(id, p, files); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("compact: %w", err)
+		}
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		os.Remove(tmp)
+		if l.rem != nil {
+			l.rem.abortReplace(id, files)
+		}
 		return fmt.Errorf("compact: publish: %w", err)
 	}
 	if err := l.syncDirs(dir); err != nil {
 		os.Remove(final)
+		if l.rem != nil {
+			l.rem.abortReplace(id, files)
+		}
 		return fmt.Errorf("compact: %w", err)
 	}
 	gone := make(map[string]bool, len(files))
@@ -175,7 +187,11 @@ func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
 	l.files = slices.DeleteFunc(l.files, func(f FileInfo) bool { return gone[f.ID] })
 	i, _ := slices.BinarySearchFunc(l.files, info.ID, func(f FileInfo, id string) int { return strings.Compare(f.ID, id) })
 	l.files = slices.Insert(l.files, i, info)
+	if l.rem != nil {
+		l.rem.replacedLocked(info, files)
+	}
 	l.mu.Unlock()
+	defer l.committedChanged()
 	l.log.Info("sink: compacted", "partition", p.Dir(), "files", len(files), "rows", info.Rows,
 		"bytes_before", before, "bytes_after", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
 	if l.obs != nil {

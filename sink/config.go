@@ -62,6 +62,17 @@ type Config struct {
 	// their stream's period; the zero value keeps everything. See
 	// Lake.Retain.
 	Retention Retention
+
+	// Remote, when set, keeps the lake in object storage as well: see
+	// Remote and docs/lake.md. nil keeps it on local disk only.
+	Remote *Remote
+	// OnCommitted, when set, is called whenever the set of files
+	// CommittedFiles returns may have changed: a file published,
+	// replaced or removed, an upload confirmed. It is called from the
+	// goroutine that made the change, maybe while a file's lock is held:
+	// it must not block (nudge a goroutine of your own) and may call
+	// Files and CommittedFiles only.
+	OnCommitted func()
 }
 
 // DefaultConfig returns the defaults; Dir must still be set.
@@ -128,6 +139,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: CompactSortRows must be in [%d, %d], got %d", minRowGroupRows, maxRowGroupRows, c.CompactSortRows)
 	case c.CompactAge > 0 && (c.CompactZstdLevel < 1 || c.CompactZstdLevel > 22):
 		return fmt.Errorf("sink: CompactZstdLevel must be in [1, 22], got %d", c.CompactZstdLevel)
+	}
+	if c.Remote != nil {
+		if err := c.Remote.validate(); err != nil {
+			return err
+		}
 	}
 	return c.Retention.validate()
 }

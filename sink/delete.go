@@ -97,7 +97,11 @@ func (l *Lake) DeleteRows(ctx context.Context, tenant, stream string, hour time.
 		l.files = slices.DeleteFunc(l.files, func(g FileInfo) bool { return g.ID == f.ID })
 		i, _ := slices.BinarySearchFunc(l.files, info.ID, func(g FileInfo, id string) int { return strings.Compare(g.ID, id) })
 		l.files = slices.Insert(l.files, i, info)
+		if l.rem != nil {
+			l.rem.replacedLocked(info, []FileInfo{f})
+		}
 		l.mu.Unlock()
+		l.committedChanged()
 		if l.obs != nil {
 			l.obs.Replaced(info, []FileInfo{f})
 		} else if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -173,12 +177,24 @@ func (l *Lake) rewriteWithout(ctx context.Context, f FileInfo, set OffsetSet) (F
 		l.ret.offsets[sk] = l.ret.offsets[sk].union(s)
 	}
 	l.mu.Unlock()
+	if l.rem != nil {
+		if err := l.rem.prepareReplace(id, f.Partition, []FileInfo{f}); err != nil {
+			os.Remove(tmp)
+			return FileInfo{}, 0, err
+		}
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		os.Remove(tmp)
+		if l.rem != nil {
+			l.rem.abortReplace(id, []FileInfo{f})
+		}
 		return FileInfo{}, 0, fmt.Errorf("publish: %w", err)
 	}
 	if err := l.syncDirs(dir); err != nil {
 		os.Remove(final)
+		if l.rem != nil {
+			l.rem.abortReplace(id, []FileInfo{f})
+		}
 		return FileInfo{}, 0, err
 	}
 	info, _, err := readFooter(final, f.Partition, id)

@@ -183,6 +183,7 @@ type Lake struct {
 	stagedLogged time.Time // last log of them
 
 	ret retention // retention.go
+	rem *remote   // remote.go; nil without Config.Remote
 }
 
 const stagedLogEvery = 10 * time.Second
@@ -263,6 +264,11 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 	if err := l.scan(); err != nil {
 		return nil, err
 	}
+	if cfg.Remote != nil {
+		if err := l.openRemote(); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
@@ -295,6 +301,9 @@ func (l *Lake) Start(ctx context.Context) error {
 		go l.compactor(cctx, l.compactorDone)
 	}
 	l.startRetention()
+	if l.rem != nil {
+		l.rem.start()
+	}
 	return nil
 }
 
@@ -596,9 +605,13 @@ func (l *Lake) sealLocked(f *openFile) error {
 	if l.obs != nil {
 		l.announcing[info.ID] = true
 	}
+	if l.rem != nil {
+		l.rem.publishedLocked(info)
+	}
 	l.mu.Unlock()
 	l.retire(f)
 	l.log.Debug("sink: published", "file", info.Path, "rows", info.Rows, "bytes", info.Bytes)
+	defer l.committedChanged()
 	if l.obs != nil {
 		err := l.obs.Published(info)
 		l.mu.Lock()
@@ -691,6 +704,12 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 	done, stopCompactor, compactorDone := l.done, l.stopCompactor, l.compactorDone
 	l.mu.Unlock()
 	l.stopOnce.Do(func() { close(l.stop) })
+	if l.rem != nil {
+		// Uploads in progress are cancelled; files not uploaded are
+		// uploaded after the next start (the buffer keeps their records
+		// until then).
+		l.rem.shutdown()
+	}
 	if stopCompactor != nil {
 		stopCompactor() // a compaction in progress is given up; the lake stays as it was
 		select {
@@ -726,9 +745,17 @@ func (l *Lake) Files() []FileInfo {
 
 // CommittedFiles returns the files that are in the lake where it keeps
 // them for good, sorted by ID, with Location set: for a lake on local
-// disk, every file Files returns. A table format (sink/iceberg) lists
-// these files. The slice is the caller's.
+// disk, every file Files returns. With Config.Remote, the files whose
+// upload is confirmed, at s3://<bucket>/<prefix>/<path relative to Dir>,
+// and, until a compacted or rewritten file is uploaded, the uploaded
+// files it replaced instead of it (their Path may no longer exist
+// locally): every row of the lake once, as far as it is in the bucket.
+// A table format (sink/iceberg) lists these files; Config.OnCommitted
+// says when they may have changed. The slice is the caller's.
 func (l *Lake) CommittedFiles() []FileInfo {
+	if l.rem != nil {
+		return l.rem.committed()
+	}
 	out := l.Files()
 	for i := range out {
 		out[i].Location = fileURI(out[i].Path)
@@ -744,7 +771,10 @@ func fileURI(path string) string {
 // OldestUnpublished returns the lowest _offset of the stream partition
 // that the lake holds but has not published: in an open file, in a file
 // being published, or in a file abandoned since New (whose rows are lost
-// to this process and must come back from elsewhere). ok is false when
+// to this process and must come back from elsewhere), and with
+// Config.Remote in a published file whose upload is not confirmed (rows
+// that compaction or a delete moved from uploaded files do not count:
+// their objects stay until the new file is uploaded). ok is false when
 // there is none: every row written so far is published. Rows written
 // after the call are not covered.
 func (l *Lake) OldestUnpublished(tenant, stream string, part int32) (offset int64, ok bool) {
@@ -765,6 +795,11 @@ func (l *Lake) OldestUnpublished(tenant, stream string, part int32) (offset int6
 	}
 	for f := range l.sealing {
 		consider(f)
+	}
+	if l.rem != nil {
+		if low, has := l.rem.oldest(sk); has && (!ok || low < offset) {
+			offset, ok = low, true
+		}
 	}
 	return offset, ok
 }

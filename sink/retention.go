@@ -336,7 +336,11 @@ func (l *Lake) removeFiles(ctx context.Context, files []FileInfo, why string) er
 	for sk, set := range removed {
 		l.ret.offsets[sk] = l.ret.offsets[sk].union(set)
 	}
+	if l.rem != nil {
+		l.rem.removedLocked(files)
+	}
 	l.mu.Unlock()
+	defer l.committedChanged()
 	if l.ret.pendingDirs == nil {
 		l.ret.pendingDirs = make(map[string]bool)
 	}

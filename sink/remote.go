@@ -1,0 +1,843 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weirlabs/weir/internal/objstore"
+)
+
+// The lake in object storage (docs/lake.md, "Object storage").
+//
+// With Config.Remote set, every file the lake publishes (by a Write, by
+// compaction, by a delete) is also uploaded to the bucket under
+// <Prefix>/<the same relative path as on disk>. The local file stays:
+// queries read it. A file counts as committed (CommittedFiles, and for
+// OldestUnpublished, hence the buffer's COMMITTED ack) only once its
+// upload is confirmed and recorded:
+//
+//  1. upload: Store.Put, which the server verifies by checksum, and a
+//     size check;
+//  2. record: the file's relative path is appended to the upload log
+//     (.uploaded.log in the lake root) and fsynced.
+//
+// A crash between 1 and 2 leaves an object the lake does not know as
+// uploaded: it is uploaded again at start (the same key, so the object
+// is replaced, never doubled).
+//
+// A compacted or delete-rewritten file N replaces files whose objects
+// hold the same rows. Those objects stay, and stay committed, until N is
+// uploaded: the carry journal (.carry.json, written to a temporary file,
+// fsynced, renamed, directory fsynced) names them before N is renamed
+// into place. Once N is recorded as uploaded they leave CommittedFiles
+// and are deleted from the bucket. Files removed by retention or by a
+// delete leave CommittedFiles at once, and their objects are deleted.
+//
+// Remote deletions are not journaled: at every start the uploader lists
+// the prefix and deletes each object in the lake layout that names no
+// file of the lake and that no carry entry names. Whatever step a crash
+// interrupted (upload, record, local delete, remote delete), the bucket
+// then ends with exactly the lake's files.
+
+// Remote configures the lake's object storage.
+type Remote struct {
+	// Store is the bucket.
+	Store objstore.Store
+	// Prefix is put before every key: "<Prefix>/tenant=.../x.parquet".
+	// No leading or trailing slash; empty for the bucket's root.
+	Prefix string
+	// Uploads is how many uploads (and remote deletes) run at once; 0
+	// means 2.
+	Uploads int
+	// RetryMin and RetryMax bound the pause after a failed upload or
+	// delete, which doubles at each consecutive failure; 0 means 200 ms
+	// and 30 s.
+	RetryMin, RetryMax time.Duration
+}
+
+func (r *Remote) validate() error {
+	switch {
+	case r.Store == nil:
+		return errors.New("sink: Remote.Store must be set")
+	case strings.HasPrefix(r.Prefix, "/") || strings.HasSuffix(r.Prefix, "/"):
+		return fmt.Errorf("sink: Remote.Prefix %q must not start or end with a slash", r.Prefix)
+	case r.Uploads < 0 || r.Uploads > 64:
+		return fmt.Errorf("sink: Remote.Uploads must be in [0, 64], got %d", r.Uploads)
+	case r.RetryMin < 0 || r.RetryMax < 0 || r.RetryMax > 0 && r.RetryMax < r.RetryMin:
+		return fmt.Errorf("sink: Remote.RetryMin and RetryMax must be positive with RetryMin <= RetryMax, got %s and %s", r.RetryMin, r.RetryMax)
+	}
+	return nil
+}
+
+// RemoteStats describes the uploads of a lake in object storage.
+type RemoteStats struct {
+	// PendingFiles and PendingBytes are the published files not yet
+	// confirmed in the bucket.
+	PendingFiles, PendingBytes int64
+	// UploadedFiles and UploadedBytes count confirmed uploads since New.
+	UploadedFiles, UploadedBytes int64
+	// UploadFailures and DeleteFailures count failed attempts since New;
+	// DeletedObjects the objects deleted from the bucket.
+	UploadFailures, DeleteFailures, DeletedObjects int64
+	// Failing is set while the latest attempt failed; LastError says
+	// why (empty when not failing) and Permanent whether the server
+	// refused (credentials, missing bucket) rather than was unreachable.
+	Failing   bool
+	Permanent bool
+	LastError string
+}
+
+// Files of the lake root for object storage.
+const (
+	uploadLog    = ".uploaded.log"
+	carryJournal = ".carry.json"
+)
+
+// remote is the Lake's object-storage state. Lock order: Lake.mu, then
+// remote.mu (remote.mu is never held while taking Lake.mu).
+type remote struct {
+	cfg    Remote
+	dir    string
+	log    *slog.Logger
+	notify func()
+
+	mu       sync.Mutex
+	uploaded map[string]FileInfo            // by ID: files of the lake confirmed in the bucket
+	pending  map[string]*pendingUp          // by ID: files of the lake not confirmed yet
+	lows     map[streamKey]map[string]int64 // pending IDs whose rows are in no object, by stream partition: their lowest _offset
+	carry    map[string]*carryEntry         // by ID of a pending file: uploaded files it replaced
+	frozen   map[string]bool                // pending IDs being replaced: their upload is not recorded
+	inflight map[string]bool                // IDs being uploaded, keys being deleted
+	deletes  map[string]bool                // object keys to delete
+	listed   bool                           // the bucket was listed since New
+	listing  bool
+	// committedNow is set by a job that changed what committed
+	// returns; the worker then calls notify, outside r.mu.
+	committedNow bool
+	ulog         *os.File
+	changed      chan struct{} // closed and replaced at every change, for Sync
+
+	failures int // consecutive
+	failing  error
+	loggedAt time.Time
+	stats    RemoteStats
+	stop     chan struct{}
+	cancel   context.CancelFunc
+	wake     chan struct{}
+	wg       sync.WaitGroup
+	started  bool
+	stopped  bool
+}
+
+type pendingUp struct {
+	info FileInfo
+}
+
+// carryEntry is a pending file's journal entry.
+type carryEntry struct {
+	// Low is the lowest _offset of the file's rows that are in no
+	// object (rows of replaced files that were not uploaded either), or
+	// -1.
+	Low     int64        `json:"low"`
+	File    string       `json:"file"` // relative path, slash-separated
+	Carries []carriedRef `json:"carries"`
+	files   []FileInfo
+}
+
+type carriedRef struct {
+	File      string `json:"file"`
+	Part      int32  `json:"part"`
+	Rows      int64  `json:"rows"`
+	Bytes     int64  `json:"bytes"`
+	MinOffset int64  `json:"min_offset"`
+	MaxOffset int64  `json:"max_offset"`
+	Columns   int    `json:"columns"`
+	Compacted bool   `json:"compacted,omitempty"`
+}
+
+// relOf returns f's path relative to the lake root, slash-separated.
+func relOf(f FileInfo) string {
+	return filepath.ToSlash(filepath.Join(f.Partition.Dir(), f.ID+fileExt))
+}
+
+func (r *remote) key(f FileInfo) string { return r.keyOfRel(relOf(f)) }
+
+func (r *remote) keyOfRel(rel string) string {
+	if r.cfg.Prefix == "" {
+		return rel
+	}
+	return path.Join(r.cfg.Prefix, rel)
+}
+
+func (r *remote) retryMin() time.Duration {
+	if r.cfg.RetryMin > 0 {
+		return r.cfg.RetryMin
+	}
+	return 200 * time.Millisecond
+}
+
+func (r *remote) retryMax() time.Duration {
+	if r.cfg.RetryMax > 0 {
+		return r.cfg.RetryMax
+	}
+	return 30 * time.Second
+}
+
+// openRemote reads the upload log and the carry journal after scan and
+// sorts the lake's files into uploaded and pending. It runs in New.
+func (l *Lake) openRemote() error {
+	r := &remote{
+		cfg: *l.cfg.Remote, dir: l.cfg.Dir, log: l.log, notify: l.committedChanged,
+		uploaded: make(map[string]FileInfo), pending: make(map[string]*pendingUp),
+		lows: make(map[streamKey]map[string]int64), carry: make(map[string]*carryEntry),
+		frozen: make(map[string]bool), inflight: make(map[string]bool), deletes: make(map[string]bool),
+		changed: make(chan struct{}), wake: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	done := make(map[string]bool)
+	raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, uploadLog))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sink: read upload log: %w", err)
+	}
+	for len(raw) > 0 {
+		line, rest, ok := strings.Cut(string(raw), "\n")
+		if !ok {
+			break // torn by a crash: that upload was never recorded
+		}
+		done[line] = true
+		raw = []byte(rest)
+	}
+	entries := make(map[string]*carryEntry)
+	if raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, carryJournal)); err == nil {
+		var es []*carryEntry
+		if err := json.Unmarshal(raw, &es); err != nil {
+			return fmt.Errorf("sink: carry journal %s: %w", filepath.Join(l.cfg.Dir, carryJournal), err)
+		}
+		for _, e := range es {
+			entries[e.File] = e
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sink: read carry journal: %w", err)
+	}
+	for _, f := range l.files {
+		rel := relOf(f)
+		if done[rel] {
+			r.uploaded[f.ID] = f
+			continue
+		}
+		low := f.MinOffset
+		if e := entries[rel]; e != nil {
+			low = e.Low
+			for _, c := range e.Carries {
+				p, id, err := parsePath(filepath.FromSlash(c.File))
+				if err != nil {
+					return fmt.Errorf("sink: carry journal names %q: %w", c.File, err)
+				}
+				p.Part = c.Part
+				e.files = append(e.files, FileInfo{
+					ID: id, Partition: p, Path: filepath.Join(l.cfg.Dir, filepath.FromSlash(c.File)),
+					Rows: c.Rows, Bytes: c.Bytes, MinOffset: c.MinOffset, MaxOffset: c.MaxOffset,
+					Columns: c.Columns, Compacted: c.Compacted,
+				})
+			}
+			if len(e.files) > 0 {
+				r.carry[f.ID] = e
+			}
+		}
+		r.addPendingLocked(f, low)
+	}
+	// The log is rewritten with the lake's uploaded files only.
+	var b strings.Builder
+	for _, f := range l.files {
+		if _, ok := r.uploaded[f.ID]; ok {
+			b.WriteString(relOf(f) + "\n")
+		}
+	}
+	if err := writeDurably(l.cfg.Dir, uploadLog, []byte(b.String())); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	if err := r.writeCarryLocked(); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	r.ulog, err = os.OpenFile(filepath.Join(l.cfg.Dir, uploadLog), os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("sink: open upload log: %w", err)
+	}
+	l.rem = r
+	return nil
+}
+
+// writeDurably replaces dir/name with data: temporary file, fsync,
+// rename, directory fsync.
+func writeDurably(dir, name string, data []byte) error {
+	final := filepath.Join(dir, name)
+	tmp := final + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	_, err = out.Write(data)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeCarryLocked replaces the carry journal with r.carry. r.mu must be
+// held (or r not yet shared).
+func (r *remote) writeCarryLocked() error {
+	es := make([]*carryEntry, 0, len(r.carry))
+	for _, e := range r.carry {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].File < es[j].File })
+	raw, err := json.Marshal(es)
+	if err != nil {
+		return err
+	}
+	return writeDurably(r.dir, carryJournal, raw)
+}
+
+// addPendingLocked makes f wait for its upload; low is the lowest
+// _offset of its rows that are in no object, or -1. r.mu must be held.
+func (r *remote) addPendingLocked(f FileInfo, low int64) {
+	r.pending[f.ID] = &pendingUp{info: f}
+	if low >= 0 {
+		sk := streamOf(f.Partition)
+		if r.lows[sk] == nil {
+			r.lows[sk] = make(map[string]int64)
+		}
+		r.lows[sk][f.ID] = low
+	}
+}
+
+func (r *remote) dropPendingLocked(f FileInfo) {
+	delete(r.pending, f.ID)
+	delete(r.frozen, f.ID)
+	sk := streamOf(f.Partition)
+	if m := r.lows[sk]; m != nil {
+		delete(m, f.ID)
+		if len(m) == 0 {
+			delete(r.lows, sk)
+		}
+	}
+}
+
+// changedLocked wakes Sync waiters and an idle uploader. r.mu must be
+// held.
+func (r *remote) changedLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// published makes a file just published by a Write wait for its
+// upload. Lake.mu must be held, so that its rows count in
+// OldestUnpublished without a gap.
+func (r *remote) publishedLocked(f FileInfo) {
+	r.mu.Lock()
+	r.addPendingLocked(f, f.MinOffset)
+	r.changedLocked()
+	r.mu.Unlock()
+}
+
+// oldest returns the lowest _offset of sk held by files not uploaded.
+func (r *remote) oldest(sk streamKey) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var low int64
+	ok := false
+	for _, o := range r.lows[sk] {
+		if !ok || o < low {
+			low, ok = o, true
+		}
+	}
+	return low, ok
+}
+
+// prepareReplace journals, before a compacted or rewritten file with ID
+// id (in p) is renamed into place, which objects hold the rows of olds
+// until it is uploaded, and stops the uploads of olds from being
+// recorded. A failure changes nothing.
+func (r *remote) prepareReplace(id string, p Partition, olds []FileInfo) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := &carryEntry{Low: -1, File: relOf(FileInfo{ID: id, Partition: p})}
+	var frozen []string
+	for _, o := range olds {
+		if u, ok := r.uploaded[o.ID]; ok {
+			e.files = append(e.files, u)
+			continue
+		}
+		if _, ok := r.pending[o.ID]; !ok {
+			continue
+		}
+		if oe := r.carry[o.ID]; oe != nil {
+			e.files = append(e.files, oe.files...)
+		}
+		if low, ok := r.lows[streamOf(o.Partition)][o.ID]; ok && (e.Low < 0 || low < e.Low) {
+			e.Low = low
+		}
+		r.frozen[o.ID] = true
+		frozen = append(frozen, o.ID)
+	}
+	for _, f := range e.files {
+		e.Carries = append(e.Carries, carriedRef{
+			File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
+			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted,
+		})
+	}
+	r.carry[id] = e
+	if err := r.writeCarryLocked(); err != nil {
+		delete(r.carry, id)
+		for _, o := range frozen {
+			delete(r.frozen, o)
+		}
+		return err
+	}
+	return nil
+}
+
+// abortReplace undoes prepareReplace when the file was not published.
+func (r *remote) abortReplace(id string, olds []FileInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.carry, id)
+	for _, o := range olds {
+		delete(r.frozen, o.ID)
+	}
+	r.changedLocked()
+}
+
+// replacedLocked records that n, prepared by prepareReplace, replaced
+// olds in the lake's files. Lake.mu must be held.
+func (r *remote) replacedLocked(n FileInfo, olds []FileInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	low := int64(-1)
+	if e := r.carry[n.ID]; e != nil {
+		low = e.Low
+		if len(e.files) == 0 {
+			delete(r.carry, n.ID)
+		}
+	}
+	for _, o := range olds {
+		if _, ok := r.uploaded[o.ID]; ok {
+			delete(r.uploaded, o.ID) // n carries it
+			continue
+		}
+		if _, ok := r.pending[o.ID]; ok {
+			r.dropPendingLocked(o)
+			delete(r.carry, o.ID) // n carries those
+			r.deletes[r.key(o)] = true
+		}
+	}
+	r.addPendingLocked(n, low)
+	r.changedLocked()
+}
+
+// removedLocked records that files left the lake for good. Lake.mu must
+// be held.
+func (r *remote) removedLocked(files []FileInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range files {
+		if _, ok := r.uploaded[f.ID]; ok {
+			delete(r.uploaded, f.ID)
+			r.deletes[r.key(f)] = true
+			continue
+		}
+		if _, ok := r.pending[f.ID]; ok {
+			r.dropPendingLocked(f)
+			r.deletes[r.key(f)] = true
+			if e := r.carry[f.ID]; e != nil {
+				for _, c := range e.files {
+					r.deletes[r.key(c)] = true
+				}
+				delete(r.carry, f.ID)
+			}
+		}
+	}
+	r.changedLocked()
+}
+
+// committed returns the files in the bucket that make up the lake.
+func (r *remote) committed() []FileInfo {
+	r.mu.Lock()
+	out := make([]FileInfo, 0, len(r.uploaded))
+	for _, f := range r.uploaded {
+		out = append(out, f)
+	}
+	for _, e := range r.carry {
+		out = append(out, e.files...)
+	}
+	r.mu.Unlock()
+	for i := range out {
+		out[i].Location = r.cfg.Store.URI(r.key(out[i]))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (r *remote) statsNow() RemoteStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stats
+	s.PendingFiles = int64(len(r.pending))
+	for _, p := range r.pending {
+		s.PendingBytes += p.info.Bytes
+	}
+	if r.failing != nil {
+		s.Failing, s.LastError, s.Permanent = true, r.failing.Error(), objstore.IsPermanent(r.failing)
+	}
+	return s
+}
+
+// idle reports whether nothing waits: every file uploaded, every
+// object to delete deleted, the bucket listed.
+func (r *remote) idleLocked() bool {
+	return len(r.pending) == len(r.frozen) && len(r.deletes) == 0 && r.listed && len(r.inflight) == 0
+}
+
+// sync waits until the uploader is idle or ctx ends.
+func (r *remote) sync(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		idle, ch, err := r.idleLocked(), r.changed, r.failing
+		r.mu.Unlock()
+		if idle {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("sink: waiting for uploads: %w (last failure: %v)", context.Cause(ctx), err)
+			}
+			return fmt.Errorf("sink: waiting for uploads: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// start starts the uploaders.
+func (r *remote) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.stopped {
+		return
+	}
+	r.started = true
+	var ctx context.Context
+	ctx, r.cancel = context.WithCancel(context.Background())
+	n := r.cfg.Uploads
+	if n == 0 {
+		n = 2
+	}
+	for range n {
+		r.wg.Go(func() { r.worker(ctx) })
+	}
+}
+
+// shutdown stops the uploaders, cancelling uploads in progress (they
+// are done again at the next start), and closes the upload log.
+func (r *remote) shutdown() {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.stopped = true
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	r.wg.Wait()
+	r.mu.Lock()
+	r.ulog.Close()
+	r.mu.Unlock()
+}
+
+type job struct {
+	list   bool
+	upload FileInfo
+	del    string
+}
+
+// next picks the next job: listing the bucket once, then the oldest
+// pending upload, then a delete.
+func (r *remote) nextLocked() (job, bool) {
+	if !r.listed && !r.listing {
+		r.listing = true
+		return job{list: true}, true
+	}
+	var best *FileInfo
+	for id, p := range r.pending {
+		if r.inflight[id] || r.frozen[id] {
+			continue
+		}
+		if best == nil || id < best.ID {
+			f := p.info
+			best = &f
+		}
+	}
+	if best != nil {
+		r.inflight[best.ID] = true
+		return job{upload: *best}, true
+	}
+	for k := range r.deletes {
+		if !r.inflight[k] {
+			r.inflight[k] = true
+			return job{del: k}, true
+		}
+	}
+	return job{}, false
+}
+
+func (r *remote) worker(ctx context.Context) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", "upload")))
+	for {
+		r.mu.Lock()
+		j, ok := r.nextLocked()
+		r.mu.Unlock()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.wake:
+				continue
+			}
+		}
+		var err error
+		switch {
+		case j.list:
+			err = r.list(ctx)
+		case j.del != "":
+			err = r.del(ctx, j.del)
+		default:
+			err = r.upload(ctx, j.upload)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		notify := r.committedNow
+		r.committedNow = false
+		r.mu.Unlock()
+		if notify {
+			r.notify()
+		}
+		r.mu.Lock()
+		// More work may wait: pass the wake-up on.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		pause := r.resultLocked(err)
+		r.mu.Unlock()
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// resultLocked records the outcome of a job and returns the pause before
+// the worker's next one.
+func (r *remote) resultLocked(err error) time.Duration {
+	now := time.Now()
+	if err == nil {
+		if r.failing != nil {
+			r.log.Info("sink: object storage reachable again; uploads resumed", "failures", r.failures)
+		}
+		r.failures, r.failing = 0, nil
+		return 0
+	}
+	r.failures++
+	first := r.failing == nil
+	r.failing = err
+	if first || now.Sub(r.loggedAt) >= 30*time.Second {
+		r.loggedAt = now
+		msg := "sink: object storage failing; files wait locally and uploads are retried (logged at most every 30s)"
+		if objstore.IsPermanent(err) {
+			msg = "sink: object storage refuses the lake's requests; fix the bucket or the credentials (files wait locally; retried, logged at most every 30s)"
+		}
+		r.log.Error(msg, "failures", r.failures, "pending_files", len(r.pending), "err", err)
+	}
+	r.changedLocked()
+	d := r.retryMin()
+	for i := 1; i < r.failures && d < r.retryMax(); i++ {
+		d *= 2
+	}
+	return min(d, r.retryMax())
+}
+
+// upload uploads f and records it.
+func (r *remote) upload(ctx context.Context, f FileInfo) error {
+	key := r.key(f)
+	_, err := r.cfg.Store.Put(ctx, key, f.Path)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inflight, f.ID)
+	if err != nil {
+		if _, live := r.pending[f.ID]; !live && errors.Is(err, fs.ErrNotExist) {
+			return nil // removed or replaced meanwhile
+		}
+		r.stats.UploadFailures++
+		return err
+	}
+	if _, live := r.pending[f.ID]; !live {
+		// Removed or replaced while uploading: the object is garbage.
+		r.deletes[key] = true
+		r.changedLocked()
+		return nil
+	}
+	if r.frozen[f.ID] {
+		return nil // being replaced: replacedLocked or abortReplace decides
+	}
+	if _, err := r.ulog.WriteString(relOf(f) + "\n"); err != nil {
+		r.stats.UploadFailures++
+		return fmt.Errorf("record upload of %s: %w", f.ID, err)
+	}
+	if err := r.ulog.Sync(); err != nil {
+		r.stats.UploadFailures++
+		return fmt.Errorf("record upload of %s: fsync: %w", f.ID, err)
+	}
+	r.dropPendingLocked(f)
+	r.uploaded[f.ID] = f
+	if e := r.carry[f.ID]; e != nil {
+		for _, c := range e.files {
+			r.deletes[r.key(c)] = true
+		}
+		delete(r.carry, f.ID)
+	}
+	r.stats.UploadedFiles++
+	r.stats.UploadedBytes += f.Bytes
+	r.changedLocked()
+	r.committedNow = true
+	return nil
+}
+
+// del deletes the object at key unless it became a file of the lake.
+func (r *remote) del(ctx context.Context, key string) error {
+	err := r.cfg.Store.Delete(ctx, key)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inflight, key)
+	if err != nil {
+		r.stats.DeleteFailures++
+		return err
+	}
+	delete(r.deletes, key)
+	r.stats.DeletedObjects++
+	r.changedLocked()
+	return nil
+}
+
+// list lists the prefix and queues for deletion every object in the lake
+// layout that is neither a file of the lake nor carried by one.
+func (r *remote) list(ctx context.Context) error {
+	prefix := ""
+	if r.cfg.Prefix != "" {
+		prefix = r.cfg.Prefix + "/"
+	}
+	var garbage []string
+	err := r.cfg.Store.List(ctx, prefix, func(o objstore.Object) error {
+		rel := strings.TrimPrefix(o.Key, prefix)
+		if _, _, err := parsePath(filepath.FromSlash(rel)); err != nil || !strings.HasSuffix(rel, fileExt) {
+			return nil // not the lake's: left alone
+		}
+		garbage = append(garbage, o.Key)
+		return nil
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listing = false
+	if err != nil {
+		return err
+	}
+	keep := make(map[string]bool)
+	for _, f := range r.uploaded {
+		keep[r.key(f)] = true
+	}
+	for _, p := range r.pending {
+		keep[r.key(p.info)] = true
+	}
+	for _, e := range r.carry {
+		for _, c := range e.files {
+			keep[r.key(c)] = true
+		}
+	}
+	n := 0
+	for _, k := range garbage {
+		if !keep[k] {
+			r.deletes[k] = true
+			n++
+		}
+	}
+	if n > 0 {
+		r.log.Warn("sink: deleting objects the lake no longer holds (left by an interrupted removal or upload)", "count", n)
+	}
+	r.listed = true
+	r.changedLocked()
+	return nil
+}
+
+// committedChanged calls Config.OnCommitted.
+func (l *Lake) committedChanged() {
+	if fn := l.cfg.OnCommitted; fn != nil {
+		fn()
+	}
+}
+
+// RemoteStats describes the uploads to object storage; ok is false
+// without Config.Remote.
+func (l *Lake) RemoteStats() (s RemoteStats, ok bool) {
+	if l.rem == nil {
+		return s, false
+	}
+	return l.rem.statsNow(), true
+}
+
+// SyncRemote waits until every published file is uploaded and recorded,
+// every object to delete is deleted and the bucket was listed once
+// (see Start), or until ctx ends. Without Config.Remote it returns nil.
+// Files published meanwhile are waited for too.
+func (l *Lake) SyncRemote(ctx context.Context) error {
+	if l.rem == nil {
+		return nil
+	}
+	return l.rem.sync(ctx)
+}
