@@ -3,18 +3,26 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 	_ "github.com/duckdb/duckdb-go/v2" // DuckDB reads the planned files
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/sink/iceberg"
 )
 
@@ -146,3 +154,65 @@ func plannedFiles(t *testing.T, cfg iceberg.Config, stream string) ([]string, in
 	}
 	return paths, rows
 }
+
+// TestIcebergReadyDetail: once three passes in a row failed, /readyz
+// says so in details.iceberg and stays ready; a successful pass clears
+// it.
+func TestIcebergReadyDetail(t *testing.T) {
+	t.Parallel()
+	cat := &downCatalog{}
+	cat.down.Store(true)
+	r, err := iceberg.New(iceberg.DefaultConfig(), emptyLake{}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := &readiness{}
+	ready.addDetail("iceberg", icebergDetail(r))
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		ready.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		var body struct {
+			Ready   bool              `json:"ready"`
+			Details map[string]string `json:"details"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || !body.Ready {
+			t.Fatalf("/readyz = %d %s", rec.Code, rec.Body)
+		}
+		return rec.Code, body.Details["iceberg"]
+	}
+	for i := range 3 {
+		if code, d := get(); code != http.StatusOK || d != "" {
+			t.Fatalf("after %d failed passes: %d %q", i, code, d)
+		}
+		if err := r.Sync(context.Background()); err == nil {
+			t.Fatal("a pass with the catalog down succeeded")
+		}
+	}
+	if code, d := get(); code != http.StatusOK || !strings.Contains(d, "3 Iceberg passes in a row failed") || !strings.Contains(d, "catalog unreachable") {
+		t.Fatalf("after 3 failed passes: %d %q", code, d)
+	}
+	cat.down.Store(false)
+	if err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := get(); d != "" {
+		t.Fatalf("after a good pass: %q", d)
+	}
+}
+
+// downCatalog is a catalog without tables that fails while down.
+type downCatalog struct {
+	catalog.Catalog
+	down atomic.Bool
+}
+
+func (c *downCatalog) ListNamespaces(context.Context, table.Identifier) ([]table.Identifier, error) {
+	if c.down.Load() {
+		return nil, errors.New("catalog unreachable")
+	}
+	return nil, nil
+}
+
+type emptyLake struct{}
+
+func (emptyLake) CommittedFiles() []sink.FileInfo { return nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -93,13 +94,16 @@ func TestCrashAtEachStep(t *testing.T) {
 				t.Helper()
 				change()
 				fc := &faultyCatalog{Catalog: e.catalog(t), at: p}
-				err := e.reconciler(t, l, fc).Sync(context.Background())
+				fr := e.reconciler(t, l, fc)
+				err := fr.Sync(context.Background())
 				if !errors.Is(err, errCrash) {
 					// Points that a change does not reach (a table exists
 					// already: no create) let the pass through.
 					if err != nil || p != afterCreate {
 						t.Fatalf("%s: pass with a crash %s returned %v", name, p, err)
 					}
+				} else if s := fr.Stats(); s.ConsecutiveFailures != 1 || s.Failures == 0 || !strings.Contains(s.LastError, errCrash.Error()) || s.Lag <= 0 {
+					t.Fatalf("%s: stats after a failed pass: %+v", name, s)
 				}
 				cat := e.catalog(t)
 				r := e.reconciler(t, l, cat)
