@@ -183,6 +183,11 @@ type config struct {
 			SortRows   int64         `yaml:"sort_rows"`
 			ZstdLevel  int           `yaml:"zstd_level"`
 		} `yaml:"compaction"`
+		// Lake is where the lake lives for good: "" for <data>/lake only,
+		// s3://bucket/prefix for object storage (lakeremote.go), with
+		// <data>/lake as the local copy.
+		Lake string   `yaml:"lake"`
+		S3   s3Config `yaml:"s3"`
 	} `yaml:"sink"`
 
 	// Retention removes expired lake files (retention.go).
@@ -583,6 +588,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if err := c.Iceberg.validate(c.Data); err != nil {
+		return err
+	}
+	if err := c.validateLake(); err != nil {
 		return err
 	}
 	if c.Consume.SessionTimeout <= 0 {

@@ -160,7 +160,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("query", engine)
 	lakeObs := &icebergNudge{Observer: engine}
-	lake, err := sink.New(cfg.sink(), lakeObs, log) // sink: Parquet files, shown to the engine
+	scfg := cfg.sink()
+	// Uploads confirmed and objects deleted change the lake's committed
+	// files without an Observer call: they nudge the reconciler too.
+	scfg.OnCommitted = lakeObs.nudge
+	if scfg.Remote, err = lakeRemote(ctx, &cfg, log); err != nil {
+		return err
+	}
+	lake, err := sink.New(scfg, lakeObs, log) // sink: Parquet files, shown to the engine
 	if err != nil {
 		return err
 	}
@@ -262,6 +269,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if ice != nil {
 		reg.MustRegister(icebergCollector{ice})
 		ready.addDetail("iceberg", icebergDetail(ice))
+	}
+	if scfg.Remote != nil {
+		reg.MustRegister(lakeRemoteCollector{lake})
+		ready.addDetail("lake", lakeRemoteDetail(lake))
 	}
 	// The forwarders read the lake through the consume manager: they
 	// stop before the query engine and the buffer they read.

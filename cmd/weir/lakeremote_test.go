@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	pq "github.com/parquet-go/parquet-go"
+
+	"github.com/weirlabs/weir/internal/objstore/miniotest"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+)
+
+func TestLakeConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		lake string
+		s3   s3Config
+		want string // part of the error; "" for none
+	}{
+		{"", s3Config{}, ""},
+		{"s3://bucket", s3Config{}, ""},
+		{"s3://bucket/some/prefix/", s3Config{Endpoint: "http://127.0.0.1:9000", PathStyle: true}, ""},
+		{"/var/lake", s3Config{}, "want s3://bucket"},
+		{"gs://bucket/x", s3Config{}, "want s3://bucket"},
+		{"s3:///x", s3Config{}, "want s3://bucket"},
+		{"", s3Config{Region: "eu-west-1"}, "sink.lake is not an s3:// URL"},
+		{"s3://b", s3Config{AccessKeyID: "k"}, "set both access_key_id and secret_access_key"},
+		{"s3://b", s3Config{Endpoint: "127.0.0.1:9000"}, "want http(s)://host"},
+		{"s3://b", s3Config{PartBytes: 1 << 20}, "at least 5 MiB"},
+	} {
+		c := defaultConfig()
+		c.Data = t.TempDir()
+		c.Sink.Lake, c.Sink.S3 = tc.lake, tc.s3
+		err := c.validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("lake %q %+v: %v", tc.lake, tc.s3, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("lake %q %+v: error %v, want one saying %q", tc.lake, tc.s3, err, tc.want)
+		}
+	}
+	if b, p, _ := parseLake("s3://bkt/a/b/"); b != "bkt" || p != "a/b" {
+		t.Errorf("parseLake: %q %q", b, p)
+	}
+}
+
+// TestLakeS3EndToEnd serves with sink.lake in a MinIO bucket: a COMMITTED
+// push returns only once its records' file is in the bucket (not while
+// the server is away, although SQL already shows the records from the
+// local copy, and /readyz says why), and the objects hold the records.
+func TestLakeS3EndToEnd(t *testing.T) {
+	srv := miniotest.Start(t)
+	s := startServer(t, "", func(c *config) {
+		c.Sink.MaxFileAge = 100 * time.Millisecond
+		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
+		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
+			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
+		c.Ingest.PushTimeout = time.Minute
+	})
+	ingest, _ := newClients(s.url)
+	records := func(from, n int) []*weirv1.LogRecord {
+		out := make([]*weirv1.LogRecord, n)
+		for i := range out {
+			out[i] = textRecord("line " + strconv.Itoa(from+i))
+		}
+		return out
+	}
+	ctx := context.Background()
+	push(t, ctx, ingest, "app", weirv1.AckLevel_ACK_LEVEL_COMMITTED, records(0, 50)...)
+	if keys := srv.Keys(t, "weir/lake/"); len(keys) == 0 {
+		t.Fatal("COMMITTED push returned before any object was in the bucket")
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app", 50)
+
+	// The server goes away: the next COMMITTED push waits, while SQL
+	// shows its records from the local copy and /readyz says why.
+	srv.Stop()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: records(50, 30), AckLevel: weirv1.AckLevel_ACK_LEVEL_COMMITTED}))
+		done <- err
+	}()
+	waitCount(t, s.url, "SELECT count(*) FROM app", 80)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, body := get(t, s.url+"/readyz")
+		if strings.Contains(string(body), "uploads to object storage failing") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz does not report the failing uploads: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, _, metrics := get(t, s.url+"/metrics")
+	if !strings.Contains(string(metrics), "weir_lake_upload_failing 1") || !strings.Contains(string(metrics), "weir_lake_upload_pending_files 1") {
+		t.Errorf("metrics while the bucket is away:\n%s", grepLines(string(metrics), "weir_lake_"))
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("COMMITTED push returned while the bucket was away: %v", err)
+	default:
+	}
+	srv.Restart()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("COMMITTED push still waiting a minute after the bucket came back")
+	}
+
+	// Every record is in the bucket once.
+	st := srv.Store(t)
+	dir := t.TempDir()
+	bodies := make(map[string]int)
+	i := 0
+	for key := range srv.Keys(t, "weir/lake/") {
+		if !strings.HasPrefix(key, "weir/lake/tenant=default/stream=app/date=") || !strings.HasSuffix(key, ".parquet") {
+			t.Errorf("object %s is not in the lake layout", key)
+			continue
+		}
+		i++
+		path := filepath.Join(dir, strconv.Itoa(i))
+		if err := st.Get(ctx, key, path); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := f.Stat()
+		rows, err := pq.Read[struct {
+			Body string `parquet:"body"`
+		}](f, fi.Size())
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			bodies[r.Body]++
+		}
+	}
+	for n := range 80 {
+		if got := bodies["line "+strconv.Itoa(n)]; got != 1 {
+			t.Errorf("record %d is %d times in the bucket", n, got)
+		}
+	}
+	if len(bodies) != 80 {
+		t.Errorf("%d distinct records in the bucket, want 80", len(bodies))
+	}
+	if _, _, metrics := get(t, s.url+"/metrics"); !strings.Contains(string(metrics), "weir_lake_upload_failing 0") {
+		t.Errorf("metrics after the bucket came back:\n%s", grepLines(string(metrics), "weir_lake_"))
+	}
+}
+
+// TestLakeS3WrongCredentials: weir starts, ingests and answers queries
+// with credentials the bucket refuses, and /readyz says so.
+func TestLakeS3WrongCredentials(t *testing.T) {
+	srv := miniotest.Start(t)
+	s := startServer(t, "", func(c *config) {
+		c.Sink.MaxFileAge = 100 * time.Millisecond
+		c.Sink.Lake = "s3://" + srv.Bucket
+		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, PathStyle: true, AccessKeyID: miniotest.User, SecretAccessKey: "wrong"}
+	})
+	ingest, _ := newClients(s.url)
+	push(t, context.Background(), ingest, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, textRecord("a"), textRecord("b"))
+	waitCount(t, s.url, "SELECT count(*) FROM app", 2)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, body := get(t, s.url+"/readyz")
+		if strings.Contains(string(body), "credentials") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz does not report the refused credentials: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if keys := srv.Keys(t, ""); len(keys) != 0 {
+		t.Fatalf("objects stored with wrong credentials: %v", keys)
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
