@@ -26,17 +26,21 @@ type icebergConfig struct {
 	Credential string        `yaml:"credential"`
 	Token      string        `yaml:"token"`
 	Interval   time.Duration `yaml:"interval"`
+	// KeepSnapshots and KeepFor bound each table's history.
+	KeepSnapshots int           `yaml:"keep_snapshots"`
+	KeepFor       time.Duration `yaml:"keep_for"`
 }
 
 func defaultIcebergConfig() icebergConfig {
 	d := iceberg.DefaultConfig()
-	return icebergConfig{Catalog: d.Catalog, Interval: d.Interval}
+	return icebergConfig{Catalog: d.Catalog, Interval: d.Interval, KeepSnapshots: d.KeepSnapshots, KeepFor: d.KeepFor}
 }
 
 func (c icebergConfig) iceberg(data string) iceberg.Config {
 	cfg := iceberg.DefaultConfig()
 	cfg.Catalog, cfg.Warehouse, cfg.URI, cfg.Credential, cfg.Token, cfg.Interval =
 		c.Catalog, c.Warehouse, c.URI, c.Credential, c.Token, c.Interval
+	cfg.KeepSnapshots, cfg.KeepFor = c.KeepSnapshots, c.KeepFor
 	if cfg.Catalog == iceberg.CatalogHadoop && cfg.Warehouse == "" {
 		cfg.Warehouse = filepath.Join(data, "iceberg")
 	}

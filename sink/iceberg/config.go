@@ -44,13 +44,22 @@ type Config struct {
 	// nudges the reconciler, and the longest wait before a failed pass
 	// is retried (failures back off from one second, doubling).
 	Interval time.Duration
+	// KeepSnapshots and KeepFor bound a table's history: once a table
+	// has more than KeepSnapshots+KeepSnapshots/2 snapshots, those
+	// beyond the newest KeepSnapshots that are older than KeepFor are
+	// expired, and the manifest files only they used are deleted. Data
+	// files are never deleted here: the lake deletes its own. KeepFor
+	// is how long an engine may still read an old snapshot.
+	KeepSnapshots int
+	KeepFor       time.Duration
 }
 
 // DefaultConfig returns the defaults: the hadoop catalog, a pass at
-// least every minute. Warehouse has no default here: the caller puts it
+// least every minute, the last 100 snapshots and those of the last
+// hour kept. Warehouse has no default here: the caller puts it
 // in its data directory.
 func DefaultConfig() Config {
-	return Config{Catalog: CatalogHadoop, Interval: time.Minute}
+	return Config{Catalog: CatalogHadoop, Interval: time.Minute, KeepSnapshots: 100, KeepFor: time.Hour}
 }
 
 // Validate reports the first invalid setting.
@@ -76,6 +85,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval <= 0 {
 		return fmt.Errorf("iceberg: interval must be positive, got %v", c.Interval)
+	}
+	if c.KeepSnapshots < 1 || c.KeepFor < 0 {
+		return fmt.Errorf("iceberg: keep_snapshots must be at least 1 and keep_for not negative, got %d and %v", c.KeepSnapshots, c.KeepFor)
 	}
 	return nil
 }

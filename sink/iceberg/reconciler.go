@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -94,8 +95,8 @@ type Reconciler struct {
 // New returns a reconciler of lake's files into the tables of cat. It
 // does nothing until Sync or Start.
 func New(cfg Config, lake Lake, cat catalog.Catalog, log *slog.Logger) (*Reconciler, error) {
-	if cfg.Interval <= 0 {
-		return nil, fmt.Errorf("iceberg: interval must be positive, got %v", cfg.Interval)
+	if cfg.Interval <= 0 || cfg.KeepSnapshots < 1 || cfg.KeepFor < 0 {
+		return nil, fmt.Errorf("iceberg: invalid interval %v, keep_snapshots %d or keep_for %v", cfg.Interval, cfg.KeepSnapshots, cfg.KeepFor)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -389,7 +390,7 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 		}
 	}
 	if len(adds) == 0 && len(removes) == 0 {
-		return nil
+		return r.expire(ctx, tbl)
 	}
 	sort.Slice(removes, func(i, j int) bool { return removes[i].FilePath() < removes[j].FilePath() })
 
@@ -418,7 +419,8 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	if err != nil {
 		return fmt.Errorf("stage snapshot (+%d -%d files): %w", len(dfs), len(removes), err)
 	}
-	if _, err := txn.Commit(ctx); err != nil {
+	tbl, err = txn.Commit(ctx)
+	if err != nil {
 		return fmt.Errorf("commit snapshot (+%d -%d files): %w", len(dfs), len(removes), err)
 	}
 	r.mu.Lock()
@@ -427,6 +429,46 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	r.stats.FilesRemoved += int64(len(removes))
 	r.mu.Unlock()
 	r.log.Debug("iceberg: snapshot committed", "table", strings.Join(ident, "."), "added", len(dfs), "removed", len(removes))
+	return r.expire(ctx, tbl)
+}
+
+// expire bounds tbl's history (Config.KeepSnapshots, KeepFor) once it
+// has half as many snapshots again as it keeps: the snapshots are
+// expired in one commit, then the manifests and manifest lists
+// (*.avro) under the table's location that no snapshot references and
+// that are older than KeepFor are deleted. Data files, which are the
+// lake's and lie outside the table's location, and metadata files
+// (which the catalog manages) are left alone. A crash in between
+// leaves unreferenced manifests, deleted by a later expiry.
+func (r *Reconciler) expire(ctx context.Context, tbl *table.Table) error {
+	keep := r.cfg.KeepSnapshots
+	if len(tbl.Metadata().Snapshots()) <= keep+keep/2 {
+		return nil
+	}
+	txn := tbl.NewTransaction()
+	if err := txn.ExpireSnapshots(table.WithRetainLast(keep), table.WithOlderThan(r.cfg.KeepFor), table.WithPostCommit(false)); err != nil {
+		return fmt.Errorf("expire snapshots: %w", err)
+	}
+	tbl, err := txn.Commit(ctx)
+	if err != nil {
+		return fmt.Errorf("expire snapshots: %w", err)
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return fmt.Errorf("table io: %w", err)
+	}
+	var removed atomic.Int64
+	_, err = tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(r.cfg.KeepFor), table.WithDeleteFunc(func(path string) error {
+		if !strings.HasSuffix(path, ".avro") {
+			return nil
+		}
+		removed.Add(1)
+		return fs.Remove(path)
+	}))
+	if err != nil {
+		return fmt.Errorf("delete expired manifests: %w", err)
+	}
+	r.log.Debug("iceberg: snapshots expired", "table", strings.Join(tbl.Identifier(), "."), "kept", len(tbl.Metadata().Snapshots()), "manifests_deleted", removed.Load())
 	return nil
 }
 

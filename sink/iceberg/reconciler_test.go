@@ -2,6 +2,7 @@ package iceberg_test
 
 import (
 	"context"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -212,4 +213,43 @@ func nameMappedID(nm ice.NameMapping, name string) int {
 		}
 	}
 	return -1
+}
+
+// TestExpireSnapshots: a table keeps a bounded history. With 3
+// snapshots kept, 12 publishes leave at most 4 snapshots, the manifest
+// files of the expired ones are deleted, the metadata files are
+// bounded, and the table still plans every file of the lake.
+func TestExpireSnapshots(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.openLake(t)
+	cat := e.catalog(t)
+	cfg := e.icebergConfig()
+	cfg.KeepSnapshots, cfg.KeepFor = 3, 0
+	r, err := iceberg.New(cfg, l, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := want{}
+	for i := range 12 {
+		write(t, l, app, "app", 0, int64(10*i), 10, hour0, false)
+		sync(t, r)
+	}
+	checkTable(t, cat, l, "app", app)
+	tbl := loadTable(t, cat, "app")
+	if n := len(tbl.Metadata().Snapshots()); n > 4 {
+		t.Fatalf("%d snapshots kept, want at most 4", n)
+	}
+	meta := filepath.Join(e.warehouse, tenant, "app", "metadata")
+	lists, _ := filepath.Glob(filepath.Join(meta, "snap-*.avro"))
+	avro, _ := filepath.Glob(filepath.Join(meta, "*.avro"))
+	jsons, _ := filepath.Glob(filepath.Join(meta, "*.metadata.json"))
+	// A manifest list per kept snapshot; a manifest per append, all
+	// referenced by the current snapshot until they are merged (at 100).
+	if len(lists) > 4 || len(avro)-len(lists) > 12 || len(jsons) > 21 {
+		t.Fatalf("%d manifest lists, %d manifests and %d metadata files left after 12 commits", len(lists), len(avro)-len(lists), len(jsons))
+	}
+	if s := r.Stats(); s.Snapshots != 12 || s.Failures != 0 {
+		t.Fatalf("stats: %+v", s)
+	}
 }
