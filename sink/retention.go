@@ -53,6 +53,11 @@ type Retention struct {
 	// Interval is how often expired files are looked for; 0 means
 	// DefaultRetentionInterval.
 	Interval time.Duration
+	// Hold, when set, is asked about each expired file before it is
+	// removed, and keeps it by returning true (records consumers have not
+	// read yet). It is called with the lake's lock held: it must not call
+	// the Lake.
+	Hold func(f FileInfo, now time.Time) bool
 }
 
 // DefaultRetentionInterval is how often retention runs by default.
@@ -266,7 +271,7 @@ func (l *Lake) retainLocking(ctx context.Context, now time.Time) ([]FileInfo, er
 		return nil, nil
 	}
 	for _, f := range l.files {
-		if !l.announcing[f.ID] && rcfg.Expired(f.Partition, now) {
+		if !l.announcing[f.ID] && rcfg.Expired(f.Partition, now) && (rcfg.Hold == nil || !rcfg.Hold(f, now)) {
 			expired = append(expired, f)
 		}
 	}

@@ -44,6 +44,9 @@ type pipeline struct {
 	hub    *tail.Hub
 	// consumers is set by newAPI.
 	consumers *consume.Manager
+	// hold keeps what consumer groups have not committed from retention
+	// once newAPI gives it the groups.
+	hold *retentionHold
 }
 
 // newReload returns the reload of the configuration file's stream rules
@@ -76,7 +79,8 @@ func newReload(cfg *config, p *pipeline, log *slog.Logger) func() (transform.Rul
 // SQL, the shipper protocols, metrics, probes and the UI) and the
 // Prometheus registry behind /metrics. Tail streams end when ctx does.
 func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transform.Rules, error), ready *readiness, log *slog.Logger) (*http.ServeMux, *prometheus.Registry, error) {
-	uiHandler, err := newUIHandler(*cfg, p.engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(p.ing, auth.TenantOf(ctx)) })
+	uiHandler, err := newUIHandler(*cfg, p.engine, func(ctx context.Context) []ui.IngestEndpoint { return ingestRows(p.ing, auth.TenantOf(ctx)) },
+		func(ctx context.Context) []ui.ConsumerGroup { return groupRows(p.consumers, auth.TenantOf(ctx)) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -93,11 +97,12 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 		return nil, nil, err
 	}
 	p.consumers = consumers
+	p.hold.set(consumers)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, retentionCollector{p.lake}, p.alerts)
-	reg.MustRegister(consumeCollector{consumers})
+	reg.MustRegister(consumeCollector{consumers, p.hold})
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).

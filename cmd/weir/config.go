@@ -231,6 +231,9 @@ type config struct {
 		// MaxDeliveries: a record a group delivered this many times
 		// without a commit goes to the dead-letter stream; 0: no limit.
 		MaxDeliveries int `yaml:"max_deliveries"`
+		// MaxRetentionHold is how long past their expiry retention keeps
+		// files whose records a group has not committed; 0: it never waits.
+		MaxRetentionHold time.Duration `yaml:"max_retention_hold"`
 		// Groups holds settings of named consumer groups.
 		Groups map[string]struct {
 			// MaxDeliveries overrides consume.max_deliveries (0: no limit).
@@ -330,6 +333,7 @@ func defaultConfig() config {
 	c.Consume.MaxBatchRecords, c.Consume.MaxTenantSubscriptions, c.Consume.MaxGroups, c.Consume.PollInterval, c.Consume.Heartbeat =
 		kc.MaxBatchRecords, kc.MaxTenantSubscriptions, kc.MaxGroups, kc.PollInterval, kc.Heartbeat
 	c.Consume.SessionTimeout = 30 * time.Second
+	c.Consume.MaxRetentionHold = 24 * time.Hour
 	c.Alerts = alert.DefaultConfig()
 	c.Memory = defaultMemory
 	if err := c.applyMemory(nil); err != nil {
@@ -595,6 +599,9 @@ func (c *config) validate() error {
 	}
 	if c.Consume.SessionTimeout <= 0 {
 		return fmt.Errorf("consume.session_timeout must be positive")
+	}
+	if c.Consume.MaxRetentionHold < 0 {
+		return fmt.Errorf("consume.max_retention_hold must not be negative")
 	}
 	if c.Buffer.WAL.Sync != "every" && c.Buffer.WAL.Sync != "interval" {
 		return fmt.Errorf("buffer.wal.sync %q: want every or interval", c.Buffer.WAL.Sync)

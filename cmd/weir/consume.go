@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,6 +18,7 @@ import (
 	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/ui"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/query"
 	"github.com/weirlabs/weir/sink"
@@ -110,6 +114,44 @@ func (d consumeDeadLetters) DeadLetter(ctx context.Context, tenant, stream, grou
 	return nil
 }
 
+// retentionHold keeps expired lake files that hold records a consumer
+// group has not committed, for up to consume.max_retention_hold past
+// their expiry; after that retention removes them and the groups are
+// told what they lost (docs/consume.md, "Retention").
+type retentionHold struct {
+	ret     sink.Retention // the periods
+	maxHold time.Duration
+	m       atomic.Pointer[consume.Manager]
+	held    atomic.Int64 // files kept, per retention run that looked at them
+	forced  atomic.Int64 // files removed although a group had not committed them
+}
+
+// keep is sink.Retention.Hold. Until the groups are known (set), it keeps
+// every file within the hold limit.
+func (h *retentionHold) keep(f sink.FileInfo, now time.Time) bool {
+	p := f.Partition
+	expiredAt := p.Hour.UTC().Truncate(time.Hour).Add(time.Hour + h.ret.Period(p.Tenant, p.Stream))
+	within := now.Before(expiredAt.Add(h.maxHold))
+	m := h.m.Load()
+	if m == nil {
+		return within
+	}
+	held, ok := m.Held(p.Tenant, p.Stream, p.Part)
+	if !ok || f.MaxOffset < held {
+		return false // every group committed past it
+	}
+	if within {
+		h.held.Add(1)
+		return true
+	}
+	h.forced.Add(1)
+	m.Lost(p.Tenant, p.Stream, p.Part, f.MaxOffset+1)
+	return false
+}
+
+// set makes the groups of m hold retention.
+func (h *retentionHold) set(m *consume.Manager) { h.m.Store(m) }
+
 // subscribeService serves weir.v1.SubscribeService.
 type subscribeService struct {
 	m *consume.Manager
@@ -154,6 +196,9 @@ func (s subscribeService) Subscribe(ctx context.Context, req *connect.Request[we
 			return s.rpcErr(err)
 		}
 		resp := &weirv1.SubscribeResponse{Partitions: b.Partitions, Records: make([]*weirv1.ConsumedRecord, len(b.Records))}
+		for _, p := range slices.Sorted(maps.Keys(b.Lost)) {
+			resp.Lost = append(resp.Lost, &weirv1.PartitionOffset{Partition: p, Offset: b.Lost[p]})
+		}
 		for i := range b.Records {
 			cr := &b.Records[i]
 			resp.Records[i] = &weirv1.ConsumedRecord{
@@ -246,14 +291,36 @@ func subscribeRequest(m *weirv1.SubscribeRequest) (consume.Request, error) {
 	return r, nil
 }
 
+// groupRows lists tenant's consumer groups for the UI (nil m: none yet).
+func groupRows(m *consume.Manager, tenant string) []ui.ConsumerGroup {
+	if m == nil {
+		return nil
+	}
+	var out []ui.ConsumerGroup
+	for _, g := range m.Groups(tenant) {
+		cg := ui.ConsumerGroup{Stream: g.Stream, Group: g.Group, Members: g.Members, Partitions: make([]ui.ConsumerPartition, len(g.Partitions))}
+		for i, p := range g.Partitions {
+			cg.Partitions[i] = ui.ConsumerPartition(p)
+		}
+		out = append(out, cg)
+	}
+	return out
+}
+
 // consumeCollector exports the subscriptions' and groups' metrics.
-type consumeCollector struct{ m *consume.Manager }
+type consumeCollector struct {
+	m    *consume.Manager
+	hold *retentionHold
+}
 
 var (
 	descGroupLag      = prometheus.NewDesc("weir_consumer_group_lag_records", "Records of a stream partition pushed but not committed by a consumer group.", []string{"tenant", "stream", "group", "partition"}, nil)
 	descSubscriptions = prometheus.NewDesc("weir_consumer_subscriptions", "Open subscriptions (SubscribeService).", nil, nil)
 	descRedelivered   = prometheus.NewDesc("weir_consumer_redelivered_records_total", "Records delivered again to a consumer group after a member gave up their partition without committing them.", nil, nil)
 	descDeadLettered  = prometheus.NewDesc("weir_consumer_dead_lettered_records_total", "Records consumer groups delivered max_deliveries times without a commit and wrote to the dead-letter stream instead.", nil, nil)
+	descLost          = prometheus.NewDesc("weir_consumer_lost_records_total", "Offsets retention removed before consumer groups committed them (past consume.max_retention_hold), counted once per group.", nil, nil)
+	descHeldFiles     = prometheus.NewDesc("weir_retention_held_files_total", "Expired lake files retention kept because a consumer group had not committed their records, counted per retention run.", nil, nil)
+	descForcedFiles   = prometheus.NewDesc("weir_retention_forced_files_total", "Expired lake files retention removed although a consumer group had not committed their records (past consume.max_retention_hold).", nil, nil)
 )
 
 func (c consumeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -261,6 +328,9 @@ func (c consumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSubscriptions
 	ch <- descRedelivered
 	ch <- descDeadLettered
+	ch <- descLost
+	ch <- descHeldFiles
+	ch <- descForcedFiles
 }
 
 func (c consumeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -271,4 +341,7 @@ func (c consumeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(s.Subscriptions))
 	ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.CounterValue, float64(s.Redelivered))
 	ch <- prometheus.MustNewConstMetric(descDeadLettered, prometheus.CounterValue, float64(s.DeadLettered))
+	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(s.Lost))
+	ch <- prometheus.MustNewConstMetric(descHeldFiles, prometheus.CounterValue, float64(c.hold.held.Load()))
+	ch <- prometheus.MustNewConstMetric(descForcedFiles, prometheus.CounterValue, float64(c.hold.forced.Load()))
 }

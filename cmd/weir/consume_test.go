@@ -604,3 +604,83 @@ func TestConsumeMaxDeliveries(t *testing.T) {
 		t.Fatalf("group h: %d records", len(got))
 	}
 }
+
+// TestConsumeRetentionHold: retention keeps expired files whose records
+// a group has not committed, removes them anyway past
+// consume.max_retention_hold and tells the group the position it lost,
+// and removes the rest once the group commits past them. A stream
+// without groups is not held.
+func TestConsumeRetentionHold(t *testing.T) {
+	t.Parallel()
+	s, ing, sc := consumeServer(t, 1, func(c *config) {
+		c.Retention.Streams = map[string]period{"app": period(time.Hour), "free": period(time.Hour)}
+		c.Retention.Interval = 50 * time.Millisecond
+		c.Consume.MaxRetentionHold = 24 * time.Hour
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// g holds all of app from offset 0.
+	if _, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: "g",
+		Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: 0}}})); err != nil {
+		t.Fatal(err)
+	}
+	at := func(prefix string, ts time.Time, n int) []*weirv1.LogRecord {
+		recs := make([]*weirv1.LogRecord, n)
+		for i := range recs {
+			recs[i] = textRecord(fmt.Sprintf("%s-%d", prefix, i))
+			recs[i].TimeUnixNano = uint64(ts.Add(time.Duration(i) * time.Millisecond).UnixNano())
+		}
+		return recs
+	}
+	now := time.Now()
+	// Three days old: expired more than the hold ago. Three hours old:
+	// expired, within the hold.
+	for _, stream := range []string{"app", "free"} {
+		push(t, ctx, ing, stream, weirv1.AckLevel_ACK_LEVEL_COMMITTED, at("ancient", now.Add(-72*time.Hour), 10)...)
+		push(t, ctx, ing, stream, weirv1.AckLevel_ACK_LEVEL_COMMITTED, at("recent", now.Add(-3*time.Hour), 10)...)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM free", 0)
+	waitCount(t, s.url, "SELECT count(*) FROM app", 10)
+	// Retention keeps looking and keeps holding.
+	held := metric(t, s.url, "weir_retention_held_files_total")
+	deadline := time.Now().Add(20 * time.Second)
+	for metric(t, s.url, "weir_retention_held_files_total") < held+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("retention does not run")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app WHERE body LIKE 'recent-%'", 10)
+	if got := metric(t, s.url, "weir_retention_forced_files_total"); got != 1 {
+		t.Errorf("weir_retention_forced_files_total = %v, want 1", got)
+	}
+	if got := metric(t, s.url, "weir_consumer_lost_records_total"); got != 10 {
+		t.Errorf("weir_consumer_lost_records_total = %v, want 10", got)
+	}
+
+	// A member of g learns what it lost, then reads what is left.
+	m := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "g"})
+	var lost []*weirv1.PartitionOffset
+	for lost == nil {
+		if !m.stream.Receive() {
+			t.Fatalf("subscription ended: %v", m.stream.Err())
+		}
+		if len(m.stream.Msg().GetRecords()) > 0 {
+			t.Fatalf("records before the loss was reported: %v", m.stream.Msg())
+		}
+		lost = m.stream.Msg().GetLost()
+	}
+	if len(lost) != 1 || lost[0].GetPartition() != 0 || lost[0].GetOffset() != 10 {
+		t.Fatalf("lost %v, want partition 0 from offset 10", lost)
+	}
+	got := m.atLeast(10)
+	if got[0].GetOffset() != 10 || got[0].GetRecord().GetBody() != "recent-0" || len(got) != 10 {
+		t.Fatalf("after the loss: %d records from %d", len(got), got[0].GetOffset())
+	}
+	// Once g commits them, retention removes them.
+	if _, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: "g",
+		Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app", 0)
+}

@@ -71,6 +71,9 @@ func consumeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var n int64
 	for sub.Receive() {
 		msg := sub.Msg()
+		for _, l := range msg.GetLost() {
+			fmt.Fprintf(stderr, "weir consume: partition %d: retention removed records the group had not committed; continuing at offset %d\n", l.GetPartition(), l.GetOffset())
+		}
 		recs := msg.GetRecords()
 		if *limit > 0 && n+int64(len(recs)) > *limit {
 			recs = recs[:*limit-n]

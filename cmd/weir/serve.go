@@ -167,6 +167,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if scfg.Remote, err = lakeRemote(ctx, &cfg, log); err != nil {
 		return err
 	}
+	// Retention waits for consumer groups (docs/consume.md), which newAPI
+	// loads.
+	hold := &retentionHold{ret: cfg.Retention.sink(), maxHold: cfg.Consume.MaxRetentionHold}
+	scfg.Retention.Hold = hold.keep
 	lake, err := sink.New(scfg, lakeObs, log) // sink: Parquet files, shown to the engine
 	if err != nil {
 		return err
@@ -239,7 +243,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("alerts", alerts)
 
-	p := &pipeline{engine: engine, lake: lake, pipe: pipe, buf: buf, ing: ing, alerts: alerts, hub: hub}
+	p := &pipeline{engine: engine, lake: lake, pipe: pipe, buf: buf, ing: ing, alerts: alerts, hub: hub, hold: hold}
 	reload := newReload(&cfg, p, log)
 	stopHUP := onHangup(func() {
 		if _, err := reload(); err != nil {

@@ -22,12 +22,12 @@ const (
 
 // newUIHandler builds the web UI served at /, with the dashboards file of
 // cfg.UI.Dashboards (relative to the configuration file) if one is set.
-func newUIHandler(cfg config, engine *query.Engine, ingest func(context.Context) []ui.IngestEndpoint) (http.Handler, error) {
+func newUIHandler(cfg config, engine *query.Engine, ingest func(context.Context) []ui.IngestEndpoint, groups func(context.Context) []ui.ConsumerGroup) (http.Handler, error) {
 	uc := ui.Config{Query: func(ctx context.Context, sql string) ([]map[string]any, error) {
 		var rc rowCollector
 		_, err := engine.Run(ctx, sql, query.Options{MaxRows: uiQueryRows, Timeout: uiQueryTimeout, System: true, Tenant: auth.TenantOf(ctx)}, &rc)
 		return rc.rows, err
-	}, Ingest: ingest}
+	}, Ingest: ingest, Groups: groups}
 	if p := cfg.UI.Dashboards; p != "" {
 		if !filepath.IsAbs(p) && cfg.path != "" {
 			p = filepath.Join(filepath.Dir(cfg.path), p)

@@ -111,6 +111,7 @@ func DefaultRules() []Rule {
 		Exact("/v1/sql", RoleQuery),
 		Exact("/ui/schema", RoleQuery),
 		Exact("/ui/ingest", RoleQuery),
+		Exact("/ui/groups", RoleQuery),
 		Exact("/ui/dashboards", RoleQuery),
 		Exact("/v1/alerts", RoleQuery),
 		Exact("/v1/alerts/test", RoleQuery),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,11 @@ type Record struct {
 type Batch struct {
 	Records    []Record
 	Partitions []int32
+	// Lost names, for partitions the subscription owns, the first
+	// offset still stored after retention removed records the group had
+	// not committed (see Manager.Lost). Each loss is reported once, to
+	// the member that owns the partition then or next.
+	Lost map[int32]int64
 }
 
 // Errors of the manager.
@@ -137,6 +143,7 @@ type Manager struct {
 	dead        DeadLetters
 	redelivered atomic.Int64
 	deadLetters atomic.Int64
+	lost        atomic.Int64
 
 	mu     sync.Mutex
 	subs   map[string]int // open subscriptions per tenant
@@ -151,6 +158,8 @@ type group struct {
 	committed map[int32]int64  // durable: loaded from and saved to the offsets file
 	delivered map[int32]int64  // per partition, one past the highest offset delivered by a former owner
 	spans     map[int32][]span // per partition, what former owners delivered and the group did not commit
+	lost      map[int32]int64  // per partition, the first offset still stored after a loss not yet reported
+	lostUpTo  map[int32]int64  // per partition, the end of the losses counted so far
 	members   []*Subscription  // in order of joining
 	owner     map[int32]*Subscription
 	nparts    int
@@ -214,7 +223,7 @@ func (m *Manager) groupLocked(k groupKey) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &group{key: k, committed: committed, delivered: map[int32]int64{}, spans: map[int32][]span{}, owner: map[int32]*Subscription{}, changed: make(chan struct{})}
+	g := &group{key: k, committed: committed, delivered: map[int32]int64{}, spans: map[int32][]span{}, lost: map[int32]int64{}, lostUpTo: map[int32]int64{}, owner: map[int32]*Subscription{}, changed: make(chan struct{})}
 	m.groups[k] = g
 	return g, nil
 }
@@ -405,6 +414,9 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 				return Batch{Partitions: s.Partitions()}, nil
 			}
 		}
+		if lost := s.takeLost(); lost != nil {
+			return Batch{Partitions: s.Partitions(), Lost: lost}, nil
+		}
 		recs, progressed, err := s.read(ctx)
 		if err != nil {
 			return Batch{}, err
@@ -424,6 +436,73 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 		case <-heartbeat.C:
 			return Batch{Partitions: s.Partitions()}, nil
 		}
+	}
+}
+
+// takeLost returns the losses of the partitions s owns that no member
+// was told of yet, and forgets them.
+func (s *Subscription) takeLost() map[int32]int64 {
+	g := s.group
+	if g == nil {
+		return nil
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	var out map[int32]int64
+	for p, next := range g.lost {
+		if _, mine := s.curs[p]; mine {
+			if out == nil {
+				out = map[int32]int64{}
+			}
+			out[p] = next
+			delete(g.lost, p)
+		}
+	}
+	return out
+}
+
+// Held returns the lowest offset that a consumer group of tenant's stream
+// committed for partition part, and whether any group committed it:
+// records at or above it are not processed by every group yet.
+// Retention keeps them (docs/consume.md).
+func (m *Manager) Held(tenant, stream string, part int32) (int64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	held, ok := int64(0), false
+	for k, g := range m.groups {
+		if k.tenant != tenant || k.stream != stream {
+			continue
+		}
+		if c, committed := g.committed[part]; committed && (!ok || c < held) {
+			held, ok = c, true
+		}
+	}
+	return held, ok
+}
+
+// Lost tells the groups of tenant's stream that retention removed the
+// records of partition part below next: each group whose committed
+// offset is below it learns next in a Batch (Batch.Lost) and the lost
+// offsets are counted (Stats.Lost). Committed offsets do not change; the
+// group's next commit moves them.
+func (m *Manager) Lost(tenant, stream string, part int32, next int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, g := range m.groups {
+		if k.tenant != tenant || k.stream != stream {
+			continue
+		}
+		c, ok := g.committed[part]
+		if !ok || c >= next {
+			continue
+		}
+		from := max(c, g.lostUpTo[part])
+		if next > from {
+			m.lost.Add(next - from)
+			g.lostUpTo[part] = next
+		}
+		g.lost[part] = max(g.lost[part], next)
+		g.notifyLocked()
 	}
 }
 
@@ -694,6 +773,69 @@ func (m *Manager) Lags() []Lag {
 	return out
 }
 
+// GroupInfo describes a consumer group for operators (the UI).
+type GroupInfo struct {
+	Stream, Group string
+	// Members is the number of members subscribed now.
+	Members    int
+	Partitions []PartitionInfo
+}
+
+// PartitionInfo is a group's progress in one partition of its stream.
+type PartitionInfo struct {
+	Partition int32
+	// Committed is the group's committed offset, -1 when it has none.
+	Committed int64
+	// End is the offset the partition's next record gets.
+	End int64
+	// Lag is End minus Committed (minus 0 without a commit).
+	Lag int64
+	// Owned reports whether a member owns the partition now.
+	Owned bool
+}
+
+// Groups returns tenant's consumer groups (those with committed offsets
+// or members), sorted by stream and name.
+func (m *Manager) Groups(tenant string) []GroupInfo {
+	type snap struct {
+		info      GroupInfo
+		committed map[int32]int64
+		owned     map[int32]bool
+	}
+	m.mu.Lock()
+	var snaps []snap
+	for k, g := range m.groups {
+		if k.tenant != tenant {
+			continue
+		}
+		sn := snap{info: GroupInfo{Stream: k.stream, Group: k.group, Members: len(g.members)}, committed: maps.Clone(g.committed), owned: map[int32]bool{}}
+		for p := range g.owner {
+			sn.owned[p] = true
+		}
+		snaps = append(snaps, sn)
+	}
+	m.mu.Unlock()
+	out := make([]GroupInfo, 0, len(snaps))
+	for _, sn := range snaps {
+		for p, mk := range m.src.Marks(tenant, sn.info.Stream) {
+			c, ok := sn.committed[int32(p)]
+			pi := PartitionInfo{Partition: int32(p), Committed: -1, End: mk.Next, Lag: max(0, mk.Next-c), Owned: sn.owned[int32(p)]}
+			if ok {
+				pi.Committed = c
+			}
+			sn.info.Partitions = append(sn.info.Partitions, pi)
+		}
+		out = append(out, sn.info)
+	}
+	slices.SortFunc(out, func(a, b GroupInfo) int {
+		if a.Stream != b.Stream {
+			return strings.Compare(a.Stream, b.Stream)
+		}
+		return strings.Compare(a.Group, b.Group)
+	})
+	return out
+}
+
 // Stats are the manager's counters.
 type Stats struct {
 	// Subscriptions open now.
@@ -703,6 +845,9 @@ type Stats struct {
 	// DeadLettered counts records groups gave up on (MaxDeliveries) and
 	// wrote to the dead-letter stream.
 	DeadLettered int64
+	// Lost counts offsets retention removed before groups committed them
+	// (Lost), once per group.
+	Lost int64
 }
 
 // Stats returns the counters.
@@ -713,5 +858,5 @@ func (m *Manager) Stats() Stats {
 		n += c
 	}
 	m.mu.Unlock()
-	return Stats{Subscriptions: n, Redelivered: m.redelivered.Load(), DeadLettered: m.deadLetters.Load()}
+	return Stats{Subscriptions: n, Redelivered: m.redelivered.Load(), DeadLettered: m.deadLetters.Load(), Lost: m.lost.Load()}
 }

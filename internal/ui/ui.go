@@ -36,6 +36,30 @@ type Config struct {
 	// /ui/ingest and the overview. It must be safe to call concurrently.
 	// Nil makes /ui/ingest answer an empty list.
 	Ingest func(ctx context.Context) []IngestEndpoint
+	// Groups returns the caller's consumer groups, for GET /ui/groups and
+	// the Consumers view. It must be safe to call concurrently. Nil makes
+	// /ui/groups answer an empty list.
+	Groups func(ctx context.Context) []ConsumerGroup
+}
+
+// ConsumerGroup is a consumer group of a stream (docs/consume.md) and
+// its progress per partition.
+type ConsumerGroup struct {
+	Stream     string              `json:"stream"`
+	Group      string              `json:"group"`
+	Members    int                 `json:"members"`
+	Partitions []ConsumerPartition `json:"partitions"`
+}
+
+// ConsumerPartition is a group's progress in one partition: its
+// committed offset (-1 for none), the partition's end (the offset of its
+// next record), the lag between them, and whether a member owns it now.
+type ConsumerPartition struct {
+	Partition int32 `json:"partition"`
+	Committed int64 `json:"committed"`
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
+	Owned     bool  `json:"owned"`
 }
 
 // IngestEndpoint counts the records one ingest endpoint (protocol) took
@@ -54,6 +78,7 @@ type IngestEndpoint struct {
 //   - GET /ui/dashboards: the dashboards as JSON;
 //   - GET /ui/schema: streams, columns and attribute keys (see schema.go);
 //   - GET /ui/ingest: {"endpoints": [IngestEndpoint...]};
+//   - GET /ui/groups: {"groups": [ConsumerGroup...]};
 //
 // and answers 404 for any other path, so it can be mounted at "/" as the
 // fallback of a mux with more specific routes. The dashboards are parsed
@@ -87,6 +112,15 @@ func Handler(cfg Config) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(map[string]any{"endpoints": eps})
+	}))
+	mux.Handle("/ui/groups", getOnly(func(w http.ResponseWriter, r *http.Request) {
+		groups := []ConsumerGroup{}
+		if cfg.Groups != nil {
+			groups = append(groups, cfg.Groups(r.Context())...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(map[string]any{"groups": groups})
 	}))
 	mux.Handle("/", files)
 	return secureHeaders(mux), nil

@@ -10,8 +10,9 @@ import tail from './views/tail.js';
 import sqlConsole from './views/console.js';
 import dashboards from './views/dashboards.js';
 import alerts from './views/alerts.js';
+import groups from './views/groups.js';
 
-const VIEWS = {overview, explore, errors, tail, console: sqlConsole, dashboards, alerts};
+const VIEWS = {overview, explore, errors, tail, console: sqlConsole, dashboards, alerts, groups};
 const PRESETS = {'5m': 5 * 60e3, '15m': 15 * 60e3, '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3, '7d': 7 * 24 * 3600e3};
 const RANGE_PARAMS = ['range', 'from', 'to'];
 const REFRESH_MS = 10000;

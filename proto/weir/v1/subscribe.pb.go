@@ -330,7 +330,12 @@ type SubscribeResponse struct {
 	Records []*ConsumedRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// The partitions this subscriber owns now. A group member with none is
 	// a standby.
-	Partitions    []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	Partitions []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Set when retention removed records of an owned partition that the
+	// group had not committed (after consume.max_retention_hold): for each
+	// such partition, the first offset still stored. Each loss is reported
+	// once, to the member that owns the partition then or next.
+	Lost          []*PartitionOffset `protobuf:"bytes,3,rep,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +380,13 @@ func (x *SubscribeResponse) GetRecords() []*ConsumedRecord {
 func (x *SubscribeResponse) GetPartitions() []int32 {
 	if x != nil {
 		return x.Partitions
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetLost() []*PartitionOffset {
+	if x != nil {
+		return x.Lost
 	}
 	return nil
 }
@@ -567,12 +579,13 @@ const file_weir_v1_subscribe_proto_rawDesc = "" +
 	"\x13min_severity_number\x18\x06 \x01(\x05R\x11minSeverityNumber\x12\x18\n" +
 	"\aservice\x18\a \x01(\tR\aservice\x12*\n" +
 	"\x11max_batch_records\x18\b \x01(\rR\x0fmaxBatchRecordsB\a\n" +
-	"\x05start\"f\n" +
+	"\x05start\"\x94\x01\n" +
 	"\x11SubscribeResponse\x121\n" +
 	"\arecords\x18\x01 \x03(\v2\x17.weir.v1.ConsumedRecordR\arecords\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\x05R\n" +
-	"partitions\"\x94\x01\n" +
+	"partitions\x12,\n" +
+	"\x04lost\x18\x03 \x03(\v2\x18.weir.v1.PartitionOffsetR\x04lost\"\x94\x01\n" +
 	"\x0eConsumedRecord\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12*\n" +
@@ -621,17 +634,18 @@ var file_weir_v1_subscribe_proto_depIdxs = []int32{
 	0, // 1: weir.v1.SubscribeRequest.edge:type_name -> weir.v1.StartEdge
 	2, // 2: weir.v1.SubscribeRequest.offsets:type_name -> weir.v1.PartitionOffsets
 	5, // 3: weir.v1.SubscribeResponse.records:type_name -> weir.v1.ConsumedRecord
-	8, // 4: weir.v1.ConsumedRecord.record:type_name -> weir.v1.LogRecord
-	1, // 5: weir.v1.CommitRequest.offsets:type_name -> weir.v1.PartitionOffset
-	3, // 6: weir.v1.SubscribeService.Subscribe:input_type -> weir.v1.SubscribeRequest
-	6, // 7: weir.v1.SubscribeService.Commit:input_type -> weir.v1.CommitRequest
-	4, // 8: weir.v1.SubscribeService.Subscribe:output_type -> weir.v1.SubscribeResponse
-	7, // 9: weir.v1.SubscribeService.Commit:output_type -> weir.v1.CommitResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1, // 4: weir.v1.SubscribeResponse.lost:type_name -> weir.v1.PartitionOffset
+	8, // 5: weir.v1.ConsumedRecord.record:type_name -> weir.v1.LogRecord
+	1, // 6: weir.v1.CommitRequest.offsets:type_name -> weir.v1.PartitionOffset
+	3, // 7: weir.v1.SubscribeService.Subscribe:input_type -> weir.v1.SubscribeRequest
+	6, // 8: weir.v1.SubscribeService.Commit:input_type -> weir.v1.CommitRequest
+	4, // 9: weir.v1.SubscribeService.Subscribe:output_type -> weir.v1.SubscribeResponse
+	7, // 10: weir.v1.SubscribeService.Commit:output_type -> weir.v1.CommitResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_weir_v1_subscribe_proto_init() }

@@ -151,6 +151,16 @@ export declare type SubscribeResponse = Message<"weir.v1.SubscribeResponse"> & {
    * @generated from field: repeated int32 partitions = 2;
    */
   partitions: number[];
+
+  /**
+   * Set when retention removed records of an owned partition that the
+   * group had not committed (after consume.max_retention_hold): for each
+   * such partition, the first offset still stored. Each loss is reported
+   * once, to the member that owns the partition then or next.
+   *
+   * @generated from field: repeated weir.v1.PartitionOffset lost = 3;
+   */
+  lost: PartitionOffset[];
 };
 
 /**
