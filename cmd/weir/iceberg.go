@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apache/iceberg-go/catalog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weirlabs/weir/sink"
@@ -84,18 +85,18 @@ func (n *icebergNudge) Removed(files []sink.FileInfo) {
 	n.nudge()
 }
 
-// newIceberg opens the catalog and returns the reconciler of lake's
-// files into it, or nil when Iceberg is off.
-func newIceberg(ctx context.Context, cfg *config, lake *sink.Lake, log *slog.Logger) (*iceberg.Reconciler, error) {
+// newIceberg returns the reconciler of lake's files into the
+// configured catalog, or nil when Iceberg is off. The catalog is opened
+// by the first pass (and retried), so a REST catalog that cannot be
+// reached does not stop weir from starting.
+func newIceberg(cfg *config, lake *sink.Lake, log *slog.Logger) (*iceberg.Reconciler, error) {
 	if !cfg.Iceberg.Enabled {
 		return nil, nil
 	}
 	icfg := cfg.Iceberg.iceberg(cfg.Data)
-	cat, err := iceberg.OpenCatalog(ctx, icfg)
-	if err != nil {
-		return nil, err
-	}
-	r, err := iceberg.New(icfg, lake, cat, log)
+	r, err := iceberg.NewOpening(icfg, lake, func(ctx context.Context) (catalog.Catalog, error) {
+		return iceberg.OpenCatalog(ctx, icfg)
+	}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ var (
 	descIcebergSnapshots = prometheus.NewDesc("weir_iceberg_snapshots_total", "Snapshots committed to the streams' Iceberg tables.", nil, nil)
 	descIcebergAdded     = prometheus.NewDesc("weir_iceberg_files_added_total", "Data files added to Iceberg tables.", nil, nil)
 	descIcebergRemoved   = prometheus.NewDesc("weir_iceberg_files_removed_total", "Data files removed from Iceberg tables.", nil, nil)
-	descIcebergFailures  = prometheus.NewDesc("weir_iceberg_failures_total", "Iceberg table commits or catalog listings that failed.", nil, nil)
+	descIcebergFailures  = prometheus.NewDesc("weir_iceberg_failures_total", "Iceberg table commits, catalog listings or catalog openings that failed.", nil, nil)
 	descIcebergLag       = prometheus.NewDesc("weir_iceberg_lag_seconds", "How long the lake has had changes the Iceberg tables do not show (0 when up to date).", nil, nil)
 )
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -216,3 +217,50 @@ func (c *downCatalog) ListNamespaces(context.Context, table.Identifier) ([]table
 type emptyLake struct{}
 
 func (emptyLake) CommittedFiles() []sink.FileInfo { return nil }
+
+// TestIcebergCatalogDown: with a REST catalog that cannot be reached,
+// weir starts and ingests, and /readyz, still ready, says the Iceberg
+// passes fail.
+func TestIcebergCatalogDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	s := startServer(t, "", func(c *config) {
+		c.Sink.MaxFileAge = 100 * time.Millisecond
+		c.Iceberg.Enabled, c.Iceberg.Catalog, c.Iceberg.URI, c.Iceberg.Interval = true, "rest", down, 200*time.Millisecond
+	})
+	ingest, _ := newClients(s.url)
+	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{textRecord("hello")}})); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app", 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Ready   bool              `json:"ready"`
+			Details map[string]string `json:"details"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body.Ready && strings.Contains(body.Details["iceberg"], "Iceberg passes in a row failed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after 30 s: %+v", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := metricValue(t, s.url, "weir_iceberg_failures_total"); v < 3 {
+		t.Errorf("weir_iceberg_failures_total = %v", v)
+	}
+}

@@ -183,7 +183,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	// Iceberg: a table per stream, following the lake's files; nudged
 	// by the lake's changes (iceberg.go).
-	ice, err := newIceberg(ctx, &cfg, lake, log)
+	ice, err := newIceberg(&cfg, lake, log)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ type Stats struct {
 	Snapshots    int64 // snapshots committed
 	FilesAdded   int64 // data files added to tables
 	FilesRemoved int64 // data files removed from tables
-	Failures     int64 // table commits (or listings) that failed
+	Failures     int64 // table commits, catalog listings or catalog openings that failed
 	// ConsecutiveFailures counts passes in a row that failed; 0 after a
 	// pass that left every table equal to the lake.
 	ConsecutiveFailures int64
@@ -70,11 +70,12 @@ type Stats struct {
 type Reconciler struct {
 	cfg  Config
 	lake Lake
-	cat  catalog.Catalog
+	open func(context.Context) (catalog.Catalog, error)
 	log  *slog.Logger
 
-	pass  sync.Mutex    // held by a running pass
-	nudge chan struct{} // capacity 1: a pass is wanted
+	pass  sync.Mutex      // held by a running pass
+	cat   catalog.Catalog // once open succeeded; guarded by pass
+	nudge chan struct{}   // capacity 1: a pass is wanted
 
 	life     sync.Mutex // guards stop, done, cancel
 	stop     chan struct{}
@@ -95,6 +96,14 @@ type Reconciler struct {
 // New returns a reconciler of lake's files into the tables of cat. It
 // does nothing until Sync or Start.
 func New(cfg Config, lake Lake, cat catalog.Catalog, log *slog.Logger) (*Reconciler, error) {
+	return NewOpening(cfg, lake, func(context.Context) (catalog.Catalog, error) { return cat, nil }, log)
+}
+
+// NewOpening is New with a catalog that open opens at the first pass,
+// and again at each pass until it succeeds: a REST catalog that cannot
+// be reached at start-up fails passes (counted, retried) rather than
+// the start.
+func NewOpening(cfg Config, lake Lake, open func(context.Context) (catalog.Catalog, error), log *slog.Logger) (*Reconciler, error) {
 	if cfg.Interval <= 0 || cfg.KeepSnapshots < 1 || cfg.KeepFor < 0 {
 		return nil, fmt.Errorf("iceberg: invalid interval %v, keep_snapshots %d or keep_for %v", cfg.Interval, cfg.KeepSnapshots, cfg.KeepFor)
 	}
@@ -102,7 +111,7 @@ func New(cfg Config, lake Lake, cat catalog.Catalog, log *slog.Logger) (*Reconci
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Reconciler{
-		cfg: cfg, lake: lake, cat: cat, log: log,
+		cfg: cfg, lake: lake, open: open, log: log,
 		nudge:      make(chan struct{}, 1),
 		known:      map[string]table.Identifier{},
 		dirtySince: time.Now(),
@@ -262,8 +271,17 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 }
 
 func (r *Reconciler) syncAll(ctx context.Context) error {
+	if r.cat == nil {
+		cat, err := r.open(ctx)
+		if err != nil {
+			r.countFailure()
+			return err
+		}
+		r.cat = cat
+	}
 	var errs []error
 	if err := r.listCatalog(ctx); err != nil {
+		r.countFailure()
 		errs = append(errs, err)
 	}
 	groups := map[string][]sink.FileInfo{}
@@ -287,13 +305,17 @@ func (r *Reconciler) syncAll(ctx context.Context) error {
 		}
 		tenant, stream, _ := strings.Cut(k, "\x00")
 		if err := r.syncTable(ctx, Ident(tenant, stream), groups[k]); err != nil {
-			r.mu.Lock()
-			r.stats.Failures++
-			r.mu.Unlock()
+			r.countFailure()
 			errs = append(errs, fmt.Errorf("table %s.%s: %w", tenant, stream, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (r *Reconciler) countFailure() {
+	r.mu.Lock()
+	r.stats.Failures++
+	r.mu.Unlock()
 }
 
 func key(tenant, stream string) string { return tenant + "\x00" + stream }
@@ -361,8 +383,8 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	r.mu.Lock()
 	r.known[key(ident[0], ident[1])] = ident
 	r.mu.Unlock()
-	// Commits go through r.cat (the catalog given to New), whichever
-	// catalog object loaded the table.
+	// Commits go through r.cat, whichever catalog object loaded the
+	// table.
 	tbl = table.New(ident, tbl.Metadata(), tbl.MetadataLocation(), tbl.FS, r.cat)
 
 	current := map[string]iceberg.DataFile{}
