@@ -750,7 +750,7 @@ func (r *remote) upload(ctx context.Context, f FileInfo) error {
 	return nil
 }
 
-// del deletes the object at key unless it became a file of the lake.
+// del deletes the object at key (garbage: see list).
 func (r *remote) del(ctx context.Context, key string) error {
 	err := r.cfg.Store.Delete(ctx, key)
 	r.mu.Lock()
@@ -767,52 +767,62 @@ func (r *remote) del(ctx context.Context, key string) error {
 }
 
 // list lists the prefix and queues for deletion every object in the lake
-// layout that is neither a file of the lake nor carried by one.
+// layout that is neither a file of the lake nor carried by one, as they
+// stand when the object is listed: an object that is garbage stays so
+// (file IDs are never reused, and only files of the lake get carried).
 func (r *remote) list(ctx context.Context) error {
 	prefix := ""
 	if r.cfg.Prefix != "" {
 		prefix = r.cfg.Prefix + "/"
 	}
-	var garbage []string
+	n := 0
 	err := r.cfg.Store.List(ctx, prefix, func(o objstore.Object) error {
 		rel := strings.TrimPrefix(o.Key, prefix)
-		if _, _, err := parsePath(filepath.FromSlash(rel)); err != nil || !strings.HasSuffix(rel, fileExt) {
+		_, id, err := parsePath(filepath.FromSlash(rel))
+		if err != nil || !strings.HasSuffix(rel, fileExt) {
 			return nil // not the lake's: left alone
 		}
-		garbage = append(garbage, o.Key)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if !r.neededLocked(id) && !r.deletes[o.Key] {
+			r.deletes[o.Key] = true
+			n++
+		}
 		return nil
 	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.listing = false
-	if err != nil {
-		return err
-	}
-	keep := make(map[string]bool)
-	for _, f := range r.uploaded {
-		keep[r.key(f)] = true
-	}
-	for _, p := range r.pending {
-		keep[r.key(p.info)] = true
-	}
-	for _, e := range r.carry {
-		for _, c := range e.files {
-			keep[r.key(c)] = true
-		}
-	}
-	n := 0
-	for _, k := range garbage {
-		if !keep[k] {
-			r.deletes[k] = true
-			n++
-		}
-	}
 	if n > 0 {
 		r.log.Warn("sink: deleting objects the lake no longer holds (left by an interrupted removal or upload)", "count", n)
+		r.changedLocked()
+	}
+	if err != nil {
+		return err
 	}
 	r.listed = true
 	r.changedLocked()
 	return nil
+}
+
+// neededLocked reports whether the object of file id is part of the
+// lake: the file is one of the lake's, or a pending file carries it.
+// r.mu must be held.
+func (r *remote) neededLocked(id string) bool {
+	if _, ok := r.uploaded[id]; ok {
+		return true
+	}
+	if _, ok := r.pending[id]; ok {
+		return true
+	}
+	for _, e := range r.carry {
+		for _, c := range e.files {
+			if c.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // committedChanged calls Config.OnCommitted.

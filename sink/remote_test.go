@@ -346,47 +346,73 @@ func (s *faultStore) Delete(ctx context.Context, key string) error {
 
 var errCrashed = errors.New("crashed")
 
-// crasher is a faultStore hook that "crashes" the process at the n-th
-// call of op (before or after the call reaches the server): it copies
-// the lake directory as it is at that moment (the crash image) and
-// fails every later call, so that the bucket stays as it was.
+// crasher is a faultStore hook that "crashes" the process at the first
+// call of op (put or delete) that match accepts, before or after the
+// call reaches the server: that call and every later one fail, so the
+// bucket stays as it was at the crash. The crashing call blocks until
+// the test has copied the lake directory (the crash image, taken while
+// the lake is quiescent: local steps after the crash point may be done,
+// as when the bucket stays away and the process dies later).
 type crasher struct {
-	t       *testing.T
 	dir     string // the lake's
 	op      string
 	after   bool
+	match   func(key string) bool // nil: any key
 	armed   atomic.Bool
-	crashed chan struct{}
-	image   string
-	once    sync.Once
+	crashed chan struct{} // closed at the crash
+	release chan struct{} // closed by the test once the image is taken
 	mu      sync.Mutex
 	dead    bool
+}
+
+func newCrasher(op string, after bool) *crasher {
+	return &crasher{op: op, after: after, crashed: make(chan struct{}), release: make(chan struct{})}
 }
 
 func (c *crasher) hook(after bool) func(op, key string) error {
 	return func(op, key string) error {
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		if c.dead {
+			c.mu.Unlock()
 			return errCrashed
 		}
-		if !c.armed.Load() || op != c.op || after != c.after {
+		if !c.armed.Load() || op != c.op || after != c.after || c.match != nil && !c.match(key) {
+			c.mu.Unlock()
 			return nil
 		}
 		c.dead = true
-		c.image = filepath.Join(c.t.TempDir(), "lake")
-		if err := copyDir(c.dir, c.image); err != nil {
-			c.t.Errorf("crash image: %v", err)
-		}
 		close(c.crashed)
+		c.mu.Unlock()
+		<-c.release
 		return errCrashed
 	}
 }
 
-// copyDir copies the lake at from to to. The lake's own goroutines may
-// go on meanwhile (the crash image is taken on the uploader's goroutine):
-// a file that vanishes during the walk is left out, as if the crash came
-// after its removal.
+// replaces reports whether the lake file of key (under dir, after
+// prefix) names files it replaces in its footer: a compacted or
+// rewritten file.
+func replaces(dir, prefix, key string) bool {
+	path := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(key, prefix+"/")))
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	pf, err := pq.OpenFile(f, st.Size())
+	if err != nil {
+		return false
+	}
+	v, ok := pf.Lookup("weir.replaces")
+	return ok && v != ""
+}
+
+// copyDir copies the lake at from to to. A file that vanishes during the
+// walk (compaction deleting the files it replaced, just after it
+// published its own) is left out, as if the crash came after that.
 func copyDir(from, to string) error {
 	return filepath.Walk(from, func(path string, fi os.FileInfo, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -420,19 +446,21 @@ func copyDir(from, to string) error {
 	})
 }
 
-// TestRemoteCrashPoints crashes the lake at each step of an upload and of
-// a remote delete, after a publish, a compaction, a retention pass and a
-// delete, and restarts it from the crash image: the bucket must end with
-// exactly the lake's files and every remaining row once.
+// TestRemoteCrashPoints crashes the lake before and after the upload of
+// a published file, of a compacted file and of a delete-rewritten file,
+// and before and after the remote delete that compaction, retention and
+// a delete make, then restarts a Lake from the crash image: the bucket
+// must end with exactly the lake's files, no row lost or twice.
 func TestRemoteCrashPoints(t *testing.T) {
 	srv := miniotest.Start(t)
 	oldHour := hour0                                // expires under a 30-day retention
 	newHour := time.Now().UTC().Truncate(time.Hour) // does not
 	type scenario struct {
-		name   string
-		op     string // put or delete
-		after  bool
-		action func(t *testing.T, l *sink.Lake) map[int64]bool // returns the offsets that must remain
+		name     string
+		op       string // put or delete
+		after    bool
+		replaced bool                                            // put: crash at the upload of a compacted or rewritten file only
+		action   func(t *testing.T, l *sink.Lake) map[int64]bool // returns the offsets that must remain
 	}
 	// Base content: part 0, old hour: offsets 0-299 (two files); new
 	// hour: 300-399.
@@ -445,12 +473,11 @@ func TestRemoteCrashPoints(t *testing.T) {
 		writeRows(t, l, sink.Partition{Tenant: "acme", Stream: "app", Hour: newHour}, 400, 100)
 		return offsetRange(0, 500)
 	}
+	// compact publishes a file that the compactor (the base is compacted
+	// already) rewrites, uploaded or not yet.
 	compact := func(t *testing.T, l *sink.Lake) map[int64]bool {
-		time.Sleep(60 * time.Millisecond) // the files must be CompactAge old
-		if _, err := l.Compact(context.Background()); err != nil && !errors.Is(err, errCrashed) {
-			t.Fatal(err)
-		}
-		return offsetRange(0, 400)
+		writeRows(t, l, sink.Partition{Tenant: "acme", Stream: "app", Hour: newHour}, 400, 100)
+		return offsetRange(0, 500)
 	}
 	retain := func(t *testing.T, l *sink.Lake) map[int64]bool {
 		if _, err := l.Retain(context.Background()); err != nil {
@@ -479,24 +506,30 @@ func TestRemoteCrashPoints(t *testing.T) {
 	var scenarios []scenario
 	for _, after := range []bool{false, true} {
 		scenarios = append(scenarios,
-			scenario{"publish/put", "put", after, publish},
-			scenario{"compact/put", "put", after, compact},
-			scenario{"compact/delete", "delete", after, compact},
-			scenario{"retention/delete", "delete", after, retain},
-			scenario{"delete/put", "put", after, del},
-			scenario{"delete/delete", "delete", after, del},
+			scenario{"publish/put", "put", after, false, publish},
+			scenario{"compact/put", "put", after, true, compact},
+			scenario{"compact/delete", "delete", after, false, compact},
+			scenario{"retention/delete", "delete", after, false, retain},
+			scenario{"delete/put", "put", after, true, del},
+			scenario{"delete/delete", "delete", after, false, del},
 		)
 	}
 	for i, sc := range scenarios {
 		name := sc.name + map[bool]string{false: "/before", true: "/after"}[sc.after]
 		t.Run(name, func(t *testing.T) {
 			prefix := fmt.Sprintf("crash%d", i)
-			cr := &crasher{t: t, op: sc.op, after: sc.after, crashed: make(chan struct{})}
+			cr := newCrasher(sc.op, sc.after)
 			st := &faultStore{Store: srv.Store(t), before: cr.hook(false), after: cr.hook(true)}
 			cfg := remoteConfig(t, st, prefix)
-			cfg.CompactAge = 50 * time.Millisecond
+			compacting := strings.HasPrefix(sc.name, "compact/")
+			if compacting {
+				cfg.CompactAge = 50 * time.Millisecond
+			}
 			cfg.Retention = sink.Retention{Default: 30 * day, Interval: time.Hour}
 			cr.dir = cfg.Dir
+			if sc.replaced {
+				cr.match = func(key string) bool { return replaces(cfg.Dir, prefix, key) }
+			}
 			l := newLake(t, cfg, nil)
 			if err := l.Start(context.Background()); err != nil {
 				t.Fatal(err)
@@ -505,6 +538,16 @@ func TestRemoteCrashPoints(t *testing.T) {
 			// hour away. The scenario calls Retain itself.
 			waitFor(t, "the first retention pass", func() bool { return l.RetentionStats().Runs > 0 })
 			base(t, l)
+			if compacting {
+				waitFor(t, "the base compacted", func() bool {
+					for _, f := range l.Files() {
+						if !f.Compacted {
+							return false
+						}
+					}
+					return true
+				})
+			}
 			syncRemote(t, l)
 			cr.armed.Store(true)
 			want := sc.action(t, l)
@@ -513,13 +556,28 @@ func TestRemoteCrashPoints(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the crash point was never reached")
 			}
+			if compacting {
+				waitFor(t, "the new file compacted", func() bool {
+					for _, f := range l.Files() {
+						if !f.Compacted {
+							return false
+						}
+					}
+					return true
+				})
+			}
+			image := filepath.Join(t.TempDir(), "lake")
+			if err := copyDir(cfg.Dir, image); err != nil {
+				t.Fatal(err)
+			}
+			close(cr.release)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			l.Shutdown(ctx)
 			cancel()
 
 			// Restart from the crash image with a healthy store.
 			cfg2 := remoteConfig(t, srv.Store(t), prefix)
-			cfg2.Dir = cr.image
+			cfg2.Dir = image
 			l2, err := sink.New(cfg2, nil, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
