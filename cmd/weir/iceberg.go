@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
+	iceio "github.com/apache/iceberg-go/io"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weirlabs/weir/sink"
@@ -21,7 +24,8 @@ type icebergConfig struct {
 	// Catalog is "hadoop" (files in Warehouse, no service) or "rest".
 	Catalog string `yaml:"catalog"`
 	// Warehouse: the hadoop catalog's directory (default
-	// <data>/iceberg), or the warehouse a REST catalog is asked for.
+	// <data>/iceberg, or <sink.lake>/_iceberg for a lake in object
+	// storage), or the warehouse a REST catalog is asked for.
 	Warehouse  string        `yaml:"warehouse"`
 	URI        string        `yaml:"uri"`
 	Credential string        `yaml:"credential"`
@@ -94,6 +98,14 @@ func newIceberg(cfg *config, lake *sink.Lake, log *slog.Logger) (*iceberg.Reconc
 		return nil, nil
 	}
 	icfg := cfg.Iceberg.iceberg(cfg.Data)
+	if bucket, prefix, _ := parseLake(cfg.Sink.Lake); bucket != "" {
+		// The lake is in object storage: the tables' metadata goes
+		// there too by default, and data files' footers are read there.
+		if cfg.Iceberg.Catalog == iceberg.CatalogHadoop && cfg.Iceberg.Warehouse == "" {
+			icfg.Warehouse = "s3://" + path.Join(bucket, prefix, "_iceberg")
+		}
+		icfg.IO = s3IO(cfg.Sink.S3)
+	}
 	r, err := iceberg.NewOpening(icfg, lake, func(ctx context.Context) (catalog.Catalog, error) {
 		return iceberg.OpenCatalog(ctx, icfg)
 	}, log)
@@ -102,6 +114,23 @@ func newIceberg(cfg *config, lake *sink.Lake, log *slog.Logger) (*iceberg.Reconc
 	}
 	log.Info("iceberg: one table per stream", "catalog", icfg.Catalog, "warehouse", icfg.Warehouse, "uri", icfg.URI)
 	return r, nil
+}
+
+// s3IO is sink.s3 as iceberg-go's FileIO properties. Without keys,
+// iceberg-go uses the standard AWS chain, as the lake does.
+func s3IO(s s3Config) map[string]string {
+	props := map[string]string{}
+	if s.Endpoint != "" {
+		props[iceio.S3EndpointURL] = s.Endpoint
+	}
+	if s.Region != "" {
+		props[iceio.S3Region] = s.Region
+	}
+	if s.AccessKeyID != "" {
+		props[iceio.S3AccessKeyID], props[iceio.S3SecretAccessKey] = s.AccessKeyID, s.SecretAccessKey
+	}
+	props[iceio.S3ForceVirtualAddressing] = strconv.FormatBool(!s.PathStyle)
+	return props
 }
 
 // icebergFailing is how many passes in a row must fail before /readyz

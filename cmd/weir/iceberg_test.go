@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdio "io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,9 +22,11 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/apache/iceberg-go/catalog"
+	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 	_ "github.com/duckdb/duckdb-go/v2" // DuckDB reads the planned files
 
+	"github.com/weirlabs/weir/internal/objstore/miniotest"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/sink/iceberg"
@@ -55,58 +60,9 @@ func TestIcebergEndToEnd(t *testing.T) {
 		pushed += n
 	}
 
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	cfg := iceberg.DefaultConfig()
 	cfg.Warehouse = filepath.Join(data, "iceberg")
-	// compare waits until the table plans as many records as were
-	// pushed, then compares the planned files' rows with weir's SQL.
-	compare := func(url string) {
-		t.Helper()
-		waitCount(t, url, "SELECT count(*) FROM app", int64(pushed))
-		var paths []string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var rows int64
-			paths, rows = plannedFiles(t, cfg, "app")
-			if rows == int64(pushed) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the table plans %d records after 30 s, want %d", rows, pushed)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		quoted := make([]string, len(paths))
-		for i, p := range paths {
-			quoted[i] = "'" + strings.ReplaceAll(p, "'", "''") + "'"
-		}
-		q := "SELECT _partition, _offset, body, epoch_ns(timestamp) FROM read_parquet([" + strings.Join(quoted, ",") + "]) ORDER BY 1, 2"
-		rows, err := db.Query(q)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		var fromTable []string
-		for rows.Next() {
-			var part, off, ns int64
-			var body string
-			if err := rows.Scan(&part, &off, &body, &ns); err != nil {
-				t.Fatal(err)
-			}
-			fromTable = append(fromTable, fmt.Sprintf("%d/%d %s %d", part, off, body, ns))
-		}
-		rows.Close()
-		var fromSQL []string
-		for _, r := range mustSQL(t, url, "SELECT _partition, _offset, body, epoch_ns(timestamp) AS ns FROM app ORDER BY 1, 2").Rows {
-			fromSQL = append(fromSQL, fmt.Sprintf("%v/%v %v %v", r["_partition"], r["_offset"], r["body"], r["ns"]))
-		}
-		if len(fromTable) != pushed || strings.Join(fromTable, "\n") != strings.Join(fromSQL, "\n") {
-			t.Fatalf("the Iceberg table's %d rows differ from SQL's %d (pushed %d):\ntable: %v\nsql:   %v", len(fromTable), len(fromSQL), pushed, fromTable, fromSQL)
-		}
-	}
+	compare := func(url string) { t.Helper(); compareTable(t, cfg, url, pushed) }
 
 	push(40)
 	push(50) // into the second hour
@@ -127,8 +83,64 @@ func TestIcebergEndToEnd(t *testing.T) {
 	compare(s.url)
 }
 
+// compareTable waits until the app table of cfg's catalog plans as many
+// records as were pushed, then reads every planned file with DuckDB's
+// read_parquet (objects in a bucket are fetched through iceberg-go's IO
+// first: this DuckDB has no httpfs) and compares the rows with what SQL
+// through weir at url returns.
+func compareTable(t *testing.T, cfg iceberg.Config, url string, pushed int) {
+	t.Helper()
+	waitCount(t, url, "SELECT count(*) FROM app", int64(pushed))
+	var locs []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var rows int64
+		locs, rows = plannedFiles(t, cfg, "app")
+		if rows == int64(pushed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the table plans %d records after 30 s, want %d", rows, pushed)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dir := t.TempDir()
+	quoted := make([]string, len(locs))
+	for i, loc := range locs {
+		p := fetch(t, cfg.IO, loc, dir)
+		quoted[i] = "'" + strings.ReplaceAll(p, "'", "''") + "'"
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := "SELECT _partition, _offset, body, epoch_ns(timestamp) FROM read_parquet([" + strings.Join(quoted, ",") + "]) ORDER BY 1, 2"
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	var fromTable []string
+	for rows.Next() {
+		var part, off, ns int64
+		var body string
+		if err := rows.Scan(&part, &off, &body, &ns); err != nil {
+			t.Fatal(err)
+		}
+		fromTable = append(fromTable, fmt.Sprintf("%d/%d %s %d", part, off, body, ns))
+	}
+	rows.Close()
+	var fromSQL []string
+	for _, r := range mustSQL(t, url, "SELECT _partition, _offset, body, epoch_ns(timestamp) AS ns FROM app ORDER BY 1, 2").Rows {
+		fromSQL = append(fromSQL, fmt.Sprintf("%v/%v %v %v", r["_partition"], r["_offset"], r["body"], r["ns"]))
+	}
+	if len(fromTable) != pushed || strings.Join(fromTable, "\n") != strings.Join(fromSQL, "\n") {
+		t.Fatalf("the Iceberg table's %d rows differ from SQL's %d (pushed %d):\ntable: %v\nsql:   %v", len(fromTable), len(fromSQL), pushed, fromTable, fromSQL)
+	}
+}
+
 // plannedFiles plans a scan of a stream's table with iceberg-go and
-// returns the files' paths and the records they hold.
+// returns the files' locations and the records they hold.
 func plannedFiles(t *testing.T, cfg iceberg.Config, stream string) ([]string, int64) {
 	t.Helper()
 	cat, err := iceberg.OpenCatalog(context.Background(), cfg)
@@ -143,17 +155,85 @@ func plannedFiles(t *testing.T, cfg iceberg.Config, stream string) ([]string, in
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
+	var locs []string
 	var rows int64
 	for _, task := range tasks {
-		u, err := url.Parse(task.File.FilePath())
-		if err != nil || u.Scheme != "file" {
-			t.Fatalf("data file %q", task.File.FilePath())
-		}
-		paths = append(paths, u.Path)
+		locs = append(locs, task.File.FilePath())
 		rows += task.File.Count()
 	}
-	return paths, rows
+	return locs, rows
+}
+
+// fetch returns a local path of the data file at loc: its path for a
+// file:// URI, else a copy in dir read through iceberg-go's IO.
+func fetch(t *testing.T, props map[string]string, loc, dir string) string {
+	t.Helper()
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Scheme == "file" {
+		return u.Path
+	}
+	fs, err := iceio.LoadFS(context.Background(), props, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Open(loc)
+	if err != nil {
+		t.Fatalf("open %s: %v", loc, err)
+	}
+	defer f.Close()
+	p := filepath.Join(dir, path.Base(u.Path))
+	out, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := stdio.Copy(out, f); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestIcebergS3EndToEnd: with the lake in a real S3-compatible server
+// (MinIO), the table's metadata is in the bucket beside it and its data
+// files are the uploaded objects; DuckDB reads every planned object
+// with the rows SQL returns.
+func TestIcebergS3EndToEnd(t *testing.T) {
+	srv := miniotest.Start(t)
+	s3 := s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
+		AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
+	s := startServer(t, "", func(c *config) {
+		c.Sink.MaxFileAge = 100 * time.Millisecond
+		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
+		c.Sink.S3 = s3
+		c.Iceberg.Enabled = true
+	})
+	ingest, _ := newClients(s.url)
+	pushed := 0
+	for _, n := range []int{40, 25} {
+		recs := make([]*weirv1.LogRecord, n)
+		for i := range recs {
+			recs[i] = textRecord("line " + strconv.Itoa(pushed+i))
+		}
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs})); err != nil {
+			t.Fatal(err)
+		}
+		pushed += n
+	}
+	cfg := iceberg.DefaultConfig()
+	cfg.Warehouse, cfg.IO = "s3://"+srv.Bucket+"/weir/lake/_iceberg", s3IO(s3)
+	compareTable(t, cfg, s.url, pushed)
+	locs, _ := plannedFiles(t, cfg, "app")
+	for _, loc := range locs {
+		if !strings.HasPrefix(loc, "s3://"+srv.Bucket+"/weir/lake/tenant=default/stream=app/") {
+			t.Fatalf("data file at %s", loc)
+		}
+	}
+	if keys := srv.Keys(t, "weir/lake/_iceberg/default/app/metadata/"); len(keys) == 0 {
+		t.Fatal("no table metadata in the bucket")
+	}
 }
 
 // TestIcebergReadyDetail: once three passes in a row failed, /readyz

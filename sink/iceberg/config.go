@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	iceberg "github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
 	"github.com/apache/iceberg-go/catalog/hadoop"
 	"github.com/apache/iceberg-go/catalog/rest"
+	_ "github.com/apache/iceberg-go/io/gocloud/s3" // s3:// warehouses and data files
 )
 
 // Catalog kinds.
@@ -52,6 +55,11 @@ type Config struct {
 	// is how long an engine may still read an old snapshot.
 	KeepSnapshots int
 	KeepFor       time.Duration
+	// IO holds iceberg-go FileIO properties for object storage
+	// (s3.endpoint, s3.region, s3.access-key-id, s3.secret-access-key,
+	// s3.force-virtual-addressing): used for a hadoop warehouse in a
+	// bucket and to read the footers of data files kept there.
+	IO map[string]string
 }
 
 // DefaultConfig returns the defaults: the hadoop catalog, a pass at
@@ -69,8 +77,8 @@ func (c Config) Validate() error {
 		if c.Warehouse == "" {
 			return errors.New("iceberg: the hadoop catalog needs a warehouse directory")
 		}
-		if u, err := url.Parse(c.Warehouse); err == nil && u.Scheme != "" && u.Scheme != "file" {
-			return fmt.Errorf("iceberg: the hadoop catalog keeps its warehouse on local disk, not %q", c.Warehouse)
+		if u, err := url.Parse(c.Warehouse); err != nil || (u.Scheme != "" && u.Scheme != "file" && u.Scheme != "s3") || (u.Scheme == "s3" && u.Host == "") {
+			return fmt.Errorf("iceberg: the hadoop catalog's warehouse is a directory, file:// or s3://bucket/prefix, not %q", c.Warehouse)
 		}
 	case CatalogREST:
 		u, err := url.Parse(c.URI)
@@ -116,6 +124,18 @@ func OpenCatalog(ctx context.Context, cfg Config) (catalog.Catalog, error) {
 		}
 		return cat, nil
 	default:
+		if u, err := url.Parse(cfg.Warehouse); err == nil && u.Scheme == "s3" {
+			// Commits are a conditional rename, which object storage
+			// does not make atomic: safe for one writer, weir's
+			// reconciler, not for two weir processes on one warehouse.
+			props := iceberg.Properties{"allow-unsafe-commits": "true"}
+			maps.Copy(props, cfg.IO)
+			cat, err := hadoop.NewCatalog("weir", strings.TrimRight(cfg.Warehouse, "/"), props)
+			if err != nil {
+				return nil, fmt.Errorf("iceberg: open hadoop catalog in %s: %w", cfg.Warehouse, err)
+			}
+			return cat, nil
+		}
 		dir := cfg.Warehouse
 		if u, err := url.Parse(dir); err == nil && u.Scheme == "file" {
 			dir = u.Path

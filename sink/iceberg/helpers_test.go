@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/iceberg-go/catalog"
+	iceio "github.com/apache/iceberg-go/io"
 	"github.com/apache/iceberg-go/table"
 	pq "github.com/parquet-go/parquet-go"
 	"go.uber.org/goleak"
@@ -170,7 +169,7 @@ type row struct {
 }
 
 // tableFiles plans a scan of the stream's table with iceberg-go and
-// returns the planned files' paths on disk, failing on a file planned
+// returns the planned files' locations, failing on a file planned
 // twice or carrying delete files.
 func tableFiles(t *testing.T, cat catalog.Catalog, stream string) []string {
 	t.Helper()
@@ -193,34 +192,38 @@ func tableFiles(t *testing.T, cat catalog.Catalog, stream string) []string {
 		if len(task.DeleteFiles)+len(task.EqualityDeleteFiles)+len(task.DeletionVectorFiles) > 0 {
 			t.Fatalf("table %s has delete files for %s", stream, loc)
 		}
-		u, err := url.Parse(loc)
-		if err != nil || u.Scheme != "file" {
-			t.Fatalf("data file location %q is not a file:// URI", loc)
-		}
-		out = append(out, u.Path)
+		out = append(out, loc)
 	}
 	sort.Strings(out)
 	return out
 }
 
 // checkTable reads every file the table plans with parquet-go and
-// compares the rows with w, and the planned files with the lake's.
+// compares the rows with w, and the planned files with the lake's
+// committed files.
 func checkTable(t *testing.T, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
 	t.Helper()
-	paths := tableFiles(t, cat, stream)
-	var lakePaths []string
+	checkTableIO(t, nil, cat, l, stream, w)
+}
+
+// checkTableIO is checkTable for files read through iceberg-go's IO
+// with the properties props (object storage).
+func checkTableIO(t *testing.T, props map[string]string, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
+	t.Helper()
+	locs := tableFiles(t, cat, stream)
+	var lakeLocs []string
 	for _, f := range l.CommittedFiles() {
 		if f.Partition.Stream == stream {
-			lakePaths = append(lakePaths, f.Path)
+			lakeLocs = append(lakeLocs, f.Location)
 		}
 	}
-	sort.Strings(lakePaths)
-	if fmt.Sprint(paths) != fmt.Sprint(lakePaths) {
-		t.Fatalf("table %s plans %d files %v, lake has %d %v", stream, len(paths), paths, len(lakePaths), lakePaths)
+	sort.Strings(lakeLocs)
+	if fmt.Sprint(locs) != fmt.Sprint(lakeLocs) {
+		t.Fatalf("table %s plans %d files %v, lake has %d %v", stream, len(locs), locs, len(lakeLocs), lakeLocs)
 	}
 	got := want{}
-	for _, p := range paths {
-		for _, r := range readRows(t, p) {
+	for _, loc := range locs {
+		for _, r := range readRows(t, props, loc) {
 			k := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
 			if _, dup := got[k]; dup {
 				t.Fatalf("table %s: record %s twice", stream, k)
@@ -238,11 +241,17 @@ func checkTable(t *testing.T, cat catalog.Catalog, l *sink.Lake, stream string, 
 	}
 }
 
-func readRows(t *testing.T, path string) []row {
+// readRows reads a data file where it is (file:// or s3://) through
+// iceberg-go's IO, with parquet-go.
+func readRows(t *testing.T, props map[string]string, loc string) []row {
 	t.Helper()
-	f, err := os.Open(path)
+	fs, err := iceio.LoadFS(context.Background(), props, loc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	f, err := fs.Open(loc)
+	if err != nil {
+		t.Fatalf("open %s: %v", loc, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
@@ -251,14 +260,14 @@ func readRows(t *testing.T, path string) []row {
 	}
 	pf, err := pq.OpenFile(f, st.Size())
 	if err != nil {
-		t.Fatalf("parquet-go open %s: %v", path, err)
+		t.Fatalf("parquet-go open %s: %v", loc, err)
 	}
 	r := pq.NewGenericReader[row](pf)
 	defer r.Close()
 	rows := make([]row, pf.NumRows())
 	n, err := r.Read(rows)
 	if int64(n) != pf.NumRows() {
-		t.Fatalf("parquet-go read %d of %d rows of %s: %v", n, pf.NumRows(), path, err)
+		t.Fatalf("parquet-go read %d of %d rows of %s: %v", n, pf.NumRows(), loc, err)
 	}
 	return rows
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -284,16 +285,7 @@ func (r *Reconciler) syncAll(ctx context.Context) error {
 		r.countFailure()
 		errs = append(errs, err)
 	}
-	groups := map[string][]sink.FileInfo{}
-	r.mu.Lock()
-	for k := range r.known {
-		groups[k] = nil
-	}
-	r.mu.Unlock()
-	for _, f := range r.lake.CommittedFiles() {
-		k := key(f.Partition.Tenant, f.Partition.Stream)
-		groups[k] = append(groups[k], f)
-	}
+	groups := r.groups()
 	keys := make([]string, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
@@ -304,12 +296,34 @@ func (r *Reconciler) syncAll(ctx context.Context) error {
 			return errors.Join(append(errs, err)...)
 		}
 		tenant, stream, _ := strings.Cut(k, "\x00")
-		if err := r.syncTable(ctx, Ident(tenant, stream), groups[k]); err != nil {
+		err := r.syncTable(ctx, Ident(tenant, stream), groups[k])
+		// A file whose footer had to be read was removed meanwhile
+		// (compaction, retention): take the lake's files again.
+		for try := 0; try < 3 && errors.Is(err, fs.ErrNotExist); try++ {
+			err = r.syncTable(ctx, Ident(tenant, stream), r.groups()[k])
+		}
+		if err != nil {
 			r.countFailure()
 			errs = append(errs, fmt.Errorf("table %s.%s: %w", tenant, stream, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// groups returns the lake's committed files by stream, with an empty
+// list for each known table whose stream has none.
+func (r *Reconciler) groups() map[string][]sink.FileInfo {
+	groups := map[string][]sink.FileInfo{}
+	r.mu.Lock()
+	for k := range r.known {
+		groups[k] = nil
+	}
+	r.mu.Unlock()
+	for _, f := range r.lake.CommittedFiles() {
+		k := key(f.Partition.Tenant, f.Partition.Stream)
+		groups[k] = append(groups[k], f)
+	}
+	return groups
 }
 
 func (r *Reconciler) countFailure() {
@@ -330,6 +344,10 @@ func (r *Reconciler) listCatalog(ctx context.Context) error {
 		return nil
 	}
 	nss, err := r.cat.ListNamespaces(ctx, nil)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A warehouse in object storage exists once it has an object.
+		nss, err = nil, nil
+	}
 	if err != nil {
 		return fmt.Errorf("list namespaces: %w", err)
 	}
@@ -498,10 +516,6 @@ func (r *Reconciler) expire(ctx context.Context, tbl *table.Table) error {
 // files it lacks (promoted attribute columns), by name, and to the
 // table's name mapping.
 func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Transaction, adds []sink.FileInfo) error {
-	fs, err := tbl.FS(ctx)
-	if err != nil {
-		return fmt.Errorf("table io: %w", err)
-	}
 	have := map[string]bool{}
 	for _, f := range tbl.Schema().Fields() {
 		have[f.Name] = true
@@ -512,7 +526,7 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 		if f.Columns == logschema.Arrow().NumFields() {
 			continue
 		}
-		sc, err := fileSchema(ctx, fs, f)
+		sc, err := fileSchema(ctx, r.cfg.IO, f)
 		if err != nil {
 			return err
 		}

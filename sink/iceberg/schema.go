@@ -62,12 +62,16 @@ func daySpec(sc *iceberg.Schema) (iceberg.PartitionSpec, error) {
 
 // fileSchema returns the Arrow schema of a lake file: the log schema
 // when the file has exactly its columns (every file without promoted
-// attribute columns), else the schema in the file's footer, read
-// through the table's IO.
-func fileSchema(ctx context.Context, fs iceio.IO, f sink.FileInfo) (*arrow.Schema, error) {
+// attribute columns), else the schema in the file's footer, read where
+// the file is (its Location) with the IO properties props.
+func fileSchema(ctx context.Context, props map[string]string, f sink.FileInfo) (*arrow.Schema, error) {
 	base := logschema.Arrow()
 	if f.Columns == base.NumFields() {
 		return base, nil
+	}
+	fs, err := iceio.LoadFS(ctx, props, f.Location)
+	if err != nil {
+		return nil, fmt.Errorf("iceberg: io for %s: %w", f.Location, err)
 	}
 	r, err := fs.Open(f.Location)
 	if err != nil {
