@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,13 +21,20 @@ import (
 // batch whose rows have those offsets, in that order.
 func writePartition(t testing.TB, lake *sink.Lake, stream string, part int32, hour time.Time, rows [][]int64, publishEach bool) {
 	t.Helper()
+	if err := writeRows(lake, stream, part, hour, rows, publishEach); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeRows is writePartition returning its error.
+func writeRows(lake *sink.Lake, stream string, part int32, hour time.Time, rows [][]int64, publishEach bool) error {
 	ctx := context.Background()
 	tcfg := arrowbatch.DefaultConfig()
 	for _, offs := range rows {
 		tcfg.MaxRows = len(offs)
 		bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, stream, part, lake, nil, nil)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for lo := 0; lo < len(offs); {
 			hi := lo + 1
@@ -40,19 +48,20 @@ func writePartition(t testing.TB, lake *sink.Lake, stream string, part int32, ho
 			b := record.NewBatch(record.DefaultTenant, stream, recs)
 			b.Partition, b.Offset = part, offs[lo]
 			if err := bt.Consume(ctx, b); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			lo = hi
 		}
 		if err := bt.Close(ctx); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if publishEach {
 			if err := lake.Flush(ctx); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 func testRecord(part int32, off int64, hour time.Time) record.Record {
@@ -226,4 +235,63 @@ func BenchmarkCatchUp(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(b.N*2*perPart)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestScanPartitionWhilePublishing reads a partition with ScanPartition
+// while its records are staged and their files published (the staged
+// segments swapped for the file and deleted), and checks that every
+// offset is read once, in order.
+func TestScanPartitionWhilePublishing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	scfg.RowGroupRows = 1 << 10
+	lake, err := sink.New(scfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lake.Shutdown(context.Background())
+	hour := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	const batches, size = 60, 100
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var written sync.WaitGroup
+	written.Add(1)
+	var writeErr error
+	go func() {
+		defer written.Done()
+		for i := range batches {
+			if writeErr = writeRows(lake, "app", 0, hour, [][]int64{seq(int64(i*size), int64((i+1)*size))}, i%5 == 4); writeErr != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	defer func() {
+		written.Wait()
+		if writeErr != nil {
+			t.Fatalf("write: %v", writeErr)
+		}
+	}()
+	next := int64(0)
+	for next < batches*size {
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read up to %d: %v", next, err)
+		}
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ScanPartition(ctx, "", "app", 0, next-1, 250, func(p Position, r record.Record) error {
+			if p.Offset != next || r.Body != fmt.Sprintf("p0 o%d", p.Offset) {
+				return fmt.Errorf("read %v %q, want offset %d", p, r.Body, next)
+			}
+			next++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

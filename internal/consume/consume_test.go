@@ -585,3 +585,58 @@ func TestMaxDeliveries(t *testing.T) {
 		t.Fatalf("group without a limit: %+v", got)
 	}
 }
+
+// TestHeldAndLost: the lowest committed offset holds a partition; a loss
+// below groups' commits is counted once per group and reported once, to
+// the member that owns the partition.
+func TestHeldAndLost(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(1)
+	src.show(0, 9, 10, 11)
+	src.setMark(0, 12, 12)
+	m := testManager(t, src)
+	if _, ok := m.Held("t", "s", 0); ok {
+		t.Fatal("held without groups")
+	}
+	for g, o := range map[string]int64{"g": 5, "h": 8} {
+		if err := m.Commit("t", "s", g, map[int32]int64{0: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o, ok := m.Held("t", "s", 0); !ok || o != 5 {
+		t.Fatalf("Held = %d, %v; want 5", o, ok)
+	}
+	if _, ok := m.Held("t", "other", 0); ok {
+		t.Fatal("another stream held")
+	}
+	m.Lost("t", "s", 0, 7)  // g loses 5 and 6
+	m.Lost("t", "s", 0, 7)  // reported again: not counted twice
+	m.Lost("t", "s", 0, 10) // g loses 7..9, h 8 and 9
+	if st := m.Stats(); st.Lost != 7 {
+		t.Fatalf("Stats.Lost = %d, want 7", st.Lost)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := m.Subscribe(ctx, "t", Request{Stream: "s", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Records) != 0 || b.Lost[0] != 10 || len(b.Lost) != 1 {
+		t.Fatalf("first batch %+v, want the loss of partition 0 up to 10", b)
+	}
+	if got := positions(nextRecords(t, s)); !slices.Equal(got, []Position{{0, 10}, {0, 11}}) {
+		t.Fatalf("after the loss: %v", got)
+	}
+	b, err = s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Lost != nil {
+		t.Fatalf("the loss reported twice: %+v", b)
+	}
+}
