@@ -607,3 +607,65 @@ func TestRemoteCrashPoints(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteCommittedDuringCompaction: until a compacted file is
+// uploaded, CommittedFiles keeps the uploaded files it replaced (their
+// objects hold the rows), and their rows do not count as unpublished;
+// once it is, it takes their place and their objects are deleted.
+func TestRemoteCommittedDuringCompaction(t *testing.T) {
+	srv := miniotest.Start(t)
+	var gated atomic.Bool
+	gate := make(chan struct{})
+	st := &faultStore{Store: srv.Store(t), before: func(op, key string) error {
+		if op == "put" && gated.Load() {
+			<-gate
+		}
+		return nil
+	}}
+	cfg := remoteConfig(t, st, "c")
+	cfg.CompactAge = time.Hour // no compactor tick within the test; Compact is called
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { shutdown(t, l) }()
+	writeRows(t, l, part("app", 0), 0, 100)
+	writeRows(t, l, part("app", 0), 100, 100)
+	syncRemote(t, l)
+	before := l.CommittedFiles()
+	if len(before) != 2 {
+		t.Fatalf("committed %+v", before)
+	}
+	gated.Store(true)
+	// Compact the files as if they were an hour old: a Lake on the same
+	// directory with CompactAge at the minimum.
+	shutdown(t, l)
+	cfg.CompactAge = 50 * time.Millisecond
+	l = newLake(t, cfg, nil)
+	time.Sleep(cfg.CompactAge) // the files must be CompactAge old
+	if n, err := l.Compact(context.Background()); err != nil || n != 2 {
+		t.Fatalf("Compact = %d, %v", n, err)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files := l.Files()
+	if len(files) != 1 || !files[0].Compacted {
+		t.Fatalf("files after compaction: %+v", files)
+	}
+	// The compacted file's upload is held: the old files stay committed.
+	got := l.CommittedFiles()
+	if len(got) != 2 || got[0].ID != before[0].ID || got[1].ID != before[1].ID || got[0].Location != before[0].Location {
+		t.Fatalf("committed while the compacted file is not uploaded: %+v", got)
+	}
+	if o, ok := l.OldestUnpublished("acme", "app", 0); ok {
+		t.Fatalf("OldestUnpublished = %d: rows of uploaded files count as unpublished", o)
+	}
+	close(gate)
+	syncRemote(t, l)
+	got = l.CommittedFiles()
+	if len(got) != 1 || got[0].ID != files[0].ID {
+		t.Fatalf("committed after the upload: %+v", got)
+	}
+	checkBucket(t, srv, "c", l, offsetRange(0, 200))
+}
