@@ -47,25 +47,44 @@ func (c *config) consumeConfig() consume.Config {
 // consumeSource is what subscriptions read: the query engine's view of a
 // stream, and the buffer's marks (the lake's for a stream the buffer
 // has not opened since the start: everything of it is published then).
+//
+// Partitions beyond the buffer's (records written when the server ran
+// with more partitions) are found in the lake's files at start-up; all
+// their records are published, so their marks are the lake's.
 type consumeSource struct {
 	engine     *query.Engine
 	buf        *buffer.Buffer
 	lake       *sink.Lake
 	partitions int
+	// older holds, per stream with files of partitions beyond the
+	// buffer's, one past the highest such partition.
+	older map[streamID]int
+}
+
+type streamID struct{ tenant, stream string }
+
+func newConsumeSource(engine *query.Engine, buf *buffer.Buffer, lake *sink.Lake, partitions int) consumeSource {
+	s := consumeSource{engine: engine, buf: buf, lake: lake, partitions: partitions, older: map[streamID]int{}}
+	for _, f := range lake.Files() {
+		if p := f.Partition; int(p.Part) >= partitions {
+			k := streamID{p.Tenant, p.Stream}
+			s.older[k] = max(s.older[k], int(p.Part)+1)
+		}
+	}
+	return s
 }
 
 func (s consumeSource) Marks(tenant, stream string) []consume.Mark {
+	var out []consume.Mark
 	if ms := s.buf.Marks(tenant, stream); ms != nil {
-		out := make([]consume.Mark, len(ms))
+		out = make([]consume.Mark, len(ms))
 		for i, m := range ms {
 			out[i] = consume.Mark{Committed: m.Committed, Next: m.Next}
 		}
-		return out
 	}
-	out := make([]consume.Mark, s.partitions)
-	for i := range out {
+	for i := len(out); i < max(s.partitions, s.older[streamID{tenant, stream}]); i++ {
 		o := s.lake.LastOffset(tenant, stream, int32(i))
-		out[i] = consume.Mark{Committed: o, Next: o}
+		out = append(out, consume.Mark{Committed: o, Next: o})
 	}
 	return out
 }

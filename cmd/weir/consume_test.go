@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -683,4 +685,66 @@ func TestConsumeRetentionHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCount(t, s.url, "SELECT count(*) FROM app", 0)
+}
+
+// TestConsumeFewerPartitions: after a restart with fewer buffer
+// partitions, subscriptions and groups still read the records of the
+// partitions the server had before, then the live records.
+func TestConsumeFewerPartitions(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	server := func(partitions int) *testServer {
+		return startServer(t, data, func(c *config) {
+			fastCommit(c)
+			c.Buffer.Partitions = partitions
+			c.Consume.PollInterval = 20 * time.Millisecond
+		})
+	}
+	s := server(4)
+	ing, _ := newClients(s.url)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 64
+	push(t, ctx, ing, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, mixed("before", n)...)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The buffer starts with fewer partitions once the write-ahead logs
+	// of the others are gone: after a clean shutdown every record in them
+	// is published.
+	dirs, err := filepath.Glob(filepath.Join(data, "wal", "tenant=*", "stream=*", "part=[23]"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("write-ahead logs of partitions 2 and 3: %v, %v", dirs, err)
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s = server(2)
+	ing, _ = newClients(s.url)
+	sc := weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
+	all := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app"})
+	member := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "g"})
+	if !slices.Equal(member.got.parts, []int32{0, 1, 2, 3}) {
+		t.Fatalf("the group's member owns %v, want the four partitions the stream has records in", member.got.parts)
+	}
+	for _, sub := range []*subscription{all, member} {
+		got := sub.atLeast(n)
+		checkOrder(t, got, nil, true)
+		parts := map[int32]bool{}
+		for _, r := range got {
+			parts[r.GetPartition()] = true
+		}
+		if len(got) != n || !parts[2] && !parts[3] {
+			t.Fatalf("%d records from partitions %v, want %d with some beyond partition 1", len(got), parts, n)
+		}
+	}
+	push(t, ctx, ing, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, mixed("after", 10)...)
+	for _, r := range all.atLeast(n + 10)[n:] {
+		if r.GetPartition() > 1 || !strings.HasPrefix(r.GetRecord().GetBody(), "after-") {
+			t.Fatalf("live record %d:%d %q", r.GetPartition(), r.GetOffset(), r.GetRecord().GetBody())
+		}
+	}
 }
