@@ -101,7 +101,7 @@ func fileSchema(ctx context.Context, props map[string]string, f sink.FileInfo) (
 // MaxOffset. Readers use them to skip files.
 func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo) (iceberg.DataFile, error) {
 	hour := f.Partition.Hour.UTC()
-	day := int32(hour.Unix() / 86400)
+	day := int32(hour.Truncate(24*time.Hour).Unix() / 86400) // days since 1970-01-01, also before it
 	lower := map[int][]byte{}
 	upper := map[int][]byte{}
 	if c, ok := sc.FindFieldByName(logschema.Timestamp); ok {
