@@ -41,7 +41,7 @@ type env struct {
 	warehouse string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := sink.DefaultConfig()
@@ -54,7 +54,7 @@ func newEnv(t *testing.T) *env {
 	return &env{dir: dir, lakeCfg: cfg, warehouse: filepath.Join(dir, "iceberg")}
 }
 
-func (e *env) openLake(t *testing.T) *sink.Lake {
+func (e *env) openLake(t testing.TB) *sink.Lake {
 	t.Helper()
 	l, err := sink.New(e.lakeCfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -72,7 +72,7 @@ func (e *env) icebergConfig() iceberg.Config {
 
 // catalog opens a new catalog object on the warehouse, as a new process
 // would.
-func (e *env) catalog(t *testing.T) catalog.Catalog {
+func (e *env) catalog(t testing.TB) catalog.Catalog {
 	t.Helper()
 	cat, err := iceberg.OpenCatalog(context.Background(), e.icebergConfig())
 	if err != nil {
@@ -81,7 +81,7 @@ func (e *env) catalog(t *testing.T) catalog.Catalog {
 	return cat
 }
 
-func (e *env) reconciler(t *testing.T, l iceberg.Lake, cat catalog.Catalog) *iceberg.Reconciler {
+func (e *env) reconciler(t testing.TB, l iceberg.Lake, cat catalog.Catalog) *iceberg.Reconciler {
 	t.Helper()
 	r, err := iceberg.New(e.icebergConfig(), l, cat, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -143,7 +143,7 @@ func (w want) add(stream string, part int32, first int64, n int) {
 }
 
 // write writes one file of n records and publishes it.
-func write(t *testing.T, l *sink.Lake, w want, stream string, part int32, first int64, n int, hour time.Time, promoted bool) {
+func write(t testing.TB, l *sink.Lake, w want, stream string, part int32, first int64, n int, hour time.Time, promoted bool) {
 	t.Helper()
 	rec := batch(stream, part, first, n, hour, promoted)
 	defer rec.Release()
@@ -171,7 +171,7 @@ type row struct {
 // tableFiles plans a scan of the stream's table with iceberg-go and
 // returns the planned files' locations, failing on a file planned
 // twice or carrying delete files.
-func tableFiles(t *testing.T, cat catalog.Catalog, stream string) []string {
+func tableFiles(t testing.TB, cat catalog.Catalog, stream string) []string {
 	t.Helper()
 	tbl, err := cat.LoadTable(context.Background(), iceberg.Ident(tenant, stream))
 	if err != nil {
@@ -201,14 +201,14 @@ func tableFiles(t *testing.T, cat catalog.Catalog, stream string) []string {
 // checkTable reads every file the table plans with parquet-go and
 // compares the rows with w, and the planned files with the lake's
 // committed files.
-func checkTable(t *testing.T, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
+func checkTable(t testing.TB, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
 	t.Helper()
 	checkTableIO(t, nil, cat, l, stream, w)
 }
 
 // checkTableIO is checkTable for files read through iceberg-go's IO
 // with the properties props (object storage).
-func checkTableIO(t *testing.T, props map[string]string, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
+func checkTableIO(t testing.TB, props map[string]string, cat catalog.Catalog, l *sink.Lake, stream string, w want) {
 	t.Helper()
 	locs := tableFiles(t, cat, stream)
 	var lakeLocs []string
@@ -243,7 +243,7 @@ func checkTableIO(t *testing.T, props map[string]string, cat catalog.Catalog, l 
 
 // readRows reads a data file where it is (file:// or s3://) through
 // iceberg-go's IO, with parquet-go.
-func readRows(t *testing.T, props map[string]string, loc string) []row {
+func readRows(t testing.TB, props map[string]string, loc string) []row {
 	t.Helper()
 	fs, err := iceio.LoadFS(context.Background(), props, loc)
 	if err != nil {
@@ -272,14 +272,14 @@ func readRows(t *testing.T, props map[string]string, loc string) []row {
 	return rows
 }
 
-func sync(t *testing.T, r *iceberg.Reconciler) {
+func sync(t testing.TB, r *iceberg.Reconciler) {
 	t.Helper()
 	if err := r.Sync(context.Background()); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
 }
 
-func loadTable(t *testing.T, cat catalog.Catalog, stream string) *table.Table {
+func loadTable(t testing.TB, cat catalog.Catalog, stream string) *table.Table {
 	t.Helper()
 	tbl, err := cat.LoadTable(context.Background(), iceberg.Ident(tenant, stream))
 	if err != nil {
