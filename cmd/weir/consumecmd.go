@@ -72,7 +72,7 @@ func consumeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for sub.Receive() {
 		msg := sub.Msg()
 		for _, l := range msg.GetLost() {
-			fmt.Fprintf(stderr, "weir consume: partition %d: retention removed records the group had not committed; continuing at offset %d\n", l.GetPartition(), l.GetOffset())
+			fmt.Fprintf(stderr, "weir consume: partition %d: retention removed records the group had not committed, up to offset %d\n", l.GetPartition(), l.GetOffset())
 		}
 		recs := msg.GetRecords()
 		if *limit > 0 && n+int64(len(recs)) > *limit {

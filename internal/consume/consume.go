@@ -113,10 +113,10 @@ type Record struct {
 type Batch struct {
 	Records    []Record
 	Partitions []int32
-	// Lost names, for partitions the subscription owns, the first
-	// offset still stored after retention removed records the group had
-	// not committed (see Manager.Lost). Each loss is reported once, to
-	// the member that owns the partition then or next.
+	// Lost names, for partitions the subscription owns, the offset after
+	// the highest one retention removed before the group committed it
+	// (see Manager.Lost). Each loss is reported once, to the member that
+	// owns the partition then or next.
 	Lost map[int32]int64
 }
 
@@ -158,7 +158,7 @@ type group struct {
 	committed map[int32]int64  // durable: loaded from and saved to the offsets file
 	delivered map[int32]int64  // per partition, one past the highest offset delivered by a former owner
 	spans     map[int32][]span // per partition, what former owners delivered and the group did not commit
-	lost      map[int32]int64  // per partition, the first offset still stored after a loss not yet reported
+	lost      map[int32]int64  // per partition, the end of a loss not yet reported
 	lostUpTo  map[int32]int64  // per partition, the end of the losses counted so far
 	members   []*Subscription  // in order of joining
 	owner     map[int32]*Subscription

@@ -333,8 +333,8 @@ type SubscribeResponse struct {
 	Partitions []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
 	// Set when retention removed records of an owned partition that the
 	// group had not committed (after consume.max_retention_hold): for each
-	// such partition, the first offset still stored. Each loss is reported
-	// once, to the member that owns the partition then or next.
+	// such partition, the offset after the highest one removed. Each loss
+	// is reported once, to the member that owns the partition then or next.
 	Lost          []*PartitionOffset `protobuf:"bytes,3,rep,name=lost,proto3" json:"lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

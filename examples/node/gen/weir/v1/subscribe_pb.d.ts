@@ -155,8 +155,8 @@ export declare type SubscribeResponse = Message<"weir.v1.SubscribeResponse"> & {
   /**
    * Set when retention removed records of an owned partition that the
    * group had not committed (after consume.max_retention_hold): for each
-   * such partition, the first offset still stored. Each loss is reported
-   * once, to the member that owns the partition then or next.
+   * such partition, the offset after the highest one removed. Each loss
+   * is reported once, to the member that owns the partition then or next.
    *
    * @generated from field: repeated weir.v1.PartitionOffset lost = 3;
    */
