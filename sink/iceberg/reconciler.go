@@ -452,7 +452,9 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 		"weir.files-removed": strconv.Itoa(len(removes)),
 	}
 	if len(removes) == 0 {
-		err = txn.AddDataFiles(ctx, dfs, props)
+		// No duplicate check: adds are files the current snapshot
+		// lacks, and the commit requires that snapshot to be current.
+		err = txn.AddDataFiles(ctx, dfs, props, table.WithoutDuplicateCheck())
 	} else {
 		err = txn.ReplaceDataFilesWithDataFiles(ctx, removes, dfs, props)
 	}
@@ -593,6 +595,7 @@ func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table
 			// keep only the last metadata files, so a table's metadata
 			// does not grow with every commit.
 			table.ManifestMergeEnabledKey:             "true",
+			table.ManifestMinMergeCountKey:            "16",
 			table.MetadataDeleteAfterCommitEnabledKey: "true",
 			table.MetadataPreviousVersionsMaxKey:      "20",
 		}))
