@@ -127,6 +127,8 @@ type remote struct {
 	// returns; the worker then calls notify, outside r.mu.
 	committedNow bool
 	ulog         *os.File
+	ulogEnd      int64 // where the next line goes; zeros from there
+	ulogSize     int64
 	changed      chan struct{} // closed and replaced at every change, for Sync
 
 	failures int // consecutive
@@ -210,13 +212,15 @@ func (l *Lake) openRemote() error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("sink: read upload log: %w", err)
 	}
-	for len(raw) > 0 {
-		line, rest, ok := strings.Cut(string(raw), "\n")
-		if !ok {
-			break // torn by a crash: that upload was never recorded
+	logEnd := 0
+	for text := string(raw); ; {
+		line, rest, ok := strings.Cut(text, "\n")
+		if !ok || strings.IndexByte(line, 0) >= 0 {
+			break // the reserve, or a line torn by a crash: never recorded
 		}
 		done[line] = true
-		raw = []byte(rest)
+		logEnd += len(line) + 1
+		text = rest
 	}
 	entries := make(map[string]*carryEntry)
 	if raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, carryJournal)); err == nil {
@@ -264,17 +268,60 @@ func (l *Lake) openRemote() error {
 			b.WriteString(relOf(f) + "\n")
 		}
 	}
-	if err := writeDurably(l.cfg.Dir, uploadLog, []byte(b.String())); err != nil {
+	// Both rewrites only drop entries: on a full disk the old files,
+	// which say the same and more, are kept.
+	data := append([]byte(b.String()), make([]byte, logReserve)...)
+	if err := writeDurably(l.cfg.Dir, uploadLog, data); err == nil {
+		logEnd = b.Len()
+	} else if raw != nil {
+		l.log.Warn("sink: could not rewrite the upload log; appending to it as it is", "err", err)
+	} else {
 		return fmt.Errorf("sink: %w", err)
 	}
 	if err := r.writeCarryLocked(); err != nil {
-		return fmt.Errorf("sink: %w", err)
+		l.log.Warn("sink: could not rewrite the carry journal; it stays as it is", "err", err)
 	}
-	r.ulog, err = os.OpenFile(filepath.Join(l.cfg.Dir, uploadLog), os.O_WRONLY|os.O_APPEND, 0o644)
+	r.ulog, err = os.OpenFile(filepath.Join(l.cfg.Dir, uploadLog), os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("sink: open upload log: %w", err)
 	}
+	st, err := r.ulog.Stat()
+	if err != nil {
+		r.ulog.Close()
+		return fmt.Errorf("sink: upload log: %w", err)
+	}
+	r.ulogEnd, r.ulogSize = int64(logEnd), st.Size()
 	l.rem = r
+	return nil
+}
+
+// logReserve is the space, in zero bytes, kept allocated at the end of
+// the upload log, so that uploads can be recorded on a full disk (about
+// 800 of them): recording them is what lets the buffer trim its
+// write-ahead log and free space. The log is extended by as much when
+// less than a quarter is left.
+const logReserve = 64 << 10
+
+// recordUploadLocked writes rel's line into the upload log's reserve and
+// fsyncs it. r.mu must be held.
+func (r *remote) recordUploadLocked(rel string) error {
+	line := []byte(rel + "\n")
+	if r.ulogSize-r.ulogEnd-int64(len(line)) < logReserve/4 {
+		// Best effort; the rest of the reserve is used meanwhile.
+		if _, err := r.ulog.WriteAt(make([]byte, logReserve), r.ulogSize); err == nil {
+			r.ulogSize += logReserve
+		}
+	}
+	if r.ulogEnd+int64(len(line)) > r.ulogSize {
+		return fmt.Errorf("upload log: reserve used up and the disk is full")
+	}
+	if _, err := r.ulog.WriteAt(line, r.ulogEnd); err != nil {
+		return err
+	}
+	if err := r.ulog.Sync(); err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	r.ulogEnd += int64(len(line))
 	return nil
 }
 
@@ -727,13 +774,9 @@ func (r *remote) upload(ctx context.Context, f FileInfo) error {
 	if r.frozen[f.ID] {
 		return nil // being replaced: replacedLocked or abortReplace decides
 	}
-	if _, err := r.ulog.WriteString(relOf(f) + "\n"); err != nil {
+	if err := r.recordUploadLocked(relOf(f)); err != nil {
 		r.stats.UploadFailures++
 		return fmt.Errorf("record upload of %s: %w", f.ID, err)
-	}
-	if err := r.ulog.Sync(); err != nil {
-		r.stats.UploadFailures++
-		return fmt.Errorf("record upload of %s: fsync: %w", f.ID, err)
 	}
 	r.dropPendingLocked(f)
 	r.uploaded[f.ID] = f

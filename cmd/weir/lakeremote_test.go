@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -196,4 +200,149 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestLakeS3BucketAwayDiskFull: with the bucket away, files wait locally
+// and the write-ahead log keeps their records, until the disk (a 24 MiB
+// tmpfs) is full and pushes are refused with RESOURCE_EXHAUSTED; queries
+// go on. Once the bucket is back pushes pass again, and after a restart
+// (which brings back the rows of files abandoned for lack of space)
+// every acknowledged record is in the bucket once.
+func TestLakeS3BucketAwayDiskFull(t *testing.T) {
+	data := mountTmpfs(t, "24m")
+	srv := miniotest.Start(t)
+	mutate := func(c *config) {
+		c.Sink.MaxFileAge = 150 * time.Millisecond
+		c.Transform.MaxAge = 50 * time.Millisecond
+		c.Buffer.WAL.SegmentBytes = 256 << 10
+		c.Sink.Lake = "s3://" + srv.Bucket + "/l"
+		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, PathStyle: true, AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
+	}
+	s := startServer(t, data, mutate)
+	client, _ := newClients(s.url)
+	const batch = 50
+	acked := map[string]bool{}
+	seq := 0
+	rng := rand.New(rand.NewPCG(1, 2))
+	pad := make([]byte, 100)
+	push := func(prefix string) (string, error) {
+		seq++
+		id := fmt.Sprintf("%s%d", prefix, seq)
+		recs := make([]*weirv1.LogRecord, batch)
+		for i := range recs {
+			for j := range pad {
+				pad[j] = byte(rng.Uint32())
+			}
+			recs[i] = textRecord(id + "-r" + strconv.Itoa(i) + "-" + hex.EncodeToString(pad))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := client.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs, AckLevel: weirv1.AckLevel_ACK_LEVEL_DURABLE}))
+		if err == nil {
+			acked[id] = true
+		}
+		return id, err
+	}
+	srv.Stop()
+	var firstErr error
+	for i := 0; firstErr == nil; i++ {
+		if i == 5000 {
+			t.Fatal("5000 pushes succeeded on a 24 MiB disk with the bucket away")
+		}
+		var id string
+		if id, firstErr = push("away-"); firstErr != nil {
+			var ce *connect.Error
+			if !errors.As(firstErr, &ce) || ce.Code() != connect.CodeResourceExhausted || !strings.Contains(ce.Message(), "no space left") {
+				t.Fatalf("push %s with the bucket away: %v; want RESOURCE_EXHAUSTED saying the disk is full", id, firstErr)
+			}
+		}
+	}
+	t.Logf("disk full after %d acknowledged batches: %v", len(acked), firstErr)
+	// Queries go on, and the metrics say why the disk fills.
+	mustSQL(t, s.url, "SELECT count(*) FROM app")
+	if _, _, metrics := get(t, s.url+"/metrics"); !strings.Contains(metrics, "weir_lake_upload_failing 1") || strings.Contains(metrics, "weir_lake_upload_pending_files 0") {
+		t.Errorf("metrics with the bucket away and the disk full:\n%s", grepLines(metrics, "weir_lake_upload"))
+	}
+
+	srv.Restart()
+	back := time.Now()
+	for {
+		id, err := push("back-")
+		if err == nil {
+			break
+		}
+		if time.Since(back) > 60*time.Second {
+			t.Fatalf("push %s still fails a minute after the bucket came back: %v", id, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("pushes pass again %s after the bucket came back", time.Since(back).Round(time.Millisecond))
+	// Files abandoned while the disk was full come back from the
+	// write-ahead log at a restart (docs/durability.md, "A full disk").
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	s = startServer(t, data, mutate)
+	// Every acknowledged batch reaches the bucket, once.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := bucketBodies(t, srv, "l/")
+		missing, dup := 0, 0
+		for id := range acked {
+			for i := range batch {
+				switch counts[id+"-r"+strconv.Itoa(i)] {
+				case 0:
+					missing++
+				case 1:
+				default:
+					dup++
+				}
+			}
+		}
+		if dup > 0 {
+			t.Fatalf("%d records twice in the bucket", dup)
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledged records not in the bucket a minute after it came back", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// bucketBodies counts the records of the objects under prefix by body,
+// cut at the second '-' (the batch id and record number).
+func bucketBodies(t *testing.T, srv *miniotest.Server, prefix string) map[string]int {
+	t.Helper()
+	st := srv.Store(t)
+	dir := t.TempDir()
+	out := map[string]int{}
+	i := 0
+	for key := range srv.Keys(t, prefix) {
+		i++
+		path := filepath.Join(dir, strconv.Itoa(i))
+		if err := st.Get(context.Background(), key, path); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := f.Stat()
+		rows, err := pq.Read[struct {
+			Body string `parquet:"body"`
+		}](f, fi.Size())
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if j := strings.LastIndexByte(r.Body, '-'); j > 0 {
+				out[r.Body[:j]]++
+			}
+		}
+	}
+	return out
 }
