@@ -68,10 +68,10 @@ type Config struct {
 	Remote *Remote
 	// OnCommitted, when set, is called whenever the set of files
 	// CommittedFiles returns may have changed: a file published,
-	// replaced or removed, an upload confirmed. It is called from the
-	// goroutine that made the change, maybe while a file's lock is held:
-	// it must not block (nudge a goroutine of your own) and may call
-	// Files and CommittedFiles only.
+	// replaced or removed, an upload confirmed, an object deleted from
+	// the bucket. It is called from the goroutine that made the change,
+	// maybe while a file's lock is held: it must not block (nudge a
+	// goroutine of your own) and may call Files and CommittedFiles only.
 	OnCommitted func()
 }
 

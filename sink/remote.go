@@ -806,6 +806,7 @@ func (r *remote) del(ctx context.Context, key string) error {
 	delete(r.deletes, key)
 	r.stats.DeletedObjects++
 	r.changedLocked()
+	r.committedNow = true
 	return nil
 }
 
