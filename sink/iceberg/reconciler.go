@@ -41,6 +41,10 @@ var (
 	// ErrNotManaged: a table with a stream's name exists but weir did
 	// not create it.
 	ErrNotManaged = errors.New("iceberg: table exists but is not managed by weir")
+	// ErrTypeConflict: a file has a column (a promoted attribute) of a
+	// type the table's column of that name cannot be read as. The file
+	// is not added: Iceberg has one type per column.
+	ErrTypeConflict = errors.New("iceberg: column type conflict")
 )
 
 // Ident returns the table identifier of a stream: namespace = tenant,
@@ -518,12 +522,12 @@ func (r *Reconciler) expire(ctx context.Context, tbl *table.Table) error {
 // files it lacks (promoted attribute columns), by name, and to the
 // table's name mapping.
 func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Transaction, adds []sink.FileInfo) error {
-	have := map[string]bool{}
+	have := map[string]iceberg.Type{}
 	for _, f := range tbl.Schema().Fields() {
-		have[f.Name] = true
+		have[f.Name] = f.Type
 	}
 	var extra []arrow.Field
-	seen := map[string]bool{}
+	added := map[string]iceberg.Type{}
 	for _, f := range adds {
 		if f.Columns == logschema.Arrow().NumFields() {
 			continue
@@ -532,11 +536,24 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 		if err != nil {
 			return err
 		}
-		for _, fld := range sc.Fields() {
-			if !have[fld.Name] && !seen[fld.Name] {
-				seen[fld.Name] = true
-				fld.Nullable = true
-				extra = append(extra, fld)
+		fsc, err := icebergSchema(sc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Location, err)
+		}
+		for i, fld := range fsc.Fields() {
+			typ, ok := have[fld.Name]
+			if !ok {
+				typ, ok = added[fld.Name]
+			}
+			if !ok {
+				added[fld.Name] = fld.Type
+				af := sc.Field(i)
+				af.Nullable = true
+				extra = append(extra, af)
+				continue
+			}
+			if !readableAs(fld.Type, typ) {
+				return fmt.Errorf("%w: column %s is %s in %s, %s in the table", ErrTypeConflict, fld.Name, fld.Type, f.Location, typ)
 			}
 		}
 	}
@@ -555,6 +572,20 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 		return fmt.Errorf("add columns %v: %w", isc, err)
 	}
 	return nil
+}
+
+// readableAs reports whether a file column of type file reads as a
+// table column of type tbl: the same type, or one Iceberg promotes
+// (int to long, float to double).
+func readableAs(file, tbl iceberg.Type) bool {
+	switch {
+	case file.Equals(tbl):
+		return true
+	case file.Equals(iceberg.PrimitiveTypes.Int32) && tbl.Equals(iceberg.PrimitiveTypes.Int64),
+		file.Equals(iceberg.PrimitiveTypes.Float32) && tbl.Equals(iceberg.PrimitiveTypes.Float64):
+		return true
+	}
+	return false
 }
 
 // create creates the table of ident with the log schema, partitioned by

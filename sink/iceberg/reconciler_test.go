@@ -2,11 +2,16 @@ package iceberg_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	ice "github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
@@ -255,4 +260,58 @@ func TestExpireSnapshots(t *testing.T) {
 	if s := r.Stats(); s.Snapshots != 12 || s.Failures != 0 {
 		t.Fatalf("stats: %+v", s)
 	}
+}
+
+// TestTypeConflict: a promoted column whose type differs from the
+// table's (attr_http_status as text after long) cannot be one Iceberg
+// column: the stream's passes fail, saying which column, the table
+// keeps what it had, and other streams go on.
+func TestTypeConflict(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.openLake(t)
+	cat := e.catalog(t)
+	r := e.reconciler(t, l, cat)
+	web, app := want{}, want{}
+	write(t, l, web, "web", 0, 0, 10, hour0, true)
+	sync(t, r)
+
+	rec := batch("web", 0, 10, 10, hour0, false)
+	sc := arrow.NewSchema(append(rec.Schema().Fields(), arrow.Field{Name: "attr_http_status", Type: arrow.BinaryTypes.String, Nullable: true}), nil)
+	b := array.NewStringBuilder(memory.DefaultAllocator)
+	for range 10 {
+		b.Append("OK")
+	}
+	col := b.NewArray()
+	b.Release()
+	text := array.NewRecordBatch(sc, append(rec.Columns(), col), rec.NumRows())
+	rec.Release()
+	col.Release()
+	defer text.Release()
+	if err := l.Write(context.Background(), sink.Partition{Tenant: tenant, Stream: "web", Hour: hour0}, text); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, app, "app", 0, 0, 10, hour0, false)
+	err := r.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "web") || !strings.Contains(err.Error(), "attr_http_status") {
+		t.Fatalf("Sync with a type conflict = %v", err)
+	}
+	checkTable(t, cat, l, "app", app)
+	if got := tableFiles(t, cat, "web"); len(got) != 1 {
+		t.Fatalf("web plans %d files, want the first only", len(got))
+	}
+	if !errors.Is(err, iceberg.ErrTypeConflict) {
+		t.Fatalf("error %v is not ErrTypeConflict", err)
+	}
+
+	// Once the file is gone (a delete of all its records), the table
+	// follows the lake again.
+	if res, err := l.DeleteRows(context.Background(), tenant, "web", hour0, map[int32]sink.OffsetSet{0: {{From: 10, To: 20}}}); err != nil || res.Removed != 1 {
+		t.Fatalf("DeleteRows = %+v, %v", res, err)
+	}
+	sync(t, r)
+	checkTable(t, cat, l, "web", web)
 }
