@@ -669,3 +669,47 @@ func TestRemoteCommittedDuringCompaction(t *testing.T) {
 	}
 	checkBucket(t, srv, "c", l, offsetRange(0, 200))
 }
+
+// TestRemoteTornUploadLog: a line of the upload log torn by a crash (no
+// newline before the zero reserve) does not count: that file is
+// uploaded again, to the same key, and the bucket holds it once.
+func TestRemoteTornUploadLog(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "torn")
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeRows(t, l, part("app", 0), 0, 100)
+	writeRows(t, l, part("app", 0), 100, 100)
+	syncRemote(t, l)
+	shutdown(t, l)
+	path := filepath.Join(cfg.Dir, ".uploaded.log")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw[:strings.IndexByte(string(raw), 0)]), "\n")
+	if len(lines) != 3 || lines[2] != "" {
+		t.Fatalf("upload log %q", raw)
+	}
+	// The second line loses its newline and half its text, as a crash
+	// during its write would leave it.
+	torn := lines[0] + lines[1][:len(lines[1])/2]
+	if err := os.WriteFile(path, append([]byte(torn), make([]byte, 100)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l = newLake(t, cfg, nil)
+	if s, _ := l.RemoteStats(); s.PendingFiles != 1 {
+		t.Fatalf("after a torn line: %+v", s)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	syncRemote(t, l)
+	if s, _ := l.RemoteStats(); s.UploadedFiles != 1 {
+		t.Fatalf("after a torn line: %+v", s)
+	}
+	checkBucket(t, srv, "torn", l, offsetRange(0, 200))
+}
