@@ -344,3 +344,36 @@ func TestIcebergCatalogDown(t *testing.T) {
 		t.Errorf("weir_iceberg_failures_total = %v", v)
 	}
 }
+
+// TestIcebergConfigValidate: iceberg settings are checked at start-up
+// when Iceberg is on, and the defaults are valid.
+func TestIcebergConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*icebergConfig)
+		ok     bool
+	}{
+		{"defaults", func(*icebergConfig) {}, true},
+		{"off ignores the rest", func(c *icebergConfig) { c.Enabled, c.Catalog = false, "glue" }, true},
+		{"unknown catalog", func(c *icebergConfig) { c.Catalog = "glue" }, false},
+		{"rest without uri", func(c *icebergConfig) { c.Catalog = "rest" }, false},
+		{"rest", func(c *icebergConfig) { c.Catalog, c.URI, c.Token = "rest", "https://catalog.example.com", "t" }, true},
+		{"rest with credential and token", func(c *icebergConfig) {
+			c.Catalog, c.URI, c.Credential, c.Token = "rest", "https://catalog.example.com", "id:secret", "t"
+		}, false},
+		{"hadoop warehouse in s3", func(c *icebergConfig) { c.Warehouse = "s3://bucket/prefix/_iceberg" }, true},
+		{"hadoop warehouse elsewhere", func(c *icebergConfig) { c.Warehouse = "gs://bucket/x" }, false},
+		{"zero interval", func(c *icebergConfig) { c.Interval = 0 }, false},
+		{"no snapshots kept", func(c *icebergConfig) { c.KeepSnapshots = 0 }, false},
+	} {
+		c := defaultConfig()
+		if tc.name != "off ignores the rest" {
+			c.Iceberg.Enabled = true
+		}
+		tc.mutate(&c.Iceberg)
+		if err := c.validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: validate = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
