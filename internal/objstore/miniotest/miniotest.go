@@ -92,10 +92,19 @@ func Start(t testing.TB) *Server {
 	s.Restart()
 	t.Cleanup(s.Stop)
 	c := s.Client()
-	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
-		t.Fatalf("miniotest: create bucket: %v", err)
+	// Ready can come a moment before the server takes requests ("Server
+	// not initialized yet"): retry until it does.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)})
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("miniotest: create bucket: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return s
 }
 
 // Restart starts the server again, on the same port and directory, after
