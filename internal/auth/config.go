@@ -89,7 +89,7 @@ func Public(path string) Rule { return Rule{Match: MatchExact, Path: path, Publi
 var uiAssets = []string{
 	"/", "/index.html", "/favicon.svg", "/style.css",
 	"/app.js", "/api.js", "/chart.js", "/dom.js", "/filters.js", "/resultchart.js", "/sqlutil.js",
-	"/views/alerts.js", "/views/console.js", "/views/dashboards.js", "/views/errors.js", "/views/explore.js", "/views/overview.js", "/views/tail.js",
+	"/views/alerts.js", "/views/console.js", "/views/dashboards.js", "/views/errors.js", "/views/explore.js", "/views/groups.js", "/views/overview.js", "/views/tail.js",
 }
 
 // DefaultRules returns the rules for weir's routes, in the order they are
