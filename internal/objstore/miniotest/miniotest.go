@@ -6,6 +6,7 @@ package miniotest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"go/build"
 	"net"
@@ -21,6 +22,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/weirlabs/weir/internal/objstore"
 )
@@ -97,7 +99,8 @@ func Start(t testing.TB) *Server {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)})
-		if err == nil {
+		var owned *types.BucketAlreadyOwnedByYou
+		if err == nil || errors.As(err, &owned) {
 			return s
 		}
 		if time.Now().After(deadline) {
