@@ -141,7 +141,11 @@ func (s *Server) Restart() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				// Ready can come a moment before the server takes
+				// requests ("Server not initialized yet").
+				if _, err = s.Client().ListBuckets(context.Background(), &s3.ListBucketsInput{}); err == nil {
+					return
+				}
 			}
 		}
 		if time.Now().After(deadline) {
