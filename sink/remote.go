@@ -63,7 +63,7 @@ type Remote struct {
 	Uploads int
 	// RetryMin and RetryMax bound the pause after a failed upload or
 	// delete, which doubles at each consecutive failure; 0 means 200 ms
-	// and 30 s.
+	// and 10 s.
 	RetryMin, RetryMax time.Duration
 }
 
@@ -194,7 +194,7 @@ func (r *remote) retryMax() time.Duration {
 	if r.cfg.RetryMax > 0 {
 		return r.cfg.RetryMax
 	}
-	return 30 * time.Second
+	return 10 * time.Second
 }
 
 // openRemote reads the upload log and the carry journal after scan and

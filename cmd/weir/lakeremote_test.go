@@ -271,8 +271,9 @@ func TestLakeS3BucketAwayDiskFull(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if time.Since(back) > 60*time.Second {
-			t.Fatalf("push %s still fails a minute after the bucket came back: %v", id, err)
+		if time.Since(back) > 90*time.Second {
+			_, _, metrics := get(t, s.url+"/metrics")
+			t.Fatalf("push %s still fails 90 s after the bucket came back: %v\n%s", id, err, grepLines(metrics, "weir_lake_upload"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
