@@ -30,7 +30,8 @@ type Config struct {
 	ZstdLevel int
 	// MaxOpenFiles bounds the files being written at once (one per
 	// Partition with unpublished rows). Opening one more publishes the
-	// file that has been open longest.
+	// file that has been open longest: in the background after Start
+	// (up to MaxOpenFiles such files wait), else by the Write.
 	MaxOpenFiles int
 	// Encoders is how many batches are encoded into segments at once,
 	// across all streams; 0 means GOMAXPROCS. Batches of one stream

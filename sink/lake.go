@@ -133,8 +133,10 @@ func (e *FileError) Unwrap() error { return e.Err }
 // new file; by the Write that crossed it when the publisher is not running
 // or already has two such files to publish), when it is Config.MaxFileAge
 // old (by the age publisher), when a batch with another schema arrives for its Partition, when
-// Config.MaxOpenFiles would be exceeded (the oldest file, by the Write
-// that opens one more), and on Flush and Shutdown.
+// Config.MaxOpenFiles would be exceeded (the oldest file: after Start by
+// a pool of publishers in the background, see evict.go; by the Write
+// that opens one more when the pool does not run or is behind by
+// MaxOpenFiles files), and on Flush and Shutdown.
 //
 // Locking: Lake.mu guards the maps and lists and is never held during I/O
 // or while waiting for a file's lock. Each open file has its own lock,
@@ -157,6 +159,8 @@ type Lake struct {
 	compactorDone chan struct{}      // closed when the compactor returns
 	compacting    chan struct{}      // held by a running Compact
 	sealq         chan *openFile     // files full by size, for the age publisher to publish
+	evictq        chan *openFile     // evicted files, for the evict publishers (evict.go); set by Start
+	evictDone     chan struct{}      // closed when the evict publishers return; nil before Start
 	encWG         sync.WaitGroup     // the encoders (staging.go)
 	encq          chan *pendingSeg   // batches for the encoders; set by Start
 
@@ -166,6 +170,7 @@ type Lake struct {
 	// publishing is set while the age publisher runs and takes files from
 	// sealq.
 	publishing bool
+	evicting   bool                  // set while the evict publishers take files from evictq
 	open       map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
 	sealing    map[*openFile]bool    // detached, not yet published or abandoned
 	files      []FileInfo            // published files, sorted by ID
@@ -294,6 +299,7 @@ func (l *Lake) Start(ctx context.Context) error {
 	l.publishing = true
 	go l.agePublisher(l.stop, l.done)
 	l.startEncoders(l.cfg.encoders())
+	l.startEvictPublishers()
 	if l.cfg.CompactAge > 0 {
 		var cctx context.Context
 		cctx, l.stopCompactor = context.WithCancel(context.Background())
@@ -433,9 +439,7 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 		if err != nil {
 			return err
 		}
-		for _, v := range victims {
-			l.publishDetached(v, nil)
-		}
+		l.publishEvicted(victims)
 		if err := f.lock(ctx); err != nil {
 			return err
 		}
@@ -702,6 +706,7 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.closed = true
 	done, stopCompactor, compactorDone := l.done, l.stopCompactor, l.compactorDone
+	evictDone := l.evictDone
 	l.mu.Unlock()
 	l.stopOnce.Do(func() { close(l.stop) })
 	if l.rem != nil {
@@ -726,6 +731,13 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			return fmt.Errorf("sink: waiting for the age publisher: %w", context.Cause(ctx))
+		}
+	}
+	if evictDone != nil {
+		select {
+		case <-evictDone:
+		case <-ctx.Done():
+			return fmt.Errorf("sink: waiting for the publishers of evicted files: %w", context.Cause(ctx))
 		}
 	}
 	err := l.Flush(ctx)
