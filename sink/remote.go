@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,9 +49,14 @@ import (
 //
 // Remote deletions are not journaled: at every start the uploader lists
 // the prefix and deletes each object in the lake layout that names no
-// file of the lake and that no carry entry names. Whatever step a crash
-// interrupted (upload, record, local delete, remote delete), the bucket
-// then ends with exactly the lake's files.
+// file of the lake, that no carry entry names, and that this lake wrote:
+// every object carries the lake's identity (.lake-id, made once, in
+// the user metadata key weir-lake), checked with a Head before the
+// delete. Whatever step a crash interrupted (upload, record, local
+// delete, remote delete), the bucket then ends with exactly the lake's
+// files; and a lake started on an empty data directory (a lost disk, a
+// second server pointed at the same prefix by mistake) never deletes
+// objects it did not write.
 
 // Remote configures the lake's object storage.
 type Remote struct {
@@ -103,13 +110,19 @@ type RemoteStats struct {
 const (
 	uploadLog    = ".uploaded.log"
 	carryJournal = ".carry.json"
+	lakeIDFile   = ".lake-id"
 )
+
+// ownerMeta is the user metadata key of the identity of the lake that
+// wrote an object.
+const ownerMeta = "weir-lake"
 
 // remote is the Lake's object-storage state. Lock order: Lake.mu, then
 // remote.mu (remote.mu is never held while taking Lake.mu).
 type remote struct {
 	cfg    Remote
 	dir    string
+	id     string // the lake's identity (lakeIDFile), put on every object
 	log    *slog.Logger
 	notify func()
 
@@ -207,6 +220,11 @@ func (l *Lake) openRemote() error {
 		frozen: make(map[string]bool), inflight: make(map[string]bool), deletes: make(map[string]bool),
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
+	id, err := lakeID(l.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	r.id = id
 	done := make(map[string]bool)
 	raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, uploadLog))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -293,6 +311,31 @@ func (l *Lake) openRemote() error {
 	r.ulogEnd, r.ulogSize = int64(logEnd), st.Size()
 	l.rem = r
 	return nil
+}
+
+// lakeID returns the lake's identity, stored in dir/.lake-id, made (16
+// random bytes in hex, written durably) the first time.
+func lakeID(dir string) (string, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, lakeIDFile))
+	if err == nil {
+		id := strings.TrimSpace(string(raw))
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			return "", fmt.Errorf("sink: %s holds %q, not a lake identity (32 hex digits)", filepath.Join(dir, lakeIDFile), id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("sink: read lake identity: %w", err)
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("sink: make lake identity: %w", err)
+	}
+	id := hex.EncodeToString(b[:])
+	if err := writeDurably(dir, lakeIDFile, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("sink: write lake identity: %w", err)
+	}
+	return id, nil
 }
 
 // logReserve is the space, in zero bytes, kept allocated at the end of
@@ -754,7 +797,7 @@ func (r *remote) resultLocked(err error) time.Duration {
 // upload uploads f and records it.
 func (r *remote) upload(ctx context.Context, f FileInfo) error {
 	key := r.key(f)
-	_, err := r.cfg.Store.Put(ctx, key, f.Path)
+	_, err := r.cfg.Store.Put(ctx, key, f.Path, map[string]string{ownerMeta: r.id})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.inflight, f.ID)
@@ -812,31 +855,61 @@ func (r *remote) del(ctx context.Context, key string) error {
 
 // list lists the prefix and queues for deletion every object in the lake
 // layout that is neither a file of the lake nor carried by one, as they
-// stand when the object is listed: an object that is garbage stays so
-// (file IDs are never reused, and only files of the lake get carried).
+// stand when the object is listed (an object that is garbage stays so:
+// file IDs are never reused, and only files of the lake get carried),
+// and that this lake wrote (its weir-lake metadata, read with a Head).
+// Objects of other lakes are left alone and counted in a warning.
 func (r *remote) list(ctx context.Context) error {
 	prefix := ""
 	if r.cfg.Prefix != "" {
 		prefix = r.cfg.Prefix + "/"
 	}
-	n := 0
+	var candidates []string
 	err := r.cfg.Store.List(ctx, prefix, func(o objstore.Object) error {
 		rel := strings.TrimPrefix(o.Key, prefix)
 		_, id, err := parsePath(filepath.FromSlash(rel))
 		if err != nil || !strings.HasSuffix(rel, fileExt) {
-			return nil // not the lake's: left alone
+			return nil // not in the lake's layout: left alone
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if !r.neededLocked(id) && !r.deletes[o.Key] {
-			r.deletes[o.Key] = true
-			n++
+			candidates = append(candidates, o.Key)
 		}
 		return nil
 	})
+	n, foreign := 0, 0
+	for _, key := range candidates {
+		if err != nil {
+			break
+		}
+		var obj objstore.Object
+		obj, err = r.cfg.Store.Head(ctx, key)
+		if errors.Is(err, objstore.ErrNotFound) {
+			err = nil
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if obj.Meta[ownerMeta] != r.id {
+			foreign++
+			continue
+		}
+		r.mu.Lock()
+		if !r.deletes[key] {
+			r.deletes[key] = true
+			n++
+		}
+		r.mu.Unlock()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.listing = false
+	if foreign > 0 {
+		r.log.Warn("sink: objects in the lake's layout under the prefix were written by another lake (another data directory, or one that was lost); left alone",
+			"count", foreign, "prefix", prefix, "lake_id", r.id)
+	}
 	if n > 0 {
 		r.log.Warn("sink: deleting objects the lake no longer holds (left by an interrupted removal or upload)", "count", n)
 		r.changedLocked()

@@ -318,13 +318,13 @@ type faultStore struct {
 	before, after func(op, key string) error
 }
 
-func (s *faultStore) Put(ctx context.Context, key, path string) (objstore.Object, error) {
+func (s *faultStore) Put(ctx context.Context, key, path string, meta map[string]string) (objstore.Object, error) {
 	if s.before != nil {
 		if err := s.before("put", key); err != nil {
 			return objstore.Object{}, err
 		}
 	}
-	o, err := s.Store.Put(ctx, key, path)
+	o, err := s.Store.Put(ctx, key, path, meta)
 	if err == nil && s.after != nil {
 		err = s.after("put", key)
 	}
@@ -712,4 +712,64 @@ func TestRemoteTornUploadLog(t *testing.T) {
 		t.Fatalf("after a torn line: %+v", s)
 	}
 	checkBucket(t, srv, "torn", l, offsetRange(0, 200))
+}
+
+// TestRemoteForeignObjects checks that a lake deletes only objects it
+// wrote: one started on an empty directory (a lost disk, or a second
+// server given the same prefix) leaves the first lake's objects alone,
+// while the first, restarted, still deletes its own leftovers.
+func TestRemoteForeignObjects(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake/x")
+	first := newLake(t, cfg, nil)
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeRows(t, first, part("app", 0), 0, 300)
+	writeRows(t, first, part("app", 0), 300, 200)
+	syncRemote(t, first)
+	if err := first.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := srv.Keys(t, "lake/x/")
+	if len(before) != 2 {
+		t.Fatalf("%d objects after two uploads, want 2", len(before))
+	}
+
+	other := newLake(t, remoteConfig(t, srv.Store(t), "lake/x"), nil) // an empty directory
+	if err := other.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	syncRemote(t, other) // listed the prefix once
+	if got := srv.Keys(t, "lake/x/"); len(got) != len(before) {
+		t.Fatalf("a lake on an empty directory deleted objects it did not write: %d left of %d", len(got), len(before))
+	}
+	if err := other.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first lake's own leftover: one of its files is gone from its
+	// directory (as after a crash between a local removal and the remote
+	// delete); at the next start the first lake deletes its object.
+	files := first.Files()
+	if err := os.Remove(files[0].Path); err != nil {
+		t.Fatal(err)
+	}
+	again := newLake(t, cfg, nil)
+	if err := again.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	syncRemote(t, again)
+	got := srv.Keys(t, "lake/x/")
+	if len(got) != 1 {
+		t.Fatalf("%d objects after the first lake's restart, want 1 (its own leftover deleted)", len(got))
+	}
+	for k := range got {
+		if !strings.HasSuffix(k, files[1].ID+".parquet") {
+			t.Fatalf("object %s left, want the file %s", k, files[1].ID)
+		}
+	}
+	if err := again.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

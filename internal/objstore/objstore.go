@@ -19,8 +19,10 @@ type Store interface {
 	// there, and returns the object once the server confirmed it whole:
 	// the server checks the checksum sent with the data, and Put checks
 	// the stored size. A Put that fails leaves either the old object or
-	// the new one, never a part of it.
-	Put(ctx context.Context, key, path string) (Object, error)
+	// the new one, never a part of it. meta is stored with the object as
+	// its user metadata (keys in lower case; nil for none) and returned
+	// by Head.
+	Put(ctx context.Context, key, path string, meta map[string]string) (Object, error)
 	// Head describes the object at key, or returns an error matching
 	// ErrNotFound.
 	Head(ctx context.Context, key string) (Object, error)
@@ -42,6 +44,9 @@ type Store interface {
 type Object struct {
 	Key  string
 	Size int64
+	// Meta is the object's user metadata, keys in lower case. Head and
+	// Put set it; List does not (S3 does not list it).
+	Meta map[string]string
 }
 
 // ErrNotFound is matched (errors.Is) by the error of Head and Get for a

@@ -122,7 +122,7 @@ func (s *S3) URI(key string) string { return "s3://" + s.cfg.Bucket + "/" + key 
 // as a multipart upload above. Each request carries the CRC32C of its
 // data, which the server verifies before storing anything; Put then
 // compares the stored size with the file's.
-func (s *S3) Put(ctx context.Context, key, path string) (Object, error) {
+func (s *S3) Put(ctx context.Context, key, path string, meta map[string]string) (Object, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Object{}, fmt.Errorf("objstore: put %q: %w", key, err)
@@ -134,9 +134,9 @@ func (s *S3) Put(ctx context.Context, key, path string) (Object, error) {
 	}
 	size := st.Size()
 	if size > s.cfg.PartBytes {
-		err = s.putMultipart(ctx, key, f, size)
+		err = s.putMultipart(ctx, key, f, size, meta)
 	} else {
-		err = s.putOne(ctx, key, f, size)
+		err = s.putOne(ctx, key, f, size, meta)
 	}
 	if err != nil {
 		return Object{}, err
@@ -159,7 +159,7 @@ func crcOf(r io.Reader) (string, error) {
 	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, h.Sum32())), nil
 }
 
-func (s *S3) putOne(ctx context.Context, key string, f *os.File, size int64) error {
+func (s *S3) putOne(ctx context.Context, key string, f *os.File, size int64, meta map[string]string) error {
 	sum, err := crcOf(io.NewSectionReader(f, 0, size))
 	if err != nil {
 		return fmt.Errorf("objstore: put %q: read: %w", key, err)
@@ -169,6 +169,7 @@ func (s *S3) putOne(ctx context.Context, key string, f *os.File, size int64) err
 		Key:               aws.String(key),
 		Body:              io.NewSectionReader(f, 0, size),
 		ContentLength:     aws.Int64(size),
+		Metadata:          meta,
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		ChecksumCRC32C:    aws.String(sum),
 	})
@@ -181,10 +182,11 @@ func (s *S3) putOne(ctx context.Context, key string, f *os.File, size int64) err
 	return nil
 }
 
-func (s *S3) putMultipart(ctx context.Context, key string, f *os.File, size int64) error {
+func (s *S3) putMultipart(ctx context.Context, key string, f *os.File, size int64, meta map[string]string) error {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:            aws.String(s.cfg.Bucket),
 		Key:               aws.String(key),
+		Metadata:          meta,
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 	})
 	if err != nil {
@@ -243,7 +245,11 @@ func (s *S3) Head(ctx context.Context, key string) (Object, error) {
 	if err != nil {
 		return Object{}, classify("head", key, err)
 	}
-	return Object{Key: key, Size: aws.ToInt64(out.ContentLength)}, nil
+	meta := make(map[string]string, len(out.Metadata))
+	for k, v := range out.Metadata {
+		meta[strings.ToLower(k)] = v
+	}
+	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), Meta: meta}, nil
 }
 
 // Get downloads the object at key into a new file at path.

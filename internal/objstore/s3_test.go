@@ -43,12 +43,15 @@ func TestS3PutGetListDelete(t *testing.T) {
 	large := writeRandom(t, filepath.Join(dir, "large"), 12<<20+17) // 3 parts
 	for name, want := range map[string][]byte{"small": small, "large": large} {
 		key := "p/x/" + name
-		obj, err := st.Put(ctx, key, filepath.Join(dir, name))
+		obj, err := st.Put(ctx, key, filepath.Join(dir, name), map[string]string{"owner": "t"})
 		if err != nil {
 			t.Fatalf("put %s: %v", name, err)
 		}
 		if obj.Size != int64(len(want)) {
 			t.Fatalf("put %s: size %d, want %d", name, obj.Size, len(want))
+		}
+		if h, err := st.Head(ctx, key); err != nil || h.Meta["owner"] != "t" {
+			t.Fatalf("head %s: metadata %v (err %v), want owner=t", name, h.Meta, err)
 		}
 		got := filepath.Join(dir, name+".got")
 		if err := st.Get(ctx, key, got); err != nil {
@@ -91,7 +94,7 @@ func TestS3ErrorsClassified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = st.Put(ctx, "k", path)
+	_, err = st.Put(ctx, "k", path, nil)
 	if !objstore.IsPermanent(err) {
 		t.Fatalf("wrong credentials: want a permanent error, got %v", err)
 	}
@@ -103,7 +106,7 @@ func TestS3ErrorsClassified(t *testing.T) {
 	nob := srv.Config()
 	nob.Bucket = "no-such-bucket"
 	st, _ = objstore.NewS3(ctx, nob)
-	if _, err := st.Put(ctx, "k", path); !objstore.IsPermanent(err) {
+	if _, err := st.Put(ctx, "k", path, nil); !objstore.IsPermanent(err) {
 		t.Fatalf("missing bucket: want a permanent error, got %v", err)
 	}
 	if err := st.Check(ctx); !objstore.IsPermanent(err) {
@@ -114,11 +117,11 @@ func TestS3ErrorsClassified(t *testing.T) {
 
 	srv.Stop()
 	st = srv.Store(t)
-	if _, err := st.Put(ctx, "k", path); err == nil || objstore.IsPermanent(err) {
+	if _, err := st.Put(ctx, "k", path, nil); err == nil || objstore.IsPermanent(err) {
 		t.Fatalf("server down: want a transient error, got %v", err)
 	}
 	srv.Restart()
-	if _, err := st.Put(ctx, "k", path); err != nil {
+	if _, err := st.Put(ctx, "k", path, nil); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 }
