@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/weirlabs/weir/internal/objstore"
 	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
@@ -28,9 +30,12 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	toS := fs.String("to", "now", "end timestamp, exclusive, in the forms of --from")
 	where := fs.String("where", "", "SQL predicate over the stream's columns, such as \"severity_number >= 17\"")
 	format := fs.String("format", "parquet", "file format: parquet, csv or jsonl")
-	dest := fs.String("dest", "", "destination directory (required); files go to DEST/date=YYYY-MM-DD/hour=HH/")
+	dest := fs.String("dest", "", "destination (required): a directory, or s3://bucket/prefix; files go to DEST/date=YYYY-MM-DD/hour=HH/")
+	s3Endpoint := fs.String("s3-endpoint", "", "with an s3:// --dest: the server's URL for S3-compatible servers (MinIO: http://host:9000); empty means AWS S3")
+	s3Region := fs.String("s3-region", "", "with an s3:// --dest: the region; empty means AWS_REGION or the shared config's")
+	s3PathStyle := fs.Bool("s3-path-style", false, "with an s3:// --dest: address the bucket as ENDPOINT/BUCKET (most S3-compatible servers need it)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: weir export --stream NAME --from TIME [--to TIME] [--where SQL] [--format F] --dest DIR\n\nWrites a stream's records between two times, optionally filtered by a SQL\npredicate, into DIR in a Hive-partitioned layout (date=/hour=), one file per\nhour. On a terminal, shows progress on stderr. WEIR_TOKEN holds the API key.")
+		fmt.Fprintln(stderr, "usage: weir export --stream NAME --from TIME [--to TIME] [--where SQL] [--format F] --dest DIR|s3://BUCKET/PREFIX\n\nWrites a stream's records between two times, optionally filtered by a SQL\npredicate, into DIR (or under PREFIX in an S3 bucket) in a Hive-partitioned\nlayout (date=/hour=), one file per hour. On a terminal, shows progress on\nstderr. WEIR_TOKEN holds the API key; the AWS environment variables and\nshared files the bucket's credentials.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -46,9 +51,32 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := record.ValidateStream(*stream); err != nil {
 		return fmt.Errorf("%w: --stream: %v", errUsage, err)
 	}
+	var out exportDest
 	if strings.Contains(*dest, "://") {
-		scheme, _, _ := strings.Cut(*dest, "://")
-		return fmt.Errorf("%w: --dest %s:// destinations are not supported yet; export to a directory and upload it", errUsage, scheme)
+		bucket, prefix, err := parseS3Dest(*dest)
+		if err != nil {
+			return fmt.Errorf("%w: --dest: %v", errUsage, err)
+		}
+		if *s3Endpoint != "" {
+			if u, err := url.Parse(*s3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%w: --s3-endpoint %q: want http(s)://host[:port]", errUsage, *s3Endpoint)
+			}
+		}
+		st, err := objstore.NewS3(ctx, objstore.S3Config{Bucket: bucket, Endpoint: *s3Endpoint, Region: *s3Region, PathStyle: *s3PathStyle})
+		if err != nil {
+			return fmt.Errorf("--dest %s: %w", *dest, err)
+		}
+		if err := st.Check(ctx); err != nil {
+			return fmt.Errorf("--dest %s: %w", *dest, err)
+		}
+		tmp, err := os.MkdirTemp("", "weir-export-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		out = &s3Dest{ctx: ctx, st: st, prefix: prefix, tmp: tmp, uri: *dest}
+	} else {
+		out = dirDest(*dest)
 	}
 	now := time.Now()
 	from, err := parseTime(*fromS, now)
@@ -71,8 +99,10 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !ok {
 		return fmt.Errorf("%w: unknown --format %q (parquet, csv or jsonl)", errUsage, *format)
 	}
-	if err := os.MkdirAll(*dest, 0o755); err != nil {
-		return err
+	if d, ok := out.(dirDest); ok {
+		if err := os.MkdirAll(string(d), 0o755); err != nil {
+			return err
+		}
 	}
 	client := weirv1connect.NewQueryServiceClient(newHTTPClient(), strings.TrimRight(*server, "/"))
 	res, err := client.Export(ctx, connect.NewRequest(&weirv1.ExportRequest{
@@ -87,7 +117,7 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		prog = &exportProgress{w: stderr, start: time.Now()}
 	}
 	start := time.Now()
-	st, err := receiveExport(res, *dest, prog)
+	st, err := receiveExport(res, out, prog)
 	prog.clear()
 	if err != nil {
 		return err
@@ -102,13 +132,94 @@ type exportStats struct {
 	bytes       int64
 }
 
-// receiveExport writes the files of an export stream under dest. A file
-// is written under a hidden temporary name and renamed once complete;
-// an existing file is never overwritten.
-func receiveExport(res *connect.ServerStreamForClient[weirv1.ExportResponse], dest string, prog *exportProgress) (exportStats, error) {
+// exportDest is where weir export puts its files.
+type exportDest interface {
+	// begin checks that rel (a local, slash-separated path) may be
+	// written, and returns the local file to write it to.
+	begin(rel string) (tmp string, err error)
+	// commit puts the complete file tmp at rel, and removes tmp.
+	commit(tmp, rel string) error
+	// name returns where rel goes, for messages.
+	name(rel string) string
+}
+
+// dirDest is a local directory: a file is written under a hidden
+// temporary name beside its final one and renamed once complete; an
+// existing file is never overwritten.
+type dirDest string
+
+func (d dirDest) name(rel string) string { return filepath.Join(string(d), filepath.FromSlash(rel)) }
+
+func (d dirDest) begin(rel string) (string, error) {
+	final := d.name(rel)
+	if _, err := os.Lstat(final); err == nil {
+		return "", fmt.Errorf("%s exists; export into an empty directory", final)
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".tmp"), nil
+}
+
+func (d dirDest) commit(tmp, rel string) error { return os.Rename(tmp, d.name(rel)) }
+
+// s3Dest is a prefix in a bucket: a file is written to a local
+// temporary directory, uploaded once complete (verified by checksum, see
+// objstore.Store.Put), and removed, so the local disk holds one file at
+// a time; an existing object is never overwritten.
+type s3Dest struct {
+	ctx    context.Context
+	st     objstore.Store
+	prefix string // no leading or trailing slash
+	tmp    string
+	uri    string
+}
+
+func (d *s3Dest) key(rel string) string {
+	if d.prefix == "" {
+		return rel
+	}
+	return d.prefix + "/" + rel
+}
+
+func (d *s3Dest) name(rel string) string { return d.st.URI(d.key(rel)) }
+
+func (d *s3Dest) begin(rel string) (string, error) {
+	switch _, err := d.st.Head(d.ctx, d.key(rel)); {
+	case err == nil:
+		return "", fmt.Errorf("%s exists; export under an empty prefix", d.name(rel))
+	case !errors.Is(err, objstore.ErrNotFound):
+		return "", err
+	}
+	return filepath.Join(d.tmp, "part.tmp"), nil
+}
+
+func (d *s3Dest) commit(tmp, rel string) error {
+	_, err := d.st.Put(d.ctx, d.key(rel), tmp, nil)
+	if rerr := os.Remove(tmp); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// parseS3Dest parses s3://bucket[/prefix].
+func parseS3Dest(s string) (bucket, prefix string, err error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		scheme, _, _ := strings.Cut(s, "://")
+		if scheme != "s3" {
+			return "", "", fmt.Errorf("%s:// destinations are not supported (a directory or s3://bucket/prefix)", scheme)
+		}
+		return "", "", fmt.Errorf("%q: want s3://bucket or s3://bucket/prefix", s)
+	}
+	return u.Host, strings.Trim(u.Path, "/"), nil
+}
+
+// receiveExport writes the files of an export stream to dest.
+func receiveExport(res *connect.ServerStreamForClient[weirv1.ExportResponse], dest exportDest, prog *exportProgress) (exportStats, error) {
 	var st exportStats
 	var out *os.File
-	var tmp, final string
+	var tmp, rel string
 	defer func() {
 		if out != nil {
 			out.Close()
@@ -122,20 +233,17 @@ func receiveExport(res *connect.ServerStreamForClient[weirv1.ExportResponse], de
 		}
 		if p := m.GetPath(); p != "" {
 			if out != nil {
-				return st, fmt.Errorf("server started %s before finishing %s", p, final)
+				return st, fmt.Errorf("server started %s before finishing %s", p, dest.name(rel))
 			}
-			rel := filepath.FromSlash(p)
-			if !filepath.IsLocal(rel) || strings.HasPrefix(filepath.Base(rel), ".") {
+			local := filepath.FromSlash(p)
+			if !filepath.IsLocal(local) || strings.HasPrefix(filepath.Base(local), ".") || strings.Contains(p, "\\") {
 				return st, fmt.Errorf("server sent an unsafe file path %q", p)
 			}
-			final = filepath.Join(dest, rel)
-			if _, err := os.Lstat(final); err == nil {
-				return st, fmt.Errorf("%s exists; export into an empty directory", final)
-			}
-			if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+			rel = filepath.ToSlash(local)
+			var err error
+			if tmp, err = dest.begin(rel); err != nil {
 				return st, err
 			}
-			tmp = filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".tmp")
 			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			if err != nil {
 				return st, err
@@ -159,7 +267,7 @@ func receiveExport(res *connect.ServerStreamForClient[weirv1.ExportResponse], de
 			err := out.Close()
 			out = nil
 			if err == nil {
-				err = os.Rename(tmp, final)
+				err = dest.commit(tmp, rel)
 			}
 			if err != nil {
 				os.Remove(tmp)
@@ -174,7 +282,7 @@ func receiveExport(res *connect.ServerStreamForClient[weirv1.ExportResponse], de
 		return st, err
 	}
 	if out != nil {
-		return st, fmt.Errorf("the export ended in the middle of %s", final)
+		return st, fmt.Errorf("the export ended in the middle of %s", dest.name(rel))
 	}
 	return st, nil
 }
