@@ -142,3 +142,32 @@ func BenchmarkQueryHot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkViewChange measures one view change in a tenant with many
+// small files, as in a backfill spread over years: 16 streams with 64
+// one-row files each (hours apart), then, per iteration, one more row in
+// one stream, in a new hour, staged and made visible (Sync).
+func BenchmarkViewChange(b *testing.B) {
+	const streams, hours = 16, 64
+	e, l := stagingLake(b)
+	for s := range streams {
+		stageRecords(b, l, fmt.Sprintf("s%02d", s), hours, hours)
+	}
+	if err := e.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	rec := benchBatch(b, 1)
+	defer rec.Release()
+	start := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := sink.Partition{Tenant: record.DefaultTenant, Stream: "s00", Hour: start.Add(time.Duration(i) * time.Hour)}
+		if err := l.Write(context.Background(), p, rec); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

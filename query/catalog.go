@@ -61,6 +61,10 @@ type catalog struct {
 	retired []retiredSegment       // segments to delete once unseen
 	seq     atomic.Uint64          // names segments
 
+	// logsStale is set while the logs view may not list every stream
+	// view: until it is made, and after a failed view change.
+	logsStale bool
+
 	// View changes are applied by a background loop, at a bounded rate:
 	// rebuilding a view costs time in the number of its files, so one
 	// rebuild per change would be quadratic when many small files come
@@ -114,6 +118,8 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		streams: map[string]bool{},
 		wide:    map[string]bool{},
 		active:  map[uint64]int{},
+
+		logsStale: true,
 	}
 	c.dirty = map[string]bool{}
 	c.settled = sync.NewCond(&c.mu)
@@ -198,6 +204,7 @@ func (c *catalog) applyPending() {
 	defer c.mu.Unlock()
 	if err != nil {
 		c.log.Error("query: update views; retrying", "err", err)
+		c.logsStale = true
 		for _, s := range streams {
 			c.dirty[s] = true
 		}
@@ -508,46 +515,88 @@ func (c *catalog) sweepLocked() {
 	c.retired = keep
 }
 
-// applyViewsLocked recreates the logs view and the views of the given
-// streams from the catalog as it stands. ddl and mu must be held (ddl
+// applyViewsLocked recreates the views of the given streams (and the
+// logs view when it changes) from the catalog as it stands. ddl and mu must be held (ddl
 // first).
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
-	return execViews(ctx, c.conn, c.viewStmtsLocked(streams))
+	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
+	if err != nil {
+		c.logsStale = true
+	}
+	return err
 }
 
-// viewStmtsLocked returns the DDL that recreates the logs view and the
-// views of streams from the catalog as it stands, and records that those
-// streams have views. mu must be held.
+// viewStmtsLocked returns the DDL that recreates the views of streams
+// from the catalog as it stands, and the logs view when it changes too,
+// and records that those streams have views. mu must be held.
+//
+// The logs view is the union of the stream views (logsQuery): its text
+// names streams, not files, so a change to a stream's files recreates
+// only that stream's view, and DDL grows with that stream's files rather
+// than with all of the tenant's. DuckDB binds views when a query runs, so
+// logs always reads the stream views as they stand.
 func (c *catalog) viewStmtsLocked(streams []string) []string {
+	logs := c.logsStale
+	c.logsStale = false
 	for _, s := range streams {
+		logs = logs || !c.streams[s] || slices.Contains(reservedViews, s)
 		c.streams[s] = true
 	}
-	var all []string
-	for _, ps := range c.files {
-		all = append(all, ps...)
-	}
-	for _, sf := range c.staged {
-		all = append(all, sf.segments...)
-	}
-	anyWide := false
-	for _, w := range c.wide {
-		anyWide = anyWide || w
-	}
-	stmts := []string{"CREATE OR REPLACE VIEW logs AS " + viewQuery(all, anyWide)}
+	var stmts []string
 	for _, s := range streams {
 		if slices.Contains(reservedViews, s) {
 			continue
 		}
-		paths := slices.Clone(c.files[s])
-		for _, sf := range c.staged {
-			if sf.stream == s {
-				paths = append(paths, sf.segments...)
-			}
-		}
-		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(s), viewQuery(paths, c.wide[s])))
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), viewQuery(c.pathsLocked(s), c.wide[s])))
+	}
+	if logs { // after the stream views: DuckDB checks a view's query when it is created
+		stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked())
 	}
 	return stmts
 }
+
+// pathsLocked returns the published files and staged segments of
+// stream. mu must be held.
+func (c *catalog) pathsLocked(stream string) []string {
+	paths := slices.Clone(c.files[stream])
+	for _, sf := range c.staged {
+		if sf.stream == stream {
+			paths = append(paths, sf.segments...)
+		}
+	}
+	return paths
+}
+
+// logsQueryLocked is the SELECT behind the logs view: the rows of every
+// stream view, by column name (streams may have promoted different
+// attribute columns; NULL where a stream lacks one), in the columns'
+// order of viewQuery. A stream named like a reserved view has no view of
+// its own; its files are read in place. mu must be held.
+func (c *catalog) logsQueryLocked() string {
+	names := make([]string, 0, len(c.streams))
+	for s := range c.streams {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, s := range names {
+		if slices.Contains(reservedViews, s) {
+			if paths := c.pathsLocked(s); len(paths) > 0 {
+				parts = append(parts, "SELECT * FROM ("+viewQuery(paths, c.wide[s])+")")
+			}
+			continue
+		}
+		parts = append(parts, "SELECT * FROM "+viewName(s))
+	}
+	if len(parts) == 0 {
+		return emptyView
+	}
+	return `SELECT "stream", * EXCLUDE ("stream", "date", "hour"), "date", "hour" FROM (` + strings.Join(parts, " UNION ALL BY NAME ") + ")"
+}
+
+// viewName is the qualified name of a stream's view, so that nothing a
+// query could name first is read instead.
+func viewName(stream string) string { return "memory.main." + quoteIdent(stream) }
 
 // execViews runs view DDL in one transaction, so queries see all of the
 // change or none of it.

@@ -1,0 +1,101 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform/arrowbatch"
+)
+
+// stageRecords stages n records of stream, one batch per hour over hours
+// hours from 2020-01-01, through the real transform stage and lake.
+func stageRecords(t testing.TB, lake *sink.Lake, stream string, n, hours int) {
+	t.Helper()
+	tcfg := arrowbatch.DefaultConfig()
+	bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, stream, 0, lake, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]record.Record, n)
+	for i := range recs {
+		recs[i] = record.Record{Timestamp: start.Add(time.Duration(i%hours) * time.Hour).UnixNano(), Body: fmt.Sprintf("%s %d", stream, i), SeverityText: "INFO"}
+	}
+	if err := bt.Consume(context.Background(), record.NewBatch(record.DefaultTenant, stream, recs)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogsViewUnionOfStreams: the logs view reads every stream's rows,
+// those of a stream named like a reserved view too, with the columns of
+// the stream views in their order; a change to one stream's files
+// recreates only that stream's view, whose DDL names none of the other
+// streams' files.
+func TestLogsViewUnionOfStreams(t *testing.T) {
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	lake, err := sink.New(scfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lake.Shutdown(context.Background())
+	stageRecords(t, lake, "alpha", 30, 3)
+	stageRecords(t, lake, "beta", 20, 2)
+	stageRecords(t, lake, "logs", 5, 1)
+	if err := lake.Flush(context.Background()); err != nil { // all published so far
+		t.Fatal(err)
+	}
+	stageRecords(t, lake, "alpha", 7, 7) // and some rows staged only
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := queryInts(t, e, `SELECT count(*), count(*) FILTER (stream = 'alpha'), count(*) FILTER (stream = 'beta'),
+		count(*) FILTER (stream = 'logs') FROM logs`)
+	if want := []int64{62, 37, 20, 5}; !slices.Equal(got, want) {
+		t.Errorf("logs: total, alpha, beta, logs = %v, want %v", got, want)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 37 {
+		t.Errorf("alpha: %d rows, want 37", n)
+	}
+
+	cols := func(view string) []string {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), "SELECT * FROM "+view+" LIMIT 0", Options{}, &w); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range w.cols {
+			names = append(names, c.Name)
+		}
+		return names
+	}
+	if l, a := cols("logs"), cols("alpha"); !slices.Equal(l, a) || l[0] != "stream" || !slices.Equal(l[len(l)-2:], []string{"date", "hour"}) {
+		t.Errorf("columns of logs %v, of alpha %v: want the same, stream first, date and hour last", l, a)
+	}
+
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ddl.Lock()
+	c.mu.Lock()
+	stmts := c.viewStmtsLocked([]string{"alpha"})
+	c.mu.Unlock()
+	c.ddl.Unlock()
+	if len(stmts) != 1 || !strings.Contains(stmts[0], "stream=alpha") || strings.Contains(stmts[0], "stream=beta") {
+		t.Errorf("DDL for a change to alpha: %q, want alpha's view alone", stmts)
+	}
+}
