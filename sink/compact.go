@@ -106,8 +106,8 @@ func (l *Lake) dueGroups(now time.Time) [][]FileInfo {
 		return nil
 	}
 	for _, f := range l.files {
-		if f.Compacted || l.announcing[f.ID] {
-			continue
+		if f.Compacted || f.Evicted || l.announcing[f.ID] {
+			continue // evicted files are in the bucket only: not fetched to be compacted
 		}
 		if t, ok := idTime(f.ID); !ok || t.After(cutoff) {
 			continue
@@ -144,6 +144,13 @@ func (l *Lake) dueGroups(now time.Time) [][]FileInfo {
 // them, or at once without an observer.
 func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
 	p := files[0].Partition
+	// Pinned, so that the local cache does not evict them meanwhile
+	// (dueGroups chose local ones).
+	release, err := l.fetch(ctx, files, false)
+	if err != nil {
+		return fmt.Errorf("compact %d files of %s: %w", len(files), p.Dir(), err)
+	}
+	defer release()
 	l.mu.Lock()
 	id := newID(l.nextIDTimeLocked())
 	l.mu.Unlock()
@@ -191,6 +198,7 @@ func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
 		l.rem.replacedLocked(info, files)
 	}
 	l.mu.Unlock()
+	l.forgetEvicted(files)
 	defer l.committedChanged()
 	l.log.Info("sink: compacted", "partition", p.Dir(), "files", len(files), "rows", info.Rows,
 		"bytes_before", before, "bytes_after", info.Bytes, "took", time.Since(start).Round(time.Millisecond))

@@ -72,6 +72,13 @@ func (l *Lake) DeleteRows(ctx context.Context, tenant, stream string, hour time.
 		}
 	}
 	l.mu.Unlock()
+	// Files evicted from the local cache are fetched to be rewritten
+	// (unbounded by the cache: one hour of one stream).
+	release, err := l.fetch(ctx, files, false)
+	if err != nil {
+		return res, fmt.Errorf("sink: delete: %w", err)
+	}
+	defer release()
 	var empty []FileInfo
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
@@ -101,6 +108,7 @@ func (l *Lake) DeleteRows(ctx context.Context, tenant, stream string, hour time.
 			l.rem.replacedLocked(info, []FileInfo{f})
 		}
 		l.mu.Unlock()
+		l.forgetEvicted([]FileInfo{f})
 		l.committedChanged()
 		if l.obs != nil {
 			l.obs.Replaced(info, []FileInfo{f})

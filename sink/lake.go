@@ -43,6 +43,10 @@ type FileInfo struct {
 	// Compacted is set for files written by compaction (see Compact):
 	// their rows are sorted, and they are not compacted again.
 	Compacted bool
+	// Evicted is set for a file of a lake in object storage whose local
+	// copy was evicted from the cache (Remote.CacheBytes): Path does not
+	// exist, the file is in the bucket only; Lake.Fetch brings it back.
+	Evicted bool
 	// Location is the URI of the file where the lake keeps it for good:
 	// file:///<Path> for a lake on local disk. It is set by
 	// CommittedFiles only.
@@ -187,8 +191,13 @@ type Lake struct {
 	stagedErrs   int       // Observer.Staged failures not yet logged
 	stagedLogged time.Time // last log of them
 
-	ret retention // retention.go
-	rem *remote   // remote.go; nil without Config.Remote
+	ret   retention // retention.go
+	rem   *remote   // remote.go; nil without Config.Remote
+	cache cache     // cache.go; with Config.Remote
+
+	// scanReplaced holds the IDs that the footers of the files found by
+	// scan replace, for openRemote; nil afterwards.
+	scanReplaced map[string]bool
 }
 
 const stagedLogEvery = 10 * time.Second
@@ -746,7 +755,9 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 }
 
 // Files returns every published file under Dir, those found by New and
-// those published since, sorted by ID. The slice is the caller's.
+// those published since, sorted by ID. With Config.Remote it includes
+// the files evicted from the local cache (FileInfo.Evicted), which are
+// in the bucket only. The slice is the caller's.
 func (l *Lake) Files() []FileInfo {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -72,6 +72,12 @@ type Remote struct {
 	// delete, which doubles at each consecutive failure; 0 means 200 ms
 	// and 10 s.
 	RetryMin, RetryMax time.Duration
+	// CacheBytes bounds the local copies of uploaded files: past it,
+	// the least recently used are deleted locally and fetched back from
+	// the bucket when read (Lake.Fetch; cache.go). Files not yet
+	// uploaded are never deleted and do not count. 0 keeps every file
+	// local.
+	CacheBytes int64
 }
 
 func (r *Remote) validate() error {
@@ -82,6 +88,8 @@ func (r *Remote) validate() error {
 		return fmt.Errorf("sink: Remote.Prefix %q must not start or end with a slash", r.Prefix)
 	case r.Uploads < 0 || r.Uploads > 64:
 		return fmt.Errorf("sink: Remote.Uploads must be in [0, 64], got %d", r.Uploads)
+	case r.CacheBytes < 0:
+		return fmt.Errorf("sink: Remote.CacheBytes must not be negative, got %d", r.CacheBytes)
 	case r.RetryMin < 0 || r.RetryMax < 0 || r.RetryMax > 0 && r.RetryMax < r.RetryMin:
 		return fmt.Errorf("sink: Remote.RetryMin and RetryMax must be positive with RetryMin <= RetryMax, got %s and %s", r.RetryMin, r.RetryMax)
 	}
@@ -125,6 +133,7 @@ type remote struct {
 	id     string // the lake's identity (lakeIDFile), put on every object
 	log    *slog.Logger
 	notify func()
+	trim   func() // called after an upload is recorded
 
 	mu       sync.Mutex
 	uploaded map[string]FileInfo            // by ID: files of the lake confirmed in the bucket
@@ -214,7 +223,7 @@ func (r *remote) retryMax() time.Duration {
 // sorts the lake's files into uploaded and pending. It runs in New.
 func (l *Lake) openRemote() error {
 	r := &remote{
-		cfg: *l.cfg.Remote, dir: l.cfg.Dir, log: l.log, notify: l.committedChanged,
+		cfg: *l.cfg.Remote, dir: l.cfg.Dir, log: l.log, notify: l.committedChanged, trim: l.trimCache,
 		uploaded: make(map[string]FileInfo), pending: make(map[string]*pendingUp),
 		lows: make(map[streamKey]map[string]int64), carry: make(map[string]*carryEntry),
 		frozen: make(map[string]bool), inflight: make(map[string]bool), deletes: make(map[string]bool),
@@ -239,6 +248,14 @@ func (l *Lake) openRemote() error {
 		done[line] = true
 		logEnd += len(line) + 1
 		text = rest
+	}
+	replaced := l.scanReplaced
+	l.scanReplaced = nil
+	if replaced == nil {
+		replaced = make(map[string]bool)
+	}
+	if err := l.openEvicted(done, replaced); err != nil {
+		return err
 	}
 	entries := make(map[string]*carryEntry)
 	if raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, carryJournal)); err == nil {
@@ -713,6 +730,7 @@ func (r *remote) nextLocked() (job, bool) {
 
 func (r *remote) worker(ctx context.Context) {
 	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", "upload")))
+	r.trim() // a cache over its bound at start (CacheBytes lowered)
 	for {
 		r.mu.Lock()
 		j, ok := r.nextLocked()
@@ -743,6 +761,7 @@ func (r *remote) worker(ctx context.Context) {
 		r.mu.Unlock()
 		if notify {
 			r.notify()
+			r.trim()
 		}
 		r.mu.Lock()
 		// More work may wait: pass the wake-up on.

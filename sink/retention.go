@@ -302,6 +302,13 @@ func (l *Lake) retainLocking(ctx context.Context, now time.Time) ([]FileInfo, er
 // (Removed), which deletes them once no reader needs them; without an
 // Observer they are deleted at once. l.compacting must be held.
 func (l *Lake) removeFiles(ctx context.Context, files []FileInfo, why string) error {
+	// Evicted files are fetched to read their offsets (unbounded by the
+	// cache: they are deleted right after).
+	release, err := l.fetch(ctx, files, false)
+	if err != nil {
+		return fmt.Errorf("%s: %w", why, err)
+	}
+	defer release()
 	removed := make(map[streamKey]OffsetSet)
 	var paths []string
 	for _, f := range files {
@@ -345,6 +352,7 @@ func (l *Lake) removeFiles(ctx context.Context, files []FileInfo, why string) er
 		l.rem.removedLocked(files)
 	}
 	l.mu.Unlock()
+	l.forgetEvicted(files)
 	defer l.committedChanged()
 	if l.ret.pendingDirs == nil {
 		l.ret.pendingDirs = make(map[string]bool)

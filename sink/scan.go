@@ -80,6 +80,7 @@ func (l *Lake) scan() error {
 		stale++
 	}
 	l.files = keep
+	l.scanReplaced = replaced
 	if stale > 0 {
 		l.log.Warn("sink: removed files that a compacted file replaces", "count", stale)
 	}

@@ -1,0 +1,194 @@
+package sink_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/weirlabs/weir/internal/objstore/miniotest"
+	"github.com/weirlabs/weir/sink"
+)
+
+// localFiles returns the IDs of the lake's files that are on disk.
+func localFiles(t *testing.T, files []sink.FileInfo) map[string]bool {
+	t.Helper()
+	out := make(map[string]bool)
+	for _, f := range files {
+		_, err := os.Stat(f.Path)
+		switch {
+		case err == nil:
+			if f.Evicted {
+				t.Fatalf("file %s is marked evicted but is on disk", f.ID)
+			}
+			out[f.ID] = true
+		case errors.Is(err, os.ErrNotExist):
+			if !f.Evicted {
+				t.Fatalf("file %s is missing locally but not marked evicted", f.ID)
+			}
+		default:
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func fetch(t *testing.T, l *sink.Lake, files []sink.FileInfo) func() {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	release, err := l.Fetch(ctx, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
+}
+
+// TestCacheEvictFetchRestart fills a lake in MinIO, restarts it with a
+// cache bound that holds two of its six files and checks that: the
+// least recently used files are evicted locally and stay listed; a
+// restart still lists them (with the offsets the buffer continues
+// from); Fetch brings them back byte-identical and pins them; a Fetch
+// larger than the cache is refused; a delete rewrites and removes
+// evicted files, and a restart does not bring the old ones back.
+func TestCacheEvictFetchRestart(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake/c")
+	cfg.CompactAge = 0
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]sink.Partition, 6)
+	for i := range ps {
+		ps[i] = part("app", 0)
+		ps[i].Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, ps[i], int64(i)*1000, 1000)
+	}
+	syncRemote(t, l)
+	orig := l.Files()
+	if len(orig) != 6 {
+		t.Fatalf("%d files", len(orig))
+	}
+	content := make(map[string][]byte)
+	var sizes []int64
+	for _, f := range orig {
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[f.ID] = b
+		sizes = append(sizes, f.Bytes)
+	}
+	shutdown(t, l)
+
+	// Room for the two largest files.
+	sort.Slice(sizes, func(i, j int) bool { return sizes[i] > sizes[j] })
+	cfg.Remote.CacheBytes = sizes[0] + sizes[1]
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "eviction down to two local files", func() bool {
+		s, _ := l.CacheStats()
+		return s.Evictions == 4 // counted once the local copies are deleted
+	})
+	files := l.Files()
+	local := localFiles(t, files)
+	// Least recently used first: with no Fetch yet, the oldest.
+	if len(files) != 6 || len(local) != 2 || !local[orig[4].ID] || !local[orig[5].ID] {
+		t.Fatalf("files %d, local %v", len(files), local)
+	}
+	if n := len(l.CommittedFiles()); n != 6 {
+		t.Fatalf("%d committed files", n)
+	}
+	if s, _ := l.CacheStats(); s.LocalBytes > cfg.Remote.CacheBytes || s.EvictedFiles != 4 {
+		t.Fatalf("stats %+v", s)
+	}
+	shutdown(t, l)
+
+	// A restart lists the evicted files: in the bucket only, not lost.
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files = l.Files()
+	local = localFiles(t, files)
+	if len(files) != 6 || len(local) != 2 {
+		t.Fatalf("after a restart: files %d, local %v", len(files), local)
+	}
+	if got := l.LastOffset("acme", "app", 0); got != 6000 {
+		t.Fatalf("LastOffset = %d, want 6000", got)
+	}
+	if _, err := l.Fetch(context.Background(), files); !errors.Is(err, sink.ErrCacheTooSmall) {
+		t.Fatalf("Fetch of every file: %v, want ErrCacheTooSmall", err)
+	}
+
+	// Fetch brings a file back as it was, and pins it: released, the
+	// least recently used local file goes instead.
+	release := fetch(t, l, []sink.FileInfo{orig[0]})
+	b, err := os.ReadFile(orig[0].Path)
+	if err != nil || !bytes.Equal(b, content[orig[0].ID]) {
+		t.Fatalf("fetched file differs (err %v)", err)
+	}
+	release()
+	release() // harmless
+	files = l.Files()
+	local = localFiles(t, files)
+	if len(local) != 2 || !local[orig[0].ID] || !local[orig[5].ID] {
+		t.Fatalf("after the fetch: local %v", local)
+	}
+	if s, _ := l.CacheStats(); s.Fetches != 1 || s.FetchedBytes != orig[0].Bytes || s.LocalBytes > cfg.Remote.CacheBytes {
+		t.Fatalf("stats %+v", s)
+	}
+
+	// A delete rewrites an evicted file (orig[1]: 10 rows go) and
+	// removes another whose rows all go (orig[2]).
+	for _, d := range []struct {
+		i        int
+		from, to int64
+	}{{1, 1000, 1010}, {2, 2000, 3000}} {
+		if files[d.i].ID != orig[d.i].ID || !files[d.i].Evicted {
+			t.Fatalf("file %d: %+v", d.i, files[d.i])
+		}
+		res, err := l.DeleteRows(context.Background(), "acme", "app", ps[d.i].Hour, map[int32]sink.OffsetSet{0: {{From: d.from, To: d.to}}})
+		if err != nil || res.Rows != d.to-d.from {
+			t.Fatalf("delete: %+v, %v", res, err)
+		}
+	}
+	syncRemote(t, l)
+	shutdown(t, l)
+
+	// Restarted without a bound: the evicted files are still listed,
+	// the deleted ones are not, and fetching them all gives every row
+	// left once.
+	cfg.Remote.CacheBytes = 0
+	l = newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	files = l.Files()
+	if len(files) != 5 {
+		t.Fatalf("after the delete and a restart: %d files", len(files))
+	}
+	ids := make(map[string]bool)
+	for _, f := range files {
+		ids[f.ID] = true
+	}
+	if ids[orig[1].ID] || ids[orig[2].ID] {
+		t.Fatalf("a deleted or rewritten file came back: %v", ids)
+	}
+	defer fetch(t, l, files)()
+	localFiles(t, l.Files())
+	seen := offsetsIn(t, files)
+	for o := int64(0); o < 6000; o++ {
+		want := 1
+		if o >= 1000 && o < 1010 || o >= 2000 && o < 3000 {
+			want = 0
+		}
+		if seen[o] != want {
+			t.Fatalf("offset %d seen %d times, want %d", o, seen[o], want)
+		}
+	}
+}
