@@ -103,7 +103,7 @@ func batch(stream string, part int32, first int64, n int, hour time.Time, promot
 	defer b.Release()
 	for i := range n {
 		off := first + int64(i)
-		ts := arrow.Timestamp(hour.Add(time.Duration(off) * time.Second).UnixNano())
+		ts := arrow.Timestamp(recordTime(hour, off).UnixNano())
 		b.Field(0).(*array.TimestampBuilder).Append(ts)
 		b.Field(1).(*array.TimestampBuilder).Append(ts)
 		b.Field(2).(*array.Int32Builder).Append(9)
@@ -126,6 +126,12 @@ func batch(stream string, part int32, first int64, n int, hour time.Time, promot
 		}
 	}
 	return b.NewRecordBatch()
+}
+
+// recordTime is the timestamp of the record at offset off of a batch in
+// hour: whole seconds plus nanoseconds no microsecond type holds.
+func recordTime(hour time.Time, off int64) time.Time {
+	return hour.Add(time.Duration(off)*time.Second + time.Duration(off%997+1)*time.Nanosecond)
 }
 
 func body(stream string, part int32, off int64) string {

@@ -444,12 +444,23 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	}
 	sc, spec := tbl.Schema(), tbl.Spec()
 	dfs := make([]iceberg.DataFile, 0, len(adds))
+	// Row lineage (version 3): the added files' rows take the row IDs
+	// from the table's next-row-id on, in order; the snapshot's
+	// first-row-id is that same next-row-id and its added-rows covers
+	// them all, so the IDs are the table's and unique.
+	rowID := int64(-1)
+	if tbl.Metadata().Version() >= 3 {
+		rowID = tbl.Metadata().NextRowID()
+	}
 	for _, f := range adds {
-		df, err := dataFile(sc, spec, f)
+		df, err := dataFile(sc, spec, f, rowID)
 		if err != nil {
 			return err
 		}
 		dfs = append(dfs, df)
+		if rowID >= 0 {
+			rowID += f.Rows
+		}
 	}
 	props := iceberg.Properties{
 		"weir.files-added":   strconv.Itoa(len(dfs)),
@@ -536,7 +547,7 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 		if err != nil {
 			return err
 		}
-		fsc, err := icebergSchema(sc)
+		fsc, err := icebergSchema(sc, tbl.Metadata().Version())
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Location, err)
 		}
@@ -560,7 +571,7 @@ func (r *Reconciler) evolve(ctx context.Context, tbl *table.Table, txn *table.Tr
 	if len(extra) == 0 {
 		return nil
 	}
-	isc, err := icebergSchema(arrow.NewSchema(extra, nil))
+	isc, err := icebergSchema(arrow.NewSchema(extra, nil), tbl.Metadata().Version())
 	if err != nil {
 		return err
 	}
@@ -590,9 +601,13 @@ func readableAs(file, tbl iceberg.Type) bool {
 
 // create creates the table of ident with the log schema, partitioned by
 // day(timestamp), its name mapping set (weir's files have no field IDs),
-// in namespace ident[0], which it creates if missing. Format version 2:
-// the version the engines that read weir's tables (Spark, Trino,
-// Snowflake, DuckDB) all read.
+// in namespace ident[0], which it creates if missing. Format version 3
+// (FormatVersion): its timestamptz_ns is the type of weir's timestamp
+// columns, so an engine that follows the spec reads the files' INT64
+// TIMESTAMP(NANOS) values as they are. Tables of version 2 that an
+// older weir created stay version 2: Iceberg cannot change a column
+// from timestamptz to timestamptz_ns, so upgrading them would change
+// nothing a reader sees.
 func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table.Table, error) {
 	ns := table.Identifier{ident[0]}
 	ok, err := r.cat.CheckNamespaceExists(ctx, ns)
@@ -604,7 +619,7 @@ func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table
 			return nil, fmt.Errorf("create namespace %s: %w", ns[0], err)
 		}
 	}
-	sc, err := icebergSchema(logschema.Arrow())
+	sc, err := icebergSchema(logschema.Arrow(), FormatVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -621,7 +636,7 @@ func (r *Reconciler) create(ctx context.Context, ident table.Identifier) (*table
 		catalog.WithProperties(iceberg.Properties{
 			ManagedProperty:             "true",
 			table.DefaultNameMappingKey: string(mapping),
-			"format-version":            "2",
+			"format-version":            strconv.Itoa(FormatVersion),
 			// Each pass commits a snapshot: merge small manifests and
 			// keep only the last metadata files, so a table's metadata
 			// does not grow with every commit.

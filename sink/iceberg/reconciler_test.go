@@ -52,13 +52,16 @@ func TestTableFollowsLake(t *testing.T) {
 	}
 	assertLastOperation(t, cat, "app", table.OpAppend)
 
-	// The schema: timestamptz columns, flags as long, the promoted
+	// The schema: timestamptz_ns columns (format version 3), flags as long, the promoted
 	// column added to web's table and its name mapping; day partitions.
 	tbl := loadTable(t, cat, "web")
+	if v := tbl.Metadata().Version(); v != 3 {
+		t.Errorf("web table format version %d, want 3", v)
+	}
 	sc := tbl.Schema()
 	for name, typ := range map[string]ice.Type{
-		"timestamp":          ice.PrimitiveTypes.TimestampTz,
-		"observed_timestamp": ice.PrimitiveTypes.TimestampTz,
+		"timestamp":          ice.PrimitiveTypes.TimestampTzNs,
+		"observed_timestamp": ice.PrimitiveTypes.TimestampTzNs,
 		"flags":              ice.PrimitiveTypes.Int64,
 		"_offset":            ice.PrimitiveTypes.Int64,
 		"attr_http_status":   ice.PrimitiveTypes.Int64,
@@ -81,7 +84,7 @@ func TestTableFollowsLake(t *testing.T) {
 	}
 	// Partition pruning: a filter on one day plans only its file.
 	appTbl := loadTable(t, cat, "app")
-	tasks, err := appTbl.Scan(table.WithRowFilter(ice.GreaterThanEqual(ice.Reference("timestamp"), hour0.Add(24*time.Hour).UnixMicro()))).PlanFiles(context.Background())
+	tasks, err := appTbl.Scan(table.WithRowFilter(ice.GreaterThanEqual(ice.Reference("timestamp"), hour0.Add(24*time.Hour).UnixNano()))).PlanFiles(context.Background())
 	if err != nil || len(tasks) != 1 || tasks[0].File.Count() != 50 {
 		t.Fatalf("day filter planned %d files (%v), want the one of the second day", len(tasks), err)
 	}

@@ -21,21 +21,31 @@ import (
 // dayField is the name of the partition field, day(timestamp).
 const dayField = "timestamp_day"
 
+// FormatVersion is the Iceberg format version of the tables weir
+// creates: 3, whose timestamptz_ns type is what weir's files store.
+const FormatVersion = 3
+
 // icebergSchema converts the Arrow schema of weir's files to an Iceberg
-// schema with fresh field IDs (from 1, in column order). The timestamp
-// columns (Arrow timestamp[ns, UTC], Parquet TIMESTAMP(NANOS,
-// adjusted to UTC)) become timestamptz, Iceberg v2's microsecond type;
-// unsigned 32-bit columns (flags) become long, as Iceberg has no
+// schema, for a table of format version, with fresh field IDs (from 1,
+// in column order). The timestamp columns (Arrow timestamp[ns, UTC],
+// Parquet TIMESTAMP(NANOS, adjusted to UTC)) become timestamptz_ns in a
+// version 3 table, the files' own type; in a version 2 table (created
+// by weir before version 3), which has no nanosecond type, timestamptz
+// (microseconds). Unsigned 32-bit columns (flags) become long, as Iceberg has no
 // unsigned types and long holds every uint32; everything else maps as
 // iceberg-go maps it (utf8 → string, map<utf8,utf8> → map<string,
 // string>, int32 → int, int64 → long, float64 → double, bool →
 // boolean). Non-nullable columns are required.
-func icebergSchema(sc *arrow.Schema) (*iceberg.Schema, error) {
+func icebergSchema(sc *arrow.Schema, version int) (*iceberg.Schema, error) {
 	fields := make([]arrow.Field, sc.NumFields())
 	for i, f := range sc.Fields() {
 		switch t := f.Type.(type) {
 		case *arrow.TimestampType:
-			f.Type = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: t.TimeZone}
+			unit := arrow.Nanosecond
+			if version < 3 {
+				unit = arrow.Microsecond
+			}
+			f.Type = &arrow.TimestampType{Unit: unit, TimeZone: t.TimeZone}
 		case *arrow.Uint32Type:
 			f.Type = arrow.PrimitiveTypes.Int64
 		}
@@ -98,15 +108,24 @@ func fileSchema(ctx context.Context, props map[string]string, f sink.FileInfo) (
 // location, rows, size, the day partition of its hour, and bounds the
 // lake guarantees: every row's timestamp lies in the file's hour,
 // _partition is the file's stream partition, _offset spans MinOffset to
-// MaxOffset. Readers use them to skip files.
-func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo) (iceberg.DataFile, error) {
+// MaxOffset. Readers use them to skip files. In a version 3 table the
+// file's rows get row IDs from firstRowID on (row lineage), which
+// iceberg-go requires of files it did not write; pass -1 for a version
+// 2 table.
+func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo, firstRowID int64) (iceberg.DataFile, error) {
 	hour := f.Partition.Hour.UTC()
 	day := int32(hour.Truncate(24*time.Hour).Unix() / 86400) // days since 1970-01-01, also before it
 	lower := map[int][]byte{}
 	upper := map[int][]byte{}
 	if c, ok := sc.FindFieldByName(logschema.Timestamp); ok {
-		lower[c.ID] = le64(hour.UnixMicro())
-		upper[c.ID] = le64(hour.Add(time.Hour).UnixMicro() - 1)
+		switch c.Type.(type) {
+		case iceberg.TimestampTzNsType, iceberg.TimestampNsType:
+			lower[c.ID] = le64(hour.UnixNano())
+			upper[c.ID] = le64(hour.Add(time.Hour).UnixNano() - 1)
+		default:
+			lower[c.ID] = le64(hour.UnixMicro())
+			upper[c.ID] = le64(hour.Add(time.Hour).UnixMicro() - 1)
+		}
 	}
 	if c, ok := sc.FindFieldByName(logschema.Partition); ok {
 		lower[c.ID] = le32(f.Partition.Part)
@@ -120,6 +139,9 @@ func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo) (
 		map[int]any{spec.Field(0).FieldID: day}, nil, nil, f.Rows, f.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("iceberg: describe %s: %w", f.Location, err)
+	}
+	if firstRowID >= 0 {
+		b = b.FirstRowID(firstRowID)
 	}
 	return b.LowerBoundValues(lower).UpperBoundValues(upper).Build(), nil
 }
