@@ -192,3 +192,139 @@ func TestCacheEvictFetchRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheConcurrentFetch fetches files of a lake whose cache holds one
+// of them from several goroutines at once: every Fetch sees its files
+// whole on disk until it releases them, however the others' releases
+// evict, and the cache ends within its bound.
+func TestCacheConcurrentFetch(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake/f")
+	cfg.CompactAge = 0
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i)*500, 500)
+	}
+	syncRemote(t, l)
+	orig := l.Files()
+	content := make(map[string][]byte)
+	var largest int64
+	for _, f := range orig {
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[f.ID] = b
+		largest = max(largest, f.Bytes)
+	}
+	shutdown(t, l)
+	cfg.Remote.CacheBytes = 2 * largest
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	waitFor(t, "eviction down to the bound", func() bool {
+		s, _ := l.CacheStats()
+		return s.Evictions >= 2
+	})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 10 {
+				f := orig[(g+i)%len(orig)]
+				release, err := l.Fetch(context.Background(), []sink.FileInfo{f})
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, err := os.ReadFile(f.Path)
+				release()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(b, content[f.ID]) {
+					errs <- errors.New("fetched file " + f.ID + " differs")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := l.CacheStats()
+	if s.LocalBytes > cfg.Remote.CacheBytes || s.Fetches == 0 || s.FetchFailures != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	local := localFiles(t, l.Files())
+	if len(local)+int(s.EvictedFiles) != len(orig) {
+		t.Fatalf("local %d, evicted %d of %d files", len(local), s.EvictedFiles, len(orig))
+	}
+}
+
+// TestCacheEvictionInterrupted restarts a lake from a state where an
+// eviction was journaled but the local copy not yet deleted: the file is
+// local, listed once, and evicted again.
+func TestCacheEvictionInterrupted(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake/i")
+	cfg.CompactAge = 0
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i)*500, 500)
+	}
+	syncRemote(t, l)
+	orig := l.Files()
+	saved, err := os.ReadFile(orig[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, l)
+	cfg.Remote.CacheBytes = orig[2].Bytes
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two evictions", func() bool { s, _ := l.CacheStats(); return s.Evictions == 2 })
+	shutdown(t, l)
+	// The crash image: the first evicted file is still on disk.
+	if err := os.WriteFile(orig[0].Path, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Remote.CacheBytes = 0
+	l = newLake(t, cfg, nil)
+	files := l.Files()
+	local := localFiles(t, files)
+	if len(files) != 3 || len(local) != 2 || !local[orig[0].ID] {
+		t.Fatalf("files %d, local %v", len(files), local)
+	}
+	if got := l.LastOffset("acme", "app", 0); got != 1500 {
+		t.Fatalf("LastOffset = %d", got)
+	}
+	shutdown(t, l)
+	cfg.Remote.CacheBytes = orig[2].Bytes
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	waitFor(t, "evicted again", func() bool { s, _ := l.CacheStats(); return s.Evictions == 1 })
+	if local := localFiles(t, l.Files()); len(local) != 1 || !local[orig[2].ID] {
+		t.Fatalf("local %v", local)
+	}
+}
