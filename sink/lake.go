@@ -138,7 +138,7 @@ func (e *FileError) Unwrap() error { return e.Err }
 // or already has two such files to publish), when it is Config.MaxFileAge
 // old (by the age publisher), when a batch with another schema arrives for its Partition, when
 // Config.MaxOpenFiles would be exceeded (the oldest file: after Start by
-// a pool of publishers in the background, see evict.go; by the Write
+// a pool of publishers in the background, see displace.go; by the Write
 // that opens one more when the pool does not run or is behind by
 // MaxOpenFiles files), and on Flush and Shutdown.
 //
@@ -163,8 +163,8 @@ type Lake struct {
 	compactorDone chan struct{}      // closed when the compactor returns
 	compacting    chan struct{}      // held by a running Compact
 	sealq         chan *openFile     // files full by size, for the age publisher to publish
-	evictq        chan *openFile     // evicted files, for the evict publishers (evict.go); set by Start
-	evictDone     chan struct{}      // closed when the evict publishers return; nil before Start
+	displacedq    chan *openFile     // displaced files (MaxOpenFiles), for their publishers (displace.go); set by Start
+	displacedDone chan struct{}      // closed when the displaced publishers return; nil before Start
 	encWG         sync.WaitGroup     // the encoders (staging.go)
 	encq          chan *pendingSeg   // batches for the encoders; set by Start
 
@@ -174,7 +174,7 @@ type Lake struct {
 	// publishing is set while the age publisher runs and takes files from
 	// sealq.
 	publishing bool
-	evicting   bool                  // set while the evict publishers take files from evictq
+	displacing bool                  // set while the displaced publishers take files from displacedq
 	open       map[fileKey]*openFile // attached files, at most cfg.MaxOpenFiles
 	sealing    map[*openFile]bool    // detached, not yet published or abandoned
 	files      []FileInfo            // published files, sorted by ID
@@ -308,7 +308,7 @@ func (l *Lake) Start(ctx context.Context) error {
 	l.publishing = true
 	go l.agePublisher(l.stop, l.done)
 	l.startEncoders(l.cfg.encoders())
-	l.startEvictPublishers()
+	l.startDisplacedPublishers()
 	if l.cfg.CompactAge > 0 {
 		var cctx context.Context
 		cctx, l.stopCompactor = context.WithCancel(context.Background())
@@ -448,7 +448,7 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 		if err != nil {
 			return err
 		}
-		l.publishEvicted(victims)
+		l.publishDisplaced(victims)
 		if err := f.lock(ctx); err != nil {
 			return err
 		}
@@ -715,7 +715,7 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.closed = true
 	done, stopCompactor, compactorDone := l.done, l.stopCompactor, l.compactorDone
-	evictDone := l.evictDone
+	displacedDone := l.displacedDone
 	l.mu.Unlock()
 	l.stopOnce.Do(func() { close(l.stop) })
 	if l.rem != nil {
@@ -742,11 +742,11 @@ func (l *Lake) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("sink: waiting for the age publisher: %w", context.Cause(ctx))
 		}
 	}
-	if evictDone != nil {
+	if displacedDone != nil {
 		select {
-		case <-evictDone:
+		case <-displacedDone:
 		case <-ctx.Done():
-			return fmt.Errorf("sink: waiting for the publishers of evicted files: %w", context.Cause(ctx))
+			return fmt.Errorf("sink: waiting for the publishers of displaced files: %w", context.Cause(ctx))
 		}
 	}
 	err := l.Flush(ctx)

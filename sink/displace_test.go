@@ -24,10 +24,10 @@ func (g *gateObserver) Published(f sink.FileInfo) error {
 	return g.recorder.Published(f)
 }
 
-// TestEvictedPublishedInBackground: after Start, a Write that pushes a
+// TestDisplacedPublishedInBackground: after Start, a Write that pushes a
 // file out past MaxOpenFiles does not wait for its publish (held up
 // here in Observer.Published), and Shutdown waits for it.
-func TestEvictedPublishedInBackground(t *testing.T) {
+func TestDisplacedPublishedInBackground(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
 	cfg.MaxOpenFiles = 1
@@ -49,17 +49,17 @@ func TestEvictedPublishedInBackground(t *testing.T) {
 	defer ReleaseAll(b)
 	write(t, l, part("a", 0), a)
 
-	// b evicts a, whose publish then waits in Published: b's Write
+	// b displaces a, whose publish then waits in Published: b's Write
 	// returns all the same.
 	wrote := make(chan error, 1)
 	go func() { wrote <- l.Write(context.Background(), part("b", 0), b[0]) }()
 	select {
 	case s := <-obs.publishing:
 		if s != "a" {
-			t.Fatalf("published %q, want the evicted file of a", s)
+			t.Fatalf("published %q, want the displaced file of a", s)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the evicted file was not published")
+		t.Fatal("the displaced file was not published")
 	}
 	select {
 	case err := <-wrote:
@@ -67,7 +67,7 @@ func TestEvictedPublishedInBackground(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Write waited for the publish of the file it evicted")
+		t.Fatal("Write waited for the publish of the file it displaced")
 	}
 	close(obs.release)
 	released = true
