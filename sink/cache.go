@@ -85,7 +85,6 @@ type cache struct {
 	replaces  map[string][]string      // by ID of an evicted file: the IDs its footer replaces
 	journaled map[string]bool          // IDs the evicted journal on disk names; guarded by trimMu
 
-	local                                           atomic.Int64
 	evictions, fetches, fetchedBytes, fetchFailures atomic.Int64
 }
 
@@ -106,15 +105,19 @@ func (l *Lake) CacheStats() (s CacheStats, ok bool) {
 		return s, false
 	}
 	l.mu.Lock()
+	l.rem.mu.Lock()
 	for _, f := range l.files {
 		if f.Evicted {
 			s.EvictedFiles++
 			s.EvictedBytes += f.Bytes
+		} else if _, up := l.rem.uploaded[f.ID]; up {
+			s.LocalBytes += f.Bytes
 		}
 	}
+	l.rem.mu.Unlock()
 	l.mu.Unlock()
 	c := &l.cache
-	s.LocalBytes, s.Limit = c.local.Load(), l.rem.cfg.CacheBytes
+	s.Limit = l.rem.cfg.CacheBytes
 	s.Evictions, s.Fetches, s.FetchedBytes, s.FetchFailures = c.evictions.Load(), c.fetches.Load(), c.fetchedBytes.Load(), c.fetchFailures.Load()
 	return s, true
 }
@@ -133,7 +136,7 @@ func (l *Lake) lastUseLocked(f FileInfo) time.Time {
 // first, until their bytes are within Remote.CacheBytes (or nothing
 // more can go). Errors are logged: the files stay local.
 func (l *Lake) trimCache() {
-	if l.rem == nil {
+	if l.rem == nil || l.rem.cfg.CacheBytes <= 0 {
 		return
 	}
 	limit := l.rem.cfg.CacheBytes
@@ -157,8 +160,7 @@ func (l *Lake) trimCache() {
 		}
 	}
 	l.rem.mu.Unlock()
-	c.local.Store(local)
-	if limit <= 0 || local <= limit {
+	if local <= limit {
 		l.mu.Unlock()
 		return
 	}
@@ -224,7 +226,6 @@ func (l *Lake) trimCache() {
 		bytes += f.Bytes
 	}
 	c.evictions.Add(int64(len(gone)))
-	c.local.Add(-bytes)
 	l.log.Debug("sink: cache: evicted local copies of uploaded files", "files", len(gone), "bytes", bytes)
 }
 
@@ -533,6 +534,5 @@ func (l *Lake) download(ctx context.Context, f FileInfo) error {
 	}
 	l.files[i].Evicted = false
 	delete(c.replaces, f.ID)
-	c.local.Add(f.Bytes)
 	return nil
 }
