@@ -78,6 +78,15 @@ type Remote struct {
 	// uploaded are never deleted and do not count. 0 keeps every file
 	// local.
 	CacheBytes int64
+	// Referenced, when set, reports whether a reader may still be sent
+	// to the object at location (Store.URI of its key; a file's
+	// Location): an Iceberg table's current snapshot lists it. Such an
+	// object is not deleted yet, neither a replaced or removed file's
+	// nor garbage found by the listing at start; the lake asks again
+	// at its next attempt to delete, after Lake.WakeRemote (see
+	// remoteref.go). It is called with the lake's locks held: it must
+	// be quick and must not call the Lake.
+	Referenced func(location string) bool
 }
 
 func (r *Remote) validate() error {
@@ -720,7 +729,7 @@ func (r *remote) nextLocked() (job, bool) {
 		return job{upload: *best}, true
 	}
 	for k := range r.deletes {
-		if !r.inflight[k] {
+		if !r.inflight[k] && !r.referencedLocked(k) {
 			r.inflight[k] = true
 			return job{del: k}, true
 		}

@@ -73,6 +73,14 @@ func (n *icebergNudge) nudge() {
 	}
 }
 
+// referenced is the lake's sink.Remote.Referenced with the lake in
+// object storage: the reconciler's answer, and true until the
+// reconciler exists.
+func (n *icebergNudge) referenced(location string) bool {
+	r := n.rec.Load()
+	return r == nil || r.Referenced(location)
+}
+
 func (n *icebergNudge) Published(f sink.FileInfo) error {
 	err := n.Observer.Published(f)
 	n.nudge()
@@ -105,6 +113,9 @@ func newIceberg(cfg *config, lake *sink.Lake, log *slog.Logger) (*iceberg.Reconc
 			icfg.Warehouse = "s3://" + path.Join(bucket, prefix, "_iceberg")
 		}
 		icfg.IO = s3IO(cfg.Sink.S3)
+		// The lake waits to delete objects a table lists
+		// (icebergNudge.referenced); each pass may release some.
+		icfg.AfterPass = lake.WakeRemote
 	}
 	r, err := iceberg.NewOpening(icfg, lake, func(ctx context.Context) (catalog.Catalog, error) {
 		return iceberg.OpenCatalog(ctx, icfg)

@@ -167,6 +167,10 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if scfg.Remote, err = lakeRemote(ctx, &cfg, log); err != nil {
 		return err
 	}
+	if cfg.Iceberg.Enabled && scfg.Remote != nil {
+		// No object a table's current snapshot lists is deleted.
+		scfg.Remote.Referenced = lakeObs.referenced
+	}
 	// Retention waits for consumer groups (docs/consume.md), which newAPI
 	// loads.
 	hold := &retentionHold{ret: cfg.Retention.sink(), maxHold: cfg.Consume.MaxRetentionHold}

@@ -60,6 +60,10 @@ type Config struct {
 	// s3.force-virtual-addressing): used for a hadoop warehouse in a
 	// bucket and to read the footers of data files kept there.
 	IO map[string]string
+	// AfterPass, when set, is called after every pass (successful or
+	// not), when what Reconciler.Referenced answers may have changed:
+	// weir wakes the lake's deletions that wait (sink.Lake.WakeRemote).
+	AfterPass func()
 }
 
 // DefaultConfig returns the defaults: the hadoop catalog, a pass at

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,6 +97,18 @@ type Reconciler struct {
 	known      map[string]table.Identifier
 	listed     bool // the catalog's weir tables were listed into known
 	loggedAt   time.Time
+
+	// What the tables list, for Referenced. Never held while calling
+	// the lake.
+	refMu sync.Mutex
+	refs  map[string]map[string]bool // by table key: the locations its current snapshot lists, as last seen
+	// refsReady: every weir table's files are in refs (a pass listed
+	// the catalog and loaded each table).
+	refsReady bool
+	// reading: a pass is reading the lake's files; passRead: the
+	// locations the running pass read from the lake (it may add them).
+	reading  bool
+	passRead map[string]bool
 }
 
 // New returns a reconciler of lake's files into the tables of cat. It
@@ -120,6 +133,8 @@ func NewOpening(cfg Config, lake Lake, open func(context.Context) (catalog.Catal
 		nudge:      make(chan struct{}, 1),
 		known:      map[string]table.Identifier{},
 		dirtySince: time.Now(),
+		refs:       map[string]map[string]bool{},
+		passRead:   map[string]bool{},
 	}, nil
 }
 
@@ -249,6 +264,10 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	start := time.Now()
 
 	err := r.syncAll(ctx)
+	r.endPassRefs()
+	if r.cfg.AfterPass != nil {
+		defer r.cfg.AfterPass()
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -323,7 +342,12 @@ func (r *Reconciler) groups() map[string][]sink.FileInfo {
 		groups[k] = nil
 	}
 	r.mu.Unlock()
-	for _, f := range r.lake.CommittedFiles() {
+	seen := map[string]bool{}
+	for _, f := range r.lakeFiles() {
+		if seen[f.Location] {
+			continue // listed twice while a compaction moves it
+		}
+		seen[f.Location] = true
 		k := key(f.Partition.Tenant, f.Partition.Stream)
 		groups[k] = append(groups[k], f)
 	}
@@ -391,6 +415,7 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	tbl, err := r.cat.LoadTable(ctx, ident)
 	switch {
 	case errors.Is(err, catalog.ErrNoSuchTable):
+		r.setRefs(ident, nil)
 		if len(files) == 0 {
 			return nil
 		}
@@ -419,6 +444,7 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 			current[t.File.FilePath()] = t.File
 		}
 	}
+	r.setRefs(ident, current)
 	var adds []sink.FileInfo
 	want := make(map[string]bool, len(files))
 	for _, f := range files {
@@ -436,6 +462,13 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	if len(adds) == 0 && len(removes) == 0 {
 		return r.expire(ctx, tbl)
 	}
+	// Until the commit is known to have happened, the table may list
+	// the old files and the new ones.
+	after := maps.Clone(current)
+	for _, f := range adds {
+		after[f.Location] = nil
+	}
+	r.setRefs(ident, after)
 	sort.Slice(removes, func(i, j int) bool { return removes[i].FilePath() < removes[j].FilePath() })
 
 	txn := tbl.NewTransaction()
@@ -480,6 +513,10 @@ func (r *Reconciler) syncTable(ctx context.Context, ident table.Identifier, file
 	if err != nil {
 		return fmt.Errorf("commit snapshot (+%d -%d files): %w", len(dfs), len(removes), err)
 	}
+	for _, df := range removes {
+		delete(after, df.FilePath())
+	}
+	r.setRefs(ident, after)
 	r.mu.Lock()
 	r.stats.Snapshots++
 	r.stats.FilesAdded += int64(len(dfs))
