@@ -61,6 +61,13 @@ type catalog struct {
 	retired []retiredSegment       // segments to delete once unseen
 	seq     atomic.Uint64          // names segments
 
+	// evicted are the files kept in object storage only (evict.go), by
+	// stream and ID; nEvicted counts them for queries to read without
+	// mu. evictions counts calls of evict.
+	evicted   map[string]map[string]sink.FileInfo
+	nEvicted  atomic.Int64
+	evictions uint64
+
 	// logsStale is set while the logs view may not list every stream
 	// view: until it is made, and after a failed view change.
 	logsStale bool
@@ -118,6 +125,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		streams: map[string]bool{},
 		wide:    map[string]bool{},
 		active:  map[uint64]int{},
+		evicted: map[string]map[string]sink.FileInfo{},
 
 		logsStale: true,
 	}
@@ -316,6 +324,18 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 	defer c.mu.Unlock()
 	var streams []string
 	for _, f := range files {
+		if f.Evicted {
+			s := f.Partition.Stream
+			if c.evicted[s] == nil {
+				c.evicted[s] = map[string]sink.FileInfo{}
+			}
+			c.evicted[s][f.ID] = f
+			c.nEvicted.Store(int64(c.evictedCountLocked()))
+			if !c.streams[s] && !slices.Contains(streams, s) {
+				streams = append(streams, s)
+			}
+			continue
+		}
 		c.files[f.Partition.Stream] = append(c.files[f.Partition.Stream], f.Path)
 		c.noteColumns(f.Partition.Stream, f.Columns)
 		if !slices.Contains(streams, f.Partition.Stream) {
@@ -409,6 +429,7 @@ func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
 		}
 		return
 	}
+	c.forgetEvictedLocked(old)
 	gone := make(map[string]bool, len(old))
 	sf := &stagedFile{stream: p.Stream}
 	for _, o := range old {
@@ -435,6 +456,7 @@ func (c *catalog) removed(files []sink.FileInfo) {
 		}
 		return
 	}
+	c.forgetEvictedLocked(files)
 	byStream := map[string]map[string]bool{}
 	for _, f := range files {
 		s := f.Partition.Stream
@@ -490,6 +512,7 @@ func (c *catalog) enter() func() {
 		c.mu.Lock()
 		if c.active[g]--; c.active[g] == 0 {
 			delete(c.active, g)
+			c.settled.Broadcast() // for evict
 		}
 		c.sweepLocked()
 		c.mu.Unlock()

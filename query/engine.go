@@ -118,6 +118,8 @@ type Engine struct {
 	catalogs map[string]*catalog      // by tenant
 	busy     map[string]chan struct{} // slots per tenant
 	closed   bool
+	fetcher  Fetcher        // see SetFetcher
+	releases sync.WaitGroup // fetched files being handed back
 }
 
 // Open prepares the engine and the default tenant's database. It empties
@@ -235,6 +237,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	for _, c := range cats {
 		errs = append(errs, c.close())
 	}
+	e.releases.Wait()
 	errs = append(errs, os.RemoveAll(e.staging))
 	return errors.Join(errs...)
 }

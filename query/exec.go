@@ -110,12 +110,18 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 		return Stats{}, err
 	}
 	defer release()
-	defer c.enter()()
 	conn, err := c.db.Conn(ctx)
 	if err != nil {
 		return Stats{}, e.classify(ctx, fmt.Errorf("connect: %w", err))
 	}
 	defer conn.Close()
+	// Evicted files the query may read are fetched before it is entered:
+	// eviction waits for entered queries.
+	exit, err := e.prepareFiles(ctx, c, conn, query)
+	if err != nil {
+		return Stats{}, e.classify(ctx, err)
+	}
+	defer exit()
 
 	if check != nil {
 		if err := check(ctx, conn); err != nil {

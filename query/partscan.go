@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
 )
 
 // Partition scans (ScanPartition) read the Parquet files of the catalog
@@ -389,23 +391,106 @@ func (c *catalog) partitionFiles(stream string) []string {
 	return paths
 }
 
-// scanPartition: see ScanPartition.
+// scanPartition: see ScanPartition. Files of the partition evicted from
+// the lake's local cache are fetched a few at a time, in offset order:
+// each round reads the records below the lowest offset of the evicted
+// files it did not fetch.
 func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error) {
-	// enter before the snapshot: a file retired after it stays on disk
-	// until the scan ends.
-	defer c.enter()()
+	n := 0
+	for round := 0; n < limit; round++ {
+		extra, stopAt, seen, release, err := e.fetchForScan(ctx, c, stream, part, after)
+		if err != nil {
+			return n, err
+		}
+		// enter before the snapshot: a file retired after it stays on
+		// disk until the scan ends.
+		exit, ok := c.enterQuery(seen)
+		if !ok {
+			release()
+			if round >= maxFetchRounds {
+				return n, fmt.Errorf("%w: files the scan reads kept being evicted from the local cache", ErrBusy)
+			}
+			continue
+		}
+		k, err := e.scanFiles(ctx, c, stream, part, after, limit-n, extra, stopAt, fn)
+		exit()
+		release()
+		n += k
+		if err != nil || stopAt == math.MaxInt64 || n >= limit {
+			return n, err
+		}
+		// Every record below stopAt was read.
+		after = max(after, stopAt-1)
+	}
+	return n, nil
+}
+
+// fetchForScan fetches the evicted files of the partition that hold
+// offsets above after: the one with the lowest offsets and those that
+// overlap it. It returns their paths and the lowest offset of the
+// evicted files left out (math.MaxInt64 if none).
+func (e *Engine) fetchForScan(ctx context.Context, c *catalog, stream string, part int32, after int64) (paths []string, stopAt int64, seen uint64, release func(), err error) {
+	release = func() {}
+	stopAt = math.MaxInt64
+	c.mu.Lock()
+	seen = c.evictions
+	var fs []sink.FileInfo
+	for _, f := range c.evicted[stream] {
+		if f.Partition.Part == part && (f.MaxOffset < 0 || f.MaxOffset > after) {
+			fs = append(fs, f)
+		}
+	}
+	c.mu.Unlock()
+	if len(fs) == 0 {
+		return nil, stopAt, seen, release, nil
+	}
+	slices.SortFunc(fs, func(a, b sink.FileInfo) int { return cmpInt64(a.MinOffset, b.MinOffset) })
+	var need []sink.FileInfo
+	for _, f := range fs {
+		if len(need) == 0 || f.MinOffset <= fs[0].MaxOffset {
+			need = append(need, f)
+			continue
+		}
+		stopAt = min(stopAt, f.MinOffset)
+	}
+	e.mu.Lock()
+	fetcher := e.fetcher
+	e.mu.Unlock()
+	if fetcher == nil {
+		return nil, 0, 0, nil, fmt.Errorf("query: %d files of the stream are in object storage only and the engine has no fetcher", len(need))
+	}
+	r, err := fetcher.Fetch(ctx, need)
+	if err != nil {
+		return nil, 0, 0, nil, fmt.Errorf("query: fetch files from object storage: %w", err)
+	}
+	for _, f := range need {
+		paths = append(paths, f.Path)
+	}
+	return paths, stopAt, seen, e.releaser(r), nil
+}
+
+// scanFiles reads up to limit records of the partition with offsets
+// above after and below stopAt from the stream's files and segments and
+// the extra (fetched) files. The scan must be entered.
+func (e *Engine) scanFiles(ctx context.Context, c *catalog, stream string, part int32, after int64, limit int, extra []string, stopAt int64, fn func(Position, record.Record) error) (int, error) {
 	type cand struct {
 		k      groupKey
 		offMin int64
 	}
 	var cands []cand
-	for _, path := range c.partitionFiles(stream) {
+	paths := c.partitionFiles(stream)
+	for _, p := range extra {
+		if !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	for _, path := range paths {
 		gs, err := e.scans.footer(path)
 		if err != nil {
 			return 0, err
 		}
 		for i, g := range gs {
-			if g.rows > 0 && g.partMin <= part && part <= g.partMax && g.offMax > after {
+			if g.rows > 0 && g.partMin <= part && part <= g.partMax && g.offMax > after && g.offMin < stopAt {
 				cands = append(cands, cand{groupKey{path, i}, g.offMin})
 			}
 		}
@@ -445,6 +530,9 @@ func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, p
 			break
 		}
 		h := &heads[best]
+		if h.g.offs[h.i] >= stopAt {
+			break
+		}
 		if err := fn(Position{part, h.g.offs[h.i]}, h.g.recs[h.i]); err != nil {
 			return n, err
 		}
