@@ -111,6 +111,7 @@ func TestArrowScanNanoseconds(t *testing.T) {
 	wantTimes(w, 1, 0, 30, hour0.Add(24*time.Hour), time.Nanosecond)
 	sync(t, r)
 	checkTimes(t, cat, "app", ns, w)
+	checkRowIDs(t, loadTable(t, cat, "app"))
 
 	tbl := loadTable(t, cat, "app")
 	if v := tbl.Metadata().Version(); v != 3 {
@@ -130,6 +131,7 @@ func TestArrowScanNanoseconds(t *testing.T) {
 	sync(t, r)
 	assertLastOperation(t, cat, "app", table.OpOverwrite)
 	checkTimes(t, cat, "app", ns, w)
+	checkRowIDs(t, loadTable(t, cat, "app"))
 	for range 3 {
 		write(t, l, nil, "app", 1, int64(30+len(w)), 1, hour0, false)
 		wantTimes(w, 1, int64(30+len(w)), 1, hour0, time.Nanosecond)
@@ -139,6 +141,36 @@ func TestArrowScanNanoseconds(t *testing.T) {
 		t.Fatalf("%d snapshots kept, want expiry down to 1", n)
 	}
 	checkTimes(t, cat, "app", ns, w)
+	checkRowIDs(t, loadTable(t, cat, "app"))
+}
+
+// checkRowIDs checks row lineage: every planned file has a first_row_id,
+// the files' row ID ranges do not overlap, and all lie below the
+// table's next-row-id.
+func checkRowIDs(t testing.TB, tbl *table.Table) {
+	t.Helper()
+	tasks, err := tbl.Scan().PlanFiles(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ from, to int64 }
+	var spans []span
+	for _, task := range tasks {
+		id := task.File.FirstRowID()
+		if id == nil {
+			t.Fatalf("%s has no first_row_id", task.File.FilePath())
+		}
+		s := span{*id, *id + task.File.Count()}
+		if s.to > tbl.Metadata().NextRowID() {
+			t.Fatalf("%s row IDs %v reach past next-row-id %d", task.File.FilePath(), s, tbl.Metadata().NextRowID())
+		}
+		for _, o := range spans {
+			if s.from < o.to && o.from < s.to {
+				t.Fatalf("row IDs %v of %s overlap %v", s, task.File.FilePath(), o)
+			}
+		}
+		spans = append(spans, s)
+	}
 }
 
 // TestVersion2TableKeepsWorking: a table an older weir created (format
