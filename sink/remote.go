@@ -612,7 +612,14 @@ func (r *remote) committed() []FileInfo {
 		out = append(out, f)
 	}
 	for _, e := range r.carry {
-		out = append(out, e.files...)
+		for _, c := range e.files {
+			// While a replacement is being prepared (prepareReplace to
+			// replacedLocked), its old files are both uploaded and
+			// carried: list them once.
+			if _, dup := r.uploaded[c.ID]; !dup {
+				out = append(out, c)
+			}
+		}
 	}
 	r.mu.Unlock()
 	for i := range out {
