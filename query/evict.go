@@ -205,9 +205,16 @@ func (c *catalog) enterQuery(seen uint64) (exit func(), ok bool) {
 // needs were evicted while it fetched others.
 const maxFetchRounds = 16
 
-// prepareFiles makes the evicted files query may read local and visible,
-// then registers the query (enter). The returned func ends both.
-func (e *Engine) prepareFiles(ctx context.Context, c *catalog, conn *sql.Conn, query string) (func(), error) {
+// prepareFiles makes the evicted files a query may read (refs, called
+// only when there are evicted files) local and visible, then registers
+// the query (enter). The returned func ends both.
+func (e *Engine) prepareFiles(ctx context.Context, c *catalog, refs func() []tableRef) (func(), error) {
+	return e.prepareFilesExcept(ctx, c, refs, nil)
+}
+
+// prepareFilesExcept is prepareFiles leaving out the evicted files skip
+// reports true for.
+func (e *Engine) prepareFilesExcept(ctx context.Context, c *catalog, refsFn func() []tableRef, skip func(sink.FileInfo) bool) (func(), error) {
 	if c.nEvicted.Load() == 0 {
 		c.mu.Lock()
 		seen := c.evictions
@@ -216,9 +223,12 @@ func (e *Engine) prepareFiles(ctx context.Context, c *catalog, conn *sql.Conn, q
 			return exit, nil
 		}
 	}
-	refs := statementRefs(ctx, conn, query)
+	refs := refsFn()
 	for range maxFetchRounds {
 		need, seen := c.evictedFiles(refs)
+		if skip != nil {
+			need = slices.DeleteFunc(need, skip)
+		}
 		release := func() {}
 		if len(need) > 0 {
 			e.mu.Lock()

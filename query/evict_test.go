@@ -301,4 +301,27 @@ func TestQueriesFetchEvictedFiles(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Errorf("scan of 3 records after 14: %d, %v", n, err)
 	}
+	fc.waitEvicted(4)
+
+	// Offsets from a time: fetched files of the hours at or after it,
+	// evicted earlier ones counted by their offsets.
+	for _, tc := range []struct {
+		t    time.Time
+		want int64
+	}{{h0.Add(-time.Hour), 0}, {h0.Add(time.Hour), 10}, {h0.Add(2*time.Hour + time.Minute), 30}, {h0.Add(3 * time.Hour), 30}} {
+		fc.waitEvicted(4)
+		got, err := e.OffsetsSince(context.Background(), record.DefaultTenant, "alpha", tc.t)
+		if err != nil || len(got) != 1 || got[0] != tc.want {
+			t.Errorf("offsets of alpha since %s: %v, %v; want partition 0 at %d", tc.t, got, err, tc.want)
+		}
+	}
+	fc.waitEvicted(4)
+	offs = nil
+	n, err = e.Scan(context.Background(), record.DefaultTenant, "alpha", Position{0, 4}, 100, func(p Position, r record.Record) error {
+		offs = append(offs, p.Offset)
+		return nil
+	})
+	if err != nil || n != 25 || !slices.Equal(offs, seq(5, 30)) {
+		t.Errorf("scan of alpha after offset 4: %d records, %v, offsets %v; want 5..29", n, err, offs)
+	}
 }

@@ -117,7 +117,7 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 	defer conn.Close()
 	// Evicted files the query may read are fetched before it is entered:
 	// eviction waits for entered queries.
-	exit, err := e.prepareFiles(ctx, c, conn, query)
+	exit, err := e.prepareFiles(ctx, c, func() []tableRef { return statementRefs(ctx, conn, query) })
 	if err != nil {
 		return Stats{}, e.classify(ctx, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/weirlabs/weir/sink"
 )
 
 // OffsetsSince returns, for each partition of a tenant's stream ("" is the
@@ -28,8 +30,23 @@ func (e *Engine) OffsetsSince(ctx context.Context, tenant, stream string, t time
 		return nil, err
 	}
 	defer release()
-	defer c.enter()()
-	q := fmt.Sprintf(`SELECT _partition, coalesce(min(_offset) FILTER (WHERE epoch_ns("timestamp") >= %d), max(_offset) + 1)
+	// Evicted files of hours that may hold records at or after t are
+	// fetched; those of earlier hours count by their offsets.
+	early := func(f sink.FileInfo) bool { return !f.Partition.Hour.Add(time.Hour).After(t) }
+	exit, err := e.prepareFilesExcept(ctx, c, func() []tableRef { return []tableRef{{name: stream, bound: tsBound{lo: t, hasLo: true}}} }, early)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
+	ends := map[int32]int64{} // one past the last offset of early evicted files
+	c.mu.Lock()
+	for _, f := range c.evicted[stream] {
+		if early(f) && f.MaxOffset >= 0 {
+			ends[f.Partition.Part] = max(ends[f.Partition.Part], f.MaxOffset+1)
+		}
+	}
+	c.mu.Unlock()
+	q := fmt.Sprintf(`SELECT _partition, coalesce(min(_offset) FILTER (WHERE epoch_ns("timestamp") >= %d), -1), max(_offset) + 1
 FROM %s GROUP BY _partition`, t.UnixNano(), quoteIdent(stream))
 	rows, err := c.db.QueryContext(ctx, q)
 	if err != nil {
@@ -39,16 +56,23 @@ FROM %s GROUP BY _partition`, t.UnixNano(), quoteIdent(stream))
 	out := map[int32]int64{}
 	for rows.Next() {
 		var (
-			part int32
-			off  int64
+			part     int32
+			off, end int64
 		)
-		if err := rows.Scan(&part, &off); err != nil {
+		if err := rows.Scan(&part, &off, &end); err != nil {
 			return nil, fmt.Errorf("query: offsets of %s: %w", stream, err)
 		}
+		if off < 0 {
+			off = max(end, ends[part])
+		}
 		out[part] = off
+		delete(ends, part)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, e.classify(ctx, err)
+	}
+	for part, end := range ends {
+		out[part] = end
 	}
 	return out, nil
 }

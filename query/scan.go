@@ -80,7 +80,11 @@ func (e *Engine) scan(ctx context.Context, tenant, stream, where string, limit i
 		return 0, err
 	}
 	defer release()
-	defer c.enter()()
+	exit, err := e.prepareFiles(ctx, c, func() []tableRef { return []tableRef{{name: stream}} })
+	if err != nil {
+		return 0, err
+	}
+	defer exit()
 	q := fmt.Sprintf(`SELECT _partition, _offset, epoch_ns("timestamp"), epoch_ns(observed_timestamp), severity_number,
 severity_text, body, attributes, resource, trace_id, span_id, flags
 FROM %s WHERE %s ORDER BY _partition, _offset LIMIT %d`,
