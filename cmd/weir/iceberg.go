@@ -97,6 +97,14 @@ func (n *icebergNudge) Removed(files []sink.FileInfo) {
 	n.nudge()
 }
 
+// Evicted passes the lake's evictions to the engine (sink.Evicter); the
+// files stay in the lake, so Iceberg has nothing to learn.
+func (n *icebergNudge) Evicted(files []sink.FileInfo) {
+	if e, ok := n.Observer.(sink.Evicter); ok {
+		e.Evicted(files)
+	}
+}
+
 // newIceberg returns the reconciler of lake's files into the
 // configured catalog, or nil when Iceberg is off. The catalog is opened
 // by the first pass (and retried), so a REST catalog that cannot be

@@ -35,6 +35,9 @@ type s3Config struct {
 	// PartBytes is the part size of multipart uploads, used for larger
 	// files.
 	PartBytes int64 `yaml:"part_bytes"`
+	// CacheBytes bounds the local copies of uploaded files (the local
+	// cache, docs/lake.md); 0 keeps every file local.
+	CacheBytes int64 `yaml:"cache_bytes"`
 }
 
 // parseLake parses sink.lake: "" (the lake on local disk only) or
@@ -66,6 +69,8 @@ func (c *config) validateLake() error {
 		return fmt.Errorf("sink.s3.uploads must be in [0, 64], got %d", s.Uploads)
 	case s.PartBytes != 0 && s.PartBytes < 5<<20:
 		return fmt.Errorf("sink.s3.part_bytes must be at least 5 MiB (S3's smallest part), got %d", s.PartBytes)
+	case s.CacheBytes < 0:
+		return fmt.Errorf("sink.s3.cache_bytes must not be negative (0 keeps every file local), got %d", s.CacheBytes)
 	}
 	if s.Endpoint != "" {
 		u, err := url.Parse(s.Endpoint)
@@ -107,7 +112,7 @@ func lakeRemote(ctx context.Context, c *config, log *slog.Logger) (*sink.Remote,
 		log.Warn("sink: object storage unreachable at start; files wait locally and are uploaded once it answers",
 			"lake", c.Sink.Lake, "err", err)
 	}
-	return &sink.Remote{Store: st, Prefix: prefix, Uploads: s.Uploads}, nil
+	return &sink.Remote{Store: st, Prefix: prefix, Uploads: s.Uploads, CacheBytes: s.CacheBytes}, nil
 }
 
 // lakeRemoteDetail is the /readyz detail: non-empty while uploads fail.
@@ -134,11 +139,20 @@ var (
 	descRemoteDeletes      = prometheus.NewDesc("weir_lake_remote_deletes_total", "Objects deleted from the bucket (removed or replaced files).", nil, nil)
 	descRemoteDelFailures  = prometheus.NewDesc("weir_lake_remote_delete_failures_total", "Failed deletes of objects (retried with backoff).", nil, nil)
 	descUploadFailing      = prometheus.NewDesc("weir_lake_upload_failing", "1 while the latest attempt to reach object storage failed.", nil, nil)
+
+	descCacheLocalBytes    = prometheus.NewDesc("weir_lake_cache_local_bytes", "Bytes of the local copies of uploaded lake files (the local cache).", nil, nil)
+	descCacheEvictedFiles  = prometheus.NewDesc("weir_lake_cache_evicted_files", "Lake files kept in object storage only.", nil, nil)
+	descCacheEvictedBytes  = prometheus.NewDesc("weir_lake_cache_evicted_bytes", "Bytes of the lake files kept in object storage only.", nil, nil)
+	descCacheEvictions     = prometheus.NewDesc("weir_lake_cache_evictions_total", "Local copies of uploaded files deleted to keep the cache within sink.s3.cache_bytes.", nil, nil)
+	descCacheFetches       = prometheus.NewDesc("weir_lake_cache_fetches_total", "Evicted files downloaded back for queries and consumers.", nil, nil)
+	descCacheFetchedBytes  = prometheus.NewDesc("weir_lake_cache_fetched_bytes_total", "Bytes of the evicted files downloaded back.", nil, nil)
+	descCacheFetchFailures = prometheus.NewDesc("weir_lake_cache_fetch_failures_total", "Downloads of evicted files that failed.", nil, nil)
 )
 
 func (c lakeRemoteCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUploadPendingFiles, descUploadPendingBytes, descUploadedFiles, descUploadedBytes,
-		descUploadFailures, descRemoteDeletes, descRemoteDelFailures, descUploadFailing} {
+		descUploadFailures, descRemoteDeletes, descRemoteDelFailures, descUploadFailing,
+		descCacheLocalBytes, descCacheEvictedFiles, descCacheEvictedBytes, descCacheEvictions, descCacheFetches, descCacheFetchedBytes, descCacheFetchFailures} {
 		ch <- d
 	}
 }
@@ -160,4 +174,13 @@ func (c lakeRemoteCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRemoteDeletes, prometheus.CounterValue, float64(s.DeletedObjects))
 	ch <- prometheus.MustNewConstMetric(descRemoteDelFailures, prometheus.CounterValue, float64(s.DeleteFailures))
 	ch <- prometheus.MustNewConstMetric(descUploadFailing, prometheus.GaugeValue, failing)
+	if cs, ok := c.lake.CacheStats(); ok {
+		ch <- prometheus.MustNewConstMetric(descCacheLocalBytes, prometheus.GaugeValue, float64(cs.LocalBytes))
+		ch <- prometheus.MustNewConstMetric(descCacheEvictedFiles, prometheus.GaugeValue, float64(cs.EvictedFiles))
+		ch <- prometheus.MustNewConstMetric(descCacheEvictedBytes, prometheus.GaugeValue, float64(cs.EvictedBytes))
+		ch <- prometheus.MustNewConstMetric(descCacheEvictions, prometheus.CounterValue, float64(cs.Evictions))
+		ch <- prometheus.MustNewConstMetric(descCacheFetches, prometheus.CounterValue, float64(cs.Fetches))
+		ch <- prometheus.MustNewConstMetric(descCacheFetchedBytes, prometheus.CounterValue, float64(cs.FetchedBytes))
+		ch <- prometheus.MustNewConstMetric(descCacheFetchFailures, prometheus.CounterValue, float64(cs.FetchFailures))
+	}
 }

@@ -36,6 +36,8 @@ func TestLakeConfigValidate(t *testing.T) {
 		{"s3://b", s3Config{AccessKeyID: "k"}, "set both access_key_id and secret_access_key"},
 		{"s3://b", s3Config{Endpoint: "127.0.0.1:9000"}, "want http(s)://host"},
 		{"s3://b", s3Config{PartBytes: 1 << 20}, "at least 5 MiB"},
+		{"s3://b", s3Config{CacheBytes: 64 << 20}, ""},
+		{"s3://b", s3Config{CacheBytes: -1}, "cache_bytes must not be negative"},
 	} {
 		c := defaultConfig()
 		c.Data = t.TempDir()

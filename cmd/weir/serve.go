@@ -179,6 +179,8 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	if err != nil {
 		return err
 	}
+	// Queries fetch the files evicted from the lake's local cache.
+	engine.SetFetcher(lake)
 	if err := engine.AddFiles(lake.Files()); err != nil {
 		return err
 	}
