@@ -63,10 +63,10 @@ type catalog struct {
 
 	// evicted are the files kept in object storage only (evict.go), by
 	// stream and ID; nEvicted counts them for queries to read without
-	// mu. evictions counts calls of evict.
-	evicted   map[string]map[string]sink.FileInfo
-	nEvicted  atomic.Int64
-	evictions uint64
+	// mu.
+	evicted  map[string]map[string]sink.FileInfo
+	nEvicted atomic.Int64
+	restored uint64 // changes up to the latest putting back of fetched files
 
 	// logsStale is set while the logs view may not list every stream
 	// view: until it is made, and after a failed view change.

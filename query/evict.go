@@ -66,8 +66,11 @@ func (e *Engine) Evicted(files []sink.FileInfo) {
 	}
 }
 
-// evict takes files out of the views, keeps them as evicted and waits
-// until no query that may have seen them runs.
+// evict keeps files as evicted, then takes them out of the views, and
+// returns once no query that may read them runs. In that order: a query
+// that starts once they are marked evicted fetches them (or starts over,
+// enterQuery), and views that still list them are only read while they
+// are on disk.
 func (c *catalog) evict(files []sink.FileInfo) {
 	c.mu.Lock()
 	if c.conn == nil {
@@ -86,18 +89,30 @@ func (c *catalog) evict(files []sink.FileInfo) {
 		}
 		c.evicted[s][f.ID] = f
 	}
-	c.evictions++
+	c.nEvicted.Store(int64(c.evictedCountLocked()))
+	// Queries that started before may read the files through the views.
+	c.waitOlderLocked()
+	if c.conn == nil {
+		c.mu.Unlock()
+		return
+	}
 	for s, gone := range byStream {
 		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
 		c.changedLocked(s)
 	}
-	c.nEvicted.Store(int64(c.evictedCountLocked()))
 	c.mu.Unlock()
 	if err := c.sync(context.Background()); err != nil {
 		return // closed
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// And those that started while the views still listed them.
+	c.waitOlderLocked()
+}
+
+// waitOlderLocked waits until no query that started before now runs.
+// mu must be held.
+func (c *catalog) waitOlderLocked() {
 	c.gen++
 	g := c.gen
 	for c.conn != nil && c.olderActiveLocked(g) {
@@ -149,6 +164,7 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 		}
 		c.noteColumns(s, f.Columns)
 		c.changedLocked(s)
+		c.restored = c.changes
 	}
 	c.nEvicted.Store(int64(c.evictedCountLocked()))
 	c.mu.Unlock()
@@ -156,10 +172,15 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 }
 
 // evictedFiles returns the evicted files of the streams refs name whose
-// hours overlap the refs' bounds, and the count of evictions so far.
-func (c *catalog) evictedFiles(refs []tableRef) ([]sink.FileInfo, uint64) {
+// hours overlap the refs' bounds, leaving out those skip reports true
+// for (skip may be nil).
+func (c *catalog) evictedFiles(refs []tableRef, skip func(sink.FileInfo) bool) []sink.FileInfo {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.evictedFilesLocked(refs, skip)
+}
+
+func (c *catalog) evictedFilesLocked(refs []tableRef, skip func(sink.FileInfo) bool) []sink.FileInfo {
 	seen := map[string]bool{}
 	var out []sink.FileInfo
 	for _, r := range refs {
@@ -168,7 +189,7 @@ func (c *catalog) evictedFiles(refs []tableRef) ([]sink.FileInfo, uint64) {
 				continue
 			}
 			for id, f := range m {
-				if !seen[id] && r.bound.overlapsHour(f.Partition.Hour) {
+				if !seen[id] && r.bound.overlapsHour(f.Partition.Hour) && (skip == nil || !skip(f)) {
 					seen[id] = true
 					out = append(out, f)
 				}
@@ -176,29 +197,37 @@ func (c *catalog) evictedFiles(refs []tableRef) ([]sink.FileInfo, uint64) {
 		}
 	}
 	slices.SortFunc(out, func(a, b sink.FileInfo) int { return strings.Compare(a.ID, b.ID) })
-	return out, c.evictions
+	return out
 }
 
-// enterQuery registers a query (see enter) when no eviction happened
-// since the count seen; ok is false otherwise.
-func (c *catalog) enterQuery(seen uint64) (exit func(), ok bool) {
-	c.mu.Lock()
-	if c.evictions != seen {
-		c.mu.Unlock()
-		return nil, false
-	}
-	c.mu.Unlock()
+// enterQuery registers a query (see enter) if, once it is registered,
+// none of the files it needs is evicted (see evictedFilesLocked; refs
+// nil: none is evicted at all), and waits until the views show the
+// catalog as it stands then. Files evicted later wait for the query.
+func (c *catalog) enterQuery(ctx context.Context, refs []tableRef, skip func(sink.FileInfo) bool) (exit func(), ok bool, err error) {
 	exit = c.enter()
-	// An eviction that started in between waits for this query, whose
-	// views may list its files; but the query must not miss them either.
 	c.mu.Lock()
-	same := c.evictions == seen
-	c.mu.Unlock()
-	if !same {
-		exit()
-		return nil, false
+	var missing bool
+	if refs == nil {
+		missing = c.nEvicted.Load() > 0
+	} else {
+		missing = len(c.evictedFilesLocked(refs, skip)) > 0
 	}
-	return exit, true
+	pending := c.applied < c.restored
+	c.mu.Unlock()
+	if missing {
+		exit()
+		return nil, false, nil
+	}
+	if pending {
+		// Fetched files put back by other queries may not be in the
+		// views yet.
+		if err := c.sync(ctx); err != nil {
+			exit()
+			return nil, false, err
+		}
+	}
+	return exit, true, nil
 }
 
 // maxFetchRounds bounds how often a query starts over because files it
@@ -216,46 +245,57 @@ func (e *Engine) prepareFiles(ctx context.Context, c *catalog, refs func() []tab
 // reports true for.
 func (e *Engine) prepareFilesExcept(ctx context.Context, c *catalog, refsFn func() []tableRef, skip func(sink.FileInfo) bool) (func(), error) {
 	if c.nEvicted.Load() == 0 {
-		c.mu.Lock()
-		seen := c.evictions
-		c.mu.Unlock()
-		if exit, ok := c.enterQuery(seen); ok {
+		exit, ok, err := c.enterQuery(ctx, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			return exit, nil
 		}
 	}
 	refs := refsFn()
-	for range maxFetchRounds {
-		need, seen := c.evictedFiles(refs)
-		if skip != nil {
-			need = slices.DeleteFunc(need, skip)
+	// Files fetched stay pinned across rounds, so each round has fewer
+	// left to fetch.
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
 		}
-		release := func() {}
+	}
+	for range maxFetchRounds {
+		need := c.evictedFiles(refs, skip)
 		if len(need) > 0 {
 			e.mu.Lock()
 			f := e.fetcher
 			e.mu.Unlock()
 			if f == nil {
+				release()
 				return nil, fmt.Errorf("query: %d files the query reads are in object storage only and the engine has no fetcher", len(need))
 			}
 			r, err := f.Fetch(ctx, need)
 			if err != nil {
+				release()
 				if errors.Is(err, sink.ErrCacheTooSmall) {
 					return nil, fmt.Errorf("%w: the query reads %d files kept in object storage only, more than the local cache (sink.s3.cache_bytes) holds; narrow its time range with WHERE timestamp >= ... AND timestamp < ... (%v)", ErrResources, len(need), err)
 				}
 				return nil, fmt.Errorf("query: fetch files from object storage: %w", err)
 			}
-			release = e.releaser(r)
+			releases = append(releases, e.releaser(r))
 			if err := c.restore(ctx, need); err != nil {
 				release()
 				return nil, err
 			}
 		}
-		exit, ok := c.enterQuery(seen)
+		exit, ok, err := c.enterQuery(ctx, refs, skip)
+		if err != nil {
+			release()
+			return nil, err
+		}
 		if ok {
 			return func() { exit(); release() }, nil
 		}
-		release()
 	}
+	release()
 	return nil, fmt.Errorf("%w: files the query reads kept being evicted from the local cache; try again or narrow its time range", ErrBusy)
 }
 

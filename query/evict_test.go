@@ -325,3 +325,86 @@ func TestQueriesFetchEvictedFiles(t *testing.T) {
 		t.Errorf("scan of alpha after offset 4: %d records, %v, offsets %v; want 5..29", n, err, offs)
 	}
 }
+
+// TestQueriesFetchEvictedConcurrently: queries of one stream, of one of
+// its hours, of logs and partition scans run together while every
+// release evicts the files again, so the views change under running
+// queries: each answer counts every row once.
+func TestQueriesFetchEvictedConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	lake, err := sink.New(scfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lake.Shutdown(context.Background())
+	h0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		writePartition(t, lake, "alpha", 0, h0.Add(time.Duration(i)*time.Hour), [][]int64{seq(int64(i)*10, int64(i)*10+10)}, true)
+	}
+	writePartition(t, lake, "beta", 0, h0, [][]int64{seq(0, 5)}, true)
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files := lake.Files()
+	var total int64
+	for _, f := range files {
+		total += f.Bytes
+	}
+	fc := &fakeCache{t: t, e: e, away: t.TempDir(), limit: total, pins: map[string]int{}, evicted: map[string]sink.FileInfo{}}
+	e.SetFetcher(fc)
+	fc.evict(files)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for _, q := range []struct {
+		sql  string
+		want int64
+	}{
+		{"SELECT count(*) FROM alpha", 30},
+		{"SELECT count(*) FROM alpha WHERE timestamp >= '2026-01-01 02:00' AND timestamp < '2026-01-01 03:00'", 10},
+		{"SELECT count(*) FROM logs", 35},
+		{"SELECT count(*) FROM beta", 5},
+	} {
+		wg.Go(func() {
+			for range 15 {
+				var w rowsWriter
+				if _, err := e.Run(ctx, q.sql, Options{}, &w); err != nil {
+					errs <- fmt.Errorf("%s: %w", q.sql, err)
+					return
+				}
+				if got := w.rows[0][0]; got != q.want {
+					c, _ := e.catalog(record.DefaultTenant)
+					c.mu.Lock()
+					dbg := fmt.Sprintf("files %v evicted %d", c.files, c.evictedCountLocked())
+					c.mu.Unlock()
+					errs <- fmt.Errorf("%s: %v, want %d; %s", q.sql, got, q.want, dbg)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 15 {
+			var offs []int64
+			_, err := e.ScanPartition(ctx, record.DefaultTenant, "alpha", 0, -1, 100, func(p Position, r record.Record) error {
+				offs = append(offs, p.Offset)
+				return nil
+			})
+			if err != nil || !slices.Equal(offs, seq(0, 30)) {
+				errs <- fmt.Errorf("scan of alpha: %v, offsets %v", err, offs)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

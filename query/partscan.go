@@ -396,18 +396,29 @@ func (c *catalog) partitionFiles(stream string) []string {
 // each round reads the records below the lowest offset of the evicted
 // files it did not fetch.
 func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, part int32, after int64, limit int, fn func(Position, record.Record) error) (int, error) {
-	n := 0
-	for round := 0; n < limit; round++ {
-		extra, stopAt, seen, release, err := e.fetchForScan(ctx, c, stream, part, after)
+	n, retries := 0, 0
+	// Files fetched by rounds that started over stay pinned until a
+	// round reads, so each try has fewer left to fetch.
+	var held []func()
+	releaseHeld := func() {
+		for _, r := range held {
+			r()
+		}
+		held = nil
+	}
+	defer func() { releaseHeld() }()
+	for n < limit {
+		extra, stopAt, release, err := e.fetchForScan(ctx, c, stream, part, after)
 		if err != nil {
 			return n, err
 		}
-		// enter before the snapshot: a file retired after it stays on
-		// disk until the scan ends.
-		exit, ok := c.enterQuery(seen)
-		if !ok {
-			release()
-			if round >= maxFetchRounds {
+		// enter before the snapshot: a file retired or evicted after it
+		// stays on disk until the scan ends.
+		exit := c.enter()
+		if c.scanMissing(stream, part, after, stopAt, extra) {
+			exit()
+			held = append(held, release)
+			if retries++; retries > maxFetchRounds {
 				return n, fmt.Errorf("%w: files the scan reads kept being evicted from the local cache", ErrBusy)
 			}
 			continue
@@ -415,6 +426,7 @@ func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, p
 		k, err := e.scanFiles(ctx, c, stream, part, after, limit-n, extra, stopAt, fn)
 		exit()
 		release()
+		releaseHeld()
 		n += k
 		if err != nil || stopAt == math.MaxInt64 || n >= limit {
 			return n, err
@@ -429,11 +441,10 @@ func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, p
 // offsets above after: the one with the lowest offsets and those that
 // overlap it. It returns their paths and the lowest offset of the
 // evicted files left out (math.MaxInt64 if none).
-func (e *Engine) fetchForScan(ctx context.Context, c *catalog, stream string, part int32, after int64) (paths []string, stopAt int64, seen uint64, release func(), err error) {
+func (e *Engine) fetchForScan(ctx context.Context, c *catalog, stream string, part int32, after int64) (paths []string, stopAt int64, release func(), err error) {
 	release = func() {}
 	stopAt = math.MaxInt64
 	c.mu.Lock()
-	seen = c.evictions
 	var fs []sink.FileInfo
 	for _, f := range c.evicted[stream] {
 		if f.Partition.Part == part && (f.MaxOffset < 0 || f.MaxOffset > after) {
@@ -442,7 +453,7 @@ func (e *Engine) fetchForScan(ctx context.Context, c *catalog, stream string, pa
 	}
 	c.mu.Unlock()
 	if len(fs) == 0 {
-		return nil, stopAt, seen, release, nil
+		return nil, stopAt, release, nil
 	}
 	slices.SortFunc(fs, func(a, b sink.FileInfo) int { return cmpInt64(a.MinOffset, b.MinOffset) })
 	var need []sink.FileInfo
@@ -457,16 +468,29 @@ func (e *Engine) fetchForScan(ctx context.Context, c *catalog, stream string, pa
 	fetcher := e.fetcher
 	e.mu.Unlock()
 	if fetcher == nil {
-		return nil, 0, 0, nil, fmt.Errorf("query: %d files of the stream are in object storage only and the engine has no fetcher", len(need))
+		return nil, 0, nil, fmt.Errorf("query: %d files of the stream are in object storage only and the engine has no fetcher", len(need))
 	}
 	r, err := fetcher.Fetch(ctx, need)
 	if err != nil {
-		return nil, 0, 0, nil, fmt.Errorf("query: fetch files from object storage: %w", err)
+		return nil, 0, nil, fmt.Errorf("query: fetch files from object storage: %w", err)
 	}
 	for _, f := range need {
 		paths = append(paths, f.Path)
 	}
-	return paths, stopAt, seen, e.releaser(r), nil
+	return paths, stopAt, e.releaser(r), nil
+}
+
+// scanMissing reports whether an evicted file of the partition may hold
+// offsets above after and below stopAt and is not among fetched.
+func (c *catalog) scanMissing(stream string, part int32, after, stopAt int64, fetched []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.evicted[stream] {
+		if f.Partition.Part == part && (f.MaxOffset < 0 || f.MaxOffset > after) && f.MinOffset < stopAt && !slices.Contains(fetched, f.Path) {
+			return true
+		}
+	}
+	return false
 }
 
 // scanFiles reads up to limit records of the partition with offsets
