@@ -45,14 +45,16 @@ func lakeMetric(t *testing.T, url, name string) int64 {
 func TestLakeS3CacheQueriesFetch(t *testing.T) {
 	srv := miniotest.Start(t)
 	const cache = 250 << 10
-	s := startServer(t, "", func(c *config) {
+	data := t.TempDir()
+	mutate := func(c *config) {
 		c.Sink.MaxFileAge = 100 * time.Millisecond
 		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
 		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
 			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password, CacheBytes: cache}
 		c.Ingest.PushTimeout = time.Minute
 		c.Consume.PollInterval = 20 * time.Millisecond
-	})
+	}
+	s := startServer(t, data, mutate)
 	ingest, q := newClients(s.url)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -161,5 +163,24 @@ func TestLakeS3CacheQueriesFetch(t *testing.T) {
 			}
 		}
 		sub.close()
+	}
+
+	// After a restart the engine learns the evicted files from the lake
+	// and fetches them again.
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, mutate)
+	if n := lakeMetric(t, s.url, "weir_lake_cache_evicted_files"); n == 0 {
+		t.Fatal("no evicted files after the restart")
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app", 60)
+	// The cache holds one big file: the other hours are fetched.
+	for h := range 3 {
+		waitCount(t, s.url, fmt.Sprintf("SELECT count(*) FROM big WHERE timestamp >= '%s' AND timestamp < '%s'",
+			base.Add(time.Duration(h)*time.Hour).Format(time.DateTime), base.Add(time.Duration(h+1)*time.Hour).Format(time.DateTime)), 50)
+	}
+	if n := lakeMetric(t, s.url, "weir_lake_cache_fetches_total"); n < 2 {
+		t.Errorf("%d fetches after the restart, want at least 2", n)
 	}
 }
