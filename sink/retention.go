@@ -457,28 +457,8 @@ func (l *Lake) writeJournal(offsets map[streamKey]OffsetSet) error {
 	if err != nil {
 		return err
 	}
-	final := filepath.Join(l.cfg.Dir, removedJournal)
-	tmp := filepath.Join(l.cfg.Dir, removedJournal+".tmp")
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write removal journal: %w", err)
-	}
-	_, err = out.Write(raw)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err == nil {
-		err = syncDir(l.cfg.Dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write removal journal: %w", err)
+	if err := writeDurably(l.cfg.Dir, removedJournal, raw); err != nil {
+		return fmt.Errorf("removal journal: %w", err)
 	}
 	return nil
 }
