@@ -10,13 +10,12 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
-	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/arrowipc"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -37,13 +36,10 @@ const arrowMemoryFactor = 4
 var (
 	// errArrowTooLarge is returned when decoding needs more Arrow memory
 	// than its budget; the client sees RESOURCE_EXHAUSTED.
-	errArrowTooLarge = errors.New("arrow_ipc: the decoded batch is too large")
-	// errNegativeAllocation is the failure of an allocation whose size,
-	// read from corrupt metadata, is negative.
-	errNegativeAllocation = errors.New("arrow_ipc: a buffer of negative size")
+	errArrowTooLarge = arrowipc.ErrTooLarge
 	// errArrowSchemaChange is returned for a schema message after the
 	// first message of the stream.
-	errArrowSchemaChange = errors.New("arrow_ipc: a second schema message in the stream: all record batches of a request share the stream's one schema")
+	errArrowSchemaChange = arrowipc.ErrSchemaChange
 )
 
 // arrowColumn is an accepted column of the columnar representation.
@@ -180,91 +176,6 @@ func fieldOf(c arrowColumn, t arrow.DataType) (arrowField, bool) {
 	return f, false
 }
 
-// requestAllocator is the allocator of one request's IPC reader. It
-// bounds what a (possibly compressed) IPC stream can make the server
-// allocate: once more than budget bytes were allocated in all, it fails
-// allocations by panicking with errArrowTooLarge, which the reader
-// recovers from and reports. It also keeps the buffers it handed out and
-// not yet freed, for freeLeaked.
-type requestAllocator struct {
-	mem    memory.Allocator
-	budget int
-
-	mu       sync.Mutex
-	left     int
-	exceeded bool
-	live     map[*byte][]byte
-}
-
-func newRequestAllocator(mem memory.Allocator, budget int) *requestAllocator {
-	return &requestAllocator{mem: mem, budget: budget, left: budget, live: map[*byte][]byte{}}
-}
-
-func (a *requestAllocator) takeLocked(n int) {
-	if n < 0 { // a size read from corrupt metadata
-		panic(errNegativeAllocation)
-	}
-	if n > a.left {
-		a.exceeded = true
-		panic(errArrowTooLarge)
-	}
-	a.left -= n
-}
-
-func (a *requestAllocator) trackLocked(b []byte) {
-	if len(b) > 0 {
-		a.live[unsafe.SliceData(b)] = b
-	}
-}
-
-func (a *requestAllocator) Allocate(size int) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.takeLocked(size)
-	b := a.mem.Allocate(size)
-	a.trackLocked(b)
-	return b
-}
-
-func (a *requestAllocator) Reallocate(size int, b []byte) []byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch {
-	case size < 0:
-		a.takeLocked(size)
-	case size > len(b):
-		a.takeLocked(size - len(b))
-	}
-	if len(b) > 0 {
-		delete(a.live, unsafe.SliceData(b))
-	}
-	nb := a.mem.Reallocate(size, b)
-	a.trackLocked(nb)
-	return nb
-}
-
-func (a *requestAllocator) Free(b []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(b) > 0 {
-		delete(a.live, unsafe.SliceData(b))
-	}
-	a.mem.Free(b)
-}
-
-// freeLeaked frees the buffers not freed yet. It is called once the
-// reader is released, when nothing refers to Arrow memory any more: the
-// reader leaks the buffers it was loading when it recovers from a panic
-// (a corrupt stream, or an allocation over the budget).
-func (a *requestAllocator) freeLeaked() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for p, b := range a.live {
-		delete(a.live, p)
-		a.mem.Free(b)
-	}
-}
-
 // decodeArrow decodes an Arrow IPC stream into records, at most maxRows
 // of them. Record batches are read in place from data; the Arrow buffers
 // decoding allocates (decompressed bodies) come from mem, at most budget
@@ -276,9 +187,9 @@ func (a *requestAllocator) freeLeaked() {
 // record.Batch.Rejects wants them (nil when no row is such). err is for
 // the whole request: INVALID_ARGUMENT, except errArrowTooLarge.
 func decodeArrow(data []byte, maxRows int, mem memory.Allocator, budget int) (out []record.Record, rejects []error, err error) {
-	lim := newRequestAllocator(mem, budget)
-	defer lim.freeLeaked() // after the reader's release
-	msgs := newIPCMessages(data)
+	lim := arrowipc.NewAllocator(mem, budget)
+	defer lim.FreeLeaked() // after the reader's release
+	msgs := arrowipc.NewMessages(data)
 	rd, err := ipc.NewReaderFromMessageReader(msgs, ipc.WithAllocator(lim))
 	if err != nil { // the reader released msgs
 		return nil, nil, arrowStreamErr(lim, err)
@@ -307,7 +218,7 @@ func decodeArrow(data []byte, maxRows int, mem memory.Allocator, budget int) (ou
 	if err := rd.Err(); err != nil {
 		return nil, nil, arrowStreamErr(lim, err)
 	}
-	if n := msgs.rest(); n > 0 {
+	if n := msgs.Rest(); n > 0 {
 		return nil, nil, fmt.Errorf("arrow_ipc: %d bytes after the end-of-stream marker: send one IPC stream (one schema) per batch", n)
 	}
 	if len(out) == 0 {
@@ -336,10 +247,10 @@ func (e *rowErrors) all(n int) []error {
 	return append(e.errs, make([]error, n-len(e.errs))...)
 }
 
-func arrowStreamErr(lim *requestAllocator, err error) error {
+func arrowStreamErr(lim *arrowipc.Allocator, err error) error {
 	switch {
-	case lim.exceeded:
-		return fmt.Errorf("%w: decoding it needs more than %d bytes", errArrowTooLarge, lim.budget)
+	case lim.Exceeded():
+		return fmt.Errorf("%w: decoding it needs more than %d bytes", errArrowTooLarge, lim.Budget())
 	case errors.Is(err, errArrowSchemaChange):
 		return errArrowSchemaChange
 	}

@@ -1,4 +1,4 @@
-package ingest
+package arrowipc
 
 import (
 	"encoding/binary"
@@ -11,7 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// ipcMessages frames the messages of an Arrow IPC stream held in memory
+// Messages frames the messages of an Arrow IPC stream held in memory
 // for ipc.NewReaderFromMessageReader. It hands the reader views of the
 // input instead of copies, and it checks each message's metadata before
 // the reader parses it: arrow-go sizes slices by the lengths of the
@@ -23,7 +23,7 @@ import (
 //
 // The first message must be a schema and the others record batches; a
 // stream ends with an end-of-stream marker or with the input.
-type ipcMessages struct {
+type Messages struct {
 	data  []byte
 	pos   int
 	n     int  // messages read
@@ -32,10 +32,10 @@ type ipcMessages struct {
 	refs  atomic.Int64
 }
 
-var _ ipc.MessageReader = (*ipcMessages)(nil)
+var _ ipc.MessageReader = (*Messages)(nil)
 
-func newIPCMessages(data []byte) *ipcMessages {
-	m := &ipcMessages{data: data}
+func NewMessages(data []byte) *Messages {
+	m := &Messages{data: data}
 	m.refs.Store(1)
 	return m
 }
@@ -56,7 +56,7 @@ var errIPCTruncated = errors.New("truncated message")
 
 // Message returns the next message, valid until the next call; io.EOF at
 // the end of the stream.
-func (m *ipcMessages) Message() (*ipc.Message, error) {
+func (m *Messages) Message() (*ipc.Message, error) {
 	if m.cur != nil {
 		m.cur.Release()
 		m.cur = nil
@@ -97,7 +97,7 @@ func (m *ipcMessages) Message() (*ipc.Message, error) {
 	case m.n == 0 && typ != fbHeaderSchema:
 		return nil, fmt.Errorf("message 0 is not a schema (message type %d)", typ)
 	case m.n > 0 && typ == fbHeaderSchema:
-		return nil, errArrowSchemaChange
+		return nil, ErrSchemaChange
 	case m.n > 0 && typ != fbHeaderRecordBatch:
 		return nil, fmt.Errorf("message %d has type %d: only record batches follow the schema (dictionary-encoded columns are not accepted)", m.n, typ)
 	case bodyLen < 0 || bodyLen > int64(len(m.data)-m.pos):
@@ -113,12 +113,12 @@ func (m *ipcMessages) Message() (*ipc.Message, error) {
 	return m.cur, nil
 }
 
-// rest returns the bytes after the end-of-stream marker.
-func (m *ipcMessages) rest() int { return len(m.data) - m.pos }
+// Rest returns the bytes after the end-of-stream marker.
+func (m *Messages) Rest() int { return len(m.data) - m.pos }
 
-func (m *ipcMessages) Retain() { m.refs.Add(1) }
+func (m *Messages) Retain() { m.refs.Add(1) }
 
-func (m *ipcMessages) Release() {
+func (m *Messages) Release() {
 	if m.refs.Add(-1) == 0 && m.cur != nil {
 		m.cur.Release()
 		m.cur = nil
@@ -126,7 +126,7 @@ func (m *ipcMessages) Release() {
 }
 
 // checkMessage checks what arrow-go trusts in a message's metadata (see
-// ipcMessages) and returns its type and body length.
+// Messages) and returns its type and body length.
 func checkMessage(meta []byte) (typ byte, bodyLen int64, err error) {
 	f := &flatBuf{b: meta, budget: len(meta) / 4}
 	root := f.u32(0)
