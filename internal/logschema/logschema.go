@@ -113,6 +113,30 @@ var (
 	}()
 )
 
+// batchSchema is the schema of columnar batches (see Batch).
+var batchSchema = func() *arrow.Schema {
+	fields := make([]arrow.Field, 0, len(columns)-2)
+	for _, c := range columns {
+		switch c.Name {
+		case Partition, Offset:
+			continue
+		case TraceID:
+			c.Arrow = &arrow.FixedSizeBinaryType{ByteWidth: 16}
+		case SpanID:
+			c.Arrow = &arrow.FixedSizeBinaryType{ByteWidth: 8}
+		}
+		fields = append(fields, arrow.Field{Name: c.Name, Type: c.Arrow, Nullable: c.Nullable})
+	}
+	return arrow.NewSchema(fields, nil)
+}()
+
+// Batch returns the Arrow schema of the columnar batches that cross the
+// buffer (internal/record.Batch.Cols): the columns of the files without
+// Partition and Offset, which the buffer assigns, and with the trace and
+// span ids as fixed_size_binary of 16 and 8 bytes (null when absent)
+// rather than the files' hex text.
+func Batch() *arrow.Schema { return batchSchema }
+
 // Columns returns the columns of the files, in order. The slice is the
 // caller's.
 func Columns() []Column { return append([]Column(nil), columns...) }

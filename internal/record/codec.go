@@ -41,7 +41,13 @@ const (
 // extended slice. It encodes every field but Bytes, which DecodeBatch
 // recomputes. The encoding is deterministic. A resource list equal to the
 // previous record's is stored once. AppendBatch grows dst at most once.
+//
+// A columnar batch (Cols set) is encoded in the columnar format: its
+// header, then an Arrow IPC stream of its rows, b.IPC as it is when set.
 func AppendBatch(dst []byte, b *Batch) []byte {
+	if b.Cols != nil {
+		return appendColumnar(dst, b)
+	}
 	// First pass: the stored attribute count and a size estimate.
 	kvs, size := 0, 48+len(b.Tenant)+len(b.Stream)+len(b.ProducerID)
 	for i := range b.Records {
@@ -164,6 +170,9 @@ func equalKVs(a, b []KV) bool {
 // were equal share one Resource slice (capacity-limited, so appending to
 // one copies it); treat decoded attribute lists as read-only.
 //
+// DecodeBatch also decodes the columnar format (see AppendBatch), into a
+// columnar batch whose IPC holds the stream it was read from.
+//
 // Counts and lengths are checked against the input's size before anything
 // is allocated for them (every record takes at least 5 bytes and every
 // stored attribute at least 2), so DecodeBatch never allocates more than
@@ -175,8 +184,11 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidBatch)
 	}
+	if data[0] == columnarVersion {
+		return decodeColumnar(data)
+	}
 	if data[0] != codecVersion {
-		return nil, fmt.Errorf("%w: version %d (this build reads version %d)", ErrInvalidBatch, data[0], codecVersion)
+		return nil, fmt.Errorf("%w: version %d (this build reads versions %d and %d)", ErrInvalidBatch, data[0], codecVersion, columnarVersion)
 	}
 	d := decoder{data: data, pos: 1}
 	b := &Batch{}

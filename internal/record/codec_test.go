@@ -222,14 +222,22 @@ func FuzzDecodeBatch(f *testing.F) {
 	} {
 		f.Add(AppendBatch(nil, b))
 	}
+	for _, data := range columnarSeeds(f) {
+		f.Add(data)
+	}
 	f.Add([]byte{})
 	f.Add([]byte{1})
+	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeBatch(data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidBatch) {
 				t.Fatalf("error %v does not wrap ErrInvalidBatch", err)
 			}
+			return
+		}
+		if b.Cols != nil {
+			checkDecodedColumnar(t, b)
 			return
 		}
 		bytesWant := 0

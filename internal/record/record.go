@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // DefaultTenant is the tenant of records that name none.
@@ -77,14 +79,31 @@ func Lookup(kvs []KV, k string) (string, bool) {
 // Batch is a group of records for one stream of one tenant. Batches are the
 // unit of buffering: a ring buffer slot holds one batch.
 //
+// A batch holds its rows in one of two forms: as Records, or, when Cols
+// is set, as one Arrow record batch in logschema.Batch() (see
+// NewColumnarBatch and the Col constants), and then Records is nil. Len
+// counts the rows of either; Materialize turns columns into records.
+//
 // A batch has one owner at a time. Whoever hands a batch to the next stage
-// must not touch it afterwards.
+// must not touch it afterwards; whoever drops a columnar batch releases
+// it (Release).
 type Batch struct {
 	Tenant  string
 	Stream  string
 	Records []Record
-	// Bytes is the accounted size of Records (see Record.Size); it is set by
-	// NewBatch and must be kept in step by anyone who changes Records.
+	// Cols holds the rows of a columnar batch; nil for a batch of
+	// Records.
+	Cols arrow.RecordBatch
+	// IPC, when set, is the Arrow IPC stream Cols was read from by
+	// ReadColumns with observed time IPCNow: the write-ahead log stores
+	// these bytes as they came rather than encoding Cols again. Whoever
+	// changes Cols clears it.
+	IPC    []byte
+	IPCNow int64
+	// Bytes is the accounted size of the rows (see Record.Size for
+	// Records, ColumnsSize for Cols); it is set by NewBatch and
+	// NewColumnarBatch and must be kept in step by anyone who changes
+	// the rows.
 	Bytes int
 	// Partition and Offset are assigned by the buffer: the stream partition
 	// the batch was queued on and the offset of its first record in that
