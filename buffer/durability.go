@@ -87,7 +87,7 @@ func (p *partition) appendLocked(group []sub, entry *record.Batch) (wal.Pos, err
 		if pos, err = p.wal.Append(p.enc); err != nil {
 			return pos, fmt.Errorf("buffer: write-ahead log of %s/%s partition %d: %w", p.key.Tenant, p.key.Stream, p.key.Partition, err)
 		}
-		end := entry.Offset + int64(len(entry.Records))
+		end := entry.Offset + int64(entry.Len())
 		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
 			p.marks[n-1].end = end
 		} else {
@@ -95,10 +95,12 @@ func (p *partition) appendLocked(group []sub, entry *record.Batch) (wal.Pos, err
 		}
 		p.lastPos = pos
 	}
-	for _, sb := range group {
+	for k := range group {
+		sb := &group[k]
 		sb.batch.Partition = p.key.Partition
 		sb.batch.Offset = p.next
-		p.next += int64(len(sb.batch.Records))
+		p.next += int64(sb.count)
+		sb.end = p.next
 		if !p.lanes[laneIndex(sb.prio)].ring.TryPush(sb.batch) {
 			panic("buffer: ring full despite a reserved slot")
 		}
@@ -220,7 +222,7 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 		run.causes = append(run.causes, cause)
 		if salvaged != nil {
 			run.salvaged = append(run.salvaged, salvaged)
-			p.next = max(p.next, salvaged.Offset+int64(len(salvaged.Records)))
+			p.next = max(p.next, salvaged.Offset+int64(salvaged.Len()))
 		} else {
 			run.undecodable = true
 		}
@@ -236,6 +238,7 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 	err = l.Scan(wal.Pos{}, func(pos wal.Pos, payload []byte) error {
 		batch, err := record.DecodeBatch(payload)
 		if err == nil && !ofPartition(batch, p.key) {
+			batch.Release()
 			err = fmt.Errorf("%w: a batch of %s/%s partition %d at offset %d in the log of this partition",
 				record.ErrInvalidBatch, batch.Tenant, batch.Stream, batch.Partition, batch.Offset)
 		}
@@ -255,7 +258,7 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 			}
 			run = nil
 		}
-		end := batch.Offset + int64(len(batch.Records))
+		end := batch.Offset + int64(batch.Len())
 		prevEnd = end
 		if n := len(p.marks); n > 0 && p.marks[n-1].seg == pos.Segment {
 			p.marks[n-1].end = max(p.marks[n-1].end, end)
@@ -290,25 +293,34 @@ func (b *Buffer) openWAL(p *partition) ([]*record.Batch, error) {
 // is cut where it would exceed maxRecords or maxBytes, so that each fits
 // in the normal share of the buffer; a single record larger than
 // maxBytes is an error, since it could never be queued.
+//
+// A columnar batch is cut into slices of its columns (and released).
 func splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(int64) bool, maxRecords int, maxBytes int64) error {
+	defer batch.Release()
 	start, size := -1, int64(0)
 	flush := func(end int) {
 		if start < 0 {
 			return
 		}
-		recs := append([]record.Record(nil), batch.Records[start:end]...)
-		nb := record.NewBatch(batch.Tenant, batch.Stream, recs)
+		var nb *record.Batch
+		if batch.Cols != nil {
+			nb = record.NewColumnarBatch(batch.Tenant, batch.Stream, batch.Cols.NewSlice(int64(start), int64(end)))
+		} else {
+			recs := append([]record.Record(nil), batch.Records[start:end]...)
+			nb = record.NewBatch(batch.Tenant, batch.Stream, recs)
+		}
 		nb.Partition = batch.Partition
 		nb.Offset = batch.Offset + int64(start)
 		*out = append(*out, nb)
 		start, size = -1, 0
 	}
-	for i := range batch.Records {
+	k := keysOf(batch)
+	for i := range batch.Len() {
 		if published(batch.Offset + int64(i)) {
 			flush(i)
 			continue
 		}
-		n := int64(batch.Records[i].Size())
+		n := int64(k.size(i))
 		if n > maxBytes {
 			return fmt.Errorf("record at offset %d has %d bytes, more than the %d bytes of the buffer's normal share (max_bytes less priority_share) it must be replayed into",
 				batch.Offset+int64(i), n, maxBytes)
@@ -321,7 +333,7 @@ func splitRecovered(out *[]*record.Batch, batch *record.Batch, published func(in
 		}
 		size += n
 	}
-	flush(len(batch.Records))
+	flush(batch.Len())
 	return nil
 }
 
@@ -383,8 +395,8 @@ func (b *Buffer) enqueueRecovered(s *stream, p *partition, batches []*record.Bat
 	defer p.floor.Store(math.MaxInt64)
 	for _, batch := range batches {
 		p.floor.Store(batch.Offset)
-		subs := []sub{{part: p.key.Partition, batch: batch, count: len(batch.Records), bytes: batch.Bytes}}
-		n := int64(len(batch.Records))
+		subs := []sub{{part: p.key.Partition, batch: batch, count: batch.Len(), bytes: batch.Bytes}}
+		n := int64(batch.Len())
 		if !b.tryReserve(s, subs, n, int64(batch.Bytes)) {
 			if err := b.waitReserve(b.runCtx, s, subs, n, int64(batch.Bytes)); err != nil {
 				return err

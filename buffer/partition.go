@@ -195,7 +195,7 @@ func (w *worker) drain() bool {
 }
 
 func (w *worker) deliver(l int, batch *record.Batch) {
-	n := int64(len(batch.Records))
+	n := int64(batch.Len())
 	w.b.release(w.p.lanes[l], n, int64(batch.Bytes))
 	if err := w.p.cons.Consume(w.ctx, batch); err != nil {
 		w.b.consumeErrors.Add(1)

@@ -75,6 +75,7 @@ func (b *Buffer) Enqueue(ctx context.Context, batch *record.Batch) (*Receipt, er
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		r.dup = true
+		batch.Release() // taken, and dropped: it was written before
 	case err != nil:
 		return nil, err
 	}
@@ -146,7 +147,7 @@ func (r *Receipt) Wait(ctx context.Context, level Level) error {
 // enqueue is Push up to the Durable level; it records in r where the
 // batch went.
 func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, r *Receipt) error {
-	if batch == nil || len(batch.Records) == 0 {
+	if batch == nil || batch.Len() == 0 {
 		return fmt.Errorf("buffer: push: %w", record.ErrEmptyBatch)
 	}
 	if level < Accepted || level > Committed {
@@ -169,7 +170,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	var subsBuf [8]sub
 	var destBuf [64]int32
 	subs, dest := plan(batch, b.cfg.Partitions, subsBuf[:0], destBuf[:0])
-	nrec := int64(len(batch.Records))
+	nrec := int64(batch.Len())
 	var nbytes int64
 	for _, s := range subs {
 		nbytes += int64(s.bytes)
@@ -205,7 +206,11 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	// Everything is reserved: from here only the write-ahead log can fail
 	// the push, and the batch is ours to take apart.
 	all, tenant, name, producer, seq := batch.Records, batch.Tenant, batch.Stream, batch.ProducerID, batch.Sequence
-	arrange(batch, subs, dest) // all now holds the records in lane order
+	ipcData, ipcNow := batch.IPC, batch.IPCNow
+	cols := arrange(batch, subs, dest) // all (or cols) now holds the records in lane order
+	if cols != nil && dest != nil {
+		defer cols.Release() // the sub-batches hold slices of it
+	}
 	var posBuf [8]wal.Pos
 	pos := posBuf[:0]
 	for i := 0; i < len(subs); {
@@ -218,17 +223,33 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 		}
 		group := subs[i:j]
 		p := s.parts[subs[i].part]
-		entry := record.Batch{Tenant: tenant, Stream: name, ProducerID: producer, Sequence: seq,
-			Records: all[group[0].start : group[len(group)-1].start+group[len(group)-1].count]}
+		lo, hi := group[0].start, group[len(group)-1].start+group[len(group)-1].count
+		entry := record.Batch{Tenant: tenant, Stream: name, ProducerID: producer, Sequence: seq}
+		switch {
+		case cols == nil:
+			entry.Records = all[lo:hi]
+		case dest == nil:
+			// The batch goes whole to one lane: the log takes the
+			// Arrow IPC stream it came as, when it came as one.
+			entry.Cols, entry.IPC, entry.IPCNow = cols, ipcData, ipcNow
+		default:
+			entry.Cols = cols.NewSlice(int64(lo), int64(hi))
+		}
 		p.mu.Lock()
 		at, err := p.appendLocked(group, &entry)
 		p.mu.Unlock()
+		if cols != nil && dest != nil {
+			entry.Cols.Release()
+		}
 		if err != nil {
 			// Give back the room of these parts and those after them;
 			// parts before them are queued and stay (only with several
 			// partitions).
 			for _, u := range subs[i:] {
 				b.release(s.parts[u.part].lanes[laneIndex(u.prio)], int64(u.count), int64(u.bytes))
+				if u.batch != batch {
+					u.batch.Release() // a slice of cols; batch stays the caller's
+				}
 			}
 			return err
 		}
@@ -252,7 +273,7 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 		}
 	}
 	for i, sb := range subs {
-		r.parts = append(r.parts, receiptPart{p: s.parts[sb.part], pos: pos[i], end: sb.batch.Offset + int64(len(sb.batch.Records))})
+		r.parts = append(r.parts, receiptPart{p: s.parts[sb.part], pos: pos[i], end: sb.end})
 	}
 	return nil
 }

@@ -40,17 +40,19 @@ func salvage(k Key, raw []byte) *record.Batch {
 	body := raw[frameHeader:]
 	if n := int(binary.LittleEndian.Uint32(raw)); n <= len(body) {
 		if b, err := record.DecodeBatch(body[:n]); err == nil && ofPartition(b, k) {
+			b.Materialize()
 			return b
 		}
 	}
 	if b, err := record.DecodeBatch(body); err == nil && ofPartition(b, k) {
+		b.Materialize()
 		return b
 	}
 	return nil
 }
 
 func ofPartition(b *record.Batch, k Key) bool {
-	return b.Tenant == k.Tenant && b.Stream == k.Stream && b.Partition == k.Partition && len(b.Records) > 0 && b.Offset >= 0
+	return b.Tenant == k.Tenant && b.Stream == k.Stream && b.Partition == k.Partition && b.Len() > 0 && b.Offset >= 0
 }
 
 // deadLetters returns the records of b whose offsets published does not

@@ -109,7 +109,7 @@ func (b *Buffer) createStream(k streamKey, recovering bool) (*stream, error) {
 				start = min(start, batches[0].Offset)
 				n := 0
 				for _, rb := range batches {
-					n += len(rb.Records)
+					n += rb.Len()
 				}
 				b.log.Info("buffer: replaying write-ahead log", "tenant", k.tenant, "stream", k.stream, "partition", i, "records", n, "from_offset", batches[0].Offset)
 			}

@@ -29,12 +29,23 @@ import (
 
 // capture is a buffer consumer that keeps every batch.
 type capture struct {
-	mu  *sync.Mutex
-	got *[]*record.Batch
+	mu       *sync.Mutex
+	got      *[]*record.Batch
+	columnar *[]*record.Batch // copies of the columnar batches, as they came
 }
 
 func (c capture) Consume(_ context.Context, b *record.Batch) error {
+	var cb record.Batch
+	if b.Cols != nil {
+		cb = *b
+		cb.Cols = nil
+	}
+	b.Materialize() // a columnar batch: the tests read records
 	c.mu.Lock()
+	if cb.Stream != "" {
+		cb.Records = b.Records
+		*c.columnar = append(*c.columnar, &cb)
+	}
 	*c.got = append(*c.got, b)
 	c.mu.Unlock()
 	return nil
@@ -55,8 +66,10 @@ type harness struct {
 	mem    *memory.CheckedAllocator
 	buf    *buffer.Buffer
 	stop   sync.Once
-	mu     sync.Mutex
-	got    []*record.Batch
+	mu       sync.Mutex
+	got      []*record.Batch
+	columnar []*record.Batch
+	pipe     *transform.Pipeline
 }
 
 // testNow is the harness's receive time, the default observed timestamp.
@@ -66,7 +79,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
 	h := &harness{mem: memory.NewCheckedAllocator(memory.NewGoAllocator())}
 	buf, err := buffer.New(buffer.DefaultConfig(), buffer.Deps{NewConsumer: func(buffer.Key) buffer.Consumer {
-		return capture{mu: &h.mu, got: &h.got}
+		return capture{mu: &h.mu, got: &h.got, columnar: &h.columnar}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +94,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.pipe = pipe
 	h.svc, err = NewService(cfg, pipe, buf, nil, WithAllocator(h.mem))
 	if err != nil {
 		t.Fatal(err)
@@ -340,6 +354,62 @@ func TestArrowMatchesRecords(t *testing.T) {
 	}
 	if len(dead) != 2 || dead[0] != "bad severity" || dead[1] != "bad severity" {
 		t.Errorf("dead letters %q, want the bad record of each push", dead)
+	}
+}
+
+// TestArrowColumnarPath checks that a batch sent as one Arrow record
+// batch to a stream without processors crosses the buffer as columns,
+// with the request's bytes kept for the write-ahead log, and arrives as
+// the records it holds; and that a stream with processors gets records.
+func TestArrowColumnarPath(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	schema := arrow.NewSchema([]arrow.Field{
+		nullable("timestamp", arrow.FixedWidthTypes.Timestamp_ns),
+		nullable("severity_number", arrow.PrimitiveTypes.Int32),
+		nullable("body", arrow.BinaryTypes.String),
+		nullable("resource", stringMap),
+		nullable("trace_id", &arrow.FixedSizeBinaryType{ByteWidth: 16}),
+	}, nil)
+	data := ipcStream(t, schema, `[
+		{"timestamp": 1700000000000000001, "severity_number": 9, "body": "one",
+		 "resource": [{"key": "service.name", "value": "svc"}], "trace_id": "AQIDBAUGBwgJCgsMDQ4PEA=="},
+		{"timestamp": 1700000000000000002, "severity_number": 9, "body": "two", "resource": []}
+	]`)
+	resp, err := h.push("app", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetAccepted() != 2 || resp.GetDeadLettered() != 0 {
+		t.Fatalf("response %+v", resp)
+	}
+	want := []record.Record{
+		{Timestamp: 1700000000000000001, ObservedTimestamp: testNow.UnixNano(), SeverityNumber: 9, Body: "one",
+			Resource: []record.KV{kv("service.name", "svc")}, TraceID: traceID},
+		{Timestamp: 1700000000000000002, ObservedTimestamp: testNow.UnixNano(), SeverityNumber: 9, Body: "two"},
+	}
+	checkRecords(t, h.records(t, "app"), want)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.columnar) != 1 || !bytes.Equal(h.columnar[0].IPC, data) || h.columnar[0].IPCNow != testNow.UnixNano() {
+		t.Fatalf("%d columnar batches consumed, want one carrying the request's bytes", len(h.columnar))
+	}
+
+	// A stream with processors gets records.
+	hp := newHarness(t, nil)
+	if err := hp.pipe.Reload(transform.Rules{"app": {Processors: []transform.Processor{{Set: map[string]string{"x": "1"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hp.push("app", data); err != nil {
+		t.Fatal(err)
+	}
+	if got := hp.records(t, "app"); len(got) != 2 {
+		t.Fatalf("%d records through processors, want 2", len(got))
+	}
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	if len(hp.columnar) != 0 {
+		t.Errorf("a stream with processors got %d columnar batches", len(hp.columnar))
 	}
 }
 

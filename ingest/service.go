@@ -328,10 +328,11 @@ func (s *Service) push(ctx context.Context, tenant, stream string, p payload, le
 		return pushed{}, err
 	}
 	size = b.Bytes
-	if err := s.rate.take(tenant, len(b.Records), b.Bytes); err != nil {
+	if err := s.rate.take(tenant, b.Len(), b.Bytes); err != nil {
+		b.Release()
 		return pushed{}, err
 	}
-	res = pushed{n: len(b.Records)}
+	res = pushed{n: b.Len()}
 	var partsBuf [4]*record.Batch
 	parts, err := s.proc.Process(partsBuf[:0], b)
 	if err != nil {
@@ -339,7 +340,7 @@ func (s *Service) push(ctx context.Context, tenant, stream string, p payload, le
 	}
 	for _, p := range parts {
 		if p.Stream == logschema.DeadLetterStream {
-			res.dead += len(p.Records)
+			res.dead += p.Len()
 		}
 	}
 	if len(parts) == 0 {
@@ -357,14 +358,20 @@ func (s *Service) push(ctx context.Context, tenant, stream string, p payload, le
 func (s *Service) submit(ctx context.Context, parts []*record.Batch, stream string, level buffer.Level, wait bool) (r *buffer.Receipt, dup bool, err error) {
 	if len(parts) == 1 && wait {
 		err := s.pushBatch(ctx, parts[0], level)
+		if err != nil && !errors.Is(err, buffer.ErrUnconfirmed) {
+			parts[0].Release() // not taken by the buffer
+		}
 		if errors.Is(err, buffer.ErrDuplicate) {
 			return nil, parts[0].Stream == stream, nil
 		}
 		return nil, false, err
 	}
-	for _, p := range parts {
+	for i, p := range parts {
 		pr, err := s.enqueue(ctx, p)
 		if err != nil {
+			for _, q := range parts[i:] {
+				q.Release() // not taken by the buffer
+			}
 			return nil, false, err
 		}
 		if p.Stream == stream {
@@ -412,6 +419,10 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 	case len(p.records) > 0 && len(p.arrow) > 0:
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("records and arrow_ipc are both set; send a batch as one or the other"))
 	case len(p.arrow) > 0:
+		if b := s.columnarBatch(tenant, stream, p.arrow); b != nil {
+			b.ProducerID, b.Sequence = producer, seq
+			return b, nil
+		}
 		out, rejects, err = decodeArrow(p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
 		if errors.Is(err, errArrowTooLarge) {
 			return nil, connect.NewError(connect.CodeResourceExhausted, err)
@@ -431,6 +442,36 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 	b := record.NewBatch(tenant, stream, out)
 	b.ProducerID, b.Sequence, b.Rejects = producer, seq, rejects
 	return b, nil
+}
+
+// RuleChecker is implemented by Processors that can tell whether a
+// stream's records go through processors (*transform.Pipeline does).
+// Batches sent as arrow_ipc to streams without processors stay columnar
+// from ingest to the sink; the others become records at ingest.
+type RuleChecker interface {
+	HasRules(stream string) bool
+}
+
+// columnarBatch returns the rows of an arrow_ipc payload as a columnar
+// batch that keeps the payload for the write-ahead log, or nil when they
+// go the row path: the stream has processors (or the Processor cannot
+// tell), or record.ReadColumns cannot take the payload as it is (a
+// compressed stream, JSON attribute columns, values a record cannot
+// hold, a malformed stream), for which decodeArrow finds the values to
+// dead-letter or the error to return.
+func (s *Service) columnarBatch(tenant, stream string, data []byte) *record.Batch {
+	rc, ok := s.proc.(RuleChecker)
+	if !ok || rc.HasRules(stream) {
+		return nil
+	}
+	now := s.now().UnixNano()
+	cols, err := record.ReadColumns(data, now, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
+	if err != nil {
+		return nil
+	}
+	b := record.NewColumnarBatch(tenant, stream, cols)
+	b.IPC, b.IPCNow = data, now
+	return b
 }
 
 // convertRecords converts the records of the proto representation. A

@@ -32,6 +32,7 @@ func (c gatedConsumer) Consume(ctx context.Context, b *record.Batch) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	b.Materialize() // a columnar batch: the tests read records
 	c.mu.Lock()
 	*c.got = append(*c.got, b)
 	c.mu.Unlock()

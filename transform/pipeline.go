@@ -206,6 +206,10 @@ func (p *Pipeline) HasRules(stream string) bool { return p.prog.Load().chain(str
 // since they may leave a batch empty. A retried request thus maps to
 // retried batches everywhere.
 //
+// A columnar batch (b.Cols) of a stream without processors whose rows are
+// all valid and within the limits is returned as it is; any other becomes
+// records first (record.Batch.Materialize).
+//
 // Records with an error in b.Rejects (they failed at the edge) go to the
 // dead-letter stream with that error, at stage "validate", without
 // running the processors; the batches returned carry no Rejects.
@@ -222,6 +226,16 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 	prog := p.prog.Load()
 	ch := prog.chain(b.Stream)
 	now := p.cfg.Now()
+	if b.Cols != nil {
+		// A columnar batch stays columnar when every row is valid and
+		// within the attribute limits; otherwise its rows take the
+		// record path, which dead-letters and cuts them row by row.
+		if ch == nil && rejects == nil && record.ValidateColumns(b.Cols, now, p.cfg.Limits) == nil &&
+			record.AttributesWithin(b.Cols, p.cfg.MaxAttributes, p.cfg.MaxKeyBytes, p.cfg.MaxValueBytes) {
+			return append(dst, b), nil
+		}
+		b.Materialize()
+	}
 	if ch == nil {
 		return p.validateOnly(dst, b, rejects, now)
 	}

@@ -35,7 +35,14 @@ var (
 // their attribute slices once it returns, and nothing else touches b
 // after Consume, so the hub may share the records' strings and slices.
 // A batch the Batcher failed on is not published: tail is best effort.
+//
+// A columnar batch stays columnar through the Batcher while nobody tails;
+// when someone does, it becomes records first, so that the hub can share
+// them.
 func (c tailConsumer) Consume(ctx context.Context, b *record.Batch) error {
+	if b.Cols != nil && c.hub.Subscribed() {
+		b.Materialize()
+	}
 	if err := c.Batcher.Consume(ctx, b); err != nil {
 		return err
 	}

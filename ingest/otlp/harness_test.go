@@ -22,6 +22,7 @@ type capture struct {
 }
 
 func (c capture) Consume(_ context.Context, b *record.Batch) error {
+	b.Materialize() // a columnar batch: the tests read records
 	c.mu.Lock()
 	*c.got = append(*c.got, b)
 	c.mu.Unlock()

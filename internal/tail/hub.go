@@ -177,6 +177,11 @@ type offer struct {
 	size  int
 }
 
+// Subscribed reports whether any subscription is open: a publisher of
+// columnar batches turns them into records (record.Batch.Materialize)
+// only then. It costs one atomic load.
+func (h *Hub) Subscribed() bool { return len(*h.subs.Load()) > 0 }
+
 // Publish offers the records of b to every subscription. It never blocks
 // on a subscriber: records that do not fit in a subscription's queue, or
 // in Config.TotalBytes, are counted as missed. It closes subscriptions
@@ -186,7 +191,8 @@ type offer struct {
 // Publish does not retain b, but the items it queues copy the Record
 // values of b, sharing their strings and attribute slices: the caller
 // must not modify those after Publish. b.Partition and b.Offset must be
-// set (the offset of b.Records[i] is b.Offset+i).
+// set (the offset of b.Records[i] is b.Offset+i). A columnar batch
+// (b.Cols set) is not published: the caller materializes it first.
 func (h *Hub) Publish(b *record.Batch) {
 	subs := *h.subs.Load()
 	if len(subs) == 0 {

@@ -108,7 +108,9 @@ type openBatch struct {
 	rows    int
 	bytes   int
 	b       *builder
-	firstOf int64 // lowest offset of its rows (priority records can arrive ahead of lower offsets)
+	built   int                 // rows in b not yet in parts
+	parts   []arrow.RecordBatch // finished rows in arrival order (columnar batches, then b's)
+	firstOf int64               // lowest offset of its rows (priority records can arrive ahead of lower offsets)
 }
 
 type pendingBatch struct {
@@ -138,10 +140,20 @@ func NewBatcher(cfg Config, tenant, stream string, part int32, w Writer, mem mem
 
 // Consume normalises the records of b and adds them to the batches under
 // construction, flushing those that fill up. It takes ownership of b.
-// Records keep their order within each hour partition.
+// Records keep their order within each hour partition. A columnar batch
+// (b.Cols) is added as columns, without becoming records (unless
+// MaxColumns promotes attributes), and released.
 func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 	if err := bt.retryPending(ctx, bt.cfg.MaxPending-1); err != nil {
+		b.Release()
 		return err
+	}
+	if b.Cols != nil {
+		if bt.cfg.MaxColumns == 0 {
+			return bt.consumeColumns(ctx, b)
+		}
+		// Promotion reads attributes row by row.
+		b.Materialize()
 	}
 	if bt.prom.decide() {
 		// New columns: the batches under construction finish with the
@@ -171,6 +183,7 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 			ob.firstOf = off
 		}
 		ob.b.append(r, b.Partition, b.Offset+int64(i))
+		ob.built++
 		if len(ob.b.extra) > 0 {
 			bt.conflicts += int64(appendPromoted(ob.b.extra, ob.b.cols, r))
 		}
@@ -218,6 +231,9 @@ func (bt *Batcher) Close(ctx context.Context) error {
 	for _, ob := range bt.open {
 		lost += ob.rows
 		ob.b.release()
+		for _, p := range ob.parts {
+			p.Release()
+		}
 	}
 	bt.pending, bt.open = nil, nil
 	return fmt.Errorf("transform: stream %s partition %d: %d records not written: %w", bt.stream, bt.part, lost, err)
@@ -286,8 +302,7 @@ func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
 			break
 		}
 	}
-	rec := ob.b.finish()
-	ob.b.release()
+	rec := bt.finishOpen(ob)
 	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour}
 	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec, firstOf: ob.firstOf})
 	return bt.retryPending(ctx, bt.cfg.MaxPending-1)

@@ -27,6 +27,7 @@ type Harness struct {
 type capture struct{ h *Harness }
 
 func (c capture) Consume(_ context.Context, b *record.Batch) error {
+	b.Materialize() // a columnar batch: the tests read records
 	c.h.mu.Lock()
 	c.h.got = append(c.h.got, b)
 	c.h.mu.Unlock()
