@@ -57,15 +57,15 @@ func (capture) Close(context.Context) error           { return nil }
 // processors), served over HTTP/2 on loopback, whose Arrow memory comes
 // from a checked allocator.
 type harness struct {
-	client weirv1connect.IngestServiceClient
-	grpc   weirv1connect.IngestServiceClient
-	json   weirv1connect.IngestServiceClient
-	http   *http.Client // to the server, HTTP/2 over TLS
-	url    string
-	svc    *Service
-	mem    *memory.CheckedAllocator
-	buf    *buffer.Buffer
-	stop   sync.Once
+	client   weirv1connect.IngestServiceClient
+	grpc     weirv1connect.IngestServiceClient
+	json     weirv1connect.IngestServiceClient
+	http     *http.Client // to the server, HTTP/2 over TLS
+	url      string
+	svc      *Service
+	mem      *memory.CheckedAllocator
+	buf      *buffer.Buffer
+	stop     sync.Once
 	mu       sync.Mutex
 	got      []*record.Batch
 	columnar []*record.Batch
