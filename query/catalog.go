@@ -59,7 +59,13 @@ type catalog struct {
 	gen     uint64                 // bumped by every change that retires files
 	active  map[uint64]int         // running queries by the gen they started at
 	retired []retiredSegment       // segments to delete once unseen
-	seq     atomic.Uint64          // names segments
+	// doomed are retired segments no query can see any more, for the
+	// remover to delete without mu: a publish retires every staging
+	// segment of its file at once (hundreds a minute per stream), and
+	// unlinking them under mu would hold up stage, which the sink's
+	// encoders call on the write path, and the view loop.
+	doomed []string
+	seq    atomic.Uint64 // names segments
 
 	// evicted are the files kept in object storage only (evict.go), by
 	// stream and ID; nEvicted counts them for queries to read without
@@ -86,6 +92,11 @@ type catalog struct {
 	kick     chan struct{}
 	stop     chan struct{}
 	loopDone chan struct{}
+
+	// The remover deletes doomed segments in the background: woken by
+	// sweep, it stops at stop and closes removerDone.
+	sweep       chan struct{}
+	removerDone chan struct{}
 }
 
 // minViewInterval spaces view rebuilds; a rebuild that took d is followed
@@ -134,11 +145,14 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 	c.kick = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
 	c.loopDone = make(chan struct{})
+	c.sweep = make(chan struct{}, 1)
+	c.removerDone = make(chan struct{})
 	if err := c.init(dataDir, lakeDir); err != nil {
 		db.Close()
 		return nil, err
 	}
 	go c.viewLoop()
+	go c.remover()
 	return c, nil
 }
 
@@ -298,12 +312,16 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 
 // close releases the database. Queries still running fail.
 func (c *catalog) close() error {
+	// What queries still running when the remover stopped doomed; the
+	// first deferred call runs last, once mu is released.
+	defer c.removeDoomed()
 	select {
 	case <-c.stop:
 	default:
 		close(c.stop)
 	}
 	<-c.loopDone
+	<-c.removerDone
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.settled.Broadcast()
@@ -515,11 +533,16 @@ func (c *catalog) enter() func() {
 			c.settled.Broadcast() // for evict
 		}
 		c.sweepLocked()
+		closed := c.conn == nil
 		c.mu.Unlock()
+		if closed { // the remover has stopped
+			c.removeDoomed()
+		}
 	}
 }
 
-// sweepLocked deletes the retired segments no running query can see.
+// sweepLocked hands the retired segments no running query can see to the
+// remover.
 func (c *catalog) sweepLocked() {
 	oldest := c.gen
 	for g := range c.active {
@@ -528,14 +551,50 @@ func (c *catalog) sweepLocked() {
 	keep := c.retired[:0]
 	for _, r := range c.retired {
 		if r.gen <= oldest {
-			if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				c.log.Warn("remove staging segment", "path", r.path, "err", err)
-			}
+			c.doomed = append(c.doomed, r.path)
 			continue
 		}
 		keep = append(keep, r)
 	}
+	clear(c.retired[len(keep):])
 	c.retired = keep
+	if len(c.doomed) > 0 {
+		select {
+		case c.sweep <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// remover deletes doomed segments until close; what is doomed when close
+// stops it is deleted before it returns.
+func (c *catalog) remover() {
+	defer close(c.removerDone)
+	for {
+		select {
+		case <-c.sweep:
+			c.removeDoomed()
+		case <-c.stop:
+			c.removeDoomed()
+			return
+		}
+	}
+}
+
+// removeFile deletes a segment or file no query can see; tests replace it.
+var removeFile = os.Remove
+
+// removeDoomed deletes the segments sweepLocked found unseen, without mu.
+func (c *catalog) removeDoomed() {
+	c.mu.Lock()
+	doomed := c.doomed
+	c.doomed = nil
+	c.mu.Unlock()
+	for _, path := range doomed {
+		if err := removeFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("remove staging segment", "path", path, "err", err)
+		}
+	}
 }
 
 // applyViewsLocked recreates the views of the given streams (and the
