@@ -16,6 +16,16 @@ func OpenWithWriteHook(dir string, opts Options, log *slog.Logger, hook func(pat
 	return open(dir, opts, log, func(string) error { return nil }, hook)
 }
 
+// OpenWithRemoveHook opens a log that calls hook instead of deleting a
+// segment in Remove.
+func OpenWithRemoveHook(dir string, opts Options, log *slog.Logger, hook func(path string) error) (*Log, error) {
+	l, err := open(dir, opts, log, nil, nil)
+	if err == nil {
+		l.removeHook = hook
+	}
+	return l, err
+}
+
 // Stats returns the number of fsyncs of segment data so far and the
 // number of records appended.
 func (l *Log) Stats() (fsyncs, appends uint64) {

@@ -104,7 +104,7 @@ type Segment struct {
 // concurrent use. Append order is log order: callers that need an order
 // across goroutines must serialise their Appends themselves.
 //
-// Lock order: syncMu before mu. syncMu is held across every fsync (so one
+// Lock order: removeMu, then syncMu, then mu. syncMu is held across every fsync (so one
 // is in flight at a time and no file is closed under it); mu guards the
 // state and is never held across an fsync except by a segment roll, which
 // must finish its fsync before the next record can be written.
@@ -118,8 +118,11 @@ type Log struct {
 	// with the file's path and the write's length; the write then stores
 	// only the first n bytes and fails with err if err is not nil.
 	writeHook func(path string, size int) (n int, err error)
+	// removeHook, set by tests, is called instead of deleting a segment.
+	removeHook func(path string) error
 
-	syncMu sync.Mutex
+	syncMu   sync.Mutex
+	removeMu sync.Mutex // one Remove at a time
 
 	mu       sync.Mutex
 	segs     []Segment // oldest first; the last is current
@@ -720,27 +723,45 @@ func (l *Log) Segments() []Segment {
 // current one, and fsyncs the directory. The caller decides which records
 // are no longer needed (typically: all records in the segment are in the
 // lake). Segments are deleted oldest first, so a crash part-way leaves no
-// gap.
+// gap. Append and Sync do not wait for the deletions (unlinking a segment
+// of tens of MiB takes milliseconds), only for the directory's fsync,
+// which is one fsync like the others.
 func (l *Log) Remove(before uint64) error {
-	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	n := 0
-	var err error
+	var doomed []Segment
 	for _, s := range l.segs[:len(l.segs)-1] {
 		if s.Index >= before {
 			break
 		}
-		if rerr := os.Remove(s.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		doomed = append(doomed, s)
+	}
+	l.mu.Unlock()
+
+	n := 0
+	var err error
+	for _, s := range doomed {
+		remove := os.Remove
+		if l.removeHook != nil {
+			remove = l.removeHook
+		}
+		if rerr := remove(s.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = fmt.Errorf("wal: remove segment: %w", rerr)
 			break
 		}
 		n++
 	}
+	if n == 0 {
+		return err
+	}
+	// Only Remove drops segments, one at a time, and rolls add them at
+	// the end: the n deleted are still the first n.
+	l.mu.Lock()
 	l.segs = append([]Segment(nil), l.segs[n:]...)
 	d := 0
 	for d < len(l.damage) && l.damage[d].Segment < l.segs[0].Index {
@@ -748,10 +769,11 @@ func (l *Log) Remove(before uint64) error {
 	}
 	l.damage = append([]Damage(nil), l.damage[d:]...)
 	l.mu.Unlock()
-	if n == 0 {
-		return err
-	}
-	if serr := l.fsyncDir(); serr != nil {
+
+	l.syncMu.Lock()
+	serr := l.fsyncDir()
+	l.syncMu.Unlock()
+	if serr != nil {
 		l.mu.Lock()
 		l.failLocked(fmt.Errorf("wal: %w", serr))
 		serr = l.err

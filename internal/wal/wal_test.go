@@ -847,3 +847,77 @@ func TestCloseSyncs(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveHoldsUpNoAppend blocks Remove in the middle of deleting old
+// segments and checks that records are appended and synced meanwhile:
+// deleting the segments a publish made unnecessary once held the log's
+// locks, so every push to the partition waited for the unlinks.
+func TestRemoveHoldsUpNoAppend(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	entered := make(chan string, 1)
+	release := make(chan struct{})
+	l, err := wal.OpenWithRemoveHook(dir, testOptions(), nil, func(path string) error {
+		select {
+		case entered <- path:
+			<-release // the first deletion blocks
+		default:
+		}
+		return os.Remove(path)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLog(t, l)
+	recs := appendN(t, l, 0, 100)
+	segs := l.Segments()
+	if len(segs) < 4 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	removed := make(chan error, 1)
+	go func() { removed <- l.Remove(segs[2].Index) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Remove deleted nothing")
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		for i := 100; i < 200; i++ {
+			pos, err := l.Append(payload(i))
+			if err != nil {
+				done <- err
+				return
+			}
+			if err := l.Sync(context.Background(), pos); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("Append and Sync waited for Remove's deletions")
+	}
+	close(release)
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Segments(); got[0].Index != segs[2].Index {
+		t.Fatalf("first segment %d after Remove(%d)", got[0].Index, segs[2].Index)
+	}
+	first := 0
+	for recs[first].pos.Segment < segs[2].Index {
+		first++
+	}
+	if got := replayAll(t, l, wal.Pos{}); len(got) != 200-first {
+		t.Fatalf("replayed %d records, want %d", len(got), 200-first)
+	}
+}
