@@ -65,7 +65,10 @@ type catalog struct {
 	// unlinking them under mu would hold up stage, which the sink's
 	// encoders call on the write path, and the view loop.
 	doomed []string
-	seq    atomic.Uint64 // names segments
+	// doomedN counts the paths ever doomed and removedN those the remover
+	// has deleted since (settled is signalled), for sync.
+	doomedN, removedN uint64
+	seq               atomic.Uint64 // names segments
 
 	// evicted are the files kept in object storage only (evict.go), by
 	// stream and ID; nEvicted counts them for queries to read without
@@ -256,6 +259,14 @@ func (c *catalog) sync(ctx context.Context) error {
 	defer c.mu.Unlock()
 	target := c.changes
 	for c.applied < target && c.conn != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c.settled.Wait()
+	}
+	// And what those changes made unseen is deleted.
+	doomed := c.doomedN
+	for c.removedN < doomed && c.conn != nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -552,6 +563,7 @@ func (c *catalog) sweepLocked() {
 	for _, r := range c.retired {
 		if r.gen <= oldest {
 			c.doomed = append(c.doomed, r.path)
+			c.doomedN++
 			continue
 		}
 		keep = append(keep, r)
@@ -590,11 +602,18 @@ func (c *catalog) removeDoomed() {
 	doomed := c.doomed
 	c.doomed = nil
 	c.mu.Unlock()
+	if len(doomed) == 0 {
+		return
+	}
 	for _, path := range doomed {
 		if err := removeFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.log.Warn("remove staging segment", "path", path, "err", err)
 		}
 	}
+	c.mu.Lock()
+	c.removedN += uint64(len(doomed))
+	c.settled.Broadcast()
+	c.mu.Unlock()
 }
 
 // applyViewsLocked recreates the views of the given streams (and the
