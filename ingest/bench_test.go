@@ -3,8 +3,10 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,9 +17,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/protobuf/proto"
 
-	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
-
+	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform"
+	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
 // BenchmarkDecode measures request decoding at the edge: protobuf
@@ -134,4 +140,115 @@ func (protoCodec) Name() string                  { return "proto" }
 func (protoCodec) Marshal(m any) ([]byte, error) { return proto.Marshal(m.(proto.Message)) }
 func (protoCodec) Unmarshal(data []byte, m any) error {
 	return proto.Unmarshal(data, m.(proto.Message))
+}
+
+// rowsOnly hides a Processor's RuleChecker, so that every Arrow batch
+// takes the row path: the path of every Arrow batch before columnar
+// batches, for comparison.
+type rowsOnly struct{ p Processor }
+
+func (r rowsOnly) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error) {
+	return r.p.Process(dst, b)
+}
+
+// discardWriter is a sink that drops what it is given.
+type discardWriter struct{}
+
+func (discardWriter) Write(context.Context, sink.Partition, arrow.RecordBatch) error { return nil }
+
+// BenchmarkArrowPath measures the write path of an Arrow IPC push up to
+// the sink: the request's decoding, validation, the buffer with its
+// write-ahead log (appended to, ACCEPTED: the fsyncs' latency would hide
+// the CPU cost), and the Arrow batcher, whose finished batches a
+// discarding sink drops; the buffer's backpressure makes the loop run at
+// the pace of the slower of ingest and the batcher. Each push is
+// 1,000 Loghub lines (as BenchmarkDecode's) on one stream of one
+// service; "columnar" keeps the batch in columns end to end, "rows" turns
+// it into records at ingest and back into Arrow in the batcher, as every
+// Arrow batch did before.
+func BenchmarkArrowPath(b *testing.B) {
+	f, err := os.Open(filepath.Join("..", "testdata", "loghub", "HDFS_2k.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	const per = 1000
+	now := uint64(time.Now().UnixNano())
+	var recs []*weirv1.LogRecord
+	for i := range per {
+		recs = append(recs, &weirv1.LogRecord{
+			TimeUnixNano: now + uint64(i), SeverityNumber: 9, SeverityText: "INFO", Body: lines[i%len(lines)],
+			Attributes: []*weirv1.KeyValue{
+				{Key: "thread.id", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_IntValue{IntValue: int64(i % 64)}}},
+				{Key: "code.function", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: "PacketResponder.run"}}},
+			},
+			Resource: []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: "datanode"}}}},
+		})
+	}
+	data := arrowOf(b, recs)
+	for _, columnar := range []bool{true, false} {
+		name := "rows"
+		if columnar {
+			name = "columnar"
+		}
+		b.Run(name, func(b *testing.B) {
+			bc := buffer.DefaultConfig()
+			bc.WALDir = b.TempDir()
+			buf, err := buffer.New(bc, buffer.Deps{NewConsumer: func(k buffer.Key) buffer.Consumer {
+				bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), k.Tenant, k.Stream, k.Partition, discardWriter{}, nil, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return bt
+			}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := buf.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			pipe, err := transform.NewPipeline(transform.PipelineConfig{Limits: record.Limits{MaxFuture: 24 * time.Hour}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var proc Processor = pipe
+			if !columnar {
+				proc = rowsOnly{pipe}
+			}
+			svc, err := NewService(DefaultConfig(), proc, buf, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				res, err := svc.push(context.Background(), "default", "hdfs", payload{arrow: data}, buffer.Accepted, "", 0, true)
+				if err != nil || res.n != per {
+					b.Fatalf("push: %d records, %v", res.n, err)
+				}
+			}
+			if err := buf.Shutdown(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "records/s")
+			// CPU per record counts every goroutine (the batcher's too)
+			// and is little affected by others sharing the machine.
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N*per), "cpu-ns/record")
+		})
+	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
 
@@ -91,7 +94,11 @@ func crashCycles(t *testing.T) int {
 // a batch that was not acknowledged is sent again, with its sequence, to
 // the next server.
 type crashProducer struct {
-	id      string
+	id string
+	// arrow sends batches as Arrow IPC streams (arrow_ipc): those with a
+	// priority record are split into two lanes, the others cross the
+	// buffer and the log whole, as they came.
+	arrow   bool
 	nextSeq uint64
 	pending *weirv1.PushRequest // sent, not acknowledged
 	batchID string              // batch id of pending
@@ -116,6 +123,10 @@ func (cp *crashProducer) push(ctx context.Context, url string, cycle, size int, 
 				Stream: "crash", Records: recs, AckLevel: weirv1.AckLevel_ACK_LEVEL_DURABLE,
 				ProducerId: cp.id, Sequence: cp.nextSeq,
 			}
+			if cp.arrow {
+				cp.pending.ArrowIpc = crashArrow(recs, cp.nextSeq%2 == 0)
+				cp.pending.Records = nil
+			}
 			sent(cp.batchID)
 		}
 		if _, err := client.Push(ctx, connect.NewRequest(cp.pending)); err != nil {
@@ -127,7 +138,8 @@ func (cp *crashProducer) push(ctx context.Context, url string, cycle, size int, 
 }
 
 // TestCrashRecovery runs weir as a child process, streams DURABLE batches
-// from several idempotent producers, kills it with SIGKILL at random
+// from several idempotent producers (half of them sending records, half
+// Arrow IPC streams, which cross the log and buffer as columns), kills it with SIGKILL at random
 // moments, restarts it on the same data directory, and has the producers
 // resend what was not acknowledged. At the end, every batch ever sent must
 // be present exactly once, whole: nothing acknowledged is lost, nothing is
@@ -150,7 +162,7 @@ func TestCrashRecovery(t *testing.T) {
 	acked := func(string) { mu.Lock(); ackedN++; mu.Unlock() }
 	prods := make([]*crashProducer, producers)
 	for i := range prods {
-		prods[i] = &crashProducer{id: "producer-" + strconv.Itoa(i)}
+		prods[i] = &crashProducer{id: "producer-" + strconv.Itoa(i), arrow: i%2 == 1}
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	cycles := crashCycles(t)
@@ -233,6 +245,30 @@ func TestCrashRecovery(t *testing.T) {
 	if len(lost) > 0 || len(dup) > 0 || len(partial) > 0 || len(unknown) > 0 {
 		t.Fatalf("lost batches %v; duplicated %v; half-present %v; unknown %v\nserver log:\n%s", head(lost), head(dup), head(partial), head(unknown), p.logs.String())
 	}
+}
+
+// crashArrow returns recs as an Arrow IPC stream of one record batch,
+// with their priority records when withPriority is set and all of
+// severity INFO otherwise.
+func crashArrow(recs []*weirv1.LogRecord, withPriority bool) []byte {
+	rows := make([]record.Record, len(recs))
+	for i, r := range recs {
+		rows[i] = record.Record{Body: r.GetBody(), SeverityText: "INFO", Resource: []record.KV{{Key: "service.name", Value: "test"}}}
+		if withPriority && r.GetSeverityText() != "" {
+			rows[i].SeverityText = r.GetSeverityText()
+		}
+	}
+	cols := record.Columns(rows, memory.DefaultAllocator)
+	defer cols.Release()
+	var out bytes.Buffer
+	w := ipc.NewWriter(&out, ipc.WithSchema(cols.Schema()))
+	if err := w.Write(cols); err != nil {
+		panic(err)
+	}
+	if err := w.Close(); err != nil {
+		panic(err)
+	}
+	return out.Bytes()
 }
 
 // crashCounts returns the record count of every batch in the crash stream.
