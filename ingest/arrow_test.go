@@ -546,9 +546,10 @@ func TestArrowIdempotentProducer(t *testing.T) {
 	}
 }
 
-// FuzzArrowBatch feeds the Arrow decoder arbitrary bytes: it never
-// panics, returns between one and the limit of records or an error, and
-// releases all the Arrow memory it took.
+// FuzzArrowBatch feeds the Arrow decoders arbitrary bytes: they never
+// panic, the row decoder returns between one and the limit of records or
+// an error, the columnar reader takes only streams the row decoder reads
+// without rejects, and both release all the Arrow memory they took.
 func FuzzArrowBatch(f *testing.F) {
 	all := arrow.NewSchema([]arrow.Field{
 		nullable("timestamp", &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}),
@@ -580,6 +581,20 @@ func FuzzArrowBatch(f *testing.F) {
 			t.Errorf("%d rejects for %d records", len(rejects), len(recs))
 		}
 		mem.AssertSize(t, 0)
+		// The columnar reader of the same bytes: what it takes it
+		// takes whole, row for row as the row path reads it.
+		cols, cerr := record.ReadColumns(data, 7, 100, mem, 1<<20)
+		if cerr != nil {
+			mem.AssertSize(t, 0)
+			return
+		}
+		rows := record.Rows(cols)
+		_ = record.ValidateColumns(cols, time.Now(), record.Limits{})
+		cols.Release()
+		mem.AssertSize(t, 0)
+		if err != nil || len(rows) != len(recs) || rejects != nil {
+			t.Fatalf("columns of %d rows where the row path read %d records, %d rejects, err %v", len(rows), len(recs), len(rejects), err)
+		}
 	})
 }
 

@@ -72,7 +72,9 @@ type Config struct {
 	// defaults. Values below PushTimeout mean PushTimeout.
 	CommittedTimeout time.Duration
 	// TenantRecordsPerSecond and TenantBytesPerSecond bound each
-	// tenant's ingest rate (record.Record.Size bytes); a batch over it is
+	// tenant's ingest rate (record.Record.Size bytes, or for a batch
+	// that stays columnar the bytes of its Arrow buffers, see
+	// record.ColumnsSize); a batch over it is
 	// refused with RESOURCE_EXHAUSTED and a Retry-After. A tenant may
 	// burst up to one second's worth. 0 means no bound.
 	TenantRecordsPerSecond int
