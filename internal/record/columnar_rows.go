@@ -189,22 +189,25 @@ func IsPriority(rec arrow.RecordBatch, i int) bool {
 	return t != "" && ParseSeverity(t) >= SeverityError
 }
 
-// Take returns the rows idx of rec, a batch in logschema.Batch(), in that
-// order, as a new batch whose buffers come from mem.
+// Take returns the rows idx of rec, in that order, as a new batch of its
+// schema whose buffers come from mem: the copy of a selection. rec's
+// columns must be of the types of logschema.Batch() or logschema.Arrow()
+// (timestamps, int32, int64, uint32, utf8, fixed_size_binary and
+// map<utf8, utf8>).
 func Take(rec arrow.RecordBatch, idx []int, mem memory.Allocator) arrow.RecordBatch {
 	rb := array.NewRecordBuilder(mem, rec.Schema())
 	defer rb.Release()
 	rb.Reserve(len(idx))
 	for c := 0; c < int(rec.NumCols()); c++ {
-		TakeColumn(rb.Field(c), rec.Column(c), idx)
+		takeColumn(rb.Field(c), rec.Column(c), idx)
 	}
 	return rb.NewRecordBatch()
 }
 
-// TakeColumn appends the values idx of a to b, which must build a's type:
+// takeColumn appends the values idx of a to b, which must build a's type:
 // timestamps, 32- and 64-bit integers, utf8, fixed_size_binary and
 // map<utf8, utf8>.
-func TakeColumn(b array.Builder, a arrow.Array, idx []int) {
+func takeColumn(b array.Builder, a arrow.Array, idx []int) {
 	b.Reserve(len(idx))
 	switch a := a.(type) {
 	case *array.Timestamp:
@@ -283,7 +286,7 @@ func TakeColumn(b array.Builder, a arrow.Array, idx []int) {
 			}
 		}
 	default:
-		panic(fmt.Sprintf("record: TakeColumn of %s", a.DataType()))
+		panic(fmt.Sprintf("record: takeColumn of %s", a.DataType()))
 	}
 }
 
