@@ -28,9 +28,9 @@ type DashboardQuery struct {
 // substring search. They read the stream's whole history, as a
 // dashboard's "all" range does.
 var DashboardQueries = []DashboardQuery{
-	{"severity_histogram", `SELECT (epoch_ms("timestamp") // 60000) * 60000 AS t, severity_text, count(*) AS n FROM logs WHERE stream = %[1]s GROUP BY ALL ORDER BY t, severity_text`},
-	{"top_services", `SELECT service_name, count(*) AS n FROM logs WHERE stream = %[1]s GROUP BY 1 ORDER BY n DESC LIMIT 10`},
-	{"top_messages", `SELECT body, count(*) AS n FROM logs WHERE stream = %[1]s GROUP BY 1 ORDER BY n DESC LIMIT 10`},
+	{"severity_histogram", `SELECT epoch_ms("minute") AS t, severity_text, sum(n)::BIGINT AS n FROM log_counts WHERE stream = %[1]s GROUP BY ALL ORDER BY t, severity_text`},
+	{"top_services", `SELECT service_name, sum(n)::BIGINT AS n FROM log_counts WHERE stream = %[1]s GROUP BY 1 ORDER BY n DESC LIMIT 10`},
+	{"top_messages", `SELECT body, sum(n)::BIGINT AS n FROM log_messages WHERE stream = %[1]s GROUP BY 1 ORDER BY n DESC, body LIMIT 10`},
 	{"trace_lookup", `SELECT "timestamp", service_name, severity_text, body FROM logs WHERE stream = %[1]s AND trace_id = %[2]s ORDER BY "timestamp"`},
 	{"search", `SELECT "timestamp", service_name, body FROM logs WHERE stream = %[1]s AND body LIKE '%%Exception%%' ORDER BY "timestamp" DESC LIMIT 100`},
 }

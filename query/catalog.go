@@ -23,7 +23,7 @@ import (
 )
 
 // reservedViews are names a stream view may not take.
-var reservedViews = []string{"logs"}
+var reservedViews = []string{"logs", countsView, messagesView}
 
 // catalog is one tenant's query database: an in-memory DuckDB whose views
 // read that tenant's published files and staged segments, and which may
@@ -53,6 +53,9 @@ type catalog struct {
 	mu      sync.Mutex
 	conn    *sql.Conn
 	files   map[string][]string    // published file paths by stream
+	rolled  map[string]bool        // published files with a rollup, by path
+	loaded  map[string]string      // files whose rollups the tables hold: path to stream
+	load    rollupLoad             // the change of the view change being made
 	staged  map[string]*stagedFile // by sink file ID
 	streams map[string]bool        // streams that have a view
 	wide    map[string]bool        // streams with files of promoted attribute columns
@@ -135,6 +138,8 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		db:      db,
 		staging: staging,
 		files:   map[string][]string{},
+		rolled:  map[string]bool{},
+		loaded:  map[string]string{},
 		staged:  map[string]*stagedFile{},
 		streams: map[string]bool{},
 		wide:    map[string]bool{},
@@ -227,6 +232,7 @@ func (c *catalog) applyPending() {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.commitLoadLocked(err == nil)
 	if err != nil {
 		c.log.Error("query: update views; retrying", "err", err)
 		c.logsStale = true
@@ -307,6 +313,7 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 		fmt.Sprintf("SET memory_limit = '%s'", c.cfg.MemoryLimit),
 		"SET temp_directory = "+quoteString(spill),
 		fmt.Sprintf("SET max_temp_directory_size = '%s'", c.cfg.MaxSpill),
+		rollupSchemaStmts[0], rollupSchemaStmts[1], rollupSchemaStmts[2], rollupSchemaStmts[3], rollupSchemaStmts[4],
 		"SET allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
 		"SET enable_external_access = false",
 		"SET autoinstall_known_extensions = false",
@@ -366,6 +373,7 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 			continue
 		}
 		c.files[f.Partition.Stream] = append(c.files[f.Partition.Stream], f.Path)
+		c.rolled[f.Path] = f.Rollup
 		c.noteColumns(f.Partition.Stream, f.Columns)
 		if !slices.Contains(streams, f.Partition.Stream) {
 			streams = append(streams, f.Partition.Stream)
@@ -437,6 +445,7 @@ func (c *catalog) published(f sink.FileInfo) error {
 	sf := c.staged[f.ID]
 	delete(c.staged, f.ID)
 	c.files[p.Stream] = append(c.files[p.Stream], f.Path)
+	c.rolled[f.Path] = f.Rollup
 	c.noteColumns(p.Stream, f.Columns)
 	if sf != nil {
 		c.retiring = append(c.retiring, sf)
@@ -463,9 +472,11 @@ func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
 	sf := &stagedFile{stream: p.Stream}
 	for _, o := range old {
 		gone[o.Path] = true
+		delete(c.rolled, o.Path)
 		sf.segments = append(sf.segments, o.Path)
 	}
 	c.files[p.Stream] = append(slices.DeleteFunc(c.files[p.Stream], func(path string) bool { return gone[path] }), f.Path)
+	c.rolled[f.Path] = f.Rollup
 	c.noteColumns(p.Stream, f.Columns)
 	// Retired like staging links: deleted once the views no longer list
 	// them and no query that started before is running.
@@ -493,6 +504,7 @@ func (c *catalog) removed(files []sink.FileInfo) {
 			byStream[s] = map[string]bool{}
 		}
 		byStream[s][f.Path] = true
+		delete(c.rolled, f.Path)
 	}
 	for s, gone := range byStream {
 		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
@@ -621,6 +633,7 @@ func (c *catalog) removeDoomed() {
 // first).
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
+	c.commitLoadLocked(err == nil)
 	if err != nil {
 		c.logsStale = true
 	}
@@ -650,8 +663,14 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 		}
 		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), viewQuery(c.pathsLocked(s), c.wide[s])))
 	}
+	for _, s := range streams {
+		stmts = append(stmts, c.rollupViewStmtsLocked(s)...)
+	}
 	if logs { // after the stream views: DuckDB checks a view's query when it is created
-		stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked())
+		counts, messages := c.rollupUnionsLocked()
+		stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked(),
+			"CREATE OR REPLACE VIEW "+countsView+" AS "+counts,
+			"CREATE OR REPLACE VIEW "+messagesView+" AS "+messages)
 	}
 	return stmts
 }

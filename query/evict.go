@@ -98,6 +98,9 @@ func (c *catalog) evict(files []sink.FileInfo) {
 	}
 	for s, gone := range byStream {
 		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
+		for p := range gone {
+			delete(c.rolled, p)
+		}
 		c.changedLocked(s)
 	}
 	c.mu.Unlock()
@@ -162,6 +165,7 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 		if !slices.Contains(c.files[s], f.Path) {
 			c.files[s] = append(c.files[s], f.Path)
 		}
+		c.rolled[f.Path] = f.Rollup
 		c.noteColumns(s, f.Columns)
 		c.changedLocked(s)
 		c.restored = c.changes
@@ -185,7 +189,7 @@ func (c *catalog) evictedFilesLocked(refs []tableRef, skip func(sink.FileInfo) b
 	var out []sink.FileInfo
 	for _, r := range refs {
 		for s, m := range c.evicted {
-			if r.name != "" && !strings.EqualFold(r.name, "logs") && !strings.EqualFold(r.name, s) {
+			if r.name != "" && !readsAllStreams(r.name) && !strings.EqualFold(r.name, s) {
 				continue
 			}
 			for id, f := range m {

@@ -245,7 +245,7 @@ func (l *Lake) writeEvictedLocked(extra []FileInfo, repl map[string][]string) er
 	add := func(f FileInfo, rs []string) {
 		es = append(es, evictedRef{carriedRef: carriedRef{
 			File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
-			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted,
+			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted, Rollup: f.Rollup,
 		}, Replaces: rs})
 		ids[f.ID] = true
 	}
@@ -337,7 +337,7 @@ func (l *Lake) openEvicted(done map[string]bool, replaced map[string]bool) error
 		added = append(added, FileInfo{
 			ID: id, Partition: p, Path: filepath.Join(l.cfg.Dir, filepath.FromSlash(e.File)),
 			Rows: e.Rows, Bytes: e.Bytes, MinOffset: e.MinOffset, MaxOffset: e.MaxOffset,
-			Columns: e.Columns, Compacted: e.Compacted, Evicted: true,
+			Columns: e.Columns, Compacted: e.Compacted, Rollup: e.Rollup, Evicted: true,
 		})
 		l.cache.replaces[id] = e.Replaces
 		for _, r := range e.Replaces {

@@ -244,9 +244,41 @@ func writeCompacted(ctx context.Context, cfg Config, path string, files []FileIn
 	// readers do not release everything they allocate, and the garbage
 	// collector reclaims what they keep.
 	mem := memory.DefaultAllocator
+	var sc *arrow.Schema
+	err := writeSorted(ctx, cfg, path, &info, [][2]string{{metaCompacted, "1"}, {metaReplaces, strings.Join(ids, ",")}},
+		func(fn func(arrow.RecordBatch) error) error {
+			for _, f := range files {
+				err := eachBatch(ctx, mem, f.Path, func(rec arrow.RecordBatch) error {
+					if sc == nil {
+						sc = rec.Schema()
+					} else if !sc.Equal(rec.Schema()) {
+						return fmt.Errorf("%s: schema differs from the group's", f.Path)
+					}
+					return fn(rec)
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	return info, err
+}
+
+// writeSorted writes the batches that each passes to its callback (of
+// one schema, info.Rows rows of info.Partition), in windows of
+// CompactSortRows rows sorted by service_name and timestamp, into a new
+// Parquet file at path, fsynced, with meta and the rows' rollup in its
+// footer. It sets info.Bytes and info.Rollup.
+func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, meta [][2]string, each func(func(arrow.RecordBatch) error) error) error {
+	p := info.Partition
+	// Rows are decoded, sorted and encoded with Go's allocator: arrow-go's
+	// readers do not release everything they allocate, and the garbage
+	// collector reclaims what they keep.
+	mem := memory.DefaultAllocator
 	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return info, fmt.Errorf("create temporary file: %w", err)
+		return fmt.Errorf("create temporary file: %w", err)
 	}
 	defer out.Close()
 	buf := bufio.NewWriterSize(out, 1<<20)
@@ -280,7 +312,7 @@ func writeCompacted(ctx context.Context, cfg Config, path string, files []FileIn
 		}
 		defer rec.Release()
 		if w == nil {
-			props, err := writerProps(ccfg, mem, sc, rec)
+			props, err := writerProps(ccfg, mem, sc, rec, compactedProps(ccfg.RowGroupRows, info.Rows)...)
 			if err != nil {
 				return err
 			}
@@ -291,61 +323,64 @@ func writeCompacted(ctx context.Context, cfg Config, path string, files []FileIn
 		return w.WriteBuffered(rec)
 	}
 	var rows int64
-	for _, f := range files {
-		err := eachBatch(ctx, mem, f.Path, func(rec arrow.RecordBatch) error {
-			if sc == nil {
-				sc = rec.Schema()
-			} else if !sc.Equal(rec.Schema()) {
-				return fmt.Errorf("%s: schema differs from the group's", f.Path)
-			}
-			rows += rec.NumRows()
-			// Windows are exactly CompactSortRows rows (but the last):
-			// a batch that crosses a window's end is split there.
-			for off := int64(0); off < rec.NumRows(); {
-				n := min(rec.NumRows()-off, cfg.CompactSortRows-windowRows)
-				window = append(window, rec.NewSlice(off, off+n))
-				windowRows += n
-				off += n
-				if windowRows == cfg.CompactSortRows {
-					if err := flush(); err != nil {
-						return err
-					}
+	roll := newRollup()
+	err = each(func(rec arrow.RecordBatch) error {
+		if sc == nil {
+			sc = rec.Schema()
+		}
+		rows += rec.NumRows()
+		roll.add(rec)
+		// Windows are exactly CompactSortRows rows (but the last): a
+		// batch that crosses a window's end is split there.
+		for off := int64(0); off < rec.NumRows(); {
+			n := min(rec.NumRows()-off, cfg.CompactSortRows-windowRows)
+			window = append(window, rec.NewSlice(off, off+n))
+			windowRows += n
+			off += n
+			if windowRows == cfg.CompactSortRows {
+				if err := flush(); err != nil {
+					return err
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			return info, err
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := flush(); err != nil {
-		return info, err
+		return err
 	}
 	if rows != info.Rows || w == nil {
-		return info, fmt.Errorf("read %d rows, the files' footers say %d", rows, info.Rows)
+		return fmt.Errorf("read %d rows, the files' footers say %d", rows, info.Rows)
 	}
-	for _, kv := range append(footerMeta(p), [2]string{metaCompacted, "1"}, [2]string{metaReplaces, strings.Join(ids, ",")}) {
+	meta = append(footerMeta(p), meta...)
+	if meta, err = appendRollup(meta, roll); err != nil {
+		return err
+	}
+	info.Rollup = roll.valid()
+	for _, kv := range meta {
 		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
-			return info, fmt.Errorf("footer metadata: %w", err)
+			return fmt.Errorf("footer metadata: %w", err)
 		}
 	}
 	err = w.Close()
 	w = nil
 	if err != nil {
-		return info, fmt.Errorf("write footer: %w", err)
+		return fmt.Errorf("write footer: %w", err)
 	}
 	if err := buf.Flush(); err != nil {
-		return info, fmt.Errorf("write %q: %w", path, err)
+		return fmt.Errorf("write %q: %w", path, err)
 	}
 	if err := out.Sync(); err != nil {
-		return info, fmt.Errorf("fsync %q: %w", path, err)
+		return fmt.Errorf("fsync %q: %w", path, err)
 	}
 	st, err := out.Stat()
 	if err != nil {
-		return info, err
+		return err
 	}
 	info.Bytes = st.Size()
-	return info, out.Close()
+	return out.Close()
 }
 
 // eachBatch calls fn with every record batch of the Parquet file at path;

@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -235,14 +236,26 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 		}
 	}()
 	var rows int64
+	// A file with a rollup gets the rollup of the rows it keeps.
+	var roll *rollup
+	var extra []parquet.WriterProperty
+	if f.Rollup {
+		roll = newRollup()
+	}
+	if f.Compacted {
+		extra = compactedProps(cfg.RowGroupRows, f.Rows)
+	}
 	err = eachBatch(ctx, mem, f.Path, func(rec arrow.RecordBatch) error {
 		kept, err := filterOffsets(ctx, mem, rec, set)
 		if err != nil {
 			return err
 		}
 		defer kept.Release()
+		if roll != nil {
+			roll.add(kept)
+		}
 		if w == nil {
-			props, err := writerProps(wcfg, mem, rec.Schema(), rec)
+			props, err := writerProps(wcfg, mem, rec.Schema(), rec, extra...)
 			if err != nil {
 				return err
 			}
@@ -265,6 +278,11 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 	meta := append(footerMeta(f.Partition), [2]string{metaReplaces, f.ID})
 	if f.Compacted {
 		meta = append(meta, [2]string{metaCompacted, "1"})
+	}
+	if roll != nil {
+		if meta, err = appendRollup(meta, roll); err != nil {
+			return 0, err
+		}
 	}
 	for _, kv := range meta {
 		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {

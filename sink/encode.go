@@ -36,7 +36,7 @@ const (
 
 // writerProps returns the writer properties for a file of schema sc whose
 // first batch is first.
-func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow.RecordBatch) (*parquet.WriterProperties, error) {
+func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow.RecordBatch, extra ...parquet.WriterProperty) (*parquet.WriterProperties, error) {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(mem),
 		parquet.WithCompression(compress.Codecs.Zstd),
@@ -73,7 +73,7 @@ func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow
 			}
 		}
 	}
-	return parquet.NewWriterProperties(opts...), nil
+	return parquet.NewWriterProperties(append(opts, extra...)...), nil
 }
 
 // arrowWriterProps stores the Arrow schema in the footer.

@@ -43,6 +43,10 @@ type FileInfo struct {
 	// Compacted is set for files written by compaction (see Compact):
 	// their rows are sorted, and they are not compacted again.
 	Compacted bool
+	// Rollup is set for files whose footer holds the counts of their
+	// rows by minute, service, severity and pattern id, and their most
+	// frequent bodies (docs/format.md, "Rollups"): compacted files.
+	Rollup bool
 	// Evicted is set for a file of a lake in object storage whose local
 	// copy was evicted from the cache (Remote.CacheBytes): Path does not
 	// exist, the file is in the bucket only; Lake.Fetch brings it back.

@@ -198,6 +198,7 @@ type carriedRef struct {
 	MaxOffset int64  `json:"max_offset"`
 	Columns   int    `json:"columns"`
 	Compacted bool   `json:"compacted,omitempty"`
+	Rollup    bool   `json:"rollup,omitempty"`
 }
 
 // relOf returns f's path relative to the lake root, slash-separated.
@@ -296,7 +297,7 @@ func (l *Lake) openRemote() error {
 				e.files = append(e.files, FileInfo{
 					ID: id, Partition: p, Path: filepath.Join(l.cfg.Dir, filepath.FromSlash(c.File)),
 					Rows: c.Rows, Bytes: c.Bytes, MinOffset: c.MinOffset, MaxOffset: c.MaxOffset,
-					Columns: c.Columns, Compacted: c.Compacted,
+					Columns: c.Columns, Compacted: c.Compacted, Rollup: c.Rollup,
 				})
 			}
 			if len(e.files) > 0 {
@@ -498,7 +499,7 @@ func (r *remote) prepareReplace(id string, p Partition, olds []FileInfo) error {
 	for _, f := range e.files {
 		e.Carries = append(e.Carries, carriedRef{
 			File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
-			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted,
+			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted, Rollup: f.Rollup,
 		})
 	}
 	r.carry[id] = e

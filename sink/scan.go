@@ -126,6 +126,7 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 	info.Columns = md.Schema.Root().NumFields()
 	kv := md.KeyValueMetadata()
 	info.Compacted = kv.FindValue(metaCompacted) != nil
+	info.Rollup = kv.FindValue(metaRollup) != nil
 	var replaces []string
 	if v := kv.FindValue(metaReplaces); v != nil && *v != "" {
 		replaces = strings.Split(*v, ",")

@@ -1,0 +1,250 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform/arrowbatch"
+)
+
+// rollupRecords stages n records of stream at start, one a second:
+// three services, severities 9/13/17, a pattern id on two rows of three,
+// and 40 distinct bodies (fewer than a rollup keeps per file).
+func rollupRecords(t testing.TB, lake *sink.Lake, stream string, start time.Time, n, seed int) {
+	t.Helper()
+	bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), record.DefaultTenant, stream, 0, lake, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]record.Record, n)
+	for i := range recs {
+		j := i + seed
+		r := record.Record{
+			Timestamp:      start.Add(time.Duration(i) * time.Second).UnixNano(),
+			SeverityNumber: []int32{9, 9, 9, 13, 17}[j%5],
+			SeverityText:   []string{"INFO", "INFO", "INFO", "WARN", "ERROR"}[j%5],
+			Body:           fmt.Sprintf("request %d done", (j*7)%40),
+			Resource:       []record.KV{{Key: "service.name", Value: []string{"api", "db", "web"}[j%3]}},
+		}
+		if j%3 != 0 {
+			r.Attributes = []record.KV{{Key: "pattern.id", Value: fmt.Sprintf("%016x", j%4)}}
+		}
+		recs[i] = r
+	}
+	if err := bt.Consume(context.Background(), record.NewBatch(record.DefaultTenant, stream, recs)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// queryRows runs sql and returns its rows, each formatted, sorted.
+func queryRows(t *testing.T, e *Engine, sql string) []string {
+	t.Helper()
+	var w rowsWriter
+	if _, err := e.Run(context.Background(), sql, Options{}, &w); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	out := make([]string, len(w.rows))
+	for i, r := range w.rows {
+		out[i] = fmt.Sprintf("%v", r)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// rollupPairs are queries of the rollup views and the scans of the logs
+// view they must equal.
+var rollupPairs = []struct{ name, rollup, scan string }{
+	{"histogram",
+		`SELECT stream, epoch_ms("minute") AS t, severity_text, sum(n)::BIGINT FROM log_counts GROUP BY ALL`,
+		`SELECT stream, (epoch_ms("timestamp") // 60000) * 60000 AS t, severity_text, count(*) FROM logs GROUP BY ALL`},
+	{"services",
+		`SELECT stream, service_name, severity_number, sum(n)::BIGINT FROM log_counts GROUP BY ALL`,
+		`SELECT stream, service_name, severity_number, count(*) FROM logs GROUP BY ALL`},
+	{"patterns",
+		`SELECT stream, pattern_id, sum(n)::BIGINT FROM log_counts GROUP BY ALL`,
+		`SELECT stream, attributes['pattern.id'], count(*) FROM logs GROUP BY ALL`},
+	{"one stream's minutes",
+		`SELECT "minute", service_name, sum(n)::BIGINT FROM log_counts WHERE stream = 'app' GROUP BY ALL`,
+		`SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60), service_name, count(*) FROM app GROUP BY ALL`},
+	{"bodies",
+		`SELECT stream, body, sum(n)::BIGINT FROM log_messages GROUP BY ALL`,
+		`SELECT stream, body, count(*) FROM logs GROUP BY ALL`},
+}
+
+// checkRollups fails unless every rollup query answers as its scan, and
+// returns the total count.
+func checkRollups(t *testing.T, e *Engine, when string) int64 {
+	t.Helper()
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rollupPairs {
+		got, want := queryRows(t, e, p.rollup), queryRows(t, e, p.scan)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s, %s: rollups answer %d rows, the scan %d:\n%.600q\nwant\n%.600q", when, p.name, len(got), len(want), got, want)
+		}
+	}
+	n := queryInts(t, e, "SELECT count(*) FROM logs")[0]
+	if got := queryInts(t, e, "SELECT sum(n)::BIGINT FROM log_counts")[0]; got != n {
+		t.Errorf("%s: log_counts sums to %d, logs has %d rows", when, got, n)
+	}
+	return n
+}
+
+// rolledFiles returns the lake's files with a rollup and their count.
+func rolledFiles(lake *sink.Lake) (rolled []sink.FileInfo, all int) {
+	for _, f := range lake.Files() {
+		if f.Rollup {
+			rolled = append(rolled, f)
+		}
+	}
+	return rolled, len(lake.Files())
+}
+
+// TestRollupViewsEqualScans: log_counts and log_messages answer as the
+// same counts over the logs view do, over staged rows, published files,
+// compacted files with rollups and all of them together; after retention
+// removed compacted files, after a deletion rewrote one (its rollup
+// rewritten with it) and after a restart that reads rollups from the
+// files' footers.
+func TestRollupViewsEqualScans(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*Engine, *sink.Lake) {
+		e := openEngine(t, dir)
+		scfg := sink.DefaultConfig()
+		scfg.Dir = filepath.Join(dir, "lake")
+		scfg.MaxFileAge = time.Hour
+		scfg.CompactAge = 0 // off: Compact compacts every file
+		scfg.Retention.Default = 30 * 24 * time.Hour
+		scfg.Retention.Interval = time.Hour // Retain runs it
+		lake, err := sink.New(scfg, e, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lake.Shutdown(context.Background()) })
+		if err := e.AddFiles(lake.Files()); err != nil {
+			t.Fatal(err)
+		}
+		return e, lake
+	}
+	e, lake := open()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Hour)
+	old := now.Add(-60 * 24 * time.Hour) // past retention
+	recent := now.Add(-48 * time.Hour)
+
+	// Files that compaction will roll up: two old hours, two recent ones,
+	// in two streams.
+	rollupRecords(t, lake, "app", old, 5000, 0)
+	rollupRecords(t, lake, "app", recent, 7000, 1)
+	rollupRecords(t, lake, "app", recent.Add(90*time.Minute), 3000, 2)
+	rollupRecords(t, lake, "db", recent, 4000, 3)
+	rollupRecords(t, lake, "db", old.Add(time.Hour), 2000, 4)
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkRollups(t, e, "published, not compacted")
+	if _, err := lake.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rolled, all := rolledFiles(lake)
+	if len(rolled) != all || all == 0 {
+		t.Fatalf("after compaction %d of %d files have a rollup, want all", len(rolled), all)
+	}
+	// Hot rows beside the rolled-up ones: published and staged only,
+	// in hours that rollups cover too.
+	rollupRecords(t, lake, "app", recent.Add(10*time.Minute), 500, 5)
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rollupRecords(t, lake, "app", recent.Add(20*time.Minute), 300, 6)
+	rollupRecords(t, lake, "web", now, 200, 7)
+	total := checkRollups(t, e, "compacted, published and staged")
+	if total != 5000+7000+3000+4000+2000+500+300+200 {
+		t.Fatalf("logs has %d rows", total)
+	}
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ddl.Lock()
+	c.mu.Lock()
+	stmts := c.rollupViewStmtsLocked("app")
+	c.commitLoadLocked(false)
+	loaded := len(c.loaded)
+	c.mu.Unlock()
+	c.ddl.Unlock()
+	if loaded != len(rolled) {
+		t.Errorf("the rollup tables hold %d files, want the %d with a rollup", loaded, len(rolled))
+	}
+	view := stmts[len(stmts)-2]
+	if !strings.Contains(view, countsTable) || !strings.Contains(view, "read_parquet") {
+		t.Errorf("app's log_counts part reads no rollups or no hot files: %.300s", view)
+	}
+	for _, f := range rolled {
+		if strings.Contains(view, filepath.Base(f.Path)) {
+			t.Errorf("app's log_counts part scans the rolled-up file %s", f.Path)
+		}
+	}
+
+	removed, err := lake.Retain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 3 {
+		t.Fatalf("retention removed %d files, want the 3 old ones", len(removed))
+	}
+	if got := checkRollups(t, e, "after retention"); got != total-7000 {
+		t.Fatalf("after retention logs has %d rows, want %d", got, total-7000)
+	}
+
+	// Delete every third row of the recent compacted hour of db.
+	var dbFile sink.FileInfo
+	for _, f := range lake.Files() {
+		if f.Partition.Stream == "db" && f.Rollup {
+			dbFile = f
+		}
+	}
+	var set sink.OffsetSet
+	for o := dbFile.MinOffset; o <= dbFile.MaxOffset; o += 3 {
+		set = append(set, sink.OffsetRange{From: o, To: o + 1})
+	}
+	res, err := lake.DeleteRows(ctx, record.DefaultTenant, "db", dbFile.Partition.Hour, map[int32]sink.OffsetSet{dbFile.Partition.Part: set})
+	if err != nil || res.Rewritten != 1 || res.Rows == 0 {
+		t.Fatalf("delete: %+v, %v", res, err)
+	}
+	for _, f := range lake.Files() {
+		if f.Rollup != f.Compacted {
+			t.Errorf("after deletion %s: compacted %v, rollup %v: want a rollup in every compacted file only", f.ID, f.Compacted, f.Rollup)
+		}
+	}
+	afterDelete := checkRollups(t, e, "after deletion")
+	if afterDelete != total-7000-res.Rows {
+		t.Fatalf("after deletion logs has %d rows, want %d", afterDelete, total-7000-res.Rows)
+	}
+
+	// A restart reads rollups from the footers.
+	if err := lake.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, lake = open()
+	if got := checkRollups(t, e, "after a restart"); got != afterDelete {
+		t.Fatalf("after a restart logs has %d rows, want %d", got, afterDelete)
+	}
+	if rolled, _ := rolledFiles(lake); len(rolled) == 0 {
+		t.Error("after a restart no file has a rollup")
+	}
+}

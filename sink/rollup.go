@@ -1,0 +1,269 @@
+package sink
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet"
+
+	"github.com/weirlabs/weir/internal/logschema"
+)
+
+// Rollups (docs/format.md, "Rollups"): compaction counts the rows of the
+// file it writes by minute, service, severity and pattern id, and finds
+// the file's most frequent bodies, and stores both in the file's own
+// footer (metaRollup). Kept in the file they count, rollups are
+// published, copied to object storage, evicted, rewritten by deletion and
+// removed by retention with it: a crash can never leave a rollup without
+// its rows or count rows twice. The query engine answers counts from the
+// rollups of the files that have one and scans only the others
+// (query.Engine, the log_counts and log_messages views).
+
+// metaRollup is the footer key of a file's rollup (rollupDoc as JSON).
+const metaRollup = "weir.rollup"
+
+const (
+	rollupVersion = 1
+	// RollupTopBodies is how many of a file's most frequent bodies its
+	// rollup keeps, with their counts in the file.
+	RollupTopBodies = 100
+	// rollupMaxBodies bounds the distinct bodies counted per file: past
+	// it, new bodies are not counted (their rows are still in counts),
+	// so a file's top bodies are exact only while it has fewer distinct
+	// bodies than that (rollupDoc.BodiesExact).
+	rollupMaxBodies = 1 << 16
+	// rollupMaxCounts bounds the counts of a rollup (about 70 bytes of
+	// footer each): a file with more distinct minutes, services,
+	// severities and pattern ids than that gets no rollup, and queries
+	// scan it.
+	rollupMaxCounts = 1 << 14
+)
+
+// rollupDoc is the JSON of metaRollup. Field names are short: the
+// footer is read at every query over the file.
+type rollupDoc struct {
+	Version int `json:"v"`
+	// Rows is the file's row count; the counts add up to it.
+	Rows   int64         `json:"rows"`
+	Counts []rollupCount `json:"counts"`
+	// Bodies are the file's RollupTopBodies most frequent bodies, most
+	// frequent first (ties by body), with their exact counts in the file
+	// when BodiesExact.
+	Bodies      []rollupBody `json:"bodies"`
+	BodiesExact bool         `json:"bodies_exact"`
+}
+
+// rollupCount counts the rows of one minute (Minute: the start, in Unix
+// milliseconds), service, severity and pattern id (attributes
+// "pattern.id"; nil without one).
+type rollupCount struct {
+	Minute         int64   `json:"m"`
+	Service        string  `json:"s"`
+	SeverityNumber int32   `json:"sn"`
+	SeverityText   string  `json:"st"`
+	Pattern        *string `json:"p"`
+	N              int64   `json:"n"`
+}
+
+type rollupBody struct {
+	Body string `json:"b"`
+	N    int64  `json:"n"`
+}
+
+type rollupKey struct {
+	minute     int64
+	service    string
+	sevNum     int32
+	sevText    string
+	pattern    string
+	hasPattern bool
+}
+
+// rollup accumulates the rollup of the rows added to it.
+type rollup struct {
+	invalid  bool // rows were added that a rollup cannot describe
+	rows     int64
+	counts   map[rollupKey]int64
+	bodies   map[string]int64
+	overflow bool // a body was not counted: rollupMaxBodies reached
+}
+
+func newRollup() *rollup {
+	return &rollup{counts: map[rollupKey]int64{}, bodies: map[string]int64{}}
+}
+
+// rollupColumns are the columns a rollup reads; a schema without them in
+// the log schema's types gets no rollup.
+type rollupColumns struct {
+	ts      *array.Timestamp
+	service *array.String
+	sevNum  *array.Int32
+	sevText *array.String
+	body    *array.String
+	attrs   *array.Map
+}
+
+func rollupColumnsOf(rec arrow.RecordBatch) (rollupColumns, bool) {
+	var c rollupColumns
+	sc := rec.Schema()
+	cols := rec.Columns()
+	var ok [6]bool
+	c.ts, ok[0] = column[*array.Timestamp](sc, cols, logschema.Timestamp)
+	c.service, ok[1] = column[*array.String](sc, cols, logschema.ServiceName)
+	c.sevNum, ok[2] = column[*array.Int32](sc, cols, logschema.SeverityNumber)
+	c.sevText, ok[3] = column[*array.String](sc, cols, logschema.SeverityText)
+	c.body, ok[4] = column[*array.String](sc, cols, logschema.Body)
+	c.attrs, ok[5] = column[*array.Map](sc, cols, logschema.Attributes)
+	if !ok[0] || !ok[1] || !ok[2] || !ok[3] || !ok[4] || !ok[5] {
+		return c, false
+	}
+	if u := c.ts.DataType().(*arrow.TimestampType).Unit; u != arrow.Nanosecond {
+		return c, false
+	}
+	if _, isStr := c.attrs.Keys().(*array.String); !isStr {
+		return c, false
+	}
+	if _, isStr := c.attrs.Items().(*array.String); !isStr {
+		return c, false
+	}
+	return c, true
+}
+
+// add counts the rows of rec. When rec lacks a column the rollup needs,
+// or has NULL where the log schema has none, the rollup becomes invalid
+// and the file gets none (valid reports it).
+func (r *rollup) add(rec arrow.RecordBatch) {
+	if r.invalid {
+		return
+	}
+	c, ok := rollupColumnsOf(rec)
+	if !ok || c.ts.NullN() > 0 || c.service.NullN() > 0 || c.sevNum.NullN() > 0 || c.sevText.NullN() > 0 {
+		r.invalid = true
+		return
+	}
+	keys := c.attrs.Keys().(*array.String)
+	items := c.attrs.Items().(*array.String)
+	offs := c.attrs.Offsets()
+	n := int(rec.NumRows())
+	for i := range n {
+		var k rollupKey
+		// Floor to the minute in milliseconds, as the query views'
+		// (epoch_ms(timestamp) // 60000) * 60000 for times after 1970.
+		ms := int64(c.ts.Value(i)) / 1e6
+		k.minute = ms - ms%60000
+		if ms < 0 && ms%60000 != 0 {
+			k.minute -= 60000
+		}
+		k.service, k.sevNum, k.sevText = c.service.Value(i), c.sevNum.Value(i), c.sevText.Value(i)
+		if c.attrs.IsValid(i) {
+			// The last value of the key wins, as DuckDB's map extract.
+			for j := offs[i+1] - 1; j >= offs[i]; j-- {
+				if keys.Value(int(j)) == patternIDAttr {
+					if items.IsValid(int(j)) {
+						k.pattern, k.hasPattern = items.Value(int(j)), true
+					}
+					break
+				}
+			}
+		}
+		if cnt, ok := r.counts[k]; ok {
+			r.counts[k] = cnt + 1
+		} else if len(r.counts) == rollupMaxCounts {
+			r.invalid = true
+			return
+		} else {
+			// Arrow strings alias the batch's buffers: copy what is kept.
+			k.service, k.sevText, k.pattern = strings.Clone(k.service), strings.Clone(k.sevText), strings.Clone(k.pattern)
+			r.counts[k] = 1
+		}
+		if c.body.IsValid(i) {
+			b := c.body.Value(i)
+			if cnt, ok := r.bodies[b]; ok {
+				r.bodies[b] = cnt + 1
+			} else if len(r.bodies) < rollupMaxBodies {
+				r.bodies[strings.Clone(b)] = 1
+			} else {
+				r.overflow = true
+			}
+		}
+	}
+	r.rows += int64(n)
+}
+
+// valid reports whether the rollup describes every row added.
+func (r *rollup) valid() bool { return !r.invalid }
+
+// patternIDAttr is the attribute the pattern processor sets
+// (transform.AttrPatternID; sink does not import transform).
+const patternIDAttr = "pattern.id"
+
+// encode returns the rollup as metaRollup's value.
+func (r *rollup) encode() (string, error) {
+	doc := rollupDoc{Version: rollupVersion, Rows: r.rows, BodiesExact: !r.overflow,
+		Counts: make([]rollupCount, 0, len(r.counts))}
+	for k, n := range r.counts {
+		rc := rollupCount{Minute: k.minute, Service: k.service, SeverityNumber: k.sevNum, SeverityText: k.sevText, N: n}
+		if k.hasPattern {
+			p := k.pattern
+			rc.Pattern = &p
+		}
+		doc.Counts = append(doc.Counts, rc)
+	}
+	slices.SortFunc(doc.Counts, func(a, b rollupCount) int {
+		return cmp.Or(cmp.Compare(a.Minute, b.Minute), strings.Compare(a.Service, b.Service),
+			cmp.Compare(a.SeverityNumber, b.SeverityNumber), strings.Compare(a.SeverityText, b.SeverityText),
+			cmp.Compare(deref(a.Pattern), deref(b.Pattern)))
+	})
+	for b, n := range r.bodies {
+		doc.Bodies = append(doc.Bodies, rollupBody{Body: b, N: n})
+	}
+	slices.SortFunc(doc.Bodies, func(a, b rollupBody) int {
+		return cmp.Or(cmp.Compare(b.N, a.N), strings.Compare(a.Body, b.Body))
+	})
+	if len(doc.Bodies) > RollupTopBodies {
+		doc.Bodies = doc.Bodies[:RollupTopBodies]
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return "", fmt.Errorf("encode rollup: %w", err)
+	}
+	return string(out), nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// compactedProps are the writer properties of compacted files beyond
+// writerProps': a bloom filter on trace_id in every row group, which
+// lets readers (DuckDB) skip the row groups that cannot hold a looked-up
+// trace id. It is sized for a trace id on every row of a row group of
+// min(rowGroupRows, rows) rows at 1 % false positives: about 1.2 bytes a
+// row (150 KiB for 128 Ki rows).
+func compactedProps(rowGroupRows, rows int64) []parquet.WriterProperty {
+	return []parquet.WriterProperty{
+		parquet.WithBloomFilterEnabledFor(logschema.TraceID, true),
+		parquet.WithBloomFilterNDVFor(logschema.TraceID, max(1, min(rowGroupRows, rows))),
+		parquet.WithBloomFilterFPPFor(logschema.TraceID, 0.01),
+	}
+}
+
+// appendRollup appends r's footer entry to meta if r is valid.
+func appendRollup(meta [][2]string, r *rollup) ([][2]string, error) {
+	if !r.valid() {
+		return meta, nil
+	}
+	v, err := r.encode()
+	if err != nil {
+		return meta, err
+	}
+	return append(meta, [2]string{metaRollup, v}), nil
+}
