@@ -21,12 +21,13 @@ type DashboardQuery struct {
 }
 
 // DashboardQueries are the queries a log dashboard runs, timed by
-// RunQueries over one stream: the severity histogram per minute (bucketed
-// on epoch milliseconds, as the web UI's overview does: DuckDB's
-// time_bucket on a TIMESTAMPTZ goes through ICU and took 4 times as
-// long), the top services and messages, a point lookup by trace id and a
-// substring search. They read the stream's whole history, as a
-// dashboard's "all" range does.
+// RunQueries over one stream: the severity histogram per minute and the
+// top services, from the log_counts view, the top messages from
+// log_messages (both answer from compacted files' rollups and count the
+// other rows when queried; docs/format.md, "SQL views"), a point lookup
+// by trace id and a substring search for the newest matches over the
+// logs view. They read the stream's whole history, as a dashboard's
+// "all" range does.
 var DashboardQueries = []DashboardQuery{
 	{"severity_histogram", `SELECT epoch_ms("minute") AS t, severity_text, sum(n)::BIGINT AS n FROM log_counts WHERE stream = %[1]s GROUP BY ALL ORDER BY t, severity_text`},
 	{"top_services", `SELECT service_name, sum(n)::BIGINT AS n FROM log_counts WHERE stream = %[1]s GROUP BY 1 ORDER BY n DESC LIMIT 10`},

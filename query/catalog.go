@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -294,9 +295,11 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 	// Views read files by name (union_by_name), which needs every file's
 	// footer at bind time: keep footers cached.
 	stmts := []string{"SET TimeZone = 'UTC'", "SET parquet_metadata_cache = true"}
-	if c.cfg.Threads > 0 {
-		stmts = append(stmts, fmt.Sprintf("SET threads = %d", c.cfg.Threads))
+	threads := c.cfg.Threads
+	if threads == 0 {
+		threads = runtime.GOMAXPROCS(0)
 	}
+	stmts = append(stmts, fmt.Sprintf("SET threads = %d", threads))
 	spill := filepath.Join(dataDir, "tmp", "query", "tenant="+c.tenant)
 	if err := os.RemoveAll(spill); err != nil {
 		return fmt.Errorf("query: clear spill directory: %w", err)
@@ -752,8 +755,14 @@ func viewQuery(paths []string, wide bool) string {
 	if len(paths) == 0 {
 		return emptyView
 	}
+	// Newest first (a folder's paths sort by date, hour and file ID):
+	// DuckDB starts reading files in the
+	// list's order, so a query for the newest rows (ORDER BY timestamp
+	// DESC LIMIT n) finds them in the first files, and the top-n's
+	// dynamic filter on timestamp then skips the older row groups by
+	// their statistics.
 	paths = slices.Clone(paths)
-	sort.Strings(paths)
+	slices.SortFunc(paths, func(a, b string) int { return strings.Compare(b, a) })
 	var q strings.Builder
 	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM system.main.read_parquet([`)
 	for i, p := range paths {

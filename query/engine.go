@@ -25,7 +25,9 @@ type Config struct {
 	// staged rows, nothing else: not the write-ahead log, not state
 	// files, not other tenants' data.
 	LakeDir string
-	// Threads is DuckDB's worker thread count; 0 means one per core.
+	// Threads is DuckDB's worker thread count; 0 means GOMAXPROCS: one
+	// per CPU the process may use, a container's CPU limit included,
+	// where DuckDB's own default counts the host's cores.
 	Threads int
 	// MemoryLimit is DuckDB's memory limit for all queries of one tenant
 	// together, such as "2GB"; past it a query spills to disk or fails
