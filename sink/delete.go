@@ -238,12 +238,8 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 	var rows int64
 	// A file with a rollup gets the rollup of the rows it keeps.
 	var roll *rollup
-	var extra []parquet.WriterProperty
 	if f.Rollup {
 		roll = newRollup()
-	}
-	if f.Compacted {
-		extra = compactedProps(cfg.RowGroupRows, f.Rows)
 	}
 	err = eachBatch(ctx, mem, f.Path, func(rec arrow.RecordBatch) error {
 		kept, err := filterOffsets(ctx, mem, rec, set)
@@ -255,6 +251,10 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 			roll.add(kept)
 		}
 		if w == nil {
+			var extra []parquet.WriterProperty
+			if f.Compacted {
+				extra = compactedProps(cfg.RowGroupRows, f.Rows, rec)
+			}
 			props, err := writerProps(wcfg, mem, rec.Schema(), rec, extra...)
 			if err != nil {
 				return err

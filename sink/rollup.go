@@ -245,13 +245,21 @@ func deref(s *string) string {
 // compactedProps are the writer properties of compacted files beyond
 // writerProps': a bloom filter on trace_id in every row group, which
 // lets readers (DuckDB) skip the row groups that cannot hold a looked-up
-// trace id. It is sized for a trace id on every row of a row group of
-// min(rowGroupRows, rows) rows at 1 % false positives: about 1.2 bytes a
-// row (150 KiB for 128 Ki rows).
-func compactedProps(rowGroupRows, rows int64) []parquet.WriterProperty {
+// trace id. It is sized at 1 % false positives for the trace ids of a
+// row group of min(rowGroupRows, rows) rows with as many trace ids, plus
+// a quarter, as first (the first rows written) has: about 1.2 bytes per
+// trace id (a reader reads the filter of every row group it considers,
+// so a filter sized for every row would cost ten times the reading
+// where one row in ten has a trace id).
+func compactedProps(rowGroupRows, rows int64, first arrow.RecordBatch) []parquet.WriterProperty {
+	ndv := min(rowGroupRows, rows)
+	if idx := first.Schema().FieldIndices(logschema.TraceID); len(idx) == 1 && first.NumRows() > 0 {
+		c := first.Column(idx[0])
+		ndv = ndv * int64(c.Len()-c.NullN()) / int64(c.Len()) * 5 / 4
+	}
 	return []parquet.WriterProperty{
 		parquet.WithBloomFilterEnabledFor(logschema.TraceID, true),
-		parquet.WithBloomFilterNDVFor(logschema.TraceID, max(1, min(rowGroupRows, rows))),
+		parquet.WithBloomFilterNDVFor(logschema.TraceID, max(1, ndv)),
 		parquet.WithBloomFilterFPPFor(logschema.TraceID, 0.01),
 	}
 }
