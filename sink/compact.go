@@ -283,7 +283,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	defer out.Close()
 	buf := bufio.NewWriterSize(out, 1<<20)
 	ccfg := cfg
-	ccfg.ZstdLevel = cfg.CompactZstdLevel
+	ccfg.Codec, ccfg.ZstdLevel = CodecZstd, cfg.CompactZstdLevel
 	var w *pqarrow.FileWriter
 	defer func() {
 		if w != nil {

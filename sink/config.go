@@ -28,6 +28,13 @@ type Config struct {
 	// (klauspost/compress) has four speeds: levels 1-2 map to "fastest",
 	// 3-5 to "default", 6-9 to "better" and 10 and up to "best".
 	ZstdLevel int
+	// Codec compresses the files written at ingest (and left as they are
+	// when compaction is off): CodecZstd at ZstdLevel (the default),
+	// CodecLZ4, CodecSnappy or CodecNone. Compacted files are always
+	// zstd at CompactZstdLevel. bench/RESULTS.md measures the trade-off:
+	// the lighter codecs cost less CPU per row at ingest and take more
+	// disk until compaction.
+	Codec Codec
 	// MaxOpenFiles bounds the files being written at once (one per
 	// Partition with unpublished rows). Opening one more publishes the
 	// file that has been open longest: in the background after Start
@@ -87,6 +94,17 @@ type Config struct {
 // rows). Row groups are usually smaller: one per batch of the transform
 // stage (up to 64 Ki rows).
 //
+// Codec is a compression codec of the lake's Parquet files.
+type Codec string
+
+// The codecs files written at ingest may use.
+const (
+	CodecZstd   Codec = "zstd"
+	CodecLZ4    Codec = "lz4" // LZ4_RAW in Parquet's terms
+	CodecSnappy Codec = "snappy"
+	CodecNone   Codec = "none"
+)
+
 // ZstdLevel is 1 (fastest): measured, level 3 is no smaller and level 6
 // saves 4.5 % on disk for 20 % more encode time.
 func DefaultConfig() Config {
@@ -95,6 +113,7 @@ func DefaultConfig() Config {
 		MaxFileAge:      time.Minute,
 		RowGroupRows:    128 << 10,
 		ZstdLevel:       1,
+		Codec:           CodecZstd,
 		MaxOpenFiles:    256,
 
 		CompactAge:        5 * time.Minute,
@@ -126,6 +145,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: RowGroupRows must be in [%d, %d], got %d", minRowGroupRows, maxRowGroupRows, c.RowGroupRows)
 	case c.ZstdLevel < 1 || c.ZstdLevel > 22:
 		return fmt.Errorf("sink: ZstdLevel must be in [1, 22], got %d", c.ZstdLevel)
+	case c.Codec != CodecZstd && c.Codec != CodecLZ4 && c.Codec != CodecSnappy && c.Codec != CodecNone:
+		return fmt.Errorf("sink: Codec must be %q, %q, %q or %q, got %q", CodecZstd, CodecLZ4, CodecSnappy, CodecNone, c.Codec)
 	case c.MaxOpenFiles < 1:
 		return fmt.Errorf("sink: MaxOpenFiles must be positive, got %d", c.MaxOpenFiles)
 	case c.Encoders < 0 || c.Encoders > maxEncoders:

@@ -227,7 +227,7 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 	buf := bufio.NewWriterSize(out, 1<<20)
 	wcfg := cfg
 	if f.Compacted {
-		wcfg.ZstdLevel = cfg.CompactZstdLevel
+		wcfg.Codec, wcfg.ZstdLevel = CodecZstd, cfg.CompactZstdLevel
 	}
 	var w *pqarrow.FileWriter
 	defer func() {

@@ -26,7 +26,7 @@ import (
 //     dictionary passes the 1 MiB dictionary page limit.
 //   - everything else: dictionary.
 //
-// All columns: zstd at Config.ZstdLevel, min/max statistics, the Arrow
+// All columns: Config.Codec (zstd at Config.ZstdLevel by default), min/max statistics, the Arrow
 // schema stored in the footer (ARROW:schema) so types such as the
 // timestamp's time zone round-trip.
 const (
@@ -39,12 +39,22 @@ const (
 func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow.RecordBatch, extra ...parquet.WriterProperty) (*parquet.WriterProperties, error) {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(mem),
-		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithCompressionLevel(cfg.ZstdLevel),
 		parquet.WithDictionaryDefault(true),
 		parquet.WithStats(true),
 		parquet.WithMaxRowGroupLength(cfg.RowGroupRows),
 		parquet.WithDataPageSize(cfg.dataPageBytes()),
+	}
+	switch cfg.Codec {
+	case CodecZstd, "":
+		opts = append(opts, parquet.WithCompression(compress.Codecs.Zstd), parquet.WithCompressionLevel(cfg.ZstdLevel))
+	case CodecLZ4:
+		opts = append(opts, parquet.WithCompression(compress.Codecs.Lz4Raw))
+	case CodecSnappy:
+		opts = append(opts, parquet.WithCompression(compress.Codecs.Snappy))
+	case CodecNone:
+		opts = append(opts, parquet.WithCompression(compress.Codecs.Uncompressed))
+	default:
+		return nil, fmt.Errorf("unknown codec %q", cfg.Codec)
 	}
 	pqs, err := pqarrow.ToParquet(sc, parquet.NewWriterProperties(), pqarrow.DefaultWriterProps())
 	if err != nil {

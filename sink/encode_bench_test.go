@@ -102,6 +102,19 @@ func BenchmarkEncode(b *testing.B) {
 			benchPqarrow(b, recs, size, props, aprops)
 		})
 	}
+	// The codecs a hot file may use (Config.Codec); compaction rewrites
+	// every file at zstd anyway.
+	for _, codec := range []sink.Codec{sink.CodecLZ4, sink.CodecSnappy, sink.CodecNone} {
+		b.Run(fmt.Sprintf("lib=pqarrow/codec=%s/rg=128K", codec), func(b *testing.B) {
+			cfg := sink.DefaultConfig()
+			cfg.Codec = codec
+			props, aprops, err := sink.WriterProps(cfg, recs[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchPqarrow(b, recs, size, props, aprops)
+		})
+	}
 	for _, lv := range []struct {
 		name  string
 		level pqzstd.Level
@@ -127,6 +140,7 @@ func benchPqarrow(b *testing.B, recs []arrow.RecordBatch, size int64, props *par
 	var fileBytes int64
 	b.ReportAllocs()
 	b.SetBytes(size)
+	cpu0 := processCPU(b)
 	for b.Loop() {
 		w := &countWriter{}
 		fw, err := pqarrow.NewFileWriter(recs[0].Schema(), w, props, aprops)
@@ -144,6 +158,8 @@ func benchPqarrow(b *testing.B, recs []arrow.RecordBatch, size int64, props *par
 		fileBytes = w.n
 	}
 	reportEncode(b, fileBytes)
+	// CPU time is steadier than rows/s on a machine others share.
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(benchRows)/float64(b.N), "cpu-ns/row")
 }
 
 // logRow mirrors transform.Schema for parquet-go, with the encodings the

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/weirlabs/weir/internal/logschema"
@@ -892,4 +893,57 @@ func TestPublishedOffsets(t *testing.T) {
 		}
 	}
 	shutdown(t, l)
+}
+
+// TestCodecs writes a file with each codec files written at ingest may
+// use and reads every value back; an unknown codec is refused.
+func TestCodecs(t *testing.T) {
+	t.Parallel()
+	for codec, want := range map[sink.Codec]compress.Compression{
+		sink.CodecLZ4:    compress.Codecs.Lz4Raw,
+		sink.CodecSnappy: compress.Codecs.Snappy,
+		sink.CodecNone:   compress.Codecs.Uncompressed,
+	} {
+		t.Run(string(codec), func(t *testing.T) {
+			t.Parallel()
+			mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+			defer mem.AssertSize(t, 0)
+			cfg := testConfig(t)
+			cfg.Codec = codec
+			l := newLake(t, cfg, nil)
+			recs := SynthBatches(mem, SynthOptions{Rows: 3000, BatchRows: 1000, Part: 1, Start: hour0})
+			defer ReleaseAll(recs)
+			write(t, l, part("app", 1), recs)
+			shutdown(t, l)
+
+			path := l.Files()[0].Path
+			rdr, err := file.OpenParquetFile(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := rdr.MetaData()
+			for i := range md.Schema.NumColumns() {
+				cc, err := md.RowGroup(0).ColumnChunk(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cc.Compression() != want {
+					t.Errorf("%s: compression %v, want %v", md.Schema.Column(i).Path(), cc.Compression(), want)
+				}
+			}
+			rdr.Close()
+			rmem := memory.NewGoAllocator() // unchecked: see TestRoundTrip
+			tbl := readTable(t, path, rmem)
+			defer tbl.Release()
+			if tbl.NumRows() != 3000 {
+				t.Fatalf("rows = %d", tbl.NumRows())
+			}
+			assertColumns(t, tbl, recs, mem, rmem)
+		})
+	}
+	cfg := testConfig(t)
+	cfg.Codec = "brotli"
+	if _, err := sink.New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "Codec") {
+		t.Errorf("codec brotli: err = %v, want a Codec error", err)
+	}
 }
