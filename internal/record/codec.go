@@ -192,16 +192,7 @@ func DecodeBatch(data []byte) (*Batch, error) {
 	}
 	d := decoder{data: data, pos: 1}
 	b := &Batch{}
-	b.Tenant = d.string("tenant")
-	b.Stream = d.string("stream")
-	part := d.varint("partition")
-	if part < math.MinInt32 || part > math.MaxInt32 {
-		d.fail("partition %d out of range", part)
-	}
-	b.Partition = int32(part)
-	b.Offset = d.varint("offset")
-	b.ProducerID = d.string("producer id")
-	b.Sequence = d.uvarint("sequence", "")
+	d.header(b)
 	n := d.uvarint("record count", "")
 	kvs := d.uvarint("attribute count", "")
 	if d.err != nil {
@@ -237,6 +228,21 @@ func DecodeBatch(data []byte) (*Batch, error) {
 
 // decoder reads an encoded batch. The first error sticks: later reads
 // return zero values, and callers check err once per record.
+// header decodes the fields both batch formats start with, after the
+// version byte.
+func (d *decoder) header(b *Batch) {
+	b.Tenant = d.string("tenant")
+	b.Stream = d.string("stream")
+	part := d.varint("partition")
+	if part < math.MinInt32 || part > math.MaxInt32 {
+		d.fail("partition %d out of range", part)
+	}
+	b.Partition = int32(part)
+	b.Offset = d.varint("offset")
+	b.ProducerID = d.string("producer id")
+	b.Sequence = d.uvarint("sequence", "")
+}
+
 type decoder struct {
 	data    []byte
 	pos     int

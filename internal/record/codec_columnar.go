@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -58,16 +57,7 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 func decodeColumnar(data []byte) (*Batch, error) {
 	d := decoder{data: data, pos: 1}
 	b := &Batch{}
-	b.Tenant = d.string("tenant")
-	b.Stream = d.string("stream")
-	part := d.varint("partition")
-	if part < math.MinInt32 || part > math.MaxInt32 {
-		d.fail("partition %d out of range", part)
-	}
-	b.Partition = int32(part)
-	b.Offset = d.varint("offset")
-	b.ProducerID = d.string("producer id")
-	b.Sequence = d.uvarint("sequence", "")
+	d.header(b)
 	rows := d.uvarint("row count", "")
 	b.IPCNow = d.varint("observed time")
 	if d.err != nil {
