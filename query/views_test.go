@@ -106,3 +106,37 @@ func TestLogsViewUnionOfStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestViewsListNewestFirst: a stream view lists its files newest hour
+// first, so that DuckDB, which starts reading them in that order, finds
+// the newest rows of ORDER BY timestamp DESC LIMIT n in the first files.
+func TestViewsListNewestFirst(t *testing.T) {
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	lake, err := sink.New(scfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lake.Shutdown(context.Background())
+	stageRecords(t, lake, "alpha", 30, 3)
+	if err := lake.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ddl.Lock()
+	c.mu.Lock()
+	stmts := c.viewStmtsLocked([]string{"alpha"})
+	c.commitLoadLocked(false)
+	c.mu.Unlock()
+	c.ddl.Unlock()
+	h0, h1, h2 := strings.Index(stmts[0], "hour=00"), strings.Index(stmts[0], "hour=01"), strings.Index(stmts[0], "hour=02")
+	if h0 < 0 || h1 < 0 || h2 < 0 || !(h2 < h1 && h1 < h0) {
+		t.Errorf("alpha's view lists hours at %d, %d, %d (00, 01, 02): want the newest first: %.400s", h0, h1, h2, stmts[0])
+	}
+}
