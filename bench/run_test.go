@@ -54,7 +54,10 @@ func TestRunDiscard(t *testing.T) {
 			if l := rep.AckLatency; l.Samples == 0 || l.P50Ms > l.P99Ms || l.P99Ms > l.P999Ms {
 				t.Errorf("ack latency %+v", l)
 			}
-			if rep.BodyBytes < rep.Records*150 || rep.BodyBytes > rep.Records*260 {
+			// Bodies average ~190 bytes; a loaded machine may ack only a
+			// couple of 100-record batches in the 300 ms, whose mean
+			// strays further from it.
+			if rep.BodyBytes < rep.Records*120 || rep.BodyBytes > rep.Records*300 {
 				t.Errorf("%d body bytes for %d synthetic records", rep.BodyBytes, rep.Records)
 			}
 			var table strings.Builder
