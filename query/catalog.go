@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -750,21 +751,59 @@ var emptyView = logschema.EmptyView()
 // wide, files may differ in those columns and DuckDB reads them together
 // by name, NULL where a file lacks one; that costs a look at every
 // file's footer, so views of streams without such columns go by
-// position.
+// position. Day files (hour=24, sink.Partition.Day) are read by a scan
+// of their own that takes each row's hour from its timestamp, so that
+// the hourly files keep DuckDB's pruning on hour.
 func viewQuery(paths []string, wide bool) string {
 	if len(paths) == 0 {
 		return emptyView
 	}
+	var hours, days []string
+	for _, p := range paths {
+		if isDayFile(p) {
+			days = append(days, p)
+		} else {
+			hours = append(hours, p)
+		}
+	}
+	var parts []string
+	if len(hours) > 0 {
+		parts = append(parts, scanQuery(hours, wide, `"hour"`))
+	}
+	if len(days) > 0 {
+		parts = append(parts, scanQuery(days, wide, dayFileHour))
+	}
+	if wide {
+		return strings.Join(parts, " UNION ALL BY NAME ")
+	}
+	return strings.Join(parts, " UNION ALL ")
+}
+
+// dayFileHour is the hour column of a day file's rows: the UTC hour of
+// their timestamp (the path says hour=24).
+const dayFileHour = `CAST(date_part('hour', timezone('UTC', "timestamp")) AS INTEGER) AS "hour"`
+
+// dayDir is the directory name of day files (sink.DayHour).
+var dayDir = "hour=" + strconv.Itoa(sink.DayHour)
+
+// isDayFile reports whether path, a published file or a staging link,
+// is in a day file's directory.
+func isDayFile(path string) bool { return filepath.Base(filepath.Dir(path)) == dayDir }
+
+// scanQuery reads paths with hive partitioning, hour being the SQL of the
+// hour column.
+func scanQuery(paths []string, wide bool, hour string) string {
 	// Newest first (a folder's paths sort by date, hour and file ID):
 	// DuckDB starts reading files in the
 	// list's order, so a query for the newest rows (ORDER BY timestamp
 	// DESC LIMIT n) finds them in the first files, and the top-n's
 	// dynamic filter on timestamp then skips the older row groups by
-	// their statistics.
+	// their statistics. The hour files' scan comes before the day files'
+	// (dates that ended) for the same reason.
 	paths = slices.Clone(paths)
 	slices.SortFunc(paths, func(a, b string) int { return strings.Compare(b, a) })
 	var q strings.Builder
-	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", "hour" FROM system.main.read_parquet([`)
+	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", ` + hour + ` FROM system.main.read_parquet([`)
 	for i, p := range paths {
 		if i > 0 {
 			q.WriteString(", ")

@@ -176,7 +176,7 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 }
 
 // evictedFiles returns the evicted files of the streams refs name whose
-// hours overlap the refs' bounds, leaving out those skip reports true
+// hours (dates, for day files) overlap the refs' bounds, leaving out those skip reports true
 // for (skip may be nil).
 func (c *catalog) evictedFiles(refs []tableRef, skip func(sink.FileInfo) bool) []sink.FileInfo {
 	c.mu.Lock()
@@ -193,7 +193,7 @@ func (c *catalog) evictedFilesLocked(refs []tableRef, skip func(sink.FileInfo) b
 				continue
 			}
 			for id, f := range m {
-				if !seen[id] && r.bound.overlapsHour(f.Partition.Hour) && (skip == nil || !skip(f)) {
+				if !seen[id] && r.bound.overlaps(f.Partition.Hour, f.Partition.End()) && (skip == nil || !skip(f)) {
 					seen[id] = true
 					out = append(out, f)
 				}
@@ -401,11 +401,15 @@ var noBound = tsBound{}
 
 // overlapsHour reports whether a timestamp of the hour starting at h may
 // be within b.
-func (b tsBound) overlapsHour(h time.Time) bool {
-	if b.hasLo && !h.Add(time.Hour).After(b.lo) {
+func (b tsBound) overlapsHour(h time.Time) bool { return b.overlaps(h, h.Add(time.Hour)) }
+
+// overlaps reports whether a timestamp in [start, end) may be within b:
+// the span of a file's hour, or of its date for a day file.
+func (b tsBound) overlaps(start, end time.Time) bool {
+	if b.hasLo && !end.After(b.lo) {
 		return false
 	}
-	if b.hasHi && (h.After(b.hi) || b.hiOpen && h.Equal(b.hi)) {
+	if b.hasHi && (start.After(b.hi) || b.hiOpen && start.Equal(b.hi)) {
 		return false
 	}
 	return true

@@ -222,6 +222,7 @@ func TestQueriesFetchEvictedFiles(t *testing.T) {
 	scfg := sink.DefaultConfig()
 	scfg.Dir = filepath.Join(dir, "lake")
 	scfg.MaxFileAge = time.Hour
+	scfg.DayFilesAfter = 0 // a file per hour, so that a query of one hour fetches one file
 	lake, err := sink.New(scfg, e, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -30,9 +30,10 @@ func (e *Engine) OffsetsSince(ctx context.Context, tenant, stream string, t time
 		return nil, err
 	}
 	defer release()
-	// Evicted files of hours that may hold records at or after t are
-	// fetched; those of earlier hours count by their offsets.
-	early := func(f sink.FileInfo) bool { return !f.Partition.Hour.Add(time.Hour).After(t) }
+	// Evicted files of hours (dates, for day files) that may hold
+	// records at or after t are fetched; those of earlier ones count by
+	// their offsets.
+	early := func(f sink.FileInfo) bool { return !f.Partition.End().After(t) }
 	exit, err := e.prepareFilesExcept(ctx, c, func() []tableRef { return []tableRef{{name: stream, bound: tsBound{lo: t, hasLo: true}}} }, early)
 	if err != nil {
 		return nil, err

@@ -38,8 +38,19 @@ type Config struct {
 	// MaxOpenFiles bounds the files being written at once (one per
 	// Partition with unpublished rows). Opening one more publishes the
 	// file that has been open longest: in the background after Start
-	// (up to MaxOpenFiles such files wait), else by the Write.
+	// (up to MaxOpenFiles such files wait), else by the Write. An open
+	// file costs its metadata in memory and its segments on disk, so the
+	// default, 1,024, is set above the 796 stream-dates of the Loghub
+	// backfill, which at 256 were published early and opened again
+	// (bench/RESULTS.md, "Backfill ... day files").
 	MaxOpenFiles int
+	// DayFilesAfter sends the rows of an hour that ended more than this
+	// long ago to one file per stream partition and date (a day file,
+	// Partition.Day, under hour=24) instead of one per hour, so that a
+	// backfill of sparse hours does not become thousands of tiny files
+	// (bench/RESULTS.md, "Backfill ... day files"). Rows of the current
+	// and recent hours keep their hour's file. 0 turns day files off.
+	DayFilesAfter time.Duration
 	// Encoders is how many batches are encoded into segments at once,
 	// across all streams; 0 means GOMAXPROCS. Batches of one stream
 	// partition are encoded in parallel and committed to their file in
@@ -114,7 +125,8 @@ func DefaultConfig() Config {
 		RowGroupRows:    128 << 10,
 		ZstdLevel:       1,
 		Codec:           CodecZstd,
-		MaxOpenFiles:    256,
+		MaxOpenFiles:    1024,
+		DayFilesAfter:   time.Hour,
 
 		CompactAge:        5 * time.Minute,
 		CompactInputBytes: 256 << 20,
@@ -149,6 +161,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: Codec must be %q, %q, %q or %q, got %q", CodecZstd, CodecLZ4, CodecSnappy, CodecNone, c.Codec)
 	case c.MaxOpenFiles < 1:
 		return fmt.Errorf("sink: MaxOpenFiles must be positive, got %d", c.MaxOpenFiles)
+	case c.DayFilesAfter < 0:
+		return fmt.Errorf("sink: DayFilesAfter must not be negative, got %s", c.DayFilesAfter)
 	case c.Encoders < 0 || c.Encoders > maxEncoders:
 		return fmt.Errorf("sink: Encoders must be in [0, %d], got %d", maxEncoders, c.Encoders)
 	case c.CompactAge < 0:

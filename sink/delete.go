@@ -39,7 +39,8 @@ type DeleteResult struct {
 }
 
 // DeleteRows deletes the records whose _offset is in offsets[part] from
-// the published files of a tenant's stream in one hour partition. Rows in
+// the published files of a tenant's stream in one hour partition: the
+// hour's files and the day files of its date (Partition.Day). Rows in
 // open files are not touched (Flush first to include them); offsets that
 // no published file holds are ignored, so Rows may be fewer than asked.
 // It takes turns with Compact and Retain. A failure leaves each file
@@ -65,7 +66,8 @@ func (l *Lake) DeleteRows(ctx context.Context, tenant, stream string, hour time.
 	for _, f := range l.files {
 		fp := f.Partition
 		set := offsets[fp.Part]
-		if fp.Tenant != p.Tenant || fp.Stream != p.Stream || !fp.Hour.Equal(p.Hour) || l.announcing[f.ID] || len(set) == 0 {
+		inHour := fp.Hour.Equal(p.Hour) || fp.Day && fp.Hour.Equal(dayOf(p.Hour)) // a day file holds rows of every hour of its date
+		if fp.Tenant != p.Tenant || fp.Stream != p.Stream || !inHour || l.announcing[f.ID] || len(set) == 0 {
 			continue
 		}
 		if set.overlaps(f.MinOffset, f.MaxOffset+1) {

@@ -9,7 +9,8 @@
 // the file format.
 //
 // A Lake keeps one open file per Partition (tenant, stream, stream
-// partition, hour) and publishes it by size, by age, on schema change,
+// partition, hour; or date, for the day files that take the rows of
+// hours long past, Config.DayFilesAfter) and publishes it by size, by age, on schema change,
 // past MaxOpenFiles, and on Flush and Shutdown. An Observer (the buffer)
 // learns which rows were staged into which file and when each file is
 // durably published; only then may it forget those rows. At start-up the

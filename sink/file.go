@@ -201,11 +201,15 @@ func (f *openFile) finish(ctx context.Context, cfg Config, mem memory.Allocator)
 // footerMeta is the key-value metadata the lake writes into the footer of
 // every published file of p (docs/format.md).
 func footerMeta(p Partition) [][2]string {
+	hour := p.Hour.Format("2006-01-02T15Z")
+	if p.Day {
+		hour = p.Hour.Format("2006-01-02Z") // a day file: the date only
+	}
 	return [][2]string{
 		{metaTenant, p.Tenant},
 		{metaStream, p.Stream},
 		{metaPart, strconv.FormatInt(int64(p.Part), 10)},
-		{metaHour, p.Hour.Format("2006-01-02T15Z")},
+		{metaHour, hour},
 	}
 }
 

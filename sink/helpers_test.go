@@ -26,12 +26,15 @@ func TestMain(m *testing.M) {
 }
 
 // testConfig returns a config rooted in a temporary directory that
-// publishes only on Flush/Shutdown unless the test changes it.
+// publishes only on Flush/Shutdown unless the test changes it. Its
+// partitions keep their hour (no day files) although hour0 is long past:
+// day files have tests of their own (dayfile_test.go).
 func testConfig(t *testing.T) sink.Config {
 	t.Helper()
 	cfg := sink.DefaultConfig()
 	cfg.Dir = filepath.Join(t.TempDir(), "lake")
 	cfg.MaxFileAge = time.Hour
+	cfg.DayFilesAfter = 0
 	return cfg
 }
 

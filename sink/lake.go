@@ -22,7 +22,12 @@ type Partition struct {
 	Tenant string
 	Stream string
 	Part   int32     // stream partition (buffer ring); each file holds one
-	Hour   time.Time // UTC, truncated to the hour, of the records' timestamps
+	Hour   time.Time // UTC, truncated to the hour (to the day if Day), of the records' timestamps
+	// Day marks a day file: its rows lie anywhere in the UTC date that
+	// starts at Hour. The lake writes the rows of hours that ended more
+	// than Config.DayFilesAfter ago (a backfill, late records) to their
+	// date's day file, so that sparse hours do not become a file each.
+	Day bool
 }
 
 // FileInfo describes one Parquet file.
@@ -126,8 +131,12 @@ type FileError struct {
 
 func (e *FileError) Error() string {
 	p := e.File.Partition
+	hour := p.Hour.Format("2006-01-02T15")
+	if p.Day {
+		hour = p.Hour.Format("2006-01-02") + " (day file)"
+	}
 	return fmt.Sprintf("sink: file %s of %s/%s part %d hour %s (%d rows, offsets %d to %d) abandoned: %v",
-		e.File.ID, p.Tenant, p.Stream, p.Part, p.Hour.Format("2006-01-02T15"), e.File.Rows, e.File.MinOffset, e.File.MaxOffset, e.Err)
+		e.File.ID, p.Tenant, p.Stream, p.Part, hour, e.File.Rows, e.File.MinOffset, e.File.MaxOffset, e.Err)
 }
 
 func (e *FileError) Unwrap() error { return e.Err }
@@ -211,6 +220,7 @@ type fileKey struct {
 	tenant, stream string
 	part           int32
 	hour           int64 // Unix seconds
+	day            bool
 }
 
 // streamKey names a stream partition: the unit _offset counts in.
@@ -220,7 +230,7 @@ type streamKey struct {
 }
 
 func keyOf(p Partition) fileKey {
-	return fileKey{tenant: p.Tenant, stream: p.Stream, part: p.Part, hour: p.Hour.Unix()}
+	return fileKey{tenant: p.Tenant, stream: p.Stream, part: p.Part, hour: p.Hour.Unix(), day: p.Day}
 }
 
 func streamOf(p Partition) streamKey {
@@ -444,6 +454,7 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 	if rec.NumRows() == 0 {
 		return nil
 	}
+	p = l.FilePartition(p, time.Now())
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -463,6 +474,26 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 			return err
 		}
 	}
+}
+
+// FilePartition returns the partition of the file that Write puts the
+// rows of p in at now: p itself, or, when p's hour ended more than
+// Config.DayFilesAfter before now, the day file of p's date (Day set,
+// Hour the date's midnight). A batcher that groups rows by it
+// (transform/arrowbatch does) builds one batch per date of a backfill
+// rather than one per hour. p.Hour is taken in UTC, truncated to the
+// hour; FilePartition only computes, so it is cheap enough per record
+// and safe for concurrent use.
+func (l *Lake) FilePartition(p Partition, now time.Time) Partition {
+	if p.Day || l.cfg.DayFilesAfter <= 0 {
+		return p
+	}
+	h := p.Hour.UTC().Truncate(time.Hour)
+	if h.Add(time.Hour + l.cfg.DayFilesAfter).After(now) {
+		return p
+	}
+	p.Day, p.Hour = true, dayOf(h)
+	return p
 }
 
 // acquire returns the open file of p, opening one (and detaching the

@@ -16,7 +16,8 @@ import (
 //
 //	<Dir>/tenant=<tenant>/stream=<stream>/date=YYYY-MM-DD/hour=HH/<ID>.parquet
 //
-// and, while a file is being written, .<ID>.parquet.tmp beside it.
+// where HH is 00 to 23 for a file of one hour and 24 (DayHour) for a day
+// file, and, while a file is being written, .<ID>.parquet.tmp beside it.
 const (
 	fileExt   = ".parquet"
 	tmpSuffix = ".parquet.tmp"
@@ -25,6 +26,10 @@ const (
 	idLayout = "20060102T150405.000000000Z"
 	idRandom = 4 // random bytes after the time, hex encoded
 )
+
+// DayHour is the hour= value of day files (Partition.Day): their rows
+// lie anywhere in the date; readers take a row's hour from its timestamp.
+const DayHour = 24
 
 // Keys of the Parquet footer's key-value metadata that the lake writes.
 // weir.part is read back at New; the others make a file self-describing
@@ -55,7 +60,8 @@ func validName(s string) bool {
 	return true
 }
 
-// normalize checks p and returns it with Hour in UTC truncated to the hour.
+// normalize checks p and returns it with Hour in UTC truncated to the
+// hour, or to the day for a day file.
 func normalize(p Partition) (Partition, error) {
 	if !validName(p.Tenant) {
 		return p, fmt.Errorf("%w: tenant %q: want 1 to 128 characters of [A-Za-z0-9_.-], not starting with '.'", ErrInvalidPartition, p.Tenant)
@@ -64,6 +70,9 @@ func normalize(p Partition) (Partition, error) {
 		return p, fmt.Errorf("%w: stream %q: want 1 to 128 characters of [A-Za-z0-9_.-], not starting with '.'", ErrInvalidPartition, p.Stream)
 	}
 	p.Hour = p.Hour.UTC().Truncate(time.Hour)
+	if p.Day {
+		p.Hour = dayOf(p.Hour)
+	}
 	if y := p.Hour.Year(); y < 0 || y > 9999 {
 		return p, fmt.Errorf("%w: hour %s: year out of range", ErrInvalidPartition, p.Hour)
 	}
@@ -72,14 +81,33 @@ func normalize(p Partition) (Partition, error) {
 
 // Dir returns the directory of p's files relative to the lake root:
 // tenant=<tenant>/stream=<stream>/date=<YYYY-MM-DD>/hour=<HH>, with the
-// date and hour of p.Hour in UTC.
+// date and hour of p.Hour in UTC, and hour=24 (DayHour) for a day file.
 func (p Partition) Dir() string {
 	h := p.Hour.UTC()
+	hour := h.Format("15")
+	if p.Day {
+		hour = strconv.Itoa(DayHour)
+	}
 	return filepath.Join(
 		"tenant="+p.Tenant,
 		"stream="+p.Stream,
 		"date="+h.Format("2006-01-02"),
-		"hour="+h.Format("15"))
+		"hour="+hour)
+}
+
+// End returns the end of the span of time p's rows lie in: an hour after
+// Hour, or a day after it for a day file.
+func (p Partition) End() time.Time {
+	if p.Day {
+		return p.Hour.Add(24 * time.Hour)
+	}
+	return p.Hour.Add(time.Hour)
+}
+
+// dayOf returns the start (00:00 UTC) of t's UTC date.
+func dayOf(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
 func tmpName(id string) string { return "." + id + tmpSuffix }
@@ -128,12 +156,15 @@ func parsePath(rel string) (Partition, string, error) {
 		}
 	}
 	h, err := strconv.Atoi(hour)
-	if err != nil || len(hour) != 2 || h > 23 {
-		return Partition{}, "", fmt.Errorf("hour=%s: want 00 to 23", hour)
+	if err != nil || len(hour) != 2 || h > DayHour {
+		return Partition{}, "", fmt.Errorf("hour=%s: want 00 to 23, or 24 for a day file", hour)
 	}
 	d, err := time.Parse("2006-01-02", date)
 	if err != nil {
 		return Partition{}, "", fmt.Errorf("date=%s: %w", date, err)
+	}
+	if h == DayHour {
+		p.Day, h = true, 0
 	}
 	p.Hour = d.Add(time.Duration(h) * time.Hour)
 	id := strings.TrimSuffix(parts[4], fileExt)

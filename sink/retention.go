@@ -18,8 +18,8 @@ import (
 
 // Retention (docs/lake.md, "Retention") removes published files whose
 // rows are all older than their stream's retention period. A file's rows
-// all lie in its hour partition, so a file expires once the end of its
-// hour is more than the period ago.
+// all lie in its hour partition (its date for a day file), so a file
+// expires once the end of its hour (date) is more than the period ago.
 //
 // Removing a file is three steps, each safe to interrupt:
 //
@@ -94,13 +94,15 @@ func (r Retention) Period(tenant, stream string) time.Duration {
 }
 
 // Expired reports whether every row of a file of partition p, all of
-// whose rows lie in p's hour, is older than its period at now.
+// whose rows lie in p's hour (its date for a day file, Partition.Day),
+// is older than its period at now.
 func (r Retention) Expired(p Partition, now time.Time) bool {
 	d := r.Period(p.Tenant, p.Stream)
 	if d <= 0 {
 		return false
 	}
-	end := p.Hour.UTC().Truncate(time.Hour).Add(time.Hour)
+	p.Hour = p.Hour.UTC().Truncate(time.Hour)
+	end := p.End()
 	return !end.After(now.Add(-d))
 }
 

@@ -175,6 +175,9 @@ type config struct {
 		RowGroupRows    int64         `yaml:"row_group_rows"`
 		ZstdLevel       int           `yaml:"zstd_level"`
 		Codec           sink.Codec    `yaml:"codec"`
+		// DayFilesAfter: rows of hours that ended longer ago go to one
+		// file per date (sink.Config.DayFilesAfter); 0 turns that off.
+		DayFilesAfter time.Duration `yaml:"day_files_after"`
 		// Encoders is how many batches are encoded to Parquet at once;
 		// 0 means one per core (sink.Config.Encoders).
 		Encoders   int `yaml:"encoders"`
@@ -315,8 +318,8 @@ func defaultConfig() config {
 	c.Transform.MaxRows, c.Transform.MaxBytes, c.Transform.MaxAge, c.Transform.MaxColumns = tc.MaxRows, tc.MaxBytes, tc.MaxAge, tc.MaxColumns
 
 	sc := sink.DefaultConfig()
-	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec =
-		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec
+	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec, c.Sink.DayFilesAfter =
+		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec, sc.DayFilesAfter
 	cc := &c.Sink.Compaction
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 	c.Retention.Interval = sink.DefaultRetentionInterval
@@ -508,8 +511,8 @@ func (c *config) pipeline(log *slog.Logger) transform.PipelineConfig {
 func (c *config) sink() sink.Config {
 	sc := sink.DefaultConfig()
 	sc.Dir = filepath.Join(c.Data, "lake")
-	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec, sc.Encoders =
-		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec, c.Sink.Encoders
+	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec, sc.Encoders, sc.DayFilesAfter =
+		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec, c.Sink.Encoders, c.Sink.DayFilesAfter
 	cc := c.Sink.Compaction
 	sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel = cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel
 	sc.Retention = c.Retention.sink()

@@ -149,7 +149,7 @@ type retentionHold struct {
 // every file within the hold limit.
 func (h *retentionHold) keep(f sink.FileInfo, now time.Time) bool {
 	p := f.Partition
-	expiredAt := p.Hour.UTC().Truncate(time.Hour).Add(time.Hour + h.ret.Period(p.Tenant, p.Stream))
+	expiredAt := p.End().Add(h.ret.Period(p.Tenant, p.Stream)) // the end of the file's hour (date, for a day file)
 	within := now.Before(expiredAt.Add(h.maxHold))
 	m := h.m.Load()
 	if m == nil {

@@ -106,14 +106,15 @@ func fileSchema(ctx context.Context, props map[string]string, f sink.FileInfo) (
 
 // dataFile describes a lake file to Iceberg without reading it: its
 // location, rows, size, the day partition of its hour, and bounds the
-// lake guarantees: every row's timestamp lies in the file's hour,
+// lake guarantees: every row's timestamp lies in the file's hour (its
+// date for a day file, sink.Partition.Day),
 // _partition is the file's stream partition, _offset spans MinOffset to
 // MaxOffset. Readers use them to skip files. In a version 3 table the
 // file's rows get row IDs from firstRowID on (row lineage), which
 // iceberg-go requires of files it did not write; pass -1 for a version
 // 2 table.
 func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo, firstRowID int64) (iceberg.DataFile, error) {
-	hour := f.Partition.Hour.UTC()
+	hour, end := f.Partition.Hour.UTC(), f.Partition.End().UTC()
 	day := int32(hour.Truncate(24*time.Hour).Unix() / 86400) // days since 1970-01-01, also before it
 	lower := map[int][]byte{}
 	upper := map[int][]byte{}
@@ -121,10 +122,10 @@ func dataFile(sc *iceberg.Schema, spec iceberg.PartitionSpec, f sink.FileInfo, f
 		switch c.Type.(type) {
 		case iceberg.TimestampTzNsType, iceberg.TimestampNsType:
 			lower[c.ID] = le64(hour.UnixNano())
-			upper[c.ID] = le64(hour.Add(time.Hour).UnixNano() - 1)
+			upper[c.ID] = le64(end.UnixNano() - 1)
 		default:
 			lower[c.ID] = le64(hour.UnixMicro())
-			upper[c.ID] = le64(hour.Add(time.Hour).UnixMicro() - 1)
+			upper[c.ID] = le64(end.UnixMicro() - 1)
 		}
 	}
 	if c, ok := sc.FindFieldByName(logschema.Partition); ok {

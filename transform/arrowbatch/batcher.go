@@ -33,7 +33,8 @@ type Config struct {
 	// every Tick. It bounds how stale the sink's view of a stream is.
 	MaxAge time.Duration
 	// MaxOpen bounds the batches under construction at once (one per hour
-	// of record timestamps); past it the oldest is flushed.
+	// of record timestamps, or per date for a FilePartitioner's day
+	// files); past it the oldest is flushed.
 	MaxOpen int
 	// MaxPending bounds the finished batches kept for retry after the
 	// Writer failed; past it Consume blocks, retrying, which backs
@@ -103,7 +104,8 @@ type Batcher struct {
 func (bt *Batcher) TypeConflicts() int64 { return bt.conflicts }
 
 type openBatch struct {
-	hour    time.Time
+	hour    time.Time // sink.Partition.Hour: the hour, or the date of a day file
+	day     bool      // sink.Partition.Day
 	first   time.Time
 	rows    int
 	bytes   int
@@ -175,7 +177,7 @@ func (bt *Batcher) Consume(ctx context.Context, b *record.Batch) error {
 		r := &b.Records[i]
 		Normalize(r, now)
 		bt.prom.observe(r)
-		ob, err := bt.openFor(ctx, hourOf(r.Timestamp), now)
+		ob, err := bt.openFor(ctx, bt.fileOf(r.Timestamp, now), now)
 		if err != nil {
 			return err
 		}
@@ -276,9 +278,29 @@ func (bt *Batcher) Oldest() (offset int64, ok bool) {
 	return offset, ok
 }
 
-func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch, error) {
+// FilePartitioner is implemented by Writers that choose the file a row
+// goes to by more than its hour, such as *sink.Lake (day files for the
+// rows of hours long past): the Batcher builds one batch per partition
+// FilePartition returns, so that a backfill's rows of one date share
+// batches instead of making one per hour. It must be cheap (it is called
+// per record) and safe for concurrent use.
+type FilePartitioner interface {
+	FilePartition(p sink.Partition, now time.Time) sink.Partition
+}
+
+// fileOf returns the partition of the batch a record with timestamp ts
+// (Unix nanoseconds) goes to; only Hour and Day are set.
+func (bt *Batcher) fileOf(ts int64, now time.Time) sink.Partition {
+	p := sink.Partition{Hour: hourOf(ts)}
+	if fp, ok := bt.w.(FilePartitioner); ok {
+		p = fp.FilePartition(p, now)
+	}
+	return p
+}
+
+func (bt *Batcher) openFor(ctx context.Context, fp sink.Partition, now time.Time) (*openBatch, error) {
 	for _, ob := range bt.open {
-		if ob.hour.Equal(hour) {
+		if ob.day == fp.Day && ob.hour.Equal(fp.Hour) {
 			return ob, nil
 		}
 	}
@@ -287,7 +309,7 @@ func (bt *Batcher) openFor(ctx context.Context, hour, now time.Time) (*openBatch
 			return nil, err
 		}
 	}
-	ob := &openBatch{hour: hour, first: now, b: newBuilder(bt.mem, bt.schema, bt.prom.cols)}
+	ob := &openBatch{hour: fp.Hour, day: fp.Day, first: now, b: newBuilder(bt.mem, bt.schema, bt.prom.cols)}
 	bt.open = append(bt.open, ob)
 	return ob, nil
 }
@@ -303,7 +325,7 @@ func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
 		}
 	}
 	rec := bt.finishOpen(ob)
-	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour}
+	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour, Day: ob.day}
 	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec, firstOf: ob.firstOf})
 	return bt.retryPending(ctx, bt.cfg.MaxPending-1)
 }

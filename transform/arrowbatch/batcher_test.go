@@ -251,3 +251,57 @@ func TestBatcherCloseReportsLoss(t *testing.T) {
 		t.Fatalf("Close with a failing writer: %v", err)
 	}
 }
+
+// dayWriter is a memWriter that, like sink.Lake, puts the rows of hours
+// before cut into day files.
+type dayWriter struct {
+	memWriter
+	cut time.Time
+}
+
+func (w *dayWriter) FilePartition(p sink.Partition, _ time.Time) sink.Partition {
+	if p.Hour.Before(w.cut) {
+		y, m, d := p.Hour.Date()
+		p.Hour, p.Day = time.Date(y, m, d, 0, 0, 0, 0, time.UTC), true
+	}
+	return p
+}
+
+// TestBatcherDayFiles: with a Writer that is a FilePartitioner, the rows
+// of several hours of a day file share one batch, in their order, while
+// the rows of other hours keep a batch per hour.
+func TestBatcherDayFiles(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	day := time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC)
+	w := &dayWriter{cut: day.Add(24 * time.Hour)}
+	defer w.release()
+	bt := newTestBatcher(t, DefaultConfig(), w, mem)
+	var recs []record.Record
+	for i, h := range []int{7, 3, 23, 7, 24 + 1, 24 + 2} { // 24+: the next day, not a day file
+		ts := day.Add(time.Duration(h)*time.Hour + time.Duration(i)*time.Second).UnixNano()
+		recs = append(recs, record.Record{Timestamp: ts, ObservedTimestamp: ts, Body: fmt.Sprint(i)})
+	}
+	if err := bt.Consume(context.Background(), batchOf(0, recs...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.recs) != 3 {
+		t.Fatalf("%d batches written (%+v), want the day file's and one for each hour of the next day", len(w.recs), w.parts)
+	}
+	for i, want := range []sink.Partition{
+		{Tenant: "default", Stream: "app", Part: 2, Hour: day, Day: true},
+		{Tenant: "default", Stream: "app", Part: 2, Hour: day.Add(25 * time.Hour)},
+		{Tenant: "default", Stream: "app", Part: 2, Hour: day.Add(26 * time.Hour)},
+	} {
+		if got := w.parts[i]; got != want {
+			t.Errorf("batch %d: partition %+v, want %+v", i, got, want)
+		}
+	}
+	offs := w.recs[0].Column(w.recs[0].Schema().FieldIndices(logschema.Offset)[0]).(*array.Int64)
+	if got := fmt.Sprint(offs.Int64Values()); got != "[0 1 2 3]" {
+		t.Errorf("the day file's batch holds offsets %s, want [0 1 2 3]", got)
+	}
+}

@@ -10,14 +10,16 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
 )
 
 // consumeColumns is Consume for a columnar batch: its columns become the
 // lake's without passing through rows. The columns that need no change
 // (text, maps, flags, and timestamps and severities already complete)
 // are the batch's own arrays; the ids become hex text, _partition and
-// _offset are added, and the rows of each hour go to that hour's batch as
-// a slice when they are consecutive (a selection copy otherwise).
+// _offset are added, and the rows of each hour (or day file, see
+// FilePartitioner) go to its batch as a slice when they are consecutive
+// (a selection copy otherwise).
 func (bt *Batcher) consumeColumns(ctx context.Context, b *record.Batch) error {
 	defer b.Release()
 	now := bt.now()
@@ -25,13 +27,14 @@ func (bt *Batcher) consumeColumns(ctx context.Context, b *record.Batch) error {
 	defer lake.Release()
 	n := int(lake.NumRows())
 	ts := lake.Column(idxTimestamp).(*array.Timestamp).TimestampValues()
-	hours := make([]time.Time, 0, 1)
+	hours := make([]sink.Partition, 0, 1) // Hour and Day of each batch the rows go to
 	hourIdx := make([]int32, n)
+	same := func(a, b sink.Partition) bool { return a.Day == b.Day && a.Hour.Equal(b.Hour) }
 	for i := range n {
-		h := hourOf(int64(ts[i]))
+		h := bt.fileOf(int64(ts[i]), now)
 		j := len(hours) - 1
-		if j < 0 || !hours[j].Equal(h) {
-			for j = 0; j < len(hours) && !hours[j].Equal(h); j++ {
+		if j < 0 || !same(hours[j], h) {
+			for j = 0; j < len(hours) && !same(hours[j], h); j++ {
 			}
 			if j == len(hours) {
 				hours = append(hours, h)
@@ -66,10 +69,10 @@ func (bt *Batcher) consumeColumns(ctx context.Context, b *record.Batch) error {
 	return nil
 }
 
-// addPart adds part, rows of one hour whose lowest offset is first, to
-// that hour's batch, taking ownership of it, and flushes the batch if it
-// is full.
-func (bt *Batcher) addPart(ctx context.Context, hour, now time.Time, part arrow.RecordBatch, first int64, bytes int) error {
+// addPart adds part, rows of one hour (or day file) whose lowest offset
+// is first, to that hour's batch, taking ownership of it, and flushes the
+// batch if it is full.
+func (bt *Batcher) addPart(ctx context.Context, hour sink.Partition, now time.Time, part arrow.RecordBatch, first int64, bytes int) error {
 	ob, err := bt.openFor(ctx, hour, now)
 	if err != nil {
 		part.Release()

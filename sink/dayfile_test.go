@@ -1,0 +1,222 @@
+package sink_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/sink"
+)
+
+// dayConfig is testConfig with day files on (the default).
+func dayConfig(t *testing.T) sink.Config {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.DayFilesAfter = sink.DefaultConfig().DayFilesAfter
+	cfg.CompactAge = 0
+	return cfg
+}
+
+// timestamps returns the range of the timestamp column of a file.
+func timestamps(t *testing.T, path string) (lo, hi time.Time) {
+	t.Helper()
+	tbl := readTable(t, path, memory.DefaultAllocator)
+	defer tbl.Release()
+	i := tbl.Schema().FieldIndices("timestamp")[0]
+	first := true
+	for _, c := range tbl.Column(i).Data().Chunks() {
+		ts := c.(*array.Timestamp)
+		for j := range ts.Len() {
+			v := time.Unix(0, int64(ts.Value(j))).UTC()
+			if first || v.Before(lo) {
+				lo = v
+			}
+			if first || v.After(hi) {
+				hi = v
+			}
+			first = false
+		}
+	}
+	return lo, hi
+}
+
+// TestDayFiles writes rows of two hours of a long past date and of the
+// current hour: the past hours share one day file under hour=24, the
+// current hour keeps its own file; a restart reads the day file back as
+// one (Partition.Day, LastOffset); a delete of one hour's rows rewrites
+// the day file without them and keeps it a day file.
+func TestDayFiles(t *testing.T) {
+	t.Parallel()
+	cfg := dayConfig(t)
+	l := newLake(t, cfg, &recorder{})
+	now := time.Now().UTC()
+	day := time.Date(hour0.Year(), hour0.Month(), hour0.Day(), 0, 0, 0, 0, time.UTC)
+	cur := now.Truncate(time.Hour)
+
+	if got := l.FilePartition(part("app", 0), now); !got.Day || !got.Hour.Equal(day) {
+		t.Errorf("FilePartition(%s) = %+v, want the day file of %s", hour0, got, day)
+	}
+	live := sink.Partition{Tenant: "acme", Stream: "app", Hour: cur}
+	if got := l.FilePartition(live, now); got != live {
+		t.Errorf("FilePartition(current hour) = %+v, want it unchanged", got)
+	}
+	recent := sink.Partition{Tenant: "acme", Stream: "app", Hour: cur.Add(-time.Hour)}
+	if got := l.FilePartition(recent, now); got != recent {
+		t.Errorf("FilePartition(previous hour) = %+v, want it unchanged (it ended less than DayFilesAfter ago)", got)
+	}
+
+	var recs []arrow.RecordBatch
+	for i, start := range []time.Time{hour0, hour0.Add(2 * time.Hour), cur} {
+		recs = append(recs, SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: int64(100 * i), Start: start})...)
+	}
+	defer ReleaseAll(recs)
+	for i, h := range []time.Time{hour0, hour0.Add(2 * time.Hour), cur} {
+		write(t, l, sink.Partition{Tenant: "acme", Stream: "app", Hour: h}, recs[i:i+1])
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files := l.Files()
+	if len(files) != 2 {
+		t.Fatalf("%d files, want the day file and the current hour's: %+v", len(files), files)
+	}
+	var dayFile, hourFile sink.FileInfo
+	for _, f := range files {
+		if f.Partition.Day {
+			dayFile = f
+		} else {
+			hourFile = f
+		}
+	}
+	wantDir := filepath.Join("tenant=acme", "stream=app", "date="+day.Format("2006-01-02"), "hour=24")
+	if dayFile.Rows != 200 || dayFile.MinOffset != 0 || dayFile.MaxOffset != 199 || !dayFile.Partition.Hour.Equal(day) ||
+		!strings.HasSuffix(filepath.Dir(dayFile.Path), wantDir) || dayFile.Partition.Dir() != wantDir {
+		t.Errorf("day file %+v, want 200 rows, offsets 0 to 199, in %s", dayFile, wantDir)
+	}
+	if lo, hi := timestamps(t, dayFile.Path); !lo.Equal(hour0) || hi.Before(hour0.Add(2*time.Hour)) || !hi.Before(day.Add(24*time.Hour)) {
+		t.Errorf("day file's timestamps %s to %s, want both hours of %s", lo, hi, day.Format("2006-01-02"))
+	}
+	if end := dayFile.Partition.End(); !end.Equal(day.Add(24 * time.Hour)) {
+		t.Errorf("day file's End = %s, want the end of its date", end)
+	}
+	if hourFile.Rows != 100 || !hourFile.Partition.Hour.Equal(cur) || hourFile.Partition.Day {
+		t.Errorf("current hour's file %+v, want 100 rows of hour %s", hourFile, cur)
+	}
+
+	// A restart finds the day file as such.
+	shutdown(t, l)
+	l = newLake(t, cfg, &recorder{})
+	defer shutdown(t, l)
+	again := l.Files()
+	if len(again) != 2 {
+		t.Fatalf("after restart: %+v", again)
+	}
+	for i := range again {
+		if again[i] != files[i] {
+			t.Errorf("after restart: %+v, want %+v", again[i], files[i])
+		}
+	}
+	if got := l.LastOffset("acme", "app", 0); got != 300 {
+		t.Errorf("LastOffset after restart = %d, want 300", got)
+	}
+
+	// Deleting rows of one hour rewrites the day file that holds them.
+	res, err := l.DeleteRows(context.Background(), "acme", "app", hour0.Add(2*time.Hour), map[int32]sink.OffsetSet{0: {{From: 150, To: 160}}})
+	if err != nil || res.Rows != 10 || res.Rewritten != 1 {
+		t.Fatalf("DeleteRows = %+v, %v; want 10 rows deleted from one rewritten file", res, err)
+	}
+	after := l.Files()
+	if len(after) != 2 {
+		t.Fatalf("after delete: %+v", after)
+	}
+	seen := offsetsIn(t, after)
+	for o := range int64(300) {
+		if want := o < 150 || o >= 160; (seen[o] == 1) != want {
+			t.Errorf("offset %d seen %d times after the delete", o, seen[o])
+		}
+	}
+	for _, f := range after {
+		if f.Rows == 190 && (!f.Partition.Day || filepath.Base(filepath.Dir(f.Path)) != "hour=24") {
+			t.Errorf("rewritten day file %+v is no longer a day file", f)
+		}
+	}
+}
+
+// TestDayFileRetention: a day file expires once its whole date is older
+// than the period, not its first hour.
+func TestDayFileRetention(t *testing.T) {
+	t.Parallel()
+	r := sink.Retention{Default: time.Hour}
+	day := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day, Day: true}
+	for _, c := range []struct {
+		now  time.Time
+		want bool
+	}{
+		{day.Add(2 * time.Hour), false},
+		{day.Add(24*time.Hour + 59*time.Minute), false},
+		{day.Add(25 * time.Hour), true},
+	} {
+		if got := r.Expired(p, c.now); got != c.want {
+			t.Errorf("day file of %s at %s: Expired = %v, want %v", day.Format("2006-01-02"), c.now, got, c.want)
+		}
+	}
+	if hour := (sink.Partition{Tenant: "acme", Stream: "app", Hour: day}); !r.Expired(hour, day.Add(2*time.Hour)) {
+		t.Error("the file of hour 00 has not expired two hours later")
+	}
+}
+
+// TestDayFileCompaction: two day files of a date are compacted into one
+// day file, sorted, with every row.
+func TestDayFileCompaction(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	l := newLake(t, cfg, &recorder{})
+	defer shutdown(t, l)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 2000, BatchRows: 1000, Start: hour0})
+	defer ReleaseAll(recs)
+	late := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 500, BatchRows: 500, FirstOffset: 2000, Start: hour0.Add(5 * time.Hour)})
+	defer ReleaseAll(late)
+	write(t, l, part("app", 0), recs[:1])
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, part("app", 0), recs[1:])
+	write(t, l, sink.Partition{Tenant: "acme", Stream: "app", Hour: hour0.Add(5 * time.Hour)}, late)
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Files()
+	if len(before) != 2 || !before[0].Partition.Day || !before[1].Partition.Day {
+		t.Fatalf("before compaction: %+v, want two day files", before)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := l.Compact(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Compact replaced %d files, want 2", n)
+		}
+		time.Sleep(10 * time.Millisecond) // the files become due CompactAge after their first row
+	}
+	after := l.Files()
+	if len(after) != 1 || !after[0].Compacted || !after[0].Partition.Day || after[0].Rows != 2500 ||
+		filepath.Base(filepath.Dir(after[0].Path)) != "hour=24" {
+		t.Fatalf("after compaction: %+v, want one compacted day file of 2500 rows", after)
+	}
+	if seen := offsetsIn(t, after); len(seen) != 2500 {
+		t.Errorf("%d distinct offsets after compaction, want 2500", len(seen))
+	}
+}
