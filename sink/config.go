@@ -44,12 +44,13 @@ type Config struct {
 	// backfill, which at 256 were published early and opened again
 	// (bench/RESULTS.md, "Backfill ... day files").
 	MaxOpenFiles int
-	// DayFilesAfter sends the rows of an hour that ended more than this
-	// long ago to one file per stream partition and date (a day file,
-	// Partition.Day, under hour=24) instead of one per hour, so that a
-	// backfill of sparse hours does not become thousands of tiny files
-	// (bench/RESULTS.md, "Backfill ... day files"). Rows of the current
-	// and recent hours keep their hour's file. 0 turns day files off.
+	// DayFilesAfter sends the rows of a date (UTC) that ended more than
+	// this long ago to one file per stream partition and date (a day
+	// file, Partition.Day, under hour=24) instead of one per hour, so
+	// that a backfill of sparse hours does not become thousands of tiny
+	// files (bench/RESULTS.md, "Backfill ... day files"). Rows of today
+	// (and of yesterday until DayFilesAfter past midnight) keep their
+	// hour's file. 0 turns day files off.
 	DayFilesAfter time.Duration
 	// Encoders is how many batches are encoded into segments at once,
 	// across all streams; 0 means GOMAXPROCS. Batches of one stream

@@ -71,6 +71,18 @@ func TestDayFiles(t *testing.T) {
 		t.Errorf("FilePartition(previous hour) = %+v, want it unchanged (it ended less than DayFilesAfter ago)", got)
 	}
 
+	// A date's rows go to its day file once the date ended more than
+	// DayFilesAfter (1h) ago.
+	late := sink.Partition{Tenant: "acme", Stream: "app", Hour: day.Add(23 * time.Hour)}
+	for _, c := range []struct {
+		now time.Time
+		day bool
+	}{{day.Add(23*time.Hour + 30*time.Minute), false}, {day.Add(24*time.Hour + 59*time.Minute), false}, {day.Add(25 * time.Hour), true}} {
+		if got := l.FilePartition(late, c.now); got.Day != c.day || c.day && !got.Hour.Equal(day) || !c.day && got != late {
+			t.Errorf("FilePartition(%s) at %s = %+v, want the day file: %v", late.Hour, c.now, got, c.day)
+		}
+	}
+
 	var recs []arrow.RecordBatch
 	for i, start := range []time.Time{hour0, hour0.Add(2 * time.Hour), cur} {
 		recs = append(recs, SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: int64(100 * i), Start: start})...)

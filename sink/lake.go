@@ -24,7 +24,7 @@ type Partition struct {
 	Part   int32     // stream partition (buffer ring); each file holds one
 	Hour   time.Time // UTC, truncated to the hour (to the day if Day), of the records' timestamps
 	// Day marks a day file: its rows lie anywhere in the UTC date that
-	// starts at Hour. The lake writes the rows of hours that ended more
+	// starts at Hour. The lake writes the rows of dates that ended more
 	// than Config.DayFilesAfter ago (a backfill, late records) to their
 	// date's day file, so that sparse hours do not become a file each.
 	Day bool
@@ -477,9 +477,11 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 }
 
 // FilePartition returns the partition of the file that Write puts the
-// rows of p in at now: p itself, or, when p's hour ended more than
-// Config.DayFilesAfter before now, the day file of p's date (Day set,
-// Hour the date's midnight). A batcher that groups rows by it
+// rows of p in at now: p itself, or, when p's date (UTC) ended more than
+// Config.DayFilesAfter before now, the day file of that date (Day set,
+// Hour the date's midnight). Rows of today keep their hour's file, so
+// retention by hour stays exact for them; a day file expires with its
+// date, at most 23 hours after its rows' hours would have. A batcher that groups rows by it
 // (transform/arrowbatch does) builds one batch per date of a backfill
 // rather than one per hour. p.Hour is taken in UTC, truncated to the
 // hour; FilePartition only computes, so it is cheap enough per record
@@ -488,11 +490,11 @@ func (l *Lake) FilePartition(p Partition, now time.Time) Partition {
 	if p.Day || l.cfg.DayFilesAfter <= 0 {
 		return p
 	}
-	h := p.Hour.UTC().Truncate(time.Hour)
-	if h.Add(time.Hour + l.cfg.DayFilesAfter).After(now) {
+	d := dayOf(p.Hour)
+	if d.Add(24*time.Hour + l.cfg.DayFilesAfter).After(now) {
 		return p
 	}
-	p.Day, p.Hour = true, dayOf(h)
+	p.Day, p.Hour = true, d
 	return p
 }
 

@@ -175,7 +175,7 @@ type config struct {
 		RowGroupRows    int64         `yaml:"row_group_rows"`
 		ZstdLevel       int           `yaml:"zstd_level"`
 		Codec           sink.Codec    `yaml:"codec"`
-		// DayFilesAfter: rows of hours that ended longer ago go to one
+		// DayFilesAfter: rows of dates that ended longer ago go to one
 		// file per date (sink.Config.DayFilesAfter); 0 turns that off.
 		DayFilesAfter time.Duration `yaml:"day_files_after"`
 		// Encoders is how many batches are encoded to Parquet at once;
