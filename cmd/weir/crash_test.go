@@ -118,6 +118,12 @@ func (cp *crashProducer) push(ctx context.Context, url string, cycle, size int, 
 				if i%7 == 0 {
 					recs[i].SeverityText = "ERROR" // a priority record: the batch spans two lanes
 				}
+				if i%5 == 0 {
+					// A record of a long past date: it goes to that
+					// date's day file (sink.Config.DayFilesAfter), so
+					// the batch spans an hour file and a day file.
+					recs[i].TimeUnixNano = uint64(time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC).Add(time.Duration(cycle%48) * time.Hour).UnixNano())
+				}
 			}
 			cp.pending = &weirv1.PushRequest{
 				Stream: "crash", Records: recs, AckLevel: weirv1.AckLevel_ACK_LEVEL_DURABLE,

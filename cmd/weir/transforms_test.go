@@ -273,8 +273,11 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 
 	// After a restart the same lines get the same pattern ids. Stopping
 	// publishes every file: one day file per stream and date of the
-	// samples (each stream has one partition), and a few files of the
-	// current hour with the records the browser test pushed.
+	// samples (each stream has one partition). The browser test pushed
+	// three more lines of two of those dates (HDFS's and Zookeeper's)
+	// more than a minute after the samples, when their day files may
+	// have been published by age already: each such line opens another
+	// day file of its date (compaction merges them later).
 	pastDays := sqlInt(t, s.url, "SELECT count(*) FROM (SELECT DISTINCT stream, date FROM logs WHERE date < current_date - 1)")
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
@@ -288,8 +291,8 @@ func TestLoghubExamplesEndToEnd(t *testing.T) {
 			hours = append(hours, p)
 		}
 	}
-	if days != pastDays || len(hours) > 4 {
-		t.Errorf("%d day files for %d streams × dates of the samples, and %d other files (%v); want one day file each and at most 4 others", days, pastDays, len(hours), hours)
+	if days < pastDays || days > pastDays+3 || len(hours) > 0 {
+		t.Errorf("%d day files for %d streams × dates of the samples, and %d other files (%v); want one day file each, up to 3 more for the browser test's lines, and no others", days, pastDays, len(hours), hours)
 	}
 	s = startServer(t, data, withConfigFile(t, filepath.Join("..", "..", "examples", "loghub.yaml")))
 	if out, err := runWeir(t, "push", "--server", s.url, "--stream", "hdfs", "--guess-severity", filepath.Join(loghubDir, "HDFS_2k.log")); err != nil {
