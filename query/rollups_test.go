@@ -124,7 +124,8 @@ func TestRollupViewsEqualScans(t *testing.T) {
 		scfg := sink.DefaultConfig()
 		scfg.Dir = filepath.Join(dir, "lake")
 		scfg.MaxFileAge = time.Hour
-		scfg.CompactAge = 0 // off: Compact compacts every file
+		scfg.CompactAge = 0    // off: Compact compacts every file
+		scfg.DayFilesAfter = 0 // a file per hour: the test counts the files of its hours
 		scfg.Retention.Default = 30 * 24 * time.Hour
 		scfg.Retention.Interval = time.Hour // Retain runs it
 		lake, err := sink.New(scfg, e, nil)
