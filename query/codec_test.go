@@ -3,9 +3,7 @@ package query
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
@@ -19,14 +17,7 @@ func TestCodecsQueryable(t *testing.T) {
 		t.Run(string(codec), func(t *testing.T) {
 			dir := t.TempDir()
 			e := openEngine(t, dir)
-			scfg := sink.DefaultConfig()
-			scfg.Dir = filepath.Join(dir, "lake")
-			scfg.MaxFileAge = time.Hour
-			scfg.Codec = codec
-			lake, err := sink.New(scfg, e, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			lake := openLake(t, e, dir, func(c *sink.Config) { c.Codec = codec })
 			bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), record.DefaultTenant, "app", 0, lake, nil, nil)
 			if err != nil {
 				t.Fatal(err)

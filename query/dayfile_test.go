@@ -3,11 +3,8 @@ package query
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/weirlabs/weir/sink"
 )
 
 // TestDayFileViews writes rows of three hours of a long past date, which
@@ -18,13 +15,7 @@ import (
 func TestDayFileViews(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig() // day files on
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil) // day files on
 	defer lake.Shutdown(context.Background())
 	day := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	cur := time.Now().UTC().Truncate(time.Hour)
@@ -43,6 +34,10 @@ func TestDayFileViews(t *testing.T) {
 	}
 	check := func(when string) {
 		t.Helper()
+		// The stream's view is made by the view loop: wait for it.
+		if err := e.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for queryInts(t, e, "SELECT count(*) FROM app")[0] != 70 {
 			if time.Now().After(deadline) {

@@ -29,6 +29,24 @@ func openEngine(t testing.TB, dir string) *Engine {
 	return e
 }
 
+// openLake opens a lake in dir/lake that stages into e and publishes
+// only on Flush and Shutdown (MaxFileAge is an hour), after tweak, if
+// not nil, changed its settings. The caller shuts it down.
+func openLake(t testing.TB, e *Engine, dir string, tweak func(*sink.Config)) *sink.Lake {
+	t.Helper()
+	cfg := sink.DefaultConfig()
+	cfg.Dir = filepath.Join(dir, "lake")
+	cfg.MaxFileAge = time.Hour
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	lake, err := sink.New(cfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lake
+}
+
 // rowsWriter collects a result in memory.
 type rowsWriter struct {
 	cols []Column
@@ -71,13 +89,7 @@ func queryInts(t *testing.T, e *Engine, sql string) []int64 {
 func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	tcfg := arrowbatch.DefaultConfig()
 	tcfg.MaxRows = 50
 	bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "app", 0, lake, nil, nil)

@@ -334,13 +334,7 @@ func TestQueriesFetchEvictedFiles(t *testing.T) {
 func TestQueriesFetchEvictedConcurrently(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	defer lake.Shutdown(context.Background())
 	h0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 3 {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
@@ -41,13 +40,7 @@ func TestSlowRemovalHoldsUpNothing(t *testing.T) {
 
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	if err := lake.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

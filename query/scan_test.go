@@ -3,12 +3,10 @@ package query
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
@@ -18,13 +16,7 @@ func TestScanPartitionAndOffsetsSince(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	defer lake.Shutdown(context.Background())
 	base := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	ctx := context.Background()

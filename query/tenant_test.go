@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
-	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform/arrowbatch"
 )
 
@@ -19,13 +18,7 @@ import (
 func TestTenantIsolation(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	push := func(tenant string, n int) {
 		t.Helper()
 		bt, err := arrowbatch.NewBatcher(arrowbatch.DefaultConfig(), tenant, "app", 0, lake, nil, nil)

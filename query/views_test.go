@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,13 +43,7 @@ func stageRecords(t testing.TB, lake *sink.Lake, stream string, n, hours int) {
 func TestLogsViewUnionOfStreams(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, nil)
 	defer lake.Shutdown(context.Background())
 	stageRecords(t, lake, "alpha", 30, 3)
 	stageRecords(t, lake, "beta", 20, 2)
@@ -113,13 +106,7 @@ func TestLogsViewUnionOfStreams(t *testing.T) {
 func TestViewsListNewestFirst(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
-	scfg := sink.DefaultConfig()
-	scfg.Dir = filepath.Join(dir, "lake")
-	scfg.MaxFileAge = time.Hour
-	lake, err := sink.New(scfg, e, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lake := openLake(t, e, dir, func(c *sink.Config) { c.DayFilesAfter = 0 }) // a file per hour
 	defer lake.Shutdown(context.Background())
 	stageRecords(t, lake, "alpha", 30, 3)
 	if err := lake.Flush(context.Background()); err != nil {
