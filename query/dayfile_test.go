@@ -51,7 +51,7 @@ func TestDayFileViews(t *testing.T) {
 				t.Errorf("%s: rows per hour of %s = %s, want %s", when, view, got, want)
 			}
 		}
-		if got := queryInts(t, e, "SELECT count(*), min(_offset), max(_offset) FROM logs WHERE hour = 5"); got[0] != 20 || got[1] != 10 || got[2] != 29 {
+		if got := queryInts(t, e, "SELECT count(*), min(_offset), max(_offset) FROM logs WHERE date = '2026-01-02' AND hour = 5"); got[0] != 20 || got[1] != 10 || got[2] != 29 {
 			t.Errorf("%s: hour = 5: %v, want 20 rows, offsets 10 to 29", when, got)
 		}
 		if got := queryInts(t, e, fmt.Sprintf("SELECT count(*) FROM app WHERE date = '%s' AND hour = %d", cur.Format("2006-01-02"), cur.Hour())); got[0] != 10 {
