@@ -40,8 +40,12 @@ type openFile struct {
 	sealed bool // published, abandoned or discarded; writers must take a new file
 	// queued are the segments reserved and not yet committed, oldest
 	// first; head is queued[0], readable without the lock (settle).
-	queued     []*pendingSeg
-	head       atomic.Pointer[pendingSeg]
+	queued []*pendingSeg
+	head   atomic.Pointer[pendingSeg]
+	// tail is the segment reserved last, readable without the lock
+	// (WaitStaged): segments are committed in order, so once it is,
+	// so is every segment reserved before it.
+	tail       atomic.Pointer[pendingSeg]
 	broken     error // a segment failed to encode: abandoned once none is in flight
 	full       bool  // reached TargetFileBytes: published once none is in flight
 	sealQueued bool  // handed to the age publisher or being published by its committer

@@ -40,7 +40,8 @@ type pendingSeg struct {
 	seg Segment           // Path and Rows set when reserved, Bytes when encoded
 	err error             // set before done is closed
 
-	done chan struct{} // closed once encoded or failed
+	done      chan struct{} // closed once encoded or failed
+	committed chan struct{} // closed once committed: staged, or dropped with its broken file
 }
 
 func (s *pendingSeg) finished() bool {
@@ -139,7 +140,7 @@ func (l *Lake) queueLocked(ctx context.Context, f *openFile, rec arrow.RecordBat
 			return true, fmt.Errorf("sink: open file for %s/%s: %w", f.part.Tenant, f.part.Stream, err)
 		}
 	}
-	s := &pendingSeg{f: f, seg: Segment{Path: f.segmentPath(), Rows: rec.NumRows()}, done: make(chan struct{})}
+	s := &pendingSeg{f: f, seg: Segment{Path: f.segmentPath(), Rows: rec.NumRows()}, done: make(chan struct{}), committed: make(chan struct{})}
 	rec.Retain()
 	s.rec = rec
 	if q := l.encQueue(); q != nil {
@@ -155,6 +156,7 @@ func (l *Lake) queueLocked(ctx context.Context, f *openFile, rec arrow.RecordBat
 	f.reserve(rec)
 	f.queued = append(f.queued, s)
 	f.head.Store(f.queued[0])
+	f.tail.Store(s)
 	return true, l.commitLocked(f, false)
 }
 
@@ -199,6 +201,60 @@ func (l *Lake) keepFailed(f *openFile, err error) {
 	l.mu.Unlock()
 }
 
+// commitSeg adds s, finished, to f (or drops it if f is broken). f's
+// lock must be held.
+func (l *Lake) commitSeg(f *openFile, s *pendingSeg) {
+	if s.err != nil && f.broken == nil {
+		f.broken = fmt.Errorf("encode batch: %w", s.err)
+		l.detach(f)
+	}
+	if f.broken != nil {
+		if s.err == nil {
+			if err := os.Remove(s.seg.Path); err != nil {
+				l.log.Error("sink: remove segment", "path", s.seg.Path, "err", err)
+			}
+		}
+		return
+	}
+	f.segs = append(f.segs, s.seg)
+	f.bytes += s.seg.Bytes
+	f.rows += s.seg.Rows
+	if l.obs != nil {
+		if err := l.obs.Staged(f.info(), s.seg); err != nil {
+			l.stagedFailed(f, err)
+		}
+	}
+}
+
+// WaitStaged returns once the rows of every Write that returned before
+// the call are staged (Observer.Staged was called for their segment) or
+// their file was abandoned, or when ctx is done. Encoding is
+// asynchronous (see Staging above), so a Write's rows may still be on
+// their way to a segment when it returns.
+func (l *Lake) WaitStaged(ctx context.Context) error {
+	l.mu.Lock()
+	var last []*pendingSeg
+	for _, f := range l.open {
+		if s := f.tail.Load(); s != nil {
+			last = append(last, s)
+		}
+	}
+	for f := range l.sealing {
+		if s := f.tail.Load(); s != nil {
+			last = append(last, s)
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range last {
+		select {
+		case <-s.committed:
+		case <-ctx.Done():
+			return fmt.Errorf("sink: waiting for batches being staged: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
 // commitLocked adds f's finished segments, oldest first, to the file,
 // waiting for each in turn if wait is set, and stops at the first
 // unfinished one otherwise. f's lock must be held. A segment that failed
@@ -220,26 +276,8 @@ func (l *Lake) commitLocked(f *openFile, wait bool) error {
 		} else {
 			f.head.Store(nil)
 		}
-		if s.err != nil && f.broken == nil {
-			f.broken = fmt.Errorf("encode batch: %w", s.err)
-			l.detach(f)
-		}
-		if f.broken != nil {
-			if s.err == nil {
-				if err := os.Remove(s.seg.Path); err != nil {
-					l.log.Error("sink: remove segment", "path", s.seg.Path, "err", err)
-				}
-			}
-			continue
-		}
-		f.segs = append(f.segs, s.seg)
-		f.bytes += s.seg.Bytes
-		f.rows += s.seg.Rows
-		if l.obs != nil {
-			if err := l.obs.Staged(f.info(), s.seg); err != nil {
-				l.stagedFailed(f, err)
-			}
-		}
+		l.commitSeg(f, s)
+		close(s.committed)
 		if f.bytes >= l.cfg.TargetFileBytes && !f.full {
 			f.full = true
 			l.detach(f)

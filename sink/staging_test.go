@@ -152,3 +152,35 @@ func TestParallelStagingEncodeFailure(t *testing.T) {
 	}
 	assertNoTemp(t, cfg.Dir)
 }
+
+// TestWaitStaged: once WaitStaged returns, the Observer has been told of
+// every row of the Writes that returned before it, though the encoders
+// stage them after Write returns.
+func TestWaitStaged(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Encoders = 4
+	rec := &recorder{}
+	l := newLake(t, cfg, rec)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 4000, BatchRows: 500})
+	defer ReleaseAll(recs)
+	for i := range 4 {
+		write(t, l, part("app", int32(i)), recs[2*i:2*i+2])
+		if err := l.WaitStaged(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var staged int64
+		for _, e := range rec.snapshot() {
+			if !e.published && !e.abandoned {
+				staged += e.rows
+			}
+		}
+		if want := int64(1000 * (i + 1)); staged != want {
+			t.Fatalf("after WaitStaged, %d rows staged, want %d", staged, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/query"
+	"github.com/weirlabs/weir/sink"
 )
 
 // readiness answers /readyz: 503 until the records recovered from the
@@ -65,10 +66,11 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 
 // awaitRecovery marks r ready once the buffer's consumers took every
 // recovered batch, the batchers flushed them (they hand a batch on at
-// most flushAge after its first row, checked every tick) and the query
-// engine applied the resulting view changes. It returns early, leaving r
+// most flushAge after its first row, checked every tick), the lake
+// staged what they wrote and the query engine applied the resulting
+// view changes. It returns early, leaving r
 // not ready, when ctx is done.
-func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, engine *query.Engine, flushAge, tick time.Duration) {
+func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, lake *sink.Lake, engine *query.Engine, flushAge, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for buf.Stats().Replaying > 0 {
@@ -85,6 +87,9 @@ func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, engine
 	case <-ctx.Done():
 		return
 	case <-time.After(flushAge + 2*tick):
+	}
+	if err := lake.WaitStaged(ctx); err != nil {
+		return
 	}
 	if err := engine.Sync(ctx); err != nil {
 		return

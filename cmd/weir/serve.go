@@ -267,7 +267,9 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	ready := newReadiness()
 	var readyWG sync.WaitGroup
 	readyCtx, stopReady := context.WithCancel(ctx)
-	readyWG.Go(func() { awaitRecovery(readyCtx, ready, buf, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval) })
+	readyWG.Go(func() {
+		awaitRecovery(readyCtx, ready, buf, lake, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval)
+	})
 	// Rules are first evaluated once replayed records are queryable, so
 	// a restart does not resolve an alert for want of its records.
 	readyWG.Go(func() { startAlerts(readyCtx, ready, alerts, log) })
