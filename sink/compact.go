@@ -67,6 +67,11 @@ func (l *Lake) compactor(ctx context.Context, done chan<- struct{}) {
 // compaction cut short leaves the lake as it was. Start runs it
 // periodically when CompactAge is set; concurrent calls take turns.
 func (l *Lake) Compact(ctx context.Context) (replaced int, err error) {
+	return l.compact(ctx, time.Now())
+}
+
+// compact is Compact with the groups due at now.
+func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err error) {
 	select {
 	case l.compacting <- struct{}{}:
 	case <-ctx.Done():
@@ -74,7 +79,7 @@ func (l *Lake) Compact(ctx context.Context) (replaced int, err error) {
 	}
 	defer func() { <-l.compacting }()
 	var errs []error
-	for _, g := range l.dueGroups(time.Now()) {
+	for _, g := range l.dueGroups(now) {
 		if err := ctx.Err(); err != nil {
 			return replaced, err
 		}

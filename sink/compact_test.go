@@ -58,8 +58,7 @@ func TestCompaction(t *testing.T) {
 	if len(before) != 4 {
 		t.Fatalf("%d files before compaction, want 4", len(before))
 	}
-	time.Sleep(cfg.CompactAge)
-	n, err := l.Compact(context.Background())
+	n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge))
 	if err != nil || n != 4 {
 		t.Fatalf("Compact = %d, %v; want 4 files replaced", n, err)
 	}
@@ -181,8 +180,7 @@ func TestCompactionCrash(t *testing.T) {
 		}
 	}
 	old := l.Files()
-	time.Sleep(cfg.CompactAge)
-	if n, err := l.Compact(context.Background()); err != nil || n != 2 {
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 2 {
 		t.Fatalf("Compact = %d, %v", n, err)
 	}
 	shutdown(t, l)
@@ -231,8 +229,7 @@ func TestCompactionFailureIsolated(t *testing.T) {
 	if err := os.Truncate(bad.Path, 100); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(cfg.CompactAge)
-	n, err := l.Compact(context.Background())
+	n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge))
 	if err == nil || n != 1 {
 		t.Fatalf("Compact = %d, %v; want the good file replaced and an error for the bad one", n, err)
 	}

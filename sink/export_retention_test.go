@@ -9,3 +9,8 @@ import (
 func (l *Lake) RetainAt(ctx context.Context, now time.Time) ([]FileInfo, error) {
 	return l.retain(ctx, now)
 }
+
+// CompactAt is Compact as if the clock read now.
+func (l *Lake) CompactAt(ctx context.Context, now time.Time) (int, error) {
+	return l.compact(ctx, now)
+}

@@ -642,8 +642,7 @@ func TestRemoteCommittedDuringCompaction(t *testing.T) {
 	shutdown(t, l)
 	cfg.CompactAge = 50 * time.Millisecond
 	l = newLake(t, cfg, nil)
-	time.Sleep(cfg.CompactAge) // the files must be CompactAge old
-	if n, err := l.Compact(context.Background()); err != nil || n != 2 {
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 2 {
 		t.Fatalf("Compact = %d, %v", n, err)
 	}
 	if err := l.Start(context.Background()); err != nil {

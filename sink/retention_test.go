@@ -208,8 +208,7 @@ func TestRetentionCrash(t *testing.T) {
 		}
 	}
 	inputs := l.Files()
-	time.Sleep(cfg.CompactAge) // the files must be CompactAge old by their IDs
-	if n, err := l.Compact(context.Background()); err != nil || n != 2 {
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 2 {
 		t.Fatalf("Compact = %d, %v", n, err)
 	}
 	now := time.Now().UTC()

@@ -131,8 +131,17 @@ streams:
 	if rr.Msg.GetReplayed() != 2 {
 		t.Fatalf("replay without state: %+v", rr.Msg)
 	}
-	time.Sleep(500 * time.Millisecond) // anything written would be visible by now
-	waitCount(t, s.url, `SELECT count(*) FROM app`, 3)
+	// A marker pushed after the replay to the same partition: once it is
+	// visible, so is anything the replay wrote.
+	if _, err := ingest.Push(ctx, connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: []*weirv1.LogRecord{
+		textRecord("level=error msg=after-replay"),
+	}})); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, s.url, `SELECT count(*) FROM app WHERE attributes['msg'] = 'after-replay'`, 1)
+	if n := sqlInt(t, s.url, `SELECT count(*) FROM app WHERE attributes['msg'] <> 'after-replay'`); n != 3 {
+		t.Fatalf("%d records after replaying without state, want the 3 of before", n)
+	}
 
 	// SIGHUP reloads too: drop info records from now on.
 	writeConfig(t, filepath.Dir(cfgPath), `
