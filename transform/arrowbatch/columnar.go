@@ -30,8 +30,20 @@ func (bt *Batcher) consumeColumns(ctx context.Context, b *record.Batch) error {
 	hours := make([]sink.Partition, 0, 1) // Hour and Day of each batch the rows go to
 	hourIdx := make([]int32, n)
 	same := func(a, b sink.Partition) bool { return a.Day == b.Day && a.Hour.Equal(b.Hour) }
+	// Rows mostly come in runs of one hour: the file partition is worked
+	// out once per run.
+	const hourNs = int64(time.Hour)
+	var (
+		h       sink.Partition
+		runHour int64 // the hour of h, in Unix nanoseconds
+		haveRun bool
+	)
 	for i := range n {
-		h := bt.fileOf(int64(ts[i]), now)
+		t := int64(ts[i])
+		hr := t - ((t%hourNs)+hourNs)%hourNs // floored, also before 1970
+		if !haveRun || hr != runHour {
+			h, runHour, haveRun = bt.fileOf(t, now), hr, true
+		}
 		j := len(hours) - 1
 		if j < 0 || !same(hours[j], h) {
 			for j = 0; j < len(hours) && !same(hours[j], h); j++ {

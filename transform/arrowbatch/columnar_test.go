@@ -61,6 +61,11 @@ func TestConsumeColumnsAsRows(t *testing.T) {
 				{Timestamp: h0 + 9, ObservedTimestamp: h1, Body: "g"},
 				{Timestamp: h1 + 2, ObservedTimestamp: h1, Body: "h", TraceID: [16]byte{15: 9}},
 			},
+			{ // either side of 1970: hours before it are floored, not rounded to 0
+				{Timestamp: int64(10 * time.Minute), ObservedTimestamp: h1, Body: "i"},
+				{Timestamp: -int64(30 * time.Minute), ObservedTimestamp: h1, Body: "j"},
+				{Timestamp: -int64(90 * time.Minute), ObservedTimestamp: h1, Body: "k"},
+			},
 		}
 	}
 	consume := func(columnar bool) *memWriter {
