@@ -79,16 +79,7 @@ func TestLogsViewUnionOfStreams(t *testing.T) {
 		t.Errorf("columns of logs %v, of alpha %v: want the same, stream first, date and hour last", l, a)
 	}
 
-	c, err := e.catalog(record.DefaultTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ddl.Lock()
-	c.mu.Lock()
-	stmts := c.viewStmtsLocked([]string{"alpha"})
-	c.commitLoadLocked(false)
-	c.mu.Unlock()
-	c.ddl.Unlock()
+	stmts := viewStmts(t, e, "alpha")
 	// alpha's view, then its log_counts and log_messages parts.
 	if len(stmts) != 3 || !strings.Contains(stmts[0], "VIEW memory.main.\"alpha\"") {
 		t.Errorf("DDL for a change to alpha: %q, want alpha's views alone", stmts)
@@ -112,18 +103,26 @@ func TestViewsListNewestFirst(t *testing.T) {
 	if err := lake.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	stmts := viewStmts(t, e, "alpha")
+	h0, h1, h2 := strings.Index(stmts[0], "hour=00"), strings.Index(stmts[0], "hour=01"), strings.Index(stmts[0], "hour=02")
+	if h0 < 0 || h1 < 0 || h2 < 0 || !(h2 < h1 && h1 < h0) {
+		t.Errorf("alpha's view lists hours at %d, %d, %d (00, 01, 02): want the newest first: %.400s", h0, h1, h2, stmts[0])
+	}
+}
+
+// viewStmts returns the DDL that the default tenant's catalog would run
+// for a change to stream, as its view loop builds it.
+func viewStmts(t *testing.T, e *Engine, stream string) []string {
+	t.Helper()
 	c, err := e.catalog(record.DefaultTenant)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.ddl.Lock()
+	defer c.ddl.Unlock()
 	c.mu.Lock()
-	stmts := c.viewStmtsLocked([]string{"alpha"})
+	defer c.mu.Unlock()
+	stmts := c.viewStmtsLocked([]string{stream})
 	c.commitLoadLocked(false)
-	c.mu.Unlock()
-	c.ddl.Unlock()
-	h0, h1, h2 := strings.Index(stmts[0], "hour=00"), strings.Index(stmts[0], "hour=01"), strings.Index(stmts[0], "hour=02")
-	if h0 < 0 || h1 < 0 || h2 < 0 || !(h2 < h1 && h1 < h0) {
-		t.Errorf("alpha's view lists hours at %d, %d, %d (00, 01, 02): want the newest first: %.400s", h0, h1, h2, stmts[0])
-	}
+	return stmts
 }

@@ -38,8 +38,8 @@ func countLines(t *testing.T, path string) int64 {
 	return n
 }
 
-// csvColumnCounts counts the values of one column of a Loghub structured CSV.
-func csvColumnCounts(t *testing.T, path, column string) map[string]int64 {
+// readCSV returns every row of a CSV file, the header first.
+func readCSV(t *testing.T, path string) [][]string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,6 +50,13 @@ func csvColumnCounts(t *testing.T, path, column string) map[string]int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rows
+}
+
+// csvColumnCounts counts the values of one column of a Loghub structured CSV.
+func csvColumnCounts(t *testing.T, path, column string) map[string]int64 {
+	t.Helper()
+	rows := readCSV(t, path)
 	col := -1
 	for i, name := range rows[0] {
 		if name == column {

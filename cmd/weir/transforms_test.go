@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -374,15 +373,7 @@ func TestPromotedColumns(t *testing.T) {
 // row, as "YYYY-MM-DD HH".
 func loghubHours(t *testing.T, system string, at func(row map[string]string) time.Time) map[string]int64 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(loghubDir, system+"_2k.log_structured.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, filepath.Join(loghubDir, system+"_2k.log_structured.csv"))
 	out := map[string]int64{}
 	for _, r := range rows[1:] {
 		row := map[string]string{}
