@@ -68,8 +68,11 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // recovered batch, the batchers flushed them (they hand a batch on at
 // most flushAge after its first row, checked every tick), the lake
 // staged what they wrote and the query engine applied the resulting
-// view changes. It returns early, leaving r
-// not ready, when ctx is done.
+// view changes. It returns early, leaving r not ready, when ctx is done.
+//
+// The batchers' part is a wait of flushAge and two ticks, not a
+// condition: a partition goroutine delayed past it would let readiness
+// come before its last replayed rows reach the lake.
 func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, lake *sink.Lake, engine *query.Engine, flushAge, tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
