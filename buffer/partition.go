@@ -24,6 +24,9 @@ type partition struct {
 	cons   Consumer
 	lanes  [2]*lane      // normal and priority records; the goroutine drains priority first
 	signal chan struct{} // cap 1; producers send without blocking after a push
+	// flushes carries Buffer.Flush requests to the goroutine; each
+	// channel has room for the reply.
+	flushes chan chan<- error
 
 	// mu orders appends: offsets, the write-ahead log and the ring get
 	// batches in the same order. The partition's goroutine takes it
@@ -74,6 +77,7 @@ func newPartition(key Key, c Consumer, slots int) *partition {
 		cons:    c,
 		lanes:   [2]*lane{{ring: NewRing[*record.Batch](slots)}, {ring: NewRing[*record.Batch](slots)}},
 		signal:  make(chan struct{}, 1),
+		flushes: make(chan chan<- error),
 		commits: waitList{ch: make(chan struct{})},
 	}
 	p.floor.Store(math.MaxInt64)
@@ -92,6 +96,10 @@ type worker struct {
 	// held is a priority batch popped while a recovered batch was being
 	// queued; it is delivered once replay is over (see drain).
 	held *record.Batch
+	// popped counts the batches taken from each lane; flushes are the
+	// Flush requests waiting for the batches queued at their arrival.
+	popped  [2]int64
+	flushes []flushWait
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order
@@ -125,6 +133,8 @@ func (b *Buffer) run(p *partition) {
 		case <-p.signal:
 		case now := <-w.ticker.C:
 			w.tick(now)
+		case reply := <-p.flushes:
+			w.requestFlush(reply)
 		case <-b.stopCh:
 			// Every push has finished: what is in the ring is all there is.
 			for w.drain() {
@@ -158,6 +168,7 @@ func (w *worker) drain() bool {
 				// yet in the ring; it signals once it is.
 				return false
 			}
+			w.popped[0]++
 			w.p.replaying.Add(-1)
 			w.deliver(0, batch)
 		} else if w.held != nil {
@@ -173,6 +184,7 @@ func (w *worker) drain() bool {
 					return false
 				}
 			}
+			w.popped[l]++
 			if w.p.replaying.Load() > 0 {
 				// Recovery queued a batch since the check above: it
 				// was logged first. A recovered batch popped here is
@@ -189,6 +201,8 @@ func (w *worker) drain() bool {
 		case now := <-w.ticker.C:
 			w.tick(now)
 			return true
+		case reply := <-w.p.flushes:
+			w.requestFlush(reply)
 		default:
 		}
 	}
@@ -202,6 +216,7 @@ func (w *worker) deliver(l int, batch *record.Batch) {
 		w.consumeT.log(w.b.log, "buffer: consume failed", w.p.key, err)
 	}
 	w.advance()
+	w.answerFlushes()
 }
 
 func (w *worker) tick(now time.Time) {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -64,33 +66,31 @@ func (r *readiness) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
-// awaitRecovery marks r ready once the buffer's consumers took every
-// recovered batch, the batchers flushed them (they hand a batch on at
-// most flushAge after its first row, checked every tick), the lake
-// staged what they wrote and the query engine applied the resulting
-// view changes. It returns early, leaving r not ready, when ctx is done.
-//
-// The batchers' part is a wait of flushAge and two ticks, not a
-// condition: a partition goroutine delayed past it would let readiness
-// come before its last replayed rows reach the lake.
-func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, lake *sink.Lake, engine *query.Engine, flushAge, tick time.Duration) {
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for buf.Stats().Replaying > 0 {
+// awaitRecovery marks r ready once every record recovered from the
+// write-ahead logs is queryable: the buffer has passed the recovered
+// batches to its consumers and they have flushed what they held
+// (buffer.Flush), the lake has staged what they wrote, and the query
+// engine has applied the resulting view changes. A flush that fails (the
+// lake refusing writes) is retried every tick; the records stay with
+// the batchers meanwhile. It returns early, leaving r not ready, when
+// ctx is done.
+func awaitRecovery(ctx context.Context, r *readiness, buf *buffer.Buffer, lake *sink.Lake, engine *query.Engine, tick time.Duration, log *slog.Logger) {
+	for {
+		err := buf.Flush(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, buffer.ErrClosed) {
+			return
+		}
+		log.Warn("readiness: the replayed records could not be handed to the lake yet; retrying", "err", err)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(tick):
 		}
 	}
 	r.set("making the replayed records queryable")
-	// The batchers hold the last recovered rows until they are flushAge
-	// old; two ticks cover the check that flushes them.
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(flushAge + 2*tick):
-	}
 	if err := lake.WaitStaged(ctx); err != nil {
 		return
 	}

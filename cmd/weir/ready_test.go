@@ -43,8 +43,9 @@ func TestReadyzAfterReplay(t *testing.T) {
 	data := t.TempDir()
 	config := filepath.Join(t.TempDir(), "weir.yaml")
 	// Files are not published before the crash: every record comes back
-	// from the log.
-	if err := os.WriteFile(config, []byte("sink:\n  max_file_age: 1h\n"), 0o644); err != nil {
+	// from the log. The batchers would hold the replayed records for an
+	// hour: readiness must flush them rather than wait for their age.
+	if err := os.WriteFile(config, []byte("sink:\n  max_file_age: 1h\ntransform:\n  max_age: 1h\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := startWeir(t, data, config)

@@ -268,7 +268,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	var readyWG sync.WaitGroup
 	readyCtx, stopReady := context.WithCancel(ctx)
 	readyWG.Go(func() {
-		awaitRecovery(readyCtx, ready, buf, lake, engine, cfg.Transform.MaxAge, cfg.Buffer.TickInterval)
+		awaitRecovery(readyCtx, ready, buf, lake, engine, cfg.Buffer.TickInterval, log)
 	})
 	// Rules are first evaluated once replayed records are queryable, so
 	// a restart does not resolve an alert for want of its records.

@@ -20,13 +20,14 @@ import (
 // tailConsumer is a partition's consumer: the Batcher, then the live tail.
 // It publishes each batch after the Batcher has normalised it.
 type tailConsumer struct {
-	*arrowbatch.Batcher // forwards Tick, Close and Oldest (buffer.Committer)
+	*arrowbatch.Batcher // forwards Tick, Close, Oldest (buffer.Committer) and Flush (buffer.Flusher)
 	hub                 *tail.Hub
 }
 
 var (
 	_ buffer.Consumer  = tailConsumer{}
 	_ buffer.Committer = tailConsumer{}
+	_ buffer.Flusher   = tailConsumer{}
 )
 
 // Consume hands b to the Batcher and then publishes it to the hub.

@@ -213,6 +213,25 @@ func (bt *Batcher) Tick(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// Flush hands every batch it holds to the Writer now, whatever its age
+// (buffer.Flusher): readiness after a restart uses it so that recovered
+// records become visible without waiting for MaxAge. A write that fails
+// stays pending, to be retried by Tick, and Flush reports it.
+func (bt *Batcher) Flush(ctx context.Context) error {
+	for len(bt.open) > 0 {
+		if err := bt.flush(ctx, bt.open[0]); err != nil {
+			return err
+		}
+	}
+	if err := bt.retryPending(ctx, len(bt.pending)); err != nil {
+		return err
+	}
+	if n := len(bt.pending); n > 0 {
+		return fmt.Errorf("transform: stream %s partition %d: %d batches waiting for the sink", bt.stream, bt.part, n)
+	}
+	return nil
+}
+
 // Close flushes every batch and retries failed writes until they succeed
 // or ctx is done. Records not written by then are reported in the error.
 func (bt *Batcher) Close(ctx context.Context) error {
