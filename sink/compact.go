@@ -296,22 +296,22 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		}
 	}()
 	var sc *arrow.Schema
-	var window []arrow.RecordBatch
+	// window holds the rows of the sort window being filled, column by
+	// column (window[i] are slices of column i), so that sortedWindow can
+	// let go of each column once it is sorted: the window's memory is then
+	// about one copy of its rows instead of three.
+	var window [][]arrow.Array
 	var windowRows int64
-	defer func() {
-		for _, r := range window {
-			r.Release()
-		}
-	}()
+	defer func() { releaseColumns(window) }()
 	flush := func() error {
 		if windowRows == 0 {
 			return nil
 		}
-		rec, err := sortedWindow(ctx, mem, sc, window)
-		for _, r := range window {
-			r.Release()
+		rec, err := sortedWindow(ctx, mem, sc, window, windowRows)
+		for i := range window {
+			window[i] = window[i][:0]
 		}
-		window, windowRows = window[:0], 0
+		windowRows = 0
 		if err != nil {
 			return err
 		}
@@ -332,6 +332,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	err = each(func(rec arrow.RecordBatch) error {
 		if sc == nil {
 			sc = rec.Schema()
+			window = make([][]arrow.Array, sc.NumFields())
 		}
 		rows += rec.NumRows()
 		roll.add(rec)
@@ -339,7 +340,9 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		// batch that crosses a window's end is split there.
 		for off := int64(0); off < rec.NumRows(); {
 			n := min(rec.NumRows()-off, cfg.CompactSortRows-windowRows)
-			window = append(window, rec.NewSlice(off, off+n))
+			for i := range window {
+				window[i] = append(window[i], array.NewSlice(rec.Column(i), off, off+n))
+			}
 			windowRows += n
 			off += n
 			if windowRows == cfg.CompactSortRows {
@@ -422,70 +425,112 @@ func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(a
 	return nil
 }
 
-// sortedWindow concatenates recs (of schema sc) and returns their rows
-// sorted by service_name, then timestamp, stably (rows of one service and
-// time keep their order). Without those columns the rows keep their order.
-func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, recs []arrow.RecordBatch) (arrow.RecordBatch, error) {
-	cols := make([]arrow.Array, sc.NumFields())
-	defer func() {
-		for _, c := range cols {
-			if c != nil {
-				c.Release()
-			}
-		}
-	}()
-	var n int64
-	for _, r := range recs {
-		n += r.NumRows()
-	}
-	for i := range cols {
-		parts := make([]arrow.Array, len(recs))
-		for j, r := range recs {
-			parts[j] = r.Column(i)
-		}
-		c, err := array.Concatenate(parts, mem)
+// sortedWindow returns the n rows whose columns are window (window[i]
+// are the parts of column i, of schema sc) sorted by service_name, then
+// timestamp, stably (rows of one service and time keep their order).
+// Without those columns the rows keep their order. It releases every part
+// of window, each column as soon as it is sorted, and leaves the slices
+// empty.
+func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, window [][]arrow.Array, n int64) (arrow.RecordBatch, error) {
+	defer releaseColumns(window)
+	out := make([]arrow.Array, len(window))
+	defer releaseColumns([][]arrow.Array{out})
+	// concat returns column i as one array and releases its parts.
+	concat := func(i int) (arrow.Array, error) {
+		c, err := array.Concatenate(window[i], mem)
 		if err != nil {
 			return nil, fmt.Errorf("concatenate %s: %w", sc.Field(i).Name, err)
 		}
-		cols[i] = c
+		releaseColumns(window[i : i+1])
+		return c, nil
 	}
-	all := array.NewRecordBatch(sc, cols, n)
-	defer all.Release()
-	svc, ok1 := column[*array.String](sc, cols, logschema.ServiceName)
-	ts, ok2 := column[*array.Timestamp](sc, cols, logschema.Timestamp)
-	if !ok1 || !ok2 {
-		all.Retain()
-		return all, nil
-	}
-	idx := make([]int32, n)
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortStableFunc(idx, func(a, b int32) int {
-		if c := strings.Compare(svc.Value(int(a)), svc.Value(int(b))); c != 0 {
-			return c
+	svcAt, tsAt := fieldIndex(sc, logschema.ServiceName), fieldIndex(sc, logschema.Timestamp)
+	var idx []int32
+	if svcAt >= 0 && tsAt >= 0 {
+		svcCol, err := concat(svcAt)
+		if err != nil {
+			return nil, err
 		}
-		return cmp.Compare(ts.Value(int(a)), ts.Value(int(b)))
-	})
-	ib := array.NewInt32Builder(mem)
-	defer ib.Release()
-	ib.AppendValues(idx, nil)
-	indices := ib.NewInt32Array()
-	defer indices.Release()
-	got, err := compute.Take(ctx, *compute.DefaultTakeOptions(), compute.NewDatum(all), compute.NewDatum(indices))
-	if err != nil {
-		return nil, fmt.Errorf("sort rows: %w", err)
+		out[svcAt] = svcCol
+		tsCol, err := concat(tsAt)
+		if err != nil {
+			return nil, err
+		}
+		out[tsAt] = tsCol
+		svc, ok1 := svcCol.(*array.String)
+		ts, ok2 := tsCol.(*array.Timestamp)
+		if ok1 && ok2 {
+			idx = make([]int32, n)
+			for i := range idx {
+				idx[i] = int32(i)
+			}
+			slices.SortStableFunc(idx, func(a, b int32) int {
+				if c := strings.Compare(svc.Value(int(a)), svc.Value(int(b))); c != 0 {
+					return c
+				}
+				return cmp.Compare(ts.Value(int(a)), ts.Value(int(b)))
+			})
+		}
 	}
-	return got.(*compute.RecordDatum).Value, nil
+	var indices arrow.Array
+	if idx != nil {
+		ib := array.NewInt32Builder(mem)
+		ib.AppendValues(idx, nil)
+		indices = ib.NewInt32Array()
+		ib.Release()
+		defer indices.Release()
+	}
+	for i := range out {
+		c := out[i]
+		if c == nil {
+			var err error
+			if c, err = concat(i); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = nil
+		if indices == nil {
+			out[i] = c
+			continue
+		}
+		sorted, err := compute.TakeArray(ctx, c, indices)
+		c.Release()
+		if err != nil {
+			return nil, fmt.Errorf("sort %s: %w", sc.Field(i).Name, err)
+		}
+		out[i] = sorted
+	}
+	return array.NewRecordBatch(sc, out, n), nil
+}
+
+// releaseColumns releases every array of cols and empties each slice.
+func releaseColumns(cols [][]arrow.Array) {
+	for i, parts := range cols {
+		for _, a := range parts {
+			if a != nil {
+				a.Release()
+			}
+		}
+		clear(parts)
+		cols[i] = parts[:0]
+	}
+}
+
+// fieldIndex returns the index of the only field of sc named name, or -1.
+func fieldIndex(sc *arrow.Schema, name string) int {
+	if idx := sc.FieldIndices(name); len(idx) == 1 {
+		return idx[0]
+	}
+	return -1
 }
 
 // column returns the column of that name in cols if it has type T.
 func column[T arrow.Array](sc *arrow.Schema, cols []arrow.Array, name string) (T, bool) {
 	var zero T
-	idx := sc.FieldIndices(name)
-	if len(idx) != 1 {
+	i := fieldIndex(sc, name)
+	if i < 0 {
 		return zero, false
 	}
-	c, ok := cols[idx[0]].(T)
+	c, ok := cols[i].(T)
 	return c, ok
 }

@@ -67,11 +67,13 @@ type Config struct {
 	// compacted file.
 	CompactInputBytes int64
 	// CompactSortRows is the window, in rows, within which compaction
-	// sorts by service_name and timestamp. Compaction holds about two
-	// windows of decoded rows live (~400 B a row for weir's log rows:
-	// ~200 MiB at the default), and the garbage it makes can about
-	// double the process's heap before Go collects it (GOMEMLIMIT bounds
-	// that; bench/RESULTS.md). Larger windows compress better.
+	// sorts by service_name and timestamp. Compaction holds about one
+	// window of decoded rows live, its sorted copy replacing it column
+	// by column (~600 B a row for weir's log rows with the slack of
+	// arrow-go's readers: ~150 MiB at the default), and the garbage it
+	// makes can about double the process's heap before Go collects it
+	// (GOMEMLIMIT bounds that; bench/RESULTS.md). Larger windows compress
+	// better.
 	CompactSortRows int64
 	// CompactZstdLevel is the zstd level of compacted files (see
 	// ZstdLevel); compaction runs off the ingest path, so it can afford

@@ -16,6 +16,13 @@ import (
 // fresh encoder allocates a few MiB. zstdCodec replaces the codec's
 // block encoding with a small free list per level that survives
 // collections; decoding and streams stay arrow-go's.
+//
+// Its encoders use a window of zstdWindow instead of the 8 MiB default:
+// each encodes one Parquet page at a time (1 MiB by default), so a longer
+// window finds nothing more, while an encoder's history is twice its
+// window, 16 MiB with the default, held by every idle encoder. Pages of
+// up to zstdWindow get exactly the bytes arrow-go's codec writes.
+const zstdWindow = 1 << 20
 
 // zstdIdle bounds the idle encoders kept per level. Encoding runs on
 // at most Config.Encoders goroutines plus compaction and publishing, so
@@ -52,7 +59,7 @@ func (c *zstdCodec) Encode(dst, src []byte) []byte {
 }
 
 // EncodeLevel compresses src as one zstd frame, as arrow-go's codec
-// does (same options, so the same bytes).
+// does (same options but the window, see zstdWindow).
 func (c *zstdCodec) EncodeLevel(dst, src []byte, level int) []byte {
 	l := zstd.SpeedDefault
 	if level != compress.DefaultCompressionLevel {
@@ -68,7 +75,7 @@ func (c *zstdCodec) EncodeLevel(dst, src []byte, level int) []byte {
 	c.mu.Unlock()
 	if enc == nil {
 		var err error
-		enc, err = zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithAllLitEntropyCompression(true))
+		enc, err = zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1), zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(zstdWindow))
 		if err != nil {
 			panic(err) // the options are constant and valid
 		}

@@ -10,8 +10,9 @@ import (
 )
 
 // TestZstdCodec: the registered zstd codec writes the bytes arrow-go's
-// own codec writes, at every level weir uses, from many goroutines at
-// once, and keeps no more idle encoders than its bound.
+// own codec writes for pages up to its window, at every level weir uses,
+// from many goroutines at once; larger pages round-trip; and it keeps no
+// more idle encoders than its bound.
 func TestZstdCodec(t *testing.T) {
 	got, err := compress.GetCodec(compress.Codecs.Zstd)
 	if err != nil {
@@ -45,6 +46,16 @@ func TestZstdCodec(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	var big []byte
+	for i := 0; len(big) < 3*zstdWindow; i++ {
+		big = fmt.Appendf(big, "%d %x\n", i, i*2654435761)
+	}
+	for _, level := range []int{compress.DefaultCompressionLevel, 3} {
+		back, err := c.DecodeWithError(nil, c.EncodeLevel(nil, big, level))
+		if err != nil || !bytes.Equal(back, big) {
+			t.Fatalf("level %d: a %d-byte page decoded to %d bytes (%v)", level, len(big), len(back), err)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for l, free := range c.idle {
