@@ -17,10 +17,12 @@ import (
 //
 //   - query.memory_limit (DuckDB, outside Go's heap): a quarter;
 //   - buffer.max_bytes (records queued for the sink): an eighth;
-//   - sink.compaction.sort_rows: the largest power of two whose two
-//     windows of decoded rows (~400 B a row each) fit in half;
+//   - sink.compaction.sort_rows: the largest power of two whose window
+//     (~800 B a row: arrow-go's decoded columns, with their slack, and
+//     the sorted copy that replaces them column by column) fits in half;
 //   - Go's soft memory limit (runtime/debug.SetMemoryLimit): memory less
-//     DuckDB's share, unless GOMEMLIMIT is set in the environment.
+//     DuckDB's share and less programReserve, unless GOMEMLIMIT is set in
+//     the environment.
 //
 // The rest of the Go share goes to the batches being built and encoded
 // (transform.max_bytes per stream partition being flushed, two per
@@ -30,9 +32,15 @@ import (
 const (
 	defaultMemory = "512MiB"
 	minMemory     = 128 << 20
-	// compactRowBytes is the memory a decoded row takes while
-	// compaction sorts it (sink.Config.CompactSortRows).
-	compactRowBytes = 400
+	// compactRowBytes is the memory a row takes while compaction sorts
+	// it (sink.Config.CompactSortRows).
+	compactRowBytes = 800
+	// programReserve is what neither Go's limit nor DuckDB's counts: the
+	// program's code and DuckDB's allocations outside its buffer pool,
+	// about 92 MiB resident in an idle server (bench/RESULTS.md, "Memory
+	// within the one setting"). Up to a quarter of memory is set aside
+	// for it.
+	programReserve = 96 << 20
 )
 
 // configKeys returns the dotted paths of the mapping keys a YAML file
@@ -90,24 +98,25 @@ func (c *config) applyMemory(set map[string]bool) error {
 		c.Buffer.MaxBytes = m / 8
 	}
 	if !set["sink.compaction.sort_rows"] {
-		rows := m / 2 / (2 * compactRowBytes)
+		rows := m / 2 / compactRowBytes
 		c.Sink.Compaction.SortRows = min(int64(1)<<(bits.Len64(uint64(rows))-1), 4<<20)
 	}
 	return nil
 }
 
 // goMemoryLimit is the soft limit serve gives Go's runtime: memory less
-// DuckDB's share, or 0 (no limit) when memory is not set.
+// DuckDB's share and the program's reserve, but at least a quarter of
+// memory; 0 (no limit) when memory is not set.
 func (c *config) goMemoryLimit() int64 {
 	m, err := parseBytes(c.Memory)
 	if err != nil || m == 0 {
 		return 0
 	}
 	duck, err := parseBytes(c.Query.MemoryLimit)
-	if err != nil || duck >= m {
-		return m / 2
+	if err != nil {
+		duck = m
 	}
-	return m - duck
+	return max(m-duck-min(programReserve, m/4), m/4)
 }
 
 // parseBytes parses a size such as 512MiB, 1GB or 1048576: an integer
