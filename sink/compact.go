@@ -307,10 +307,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		if windowRows == 0 {
 			return nil
 		}
-		rec, err := sortedWindow(ctx, mem, sc, window, windowRows)
-		for i := range window {
-			window[i] = window[i][:0]
-		}
+		rec, err := sortedWindow(ctx, mem, sc, window, windowRows) // empties window
 		windowRows = 0
 		if err != nil {
 			return err
@@ -457,8 +454,8 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 			return nil, err
 		}
 		out[tsAt] = tsCol
-		svc, ok1 := svcCol.(*array.String)
-		ts, ok2 := tsCol.(*array.Timestamp)
+		svc, ok1 := column[*array.String](sc, out, logschema.ServiceName)
+		ts, ok2 := column[*array.Timestamp](sc, out, logschema.Timestamp)
 		if ok1 && ok2 {
 			idx = make([]int32, n)
 			for i := range idx {
