@@ -334,11 +334,19 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		rows += rec.NumRows()
 		roll.add(rec)
 		// Windows are exactly CompactSortRows rows (but the last): a
-		// batch that crosses a window's end is split there.
+		// batch that crosses a window's end is split there. The window
+		// keeps copies of the batch's columns, not the columns: arrow-go's
+		// readers grow their buffers by doubling, so a decoded batch holds
+		// about twice its values (~570 B a row for ~260 B of values, in
+		// bench/RESULTS.md), and a copy is the values only.
 		for off := int64(0); off < rec.NumRows(); {
 			n := min(rec.NumRows()-off, cfg.CompactSortRows-windowRows)
 			for i := range window {
-				window[i] = append(window[i], array.NewSlice(rec.Column(i), off, off+n))
+				part, err := exactCopy(mem, rec.Column(i), off, off+n)
+				if err != nil {
+					return fmt.Errorf("copy %s: %w", sc.Field(i).Name, err)
+				}
+				window[i] = append(window[i], part)
 			}
 			windowRows += n
 			off += n
@@ -388,6 +396,12 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	return out.Close()
 }
 
+// readBatchRows is the rows of the batches eachBatch reads. The readers
+// keep buffers for a batch of every column that grow by doubling and
+// never shrink; at 64 Ki rows those were ~70 MB of compaction's heap
+// (bench/RESULTS.md, "Memory within the one setting").
+const readBatchRows = 8 << 10
+
 // eachBatch calls fn with every record batch of the Parquet file at path;
 // the batch is valid during the call only.
 func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(arrow.RecordBatch) error) error {
@@ -396,7 +410,7 @@ func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(a
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, mem)
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: readBatchRows}, mem)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -498,6 +512,14 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 		out[i] = sorted
 	}
 	return array.NewRecordBatch(sc, out, n), nil
+}
+
+// exactCopy returns rows [i, j) of a in buffers of their own, sized to
+// them.
+func exactCopy(mem memory.Allocator, a arrow.Array, i, j int64) (arrow.Array, error) {
+	s := array.NewSlice(a, i, j)
+	defer s.Release()
+	return array.Concatenate([]arrow.Array{s}, mem)
 }
 
 // releaseColumns releases every array of cols and empties each slice.
