@@ -77,14 +77,14 @@ func TestMemory(t *testing.T) {
 		return c, err
 	}
 	d := defaultConfig()
-	if d.Query.MemoryLimit != "128MiB" || d.Buffer.MaxBytes != 64<<20 || d.Sink.Compaction.SortRows != 256<<10 || d.goMemoryLimit() != 288<<20 {
+	if d.Query.MemoryLimit != "128MiB" || d.Buffer.MaxBytes != 64<<20 || d.Sink.Compaction.SortRows != 256<<10 || d.goMemoryLimit() != 264<<20 {
 		t.Errorf("defaults: query %s, buffer %d, sort rows %d, Go limit %d", d.Query.MemoryLimit, d.Buffer.MaxBytes, d.Sink.Compaction.SortRows, d.goMemoryLimit())
 	}
 	c, err := load("memory: 2GiB\nquery:\n  memory_limit: 1GB\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Query.MemoryLimit != "1GB" || c.Buffer.MaxBytes != 256<<20 || c.Sink.Compaction.SortRows != 1<<20 || c.goMemoryLimit() != 2<<30-1e9-96<<20 {
+	if c.Query.MemoryLimit != "1GB" || c.Buffer.MaxBytes != 256<<20 || c.Sink.Compaction.SortRows != 1<<20 || c.goMemoryLimit() != 2<<30-1e9-120<<20 {
 		t.Errorf("2GiB with DuckDB's set: query %s, buffer %d, sort rows %d, Go limit %d", c.Query.MemoryLimit, c.Buffer.MaxBytes, c.Sink.Compaction.SortRows, c.goMemoryLimit())
 	}
 	if err := c.validate(); err != nil {
