@@ -14,11 +14,13 @@ import (
 // have them and scan only the others, so a dashboard's counts cost time
 // in the minutes and files of the lake rather than in its rows:
 //
-//   - log_counts: stream, minute, service_name, severity_number,
+//   - log_counts: stream, minute, date, service_name, severity_number,
 //     severity_text, pattern_id, n. sum(n) over any grouping of these
 //     columns equals count(*) over the same grouping of the logs view,
-//     with minute the start of the record's minute and pattern_id its
-//     attributes['pattern.id'].
+//     with minute the start of the record's minute, date its partition's
+//     date (the UTC date of minute) and pattern_id its
+//     attributes['pattern.id']. A condition on date lets the part that
+//     scans files skip other dates' directories, as it does in logs.
 //   - log_messages: stream, body, n. For files without a rollup n counts
 //     every body; for those with one, it counts each file's
 //     sink.RollupTopBodies most frequent bodies only.
@@ -58,7 +60,7 @@ var rollupSchemaStmts = []string{
 const rollupJSONType = `{"counts": [{"m": "BIGINT", "s": "VARCHAR", "sn": "INTEGER", "st": "VARCHAR", "p": "VARCHAR", "n": "BIGINT"}], "bodies": [{"b": "VARCHAR", "n": "BIGINT"}]}`
 
 const (
-	emptyCounts   = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "minute", NULL::VARCHAR AS service_name, NULL::INTEGER AS severity_number, NULL::VARCHAR AS severity_text, NULL::VARCHAR AS pattern_id, NULL::BIGINT AS n WHERE false`
+	emptyCounts   = `SELECT NULL::VARCHAR AS "stream", NULL::TIMESTAMPTZ AS "minute", NULL::DATE AS "date", NULL::VARCHAR AS service_name, NULL::INTEGER AS severity_number, NULL::VARCHAR AS severity_text, NULL::VARCHAR AS pattern_id, NULL::BIGINT AS n WHERE false`
 	emptyMessages = `SELECT NULL::VARCHAR AS "stream", NULL::VARCHAR AS body, NULL::BIGINT AS n WHERE false`
 )
 
@@ -156,12 +158,12 @@ func rollupQueries(stream string, covered bool, hot []string, wide bool) (counts
 	qs := quoteString(stream)
 	var cparts, mparts []string
 	if covered {
-		cparts = append(cparts, `SELECT "minute", service_name, severity_number, severity_text, pattern_id, n FROM `+countsTable+` WHERE "stream" = `+qs)
+		cparts = append(cparts, `SELECT "minute", CAST("minute" AS DATE) AS "date", service_name, severity_number, severity_text, pattern_id, n FROM `+countsTable+` WHERE "stream" = `+qs)
 		mparts = append(mparts, `SELECT body, n FROM `+messagesTable+` WHERE "stream" = `+qs)
 	}
 	if len(hot) > 0 {
 		rows := viewQuery(hot, wide)
-		cparts = append(cparts, `SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM (`+rows+") GROUP BY ALL")
+		cparts = append(cparts, `SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", "date", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM (`+rows+") GROUP BY ALL")
 		mparts = append(mparts, "SELECT body, count(*) AS n FROM ("+rows+") GROUP BY ALL")
 	}
 	if len(cparts) == 0 {
