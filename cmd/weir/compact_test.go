@@ -3,9 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/chromedp/chromedp"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
@@ -67,14 +71,18 @@ func TestCompactionEndToEnd(t *testing.T) {
 	ingest, _ := newClients(s.url)
 	services := []string{"hdfs", "sshd", "zookeeper", "spark"}
 	const perPush = 400
+	// The records' times spread over ten minutes of the last quarter hour.
+	base := time.Now().Add(-15 * time.Minute).Truncate(time.Minute)
 	pushed := 0
 	for round := range 8 {
 		recs := make([]*weirv1.LogRecord, perPush)
 		for i := range recs {
 			n := round*perPush + i
 			recs[i] = &weirv1.LogRecord{
-				Body:     lines[(n*7919)%len(lines)],
-				Resource: []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: services[n%len(services)]}}}},
+				TimeUnixNano:   uint64(base.Add(time.Duration(n) * 10 * time.Minute / 3200).UnixNano()),
+				Body:           lines[(n*7919)%len(lines)],
+				SeverityNumber: weirv1.SeverityNumber([]int32{9, 9, 9, 13, 17}[n%5]),
+				Resource:       []*weirv1.KeyValue{{Key: "service.name", Value: &weirv1.AnyValue{Value: &weirv1.AnyValue_StringValue{StringValue: services[n%len(services)]}}}},
 			}
 		}
 		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "app", Records: recs})); err != nil {
@@ -116,6 +124,9 @@ func TestCompactionEndToEnd(t *testing.T) {
 		t.Errorf("records per service after compaction: %v", got)
 	}
 
+	// The UI's counts over the compacted files come from their rollups.
+	t.Run("browser", func(t *testing.T) { checkRollupUI(t, s, base.Add(3*time.Minute+17*time.Second)) })
+
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,4 +145,59 @@ func compactedFile(t *testing.T, path string) bool {
 	}
 	defer r.Close()
 	return r.MetaData().KeyValueMetadata().FindValue("weir.compacted") != nil
+}
+
+// checkRollupUI opens the overview and Top errors in headless Chromium
+// over two hours from `from`, which falls inside a minute of records: the
+// UI counts the range's whole minutes from log_counts (the rollups of
+// compacted files) and its first, part minute from logs, and every number
+// it shows must equal the same count over logs.
+func checkRollupUI(t *testing.T, s *testServer, from time.Time) {
+	b := newBrowser(t, findChromium(t))
+	from = from.UTC()
+	to := from.Add(2 * time.Hour)
+	rng := fmt.Sprintf("from=%s&to=%s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	in := fmt.Sprintf("timestamp >= '%s'::TIMESTAMPTZ AND timestamp < '%s'::TIMESTAMPTZ", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+
+	b.do(chromedp.Navigate(s.url + "/#/overview?" + rng))
+	b.waitFor(`location.hash.includes('from=') && document.querySelector('#overview').dataset.state === 'ready'`, "the overview")
+	total := sqlInt(t, s.url, "SELECT count(*) FROM logs WHERE "+in)
+	part := sqlInt(t, s.url, fmt.Sprintf("SELECT count(*) FROM logs WHERE %s AND timestamp < '%s'::TIMESTAMPTZ", in, from.Truncate(time.Minute).Add(time.Minute).Format(time.RFC3339Nano)))
+	if part == 0 || part == total || total == sqlInt(t, s.url, "SELECT count(*) FROM logs") {
+		t.Fatalf("the range holds %d records, %d in its part minute: want some in both and some outside", total, part)
+	}
+	if got := evalJS[string](b, `document.querySelector('#ov-total .v').textContent.replaceAll(',', '')`); got != strconv.FormatInt(total, 10) {
+		t.Errorf("overview total %s, want %d", got, total)
+	}
+	bySev := evalJS[map[string]int64](b, `[...document.querySelectorAll('#ov-hist rect.bar')].reduce((m, r) => (m[r.dataset.sev] = (m[r.dataset.sev] || 0) + Number(r.dataset.count), m), {})`)
+	equalCounts(t, "histogram by severity", bySev, countBy(t, s.url, `SELECT CASE WHEN severity_number >= 17 THEN 'ERROR' WHEN severity_number >= 13 THEN 'WARN' ELSE 'INFO' END, count(*) FROM logs WHERE `+in+` GROUP BY 1`))
+	type row struct{ Key, Records, Warnings, Errors string }
+	services := evalJS[[]row](b, `[...document.querySelectorAll('#ov-services tbody tr')].map((tr) => {
+		const n = (i) => tr.cells[i].textContent.replaceAll(',', '');
+		return {Key: tr.cells[0].textContent, Records: n(1), Warnings: n(2), Errors: n(3)};
+	})`)
+	res := mustSQL(t, s.url, `SELECT service_name AS k, count(*)::VARCHAR AS n, (count(*) FILTER (WHERE severity_number BETWEEN 13 AND 16))::VARCHAR AS w,
+		(count(*) FILTER (WHERE severity_number >= 17))::VARCHAR AS e FROM logs WHERE `+in+` GROUP BY 1 ORDER BY count(*) DESC, 1`)
+	var want []row
+	for _, r := range res.Rows {
+		want = append(want, row{r["k"].(string), r["n"].(string), r["w"].(string), r["e"].(string)})
+	}
+	if !slices.Equal(services, want) {
+		t.Errorf("records per service\n got %v\nwant %v", services, want)
+	}
+	b.screenshot("overview-rollups")
+
+	// Top errors: the records have no pattern id, so they are one group,
+	// and its sparkline adds up to it.
+	b.do(chromedp.Navigate(s.url + "/#/errors?" + rng))
+	b.waitFor(`location.hash.startsWith('#/errors') && document.querySelector('#errors').dataset.state === 'ready'`, "Top errors")
+	errs := sqlInt(t, s.url, "SELECT count(*) FROM logs WHERE severity_number >= 17 AND "+in)
+	got := evalJS[[]string](b, `[...document.querySelectorAll('#errors-table tbody tr')].map((tr) => tr.cells[2].textContent.replaceAll(',', '') + ' ' + tr.querySelector('svg.spark').getAttribute('aria-label').slice(7).split(', ').reduce((a, n) => a + Number(n), 0))`)
+	if w := fmt.Sprintf("%d %d", errs, errs); len(got) != 1 || got[0] != w {
+		t.Errorf("Top errors rows (records, sparkline total) %q, want [%s]", got, w)
+	}
+	if text := evalJS[string](b, `document.querySelector('#errors-table tbody tr td.time').textContent`); text == "" {
+		t.Error("Top errors shows no last-seen time")
+	}
+	b.screenshot("top-errors-rollups")
 }

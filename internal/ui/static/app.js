@@ -2,6 +2,7 @@
 // (#/view?params), so that every view state can be linked and reloaded.
 
 import {sql, getJSON} from './api.js';
+import {MINUTE} from './sqlutil.js';
 import {toast, fmtTime} from './dom.js';
 import overview from './views/overview.js';
 import explore from './views/explore.js';
@@ -37,13 +38,15 @@ const ctx = {
       const to = Date.now() + 1;
       return {from: to - PRESETS[r.kind], to};
     }
-    const doc = await sql('SELECT epoch_ms(min(timestamp)) AS lo, epoch_ms(max(timestamp)) AS hi FROM logs', {signal});
+    // All time is the minutes that hold records, from log_counts: its
+    // rollups answer without reading the rows.
+    const doc = await sql('SELECT epoch_ms(min(minute)) AS lo, epoch_ms(max(minute)) AS hi FROM log_counts', {signal});
     const row = doc.rows[0] || {};
     if (row.lo === null || row.lo === undefined) {
       const to = Date.now() + 1;
       return {from: to - 3600e3, to};
     }
-    return {from: Number(row.lo), to: Number(row.hi) + 1};
+    return {from: Number(row.lo), to: Number(row.hi) + MINUTE};
   },
 
   rangeLabel() {

@@ -1,9 +1,11 @@
 // Top errors: error (or warning) records grouped by log pattern, with a
-// sparkline of each pattern over the time range.
+// sparkline of each pattern over the time range. The counts come from
+// countsFrom, so over long ranges they cost minutes of rollups rather
+// than rows.
 
 import {sql} from '../api.js';
 import {h, clear, fmtNum, fmtTime, errorBox, isAbort, Loads} from '../dom.js';
-import {rangeConds, where, str, int, filtersToParams, emptyFilters} from '../sqlutil.js';
+import {countsFrom, rangeConds, where, str, int, tsLit, MINUTE, filtersToParams, emptyFilters} from '../sqlutil.js';
 import {sparkline} from '../chart.js';
 
 const LIMIT = 50;
@@ -46,27 +48,42 @@ async function load() {
   const minSev = warn.checked ? 13 : 17;
   try {
     const range = await ctx.resolveRange({signal});
-    const base = [...rangeConds(range), `severity_number >= ${int(minSev)}`];
-    const groups = await sql(`SELECT attributes['pattern.id'] AS pattern_id,
-        coalesce(any_value(attributes['pattern.template']), any_value(body)) AS template,
-        string_agg(DISTINCT stream, ', ' ORDER BY stream) AS streams, count(*) AS records,
-        max(timestamp) AS last_seen
-      FROM logs ${where(base)} GROUP BY pattern_id ORDER BY records DESC, pattern_id LIMIT ${LIMIT}`, {signal});
-    let trends = new Map();
-    const bucket = Math.max(1, Math.ceil((range.to - range.from) / SPARK_BUCKETS));
+    const sev = `severity_number >= ${int(minSev)}`;
+    const groups = await sql(`SELECT pattern_id, string_agg(DISTINCT stream, ', ' ORDER BY stream) AS streams,
+        sum(n)::BIGINT AS records, max(t) AS last_minute
+      FROM ${countsFrom(range, MINUTE)} WHERE ${sev} GROUP BY pattern_id ORDER BY records DESC, pattern_id LIMIT ${LIMIT}`, {signal});
+    const trends = new Map();
     if (groups.rows.length) {
+      // Each pattern's template (or, without one, a body) and the time of
+      // its last record come from its last minute only.
+      const last = groups.rows.map((r) => Number(r.last_minute));
+      const lastConds = groups.rows.map((r) => `(${r.pattern_id === null ? `attributes['pattern.id'] IS NULL` : `attributes['pattern.id'] = ${str(r.pattern_id)}`}
+        AND timestamp >= ${tsLit(r.last_minute)})`);
+      const recent = {from: Math.max(range.from, Math.min(...last)), to: range.to};
+      const details = sql(`SELECT attributes['pattern.id'] AS pattern_id,
+          coalesce(any_value(attributes['pattern.template']), any_value(body)) AS template, max(timestamp) AS last_seen
+        FROM logs ${where([...rangeConds(recent), sev, `(${lastConds.join(' OR ')})`])} GROUP BY 1`, {signal});
+      const span = range.to - range.from;
+      const bucket = span >= 30 * MINUTE ? Math.ceil(span / SPARK_BUCKETS / MINUTE) * MINUTE : Math.max(1, Math.ceil(span / SPARK_BUCKETS));
+      const first = Math.floor(range.from / bucket);
+      const buckets = Math.floor((range.to - 1) / bucket) - first + 1;
       const ids = groups.rows.filter((r) => r.pattern_id !== null).map((r) => str(r.pattern_id));
       const match = [];
-      if (ids.length) match.push(`attributes['pattern.id'] IN (${ids.join(', ')})`);
-      if (groups.rows.some((r) => r.pattern_id === null)) match.push(`attributes['pattern.id'] IS NULL`);
-      const doc = await sql(`SELECT attributes['pattern.id'] AS pattern_id, (epoch_ms(timestamp) - ${int(range.from)}) // ${int(bucket)} AS i, count(*) AS n
-        FROM logs ${where([...base, `(${match.join(' OR ')})`])} GROUP BY ALL`, {signal, maxRows: 100000});
+      if (ids.length) match.push(`pattern_id IN (${ids.join(', ')})`);
+      if (groups.rows.some((r) => r.pattern_id === null)) match.push('pattern_id IS NULL');
+      const [doc, more] = await Promise.all([
+        sql(`SELECT pattern_id, t // ${int(bucket)} AS i, sum(n)::BIGINT AS n
+          FROM ${countsFrom(range, bucket)} WHERE ${sev} AND (${match.join(' OR ')}) GROUP BY ALL`, {signal, maxRows: 100000}),
+        details,
+      ]);
       for (const r of doc.rows) {
         const k = r.pattern_id;
-        if (!trends.has(k)) trends.set(k, new Array(SPARK_BUCKETS).fill(0));
-        const i = Number(r.i);
-        if (i >= 0 && i < SPARK_BUCKETS) trends.get(k)[i] += Number(r.n);
+        if (!trends.has(k)) trends.set(k, new Array(buckets).fill(0));
+        const i = Number(r.i) - first;
+        if (i >= 0 && i < buckets) trends.get(k)[i] += Number(r.n);
       }
+      const byId = new Map(more.rows.map((r) => [r.pattern_id, r]));
+      for (const r of groups.rows) Object.assign(r, byId.get(r.pattern_id) || {template: '', last_seen: null});
     }
     if (signal.aborted) return;
     render(groups, trends, minSev);

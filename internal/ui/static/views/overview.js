@@ -1,9 +1,10 @@
 // Overview: volume over time by severity, totals per stream and service,
-// and the ingest rate.
+// and the ingest rate. The counts come from countsFrom, so over long
+// ranges they cost minutes of rollups rather than rows.
 
 import {sql, getJSON} from '../api.js';
 import {h, clear, fmtNum, fmtTime, fmtDuration, errorBox, isAbort, Loads} from '../dom.js';
-import {rangeConds, where, bucketFor, SEVERITIES, SEV_CLASS_SQL, int, filtersToParams, emptyFilters} from '../sqlutil.js';
+import {countsFrom, bucketFor, SEVERITIES, SEV_CLASS_SQL, filtersToParams, emptyFilters} from '../sqlutil.js';
 import {stackedHistogram, swatch, chartWidth} from '../chart.js';
 
 let el;
@@ -29,16 +30,15 @@ async function load() {
   try {
     const range = await ctx.resolveRange({signal});
     const bucket = bucketFor(range, 80);
-    const w = where(rangeConds(range));
+    const counts = countsFrom(range, bucket);
+    const totals = (key) => `SELECT ${key}, sum(n)::BIGINT AS records,
+        coalesce(sum(n) FILTER (WHERE severity_number BETWEEN 13 AND 16), 0)::BIGINT AS warnings,
+        coalesce(sum(n) FILTER (WHERE severity_number >= 17), 0)::BIGINT AS errors
+        FROM ${counts} GROUP BY ALL ORDER BY records DESC, 1 LIMIT 100`;
     const [hist, streams, services, rate, ingest] = await Promise.all([
-      sql(`SELECT (epoch_ms(timestamp) // ${int(bucket)}) * ${int(bucket)} AS t, ${SEV_CLASS_SQL} AS c, count(*) AS n
-        FROM logs ${w} GROUP BY ALL`, {signal, maxRows: 100000}),
-      sql(`SELECT stream, count(*) AS records, count(*) FILTER (WHERE severity_number BETWEEN 13 AND 16) AS warnings,
-        count(*) FILTER (WHERE severity_number >= 17) AS errors, max(timestamp) AS last_seen
-        FROM logs ${w} GROUP BY stream ORDER BY records DESC, stream LIMIT 100`, {signal}),
-      sql(`SELECT service_name AS service, count(*) AS records, count(*) FILTER (WHERE severity_number BETWEEN 13 AND 16) AS warnings,
-        count(*) FILTER (WHERE severity_number >= 17) AS errors
-        FROM logs ${w} GROUP BY service ORDER BY records DESC, service LIMIT 100`, {signal}),
+      sql(`SELECT t, ${SEV_CLASS_SQL} AS c, sum(n)::BIGINT AS n FROM ${counts} GROUP BY ALL`, {signal, maxRows: 100000}),
+      sql(totals('stream'), {signal}),
+      sql(totals('service_name AS service'), {signal}),
       sql(`SELECT count(*) AS n FROM logs WHERE observed_timestamp >= now() - INTERVAL 1 MINUTE`, {signal}),
       getJSON('/ui/ingest', {signal}),
     ]);
