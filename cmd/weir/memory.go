@@ -18,8 +18,9 @@ import (
 //   - query.memory_limit (DuckDB, outside Go's heap): a quarter;
 //   - buffer.max_bytes (records queued for the sink): an eighth;
 //   - sink.compaction.sort_rows: the largest power of two whose window
-//     (~800 B a row: arrow-go's decoded columns, with their slack, and
-//     the sorted copy that replaces them column by column) fits in half;
+//     (~800 B a row, with room: the window's copies of the decoded
+//     columns, the sorted copy that replaces them column by column, and
+//     the column readers' buffers) fits in half;
 //   - Go's soft memory limit (runtime/debug.SetMemoryLimit): memory less
 //     DuckDB's share and less programReserve, unless GOMEMLIMIT is set in
 //     the environment.
