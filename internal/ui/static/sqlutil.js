@@ -71,7 +71,7 @@ export const MINUTE = 60000;
 // shorter ranges hold few enough rows that counting them in logs costs
 // less than the view's part that counts the files compaction has not yet
 // rolled up, which covers every hot minute whatever the range.
-const ROLLUP_SPAN = 30 * MINUTE;
+export const ROLLUP_SPAN = 30 * MINUTE;
 
 // countsFrom returns a subquery counting the rows of [range.from,
 // range.to) by stream, service_name, severity_number and pattern_id

@@ -5,7 +5,7 @@
 
 import {sql} from '../api.js';
 import {h, clear, fmtNum, fmtTime, errorBox, isAbort, Loads} from '../dom.js';
-import {countsFrom, rangeConds, where, str, int, tsLit, MINUTE, filtersToParams, emptyFilters} from '../sqlutil.js';
+import {countsFrom, rangeConds, where, str, int, tsLit, MINUTE, ROLLUP_SPAN, filtersToParams, emptyFilters} from '../sqlutil.js';
 import {sparkline} from '../chart.js';
 
 const LIMIT = 50;
@@ -64,7 +64,8 @@ async function load() {
           coalesce(any_value(attributes['pattern.template']), any_value(body)) AS template, max(timestamp) AS last_seen
         FROM logs ${where([...rangeConds(recent), sev, `(${lastConds.join(' OR ')})`])} GROUP BY 1`, {signal});
       const span = range.to - range.from;
-      const bucket = span >= 30 * MINUTE ? Math.ceil(span / SPARK_BUCKETS / MINUTE) * MINUTE : Math.max(1, Math.ceil(span / SPARK_BUCKETS));
+      // Whole minutes when the counts come from log_counts.
+      const bucket = span >= ROLLUP_SPAN ? Math.ceil(span / SPARK_BUCKETS / MINUTE) * MINUTE : Math.max(1, Math.ceil(span / SPARK_BUCKETS));
       const first = Math.floor(range.from / bucket);
       const buckets = Math.floor((range.to - 1) / bucket) - first + 1;
       const ids = groups.rows.filter((r) => r.pattern_id !== null).map((r) => str(r.pattern_id));
