@@ -35,15 +35,22 @@ var reservedViews = []string{"logs", countsView, messagesView}
 //
 // Staged rows are kept as small Parquet segments under the data
 // directory's staging/ folder, so DuckDB reads memory-fresh and published
-// data the same, fast, way. Views list their files explicitly; a publish
-// swaps a file's segments for the file in one view change, and segments
-// are deleted only once no query that may have seen them is running.
+// data the same, fast, way. Views list published files by name and an
+// unpublished file's segments by a glob of their names (segmentGlobs), so
+// the view text does not grow with the segments and a segment is visible
+// as soon as it is linked into place, without a view change. A publish
+// swaps a file's globs for the file in one view change, and segments are
+// deleted only once no query that may have seen them is running.
 type catalog struct {
 	cfg     *Config
 	log     *slog.Logger
 	tenant  string
 	db      *sql.DB
 	staging string // the engine's staging root; this tenant's is staging/tenant=<id>
+	// globs is whether views may read segments by glob: false when the
+	// staging root's path has glob metacharacters, and views then list
+	// every segment, rebuilt at each.
+	globs bool
 
 	// ddl serialises the view DDL, so views change in the order of the
 	// catalog states they were built from. It is taken before mu and held
@@ -114,8 +121,46 @@ const minViewInterval = 20 * time.Millisecond
 // stagedFile is the staged rows of one unpublished sink file.
 type stagedFile struct {
 	stream   string
-	segments []string
+	segments []string // every segment, for partition scans and retiring
+	// prefix is the segments' path up to the kind letter (segmentName).
+	// narrow and wide record whether a segment of each kind has been
+	// staged; the views list a kind's glob from the first view change
+	// made after its first segment, and its later segments are visible
+	// once linked.
+	prefix       string
+	narrow, wide bool
 }
+
+// Segment kinds: the letter after the file ID in a staging segment's
+// name. A narrow segment has exactly the log schema's columns, a wide
+// one promoted attribute columns too. Views read a stream's files by
+// position until it has a wide file, and by name after (viewQuery), so
+// a wide segment must not match a glob the views listed while the
+// stream was narrow: the two kinds have globs of their own.
+const (
+	narrowKind = "n"
+	wideKind   = "w"
+)
+
+// segmentGlobs returns the globs (or, without globs, the paths) by which
+// views read sf's segments.
+func (c *catalog) segmentGlobs(sf *stagedFile) []string {
+	if !c.globs {
+		return sf.segments
+	}
+	var out []string
+	if sf.narrow {
+		out = append(out, sf.prefix+narrowKind+"*"+".parquet")
+	}
+	if sf.wide {
+		out = append(out, sf.prefix+wideKind+"*"+".parquet")
+	}
+	return out
+}
+
+// hasGlobMeta reports whether path has characters DuckDB's glob reads as
+// patterns.
+func hasGlobMeta(path string) bool { return strings.ContainsAny(path, "*?[]{}\\") }
 
 type retiredSegment struct {
 	path string
@@ -139,6 +184,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		tenant:  tenant,
 		db:      db,
 		staging: staging,
+		globs:   !hasGlobMeta(staging),
 		files:   map[string][]string{},
 		rolled:  map[string]bool{},
 		loaded:  map[string]string{},
@@ -393,7 +439,17 @@ func (c *catalog) stage(f sink.FileInfo, seg sink.Segment) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("query: staging: %w", err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%d.parquet", f.ID, c.seq.Add(1)))
+	kind := narrowKind
+	if f.Columns > len(logschema.Arrow().Fields()) {
+		kind = wideKind
+	}
+	// The segment's name: <ID>-<kind><seq>.parquet, seq fixed width so a
+	// glob lists a file's segments in the order they were staged.
+	prefix := filepath.Join(dir, f.ID+"-")
+	path := fmt.Sprintf("%s%s%012d.parquet", prefix, kind, c.seq.Add(1))
+	// The link makes the segment visible at once to views that list its
+	// kind's glob: the sink staged it in order, so its rows are the next
+	// of their file.
 	if err := linkOrCopy(seg.Path, path); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("query: stage rows of %s: %w", f.ID, err)
@@ -406,17 +462,26 @@ func (c *catalog) stage(f sink.FileInfo, seg sink.Segment) error {
 	}
 	sf := c.staged[f.ID]
 	if sf == nil {
-		sf = &stagedFile{stream: p.Stream}
+		sf = &stagedFile{stream: p.Stream, prefix: prefix}
 		c.staged[f.ID] = sf
 	}
 	sf.segments = append(sf.segments, path)
 	c.noteColumns(p.Stream, f.Columns)
-	c.changedLocked(p.Stream)
+	// The views need a change for a file's first segment of each kind
+	// (its glob), and for every segment without globs.
+	first := kind == narrowKind && !sf.narrow || kind == wideKind && !sf.wide
+	sf.narrow = sf.narrow || kind == narrowKind
+	sf.wide = sf.wide || kind == wideKind
+	if first || !c.globs {
+		c.changedLocked(p.Stream)
+	}
 	return nil
 }
 
 // linkOrCopy makes dst a hard link to src, or a copy of it where links
-// are not possible (another file system).
+// are not possible (another file system). Either way dst appears
+// complete: a copy is written beside it and renamed into place, so a
+// glob never lists a part-written segment.
 func linkOrCopy(src, dst string) error {
 	err := os.Link(src, dst)
 	if err == nil {
@@ -427,15 +492,22 @@ func linkOrCopy(src, dst string) error {
 		return errors.Join(err, oerr)
 	}
 	defer in.Close()
-	out, cerr := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	tmp := dst + ".tmp"
+	out, cerr := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if cerr != nil {
 		return errors.Join(err, cerr)
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	return out.Close()
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // published: see Engine.Published.
@@ -679,13 +751,13 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 	return stmts
 }
 
-// pathsLocked returns the published files and staged segments of
-// stream. mu must be held.
+// pathsLocked returns the published files of stream and the globs (or
+// paths) of its staged segments. mu must be held.
 func (c *catalog) pathsLocked(stream string) []string {
 	paths := slices.Clone(c.files[stream])
 	for _, sf := range c.staged {
 		if sf.stream == stream {
-			paths = append(paths, sf.segments...)
+			paths = append(paths, c.segmentGlobs(sf)...)
 		}
 	}
 	return paths

@@ -288,8 +288,11 @@ func (e *Engine) AddFiles(files []sink.FileInfo) error {
 // Staged makes the rows of seg, staged into the unpublished file f,
 // visible to its tenant's queries: it hard-links the segment (a complete
 // Parquet file) under staging/, copying it only where a link is
-// impossible, and adds it to the views within moments (see Sync). The
-// rows are not encoded again. It implements sink.Observer.
+// impossible. The views read an unpublished file's segments by glob, so
+// the rows are visible once linked; a file's first segment (and its first
+// with promoted attribute columns) needs a view change, made within
+// moments (see Sync). The rows are not encoded again. It implements
+// sink.Observer.
 func (e *Engine) Staged(f sink.FileInfo, seg sink.Segment) error {
 	c, err := e.catalog(f.Partition.Tenant)
 	if err != nil {

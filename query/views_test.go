@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -125,4 +126,173 @@ func viewStmts(t *testing.T, e *Engine, stream string) []string {
 	stmts := c.viewStmtsLocked([]string{stream})
 	c.commitLoadLocked(false)
 	return stmts
+}
+
+// TestStagedSegmentsByGlob: views read an unpublished file's segments by
+// a glob of their names, so a segment staged into a file the views
+// already list is visible at once, with no view change and without its
+// path in any DDL. A file's first segment with promoted attribute
+// columns waits for the view change that reads the stream by name: a
+// query between the two reads the segments it can read correctly.
+func TestStagedSegmentsByGlob(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	lake := openLake(t, e, dir, nil)
+	defer lake.Shutdown(ctx)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Date(2020, 1, 1, 5, 0, 0, 0, time.UTC)
+	next := 0
+	// stage stages n records of one hour through a new Batcher, in
+	// segments of 250 rows; with attrs every record has an attribute
+	// the Batcher promotes to a column once it has seen enough of them.
+	stage := func(n int, attrs bool) {
+		t.Helper()
+		tcfg := arrowbatch.DefaultConfig()
+		tcfg.MaxRows = 250
+		tcfg.MaxColumns = 4
+		bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "alpha", 0, lake, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := make([]record.Record, n)
+		for i := range recs {
+			recs[i] = record.Record{Timestamp: hour.Add(time.Duration(next) * time.Millisecond).UnixNano(), Body: fmt.Sprint(next)}
+			if attrs {
+				recs[i].Attributes = []record.KV{{Key: "k", Value: fmt.Sprint(next % 7)}}
+			}
+			next++
+		}
+		// In batches of 1000: the Batcher decides on promotion as a
+		// batch comes, once it has seen 1000 records.
+		for len(recs) > 0 {
+			k := min(len(recs), 1000)
+			if err := bt.Consume(ctx, record.NewBatch(record.DefaultTenant, "alpha", recs[:k])); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[k:]
+		}
+		if err := bt.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := lake.WaitStaged(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes := func() uint64 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.changes
+	}
+	segments := func(kind string) int {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(dir, "staging", "tenant=default", "stream=alpha", "*", "*", "*-"+kind+"*.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m)
+	}
+
+	stage(100, false)
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := changes()
+	stage(400, false) // two more segments of the same file
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 500 {
+		t.Errorf("alpha: %d rows at once after staging 500, want 500", n)
+	}
+	if got := changes(); got != before {
+		t.Errorf("staging into a listed file recorded %d view changes, want none", got-before)
+	}
+	if segments(narrowKind) != 3 {
+		t.Fatalf("%d narrow staging segments, want 3", segments(narrowKind))
+	}
+	for _, s := range viewStmts(t, e, "alpha") {
+		if !strings.Contains(s, "-"+narrowKind+"*.parquet") || strings.Contains(s, "-"+narrowKind+"0") {
+			t.Errorf("DDL for alpha: %.300q: want the file's glob, no segment", s)
+		}
+	}
+
+	// With the view loop held, the promoted segments are staged but not
+	// listed: queries read the stream by position and see only the
+	// narrow segments, without error.
+	c.ddl.Lock()
+	stage(2000, true)
+	wide := segments(wideKind)
+	if wide == 0 {
+		c.ddl.Unlock()
+		t.Fatal("no staging segment with promoted columns; the test needs some")
+	}
+	narrow := int64(500 + 2000 - 250*wide)
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != narrow {
+		t.Errorf("alpha before the view change: %d rows, want the %d of narrow segments", n, narrow)
+	}
+	c.ddl.Unlock()
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := queryInts(t, e, `SELECT count(*), count(attr_k), count(*) FILTER (attr_k = CAST(attributes['k'] AS BIGINT)) FROM alpha`)
+	if want := []int64{2500, int64(250 * wide), int64(250 * wide)}; !slices.Equal(got, want) {
+		t.Errorf("alpha after the view change: rows, attr_k, attr_k matching = %v, want %v", got, want)
+	}
+
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 2500 {
+		t.Errorf("alpha after publishing: %d rows, want 2500", n)
+	}
+	if n := segments(narrowKind) + segments(wideKind); n != 0 {
+		t.Errorf("%d staging segments left after publishing", n)
+	}
+}
+
+// TestStagedSegmentsWithoutGlobs: a staging root whose path DuckDB would
+// read as a glob makes views list every segment, each staged with a view
+// change.
+func TestStagedSegmentsWithoutGlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data[1]")
+	e := openEngine(t, dir)
+	lake := openLake(t, e, dir, nil)
+	defer lake.Shutdown(ctx)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.globs {
+		t.Fatalf("staging root %s: globs on, want off", c.staging)
+	}
+	stageRecords(t, lake, "alpha", 30, 1)
+	stageRecords(t, lake, "alpha", 30, 1)
+	if err := lake.WaitStaged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 60 {
+		t.Errorf("alpha: %d rows, want 60", n)
+	}
+	for _, s := range viewStmts(t, e, "alpha")[:1] {
+		if strings.Contains(s, "*.parquet") || strings.Count(s, "-"+narrowKind+"0") != 2 {
+			t.Errorf("DDL for alpha: %.400q: want both segments by name, no glob", s)
+		}
+	}
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 60 {
+		t.Errorf("alpha after publishing: %d rows, want 60", n)
+	}
 }
