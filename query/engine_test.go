@@ -101,9 +101,12 @@ func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 	var wg sync.WaitGroup
 	var queryErr error
 	queries := 0
+	answered := make(chan struct{}, 1) // a query answered
+	stopped := make(chan struct{})     // the querying goroutine returned
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(stopped)
 		last := int64(0)
 		for ctx.Err() == nil {
 			var w rowsWriter
@@ -122,6 +125,10 @@ func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 			}
 			last = n
 			queries++
+			select {
+			case answered <- struct{}{}:
+			default:
+			}
 		}
 	}()
 
@@ -153,7 +160,18 @@ func TestNoDuplicatesOrGapsAcrossPublish(t *testing.T) {
 	if err := e.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Two more answers after any signalled before: the second started
+	// after every file was published and its segments retired.
+	select {
+	case <-answered:
+	default:
+	}
+	for range 2 {
+		select {
+		case <-answered:
+		case <-stopped: // failed: queryErr says why
+		}
+	}
 	cancel()
 	wg.Wait()
 	if queryErr != nil {
