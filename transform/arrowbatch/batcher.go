@@ -96,6 +96,11 @@ type Batcher struct {
 	prom      promoter
 	schema    *arrow.Schema // of the batches built now
 	conflicts int64         // values that did not fit their promoted column
+
+	// hint is what the last batch built from records alone held, when it
+	// was the only open batch: a steady stream's next batch reserves as
+	// much up front (see openFor).
+	hint sizeHint
 }
 
 // TypeConflicts returns how many attribute values did not parse as the
@@ -329,14 +334,35 @@ func (bt *Batcher) openFor(ctx context.Context, fp sink.Partition, now time.Time
 		}
 	}
 	ob := &openBatch{hour: fp.Hour, day: fp.Day, first: now, b: newBuilder(bt.mem, bt.schema, bt.prom.cols)}
+	// A stream whose previous batch was finished within MaxAge and was
+	// the only one open is flowing steadily into one file: its next batch
+	// will likely be as large, so its builders take that room at once
+	// rather than doubling (and copying) their way up to it. Batches of a
+	// backfill, many open at a time, reserve nothing.
+	if len(bt.open) == 0 && bt.hint.rows > 0 && now.Sub(bt.hint.at) <= bt.cfg.MaxAge {
+		ob.b.reserve(bt.hint)
+	}
 	bt.open = append(bt.open, ob)
 	return ob, nil
+}
+
+// noteSize records the size of ob, about to be finished, as the hint for
+// the next batch if it was built from records alone and was the only
+// open batch; otherwise it clears the hint.
+func (bt *Batcher) noteSize(ob *openBatch, now time.Time) {
+	if len(bt.open) != 1 || bt.open[0] != ob || ob.built != ob.rows || len(ob.parts) > 0 {
+		bt.hint = sizeHint{}
+		return
+	}
+	bt.hint = ob.b.sizes()
+	bt.hint.at = now
 }
 
 // flush finishes ob, removes it from the open set and writes it. A failed
 // write keeps the batch for retry, so flush only fails when the pending
 // set is full and ctx ends while waiting for room.
 func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
+	bt.noteSize(ob, bt.now())
 	for i, o := range bt.open {
 		if o == ob {
 			bt.open = append(bt.open[:i], bt.open[i+1:]...)
@@ -481,6 +507,46 @@ func appendMap(mb *array.MapBuilder, kvs []record.KV) {
 	for _, kv := range kvs {
 		keys.Append(kv.Key)
 		items.Append(kv.Value)
+	}
+}
+
+// sizeHint is what one batch's builder held: rows, the pairs of its two
+// maps and the value bytes of its string columns.
+type sizeHint struct {
+	rows, attrs, res int
+	// Value bytes of severity_text, body, service_name, trace_id,
+	// span_id, then the attribute and resource keys and values.
+	data [9]int
+	at   time.Time // when the batch was finished
+}
+
+// stringCols returns b's string builders in sizeHint.data's order.
+func (b *builder) stringCols() [9]*array.StringBuilder {
+	return [9]*array.StringBuilder{b.sevText, b.body, b.service, b.traceID, b.spanID,
+		b.attrs.KeyBuilder().(*array.StringBuilder), b.attrs.ItemBuilder().(*array.StringBuilder),
+		b.res.KeyBuilder().(*array.StringBuilder), b.res.ItemBuilder().(*array.StringBuilder)}
+}
+
+// sizes returns what b holds now.
+func (b *builder) sizes() sizeHint {
+	h := sizeHint{rows: b.ts.Len(), attrs: b.attrs.KeyBuilder().Len(), res: b.res.KeyBuilder().Len()}
+	for i, sb := range b.stringCols() {
+		h.data[i] = sb.DataLen()
+	}
+	return h
+}
+
+// reserve makes room in b for a batch of h's size: one allocation per
+// buffer instead of a doubling series, each copying the last.
+func (b *builder) reserve(h sizeHint) {
+	b.rb.Reserve(h.rows) // every column's rows, maps' offsets
+	cols := b.stringCols()
+	cols[5].Reserve(h.attrs)
+	cols[6].Reserve(h.attrs)
+	cols[7].Reserve(h.res)
+	cols[8].Reserve(h.res)
+	for i, sb := range cols {
+		sb.ReserveData(h.data[i])
 	}
 }
 

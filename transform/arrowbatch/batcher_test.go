@@ -305,3 +305,85 @@ func TestBatcherDayFiles(t *testing.T) {
 		t.Errorf("the day file's batch holds offsets %s, want [0 1 2 3]", got)
 	}
 }
+
+// countingAllocator counts the reallocations that grow a buffer (builders
+// also shrink theirs to fit when they finish).
+type countingAllocator struct {
+	memory.Allocator
+	reallocs int
+}
+
+func (a *countingAllocator) Reallocate(size int, b []byte) []byte {
+	if size > len(b) {
+		a.reallocs++
+	}
+	return a.Allocator.Reallocate(size, b)
+}
+
+// TestBatcherReservesForSteadyStreams: a batch of a stream flowing into
+// one file reserves the size of the batch before it, so that building an
+// equal batch grows no buffer, and holds exactly the rows it was given;
+// batches of a backfill (several open at once) reserve nothing.
+func TestBatcherReservesForSteadyStreams(t *testing.T) {
+	checked := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer checked.AssertSize(t, 0)
+	mem := &countingAllocator{Allocator: checked}
+	w := &memWriter{}
+	defer w.release()
+	cfg := DefaultConfig()
+	cfg.MaxRows = 500
+	cfg.MaxAge = time.Hour
+	bt := newTestBatcher(t, cfg, w, mem)
+	hour := time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)
+	recsAt := func(from int, hours int) []record.Record {
+		recs := make([]record.Record, cfg.MaxRows)
+		for i := range recs {
+			n := from + i
+			recs[i] = record.Record{
+				Timestamp:    hour.Add(time.Duration(n%hours) * time.Hour).UnixNano(),
+				SeverityText: "INFO", Body: fmt.Sprintf("line %06d of the steady stream", n),
+				Attributes: []record.KV{{Key: "thread", Value: fmt.Sprint(n % 16)}},
+				Resource:   []record.KV{{Key: "service.name", Value: "api"}},
+				TraceID:    [16]byte{byte(n), 1},
+			}
+		}
+		return recs
+	}
+	growth := func(from, hours int) int {
+		t.Helper()
+		before := mem.reallocs
+		if err := bt.Consume(context.Background(), batchOf(int64(from), recsAt(from, hours)...)); err != nil {
+			t.Fatal(err)
+		}
+		return mem.reallocs - before
+	}
+	first := growth(0, 1)
+	if first == 0 {
+		t.Fatal("the first batch grew no buffer: the allocator counts nothing")
+	}
+	// The first batch was full and alone: the next ones reserve its size.
+	for b := 1; b <= 3; b++ {
+		if n := growth(b*cfg.MaxRows, 1); n != 0 {
+			t.Errorf("batch %d of a steady stream grew buffers %d times, want none (the first grew %d)", b, n, first)
+		}
+	}
+	// Rows of three hours at once: the first of the three batches open
+	// reserves (the stream was steady until now), the other two do not.
+	if n := growth(4*cfg.MaxRows, 3); n == 0 {
+		t.Error("a backfill's batches grew no buffer: they reserved")
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Every row is there once, as given.
+	seen := map[string]bool{}
+	for _, rec := range w.recs {
+		body := rec.Column(rec.Schema().FieldIndices(logschema.Body)[0]).(*array.String)
+		for i := range body.Len() {
+			seen[body.Value(i)] = true
+		}
+	}
+	if total := 5 * cfg.MaxRows; len(seen) != total || w.rows() != int64(total) {
+		t.Errorf("%d rows written, %d distinct bodies, want %d of each", w.rows(), len(seen), total)
+	}
+}
