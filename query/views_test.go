@@ -240,12 +240,7 @@ func TestStagedSegmentsByGlob(t *testing.T) {
 		t.Errorf("alpha after the view change: rows, attr_k, attr_k matching = %v, want %v", got, want)
 	}
 
-	if err := lake.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishAll(t, lake, e)
 	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 2500 {
 		t.Errorf("alpha after publishing: %d rows, want 2500", n)
 	}
@@ -286,13 +281,20 @@ func TestStagedSegmentsWithoutGlobs(t *testing.T) {
 			t.Errorf("DDL for alpha: %.400q: want both segments by name, no glob", s)
 		}
 	}
-	if err := lake.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishAll(t, lake, e)
 	if n := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; n != 60 {
 		t.Errorf("alpha after publishing: %d rows, want 60", n)
+	}
+}
+
+// publishAll publishes every file lake holds and waits for e's views to
+// show them.
+func publishAll(t *testing.T, lake *sink.Lake, e *Engine) {
+	t.Helper()
+	if err := lake.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
