@@ -122,7 +122,7 @@ const minViewInterval = 20 * time.Millisecond
 type stagedFile struct {
 	stream   string
 	segments []string // every segment, for partition scans and retiring
-	// prefix is the segments' path up to the kind letter (segmentName).
+	// prefix is the segments' path up to the kind letter (see stage).
 	// narrow and wide record whether a segment of each kind has been
 	// staged; the views list a kind's glob from the first view change
 	// made after its first segment, and its later segments are visible
@@ -150,10 +150,10 @@ func (c *catalog) segmentGlobs(sf *stagedFile) []string {
 	}
 	var out []string
 	if sf.narrow {
-		out = append(out, sf.prefix+narrowKind+"*"+".parquet")
+		out = append(out, sf.prefix+narrowKind+"*.parquet")
 	}
 	if sf.wide {
-		out = append(out, sf.prefix+wideKind+"*"+".parquet")
+		out = append(out, sf.prefix+wideKind+"*.parquet")
 	}
 	return out
 }
