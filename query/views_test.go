@@ -137,13 +137,8 @@ func viewStmts(t *testing.T, e *Engine, stream string) []string {
 func TestStagedSegmentsByGlob(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	e := openEngine(t, dir)
-	lake := openLake(t, e, dir, nil)
+	e, lake, c := openTenant(t, dir)
 	defer lake.Shutdown(ctx)
-	c, err := e.catalog(record.DefaultTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
 	hour := time.Date(2020, 1, 1, 5, 0, 0, 0, time.UTC)
 	next := 0
 	// stage stages n records of one hour through a new Batcher, in
@@ -255,13 +250,8 @@ func TestStagedSegmentsByGlob(t *testing.T) {
 func TestStagedSegmentsWithoutGlobs(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data[1]")
-	e := openEngine(t, dir)
-	lake := openLake(t, e, dir, nil)
+	e, lake, c := openTenant(t, dir)
 	defer lake.Shutdown(ctx)
-	c, err := e.catalog(record.DefaultTenant)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if c.globs {
 		t.Fatalf("staging root %s: globs on, want off", c.staging)
 	}
@@ -297,4 +287,19 @@ func publishAll(t *testing.T, lake *sink.Lake, e *Engine) {
 	if err := e.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openTenant opens an engine and a lake in dir (openEngine, openLake)
+// and returns them with the default tenant's catalog. The caller shuts
+// the lake down.
+func openTenant(t *testing.T, dir string) (*Engine, *sink.Lake, *catalog) {
+	t.Helper()
+	e := openEngine(t, dir)
+	lake := openLake(t, e, dir, nil)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		lake.Shutdown(context.Background())
+		t.Fatal(err)
+	}
+	return e, lake, c
 }
