@@ -59,18 +59,19 @@ type catalog struct {
 	ddl sync.Mutex
 	// mu guards the catalog below. Queries take it only briefly, to
 	// register and unregister.
-	mu      sync.Mutex
-	conn    *sql.Conn
-	files   map[string][]string    // published file paths by stream
-	rolled  map[string]bool        // published files with a rollup, by path
-	loaded  map[string]string      // files whose rollups the tables hold: path to stream
-	load    rollupLoad             // the change of the view change being made
-	staged  map[string]*stagedFile // by sink file ID
-	streams map[string]bool        // streams that have a view
-	wide    map[string]bool        // streams with files of promoted attribute columns
-	gen     uint64                 // bumped by every change that retires files
-	active  map[uint64]int         // running queries by the gen they started at
-	retired []retiredSegment       // segments to delete once unseen
+	mu         sync.Mutex
+	conn       *sql.Conn
+	files      map[string][]string    // published file paths by stream
+	rolled     map[string]bool        // published files with a rollup, by path
+	loaded     map[string]string      // files whose rollups the tables hold: path to stream
+	load       rollupLoad             // the change of the view change being made
+	rollupDefs map[string]string      // rollup and hot views' SELECTs as last committed, by name
+	staged     map[string]*stagedFile // by sink file ID
+	streams    map[string]bool        // streams that have a view
+	wide       map[string]bool        // streams with files of promoted attribute columns
+	gen        uint64                 // bumped by every change that retires files
+	active     map[uint64]int         // running queries by the gen they started at
+	retired    []retiredSegment       // segments to delete once unseen
 	// doomed are retired segments no query can see any more, for the
 	// remover to delete without mu: a publish retires every staging
 	// segment of its file at once (hundreds a minute per stream), and
@@ -188,11 +189,13 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		files:   map[string][]string{},
 		rolled:  map[string]bool{},
 		loaded:  map[string]string{},
-		staged:  map[string]*stagedFile{},
-		streams: map[string]bool{},
-		wide:    map[string]bool{},
-		active:  map[uint64]int{},
-		evicted: map[string]map[string]sink.FileInfo{},
+
+		rollupDefs: map[string]string{},
+		staged:     map[string]*stagedFile{},
+		streams:    map[string]bool{},
+		wide:       map[string]bool{},
+		active:     map[uint64]int{},
+		evicted:    map[string]map[string]sink.FileInfo{},
 
 		logsStale: true,
 	}
@@ -362,8 +365,9 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 	stmts = append(stmts,
 		fmt.Sprintf("SET memory_limit = '%s'", c.cfg.MemoryLimit),
 		"SET temp_directory = "+quoteString(spill),
-		fmt.Sprintf("SET max_temp_directory_size = '%s'", c.cfg.MaxSpill),
-		rollupSchemaStmts[0], rollupSchemaStmts[1], rollupSchemaStmts[2], rollupSchemaStmts[3], rollupSchemaStmts[4],
+		fmt.Sprintf("SET max_temp_directory_size = '%s'", c.cfg.MaxSpill))
+	stmts = append(stmts, rollupSchemaStmts...)
+	stmts = append(stmts,
 		"SET allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
 		"SET enable_external_access = false",
 		"SET autoinstall_known_extensions = false",

@@ -32,14 +32,24 @@ import (
 // deletes them in the one that drops it: a query sees the rollups of
 // exactly the files its views list. Each stream has its views in two
 // schemas of their own (weir_counts and weir_messages, named for the
-// stream), rebuilt with the stream's view; the tenant-wide views are
-// their union, rebuilt with the logs view.
+// stream); the tenant-wide views are their union, rebuilt with the logs
+// view.
+//
+// A stream's rollup views do not restate its files. Until some file of
+// the stream has a rollup, they count the rows of the stream's own view;
+// after, the rows of its hot view (schema weir_hot, named for the
+// stream), which lists the files without a rollup. Their text therefore
+// changes only when the stream gains its first rollup or loses its last,
+// and a staged segment or a publish recreates one view (the stream's,
+// or the stream's and its hot view) rather than three: each CREATE VIEW
+// makes DuckDB bind the query, listing and opening every file it names.
 
 const (
 	countsView     = "log_counts"
 	messagesView   = "log_messages"
 	countsSchema   = "weir_counts"
 	messagesSchema = "weir_messages"
+	hotSchema      = "weir_hot"
 	rollupSchema   = "weir_rollups"
 	countsTable    = "memory." + rollupSchema + ".counts"
 	messagesTable  = "memory." + rollupSchema + ".messages"
@@ -50,6 +60,7 @@ const (
 var rollupSchemaStmts = []string{
 	"CREATE SCHEMA IF NOT EXISTS memory." + countsSchema,
 	"CREATE SCHEMA IF NOT EXISTS memory." + messagesSchema,
+	"CREATE SCHEMA IF NOT EXISTS memory." + hotSchema,
 	"CREATE SCHEMA IF NOT EXISTS memory." + rollupSchema,
 	"CREATE TABLE IF NOT EXISTS " + countsTable + ` (file VARCHAR, "stream" VARCHAR, "minute" TIMESTAMPTZ, service_name VARCHAR, severity_number INTEGER, severity_text VARCHAR, pattern_id VARCHAR, n BIGINT)`,
 	"CREATE TABLE IF NOT EXISTS " + messagesTable + ` (file VARCHAR, "stream" VARCHAR, body VARCHAR, n BIGINT)`,
@@ -69,13 +80,15 @@ const (
 type rollupLoad struct {
 	add  map[string]string // path to stream
 	drop []string
+	defs map[string]string // the rollup and hot views it recreates: name to SELECT
 }
 
 // rollupViewStmtsLocked returns the DDL of stream's log_counts and
 // log_messages parts, preceded by the statements that load the rollups
 // of its newly listed files and drop those of files it no longer lists,
-// which it records in c.load for commitLoadLocked. mu and ddl must be
-// held.
+// which it records in c.load for commitLoadLocked. Views whose text has
+// not changed since the last committed change are left as they are. mu
+// and ddl must be held.
 func (c *catalog) rollupViewStmtsLocked(stream string) []string {
 	var covered, hot, add []string
 	for _, p := range c.pathsLocked(stream) {
@@ -118,10 +131,38 @@ func (c *catalog) rollupViewStmtsLocked(stream string) []string {
 			c.load.add[p] = stream
 		}
 	}
-	counts, messages := rollupQueries(stream, len(covered) > 0, hot, c.wide[stream])
-	return append(stmts,
-		fmt.Sprintf("CREATE OR REPLACE VIEW memory.%s.%s AS %s", countsSchema, quoteIdent(stream), counts),
-		fmt.Sprintf("CREATE OR REPLACE VIEW memory.%s.%s AS %s", messagesSchema, quoteIdent(stream), messages))
+	// The rows without a rollup: the stream's view (empty or not) while
+	// it lists no covered file, else the hot view. A stream named like a
+	// reserved view has no view of its own and reads its hot view.
+	hotName := fmt.Sprintf("memory.%s.%s", hotSchema, quoteIdent(stream))
+	hotRows, hotDef := hotName, emptyView
+	if len(covered) == 0 && !slices.Contains(reservedViews, stream) {
+		hotRows = viewName(stream)
+	} else if len(hot) > 0 {
+		hotDef = viewQuery(hot, c.wide[stream])
+	}
+	// An unused hot view is emptied rather than left naming files that
+	// may be gone.
+	if hotRows == hotName || c.rollupDefs[hotName] != "" {
+		stmts = c.defineLocked(stmts, hotName, hotDef)
+	}
+	counts, messages := rollupQueries(stream, len(covered) > 0, hotRows)
+	stmts = c.defineLocked(stmts, fmt.Sprintf("memory.%s.%s", countsSchema, quoteIdent(stream)), counts)
+	return c.defineLocked(stmts, fmt.Sprintf("memory.%s.%s", messagesSchema, quoteIdent(stream)), messages)
+}
+
+// defineLocked appends to stmts the DDL that makes view name select def,
+// unless the last committed change left it so, and records the
+// definition in c.load. mu must be held.
+func (c *catalog) defineLocked(stmts []string, name, def string) []string {
+	if c.rollupDefs[name] == def {
+		return stmts
+	}
+	if c.load.defs == nil {
+		c.load.defs = map[string]string{}
+	}
+	c.load.defs[name] = def
+	return append(stmts, "CREATE OR REPLACE VIEW "+name+" AS "+def)
 }
 
 // commitLoadLocked applies the recorded change to the rollup tables to
@@ -134,6 +175,9 @@ func (c *catalog) commitLoadLocked(ok bool) {
 		}
 		for p, s := range c.load.add {
 			c.loaded[p] = s
+		}
+		for name, def := range c.load.defs {
+			c.rollupDefs[name] = def
 		}
 	}
 	c.load = rollupLoad{}
@@ -152,22 +196,15 @@ func quoteList(ss []string) string {
 
 // rollupQueries returns the SELECTs behind a stream's log_counts and
 // log_messages parts: the loaded rollups of its covered files, if it
-// has any, and the rows of the hot ones (files and staged segments
+// has any, and the rows of the view hotRows (files and staged segments
 // without a rollup), counted.
-func rollupQueries(stream string, covered bool, hot []string, wide bool) (counts, messages string) {
+func rollupQueries(stream string, covered bool, hotRows string) (counts, messages string) {
 	qs := quoteString(stream)
-	var cparts, mparts []string
+	cparts := []string{`SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", "date", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM ` + hotRows + " GROUP BY ALL"}
+	mparts := []string{"SELECT body, count(*) AS n FROM " + hotRows + " GROUP BY ALL"}
 	if covered {
 		cparts = append(cparts, `SELECT "minute", CAST("minute" AS DATE) AS "date", service_name, severity_number, severity_text, pattern_id, n FROM `+countsTable+` WHERE "stream" = `+qs)
 		mparts = append(mparts, `SELECT body, n FROM `+messagesTable+` WHERE "stream" = `+qs)
-	}
-	if len(hot) > 0 {
-		rows := viewQuery(hot, wide)
-		cparts = append(cparts, `SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", "date", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM (`+rows+") GROUP BY ALL")
-		mparts = append(mparts, "SELECT body, count(*) AS n FROM ("+rows+") GROUP BY ALL")
-	}
-	if len(cparts) == 0 {
-		return emptyCounts, emptyMessages
 	}
 	counts = `SELECT ` + qs + ` AS "stream", * FROM (` + strings.Join(cparts, " UNION ALL ") + ")"
 	messages = `SELECT ` + qs + ` AS "stream", * FROM (` + strings.Join(mparts, " UNION ALL ") + ")"
