@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -89,13 +90,128 @@ func (j *ndjsonWriter) appendRow(b []byte, vals []driver.Value) ([]byte, error) 
 			b = append(b, ',')
 		}
 		b = append(b, j.keys[i]...)
-		enc, err := json.Marshal(jsonValue(v, j.cols[i].Type))
-		if err != nil {
+		var err error
+		if b, err = appendJSON(b, v, j.cols[i].Type); err != nil {
 			return nil, fmt.Errorf("encode column %q: %w", j.cols[i].Name, err)
 		}
-		b = append(b, enc...)
 	}
 	return append(b, '}'), nil
+}
+
+// appendJSON appends v as JSON to b: the bytes json.Marshal gives for
+// jsonValue(v, typ), written directly for the scalars results are
+// mostly made of (a sixth of the time, and no allocation, against
+// encoding/json: BenchmarkJSONRows) and through encoding/json for the
+// rest.
+func appendJSON(b []byte, v any, typ string) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case int8:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int16:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case uint8:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint16:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	case float32:
+		return appendJSONFloat(b, float64(x)), nil
+	case float64:
+		return appendJSONFloat(b, x), nil
+	case time.Time:
+		return appendJSONString(b, formatTime(x, typ)), nil
+	}
+	enc, err := json.Marshal(jsonValue(v, typ))
+	return append(b, enc...), err
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64, or as a
+// string when it is not finite (see jsonFloat).
+func appendJSONFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return appendJSONString(b, strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' { // e-09 becomes e-9, as encoding/json writes it
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// appendJSONString appends s as a JSON string escaped as encoding/json
+// escapes it: quotes, backslashes, control characters, <, > and &, U+2028
+// and U+2029, and invalid UTF-8 as U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func (j *ndjsonWriter) End(bool) error { return nil }

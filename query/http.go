@@ -211,8 +211,12 @@ func (j *jsonDocWriter) Begin(cols []Column) error {
 	return err
 }
 
+// jsonDocBlock is how many bytes of rows jsonDocWriter gathers before it
+// writes them: one Write per row cost more than encoding the row.
+const jsonDocBlock = 32 << 10
+
 func (j *jsonDocWriter) Row(vals []driver.Value) error {
-	b := j.rows.buf[:0]
+	b := j.rows.buf
 	if j.n > 0 {
 		b = append(b, ',')
 	}
@@ -223,17 +227,35 @@ func (j *jsonDocWriter) Row(vals []driver.Value) error {
 	}
 	j.rows.buf = b
 	j.n++
-	_, err = j.hw.w.Write(b)
+	if len(b) >= jsonDocBlock {
+		return j.flush()
+	}
+	return nil
+}
+
+// flush writes the rows gathered so far.
+func (j *jsonDocWriter) flush() error {
+	if len(j.rows.buf) == 0 {
+		return nil
+	}
+	_, err := j.hw.w.Write(j.rows.buf)
+	j.rows.buf = j.rows.buf[:0]
 	return err
 }
 
-func (j *jsonDocWriter) End(bool) error { return nil }
+func (j *jsonDocWriter) End(bool) error { return j.flush() }
 
 func (j *jsonDocWriter) finish(st Stats) {
+	if j.flush() != nil {
+		return
+	}
 	fmt.Fprintf(j.hw.w, "],\"truncated\":%t,\"elapsed_ms\":%.3f}\n", st.Truncated, float64(st.Elapsed)/float64(time.Millisecond))
 }
 
 func (j *jsonDocWriter) fail(err error) {
+	if j.flush() != nil {
+		return
+	}
 	msg, _ := json.Marshal(err.Error())
 	fmt.Fprintf(j.hw.w, "],\"error\":%s}\n", msg)
 }
