@@ -62,7 +62,7 @@ var rollupSchemaStmts = []string{
 	"CREATE SCHEMA IF NOT EXISTS memory." + messagesSchema,
 	"CREATE SCHEMA IF NOT EXISTS memory." + hotSchema,
 	"CREATE SCHEMA IF NOT EXISTS memory." + rollupSchema,
-	"CREATE TABLE IF NOT EXISTS " + countsTable + ` (file VARCHAR, "stream" VARCHAR, "minute" TIMESTAMPTZ, service_name VARCHAR, severity_number INTEGER, severity_text VARCHAR, pattern_id VARCHAR, n BIGINT)`,
+	"CREATE TABLE IF NOT EXISTS " + countsTable + ` (file VARCHAR, "stream" VARCHAR, "minute" TIMESTAMPTZ, "date" DATE, service_name VARCHAR, severity_number INTEGER, severity_text VARCHAR, pattern_id VARCHAR, n BIGINT)`,
 	"CREATE TABLE IF NOT EXISTS " + messagesTable + ` (file VARCHAR, "stream" VARCHAR, body VARCHAR, n BIGINT)`,
 }
 
@@ -125,7 +125,7 @@ func (c *catalog) rollupViewStmtsLocked(stream string) []string {
 			quoteString(rollupJSONType), quoteList(add))
 		qs := quoteString(stream)
 		stmts = append(stmts,
-			"INSERT INTO "+countsTable+" SELECT file_name, "+qs+", to_timestamp(r.m / 1000), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_name, unnest(d.counts) AS r FROM ("+docs+"))",
+			"INSERT INTO "+countsTable+" SELECT file_name, "+qs+", to_timestamp(r.m / 1000) AS m, CAST(m AS DATE), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_name, unnest(d.counts) AS r FROM ("+docs+"))",
 			"INSERT INTO "+messagesTable+" SELECT file_name, "+qs+", r.b, r.n FROM (SELECT file_name, unnest(d.bodies) AS r FROM ("+docs+"))")
 		for _, p := range add {
 			c.load.add[p] = stream
@@ -203,7 +203,7 @@ func rollupQueries(stream string, covered bool, hotRows string) (counts, message
 	cparts := []string{`SELECT to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", "date", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM ` + hotRows + " GROUP BY ALL"}
 	mparts := []string{"SELECT body, count(*) AS n FROM " + hotRows + " GROUP BY ALL"}
 	if covered {
-		cparts = append(cparts, `SELECT "minute", CAST("minute" AS DATE) AS "date", service_name, severity_number, severity_text, pattern_id, n FROM `+countsTable+` WHERE "stream" = `+qs)
+		cparts = append(cparts, `SELECT "minute", "date", service_name, severity_number, severity_text, pattern_id, n FROM `+countsTable+` WHERE "stream" = `+qs)
 		mparts = append(mparts, `SELECT body, n FROM `+messagesTable+` WHERE "stream" = `+qs)
 	}
 	counts = `SELECT ` + qs + ` AS "stream", * FROM (` + strings.Join(cparts, " UNION ALL ") + ")"
