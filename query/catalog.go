@@ -180,16 +180,15 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 	db.SetMaxOpenConns(cfg.MaxConcurrent + 2)
 	db.SetMaxIdleConns(cfg.MaxConcurrent + 2)
 	c := &catalog{
-		cfg:     cfg,
-		log:     log.With("tenant", tenant),
-		tenant:  tenant,
-		db:      db,
-		staging: staging,
-		globs:   !hasGlobMeta(staging),
-		files:   map[string][]string{},
-		rolled:  map[string]bool{},
-		loaded:  map[string]string{},
-
+		cfg:        cfg,
+		log:        log.With("tenant", tenant),
+		tenant:     tenant,
+		db:         db,
+		staging:    staging,
+		globs:      !hasGlobMeta(staging),
+		files:      map[string][]string{},
+		rolled:     map[string]bool{},
+		loaded:     map[string]string{},
 		rollupDefs: map[string]string{},
 		staged:     map[string]*stagedFile{},
 		streams:    map[string]bool{},
