@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/weirlabs/weir/internal/jsonstr"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
 
@@ -41,25 +41,20 @@ func appendJSONLine(dst []byte, rec *weirv1.LogRecord, now time.Time) []byte {
 	dst = append(dst, `{"_time":"`...)
 	dst = ts.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","_msg":`...)
-	dst = appendJSONString(dst, rec.GetBody())
+	dst = jsonstr.Append(dst, rec.GetBody())
 	if s := rec.GetSeverityText(); s != "" {
 		dst = append(dst, `,"level":`...)
-		dst = appendJSONString(dst, s)
+		dst = jsonstr.Append(dst, s)
 	}
 	for _, kvs := range [][]*weirv1.KeyValue{rec.GetResource(), rec.GetAttributes()} {
 		for _, kv := range kvs {
 			dst = append(dst, ',')
-			dst = appendJSONString(dst, kv.GetKey())
+			dst = jsonstr.Append(dst, kv.GetKey())
 			dst = append(dst, ':')
-			dst = appendJSONString(dst, anyText(kv.GetValue()))
+			dst = jsonstr.Append(dst, anyText(kv.GetValue()))
 		}
 	}
 	return append(dst, "}\n"...)
-}
-
-func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // strings always marshal
-	return append(dst, b...)
 }
 
 // anyText renders an attribute value as text.

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -22,6 +21,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/weirlabs/weir/internal/jsonstr"
 )
 
 // Format is a result encoding.
@@ -110,7 +111,7 @@ func appendJSON(b []byte, v any, typ string) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(b, x), nil
 	case string:
-		return appendJSONString(b, x), nil
+		return jsonstr.AppendHTML(b, x), nil
 	case int8:
 		return strconv.AppendInt(b, int64(x), 10), nil
 	case int16:
@@ -132,7 +133,7 @@ func appendJSON(b []byte, v any, typ string) ([]byte, error) {
 	case float64:
 		return appendJSONFloat(b, x), nil
 	case time.Time:
-		return appendJSONString(b, formatTime(x, typ)), nil
+		return jsonstr.AppendHTML(b, formatTime(x, typ)), nil
 	}
 	enc, err := json.Marshal(jsonValue(v, typ))
 	return append(b, enc...), err
@@ -142,7 +143,7 @@ func appendJSON(b []byte, v any, typ string) ([]byte, error) {
 // string when it is not finite (see jsonFloat).
 func appendJSONFloat(b []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return appendJSONString(b, strconv.FormatFloat(f, 'g', -1, 64))
+		return jsonstr.AppendHTML(b, strconv.FormatFloat(f, 'g', -1, 64))
 	}
 	format := byte('f')
 	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
@@ -156,62 +157,6 @@ func appendJSONFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-// appendJSONString appends s as a JSON string escaped as encoding/json
-// escapes it: quotes, backslashes, control characters, <, > and &, U+2028
-// and U+2029, and invalid UTF-8 as U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 func (j *ndjsonWriter) End(bool) error { return nil }

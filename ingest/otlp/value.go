@@ -4,10 +4,10 @@ import (
 	"encoding/base64"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 
+	"github.com/weirlabs/weir/internal/jsonstr"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -91,7 +91,7 @@ func appendKVs(dst []record.KV, prefix string, kvs []*commonpb.KeyValue) []recor
 func appendJSON(dst []byte, v *commonpb.AnyValue) []byte {
 	switch x := v.GetValue().(type) {
 	case *commonpb.AnyValue_StringValue:
-		return appendJSONString(dst, x.StringValue)
+		return jsonstr.Append(dst, x.StringValue)
 	case *commonpb.AnyValue_BoolValue:
 		return strconv.AppendBool(dst, x.BoolValue)
 	case *commonpb.AnyValue_IntValue:
@@ -99,7 +99,7 @@ func appendJSON(dst []byte, v *commonpb.AnyValue) []byte {
 	case *commonpb.AnyValue_DoubleValue:
 		f := x.DoubleValue
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return appendJSONString(dst, strconv.FormatFloat(f, 'g', -1, 64))
+			return jsonstr.Append(dst, strconv.FormatFloat(f, 'g', -1, 64))
 		}
 		return strconv.AppendFloat(dst, f, 'g', -1, 64)
 	case *commonpb.AnyValue_BytesValue:
@@ -121,57 +121,11 @@ func appendJSON(dst []byte, v *commonpb.AnyValue) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, kv.GetKey())
+			dst = jsonstr.Append(dst, kv.GetKey())
 			dst = append(dst, ':')
 			dst = appendJSON(dst, kv.GetValue())
 		}
 		return append(dst, '}')
 	}
 	return append(dst, "null"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 is written
-// as U+FFFD (the decoders refuse it in protobuf strings, so only
-// malformed input gets here).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
