@@ -341,14 +341,17 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 		return fmt.Errorf("query: connect: %w", err)
 	}
 	c.conn = conn
+	// Every setting is GLOBAL: a plain SET of some (the time zone, the
+	// footer cache) binds only this connection, not those queries run on.
 	// Views read files by name (union_by_name), which needs every file's
-	// footer at bind time: keep footers cached.
-	stmts := []string{"SET TimeZone = 'UTC'", "SET parquet_metadata_cache = true"}
+	// footer at bind time, and every query reads footers (a compacted
+	// file's carries its rollup): keep them cached.
+	stmts := []string{"SET GLOBAL TimeZone = 'UTC'", "SET GLOBAL parquet_metadata_cache = true"}
 	threads := c.cfg.Threads
 	if threads == 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	stmts = append(stmts, fmt.Sprintf("SET threads = %d", threads))
+	stmts = append(stmts, fmt.Sprintf("SET GLOBAL threads = %d", threads))
 	spill := filepath.Join(dataDir, "tmp", "query", "tenant="+c.tenant)
 	if err := os.RemoveAll(spill); err != nil {
 		return fmt.Errorf("query: clear spill directory: %w", err)
@@ -362,16 +365,16 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 	// User SQL may read the tenant's lake and staged rows and nothing
 	// else; what it may run at all is decided by vet.
 	stmts = append(stmts,
-		fmt.Sprintf("SET memory_limit = '%s'", c.cfg.MemoryLimit),
-		"SET temp_directory = "+quoteString(spill),
-		fmt.Sprintf("SET max_temp_directory_size = '%s'", c.cfg.MaxSpill))
+		fmt.Sprintf("SET GLOBAL memory_limit = '%s'", c.cfg.MemoryLimit),
+		"SET GLOBAL temp_directory = "+quoteString(spill),
+		fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", c.cfg.MaxSpill))
 	stmts = append(stmts, rollupSchemaStmts...)
 	stmts = append(stmts,
-		"SET allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
-		"SET enable_external_access = false",
-		"SET autoinstall_known_extensions = false",
-		"SET autoload_known_extensions = false",
-		"SET lock_configuration = true",
+		"SET GLOBAL allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
+		"SET GLOBAL enable_external_access = false",
+		"SET GLOBAL autoinstall_known_extensions = false",
+		"SET GLOBAL autoload_known_extensions = false",
+		"SET GLOBAL lock_configuration = true",
 	)
 	for _, s := range stmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
