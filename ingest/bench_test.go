@@ -154,7 +154,7 @@ func (r rowsOnly) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch
 // discardWriter is a sink that drops what it is given.
 type discardWriter struct{}
 
-func (discardWriter) Write(context.Context, sink.Partition, arrow.RecordBatch) error { return nil }
+func (discardWriter) Write(context.Context, sink.Partition, ...arrow.RecordBatch) error { return nil }
 
 // BenchmarkArrowPath measures the write path of an Arrow IPC push up to
 // the sink: the request's decoding, validation, the buffer with its

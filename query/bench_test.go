@@ -19,9 +19,11 @@ import (
 // captureWriter keeps the batches a Batcher writes.
 type captureWriter struct{ recs []arrow.RecordBatch }
 
-func (c *captureWriter) Write(_ context.Context, _ sink.Partition, rec arrow.RecordBatch) error {
-	rec.Retain()
-	c.recs = append(c.recs, rec)
+func (c *captureWriter) Write(_ context.Context, _ sink.Partition, recs ...arrow.RecordBatch) error {
+	for _, r := range recs {
+		r.Retain()
+		c.recs = append(c.recs, r)
+	}
 	return nil
 }
 

@@ -420,38 +420,48 @@ func (l *Lake) publishDetached(f *openFile, report func(error)) {
 	}
 }
 
-// Write queues the rows of rec for the open file of p, opening one if
-// needed. After Start they are encoded by the encoders, in parallel with
-// the caller's next batches, and staged (Observer.Staged) in the order of
-// the Writes; a file that reaches TargetFileBytes is published once its
-// queued batches are staged. Write blocks while the encoders are
-// saturated. It retains rec while it is queued: the caller may release
-// its reference when Write returns. It is safe for concurrent use, also
-// on one Partition; batches of one Partition written concurrently are
-// staged in the order they took the file's lock.
+// Write queues the rows of recs, in order, as the next segment of the
+// open file of p, opening one if needed. recs must share one schema; a
+// batch built in parts (pushes of a few thousand rows each) is encoded
+// from its parts, not concatenated first. After Start the rows are
+// encoded by the encoders, in parallel with the caller's next batches,
+// and staged (Observer.Staged) in the order of the Writes; a file that
+// reaches TargetFileBytes is published once its queued batches are
+// staged. Write blocks while the encoders are saturated. It retains recs
+// while they are queued: the caller may release its references when
+// Write returns. It is safe for concurrent use, also on one Partition;
+// batches of one Partition written concurrently are staged in the order
+// they took the file's lock.
 //
 // p.Hour is used as p.Hour.UTC().Truncate(time.Hour). Tenant and Stream
 // must be 1 to 128 characters of [A-Za-z0-9_.-] not starting with a dot
-// (ErrInvalidPartition). A batch with no rows is ignored. A batch whose
+// (ErrInvalidPartition). A Write with no rows is ignored. A batch whose
 // schema differs from the open file's publishes that file first.
 //
-// Write returns nil when rec's rows are queued; from then on they count
+// Write returns nil when the rows are queued; from then on they count
 // in OldestUnpublished until their file is published or abandoned. It
 // returns a *FileError when a file of p's stream partition (Tenant,
 // Stream, Part) was abandoned: the one this Write queued to, if that
 // happened before Write returned, or one abandoned since the previous
 // Write to the stream partition (by an encoder, the age publisher,
 // Flush, Shutdown or an eviction). Several such errors are joined
-// (errors.Join). Whatever the error, rec's rows are then not in the lake
+// (errors.Join). Whatever the error, the rows are then not in the lake
 // and will not be: the caller sends them again. The rows of the
 // FileError's file must come back from elsewhere (the buffer's log:
 // OldestUnpublished keeps counting them).
-func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) error {
+func (l *Lake) Write(ctx context.Context, p Partition, recs ...arrow.RecordBatch) error {
 	p, err := normalize(p)
 	if err != nil {
 		return err
 	}
-	if rec.NumRows() == 0 {
+	var rows int64
+	for _, r := range recs {
+		if !r.Schema().Equal(recs[0].Schema()) {
+			return errors.New("sink: write: the batches of one Write have different schemas")
+		}
+		rows += r.NumRows()
+	}
+	if rows == 0 {
 		return nil
 	}
 	p = l.FilePartition(p, time.Now())
@@ -467,7 +477,7 @@ func (l *Lake) Write(ctx context.Context, p Partition, rec arrow.RecordBatch) er
 		if err := f.lock(ctx); err != nil {
 			return err
 		}
-		done, err := l.queueLocked(ctx, f, rec)
+		done, err := l.queueLocked(ctx, f, recs, rows)
 		f.unlock()
 		l.settle(f)
 		if done {

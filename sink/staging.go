@@ -35,10 +35,10 @@ import (
 
 // pendingSeg is a batch queued for encoding into its file's next segment.
 type pendingSeg struct {
-	f   *openFile
-	rec arrow.RecordBatch // retained while queued; nil once encoded
-	seg Segment           // Path and Rows set when reserved, Bytes when encoded
-	err error             // set before done is closed
+	f    *openFile
+	recs []arrow.RecordBatch // the segment's rows in order, retained while queued; nil once encoded
+	seg  Segment             // Path and Rows set when reserved, Bytes when encoded
+	err  error               // set before done is closed
 
 	done      chan struct{} // closed once encoded or failed
 	committed chan struct{} // closed once committed: staged, or dropped with its broken file
@@ -90,8 +90,8 @@ func (l *Lake) encoder(q <-chan *pendingSeg, stop <-chan struct{}) {
 			for {
 				select {
 				case s := <-q:
-					s.rec.Release()
-					s.rec, s.err = nil, ErrClosed
+					releaseAll(s.recs)
+					s.recs, s.err = nil, ErrClosed
 					close(s.done)
 					l.settle(s.f)
 				default:
@@ -102,21 +102,22 @@ func (l *Lake) encoder(q <-chan *pendingSeg, stop <-chan struct{}) {
 	}
 }
 
-// encode writes s's batch to its segment file and marks s done.
+// encode writes s's rows to its segment file and marks s done.
 func (l *Lake) encode(s *pendingSeg) {
-	n, err := writeSegment(l.cfg, l.mem, s.seg.Path, s.rec)
-	s.rec.Release()
-	s.rec = nil
+	n, err := writeSegment(l.cfg, l.mem, s.seg.Path, s.recs...)
+	releaseAll(s.recs)
+	s.recs = nil
 	s.seg.Bytes, s.err = n, err
 	close(s.done)
 }
 
-// queueLocked reserves f's next segment for rec and queues rec for
-// encoding; f's lock must be held. done is false when f takes no more
+// queueLocked reserves f's next segment for recs, of rows rows in all,
+// and queues them for encoding; f's lock must be held. done is false when f takes no more
 // rows (published, abandoned, full, or of another schema, which
 // queueLocked publishes) and the caller must retry with a fresh file. err
-// is a *FileError only when rec's rows are not in the lake.
-func (l *Lake) queueLocked(ctx context.Context, f *openFile, rec arrow.RecordBatch) (done bool, err error) {
+// is a *FileError only when the rows are not in the lake.
+func (l *Lake) queueLocked(ctx context.Context, f *openFile, recs []arrow.RecordBatch, rows int64) (done bool, err error) {
+	rec := recs[0]
 	if f.sealed || f.broken != nil || f.full {
 		return false, nil
 	}
@@ -140,20 +141,25 @@ func (l *Lake) queueLocked(ctx context.Context, f *openFile, rec arrow.RecordBat
 			return true, fmt.Errorf("sink: open file for %s/%s: %w", f.part.Tenant, f.part.Stream, err)
 		}
 	}
-	s := &pendingSeg{f: f, seg: Segment{Path: f.segmentPath(), Rows: rec.NumRows()}, done: make(chan struct{}), committed: make(chan struct{})}
-	rec.Retain()
-	s.rec = rec
+	s := &pendingSeg{f: f, seg: Segment{Path: f.segmentPath(), Rows: rows}, done: make(chan struct{}), committed: make(chan struct{})}
+	s.recs = make([]arrow.RecordBatch, len(recs))
+	for i, r := range recs {
+		r.Retain()
+		s.recs[i] = r
+	}
 	if q := l.encQueue(); q != nil {
 		select {
 		case q <- s:
 		case <-ctx.Done():
-			rec.Release()
+			releaseAll(s.recs)
 			return true, context.Cause(ctx)
 		}
 	} else {
 		l.encode(s)
 	}
-	f.reserve(rec)
+	for _, r := range recs {
+		f.reserve(r)
+	}
 	f.queued = append(f.queued, s)
 	f.head.Store(f.queued[0])
 	f.tail.Store(s)
@@ -296,4 +302,11 @@ func (l *Lake) commitLocked(f *openFile, wait bool) error {
 		return l.sealLocked(f)
 	}
 	return nil
+}
+
+// releaseAll releases every batch of recs.
+func releaseAll(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
+	}
 }

@@ -20,7 +20,7 @@ import (
 // of rec: the caller releases it after Write returns. A Writer must be safe
 // for concurrent use by several Batchers.
 type Writer interface {
-	Write(ctx context.Context, p sink.Partition, rec arrow.RecordBatch) error
+	Write(ctx context.Context, p sink.Partition, recs ...arrow.RecordBatch) error
 }
 
 // Config sets when a Batcher hands a batch to the Writer.
@@ -122,7 +122,8 @@ type openBatch struct {
 
 type pendingBatch struct {
 	p       sink.Partition
-	rec     arrow.RecordBatch
+	recs    []arrow.RecordBatch // the batch's rows in parts, in order, of one schema
+	rows    int
 	firstOf int64
 }
 
@@ -251,8 +252,8 @@ func (bt *Batcher) Close(ctx context.Context) error {
 	}
 	lost := 0
 	for _, p := range bt.pending {
-		lost += int(p.rec.NumRows())
-		p.rec.Release()
+		lost += p.rows
+		releaseAll(p.recs)
 	}
 	for _, ob := range bt.open {
 		lost += ob.rows
@@ -369,9 +370,10 @@ func (bt *Batcher) flush(ctx context.Context, ob *openBatch) error {
 			break
 		}
 	}
-	rec := bt.finishOpen(ob)
+	rows := ob.rows
+	recs := bt.finishOpen(ob)
 	p := sink.Partition{Tenant: bt.tenant, Stream: bt.stream, Part: bt.part, Hour: ob.hour, Day: ob.day}
-	bt.pending = append(bt.pending, pendingBatch{p: p, rec: rec, firstOf: ob.firstOf})
+	bt.pending = append(bt.pending, pendingBatch{p: p, recs: recs, rows: rows, firstOf: ob.firstOf})
 	return bt.retryPending(ctx, bt.cfg.MaxPending-1)
 }
 
@@ -382,11 +384,11 @@ func (bt *Batcher) retryPending(ctx context.Context, maxLeft int) error {
 	for {
 		for len(bt.pending) > 0 {
 			p := bt.pending[0]
-			if err := bt.w.Write(ctx, p.p, p.rec); err != nil {
-				bt.log.Warn("write batch failed; will retry", "stream", bt.stream, "partition", bt.part, "rows", p.rec.NumRows(), "err", err)
+			if err := bt.w.Write(ctx, p.p, p.recs...); err != nil {
+				bt.log.Warn("write batch failed; will retry", "stream", bt.stream, "partition", bt.part, "rows", p.rows, "err", err)
 				break
 			}
-			p.rec.Release()
+			releaseAll(p.recs)
 			bt.pending[0] = pendingBatch{}
 			bt.pending = bt.pending[1:]
 		}

@@ -26,16 +26,44 @@ type memWriter struct {
 	recs  []arrow.RecordBatch
 }
 
-func (w *memWriter) Write(_ context.Context, p sink.Partition, rec arrow.RecordBatch) error {
+// Write keeps the parts of one Write as one batch, concatenated, as the
+// segment the lake would encode from them.
+func (w *memWriter) Write(_ context.Context, p sink.Partition, recs ...arrow.RecordBatch) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.fail != nil {
 		return w.fail
 	}
-	rec.Retain()
 	w.parts = append(w.parts, p)
-	w.recs = append(w.recs, rec)
+	w.recs = append(w.recs, concatParts(recs))
 	return nil
+}
+
+// concatParts returns the rows of recs as one batch.
+func concatParts(recs []arrow.RecordBatch) arrow.RecordBatch {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0]
+	}
+	sc := recs[0].Schema()
+	cols := make([]arrow.Array, sc.NumFields())
+	var rows int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
+	for c := range cols {
+		arrs := make([]arrow.Array, len(recs))
+		for i, r := range recs {
+			arrs[i] = r.Column(c)
+		}
+		a, err := array.Concatenate(arrs, memory.DefaultAllocator)
+		if err != nil {
+			panic(err)
+		}
+		defer a.Release()
+		cols[c] = a
+	}
+	return array.NewRecordBatch(sc, cols, rows)
 }
 
 func (w *memWriter) release() {

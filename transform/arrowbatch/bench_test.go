@@ -14,7 +14,7 @@ import (
 
 type discardWriter struct{}
 
-func (discardWriter) Write(context.Context, sink.Partition, arrow.RecordBatch) error { return nil }
+func (discardWriter) Write(context.Context, sink.Partition, ...arrow.RecordBatch) error { return nil }
 
 // BenchmarkBatcher measures normalising records and building them into
 // Arrow batches: the batching half of the transform stage, without the sink.

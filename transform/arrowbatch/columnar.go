@@ -107,44 +107,25 @@ func (bt *Batcher) addPart(ctx context.Context, hour sink.Partition, now time.Ti
 	return nil
 }
 
-// finishOpen returns the rows of ob as one record batch: a part handed
-// through when it is all there is, or the parts and the built rows
-// concatenated.
-func (bt *Batcher) finishOpen(ob *openBatch) arrow.RecordBatch {
+// finishOpen returns the rows of ob in arrival order as the parts they
+// came in: the columnar batches handed through and the built rows. They
+// are not concatenated here, on the stream partition's goroutine: the
+// Writer encodes them as they are, on its own goroutines.
+func (bt *Batcher) finishOpen(ob *openBatch) []arrow.RecordBatch {
 	parts := ob.parts
 	ob.parts = nil
 	if ob.built > 0 || len(parts) == 0 {
 		parts = append(parts, ob.b.finish())
 	}
 	ob.b.release()
-	if len(parts) == 1 {
-		return parts[0]
+	return parts
+}
+
+// releaseAll releases every batch of recs.
+func releaseAll(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
 	}
-	defer func() {
-		for _, p := range parts {
-			p.Release()
-		}
-	}()
-	sc := parts[0].Schema()
-	cols := make([]arrow.Array, sc.NumFields())
-	arrs := make([]arrow.Array, len(parts))
-	for c := range cols {
-		for i, p := range parts {
-			arrs[i] = p.Column(c)
-		}
-		a, err := array.Concatenate(arrs, bt.mem)
-		if err != nil {
-			// The parts share one schema: Concatenate fails only on
-			// overflowing 32-bit offsets, which MaxBytes keeps away.
-			panic("arrowbatch: concatenate: " + err.Error())
-		}
-		cols[c] = a
-	}
-	rec := array.NewRecordBatch(sc, cols, int64(ob.rows))
-	for _, a := range cols {
-		a.Release()
-	}
-	return rec
 }
 
 // lakeColumns returns the rows of cols (in logschema.Batch()) in the

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
 )
 
 // lakeRows returns what w was given as one row of text per record, with
@@ -36,8 +38,8 @@ func lakeRows(t *testing.T, w *memWriter) []string {
 // TestConsumeColumnsAsRows checks that a columnar batch becomes the same
 // lake rows as the same records consumed as rows: normalised timestamps
 // and severities, hex ids, _partition and _offset, split by hour (in runs
-// and out of order), and that small batches are concatenated and Arrow
-// memory released.
+// and out of order), and that small batches share one Write and Arrow
+// memory is released.
 func TestConsumeColumnsAsRows(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -131,4 +133,71 @@ func TestConsumeColumnsHandsThrough(t *testing.T) {
 	if got := w.recs[0].Column(idxBody).(*array.String); got.Data().Buffers()[2] != body.Data().Buffers()[2] {
 		t.Error("the body column was copied")
 	}
+}
+
+// partsWriter keeps the parts of each Write as they were given.
+type partsWriter struct{ writes [][]arrow.RecordBatch }
+
+func (w *partsWriter) Write(_ context.Context, _ sink.Partition, recs ...arrow.RecordBatch) error {
+	for _, r := range recs {
+		r.Retain()
+	}
+	w.writes = append(w.writes, append([]arrow.RecordBatch(nil), recs...))
+	return nil
+}
+
+// TestColumnarPartsHandedThrough checks that the columnar batches of one
+// hour reach the Writer as the parts of one Write, in arrival order, and
+// that their text columns are the pushed arrays' own memory: the stream's
+// goroutine copies no rows to build the batch.
+func TestColumnarPartsHandedThrough(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	now := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)
+	ts := time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC).UnixNano()
+	w := &partsWriter{}
+	bt := newTestBatcher(t, DefaultConfig(), w, mem)
+	bt.now = func() time.Time { return now }
+	var bodies []*array.String
+	for i, n := range []int{3, 5, 2} {
+		recs := make([]record.Record, n)
+		for j := range recs {
+			recs[j] = record.Record{Timestamp: ts + int64(j), ObservedTimestamp: ts, SeverityNumber: 9, Body: fmt.Sprintf("%d-%d", i, j)}
+		}
+		b := record.NewColumnarBatch(record.DefaultTenant, "app", record.Columns(recs, mem))
+		b.Offset = int64(10 * i)
+		bodies = append(bodies, b.Cols.Column(record.ColBody).(*array.String))
+		if err := bt.Consume(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bt.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.writes) != 1 || len(w.writes[0]) != 3 {
+		t.Fatalf("writes of %v parts, want one Write of 3 parts", partCounts(w.writes))
+	}
+	for i, part := range w.writes[0] {
+		got := part.Column(idxBody).(*array.String)
+		if got.Len() != bodies[i].Len() || got.ValueStr(0) != fmt.Sprintf("%d-0", i) {
+			t.Errorf("part %d: bodies %v, want the rows of push %d", i, got, i)
+		}
+		if &got.ValueBytes()[0] != &bodies[i].ValueBytes()[0] {
+			t.Errorf("part %d: the body column was copied", i)
+		}
+		if off := part.Column(idxOffset).(*array.Int64).Value(0); off != int64(10*i) {
+			t.Errorf("part %d: first _offset %d, want %d", i, off, 10*i)
+		}
+	}
+	for _, parts := range w.writes {
+		releaseAll(parts)
+	}
+}
+
+func partCounts(writes [][]arrow.RecordBatch) []int {
+	n := make([]int, len(writes))
+	for i, w := range writes {
+		n[i] = len(w)
+	}
+	return n
 }
