@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/internal/record"
 )
 
 // Compaction (docs/format.md, "Compaction") rewrites published files that
@@ -483,30 +484,76 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 			})
 		}
 	}
-	var indices arrow.Array
-	if idx != nil {
-		ib := array.NewInt32Builder(mem)
-		ib.AppendValues(idx, nil)
-		indices = ib.NewInt32Array()
-		ib.Release()
-		defer indices.Release()
-	}
-	for i := range out {
-		c := out[i]
-		if c == nil {
-			var err error
-			if c, err = concat(i); err != nil {
-				return nil, err
+	if idx == nil {
+		for i := range out {
+			if out[i] == nil {
+				c, err := concat(i)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = c
 			}
 		}
-		out[i] = nil
-		if indices == nil {
-			out[i] = c
-			continue
+		return array.NewRecordBatch(sc, out, n), nil
+	}
+	// The other columns are gathered from the window's parts in sorted
+	// order, each value copied once into buffers of the right size:
+	// concatenating them first and taking from that copied everything
+	// twice, and arrow's take grew its string buffers by doubling.
+	// locs[k] is the part and row of sorted row k; whole[k] its row in
+	// the concatenated service and timestamp columns.
+	locs, whole := make([]record.Loc, n), make([]record.Loc, n)
+	var starts []int32 // first row of each part
+	for _, col := range window {
+		if len(col) > 0 {
+			var at int32
+			for _, p := range col {
+				starts = append(starts, at)
+				at += int32(p.Len())
+			}
+			break
 		}
-		sorted, err := compute.TakeArray(ctx, c, indices)
-		c.Release()
+	}
+	for k, i := range idx {
+		if len(starts) > 0 { // else every column is concatenated
+			p, _ := slices.BinarySearch(starts, i+1)
+			locs[k] = record.Loc{Part: int32(p - 1), Row: i - starts[p-1]}
+		}
+		whole[k] = record.Loc{Row: i}
+	}
+	var indices arrow.Array // for columns record.TakeParts cannot copy
+	defer func() {
+		if indices != nil {
+			indices.Release()
+		}
+	}()
+	for i := range out {
+		var sorted arrow.Array
+		var err error
+		switch c := out[i]; {
+		case c != nil: // service or timestamp, concatenated to sort by
+			sorted, err = record.TakeParts([]arrow.Array{c}, whole, mem)
+			c.Release()
+		case record.CanTake(sc.Field(i).Type):
+			sorted, err = record.TakeParts(window[i], locs, mem)
+			releaseColumns(window[i : i+1])
+		default:
+			var c arrow.Array
+			if c, err = concat(i); err != nil {
+				out[i] = nil
+				return nil, err
+			}
+			if indices == nil {
+				ib := array.NewInt32Builder(mem)
+				ib.AppendValues(idx, nil)
+				indices = ib.NewInt32Array()
+				ib.Release()
+			}
+			sorted, err = compute.TakeArray(ctx, c, indices)
+			c.Release()
+		}
 		if err != nil {
+			out[i] = nil
 			return nil, fmt.Errorf("sort %s: %w", sc.Field(i).Name, err)
 		}
 		out[i] = sorted

@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,15 +100,15 @@ func TestCompaction(t *testing.T) {
 		t.Errorf("observer told of %d replaced files, want 4", replaced)
 	}
 
-	// Every row once, each window sorted by service then time.
+	// Every row once, with every column as written, each window sorted
+	// by service then time.
 	tbl := readTable(t, f.Path, memory.DefaultAllocator)
 	defer tbl.Release()
-	want := make(map[int64]string) // offset → body
+	want := make(map[int64]string) // offset → every column's value
 	for _, r := range recs {
 		offs := r.Column(12).(*array.Int64)
-		bodies := r.Column(4).(*array.String)
 		for i := range int(r.NumRows()) {
-			want[offs.Value(i)] = bodies.Value(i)
+			want[offs.Value(i)] = rowText(r, i)
 		}
 	}
 	tr := array.NewTableReader(tbl, 1<<20)
@@ -118,17 +119,16 @@ func TestCompaction(t *testing.T) {
 	for tr.Next() {
 		b := tr.RecordBatch()
 		ts := b.Column(0).(*array.Timestamp)
-		bodies := b.Column(4).(*array.String)
 		svc := b.Column(7).(*array.String)
 		offs := b.Column(12).(*array.Int64)
 		for i := range int(b.NumRows()) {
 			o := offs.Value(i)
-			body, ok := want[o]
+			w, ok := want[o]
 			if !ok {
 				t.Fatalf("row %d: offset %d twice or unknown", row, o)
 			}
-			if body != bodies.Value(i) {
-				t.Fatalf("offset %d: body %q, want %q", o, bodies.Value(i), body)
+			if got := rowText(b, i); got != w {
+				t.Fatalf("offset %d: row %s, want %s", o, got, w)
 			}
 			delete(want, o)
 			if row%1024 != 0 && (svc.Value(i) < prevSvc || svc.Value(i) == prevSvc && ts.Value(i) < prevTS) {
@@ -156,6 +156,16 @@ func TestCompaction(t *testing.T) {
 		t.Errorf("LastOffset = %d, want 6010", got)
 	}
 	assertNoTemp(t, cfg.Dir)
+}
+
+// rowText is every column's value in row i of rec, as text.
+func rowText(rec arrow.RecordBatch, i int) string {
+	var sb strings.Builder
+	for c := range int(rec.NumCols()) {
+		sb.WriteString(rec.Column(c).ValueStr(i))
+		sb.WriteByte('|')
+	}
+	return sb.String()
 }
 
 // keepingObserver takes replaced files and never deletes them, as a

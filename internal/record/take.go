@@ -1,0 +1,260 @@
+package record
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Take returns the rows idx of rec, in that order, as a new batch of its
+// schema whose buffers come from mem: the copy of a selection. rec's
+// columns must be of types CanTake accepts, and rec small enough that
+// its text fits one array (as any batch the buffer admits is).
+func Take(rec arrow.RecordBatch, idx []int, mem memory.Allocator) arrow.RecordBatch {
+	locs := make([]Loc, len(idx))
+	for k, i := range idx {
+		locs[k].Row = int32(i)
+	}
+	cols := make([]arrow.Array, rec.NumCols())
+	for c := range cols {
+		a, err := TakeParts([]arrow.Array{rec.Column(c)}, locs, mem)
+		if err != nil {
+			panic("record: Take: " + err.Error())
+		}
+		defer a.Release()
+		cols[c] = a
+	}
+	return array.NewRecordBatch(rec.Schema(), cols, int64(len(idx)))
+}
+
+// Loc is a row of one of several arrays: row Row of the Part-th.
+type Loc struct{ Part, Row int32 }
+
+// TakeParts returns the rows locs of parts, in that order, as one new
+// array of their type whose buffers come from mem. It gathers the rows
+// of several arrays without concatenating them first; each value is
+// copied once, into buffers sized for all of them. parts share one type,
+// which CanTake must accept. It fails when the rows' text would not fit
+// the type's 32-bit offsets (2 GiB).
+func TakeParts(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	if _, ok := parts[0].(*array.String); ok {
+		return takeStrings(typedParts[*array.String](parts), locs, mem)
+	}
+	if err := checkTextSize(parts, locs); err != nil {
+		return nil, err
+	}
+	b := array.NewBuilder(mem, parts[0].DataType())
+	defer b.Release()
+	takeRows(b, parts, locs)
+	return b.NewArray(), nil
+}
+
+// maxText is the most text one utf8 array holds (its offsets are int32).
+const maxText = math.MaxInt32
+
+// checkTextSize fails when the keys or the values of the map rows locs
+// of parts add up to more text than one array holds.
+func checkTextSize(parts []arrow.Array, locs []Loc) error {
+	if _, ok := parts[0].(*array.Map); !ok {
+		return nil
+	}
+	_, keys, items := mapText(mapParts(parts), locs)
+	if keys > maxText || items > maxText {
+		return fmt.Errorf("record: take: %d bytes of map keys and %d of values do not fit one array", keys, items)
+	}
+	return nil
+}
+
+// mapPart is a map<utf8, utf8> array with its keys and values.
+type mapPart struct {
+	m            *array.Map
+	keys, values *array.String
+}
+
+func mapParts(parts []arrow.Array) []mapPart {
+	out := make([]mapPart, len(parts))
+	for i, p := range parts {
+		m := p.(*array.Map)
+		out[i] = mapPart{m: m, keys: m.Keys().(*array.String), values: m.Items().(*array.String)}
+	}
+	return out
+}
+
+// mapText returns the entries of the map rows locs of maps and the bytes
+// of their keys and of their values.
+func mapText(maps []mapPart, locs []Loc) (entries, keyBytes, valueBytes int) {
+	for _, l := range locs {
+		mp := maps[l.Part]
+		lo, hi := mp.m.ValueOffsets(int(l.Row))
+		entries += int(hi - lo)
+		for e := int(lo); e < int(hi); e++ {
+			keyBytes += mp.keys.ValueLen(e)
+			valueBytes += mp.values.ValueLen(e)
+		}
+	}
+	return entries, keyBytes, valueBytes
+}
+
+// takeStrings is TakeParts of utf8 arrays, written straight into its
+// buffers: one pass sizes them, one copies the values.
+func takeStrings(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	n := len(locs)
+	size, nulls := 0, 0
+	for _, l := range locs {
+		a, r := parts[l.Part], int(l.Row)
+		if a.IsNull(r) {
+			nulls++
+		} else {
+			size += a.ValueLen(r)
+		}
+	}
+	if size > maxText {
+		return nil, fmt.Errorf("record: take: %d bytes of text do not fit one array", size)
+	}
+	offBuf := memory.NewResizableBuffer(mem)
+	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
+	dataBuf := memory.NewResizableBuffer(mem)
+	dataBuf.Resize(size)
+	var valid *memory.Buffer
+	if nulls > 0 {
+		valid = memory.NewResizableBuffer(mem)
+		valid.Resize(int(bitutil.BytesForBits(int64(n))))
+		clear(valid.Bytes())
+	}
+	offs, data := arrow.Int32Traits.CastFromBytes(offBuf.Bytes()), dataBuf.Bytes()
+	pos := 0
+	for k, l := range locs {
+		offs[k] = int32(pos)
+		a, r := parts[l.Part], int(l.Row)
+		if nulls > 0 {
+			if a.IsNull(r) {
+				continue
+			}
+			bitutil.SetBit(valid.Bytes(), k)
+		}
+		pos += copy(data[pos:], a.Value(r))
+	}
+	offs[n] = int32(pos)
+	d := array.NewData(arrow.BinaryTypes.String, n, []*memory.Buffer{valid, offBuf, dataBuf}, nil, nulls, 0)
+	for _, b := range []*memory.Buffer{valid, offBuf, dataBuf} {
+		if b != nil {
+			b.Release()
+		}
+	}
+	defer d.Release()
+	return array.MakeFromData(d), nil
+}
+
+// CanTake reports whether Take and TakeParts copy arrays of type t: the
+// types of the log's columns (timestamps, 32- and 64-bit integers,
+// uint32, utf8, fixed_size_binary, map<utf8, utf8>) and of promoted
+// attribute columns (int64, float64, bool, utf8).
+func CanTake(t arrow.DataType) bool {
+	switch t := t.(type) {
+	case *arrow.TimestampType, *arrow.Int32Type, *arrow.Int64Type, *arrow.Uint32Type, *arrow.Float64Type,
+		*arrow.BooleanType, *arrow.StringType, *arrow.FixedSizeBinaryType:
+		return true
+	case *arrow.MapType:
+		return t.KeyType().ID() == arrow.STRING && t.ItemType().ID() == arrow.STRING
+	}
+	return false
+}
+
+// takeRows appends the rows locs of parts to b, which must build their
+// type: one CanTake accepts other than utf8, which takeStrings copies.
+func takeRows(b array.Builder, parts []arrow.Array, locs []Loc) {
+	b.Reserve(len(locs))
+	switch b := b.(type) {
+	case *array.TimestampBuilder:
+		vals := fixedParts(parts, (*array.Timestamp).TimestampValues)
+		takeFixed(parts, vals, locs, b.UnsafeAppend, b.AppendNull)
+	case *array.Int32Builder:
+		vals := fixedParts(parts, (*array.Int32).Int32Values)
+		takeFixed(parts, vals, locs, b.UnsafeAppend, b.AppendNull)
+	case *array.Int64Builder:
+		vals := fixedParts(parts, (*array.Int64).Int64Values)
+		takeFixed(parts, vals, locs, b.UnsafeAppend, b.AppendNull)
+	case *array.Uint32Builder:
+		vals := fixedParts(parts, (*array.Uint32).Uint32Values)
+		takeFixed(parts, vals, locs, b.UnsafeAppend, b.AppendNull)
+	case *array.Float64Builder:
+		vals := fixedParts(parts, (*array.Float64).Float64Values)
+		takeFixed(parts, vals, locs, b.UnsafeAppend, b.AppendNull)
+	case *array.BooleanBuilder:
+		for _, l := range locs {
+			p, r := l.Part, int(l.Row)
+			if a := parts[p].(*array.Boolean); a.IsNull(r) {
+				b.AppendNull()
+			} else {
+				b.UnsafeAppend(a.Value(r))
+			}
+		}
+	case *array.FixedSizeBinaryBuilder:
+		for _, l := range locs {
+			p, r := l.Part, int(l.Row)
+			if a := parts[p].(*array.FixedSizeBinary); a.IsNull(r) {
+				b.AppendNull()
+			} else {
+				b.Append(a.Value(r))
+			}
+		}
+	case *array.MapBuilder:
+		maps := mapParts(parts)
+		kb, vb := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder().(*array.StringBuilder)
+		entries, keyBytes, valueBytes := mapText(maps, locs)
+		kb.Reserve(entries)
+		vb.Reserve(entries)
+		kb.ReserveData(keyBytes)
+		vb.ReserveData(valueBytes)
+		for _, l := range locs {
+			mp, r := maps[l.Part], int(l.Row)
+			if mp.m.IsNull(r) {
+				b.AppendNull()
+				continue
+			}
+			b.Append(true)
+			lo, hi := mp.m.ValueOffsets(r)
+			for e := int(lo); e < int(hi); e++ {
+				appendText(kb, mp.keys, e)
+				appendText(vb, mp.values, e)
+			}
+		}
+	default:
+		panic(fmt.Sprintf("record: take of %s", parts[0].DataType()))
+	}
+}
+
+// typedParts returns parts as arrays of type A.
+func typedParts[A arrow.Array](parts []arrow.Array) []A {
+	out := make([]A, len(parts))
+	for i, p := range parts {
+		out[i] = p.(A)
+	}
+	return out
+}
+
+// fixedParts returns the values of parts, arrays of type A.
+func fixedParts[A arrow.Array, T any](parts []arrow.Array, values func(A) []T) [][]T {
+	out := make([][]T, len(parts))
+	for i, p := range parts {
+		out[i] = values(p.(A))
+	}
+	return out
+}
+
+// takeFixed appends the values locs of parts, whose values are vals,
+// with put, or null.
+func takeFixed[T any](parts []arrow.Array, vals [][]T, locs []Loc, put func(T), null func()) {
+	for _, l := range locs {
+		p, r := l.Part, int(l.Row)
+		if parts[p].IsNull(r) {
+			null()
+		} else {
+			put(vals[p][r])
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package record
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/internal/logschema"
+)
+
+// TestTakeParts gathers rows from several parts of a batch (of the log's
+// columns, with nulls, maps and ids) in a shuffled order, with a row
+// taken twice, and checks them against the same rows taken from the
+// whole batch; and the types promoted attribute columns have.
+func TestTakeParts(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	recs := realisticBatch(t, 500).Records
+	recs[7].Attributes, recs[8].Resource = nil, nil
+	whole := Columns(recs, mem)
+	defer whole.Release()
+	cuts := []int64{0, 1, 120, 121, 400, 500}
+	var locs []Loc
+	var idx []int
+	for p := range len(cuts) - 1 {
+		for r := cuts[p]; r < cuts[p+1]; r++ {
+			locs = append(locs, Loc{Part: int32(p), Row: int32(r - cuts[p])})
+			idx = append(idx, int(r))
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i]; locs[i], locs[j] = locs[j], locs[i] })
+	idx, locs = append(idx, idx[3]), append(locs, locs[3])
+	want := Take(whole, idx, mem)
+	defer want.Release()
+	for c := range int(whole.NumCols()) {
+		if !CanTake(whole.Column(c).DataType()) {
+			t.Fatalf("CanTake(%s) = false", whole.Column(c).DataType())
+		}
+		// Each part in buffers of its own, as compaction's window holds
+		// them (a slice would share its children with the others).
+		parts := make([]arrow.Array, len(cuts)-1)
+		for p := range parts {
+			s := array.NewSlice(whole.Column(c), cuts[p], cuts[p+1])
+			cp, err := array.Concatenate([]arrow.Array{s}, mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Release()
+			parts[p] = cp
+		}
+		got, err := TakeParts(parts, locs, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !array.Equal(got, want.Column(c)) {
+			t.Errorf("column %s: TakeParts differs from Take", whole.Schema().Field(c).Name)
+		}
+		got.Release()
+		for _, p := range parts {
+			p.Release()
+		}
+	}
+	var rows []Record
+	for _, i := range idx {
+		rows = append(rows, recs[i])
+	}
+	if !reflect.DeepEqual(Rows(want), rowsWant(rows)) {
+		t.Fatal("Take differs from the records")
+	}
+
+	// Promoted attribute columns.
+	i64 := array.NewInt64Builder(mem)
+	f64 := array.NewFloat64Builder(mem)
+	bo := array.NewBooleanBuilder(mem)
+	for i := range 6 {
+		if i == 2 {
+			i64.AppendNull()
+			f64.AppendNull()
+			bo.AppendNull()
+			continue
+		}
+		i64.Append(int64(i))
+		f64.Append(float64(i) / 2)
+		bo.Append(i%2 == 0)
+	}
+	// Rows 5, 2 (null), 0 and 3 of each.
+	wantI := array.NewInt64Builder(mem)
+	wantI.AppendValues([]int64{5, 0, 0, 3}, []bool{true, false, true, true})
+	wantF := array.NewFloat64Builder(mem)
+	wantF.AppendValues([]float64{2.5, 0, 0, 1.5}, []bool{true, false, true, true})
+	wantB := array.NewBooleanBuilder(mem)
+	wantB.AppendValues([]bool{false, false, true, false}, []bool{true, false, true, true})
+	for i, bld := range []array.Builder{i64, f64, bo} {
+		a := bld.NewArray()
+		bld.Release()
+		exp := []array.Builder{wantI, wantF, wantB}[i].NewArray()
+		parts := []arrow.Array{array.NewSlice(a, 0, 3), array.NewSlice(a, 3, 6)}
+		got, err := TakeParts(parts, []Loc{{1, 2}, {0, 2}, {0, 0}, {1, 0}}, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !array.Equal(got, exp) {
+			t.Errorf("%s: got %v, want %v", a.DataType(), got, exp)
+		}
+		for _, x := range append(parts, a, got, exp) {
+			x.Release()
+		}
+	}
+	wantI.Release()
+	wantF.Release()
+	wantB.Release()
+	if CanTake(arrow.MapOf(arrow.BinaryTypes.String, arrow.PrimitiveTypes.Int64)) || CanTake(arrow.BinaryTypes.LargeString) {
+		t.Error("CanTake accepts a type it cannot copy")
+	}
+	if !CanTake(logschema.Arrow().Field(0).Type) {
+		t.Error("CanTake refuses the lake's timestamp")
+	}
+}
+
+func BenchmarkTake(b *testing.B) {
+	batch := realisticBatch(b, 1000)
+	cols := Columns(batch.Records, memory.DefaultAllocator)
+	defer cols.Release()
+	idx := rand.New(rand.NewPCG(3, 4)).Perm(1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		Take(cols, idx, memory.DefaultAllocator).Release()
+	}
+	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "records/s")
+}
