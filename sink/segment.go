@@ -34,14 +34,20 @@ type Segment struct {
 const magic = "PAR1"
 
 // writeSegment encodes the rows of recs, in order, into a new Parquet
-// file at path with the lake's writer properties (chosen from recs[0],
-// see writerProps) and returns its size. recs share one schema and hold
-// at least one row. The file is not fsynced: a segment only matters once
-// its rows are published, and publishing fsyncs the file they are
-// copied into.
+// file at path with the lake's writer properties (chosen from the
+// largest of recs, see writerProps) and returns its size. recs share one
+// schema and hold at least one row. The file is not fsynced: a segment
+// only matters once its rows are published, and publishing fsyncs the
+// file they are copied into.
 func writeSegment(cfg Config, mem memory.Allocator, path string, recs ...arrow.RecordBatch) (int64, error) {
 	sc := recs[0].Schema()
-	props, err := writerProps(cfg, mem, sc, recs[0])
+	sample := recs[0]
+	for _, r := range recs[1:] {
+		if r.NumRows() > sample.NumRows() {
+			sample = r
+		}
+	}
+	props, err := writerProps(cfg, mem, sc, sample)
 	if err != nil {
 		return 0, err
 	}

@@ -112,10 +112,11 @@ func (l *Lake) encode(s *pendingSeg) {
 }
 
 // queueLocked reserves f's next segment for recs, of rows rows in all,
-// and queues them for encoding; f's lock must be held. done is false when f takes no more
-// rows (published, abandoned, full, or of another schema, which
-// queueLocked publishes) and the caller must retry with a fresh file. err
-// is a *FileError only when the rows are not in the lake.
+// and queues them for encoding; f's lock must be held. done is false
+// when f takes no more rows (published, abandoned, full, or of another
+// schema, which queueLocked publishes) and the caller must retry with a
+// fresh file. err is a *FileError only when the rows are not in the
+// lake.
 func (l *Lake) queueLocked(ctx context.Context, f *openFile, recs []arrow.RecordBatch, rows int64) (done bool, err error) {
 	rec := recs[0]
 	if f.sealed || f.broken != nil || f.full {

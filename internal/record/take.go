@@ -75,6 +75,7 @@ type mapPart struct {
 	keys, values *array.String
 }
 
+// mapParts returns parts, map<utf8, utf8> arrays, as mapParts.
 func mapParts(parts []arrow.Array) []mapPart {
 	out := make([]mapPart, len(parts))
 	for i, p := range parts {
