@@ -21,3 +21,13 @@ func WriterProps(cfg Config, first arrow.RecordBatch) (*parquet.WriterProperties
 	props, err := writerProps(cfg, memory.DefaultAllocator, first.Schema(), first)
 	return props, arrowWriterProps(memory.DefaultAllocator), err
 }
+
+// ConcatRecords returns the rows of recs, of one schema, as one batch:
+// what the lake does with a Write's small parts.
+func ConcatRecords(recs []arrow.RecordBatch) arrow.RecordBatch {
+	rec, err := concatRecords(recs, memory.DefaultAllocator)
+	if err != nil {
+		panic(err)
+	}
+	return rec
+}

@@ -92,7 +92,7 @@ func TestWriteParts(t *testing.T) {
 // cut releases recs and returns their rows as parts of the given sizes,
 // repeated (the last part may be shorter).
 func cut(recs []arrow.RecordBatch, sizes []int) []arrow.RecordBatch {
-	one := concatBatches(recs)
+	one := sink.ConcatRecords(recs)
 	defer one.Release()
 	ReleaseAll(recs)
 	var parts []arrow.RecordBatch
@@ -157,7 +157,7 @@ func BenchmarkSegmentParts(b *testing.B) {
 					if mode == "parts" {
 						err = l.Write(context.Background(), p, recs...)
 					} else {
-						one := concatBatches(recs)
+						one := sink.ConcatRecords(recs)
 						err = l.Write(context.Background(), p, one)
 						one.Release()
 					}
@@ -174,26 +174,4 @@ func BenchmarkSegmentParts(b *testing.B) {
 		}
 		ReleaseAll(recs)
 	}
-}
-
-// concatBatches returns the rows of recs as one batch.
-func concatBatches(recs []arrow.RecordBatch) arrow.RecordBatch {
-	cols := make([]arrow.Array, recs[0].NumCols())
-	var rows int64
-	for _, r := range recs {
-		rows += r.NumRows()
-	}
-	arrs := make([]arrow.Array, len(recs))
-	for i := range cols {
-		for j, r := range recs {
-			arrs[j] = r.Column(i)
-		}
-		c, err := array.Concatenate(arrs, memory.DefaultAllocator)
-		if err != nil {
-			panic(err)
-		}
-		defer c.Release()
-		cols[i] = c
-	}
-	return array.NewRecordBatch(recs[0].Schema(), cols, rows)
 }
