@@ -41,11 +41,11 @@ type Loc struct{ Part, Row int32 }
 // which CanTake must accept. It fails when the rows' text would not fit
 // the type's 32-bit offsets (2 GiB).
 func TakeParts(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
-	if _, ok := parts[0].(*array.String); ok {
+	switch parts[0].(type) {
+	case *array.String:
 		return takeStrings(typedParts[*array.String](parts), locs, mem)
-	}
-	if err := checkTextSize(parts, locs); err != nil {
-		return nil, err
+	case *array.Map:
+		return takeMaps(mapParts(parts), locs, mem)
 	}
 	b := array.NewBuilder(mem, parts[0].DataType())
 	defer b.Release()
@@ -56,17 +56,34 @@ func TakeParts(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Arr
 // maxText is the most text one utf8 array holds (its offsets are int32).
 const maxText = math.MaxInt32
 
-// checkTextSize fails when the keys or the values of the map rows locs
-// of parts add up to more text than one array holds.
-func checkTextSize(parts []arrow.Array, locs []Loc) error {
-	if _, ok := parts[0].(*array.Map); !ok {
-		return nil
+// takeMaps is TakeParts of map<utf8, utf8> arrays.
+func takeMaps(maps []mapPart, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	entries, keyBytes, valueBytes := mapText(maps, locs)
+	if keyBytes > maxText || valueBytes > maxText {
+		return nil, fmt.Errorf("record: take: %d bytes of map keys and %d of values do not fit one array", keyBytes, valueBytes)
 	}
-	_, keys, items := mapText(mapParts(parts), locs)
-	if keys > maxText || items > maxText {
-		return fmt.Errorf("record: take: %d bytes of map keys and %d of values do not fit one array", keys, items)
+	b := array.NewMapBuilderWithType(mem, maps[0].m.DataType().(*arrow.MapType))
+	defer b.Release()
+	b.Reserve(len(locs))
+	kb, vb := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder().(*array.StringBuilder)
+	kb.Reserve(entries)
+	vb.Reserve(entries)
+	kb.ReserveData(keyBytes)
+	vb.ReserveData(valueBytes)
+	for _, l := range locs {
+		mp, r := maps[l.Part], int(l.Row)
+		if mp.m.IsNull(r) {
+			b.AppendNull()
+			continue
+		}
+		b.Append(true)
+		lo, hi := mp.m.ValueOffsets(r)
+		for e := int(lo); e < int(hi); e++ {
+			appendText(kb, mp.keys, e)
+			appendText(vb, mp.values, e)
+		}
 	}
-	return nil
+	return b.NewArray(), nil
 }
 
 // mapPart is a map<utf8, utf8> array with its keys and values.
@@ -166,7 +183,8 @@ func CanTake(t arrow.DataType) bool {
 }
 
 // takeRows appends the rows locs of parts to b, which must build their
-// type: one CanTake accepts other than utf8, which takeStrings copies.
+// type: one CanTake accepts other than utf8 and maps (takeStrings and
+// takeMaps copy those).
 func takeRows(b array.Builder, parts []arrow.Array, locs []Loc) {
 	b.Reserve(len(locs))
 	switch b := b.(type) {
@@ -201,27 +219,6 @@ func takeRows(b array.Builder, parts []arrow.Array, locs []Loc) {
 				b.AppendNull()
 			} else {
 				b.Append(a.Value(r))
-			}
-		}
-	case *array.MapBuilder:
-		maps := mapParts(parts)
-		kb, vb := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder().(*array.StringBuilder)
-		entries, keyBytes, valueBytes := mapText(maps, locs)
-		kb.Reserve(entries)
-		vb.Reserve(entries)
-		kb.ReserveData(keyBytes)
-		vb.ReserveData(valueBytes)
-		for _, l := range locs {
-			mp, r := maps[l.Part], int(l.Row)
-			if mp.m.IsNull(r) {
-				b.AppendNull()
-				continue
-			}
-			b.Append(true)
-			lo, hi := mp.m.ValueOffsets(r)
-			for e := int(lo); e < int(hi); e++ {
-				appendText(kb, mp.keys, e)
-				appendText(vb, mp.values, e)
 			}
 		}
 	default:
