@@ -69,21 +69,39 @@ func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part
 const maxOffsetReads = 5
 
 // publishedOffsets reads the _offset values at or above from of the
-// stream partition's published files, unsorted.
+// stream partition's published files, unsorted. A file evicted from the
+// local cache is fetched back to be read, unless its offsets are known
+// without it: offsets are unique within a file, so one with as many rows
+// as its offset range is long holds every offset of that range.
 func (l *Lake) publishedOffsets(ctx context.Context, tenant, stream string, part int32, from int64) ([]int64, error) {
-	var paths []string
+	var files []FileInfo
 	for _, f := range l.Files() {
 		p := f.Partition
 		if p.Tenant == tenant && p.Stream == stream && p.Part == part && f.MaxOffset >= from {
-			paths = append(paths, f.Path)
+			files = append(files, f)
 		}
 	}
 	var offs []int64
-	for _, path := range paths {
+	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		got, err := readOffsets(ctx, path, from)
+		if f.Evicted && f.Rows == f.MaxOffset-f.MinOffset+1 {
+			for o := max(f.MinOffset, from); o <= f.MaxOffset; o++ {
+				offs = append(offs, o)
+			}
+			continue
+		}
+		release := func() {}
+		if f.Evicted {
+			r, err := l.fetch(ctx, []FileInfo{f}, false)
+			if err != nil {
+				return nil, fmt.Errorf("sink: fetch %s to read its offsets: %w", f.ID, err)
+			}
+			release = r
+		}
+		got, err := readOffsets(ctx, f.Path, from)
+		release()
 		if err != nil {
 			return nil, err
 		}
