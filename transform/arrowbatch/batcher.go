@@ -16,9 +16,10 @@ import (
 	"github.com/weirlabs/weir/sink"
 )
 
-// Writer receives finished record batches. Write does not take ownership
-// of rec: the caller releases it after Write returns. A Writer must be safe
-// for concurrent use by several Batchers.
+// Writer receives finished batches, each as the parts it was built from
+// (recs, in order, of one schema: one Write is one batch). Write does not
+// take ownership of recs: the caller releases them after Write returns.
+// A Writer must be safe for concurrent use by several Batchers.
 type Writer interface {
 	Write(ctx context.Context, p sink.Partition, recs ...arrow.RecordBatch) error
 }
