@@ -12,15 +12,16 @@ import (
 // Config is what a user sets for one benchmark run.
 type Config struct {
 	// Server is the base URL of the server, e.g. http://127.0.0.1:7070. Its
-	// /v1/sql endpoint is used for freshness and /metrics for CPU and RSS;
-	// when either is missing, those figures are reported as unknown.
+	// /v1/sql endpoint is used for freshness (see Freshness) and /metrics
+	// for CPU and RSS; when either is missing, those figures are reported
+	// as unknown.
 	Server string
 	// Protocol is connect, grpc or grpc-web, or ProtocolJSONLine to load
 	// another system (a peer) through its JSON-lines ingest endpoint:
 	// Server is then that endpoint's URL (e.g. VictoriaLogs'
 	// http://127.0.0.1:9428/insert/jsonline), batches are POSTed one at a
-	// time per worker, a 2xx answer is the acknowledgement, freshness is
-	// not measured, and CPU and RSS come from /metrics at the URL's host.
+	// time per worker, a 2xx answer is the acknowledgement, and CPU and
+	// RSS come from /metrics at the URL's host.
 	// Against weir's own /insert/jsonline the records go to Stream.
 	// ProtocolOTLP sends OTLP/HTTP export requests to a weir server.
 	Protocol string
@@ -53,6 +54,34 @@ type Config struct {
 	Source string
 	// Stream is the target stream.
 	Stream string
+	// Freshness is how the time from ack to visibility is measured: the
+	// client puts a marker record in a batch every 200 ms and polls the
+	// server until each is visible. FreshnessSQL polls weir's /v1/sql
+	// (Server's for weir's protocols, at the root of its host for
+	// ProtocolJSONLine); FreshnessLogsQL polls VictoriaLogs'
+	// /select/logsql/query at the root of Server's host; FreshnessOff
+	// sends no markers. Empty means FreshnessSQL, or FreshnessOff with
+	// ProtocolJSONLine. The polls are load on the server like any query,
+	// so two systems compare fairly when both are polled or neither.
+	Freshness string
+}
+
+// Ways to measure freshness.
+const (
+	FreshnessSQL    = "sql"
+	FreshnessLogsQL = "logsql"
+	FreshnessOff    = "off"
+)
+
+// freshness returns c.Freshness with the default for its protocol filled in.
+func (c Config) freshness() string {
+	switch {
+	case c.Freshness != "":
+		return c.Freshness
+	case c.Protocol == ProtocolJSONLine:
+		return FreshnessOff
+	}
+	return FreshnessSQL
 }
 
 // ProtocolJSONLine is the Protocol of peer runs.
@@ -111,6 +140,8 @@ func (c Config) Validate() error {
 		return bad("duration and drain timeout must be positive")
 	case c.Source == "":
 		return bad("source is empty")
+	case c.Freshness != "" && c.Freshness != FreshnessSQL && c.Freshness != FreshnessLogsQL && c.Freshness != FreshnessOff:
+		return bad("freshness %q: want %s, %s or %s", c.Freshness, FreshnessSQL, FreshnessLogsQL, FreshnessOff)
 	}
 	if _, ok := ackLevels[c.AckLevel]; !ok {
 		return bad("ack level %q: want accepted, durable or committed", c.AckLevel)

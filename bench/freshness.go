@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,10 +26,13 @@ const (
 	// maxOutstanding bounds the markers polled for at once; more are
 	// dropped (counted) until the server catches up.
 	maxOutstanding = 2 * int(markerTimeout/markerInterval)
+	// pollTimeout bounds one poll.
+	pollTimeout = 5 * time.Second
 )
 
-// errNoSQL means the server has no /v1/sql endpoint (such as Discard).
-var errNoSQL = errors.New("server has no /v1/sql endpoint")
+// errNoQuery means the server has no endpoint to poll for markers (such
+// as Discard, or a peer without the query API asked for).
+var errNoQuery = errors.New("server has no query endpoint for freshness")
 
 // marker is an acknowledged marker record to look for.
 type marker struct {
@@ -33,17 +41,16 @@ type marker struct {
 	acked time.Time
 }
 
-// prober polls /v1/sql for acknowledged markers and records how long after
-// their ack they became visible.
+// prober polls a server for acknowledged markers and records how long
+// after their ack they became visible.
 //
 // One poll asks for every outstanding marker at once, and only for
 // records with a marker's timestamp (set by the client, so clocks need
-// not agree): DuckDB skips the other partitions and row groups by their
-// statistics and reads bodies only where a timestamp matches, so the
-// poll's load on the server stays small and flat as data grows.
+// not agree): the server can skip what lies at other times by its
+// statistics and compare bodies only where a timestamp matches, so the
+// poll's load stays small and flat as data grows.
 type prober struct {
-	sql    sqlClient
-	stream string
+	finder finder
 	in     chan marker
 
 	mu          sync.Mutex
@@ -52,11 +59,32 @@ type prober struct {
 	dropped     int
 	lost        int
 	probeErrors int
-	noSQL       bool
+	noQuery     bool
 }
 
-func newProber(server, stream string, hc *http.Client) *prober {
-	return &prober{sql: sqlClient{url: server + "/v1/sql", hc: hc}, stream: stream, in: make(chan marker, maxOutstanding)}
+// finder asks a server which of the markers ms it shows; a server without
+// the endpoint gives errNoQuery.
+type finder interface {
+	find(ctx context.Context, ms []marker) (map[string]bool, error)
+}
+
+// newProber returns a prober that polls the server of cfg (whose trimmed
+// URL is server) the way cfg.Freshness says, or nil when it is off.
+func newProber(cfg Config, server string, hc *http.Client) *prober {
+	var f finder
+	switch cfg.freshness() {
+	case FreshnessOff:
+		return nil
+	case FreshnessLogsQL:
+		f = logsQL{url: rootURL(server) + "/select/logsql/query", hc: hc}
+	default:
+		base := server
+		if cfg.Protocol == ProtocolJSONLine {
+			base = rootURL(server)
+		}
+		f = weirSQL{c: sqlClient{url: base + "/v1/sql", hc: hc}, stream: cfg.Stream}
+	}
+	return &prober{finder: f, in: make(chan marker, maxOutstanding)}
 }
 
 // offer hands over an acknowledged marker without blocking; when the
@@ -111,11 +139,11 @@ func (p *prober) run(ctx context.Context) {
 			}
 		}
 		start := time.Now()
-		seen, err := p.poll(ctx, pending)
+		seen, err := p.finder.find(ctx, pending)
 		p.mu.Lock()
 		switch {
-		case errors.Is(err, errNoSQL):
-			p.noSQL = true
+		case errors.Is(err, errNoQuery):
+			p.noQuery = true
 			p.mu.Unlock()
 			return
 		case err != nil:
@@ -140,12 +168,16 @@ func (p *prober) run(ctx context.Context) {
 	}
 }
 
-// poll returns which of the markers the server's SQL sees.
-func (p *prober) poll(ctx context.Context, ms []marker) (map[string]bool, error) {
-	lo, hi := ms[0].ts, ms[0].ts
+// weirSQL finds markers in a stream through weir's /v1/sql.
+type weirSQL struct {
+	c      sqlClient
+	stream string
+}
+
+func (w weirSQL) find(ctx context.Context, ms []marker) (map[string]bool, error) {
+	lo, hi := timeSpan(ms)
 	var stamps, bodies strings.Builder
 	for i, m := range ms {
-		lo, hi = minTime(lo, m.ts), maxTime(hi, m.ts)
 		if i > 0 {
 			stamps.WriteString(", ")
 			bodies.WriteString(", ")
@@ -156,11 +188,11 @@ func (p *prober) poll(ctx context.Context, ms []marker) (map[string]bool, error)
 	// A marker the stream's processors cannot parse is a dead letter;
 	// it is just as visible there.
 	sql := fmt.Sprintf(`SELECT DISTINCT body FROM logs WHERE stream IN (%s, '_dead_letter') AND "date" BETWEEN DATE '%s' AND DATE '%s' AND "timestamp" IN (%s) AND body IN (%s)`,
-		quoteSQL(p.stream), lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly), stamps.String(), bodies.String())
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		quoteSQL(w.stream), lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly), stamps.String(), bodies.String())
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	var rows []struct{ Body string }
-	if err := p.sql.query(ctx, sql, &rows); err != nil {
+	if err := w.c.query(ctx, sql, &rows); err != nil {
 		return nil, err
 	}
 	seen := make(map[string]bool, len(rows))
@@ -170,7 +202,69 @@ func (p *prober) poll(ctx context.Context, ms []marker) (map[string]bool, error)
 	return seen, nil
 }
 
-// Freshness is the time from a marker's ack until SQL sees it.
+// logsQL finds markers through VictoriaLogs' /select/logsql/query: the
+// records whose _time lies within the markers' and whose _msg is one of
+// theirs (marker bodies are plain ASCII), answered as JSON lines.
+type logsQL struct {
+	url string
+	hc  *http.Client
+}
+
+func (l logsQL) find(ctx context.Context, ms []marker) (map[string]bool, error) {
+	lo, hi := timeSpan(ms)
+	var q strings.Builder
+	fmt.Fprintf(&q, "_time:[%s, %s] _msg:in(", lo.UTC().Format(time.RFC3339Nano), hi.UTC().Format(time.RFC3339Nano))
+	for i, m := range ms {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(strconv.Quote(m.body))
+	}
+	q.WriteString(") | fields _msg")
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url, strings.NewReader(url.Values{"query": {q.String()}}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := l.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, errNoQuery
+	case resp.StatusCode != http.StatusOK:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("logsql: status %d: %s", resp.StatusCode, msg)
+	}
+	seen := make(map[string]bool, len(ms))
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 64<<20))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		var row struct {
+			Msg string `json:"_msg"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			return nil, fmt.Errorf("logsql: %w: %.200s", err, sc.Bytes())
+		}
+		seen[row.Msg] = true
+	}
+	return seen, sc.Err()
+}
+
+// timeSpan returns the earliest and the latest timestamp of ms.
+func timeSpan(ms []marker) (lo, hi time.Time) {
+	lo, hi = ms[0].ts, ms[0].ts
+	for _, m := range ms[1:] {
+		lo, hi = minTime(lo, m.ts), maxTime(hi, m.ts)
+	}
+	return lo, hi
+}
+
+// Freshness is the time from a marker's ack until a query sees it.
 type Freshness struct {
 	// Markers is the number of acknowledged markers; Seen of them became
 	// visible within 10 s, Lost did not, Dropped were not polled for
@@ -185,12 +279,15 @@ type Freshness struct {
 	ProbeErrors int `json:"probe_errors"`
 }
 
-// result returns the freshness figures, or nil when they could not be
-// measured (no SQL endpoint, or no marker acknowledged).
+// result returns the freshness figures, or nil when they were not
+// measured (freshness off, no query endpoint, or no marker acknowledged).
 func (p *prober) result() *Freshness {
+	if p == nil {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.noSQL || p.acked == 0 {
+	if p.noQuery || p.acked == 0 {
 		return nil
 	}
 	l := summarise(p.fresh.d, p.fresh.seen)

@@ -21,12 +21,16 @@ const JSONLineContentType = "application/stream+json"
 
 // metricsURL is where a server's Prometheus metrics are: /metrics at the
 // root of server's scheme and host (a peer's Server is its ingest URL).
-func metricsURL(server string) string {
+func metricsURL(server string) string { return rootURL(server) + "/metrics" }
+
+// rootURL returns the scheme and host of server, or server itself when it
+// does not parse.
+func rootURL(server string) string {
 	u, err := url.Parse(server)
 	if err != nil {
-		return server + "/metrics"
+		return server
 	}
-	return u.Scheme + "://" + u.Host + "/metrics"
+	return u.Scheme + "://" + u.Host
 }
 
 // appendJSONLine appends rec as one JSON object and a newline, in the

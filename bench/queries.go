@@ -130,7 +130,7 @@ type sqlClient struct {
 }
 
 // query runs sql and decodes the answer's rows into rows. Errors carry
-// the server's message; a server without the endpoint gives errNoSQL.
+// the server's message; a server without the endpoint gives errNoQuery.
 func (c sqlClient) query(ctx context.Context, sql string, rows any) error {
 	body, _ := json.Marshal(map[string]any{"sql": sql})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
@@ -149,7 +149,7 @@ func (c sqlClient) query(ctx context.Context, sql string, rows any) error {
 		return err
 	}
 	if resp.StatusCode == http.StatusNotFound {
-		return errNoSQL
+		return errNoQuery
 	}
 	var res struct {
 		Rows  json.RawMessage `json:"rows"`

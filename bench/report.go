@@ -73,7 +73,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "ack latency\tp50 %s, p99 %s, p99.9 %s, max %s\n", ms(r.AckLatency.P50Ms), ms(r.AckLatency.P99Ms), ms(r.AckLatency.P999Ms), ms(r.AckLatency.MaxMs))
 	switch f := r.Freshness; {
 	case f == nil:
-		fmt.Fprintf(tw, "freshness\tunknown (no /v1/sql)\n")
+		fmt.Fprintf(tw, "freshness\tunknown (not measured, or no query endpoint)\n")
 	case f.Seen == 0:
 		fmt.Fprintf(tw, "freshness\tno marker seen (%d acked)\n", f.Markers)
 	default:

@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		client: weirv1connect.NewIngestServiceClient(hc, server, opts...),
 		level:  ackLevels[cfg.AckLevel],
 		runID:  hex.EncodeToString(runID),
-		probe:  newProber(server, cfg.Stream, hc),
+		probe:  newProber(cfg, server, hc),
 		errors: map[string]int64{},
 	}
 	sampler := &serverSampler{url: metricsURL(server), hc: hc}
@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	var bg sync.WaitGroup
 	stopSampler := make(chan struct{})
 	bg.Go(func() { sampler.run(ctx, 500*time.Millisecond, stopSampler) })
-	if cfg.Protocol != ProtocolJSONLine { // a peer has no SQL endpoint: freshness stays unknown
+	if r.probe != nil {
 		bg.Go(func() { r.probe.run(ctx) })
 	}
 	stopProgress := make(chan struct{})
@@ -120,7 +120,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	workers.Wait()
 	elapsed := time.Since(start)
 	close(stopProgress)
-	close(r.probe.in)
+	if r.probe != nil {
+		close(r.probe.in)
+	}
 	close(stopSampler)
 	bg.Wait()
 	if progress != nil {
@@ -253,7 +255,7 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 		b.recs[i] = w.r.pool[w.off]
 		w.off = (w.off + 1) % len(w.r.pool)
 	}
-	if w.id == 0 && cfg.Protocol != ProtocolJSONLine && time.Since(w.lastMarker) >= markerInterval {
+	if w.id == 0 && w.r.probe != nil && time.Since(w.lastMarker) >= markerInterval {
 		w.lastMarker = time.Now()
 		b.markAt = w.lastMarker
 		w.r.mu.Lock()

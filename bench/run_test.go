@@ -61,7 +61,7 @@ func TestRunDiscard(t *testing.T) {
 				t.Errorf("%d body bytes for %d synthetic records", rep.BodyBytes, rep.Records)
 			}
 			var table strings.Builder
-			if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "unknown (no /v1/sql)") ||
+			if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "unknown (not measured, or no query endpoint)") ||
 				!strings.Contains(table.String(), tc.mode+", "+tc.format+",") {
 				t.Errorf("table: %v\n%s", err, table.String())
 			}
@@ -91,4 +91,5 @@ func TestRunInvalidConfig(t *testing.T) {
 	f(func(c *bench.Config) { c.Server = "127.0.0.1:7070" })
 	f(func(c *bench.Config) { c.Format = "parquet" })
 	f(func(c *bench.Config) { c.Protocol, c.Format = bench.ProtocolJSONLine, bench.FormatArrow })
+	f(func(c *bench.Config) { c.Freshness = "promql" })
 }

@@ -28,6 +28,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.AckLevel, "ack", cfg.AckLevel, "acknowledgement level: accepted, durable or committed")
 	fs.StringVar(&cfg.Source, "source", cfg.Source, "synthetic, or a glob of files whose lines are sent (e.g. 'testdata/loghub/*.log')")
 	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "target stream")
+	fs.StringVar(&cfg.Freshness, "freshness", "", "how freshness is measured: sql (weir's /v1/sql), logsql (VictoriaLogs' /select/logsql/query) or off; default sql, off with --protocol jsonline")
+	peerFreshness := fs.String("peer-freshness", bench.FreshnessLogsQL, "how the --peer's freshness is measured: sql, logsql or off (both systems carry the polls' load, or neither)")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
 	ceiling := fs.Bool("ceiling", false, "run against an in-process server that acks without storing, instead of --server")
 	compare := fs.Bool("compare", false, "run the ceiling first, then --server, and print both and the efficiency")
@@ -63,7 +65,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *ceiling || *compare {
 			return fmt.Errorf("%w: --peer runs without --ceiling and --compare", errUsage)
 		}
-		return runPeer(ctx, cfg, *peer, *asJSON, stdout, stderr)
+		return runPeer(ctx, cfg, *peer, *peerFreshness, *asJSON, stdout, stderr)
 	}
 
 	if !*ceiling && !*compare {
@@ -167,10 +169,11 @@ func printReport(w io.Writer, asJSON bool, rep bench.Report) error {
 }
 
 // runPeer runs cfg against the weir server, then the same load against a
-// peer's JSON-lines endpoint, and prints both side by side.
-func runPeer(ctx context.Context, cfg bench.Config, peerURL string, asJSON bool, stdout, stderr io.Writer) error {
+// peer's JSON-lines endpoint, its freshness measured as freshness says,
+// and prints both side by side.
+func runPeer(ctx context.Context, cfg bench.Config, peerURL, freshness string, asJSON bool, stdout, stderr io.Writer) error {
 	pcfg := cfg
-	pcfg.Server, pcfg.Protocol, pcfg.Format = peerURL, bench.ProtocolJSONLine, bench.FormatRecords
+	pcfg.Server, pcfg.Protocol, pcfg.Format, pcfg.Freshness = peerURL, bench.ProtocolJSONLine, bench.FormatRecords, freshness
 	if err := pcfg.Validate(); err != nil {
 		return fmt.Errorf("%w: --peer: %v", errUsage, err)
 	}

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -129,8 +133,12 @@ func TestBenchCmdPeer(t *testing.T) {
 	s := startServer(t, "", nil)
 	var lines, bad atomic.Int64
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/insert/jsonline" || r.Header.Get("Content-Type") != bench.JSONLineContentType {
-			http.Error(w, "wrong path or content type", http.StatusBadRequest)
+		if r.URL.Path != "/insert/jsonline" {
+			http.NotFound(w, r) // no query API: the peer's freshness is unknown
+			return
+		}
+		if r.Header.Get("Content-Type") != bench.JSONLineContentType {
+			http.Error(w, "wrong content type", http.StatusBadRequest)
 			return
 		}
 		sc := bufio.NewScanner(r.Body)
@@ -167,19 +175,126 @@ func TestBenchCmdPeer(t *testing.T) {
 	}
 }
 
+// TestBenchCmdPeerVictoriaLogs runs `weir bench --peer` against a real
+// VictoriaLogs: the peer's report counts what VictoriaLogs stored, and
+// both sides' freshness is measured with markers, weir's through SQL and
+// the peer's through LogsQL.
+func TestBenchCmdPeerVictoriaLogs(t *testing.T) {
+	bin := findTool(t, "victoria-logs")
+	s := startServer(t, "", nil)
+	vl := startVictoriaLogs(t, bin)
+	out, err := runWeir(t, "bench", "--server", s.url, "--peer", vl+"/insert/jsonline?_stream_fields=service.name", "--duration", "2s",
+		"--concurrency", "2", "--batch", "100", "--source", filepath.Join(loghubDir, "HDFS_2k.log"), "--stream", "hdfs", "--json")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var res struct {
+		Weir, Peer bench.Report
+		Ratio      float64
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	checkReport(t, res.Weir)
+	checkReport(t, res.Peer)
+	for name, f := range map[string]*bench.Freshness{"weir": res.Weir.Freshness, "peer": res.Peer.Freshness} {
+		if f == nil || f.Markers == 0 || f.Seen != f.Markers || f.Lost != 0 {
+			t.Errorf("%s freshness %+v, want every marker seen", name, f)
+		}
+	}
+	// What VictoriaLogs stored: every acknowledged record, visible once
+	// it has made them searchable.
+	var n int64
+	waitUntil(t, 30*time.Second, "VictoriaLogs to show the acknowledged records", func() bool {
+		n, err = victoriaLogsCount(vl)
+		return err == nil && n == res.Peer.Records
+	})
+}
+
+// startVictoriaLogs runs VictoriaLogs from bin on a loopback port with its
+// data in a temporary directory and returns its URL once it is healthy.
+func startVictoriaLogs(t *testing.T, bin string) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	logf, err := os.Create(filepath.Join(dir, "victoria-logs.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-storageDataPath", filepath.Join(dir, "data"), "-httpListenAddr", addr)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		logf.Close()
+	})
+	url := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url
+			}
+		}
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("VictoriaLogs exited: %v\n%s", err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("VictoriaLogs at %s is not healthy: %v\n%s", url, err, log)
+		}
+	}
+}
+
+// victoriaLogsCount returns how many records VictoriaLogs at url shows.
+func victoriaLogsCount(url string) (int64, error) {
+	resp, err := http.PostForm(url+"/select/logsql/query", map[string][]string{"query": {"* | stats count() as n"}})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var row struct {
+		N string `json:"n"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&row); err != nil {
+		return 0, fmt.Errorf("status %d: %w", resp.StatusCode, err)
+	}
+	return strconv.ParseInt(row.N, 10, 64)
+}
+
 // TestBenchCmdShipperProtocols loads a server through OTLP/HTTP and its
 // JSON-lines endpoint: every acknowledged record is queryable in the
-// stream the bench names, with the source's services and severities,
-// and the OTLP run measures freshness through its markers.
+// stream the bench names, with the source's services and severities.
+// The OTLP run measures freshness through its markers by default, a
+// JSON-lines run only when asked (--freshness sql: weir's /v1/sql at the
+// root of the ingest URL's host).
 func TestBenchCmdShipperProtocols(t *testing.T) {
 	s := startServer(t, "", nil)
-	for _, c := range []struct{ protocol, server string }{
-		{"otlp", s.url},
-		{"jsonline", s.url + "/insert/jsonline?_stream_fields=service.name"},
+	for _, c := range []struct {
+		protocol, server, freshness string
+		measured                    bool
+	}{
+		{"otlp", s.url, "", true},
+		{"jsonline", s.url + "/insert/jsonline?_stream_fields=service.name", "", false},
+		{"jsonline", s.url + "/insert/jsonline?_stream_fields=service.name", "sql", true},
 	} {
-		stream := "bench_" + c.protocol
-		out, err := runWeir(t, "bench", "--server", c.server, "--protocol", c.protocol,
-			"--duration", "1s", "--rate", "5000", "--concurrency", "2", "--batch", "100", "--stream", stream, "--json")
+		stream := "bench_" + c.protocol + c.freshness
+		args := []string{"bench", "--server", c.server, "--protocol", c.protocol,
+			"--duration", "1s", "--rate", "5000", "--concurrency", "2", "--batch", "100", "--stream", stream, "--json"}
+		if c.freshness != "" {
+			args = append(args, "--freshness", c.freshness)
+		}
+		out, err := runWeir(t, args...)
 		if err != nil {
 			t.Fatalf("%s: %v: %s", c.protocol, err, out)
 		}
@@ -191,8 +306,11 @@ func TestBenchCmdShipperProtocols(t *testing.T) {
 		if rep.Protocol != c.protocol || rep.ServerCPUSeconds == nil {
 			t.Errorf("%s report: protocol %q, server cpu %v", c.protocol, rep.Protocol, rep.ServerCPUSeconds)
 		}
-		if f := rep.Freshness; c.protocol == "otlp" && (f == nil || f.Seen == 0) {
-			t.Errorf("otlp freshness %+v", f)
+		switch f := rep.Freshness; {
+		case c.measured && (f == nil || f.Seen == 0 || f.Seen != f.Markers):
+			t.Errorf("%s --freshness %q: freshness %+v, want every marker seen", c.protocol, c.freshness, f)
+		case !c.measured && f != nil:
+			t.Errorf("%s --freshness %q: freshness %+v, want none measured", c.protocol, c.freshness, f)
 		}
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, rep.Records)
 		res := mustSQL(t, s.url, "SELECT count(DISTINCT service_name) AS services, count(*) FILTER (WHERE severity_text = 'ERROR') AS errors FROM "+stream)

@@ -34,7 +34,7 @@ func findTool(t *testing.T, name string) string {
 	if os.Getenv("WEIR_CI") == "1" {
 		t.Fatalf("%s is not installed; .ci/run installs it", name)
 	}
-	t.Skipf("%s is not installed (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest); skipping", name)
+	t.Skipf("%s is not installed (.ci/run shows how to install it); skipping", name)
 	return ""
 }
 
