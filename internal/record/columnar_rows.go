@@ -189,14 +189,6 @@ func IsPriority(rec arrow.RecordBatch, i int) bool {
 	return t != "" && ParseSeverity(t) >= SeverityError
 }
 
-func appendText(b *array.StringBuilder, a *array.String, i int) {
-	if a.IsNull(i) {
-		b.AppendNull()
-		return
-	}
-	b.BinaryBuilder.Append(valueData(a)[a.ValueOffset(i) : a.ValueOffset(i)+a.ValueLen(i)])
-}
-
 // Columns builds recs into a batch in logschema.Batch(), its buffers
 // from mem: the columnar form of a batch of records. Ids that are zero
 // are null.

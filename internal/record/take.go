@@ -45,7 +45,7 @@ func TakeParts(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Arr
 	case *array.String:
 		return takeStrings(typedParts[*array.String](parts), locs, mem)
 	case *array.Map:
-		return takeMaps(mapParts(parts), locs, mem)
+		return takeMaps(parts, locs, mem)
 	}
 	b := array.NewBuilder(mem, parts[0].DataType())
 	defer b.Release()
@@ -56,65 +56,70 @@ func TakeParts(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Arr
 // maxText is the most text one utf8 array holds (its offsets are int32).
 const maxText = math.MaxInt32
 
-// takeMaps is TakeParts of map<utf8, utf8> arrays.
-func takeMaps(maps []mapPart, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
-	entries, keyBytes, valueBytes := mapText(maps, locs)
-	if keyBytes > maxText || valueBytes > maxText {
-		return nil, fmt.Errorf("record: take: %d bytes of map keys and %d of values do not fit one array", keyBytes, valueBytes)
-	}
-	b := array.NewMapBuilderWithType(mem, maps[0].m.DataType().(*arrow.MapType))
-	defer b.Release()
-	b.Reserve(len(locs))
-	kb, vb := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder().(*array.StringBuilder)
-	kb.Reserve(entries)
-	vb.Reserve(entries)
-	kb.ReserveData(keyBytes)
-	vb.ReserveData(valueBytes)
+// takeMaps is TakeParts of map<utf8, utf8> arrays, written straight
+// into their buffers: one pass lays out the rows' entries, and their keys
+// and values are gathered by takeStrings.
+func takeMaps(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	maps := typedParts[*array.Map](parts)
+	n, entries, nulls := len(locs), 0, 0
 	for _, l := range locs {
-		mp, r := maps[l.Part], int(l.Row)
-		if mp.m.IsNull(r) {
-			b.AppendNull()
+		m, r := maps[l.Part], int(l.Row)
+		if m.IsNull(r) {
+			nulls++
 			continue
 		}
-		b.Append(true)
-		lo, hi := mp.m.ValueOffsets(r)
-		for e := int(lo); e < int(hi); e++ {
-			appendText(kb, mp.keys, e)
-			appendText(vb, mp.values, e)
-		}
-	}
-	return b.NewArray(), nil
-}
-
-// mapPart is a map<utf8, utf8> array with its keys and values.
-type mapPart struct {
-	m            *array.Map
-	keys, values *array.String
-}
-
-// mapParts returns parts, map<utf8, utf8> arrays, as mapParts.
-func mapParts(parts []arrow.Array) []mapPart {
-	out := make([]mapPart, len(parts))
-	for i, p := range parts {
-		m := p.(*array.Map)
-		out[i] = mapPart{m: m, keys: m.Keys().(*array.String), values: m.Items().(*array.String)}
-	}
-	return out
-}
-
-// mapText returns the entries of the map rows locs of maps and the bytes
-// of their keys and of their values.
-func mapText(maps []mapPart, locs []Loc) (entries, keyBytes, valueBytes int) {
-	for _, l := range locs {
-		mp := maps[l.Part]
-		lo, hi := mp.m.ValueOffsets(int(l.Row))
+		lo, hi := m.ValueOffsets(r)
 		entries += int(hi - lo)
-		for e := int(lo); e < int(hi); e++ {
-			keyBytes += mp.keys.ValueLen(e)
-			valueBytes += mp.values.ValueLen(e)
+	}
+	if entries > maxText {
+		return nil, fmt.Errorf("record: take: %d map entries do not fit one array", entries)
+	}
+	offBuf := memory.NewResizableBuffer(mem)
+	defer offBuf.Release()
+	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
+	var valid *memory.Buffer
+	if nulls > 0 {
+		valid = memory.NewResizableBuffer(mem)
+		defer valid.Release()
+		valid.Resize(int(bitutil.BytesForBits(int64(n))))
+		clear(valid.Bytes())
+	}
+	offs := arrow.Int32Traits.CastFromBytes(offBuf.Bytes())
+	at := make([]Loc, 0, entries) // each entry's part and place in its part's keys and values
+	for k, l := range locs {
+		offs[k] = int32(len(at))
+		m, r := maps[l.Part], int(l.Row)
+		if m.IsNull(r) {
+			continue
+		}
+		if valid != nil {
+			bitutil.SetBit(valid.Bytes(), k)
+		}
+		lo, hi := m.ValueOffsets(r)
+		for e := lo; e < hi; e++ {
+			at = append(at, Loc{Part: l.Part, Row: int32(e)})
 		}
 	}
-	return entries, keyBytes, valueBytes
+	offs[n] = int32(len(at))
+	keyParts, valueParts := make([]*array.String, len(maps)), make([]*array.String, len(maps))
+	for i, m := range maps {
+		keyParts[i], valueParts[i] = m.Keys().(*array.String), m.Items().(*array.String)
+	}
+	keys, err := takeStrings(keyParts, at, mem)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Release()
+	values, err := takeStrings(valueParts, at, mem)
+	if err != nil {
+		return nil, err
+	}
+	defer values.Release()
+	ed := array.NewData(maps[0].ListValues().DataType(), len(at), []*memory.Buffer{nil}, []arrow.ArrayData{keys.Data(), values.Data()}, 0, 0)
+	defer ed.Release()
+	d := array.NewData(maps[0].DataType(), n, []*memory.Buffer{valid, offBuf}, []arrow.ArrayData{ed}, nulls, 0)
+	defer d.Release()
+	return array.MakeFromData(d), nil
 }
 
 // takeStrings is TakeParts of utf8 arrays, written straight into its

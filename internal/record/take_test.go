@@ -123,6 +123,65 @@ func TestTakeParts(t *testing.T) {
 	}
 }
 
+// TestTakeMapsWithNulls gathers map rows that are null, empty, or hold
+// null values, from slices of one array (whose offsets do not start at
+// zero), and checks them against maps built row by row.
+func TestTakeMapsWithNulls(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	type entry struct {
+		k, v string
+		null bool
+	}
+	build := func(rows [][]entry) arrow.Array {
+		b := array.NewMapBuilderWithType(mem, arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String))
+		defer b.Release()
+		kb, vb := b.KeyBuilder().(*array.StringBuilder), b.ItemBuilder().(*array.StringBuilder)
+		for _, r := range rows {
+			if r == nil {
+				b.AppendNull()
+				continue
+			}
+			b.Append(true)
+			for _, e := range r {
+				kb.Append(e.k)
+				if e.null {
+					vb.AppendNull()
+				} else {
+					vb.Append(e.v)
+				}
+			}
+		}
+		return b.NewArray()
+	}
+	rows := [][]entry{
+		{{k: "a", v: "1"}},
+		nil,
+		{},
+		{{k: "b", v: "2"}, {k: "c", null: true}},
+		{{k: "d", v: "4"}, {k: "e", v: "5"}},
+		nil,
+	}
+	whole := build(rows)
+	defer whole.Release()
+	parts := []arrow.Array{array.NewSlice(whole, 0, 2), array.NewSlice(whole, 2, 6)}
+	defer parts[0].Release()
+	defer parts[1].Release()
+	// Rows 4, 1 (null), 3, 0, 2 (empty), 5 (null) and 3 again.
+	locs := []Loc{{1, 2}, {0, 1}, {1, 1}, {0, 0}, {1, 0}, {1, 3}, {1, 1}}
+	got, err := TakeParts(parts, locs, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Release()
+	want := build([][]entry{rows[4], nil, rows[3], rows[0], {}, nil, rows[3]})
+	defer want.Release()
+	if !array.Equal(got, want) || got.NullN() != 2 {
+		t.Errorf("got %v (%d nulls), want %v", got, got.NullN(), want)
+	}
+}
+
 func BenchmarkTake(b *testing.B) {
 	batch := realisticBatch(b, 1000)
 	cols := Columns(batch.Records, memory.DefaultAllocator)
