@@ -235,7 +235,7 @@ func (c *catalog) enterQuery(ctx context.Context, refs []tableRef, skip func(sin
 }
 
 // maxFetchRounds bounds how often a query starts over because files it
-// needs were evicted while it fetched others.
+// needs were evicted while it fetched others, or left the lake.
 const maxFetchRounds = 16
 
 // prepareFiles makes the evicted files a query may read (refs, called
@@ -277,6 +277,16 @@ func (e *Engine) prepareFilesExcept(ctx context.Context, c *catalog, refsFn func
 				return nil, fmt.Errorf("query: %d files the query reads are in object storage only and the engine has no fetcher", len(need))
 			}
 			r, err := f.Fetch(ctx, need)
+			if errors.Is(err, sink.ErrGone) {
+				// Compaction, retention or a delete took a file away
+				// after the catalog listed it: list again once the
+				// catalog shows the change.
+				if err := c.sync(ctx); err != nil {
+					release()
+					return nil, err
+				}
+				continue
+			}
 			if err != nil {
 				release()
 				if errors.Is(err, sink.ErrCacheTooSmall) {

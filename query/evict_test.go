@@ -116,6 +116,7 @@ type fakeCache struct {
 
 	trimMu  sync.Mutex // held by evict throughout, and by Fetch, like the lake's
 	mu      sync.Mutex
+	gone    int      // Fetches left to fail with sink.ErrGone
 	fetched []string // IDs, by Fetch
 	pins    map[string]int
 	evicted map[string]sink.FileInfo
@@ -154,6 +155,11 @@ func (f *fakeCache) Fetch(ctx context.Context, files []sink.FileInfo) (func(), e
 	defer f.trimMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.gone > 0 {
+		// As if a file left the lake after the catalog listed it.
+		f.gone--
+		return nil, fmt.Errorf("%w: %s", sink.ErrGone, files[0].ID)
+	}
 	var total int64
 	for _, fi := range files {
 		total += fi.Bytes
@@ -324,6 +330,38 @@ func TestQueriesFetchEvictedFiles(t *testing.T) {
 	})
 	if err != nil || n != 25 || !slices.Equal(offs, seq(5, 30)) {
 		t.Errorf("scan of alpha after offset 4: %d records, %v, offsets %v; want 5..29", n, err, offs)
+	}
+
+	// A file that leaves the lake between the catalog's listing and the
+	// fetch (sink.ErrGone) makes a query or a scan list again, not fail.
+	for _, run := range []func() error{
+		func() error {
+			if got := queryInts(t, e, "SELECT count(*) FROM beta"); got[0] != 5 {
+				return fmt.Errorf("beta: %d rows, want 5", got[0])
+			}
+			return nil
+		},
+		func() error {
+			n, err := e.ScanPartition(context.Background(), record.DefaultTenant, "alpha", 0, -1, 100, func(Position, record.Record) error { return nil })
+			if err != nil || n != 30 {
+				return fmt.Errorf("scan of alpha: %d records, %v; want 30", n, err)
+			}
+			return nil
+		},
+	} {
+		fc.waitEvicted(4)
+		fc.mu.Lock()
+		fc.gone = 1
+		fc.mu.Unlock()
+		if err := run(); err != nil {
+			t.Error(err)
+		}
+		fc.mu.Lock()
+		left := fc.gone
+		fc.mu.Unlock()
+		if left != 0 {
+			t.Errorf("the fetch that fails was not tried")
+		}
 	}
 }
 

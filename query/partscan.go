@@ -409,6 +409,15 @@ func (e *Engine) scanPartition(ctx context.Context, c *catalog, stream string, p
 	defer func() { releaseHeld() }()
 	for n < limit {
 		extra, stopAt, release, err := e.fetchForScan(ctx, c, stream, part, after)
+		if errors.Is(err, sink.ErrGone) && retries < maxFetchRounds {
+			// A file left the lake after the catalog listed it: list
+			// again once the catalog shows the change.
+			retries++
+			if err := c.sync(ctx); err != nil {
+				return n, err
+			}
+			continue
+		}
 		if err != nil {
 			return n, err
 		}

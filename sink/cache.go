@@ -41,6 +41,12 @@ import (
 // fit in Remote.CacheBytes together.
 var ErrCacheTooSmall = errors.New("sink: the files do not fit in the local cache (Remote.CacheBytes)")
 
+// ErrGone is returned by Fetch for a file that is no longer in the lake:
+// compaction, retention or a delete replaced or removed it after the
+// caller listed it. Its rows, if kept, are in the files the lake lists
+// now, so a caller lists again and retries.
+var ErrGone = errors.New("sink: the file is no longer in the lake")
+
 // CacheStats describes the local cache of a lake in object storage.
 type CacheStats struct {
 	// LocalBytes is the size of the local copies of uploaded files (the
@@ -378,7 +384,7 @@ func (l *Lake) openEvicted(done map[string]bool, replaced map[string]bool) error
 // fsyncs and renames it into place at FileInfo.Path) and pins all of
 // them, so that no eviction deletes them, until release is called
 // (release is safe to call more than once). Files are matched by ID; a
-// file no longer in the lake is an error. With Remote.CacheBytes > 0,
+// file no longer in the lake fails it with ErrGone. With Remote.CacheBytes > 0,
 // files whose bytes together exceed it are refused with
 // ErrCacheTooSmall. Without Config.Remote every file is local: Fetch
 // only checks they are in the lake. Safe for concurrent use; two
@@ -393,7 +399,7 @@ func (l *Lake) fetch(ctx context.Context, files []FileInfo, bounded bool) (relea
 		defer l.mu.Unlock()
 		for _, f := range files {
 			if _, ok := l.indexLocked(f.ID); !ok {
-				return nil, fmt.Errorf("sink: fetch: file %s is not in the lake", f.ID)
+				return nil, fmt.Errorf("%w: fetch %s", ErrGone, f.ID)
 			}
 		}
 		return func() {}, nil
@@ -407,7 +413,7 @@ func (l *Lake) fetch(ctx context.Context, files []FileInfo, bounded bool) (relea
 		i, ok := l.indexLocked(f.ID)
 		if !ok {
 			l.mu.Unlock()
-			return nil, fmt.Errorf("sink: fetch: file %s is not in the lake", f.ID)
+			return nil, fmt.Errorf("%w: fetch %s", ErrGone, f.ID)
 		}
 		if !seen[f.ID] {
 			seen[f.ID] = true
@@ -456,7 +462,7 @@ func (l *Lake) fetchOne(ctx context.Context, id string) error {
 		i, ok := l.indexLocked(id)
 		if !ok {
 			l.mu.Unlock()
-			return fmt.Errorf("sink: fetch: file %s left the lake", id)
+			return fmt.Errorf("%w: fetch %s", ErrGone, id)
 		}
 		f := l.files[i]
 		if !f.Evicted {
@@ -527,7 +533,7 @@ func (l *Lake) download(ctx context.Context, f FileInfo) error {
 	defer l.mu.Unlock()
 	i, ok := l.indexLocked(f.ID)
 	if !ok {
-		return fmt.Errorf("file %s left the lake", f.ID)
+		return fmt.Errorf("%w: %s left it while being downloaded", ErrGone, f.ID)
 	}
 	if err := os.Rename(tmp, f.Path); err != nil {
 		return err

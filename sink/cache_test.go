@@ -53,7 +53,8 @@ func fetch(t *testing.T, l *sink.Lake, files []sink.FileInfo) func() {
 // restart still lists them (with the offsets the buffer continues
 // from); Fetch brings them back byte-identical and pins them; a Fetch
 // larger than the cache is refused; a delete rewrites and removes
-// evicted files, and a restart does not bring the old ones back.
+// evicted files (a Fetch of one listed before fails with ErrGone), and
+// a restart does not bring the old ones back.
 func TestCacheEvictFetchRestart(t *testing.T) {
 	srv := miniotest.Start(t)
 	cfg := remoteConfig(t, srv.Store(t), "lake/c")
@@ -158,6 +159,10 @@ func TestCacheEvictFetchRestart(t *testing.T) {
 		if err != nil || res.Rows != d.to-d.from {
 			t.Fatalf("delete: %+v, %v", res, err)
 		}
+	}
+	// A file listed before the delete has left the lake.
+	if _, err := l.Fetch(context.Background(), []sink.FileInfo{orig[1]}); !errors.Is(err, sink.ErrGone) {
+		t.Fatalf("Fetch of a rewritten file: %v, want ErrGone", err)
 	}
 	syncRemote(t, l)
 	shutdown(t, l)

@@ -38,12 +38,13 @@ func (s OffsetSet) Contains(o int64) bool {
 // uses it to replay exactly the records of a write-ahead log that no
 // published file holds. A file that compaction replaced and deleted while
 // it was being read is no loss: the offsets are read again from the
-// files then published, the replacement among them.
+// files then published, the replacement among them; so is an evicted
+// file that left the lake while being fetched back (ErrGone).
 func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part int32, from int64) (OffsetSet, error) {
 	var offs []int64
 	var err error
 	for range maxOffsetReads {
-		if offs, err = l.publishedOffsets(ctx, tenant, stream, part, from); !errors.Is(err, fs.ErrNotExist) {
+		if offs, err = l.publishedOffsets(ctx, tenant, stream, part, from); !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrGone) {
 			break
 		}
 	}
