@@ -9,6 +9,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/weirlabs/weir/internal/logschema"
 )
 
 // Encoding choices. The lake is schema-agnostic, so encodings follow from
@@ -26,9 +28,12 @@ import (
 //     dictionary passes the 1 MiB dictionary page limit.
 //   - everything else: dictionary.
 //
-// All columns: Config.Codec (zstd at Config.ZstdLevel by default), min/max statistics, the Arrow
-// schema stored in the footer (ARROW:schema) so types such as the
-// timestamp's time zone round-trip.
+// All columns: Config.Codec (zstd at Config.ZstdLevel by default), the
+// Arrow schema stored in the footer (ARROW:schema) so types such as the
+// timestamp's time zone round-trip, and min/max statistics except where
+// no reader can use them: the leaves of map columns (DuckDB pushes no
+// filter into a MAP) and the body (free text, whose minimum and maximum
+// span every row group), which would cost a comparison or two per value.
 const (
 	cardinalitySample = 256  // fewest non-null values to judge a column by
 	cardinalityProbe  = 4096 // most values looked at per column
@@ -72,6 +77,9 @@ func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow
 	for i := range pqs.NumColumns() {
 		col := pqs.Column(i)
 		path := col.Path()
+		if top := col.ColumnPath()[0]; top == logschema.Body || isMap(sc, top) {
+			opts = append(opts, parquet.WithStatsFor(path, false))
+		}
 		switch col.PhysicalType() {
 		case parquet.Types.Int64:
 			opts = append(opts,
@@ -84,6 +92,12 @@ func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow
 		}
 	}
 	return parquet.NewWriterProperties(append(opts, extra...)...), nil
+}
+
+// isMap reports whether the top-level field name of sc is a map.
+func isMap(sc *arrow.Schema, name string) bool {
+	idx := sc.FieldIndices(name)
+	return len(idx) == 1 && sc.Field(idx[0]).Type.ID() == arrow.MAP
 }
 
 // arrowWriterProps stores the Arrow schema in the footer.
