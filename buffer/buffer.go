@@ -70,6 +70,13 @@ type Deps struct {
 	// It is called once per partition when the stream is created.
 	// Optional; nil means 0.
 	FirstOffset func(Key) int64
+	// NewStream is called once per stream, after it is created by a push
+	// or recovered by Start and before any push to it returns; pushes to
+	// the stream wait for it. It runs outside the buffer's locks, so new
+	// streams pushed to at once call it concurrently (a caller may
+	// coalesce their work, such as creating their query views in one
+	// change). Optional.
+	NewStream func(tenant, stream string)
 	// Published tells recovery which offsets, from `from` on, of a
 	// partition are already in published files, so that replaying the
 	// write-ahead log queues each record exactly once. Optional; nil means
@@ -93,6 +100,7 @@ type Deps struct {
 type Buffer struct {
 	cfg         Config
 	newConsumer func(Key) Consumer
+	newStream   func(tenant, stream string)
 	firstOffset func(Key) int64
 	published   func(ctx context.Context, k Key, from int64) (func(int64) bool, error)
 	log         *slog.Logger
@@ -177,6 +185,7 @@ func New(cfg Config, deps Deps) (*Buffer, error) {
 	b := &Buffer{
 		cfg:              cfg,
 		newConsumer:      deps.NewConsumer,
+		newStream:        deps.NewStream,
 		firstOffset:      deps.FirstOffset,
 		published:        deps.Published,
 		log:              log,

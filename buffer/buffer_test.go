@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -901,6 +902,84 @@ func TestMaxTenantStreams(t *testing.T) {
 	b = mustNew(t, cfg, h.deps())
 	if err := push(b, "initech", "s"); err != nil {
 		t.Errorf("third tenant's stream with room under max_streams beside the recovered ones: %v", err)
+	}
+	mustShutdown(t, b)
+}
+
+// TestNewStream: Deps.NewStream is called once per stream, outside the
+// buffer's locks (another new stream's call runs while a's is held),
+// and no push to the stream returns before it has returned, whether the
+// push created the stream or found it; a restart calls it for the
+// streams it recovers.
+func TestNewStream(t *testing.T) {
+	cfg := walConfig(t)
+	h := newHarness()
+	var (
+		mu       sync.Mutex
+		calls    = map[string]int{}
+		finished = map[string]bool{}
+	)
+	entered, release := make(chan struct{}), make(chan struct{})
+	deps := h.deps()
+	deps.NewStream = func(tenant, stream string) {
+		mu.Lock()
+		calls[tenant+"/"+stream]++
+		mu.Unlock()
+		if stream == "a" {
+			close(entered)
+			<-release
+		}
+		mu.Lock()
+		finished[stream] = true
+		mu.Unlock()
+	}
+	b := mustNew(t, cfg, deps)
+	push := func(stream string, seq int) <-chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := b.Push(context.Background(), batchOf(stream, rec("svc", seq)), Durable); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !finished[stream] {
+				t.Errorf("a push to %s returned before its NewStream did", stream)
+			}
+		}()
+		return done
+	}
+	first := push("a", 0)
+	<-entered // a exists and its NewStream is held
+	second := push("a", 1)
+	select {
+	case <-push("b", 2):
+	case <-time.After(30 * time.Second):
+		t.Fatal("a new stream's push waited 30 s for another stream's NewStream")
+	}
+	close(release)
+	<-first
+	<-second
+	mustShutdown(t, b)
+	if calls["acme/a"] != 1 || calls["acme/b"] != 1 || len(calls) != 2 {
+		t.Errorf("NewStream calls %v, want one per stream", calls)
+	}
+
+	// A restart recovers both streams from their logs (nothing was
+	// published) and announces them before Start returns.
+	clear(calls)
+	deps.NewStream = func(tenant, stream string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[tenant+"/"+stream]++
+	}
+	b = mustNew(t, cfg, deps)
+	mu.Lock()
+	got := maps.Clone(calls)
+	mu.Unlock()
+	if got["acme/a"] != 1 || got["acme/b"] != 1 || len(got) != 2 {
+		t.Errorf("NewStream calls at recovery %v, want one per stream", got)
 	}
 	mustShutdown(t, b)
 }

@@ -372,14 +372,18 @@ func (b *Buffer) recoverStreams() error {
 					return fmt.Errorf("buffer: recover: %s/%s has a write-ahead log for partition %d but the buffer has %d partitions per stream; restore the partition count", tenant, name, i, b.cfg.Partitions)
 				}
 			}
-			if _, err := b.createStream(streamKey{tenant, name}, true); err != nil {
+			k := streamKey{tenant, name}
+			st, err := b.createStream(k, true)
+			if err != nil {
 				// One stream's log must not keep the others from
 				// starting: leave it as it is for an operator, and let
 				// pushes to the stream fail with this error.
 				b.recoveryFailures.Add(1)
 				b.log.Error("buffer: could not recover a stream's write-ahead log; the stream is unavailable and its log left as it is",
 					"tenant", tenant, "stream", name, "err", err)
+				continue
 			}
+			b.announce(k, st)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package buffer
 import (
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -18,16 +19,34 @@ type tenantState struct {
 type stream struct {
 	parts []*partition
 	prods *producers
+	// announced runs Deps.NewStream once; every push waits for it.
+	announced sync.Once
 }
 
 // stream returns the stream, creating it and starting its consumers on
-// first use. Lookups of existing streams take no lock.
+// first use, once Deps.NewStream has been called for it. Lookups of
+// existing streams take no lock.
 func (b *Buffer) stream(tenant, name string) (*stream, error) {
 	k := streamKey{tenant, name}
+	var s *stream
 	if v, ok := b.streams.Load(k); ok {
-		return v.(*stream), nil
+		s = v.(*stream)
+	} else {
+		var err error
+		if s, err = b.createStream(k, false); err != nil {
+			return nil, err
+		}
 	}
-	return b.createStream(k, false)
+	b.announce(k, s)
+	return s, nil
+}
+
+// announce calls Deps.NewStream for s once, outside createMu; callers
+// that come meanwhile wait for it.
+func (b *Buffer) announce(k streamKey, s *stream) {
+	if b.newStream != nil {
+		s.announced.Do(func() { b.newStream(k.tenant, k.stream) })
+	}
 }
 
 // tenantLocked returns the state of a tenant, creating it. b.createMu

@@ -67,7 +67,8 @@ type catalog struct {
 	load       rollupLoad             // the change of the view change being made
 	rollupDefs map[string]string      // rollup and hot views' SELECTs as last committed, by name
 	staged     map[string]*stagedFile // by sink file ID
-	streams    map[string]bool        // streams that have a view
+	streams    map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
+	wanted     map[string]bool        // streams EnsureStream waits to make views of
 	wide       map[string]bool        // streams with files of promoted attribute columns
 	gen        uint64                 // bumped by every change that retires files
 	active     map[uint64]int         // running queries by the gen they started at
@@ -192,6 +193,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		rollupDefs: map[string]string{},
 		staged:     map[string]*stagedFile{},
 		streams:    map[string]bool{},
+		wanted:     map[string]bool{},
 		wide:       map[string]bool{},
 		active:     map[uint64]int{},
 		evicted:    map[string]map[string]sink.FileInfo{},
@@ -708,6 +710,50 @@ func (c *catalog) removeDoomed() {
 	c.removedN += uint64(len(doomed))
 	c.settled.Broadcast()
 	c.mu.Unlock()
+}
+
+// makeWanted makes the views of the streams in wanted (EnsureStream),
+// all in one view change. It takes ddl and, but for the DDL, mu.
+func (c *catalog) makeWanted() error {
+	c.ddl.Lock()
+	defer c.ddl.Unlock()
+	c.mu.Lock()
+	var streams []string
+	for s := range c.wanted {
+		if !c.streams[s] {
+			streams = append(streams, s)
+		}
+	}
+	clear(c.wanted)
+	if len(streams) == 0 || c.conn == nil {
+		// Made by the view change before this one, which ended before
+		// ddl was ours.
+		c.mu.Unlock()
+		return nil
+	}
+	sort.Strings(streams)
+	stmts := c.viewStmtsLocked(streams)
+	conn := c.conn
+	c.mu.Unlock()
+
+	err := execViews(context.Background(), conn, stmts)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commitLoadLocked(err == nil)
+	if err != nil {
+		// The view loop makes them again.
+		c.logsStale = true
+		for _, s := range streams {
+			c.dirty[s] = true
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("query: views of new streams %q: %w", streams, err)
+	}
+	return nil
 }
 
 // applyViewsLocked recreates the views of the given streams (and the

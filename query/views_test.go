@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -303,4 +304,60 @@ func openTenant(t *testing.T, dir string) (*Engine, *sink.Lake, *catalog) {
 		t.Fatal(err)
 	}
 	return e, lake, c
+}
+
+// TestEnsureStreamsAtOnce asks for the views of several new streams
+// while a view change holds the DDL: the first call to follow it makes
+// every one of them, so each view exists when any call returns; every
+// call returns with its view made, and asking again is harmless.
+func TestEnsureStreamsAtOnce(t *testing.T) {
+	e := openEngine(t, t.TempDir())
+	c, err := e.catalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"s1", "s2", "s3", "s4", "s5"}
+	c.ddl.Lock() // a view change in progress
+	done := make(chan string, len(names))
+	errs := make(chan error, len(names))
+	for _, s := range names {
+		go func() {
+			errs <- e.EnsureStream("", s)
+			done <- s
+		}()
+	}
+	for {
+		c.mu.Lock()
+		n := len(c.wanted)
+		c.mu.Unlock()
+		if n == len(names) {
+			break
+		}
+		runtime.Gosched() // the callers register, then wait for ddl
+	}
+	c.ddl.Unlock()
+	first := <-done
+	// Checked with ddl held again, so that no later call adds a view
+	// meanwhile: the first made them all.
+	c.ddl.Lock()
+	for _, s := range names {
+		if got := queryInts(t, e, "SELECT count(*) FROM "+s); got[0] != 0 {
+			t.Errorf("%s: %d rows", s, got[0])
+		}
+	}
+	c.ddl.Unlock()
+	for range names[1:] {
+		<-done
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if err := e.EnsureStream("", first); err != nil {
+		t.Error(err)
+	}
+	if got := queryInts(t, e, "SELECT count(*) FROM logs"); got[0] != 0 {
+		t.Errorf("logs: %d rows", got[0])
+	}
 }

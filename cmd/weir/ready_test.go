@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,17 +91,41 @@ func TestReadyzAfterReplay(t *testing.T) {
 }
 
 // TestNewStreamViewBeforeAck: a query right after the first
-// acknowledgement of a new stream finds the stream's view.
+// acknowledgement of a new stream finds the stream's view, for streams
+// created one after the other and for streams created at once (whose
+// views are made together).
 func TestNewStreamViewBeforeAck(t *testing.T) {
 	s := startServer(t, "", nil)
 	ing, _ := newClients(s.url)
-	for i := range 20 {
-		stream := fmt.Sprintf("fresh_%d", i)
+	pushAndQuery := func(stream string) error {
 		if _, err := ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.LogRecord{textRecord("x")}})); err != nil {
+			return err
+		}
+		// Not postSQL: this runs on goroutines of its own, where the
+		// test must not stop.
+		body, _ := json.Marshal(map[string]string{"sql": "SELECT count(*) FROM " + stream})
+		resp, err := http.Post(s.url+"/v1/sql", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if raw, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("query right after the first ack of %s: %d %s", stream, resp.StatusCode, raw)
+		}
+		return nil
+	}
+	for i := range 20 {
+		if err := pushAndQuery(fmt.Sprintf("fresh_%d", i)); err != nil {
 			t.Fatal(err)
 		}
-		if status, raw, _ := postSQL(t, s.url, "SELECT count(*) FROM "+stream, ""); status != http.StatusOK {
-			t.Fatalf("query right after the first ack of %s: %d %s", stream, status, raw)
-		}
 	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			if err := pushAndQuery(fmt.Sprintf("together_%d", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -216,12 +216,14 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
 			}
+			return tailConsumer{Batcher: b, hub: hub}
+		},
+		NewStream: func(tenant, stream string) {
 			// The stream's view exists before its first push is
 			// acknowledged, so a query right after the ack finds it.
-			if err := engine.EnsureStream(k.Tenant, k.Stream); err != nil {
-				log.Error("query: create the view of a new stream", "tenant", k.Tenant, "stream", k.Stream, "err", err)
+			if err := engine.EnsureStream(tenant, stream); err != nil {
+				log.Error("query: create the view of a new stream", "tenant", tenant, "stream", stream, "err", err)
 			}
-			return tailConsumer{Batcher: b, hub: hub}
 		},
 		FirstOffset: func(k buffer.Key) int64 { return lake.LastOffset(k.Tenant, k.Stream, k.Partition) },
 		Published: func(ctx context.Context, k buffer.Key, from int64) (func(int64) bool, error) {
