@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,10 +241,27 @@ func (l logsQL) find(ctx context.Context, ms []marker) (map[string]bool, error) 
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("logsql: status %d: %s", resp.StatusCode, msg)
 	}
-	seen := make(map[string]bool, len(ms))
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 64<<20))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	return logsQLMessages(resp.Body)
+}
+
+// Bounds of a LogsQL answer: the peer's bytes are read up to
+// maxLogsQLAnswer in all, a line up to maxLogsQLLine (a longer line is
+// an error).
+const (
+	maxLogsQLAnswer = 64 << 20
+	maxLogsQLLine   = 1 << 20
+)
+
+// logsQLMessages returns the _msg of each JSON line of a LogsQL answer
+// (blank lines are skipped).
+func logsQLMessages(r io.Reader) (map[string]bool, error) {
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(io.LimitReader(r, maxLogsQLAnswer))
+	sc.Buffer(make([]byte, 0, 4096), maxLogsQLLine)
 	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
 		var row struct {
 			Msg string `json:"_msg"`
 		}
@@ -252,7 +270,10 @@ func (l logsQL) find(ctx context.Context, ms []marker) (map[string]bool, error) 
 		}
 		seen[row.Msg] = true
 	}
-	return seen, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("logsql: %w", err)
+	}
+	return seen, nil
 }
 
 // timeSpan returns the earliest and the latest timestamp of ms.
