@@ -287,15 +287,8 @@ func (c *catalog) applyPending() {
 	c.commitLoadLocked(err == nil)
 	if err != nil {
 		c.log.Error("query: update views; retrying", "err", err)
-		c.logsStale = true
-		for _, s := range streams {
-			c.dirty[s] = true
-		}
 		c.retiring = append(retiring, c.retiring...)
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.redoLocked(streams)
 		return
 	}
 	for _, sf := range retiring {
@@ -742,18 +735,23 @@ func (c *catalog) makeWanted() error {
 	defer c.mu.Unlock()
 	c.commitLoadLocked(err == nil)
 	if err != nil {
-		// The view loop makes them again.
-		c.logsStale = true
-		for _, s := range streams {
-			c.dirty[s] = true
-		}
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.redoLocked(streams)
 		return fmt.Errorf("query: views of new streams %q: %w", streams, err)
 	}
 	return nil
+}
+
+// redoLocked has the view loop make the views of streams, and logs,
+// again after a view change that failed. mu must be held.
+func (c *catalog) redoLocked(streams []string) {
+	c.logsStale = true
+	for _, s := range streams {
+		c.dirty[s] = true
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // applyViewsLocked recreates the views of the given streams (and the

@@ -70,7 +70,16 @@ receivers:
 	ln.Close()
 	cmd := exec.Command(bin, "--config.file", cfg, "--storage.path", filepath.Join(dir, "data"),
 		"--web.listen-address", addr, "--cluster.listen-address=")
-	logf, err := os.Create(filepath.Join(dir, "alertmanager.log"))
+	startChild(t, "the Alertmanager", cmd, filepath.Join(dir, "alertmanager.log"), "http://"+addr+"/-/ready")
+	return &alertmanager{url: "http://" + addr}
+}
+
+// startChild starts cmd (what, in messages) with its output in logPath,
+// kills it when the test ends, and returns once readyURL answers 200,
+// failing the test if it exits or is not ready within 30 s.
+func startChild(t *testing.T, what string, cmd *exec.Cmd, logPath, readyURL string) {
+	t.Helper()
+	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,25 +94,24 @@ receivers:
 		<-exited
 		logf.Close()
 	})
-	am := &alertmanager{url: "http://" + addr}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(am.url + "/-/ready")
+		resp, err := http.Get(readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return am
+				return
 			}
 		}
 		select {
 		case err := <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("the Alertmanager exited: %v\n%s", err, log)
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("%s exited: %v\n%s", what, err, log)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("the Alertmanager at %s is not ready: %v\n%s", am.url, err, log)
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("%s at %s is not ready: %v\n%s", what, readyURL, err, log)
 		}
 	}
 }

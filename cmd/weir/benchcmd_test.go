@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -153,26 +152,38 @@ func TestBenchCmdPeer(t *testing.T) {
 		}
 	}))
 	defer peer.Close()
-	out, err := runWeir(t, "bench", "--server", s.url, "--peer", peer.URL+"/insert/jsonline", "--duration", "1s",
-		"--concurrency", "2", "--batch", "100", "--source", filepath.Join(loghubDir, "HDFS_2k.log"), "--stream", "hdfs", "--json")
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	var res struct {
-		Weir, Peer bench.Report
-		Ratio      float64
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	checkReport(t, res.Weir)
-	checkReport(t, res.Peer)
+	res := runPeerBench(t, s.url, peer.URL+"/insert/jsonline", "1s")
 	if res.Peer.Records != lines.Load() || bad.Load() != 0 {
 		t.Errorf("peer report %d records; the peer got %d good and %d bad lines", res.Peer.Records, lines.Load(), bad.Load())
 	}
 	if res.Peer.Freshness != nil || res.Ratio <= 0 {
 		t.Errorf("peer freshness %v, ratio %v", res.Peer.Freshness, res.Ratio)
 	}
+}
+
+// peerRun is the JSON report of `weir bench --peer`.
+type peerRun struct {
+	Weir, Peer bench.Report
+	Ratio      float64
+}
+
+// runPeerBench runs `weir bench --peer` with the HDFS sample for
+// duration against the server at url and the peer's ingest URL, and
+// checks both reports.
+func runPeerBench(t *testing.T, url, peerURL, duration string) peerRun {
+	t.Helper()
+	out, err := runWeir(t, "bench", "--server", url, "--peer", peerURL, "--duration", duration,
+		"--concurrency", "2", "--batch", "100", "--source", filepath.Join(loghubDir, "HDFS_2k.log"), "--stream", "hdfs", "--json")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var res peerRun
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	checkReport(t, res.Weir)
+	checkReport(t, res.Peer)
+	return res
 }
 
 // TestBenchCmdPeerVictoriaLogs runs `weir bench --peer` against a real
@@ -183,20 +194,7 @@ func TestBenchCmdPeerVictoriaLogs(t *testing.T) {
 	bin := findTool(t, "victoria-logs")
 	s := startServer(t, "", nil)
 	vl := startVictoriaLogs(t, bin)
-	out, err := runWeir(t, "bench", "--server", s.url, "--peer", vl+"/insert/jsonline?_stream_fields=service.name", "--duration", "2s",
-		"--concurrency", "2", "--batch", "100", "--source", filepath.Join(loghubDir, "HDFS_2k.log"), "--stream", "hdfs", "--json")
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	var res struct {
-		Weir, Peer bench.Report
-		Ratio      float64
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	checkReport(t, res.Weir)
-	checkReport(t, res.Peer)
+	res := runPeerBench(t, s.url, vl+"/insert/jsonline?_stream_fields=service.name", "2s")
 	for name, f := range map[string]*bench.Freshness{"weir": res.Weir.Freshness, "peer": res.Peer.Freshness} {
 		if f == nil || f.Markers == 0 || f.Seen != f.Markers || f.Lost != 0 {
 			t.Errorf("%s freshness %+v, want every marker seen", name, f)
@@ -204,9 +202,8 @@ func TestBenchCmdPeerVictoriaLogs(t *testing.T) {
 	}
 	// What VictoriaLogs stored: every acknowledged record, visible once
 	// it has made them searchable.
-	var n int64
 	waitUntil(t, 30*time.Second, "VictoriaLogs to show the acknowledged records", func() bool {
-		n, err = victoriaLogsCount(vl)
+		n, err := victoriaLogsCount(vl)
 		return err == nil && n == res.Peer.Records
 	})
 }
@@ -216,44 +213,10 @@ func TestBenchCmdPeerVictoriaLogs(t *testing.T) {
 func startVictoriaLogs(t *testing.T, bin string) string {
 	t.Helper()
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	logf, err := os.Create(filepath.Join(dir, "victoria-logs.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-storageDataPath", filepath.Join(dir, "data"), "-httpListenAddr", addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("VictoriaLogs exited: %v\n%s", err, log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("VictoriaLogs at %s is not healthy: %v\n%s", url, err, log)
-		}
-	}
+	url := "http://" + freeAddr(t)
+	cmd := exec.Command(bin, "-storageDataPath", filepath.Join(dir, "data"), "-httpListenAddr", strings.TrimPrefix(url, "http://"))
+	startChild(t, "VictoriaLogs", cmd, filepath.Join(dir, "victoria-logs.log"), url+"/health")
+	return url
 }
 
 // victoriaLogsCount returns how many records VictoriaLogs at url shows.
