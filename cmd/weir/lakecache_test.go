@@ -48,6 +48,10 @@ func TestLakeS3CacheQueriesFetch(t *testing.T) {
 	data := t.TempDir()
 	mutate := func(c *config) {
 		c.Sink.MaxFileAge = 100 * time.Millisecond
+		// A file per hour whatever the time of day: the records go back
+		// three hours, into yesterday after 01:00 UTC, whose rows would
+		// otherwise share a day file.
+		c.Sink.DayFilesAfter = 0
 		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
 		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
 			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password, CacheBytes: cache}
