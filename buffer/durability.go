@@ -149,35 +149,40 @@ func (w *worker) advance() {
 			wm = o
 		}
 	}
-	if wm <= p.committed.Load() {
-		return
-	}
-	p.committed.Store(wm)
-	p.commits.broadcast()
-	if p.wal == nil {
-		return
-	}
-	p.mu.Lock()
-	cut := 0
-	for cut < len(p.marks)-1 && p.marks[cut].end <= wm {
-		cut++
-	}
-	var before uint64
-	if cut > 0 {
-		before = p.marks[cut].seg
-		p.marks = append(p.marks[:0], p.marks[cut:]...)
-	}
-	p.mu.Unlock()
-	if before > 0 {
-		// The table must outlive the log records that carry it.
-		if err := p.prods.save(time.Now()); err != nil {
-			w.walT.log(w.b.log, "buffer: save idempotent producers; keeping log segments", p.key, err)
-			return
-		}
-		if err := p.wal.Remove(before); err != nil {
-			w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
+	if wm > p.committed.Load() {
+		p.committed.Store(wm)
+		p.commits.broadcast()
+		if p.wal != nil {
+			p.mu.Lock()
+			cut := 0
+			for cut < len(p.marks)-1 && p.marks[cut].end <= wm {
+				cut++
+			}
+			if cut > 0 {
+				w.unlogged = p.marks[cut].seg
+				p.marks = append(p.marks[:0], p.marks[cut:]...)
+			}
+			p.mu.Unlock()
 		}
 	}
+	if w.unlogged == 0 {
+		return
+	}
+	now := time.Now()
+	if now.Before(w.retryAt) {
+		return // a save failed moments ago: try again at the next tick
+	}
+	// The table must outlive the log records that carry it.
+	if err := p.prods.save(now); err != nil {
+		w.walT.log(w.b.log, "buffer: save idempotent producers; keeping log segments", p.key, err)
+		w.retryAt = now.Add(w.b.cfg.TickInterval)
+		return
+	}
+	if err := p.wal.Remove(w.unlogged); err != nil && !errors.Is(err, wal.ErrClosed) {
+		w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
+		return
+	}
+	w.unlogged = 0
 }
 
 // openWAL opens the partition's log and decodes what it holds that no

@@ -100,6 +100,12 @@ type worker struct {
 	// Flush requests waiting for the batches queued at their arrival.
 	popped  [2]int64
 	flushes []flushWait
+	// unlogged is the first log segment to keep: those before it are
+	// due for removal, and stay due while it fails (the producers table
+	// cannot be saved on a full disk, say). advance tries again at every
+	// tick, as nothing else may free the space. 0 when none is due.
+	unlogged uint64
+	retryAt  time.Time // no new attempt before; spares the deliveries
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order

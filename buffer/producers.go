@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,14 @@ type producers struct {
 	ttl   time.Duration
 	quota *producerQuota
 	m     map[string]*producerState
+	// saveMu orders saves: the partitions of the stream save the one
+	// table, and an older snapshot must not replace a newer one.
+	saveMu sync.Mutex
+	// saved is the table as the file holds it: save writes nothing when
+	// the table is unchanged, so that removing log segments needs no disk
+	// space then (a full disk frees up only once they are removed).
+	// Guarded by saveMu once the table is loaded.
+	saved []byte
 }
 
 func newProducers(path string, quota *producerQuota, ttl time.Duration) *producers {
@@ -271,6 +280,7 @@ func (ps *producers) load() error {
 	}
 	raw, err := os.ReadFile(ps.path)
 	if errors.Is(err, os.ErrNotExist) {
+		ps.saved = []byte("{}") // as good as an empty table
 		return nil
 	}
 	if err != nil {
@@ -282,6 +292,7 @@ func (ps *producers) load() error {
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	ps.saved = raw
 	for id, st := range m {
 		cur := ps.m[id]
 		if cur == nil {
@@ -295,16 +306,20 @@ func (ps *producers) load() error {
 }
 
 // save writes the table atomically (temporary file, fsync, rename,
-// directory fsync), dropping producers idle longer than the TTL.
+// directory fsync), dropping producers idle longer than the TTL. It
+// writes nothing when the file already holds the table. It is safe for
+// concurrent use.
 func (ps *producers) save(now time.Time) error {
 	if ps.path == "" {
 		return nil
 	}
+	ps.saveMu.Lock()
+	defer ps.saveMu.Unlock()
 	ps.mu.Lock()
 	ps.expireLocked(now)
 	raw, err := json.Marshal(ps.m)
 	ps.mu.Unlock()
-	if err != nil {
+	if err != nil || bytes.Equal(raw, ps.saved) {
 		return err
 	}
 	dir := filepath.Dir(ps.path)
@@ -335,5 +350,9 @@ func (ps *producers) save(now time.Time) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil {
+		return err
+	}
+	ps.saved = raw
+	return nil
 }

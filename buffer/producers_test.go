@@ -3,10 +3,13 @@ package buffer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -214,4 +217,81 @@ func TestProducersIdleExpire(t *testing.T) {
 			t.Errorf("new producer with the tenant full again: %v, want ErrTooManyProducers", err)
 		}
 	})
+}
+
+// TestLogTrimAfterFailedSave blocks the save of the producers table (a
+// directory stands where the file is renamed to, as a full disk would
+// make the write fail) and checks that the log segments below the commit
+// watermark are removed all the same: at once when the table is
+// unchanged, since nothing needs writing, and once the save succeeds
+// otherwise, without waiting for new records.
+func TestLogTrimAfterFailedSave(t *testing.T) {
+	for _, producer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("producer=%v", producer), func(t *testing.T) {
+			cfg := walConfig(t)
+			cfg.WAL.SegmentBytes = 1024
+			c := &holdingConsumer{oldest: -1}
+			failed := make(chan struct{})
+			log := slog.New(&signalHandler{want: "save idempotent producers", seen: failed})
+			b, err := New(cfg, Deps{Logger: log, NewConsumer: func(Key) Consumer { return c }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer b.Shutdown(context.Background())
+			for seq := range 30 {
+				batch := batchOf("s", rec(strings.Repeat("x", 100), seq))
+				if producer {
+					batch.ProducerID, batch.Sequence = "alpha", uint64(seq+1)
+				}
+				if err := b.Push(context.Background(), batch, Durable); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, _ := b.stream("acme", "s")
+			p := s.parts[0]
+			if n := len(p.wal.Segments()); n < 3 {
+				t.Fatalf("%d segments; want several for the test", n)
+			}
+			blocker := filepath.Join(cfg.WALDir, "tenant=acme", "stream=s", "producers.json")
+			if err := os.MkdirAll(filepath.Join(blocker, "in-the-way"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			c.publish(30)
+			if producer {
+				select {
+				case <-failed:
+				case <-time.After(10 * time.Second):
+					t.Fatal("no save of the producers table failed")
+				}
+				if n := len(p.wal.Segments()); n < 3 {
+					t.Fatalf("%d segments left although the producers table could not be saved", n)
+				}
+				if err := os.RemoveAll(blocker); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitUntil(t, "log segments below the watermark are deleted", func() bool { return len(p.wal.Segments()) == 1 })
+		})
+	}
+}
+
+// signalHandler is a slog.Handler that closes seen at the first record
+// whose message contains want.
+type signalHandler struct {
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler            { return h }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.want) {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
 }
