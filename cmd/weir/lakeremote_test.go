@@ -1,15 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,7 +286,8 @@ func TestLakeS3BucketAwayDiskFull(t *testing.T) {
 		}
 		if time.Since(back) > 90*time.Second {
 			_, _, metrics := get(t, s.url+"/metrics")
-			t.Fatalf("push %s still fails 90 s after the bucket came back: %v\n%s", id, err, grepLines(metrics, "weir_lake_upload"))
+			t.Fatalf("push %s still fails 90 s after the bucket came back: %v\n%s\nspace used under the data directory:\n%s",
+				id, err, grepLines(metrics, "weir_lake_upload"), spaceUsed(t, data))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -332,6 +338,36 @@ func TestLakeS3BucketAwayDiskFull(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// spaceUsed lists the bytes that the files under dir take up, per
+// directory up to three levels down, largest first.
+func spaceUsed(t *testing.T, dir string) string {
+	t.Helper()
+	sizes := map[string]int64{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, filepath.Dir(path))
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		n := fi.Size()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n = st.Blocks * 512 // allocated, which is what fills the disk
+		}
+		sizes[strings.Join(parts[:min(len(parts), 3)], "/")] += n
+		return nil
+	})
+	keys := slices.SortedFunc(maps.Keys(sizes), func(a, b string) int { return cmp.Compare(sizes[b], sizes[a]) })
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%10d %s\n", sizes[k], k)
+	}
+	return b.String()
 }
 
 // bucketBodies counts the records of the objects under prefix by body,
