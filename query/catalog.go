@@ -226,7 +226,7 @@ func (c *catalog) viewLoop() {
 			return
 		}
 		start := time.Now()
-		c.applyPending()
+		c.applyPending() // logs its error and marks the change to redo
 		pause := max(minViewInterval, 2*time.Since(start))
 		select {
 		case <-time.After(pause):
@@ -257,22 +257,32 @@ func (c *catalog) changedLocked(stream string) {
 }
 
 // applyPending rebuilds the out-of-date views from a snapshot of the
-// catalog, then retires the staged segments that the snapshot no longer
-// shows. The DDL runs without mu; changes recorded meanwhile are applied
-// by the next round.
-func (c *catalog) applyPending() {
+// catalog, with those of the wanted streams that have none yet
+// (EnsureStream), then retires the staged segments that the snapshot no
+// longer shows. The DDL runs without mu; changes recorded meanwhile are
+// applied by the next round. A failed change is logged, its streams are
+// marked for the view loop to try again, and its error is returned.
+func (c *catalog) applyPending() error {
 	c.ddl.Lock()
 	defer c.ddl.Unlock()
 	c.mu.Lock()
+	// After the change that held ddl: a stream it made is in c.streams.
+	for s := range c.wanted {
+		if !c.streams[s] {
+			c.dirty[s] = true
+		}
+	}
+	clear(c.wanted)
 	if c.conn == nil || len(c.dirty) == 0 {
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	streams := make([]string, 0, len(c.dirty))
 	for s := range c.dirty {
 		streams = append(streams, s)
 	}
 	clear(c.dirty)
+	sort.Strings(streams)
 	target := c.changes
 	stmts := c.viewStmtsLocked(streams)
 	retiring := c.retiring
@@ -289,13 +299,14 @@ func (c *catalog) applyPending() {
 		c.log.Error("query: update views; retrying", "err", err)
 		c.retiring = append(retiring, c.retiring...)
 		c.redoLocked(streams)
-		return
+		return fmt.Errorf("query: update the views of %d streams: %w", len(streams), err)
 	}
 	for _, sf := range retiring {
 		c.retireLocked(sf)
 	}
 	c.applied = target
 	c.settled.Broadcast()
+	return nil
 }
 
 // sync: see Engine.Sync.
@@ -703,42 +714,6 @@ func (c *catalog) removeDoomed() {
 	c.removedN += uint64(len(doomed))
 	c.settled.Broadcast()
 	c.mu.Unlock()
-}
-
-// makeWanted makes the views of the streams in wanted (EnsureStream),
-// all in one view change. It takes ddl and, but for the DDL, mu.
-func (c *catalog) makeWanted() error {
-	c.ddl.Lock()
-	defer c.ddl.Unlock()
-	c.mu.Lock()
-	var streams []string
-	for s := range c.wanted {
-		if !c.streams[s] {
-			streams = append(streams, s)
-		}
-	}
-	clear(c.wanted)
-	if len(streams) == 0 || c.conn == nil {
-		// Made by the view change before this one, which ended before
-		// ddl was ours.
-		c.mu.Unlock()
-		return nil
-	}
-	sort.Strings(streams)
-	stmts := c.viewStmtsLocked(streams)
-	conn := c.conn
-	c.mu.Unlock()
-
-	err := execViews(context.Background(), conn, stmts)
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.commitLoadLocked(err == nil)
-	if err != nil {
-		c.redoLocked(streams)
-		return fmt.Errorf("query: views of new streams %q: %w", streams, err)
-	}
-	return nil
 }
 
 // redoLocked has the view loop make the views of streams, and logs,

@@ -357,23 +357,23 @@ func (e *Engine) Abandoned(f sink.FileInfo) {
 // EnsureStream gives tenant's stream a view now, empty until its records
 // are staged, so that a query right after the stream's first
 // acknowledgement finds it (its records come within moments, see Sync).
-// It costs a stream that has a view already a wait for the view change
-// in progress, if any. Streams asked for
-// at once are made in one view change: each caller waits for the DDL
-// in progress, and the first to follow it makes the views of all that
-// came meanwhile. The DDL runs without the catalog's lock, so staging
-// and starting queries do not wait for it.
+// Streams asked for at once are made in one view change: each caller
+// waits for the DDL in progress, and the first to follow it makes the
+// views of all that came meanwhile, with every other view change
+// pending (as the view loop would, sooner). The DDL runs without the
+// catalog's lock, so staging and starting queries do not wait for it.
 func (e *Engine) EnsureStream(tenant, stream string) error {
 	c, err := e.catalog(tenant)
 	if err != nil {
 		return err
 	}
 	// Not c.streams alone: it is set while a view change that makes the
-	// view runs, before the view exists; makeWanted waits for that change.
+	// view runs, before the view exists; applyPending waits for that
+	// change.
 	c.mu.Lock()
 	c.wanted[stream] = true
 	c.mu.Unlock()
-	return c.makeWanted()
+	return c.applyPending()
 }
 
 // Streams returns tenant's streams that have views, sorted ("" is the
