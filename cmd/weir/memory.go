@@ -27,8 +27,10 @@ import (
 //
 // The rest of the Go share goes to the batches being built and encoded
 // (transform.max_bytes per stream partition being flushed, two per
-// encoder in flight), connections and caches; with the soft limit the
-// garbage collector works harder instead of letting the heap double.
+// encoder in flight, and up to twice transform.max_bytes of their
+// buffers kept for the next batches), connections and caches; with the
+// soft limit the garbage collector works harder instead of letting the
+// heap double.
 // bench/RESULTS.md records the peak RSS measured against it.
 const (
 	defaultMemory = "512MiB"

@@ -21,6 +21,7 @@ import (
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/ingest/syslog"
+	"github.com/weirlabs/weir/internal/arrowmem"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/guard"
 	"github.com/weirlabs/weir/internal/tail"
@@ -207,12 +208,13 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 		return err
 	}
 	tcfg := cfg.transform()
+	batchMem := arrowmem.NewPool(64<<10, 2*int64(tcfg.MaxBytes)) // batches' buffers, reused once encoded (memory.go)
 	hub := tail.NewHub(cfg.tail())
 	buf, err := buffer.New(cfg.buffer(), buffer.Deps{ // buffer: rings and write-ahead log
 		NewConsumer: func(k buffer.Key) buffer.Consumer {
 			// After the buffer, a stream partition's records become
 			// Arrow batches for the sink.
-			b, err := arrowbatch.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, nil, log)
+			b, err := arrowbatch.NewBatcher(tcfg, k.Tenant, k.Stream, k.Partition, lake, batchMem, log)
 			if err != nil {
 				panic(err) // tcfg was validated at start-up
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/weirlabs/weir/internal/arrowmem"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
@@ -413,5 +414,70 @@ func TestBatcherReservesForSteadyStreams(t *testing.T) {
 	}
 	if total := 5 * cfg.MaxRows; len(seen) != total || w.rows() != int64(total) {
 		t.Errorf("%d rows written, %d distinct bodies, want %d of each", w.rows(), len(seen), total)
+	}
+}
+
+// releasingWriter checks that each batch's bodies continue the sequence
+// "line N of the stream" and releases the batch at once, so the next
+// batches are built into the buffers it freed.
+type releasingWriter struct {
+	next    int
+	batches int
+	err     error
+}
+
+func (w *releasingWriter) Write(_ context.Context, _ sink.Partition, recs ...arrow.RecordBatch) error {
+	for _, rec := range recs {
+		body := rec.Column(rec.Schema().FieldIndices(logschema.Body)[0]).(*array.String)
+		for i := range body.Len() {
+			if want := fmt.Sprintf("line %06d of the stream", w.next); body.Value(i) != want && w.err == nil {
+				w.err = fmt.Errorf("batch %d row %d: body %q, want %q", w.batches, i, body.Value(i), want)
+			}
+			w.next++
+		}
+		rec.Release()
+	}
+	w.batches++
+	return nil
+}
+
+// TestBatcherRecycledBuffers builds batches into an arrowmem.Pool whose
+// buffers the writer frees as soon as each batch is written, as the
+// lake does once a segment is encoded: every row must read back as it
+// was appended, in buffers another batch used before.
+func TestBatcherRecycledBuffers(t *testing.T) {
+	pool := arrowmem.NewPool(4<<10, 8<<20)
+	checked := memory.NewCheckedAllocator(pool)
+	defer checked.AssertSize(t, 0)
+	w := &releasingWriter{}
+	cfg := DefaultConfig()
+	cfg.MaxRows = 1000
+	bt := newTestBatcher(t, cfg, w, checked)
+	hour := time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC)
+	for n := 0; n < 20*cfg.MaxRows; n += 250 {
+		recs := make([]record.Record, 250)
+		for i := range recs {
+			recs[i] = record.Record{
+				Timestamp: hour.Add(time.Duration(n+i) * time.Millisecond).UnixNano(),
+				Body:      fmt.Sprintf("line %06d of the stream", n+i),
+				// Lengths vary, so some batches outgrow their reserve.
+				Attributes: []record.KV{{Key: "k", Value: strings.Repeat("v", (n+i)%50)}},
+			}
+		}
+		if err := bt.Consume(context.Background(), batchOf(int64(n), recs...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	if w.next != 20*cfg.MaxRows {
+		t.Fatalf("%d rows written, want %d", w.next, 20*cfg.MaxRows)
+	}
+	if reused, _, _ := pool.Stats(); reused == 0 {
+		t.Fatalf("no buffer reused over %d batches", w.batches)
 	}
 }
