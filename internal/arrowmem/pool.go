@@ -19,8 +19,8 @@ import (
 )
 
 // Pool is a memory.Allocator that keeps freed buffers of at least
-// MinSize bytes, up to MaxIdle bytes in all, and reuses them for
-// allocations of the same power-of-two size class. Smaller requests go
+// NewPool's minSize bytes, up to its maxIdle bytes in all, and reuses
+// them for allocations of the same power-of-two size class. Smaller requests go
 // to Go's allocator. Like Go's allocator, Pool hands out zeroed memory.
 // It is safe for concurrent use.
 //
@@ -107,8 +107,8 @@ func (p *Pool) Free(b []byte) {
 	p.mu.Unlock()
 }
 
-// Stats reports the allocations served from recycled buffers and those
-// that made a new one, of MinSize bytes or more, and the bytes idle.
+// Stats reports the allocations of minSize bytes or more served from
+// recycled buffers and those that made a new one, and the bytes idle.
 func (p *Pool) Stats() (reused, made, idle int64) {
 	p.mu.Lock()
 	idle = p.idle
