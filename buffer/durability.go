@@ -170,7 +170,7 @@ func (w *worker) advance() {
 	}
 	now := time.Now()
 	if now.Before(w.retryAt) {
-		return // a save failed moments ago: try again at the next tick
+		return // failed moments ago: try again at the next tick
 	}
 	// The table must outlive the log records that carry it.
 	if err := p.prods.save(now); err != nil {
@@ -180,6 +180,7 @@ func (w *worker) advance() {
 	}
 	if err := p.wal.Remove(w.unlogged); err != nil && !errors.Is(err, wal.ErrClosed) {
 		w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
+		w.retryAt = now.Add(w.b.cfg.TickInterval)
 		return
 	}
 	w.unlogged = 0

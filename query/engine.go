@@ -367,9 +367,8 @@ func (e *Engine) EnsureStream(tenant, stream string) error {
 	if err != nil {
 		return err
 	}
-	// Not c.streams alone: it is set while a view change that makes the
-	// view runs, before the view exists; applyPending waits for that
-	// change.
+	// applyPending decides whether the stream still needs a view once
+	// the change in progress, which may be making it, is over.
 	c.mu.Lock()
 	c.wanted[stream] = true
 	c.mu.Unlock()
