@@ -137,7 +137,16 @@ func TestRemoteReferencedWaits(t *testing.T) {
 	// Garbage at start: a file of the lake gone from its directory (a
 	// crash between the local removal and the remote delete) while a
 	// table still lists its object.
+	// The compactor runs (CompactAge is short), so the new file is let
+	// compact and upload first: otherwise CommittedFiles may still list
+	// it after its compaction replaced it locally.
 	writeRows(t, l, part("app", 1), 0, 50)
+	waitFor(t, "the new file compacted and uploaded", func() bool {
+		if _, err := l.Compact(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return allCompacted(l.Files()) && allCompacted(l.CommittedFiles())
+	})
 	syncRemote(t, l)
 	shutdown(t, l)
 	var gone sink.FileInfo
