@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/wal"
 )
 
 // Errors returned by Push. Callers match them with errors.Is; ingest maps
@@ -149,6 +150,9 @@ type Buffer struct {
 	walLost          atomic.Int64
 	walSalvaged      atomic.Int64
 	recoveryFailures atomic.Int64
+	// removeHook, if set, deletes log segments instead of Log.Remove
+	// (tests).
+	removeHook func(l *wal.Log, before uint64) error
 	// salvaged holds the dead letters recovery decoded from damaged log
 	// records until New writes them (pushSalvaged). Only New touches it.
 	salvaged []*record.Batch

@@ -127,8 +127,8 @@ func (p *partition) waitCommitted(ctx context.Context, end int64) error {
 }
 
 // advance recomputes the partition's commit watermark after a delivery or
-// a tick, wakes COMMITTED waiters and drops log segments below it. It runs
-// on the partition's goroutine.
+// a tick, wakes COMMITTED waiters and hands the log segments below it to
+// the partition's trimmer. It runs on the partition's goroutine.
 func (w *worker) advance() {
 	p := w.p
 	// Every offset below p.next is delivered, queued on a lane (each lane
@@ -152,38 +152,23 @@ func (w *worker) advance() {
 	if wm > p.committed.Load() {
 		p.committed.Store(wm)
 		p.commits.broadcast()
-		if p.wal != nil {
+		if w.trim != nil {
 			p.mu.Lock()
 			cut := 0
 			for cut < len(p.marks)-1 && p.marks[cut].end <= wm {
 				cut++
 			}
+			var seg uint64
 			if cut > 0 {
-				w.unlogged = p.marks[cut].seg
+				seg = p.marks[cut].seg
 				p.marks = append(p.marks[:0], p.marks[cut:]...)
 			}
 			p.mu.Unlock()
+			if seg > 0 {
+				w.trim.request(seg)
+			}
 		}
 	}
-	if w.unlogged == 0 {
-		return
-	}
-	now := time.Now()
-	if now.Before(w.retryAt) {
-		return // failed moments ago: try again at the next tick
-	}
-	// The table must outlive the log records that carry it.
-	if err := p.prods.save(now); err != nil {
-		w.walT.log(w.b.log, "buffer: save idempotent producers; keeping log segments", p.key, err)
-		w.retryAt = now.Add(w.b.cfg.TickInterval)
-		return
-	}
-	if err := p.wal.Remove(w.unlogged); err != nil && !errors.Is(err, wal.ErrClosed) {
-		w.walT.log(w.b.log, "buffer: remove write-ahead log segments", p.key, err)
-		w.retryAt = now.Add(w.b.cfg.TickInterval)
-		return
-	}
-	w.unlogged = 0
 }
 
 // openWAL opens the partition's log and decodes what it holds that no

@@ -92,7 +92,6 @@ type worker struct {
 	ticker   *time.Ticker
 	consumeT throttle
 	tickT    throttle
-	walT     throttle
 	// held is a priority batch popped while a recovered batch was being
 	// queued; it is delivered once replay is over (see drain).
 	held *record.Batch
@@ -100,12 +99,9 @@ type worker struct {
 	// Flush requests waiting for the batches queued at their arrival.
 	popped  [2]int64
 	flushes []flushWait
-	// unlogged is the first log segment to keep: those before it are
-	// due for removal, and stay due while it fails (the producers table
-	// cannot be saved on a full disk, say). advance tries again at every
-	// tick, as nothing else may free the space. 0 when none is due.
-	unlogged uint64
-	retryAt  time.Time // no new attempt before; spares the deliveries
+	// trim deletes the log segments advance finds committed; nil
+	// without a write-ahead log.
+	trim *trimmer
 }
 
 // run is the goroutine of partition p. It delivers batches in ring order
@@ -119,10 +115,14 @@ func (b *Buffer) run(p *partition) {
 	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "pipeline")))
 
 	w := &worker{b: b, p: p, ctx: b.runCtx}
+	if p.wal != nil {
+		w.trim = startTrimmer(b, p)
+	}
 	defer func() {
 		p.stopped.Store(true)
 		p.commits.broadcast()
 		if p.wal != nil {
+			w.trim.close()
 			if err := p.wal.Close(); err != nil {
 				b.log.Warn("buffer: close write-ahead log", keyAttrs(p.key, err)...)
 			}

@@ -723,9 +723,10 @@ func (l *Log) Segments() []Segment {
 // current one, and fsyncs the directory. The caller decides which records
 // are no longer needed (typically: all records in the segment are in the
 // lake). Segments are deleted oldest first, so a crash part-way leaves no
-// gap. Append and Sync do not wait for the deletions (unlinking a segment
-// of tens of MiB takes milliseconds), only for the directory's fsync,
-// which is one fsync like the others.
+// gap. Append and Sync do not wait for the deletions, only for the
+// directory's fsync, which is one fsync like the others. Deleting may take
+// long (tens of milliseconds per segment on a file system that discards
+// freed blocks online): call Remove where that wait harms no one.
 func (l *Log) Remove(before uint64) error {
 	l.removeMu.Lock()
 	defer l.removeMu.Unlock()
