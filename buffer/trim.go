@@ -123,15 +123,15 @@ func (t *trimmer) trim(seg uint64) bool {
 		t.logT.log(t.b.log, "buffer: save idempotent producers; keeping log segments", p.key, err)
 		return false
 	}
+	remove := p.wal.Remove
+	if t.b.removeHook != nil {
+		remove = func(before uint64) error { return t.b.removeHook(p.wal, before) }
+	}
 	for _, s := range p.wal.Segments() {
 		if s.Index >= seg {
 			break
 		}
 		start := time.Now()
-		remove := p.wal.Remove
-		if t.b.removeHook != nil {
-			remove = func(before uint64) error { return t.b.removeHook(p.wal, before) }
-		}
 		if err := remove(s.Index + 1); err != nil {
 			if errors.Is(err, wal.ErrClosed) {
 				return true
