@@ -27,13 +27,15 @@ import (
 
 // Compaction (docs/format.md, "Compaction") rewrites published files that
 // are at least Config.CompactAge old: the files of one Partition, oldest
-// first, up to Config.CompactInputBytes at a time, become one file whose
-// rows are sorted by service_name and timestamp within windows of
-// Config.CompactSortRows rows and compressed at Config.CompactZstdLevel.
-// Sorting puts the lines of one service side by side, which is what makes
-// log text compress: on the benchmark's Loghub-shaped load it makes files
-// about a quarter of their size (bench/RESULTS.md, "Bytes on disk"). A compacted file is marked (weir.compacted) and not
-// compacted again; it names the files it replaces (weir.replaces), so
+// first, up to Config.CompactInputBytes at a time, or the small files of
+// a past date (see dueGroups), become one file whose rows are sorted by
+// service_name and timestamp within windows of Config.CompactSortRows
+// rows and compressed at Config.CompactZstdLevel. Sorting puts the lines
+// of one service side by side, which is what makes log text compress: on
+// the benchmark's Loghub-shaped load it makes files about a quarter of
+// their size (bench/RESULTS.md, "Bytes on disk"). A compacted file is
+// marked (weir.compacted) and not compacted again, except by a day merge
+// while it is small; it names the files it replaces (weir.replaces), so
 // that a crash between publishing it and deleting them is repaired at the
 // next start.
 
@@ -79,6 +81,9 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 		return 0, ctx.Err()
 	}
 	defer func() { <-l.compacting }()
+	// Hour directories that day merges emptied (their files are deleted
+	// once no query reads them) go at a later pass.
+	l.removeEmptyDirs()
 	var errs []error
 	for _, g := range l.dueGroups(now) {
 		if err := ctx.Err(); err != nil {
@@ -93,29 +98,69 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 			errs = append(errs, err)
 			continue
 		}
-		replaced += len(g)
+		replaced += len(g.files)
 	}
 	return replaced, errors.Join(errs...)
 }
 
-// dueGroups returns the files to compact together: per Partition, the
-// files not yet compacted whose IDs are at least CompactAge old, in ID
-// order, cut into runs of the same column count of up to
-// CompactInputBytes.
-func (l *Lake) dueGroups(now time.Time) [][]FileInfo {
+// A compaction is a run of published files of one stream partition that
+// become one compacted file in partition into.
+type compaction struct {
+	into  Partition
+	files []FileInfo // in ID order
+}
+
+// dayMergeBytes is the size under which a file of a past date is merged
+// with the date's other small files into one day file (see dueGroups):
+// a sixteenth of CompactInputBytes, 16 MiB at the defaults.
+func dayMergeBytes(cfg Config) int64 { return cfg.CompactInputBytes / 16 }
+
+// dueGroups returns the files to compact together, each group's files at
+// least CompactAge old (by ID), local and not being announced:
+//
+//   - day merges: when day files are on (DayFilesAfter > 0), the small
+//     files (under dayMergeBytes) of a date that ended more than
+//     DayFilesAfter ago, whether compaction wrote them or not, become one
+//     day file per stream partition, in runs of the same column count of
+//     up to CompactInputBytes, when a run has at least two. A quiet
+//     stream's hours then end as one file a day rather than 24, and a
+//     merged day file is merged again only with late files while it is
+//     itself small, so late records rewrite at most dayMergeBytes each;
+//   - per Partition, the files not yet compacted (and not taken by a day
+//     merge), in ID order, cut into runs of the same column count of up
+//     to CompactInputBytes.
+func (l *Lake) dueGroups(now time.Time) []compaction {
 	cutoff := now.Add(-l.cfg.CompactAge)
+	type dayKey struct {
+		s   streamKey
+		day int64
+	}
 	byPart := make(map[fileKey][]FileInfo)
 	var keys []fileKey
+	byDay := make(map[dayKey][]FileInfo)
+	var days []dayKey
+	small := dayMergeBytes(l.cfg)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return nil
 	}
 	for _, f := range l.files {
-		if f.Compacted || f.Evicted || l.announcing[f.ID] {
+		if f.Evicted || l.announcing[f.ID] {
 			continue // evicted files are in the bucket only: not fetched to be compacted
 		}
 		if t, ok := idTime(f.ID); !ok || t.After(cutoff) {
+			continue
+		}
+		if f.Bytes < small && l.pastDay(f.Partition, now) {
+			k := dayKey{streamOf(f.Partition), dayOf(f.Partition.Hour).Unix()}
+			if _, ok := byDay[k]; !ok {
+				days = append(days, k)
+			}
+			byDay[k] = append(byDay[k], f)
+			continue
+		}
+		if f.Compacted {
 			continue
 		}
 		k := keyOf(f.Partition)
@@ -125,49 +170,88 @@ func (l *Lake) dueGroups(now time.Time) [][]FileInfo {
 		byPart[k] = append(byPart[k], f)
 	}
 	l.mu.Unlock()
-	var groups [][]FileInfo
-	for _, k := range keys {
-		var cur []FileInfo
-		var bytes int64
-		for _, f := range byPart[k] {
-			if len(cur) > 0 && (bytes+f.Bytes > l.cfg.CompactInputBytes || f.Columns != cur[0].Columns) {
-				groups = append(groups, cur)
-				cur, bytes = nil, 0
+	var groups []compaction
+	for _, k := range days {
+		for _, run := range runs(byDay[k], l.cfg.CompactInputBytes) {
+			if len(run) >= 2 {
+				into := run[0].Partition
+				into.Day, into.Hour = true, dayOf(into.Hour)
+				groups = append(groups, compaction{into: into, files: run})
+				continue
 			}
-			cur = append(cur, f)
-			bytes += f.Bytes
+			// Alone: compacted in its own partition like any other.
+			if f := run[0]; !f.Compacted {
+				fk := keyOf(f.Partition)
+				if _, ok := byPart[fk]; !ok {
+					keys = append(keys, fk)
+				}
+				byPart[fk] = append(byPart[fk], f)
+			}
 		}
-		if len(cur) > 0 {
-			groups = append(groups, cur)
+	}
+	for _, k := range keys {
+		files := byPart[k]
+		slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.ID, b.ID) })
+		for _, run := range runs(files, l.cfg.CompactInputBytes) {
+			groups = append(groups, compaction{into: run[0].Partition, files: run})
 		}
 	}
 	return groups
 }
 
-// compactGroup writes the rows of files (one Partition) into one new
-// compacted file, publishes it and retires files: they leave Files at
-// once and are deleted by the Observer (Replaced) once no reader needs
-// them, or at once without an observer.
-func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
-	p := files[0].Partition
+// pastDay reports whether day merges apply to the files of p at now: day
+// files are on and p's date ended more than DayFilesAfter ago.
+func (l *Lake) pastDay(p Partition, now time.Time) bool {
+	return l.cfg.DayFilesAfter > 0 && !dayOf(p.Hour).Add(24*time.Hour+l.cfg.DayFilesAfter).After(now)
+}
+
+// runs cuts files into runs of the same column count of up to maxBytes
+// (a file larger than maxBytes is a run of its own).
+func runs(files []FileInfo, maxBytes int64) [][]FileInfo {
+	var out [][]FileInfo
+	var cur []FileInfo
+	var bytes int64
+	for _, f := range files {
+		if len(cur) > 0 && (bytes+f.Bytes > maxBytes || f.Columns != cur[0].Columns) {
+			out = append(out, cur)
+			cur, bytes = nil, 0
+		}
+		cur = append(cur, f)
+		bytes += f.Bytes
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// compactGroup writes the rows of g's files into one new compacted file
+// in g.into, publishes it and retires the files: they leave Files at once
+// and are deleted by the Observer (Replaced) once no reader needs them,
+// or at once without an observer.
+func (l *Lake) compactGroup(ctx context.Context, g compaction) error {
+	p, files := g.into, g.files
 	// Pinned, so that the local cache does not evict them meanwhile
 	// (dueGroups chose local ones).
 	release, err := l.fetch(ctx, files, false)
 	if err != nil {
-		return fmt.Errorf("compact %d files of %s: %w", len(files), p.Dir(), err)
+		return fmt.Errorf("compact %d files into %s: %w", len(files), p.Dir(), err)
 	}
 	defer release()
 	l.mu.Lock()
 	id := newID(l.nextIDTimeLocked())
 	l.mu.Unlock()
 	dir := filepath.Join(l.cfg.Dir, p.Dir())
+	if err := os.MkdirAll(dir, 0o755); err != nil { // a day merge's hour=24 may be new
+		return fmt.Errorf("compact %d files into %s: %w", len(files), p.Dir(), err)
+	}
 	tmp := filepath.Join(dir, tmpName(id))
 	final := filepath.Join(dir, id+fileExt)
 	start := time.Now()
-	info, err := writeCompacted(ctx, l.cfg, tmp, files)
+	info, err := writeCompacted(ctx, l.cfg, tmp, p, files)
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("compact %d files of %s: %w", len(files), p.Dir(), err)
+		return fmt.Errorf("compact %d files into %s: %w", len(files), p.Dir(), err)
 	}
 	info.ID, info.Path = id, final
 	if l.rem != nil {
@@ -206,6 +290,14 @@ func (l *Lake) compactGroup(ctx context.Context, files []FileInfo) error {
 	l.mu.Unlock()
 	l.forgetEvicted(files)
 	defer l.committedChanged()
+	if l.ret.pendingDirs == nil {
+		l.ret.pendingDirs = make(map[string]bool)
+	}
+	for _, f := range files {
+		if d := filepath.Join(l.cfg.Dir, f.Partition.Dir()); d != dir && len(l.ret.pendingDirs) < maxDurableDirs {
+			l.ret.pendingDirs[d] = true // emptied by a day merge once its files are deleted
+		}
+	}
 	l.log.Info("sink: compacted", "partition", p.Dir(), "files", len(files), "rows", info.Rows,
 		"bytes_before", before, "bytes_after", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
 	if l.obs != nil {
@@ -231,11 +323,10 @@ func (l *Lake) nextIDTimeLocked() time.Time {
 	return now
 }
 
-// writeCompacted writes the rows of files, in windows of CompactSortRows
-// rows sorted by service_name and timestamp, into a new Parquet file at
-// path, fsynced. The returned FileInfo lacks ID and Path.
-func writeCompacted(ctx context.Context, cfg Config, path string, files []FileInfo) (FileInfo, error) {
-	p := files[0].Partition
+// writeCompacted writes the rows of files, as rows of p, in windows of
+// CompactSortRows rows sorted by service_name and timestamp, into a new
+// Parquet file at path, fsynced. The returned FileInfo lacks ID and Path.
+func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, files []FileInfo) (FileInfo, error) {
 	info := FileInfo{Partition: p, MinOffset: -1, MaxOffset: -1, Columns: files[0].Columns, Compacted: true}
 	ids := make([]string, len(files))
 	for i, f := range files {

@@ -50,7 +50,10 @@ type Config struct {
 	// that a backfill of sparse hours does not become thousands of tiny
 	// files (bench/RESULTS.md, "Backfill ... day files"). Rows of today
 	// (and of yesterday until DayFilesAfter past midnight) keep their
-	// hour's file. 0 turns day files off.
+	// hour's file. Once a date is that far past, compaction also merges
+	// its small files (hour files of a quiet stream, late day files)
+	// into one day file per stream partition (docs/format.md,
+	// "Compaction"). 0 turns day files off, at ingest and in compaction.
 	DayFilesAfter time.Duration
 	// Encoders is how many batches are encoded into segments at once,
 	// across all streams; 0 means GOMAXPROCS. Batches of one stream

@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,5 +220,147 @@ func TestDayFileCompaction(t *testing.T) {
 	}
 	if seen := offsetsIn(t, after); len(seen) != 2500 {
 		t.Errorf("%d distinct offsets after compaction, want 2500", len(seen))
+	}
+}
+
+// TestDayMerge: once a date is DayFilesAfter past, compaction merges the
+// date's small files of a stream partition — compacted hour files and
+// late ones — into one day file, leaves large files and lone files where
+// they are, removes the emptied hour directories, merges the day file
+// again with files that come later while it is small, and a restart
+// after a merge whose old files were not yet deleted keeps every row once.
+func TestDayMerge(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	// Hours of today: written as hour files, the date not yet past.
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	l := newLake(t, cfg, nil)
+	var offset int64
+	writeHour := func(l *sink.Lake, p sink.Partition, rows int) {
+		t.Helper()
+		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: rows, BatchRows: 500, FirstOffset: offset, Part: p.Part, Start: p.Hour.Add(time.Minute), Seed: uint64(offset)})
+		defer ReleaseAll(recs)
+		offset += int64(rows)
+		write(t, l, p, recs)
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(part int32, h int) sink.Partition {
+		return sink.Partition{Tenant: "acme", Stream: "app", Part: part, Hour: day.Add(time.Duration(h) * time.Hour)}
+	}
+	for _, h := range []int{0, 1, 2} {
+		writeHour(l, at(0, h), 1000)
+		writeHour(l, at(0, h), 1000) // two files: the hour's own compaction makes one
+	}
+	writeHour(l, at(0, 3), 20000) // a busy hour: not small
+	writeHour(l, at(1, 0), 1000)  // alone in its stream partition
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 8 {
+		t.Fatalf("hourly Compact = %d, %v; want the 8 files of partition 0 replaced and the lone one", n, err)
+	}
+	hourly := l.Files()
+	shutdown(t, l)
+	var small, big int64
+	for _, f := range hourly {
+		if f.Partition.Day || !f.Compacted {
+			t.Fatalf("after hourly compaction: %+v", f)
+		}
+		if f.Rows == 20000 {
+			big = f.Bytes
+		} else {
+			small = max(small, f.Bytes)
+		}
+	}
+	if len(hourly) != 5 || big <= small {
+		t.Fatalf("after hourly compaction: %d files, largest small %d B, big %d B; want 5 and big larger", len(hourly), small, big)
+	}
+	// Small files lie under a sixteenth of CompactInputBytes.
+	cfg.CompactInputBytes = 16 * (small + big) / 2
+	l = newLake(t, cfg, nil)
+	past := day.Add(24*time.Hour + cfg.DayFilesAfter)
+	if n, err := l.CompactAt(context.Background(), past.Add(-time.Second)); err != nil || n != 0 {
+		t.Fatalf("Compact before the date is past = %d, %v; want nothing", n, err)
+	}
+	if n, err := l.CompactAt(context.Background(), past); err != nil || n != 3 {
+		t.Fatalf("day merge = %d, %v; want the 3 small files of partition 0 replaced", n, err)
+	}
+	files := l.Files()
+	var merged sink.FileInfo
+	for _, f := range files {
+		switch {
+		case f.Partition.Day:
+			merged = f
+		case f.Rows == 20000 && f.Partition.Part == 0 && f.Partition.Hour.Equal(day.Add(3*time.Hour)):
+		case f.Rows == 1000 && f.Partition.Part == 1 && f.Partition.Hour.Equal(day):
+		default:
+			t.Errorf("unexpected file after the day merge: %+v", f)
+		}
+	}
+	if len(files) != 3 || merged.Rows != 6000 || !merged.Compacted || merged.Partition.Part != 0 ||
+		!merged.Partition.Hour.Equal(day) || filepath.Base(filepath.Dir(merged.Path)) != "hour=24" {
+		t.Fatalf("after the day merge: %+v", files)
+	}
+	if got := offsetsIn(t, files); len(got) != int(offset) {
+		t.Errorf("%d distinct offsets after the day merge, want %d", len(got), offset)
+	}
+	// The next pass removes the emptied hour directories.
+	if n, err := l.CompactAt(context.Background(), past); err != nil || n != 0 {
+		t.Fatalf("Compact after the merge = %d, %v; want nothing", n, err)
+	}
+	for _, h := range []string{"hour=00", "hour=01", "hour=02"} {
+		dir := filepath.Join(filepath.Dir(filepath.Dir(merged.Path)), h)
+		_, err := os.Stat(dir)
+		if h == "hour=00" && err != nil {
+			t.Errorf("%s holds partition 1's file and must stay: %v", h, err)
+		}
+		if h != "hour=00" && !os.IsNotExist(err) {
+			t.Errorf("%s not removed after the day merge (%v)", h, err)
+		}
+	}
+	// A late file of the date is merged with the day file, still small.
+	writeHour(l, at(0, 5), 500)
+	if n, err := l.CompactAt(context.Background(), past.Add(cfg.CompactAge+time.Hour)); err != nil || n != 2 {
+		t.Fatalf("merge of a late file = %d, %v; want the day file and the late one replaced", n, err)
+	}
+	shutdown(t, l)
+
+	// A crash after the merge was published but before its old files
+	// were deleted: the restart deletes them.
+	writeLate := func() []sink.FileInfo {
+		l := newLake(t, cfg, &keepingObserver{})
+		writeHour(l, at(0, 6), 500)
+		before := l.Files()
+		if n, err := l.CompactAt(context.Background(), past.Add(cfg.CompactAge+2*time.Hour)); err != nil || n != 2 {
+			t.Fatalf("merge of a second late file = %d, %v", n, err)
+		}
+		shutdown(t, l)
+		return before
+	}
+	old := writeLate()
+	l = newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	files = l.Files()
+	days := 0
+	for _, f := range files {
+		if f.Partition.Day {
+			days++
+			if f.Rows != 7000 {
+				t.Errorf("day file of %d rows, want 7000", f.Rows)
+			}
+		}
+	}
+	if len(files) != 3 || days != 1 {
+		t.Errorf("after the restart: %+v, want the day file, the busy hour and partition 1's file", files)
+	}
+	for _, o := range old {
+		if o.Partition.Part == 0 && o.Rows != 20000 {
+			if _, err := os.Stat(o.Path); !os.IsNotExist(err) {
+				t.Errorf("replaced file %s not deleted at start-up (%v)", o.Path, err)
+			}
+		}
+	}
+	if got := offsetsIn(t, files); len(got) != int(offset) {
+		t.Errorf("%d distinct offsets after the restart, want %d", len(got), offset)
 	}
 }
