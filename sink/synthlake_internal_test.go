@@ -25,7 +25,8 @@ import (
 // benchmarks (bench/RESULTS.md, "Rollups") without a server: each hour's
 // rows go through compaction's writer (writeSorted), so files, rollups
 // and bloom filters are those compaction makes, and are published as
-// compacted files. It runs only when WEIR_SYNTH_LAKE names the lake
+// compacted files; then the lake's compaction merges the small ones of
+// past dates into day files, as a running server's would. It runs only when WEIR_SYNTH_LAKE names the lake
 // directory to write (a server's <data>/lake):
 //
 //	WEIR_SYNTH_LAKE=/tmp/d/lake WEIR_SYNTH_ROWS=1000000 go test -run TestWriteSyntheticLake -timeout 2h ./sink/
@@ -78,6 +79,12 @@ func TestWriteSyntheticLake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Shutdown(context.Background())
+	// What a running server's compactor then does: the small hour files
+	// of past dates become day files.
+	merged, err := l.compact(context.Background(), time.Now().Add(cfg.CompactAge))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var n, bytes int64
 	for _, f := range l.Files() {
 		if !f.Rollup {
@@ -89,7 +96,8 @@ func TestWriteSyntheticLake(t *testing.T) {
 	if n != int64(rows) {
 		t.Fatalf("the lake holds %d rows, want %d", n, rows)
 	}
-	t.Logf("%d rows over %d hours in %d files of %d bytes, written in %s", rows, hours, len(l.Files()), bytes, time.Since(began).Round(time.Second))
+	t.Logf("%d rows over %d hours in %d files of %d bytes (%d hour files merged into day files), written in %s",
+		rows, hours, len(l.Files()), bytes, merged, time.Since(began).Round(time.Second))
 }
 
 // synthHour writes the rows of hour h (counted from start) as one
