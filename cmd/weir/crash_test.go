@@ -23,12 +23,15 @@ import (
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
 
-// crashConfig makes files publish often, so that kills land during
-// publishes as well as during appends and fsyncs.
+// crashConfig makes files publish and compact often, so that kills land
+// during publishes, compactions and day merges (the records of a long
+// past date) as well as during appends and fsyncs.
 const crashConfig = `
 sink:
   max_file_age: 150ms
   target_file_bytes: 262144
+  compaction:
+    age: 1s
 transform:
   max_age: 50ms
 `
@@ -163,6 +166,9 @@ func TestCrashRecovery(t *testing.T) {
 		mu      sync.Mutex
 		sentIDs = map[string]bool{}
 		ackedN  int
+		// compactions the killed servers finished, dayFiles of them
+		// into a day file
+		compactions, dayFiles int
 	)
 	sent := func(id string) { mu.Lock(); sentIDs[id] = true; mu.Unlock() }
 	acked := func(string) { mu.Lock(); ackedN++; mu.Unlock() }
@@ -190,6 +196,8 @@ func TestCrashRecovery(t *testing.T) {
 		<-p.exited
 		cancel()
 		wg.Wait()
+		c, d := countCompactions(p.logs.String())
+		compactions, dayFiles = compactions+c, dayFiles+d
 	}
 
 	// A last start recovers; the producers resend what is still
@@ -247,10 +255,25 @@ func TestCrashRecovery(t *testing.T) {
 	if res.Rows[0]["dup_bodies"] != json.Number("0") || res.Rows[0]["dup_offsets"] != json.Number("0") {
 		t.Errorf("duplicate records: %v", res.Rows[0])
 	}
-	t.Logf("%d cycles: %d batches sent, %d acknowledged (retries included), %d present", cycles, len(sentIDs), ackedN, len(counts))
+	t.Logf("%d cycles: %d batches sent, %d acknowledged (retries included), %d present; %d compactions finished between kills, %d of them into day files",
+		cycles, len(sentIDs), ackedN, len(counts), compactions, dayFiles)
 	if len(lost) > 0 || len(dup) > 0 || len(partial) > 0 || len(unknown) > 0 {
 		t.Fatalf("lost batches %v; duplicated %v; half-present %v; unknown %v\nserver log:\n%s", head(lost), head(dup), head(partial), head(unknown), p.logs.String())
 	}
+}
+
+// countCompactions returns how many compactions a server's log reports
+// finished, and how many of them wrote a day file.
+func countCompactions(log string) (all, day int) {
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "sink: compacted") {
+			all++
+			if strings.Contains(line, "/hour=24\"") || strings.Contains(line, "/hour=24 ") {
+				day++
+			}
+		}
+	}
+	return all, day
 }
 
 // crashArrow returns recs as an Arrow IPC stream of one record batch,
