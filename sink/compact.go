@@ -122,7 +122,9 @@ func dayMergeBytes(cfg Config) int64 { return cfg.CompactInputBytes / 16 }
 //     files (under dayMergeBytes) of a date that ended more than
 //     DayFilesAfter ago, whether compaction wrote them or not, become one
 //     day file per stream partition, in runs of the same column count of
-//     up to CompactInputBytes, when a run has at least two. A quiet
+//     up to CompactInputBytes and of rollups that together stay within
+//     rollupMaxCounts (so the day file gets one), when a run has at
+//     least two. A quiet
 //     stream's hours then end as one file a day rather than 24, and a
 //     merged day file is merged again only with late files while it is
 //     itself small, so late records rewrite at most dayMergeBytes each;
@@ -172,7 +174,9 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 	l.mu.Unlock()
 	var groups []compaction
 	for _, k := range days {
-		for _, run := range runs(byDay[k], l.cfg.CompactInputBytes) {
+		// A day file whose rollup would pass rollupMaxCounts would get
+		// none, and queries would scan it: the runs stay within it.
+		for _, run := range runs(byDay[k], l.cfg.CompactInputBytes, rollupMaxCounts) {
 			if len(run) >= 2 {
 				into := run[0].Partition
 				into.Day, into.Hour = true, dayOf(into.Hour)
@@ -192,7 +196,7 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 	for _, k := range keys {
 		files := byPart[k]
 		slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.ID, b.ID) })
-		for _, run := range runs(files, l.cfg.CompactInputBytes) {
+		for _, run := range runs(files, l.cfg.CompactInputBytes, 0) {
 			groups = append(groups, compaction{into: run[0].Partition, files: run})
 		}
 	}
@@ -206,23 +210,36 @@ func (l *Lake) pastDay(p Partition, now time.Time) bool {
 }
 
 // runs cuts files into runs of the same column count of up to maxBytes
-// (a file larger than maxBytes is a run of its own).
-func runs(files []FileInfo, maxBytes int64) [][]FileInfo {
+// and, if maxCounts > 0, of up to maxCounts rollup counts (see
+// rollupBound); a file past either bound is a run of its own.
+func runs(files []FileInfo, maxBytes, maxCounts int64) [][]FileInfo {
 	var out [][]FileInfo
 	var cur []FileInfo
-	var bytes int64
+	var bytes, counts int64
 	for _, f := range files {
-		if len(cur) > 0 && (bytes+f.Bytes > maxBytes || f.Columns != cur[0].Columns) {
+		c := rollupBound(f)
+		if len(cur) > 0 && (bytes+f.Bytes > maxBytes || maxCounts > 0 && counts+c > maxCounts || f.Columns != cur[0].Columns) {
 			out = append(out, cur)
-			cur, bytes = nil, 0
+			cur, bytes, counts = nil, 0, 0
 		}
 		cur = append(cur, f)
 		bytes += f.Bytes
+		counts += c
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// rollupBound bounds the counts that f's rows add to the rollup of a
+// file they are compacted into: its own rollup's count, or, unknown,
+// its row count.
+func rollupBound(f FileInfo) int64 {
+	if f.Rollup && f.rollupCounts > 0 {
+		return int64(f.rollupCounts)
+	}
+	return f.Rows
 }
 
 // compactGroup writes the rows of g's files into one new compacted file
@@ -464,6 +481,9 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		return err
 	}
 	info.Rollup = roll.valid()
+	if info.Rollup {
+		info.rollupCounts = len(roll.counts)
+	}
 	for _, kv := range meta {
 		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("footer metadata: %w", err)

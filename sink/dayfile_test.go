@@ -364,3 +364,52 @@ func TestDayMerge(t *testing.T) {
 		t.Errorf("%d distinct offsets after the restart, want %d", len(got), offset)
 	}
 }
+
+// TestDayMergeKeepsRollups: hour files whose rollups together hold more
+// counts than one file's rollup may are merged into several day files,
+// each with its rollup, so that queries keep reading counts from
+// rollups rather than scanning.
+func TestDayMergeKeepsRollups(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	l := newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	// Every minute of 24 hours, 40 rows of random services and
+	// severities: ~1,400 counts an hour, ~34,000 a day.
+	var offset int64
+	for h := range 24 {
+		p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day.Add(time.Duration(h) * time.Hour)}
+		for m := range 60 {
+			recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 40, BatchRows: 40, FirstOffset: offset, Start: p.Hour.Add(time.Duration(m) * time.Minute), Seed: uint64(offset)})
+			write(t, l, p, recs)
+			ReleaseAll(recs)
+			offset += 40
+		}
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 24 {
+		t.Fatalf("hourly Compact = %d, %v; want 24 files replaced", n, err)
+	}
+	past := day.Add(24*time.Hour + cfg.DayFilesAfter)
+	if n, err := l.CompactAt(context.Background(), past); err != nil || n != 24 {
+		t.Fatalf("day merge = %d, %v; want the 24 hour files replaced", n, err)
+	}
+	files := l.Files()
+	var rows int64
+	for _, f := range files {
+		if !f.Partition.Day || !f.Rollup {
+			t.Errorf("after the day merge: %+v, want day files with rollups", f)
+		}
+		rows += f.Rows
+	}
+	if len(files) < 2 || len(files) > 12 || rows != offset {
+		t.Fatalf("after the day merge: %d files of %d rows in all, want 2 to 12 holding %d", len(files), rows, offset)
+	}
+	if got := offsetsIn(t, files); len(got) != int(offset) {
+		t.Errorf("%d distinct offsets, want %d", len(got), offset)
+	}
+}

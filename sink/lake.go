@@ -60,6 +60,10 @@ type FileInfo struct {
 	// file:///<Path> for a lake on local disk. It is set by
 	// CommittedFiles only.
 	Location string
+
+	// rollupCounts is how many counts the file's rollup holds (0 when
+	// unknown, or without a rollup).
+	rollupCounts int
 }
 
 // Observer learns about rows as they are staged into a file and when the

@@ -202,6 +202,12 @@ func (r *rollup) valid() bool { return !r.invalid }
 // (transform.AttrPatternID; sink does not import transform).
 const patternIDAttr = "pattern.id"
 
+// rollupCountsIn returns how many counts the rollupDoc JSON v holds,
+// without decoding it (readFooter reads every file's footer at start):
+// each count has exactly one "m" key, and within JSON strings a quote is
+// escaped, so the key's text appears nowhere else.
+func rollupCountsIn(v string) int { return strings.Count(v, `"m":`) }
+
 // encode returns the rollup as metaRollup's value.
 func (r *rollup) encode() (string, error) {
 	doc := rollupDoc{Version: rollupVersion, Rows: r.rows, BodiesExact: !r.overflow,

@@ -126,7 +126,10 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 	info.Columns = md.Schema.Root().NumFields()
 	kv := md.KeyValueMetadata()
 	info.Compacted = kv.FindValue(metaCompacted) != nil
-	info.Rollup = kv.FindValue(metaRollup) != nil
+	if v := kv.FindValue(metaRollup); v != nil {
+		info.Rollup = true
+		info.rollupCounts = rollupCountsIn(*v)
+	}
 	var replaces []string
 	if v := kv.FindValue(metaReplaces); v != nil && *v != "" {
 		replaces = strings.Split(*v, ",")
