@@ -29,8 +29,8 @@ import (
 // are at least Config.CompactAge old: the files of one Partition, oldest
 // first, up to Config.CompactInputBytes at a time, or the small files of
 // a past date (see dueGroups), become one file whose rows are sorted by
-// service_name and timestamp within windows of Config.CompactSortRows
-// rows and compressed at Config.CompactZstdLevel. Sorting puts the lines
+// hour, service_name and timestamp within windows of
+// Config.CompactSortRows rows and compressed at Config.CompactZstdLevel. Sorting puts the lines
 // of one service side by side, which is what makes log text compress: on
 // the benchmark's Loghub-shaped load it makes files about a quarter of
 // their size (bench/RESULTS.md, "Bytes on disk"). A compacted file is
@@ -341,7 +341,7 @@ func (l *Lake) nextIDTimeLocked() time.Time {
 }
 
 // writeCompacted writes the rows of files, as rows of p, in windows of
-// CompactSortRows rows sorted by service_name and timestamp, into a new
+// CompactSortRows rows sorted by hour, service_name and timestamp, into a new
 // Parquet file at path, fsynced. The returned FileInfo lacks ID and Path.
 func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, files []FileInfo) (FileInfo, error) {
 	info := FileInfo{Partition: p, MinOffset: -1, MaxOffset: -1, Columns: files[0].Columns, Compacted: true}
@@ -381,7 +381,8 @@ func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, f
 
 // writeSorted writes the batches that each passes to its callback (of
 // one schema, info.Rows rows of info.Partition), in windows of
-// CompactSortRows rows sorted by service_name and timestamp, into a new
+// CompactSortRows rows sorted by hour (of the timestamp), service_name
+// and timestamp, in row groups cut at hours (see hourWriter), into a new
 // Parquet file at path, fsynced, with meta and the rows' rollup in its
 // footer. It sets info.Bytes and info.Rollup.
 func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, meta [][2]string, each func(func(arrow.RecordBatch) error) error) error {
@@ -412,6 +413,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	var window [][]arrow.Array
 	var windowRows int64
 	defer func() { releaseColumns(window) }()
+	var hw *hourWriter
 	flush := func() error {
 		if windowRows == 0 {
 			return nil
@@ -430,8 +432,9 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 			if w, err = pqarrow.NewFileWriter(sc, buf, props, arrowWriterProps(mem)); err != nil {
 				return fmt.Errorf("start Parquet writer: %w", err)
 			}
+			hw = &hourWriter{w: w, minRows: mergeRows(cfg)}
 		}
-		return w.WriteBuffered(rec)
+		return hw.write(rec)
 	}
 	var rows int64
 	roll := newRollup()
@@ -588,10 +591,14 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 				idx[i] = int32(i)
 			}
 			slices.SortStableFunc(idx, func(a, b int32) int {
+				ta, tb := int64(ts.Value(int(a))), int64(ts.Value(int(b)))
+				if c := cmp.Compare(hourOf(ta), hourOf(tb)); c != 0 {
+					return c
+				}
 				if c := strings.Compare(svc.Value(int(a)), svc.Value(int(b))); c != 0 {
 					return c
 				}
-				return cmp.Compare(ts.Value(int(a)), ts.Value(int(b)))
+				return cmp.Compare(ta, tb)
 			})
 		}
 	}
@@ -670,6 +677,65 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 		out[i] = sorted
 	}
 	return array.NewRecordBatch(sc, out, n), nil
+}
+
+// hourOf returns the hour (since the Unix epoch, rounded down) of the
+// timestamp ns in nanoseconds.
+func hourOf(ns int64) int64 {
+	h := ns / int64(time.Hour)
+	if ns%int64(time.Hour) < 0 {
+		h--
+	}
+	return h
+}
+
+// hourWriter writes sorted windows into a file's buffered row groups,
+// starting a new row group where the hour changes once the current one
+// holds at least minRows rows: a row group of a file that spans hours (a
+// day file) then spans few of them, and a query for the newest or oldest
+// rows skips the others by their timestamp statistics. A file of one
+// hour gets the row groups WriteBuffered makes.
+type hourWriter struct {
+	w       *pqarrow.FileWriter
+	minRows int64
+	last    int64 // hour of the last row written
+	wrote   bool
+}
+
+// write writes rec, whose rows are sorted by hour first.
+func (hw *hourWriter) write(rec arrow.RecordBatch) error {
+	ts, ok := column[*array.Timestamp](rec.Schema(), rec.Columns(), logschema.Timestamp)
+	if !ok {
+		return hw.w.WriteBuffered(rec)
+	}
+	n := rec.NumRows()
+	for start := int64(0); start < n; {
+		h := hourOf(int64(ts.Value(int(start))))
+		end := start + 1
+		for end < n && hourOf(int64(ts.Value(int(end)))) == h {
+			end++
+		}
+		if hw.wrote && h != hw.last {
+			cur, err := hw.w.RowGroupNumRows()
+			if err != nil {
+				return err
+			}
+			if int64(cur) >= hw.minRows {
+				if err := hw.w.NewBufferedRowGroupChecked(); err != nil {
+					return err
+				}
+			}
+		}
+		part := rec.NewSlice(start, end)
+		err := hw.w.WriteBuffered(part)
+		part.Release()
+		if err != nil {
+			return err
+		}
+		hw.last, hw.wrote = h, true
+		start = end
+	}
+	return nil
 }
 
 // exactCopy returns rows [i, j) of a in buffers of their own, sized to

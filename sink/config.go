@@ -70,7 +70,7 @@ type Config struct {
 	// compacted file.
 	CompactInputBytes int64
 	// CompactSortRows is the window, in rows, within which compaction
-	// sorts by service_name and timestamp. Compaction holds about one
+	// sorts by hour, service_name and timestamp. Compaction holds about one
 	// window of decoded rows live, its sorted copy replacing it column
 	// by column (~600 B a row for weir's log rows with the slack of
 	// arrow-go's readers: ~150 MiB at the default), and the garbage it

@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 
 	"github.com/weirlabs/weir/sink"
 )
@@ -368,7 +370,9 @@ func TestDayMerge(t *testing.T) {
 // TestDayMergeKeepsRollups: hour files whose rollups together hold more
 // counts than one file's rollup may are merged into several day files,
 // each with its rollup, so that queries keep reading counts from
-// rollups rather than scanning.
+// rollups rather than scanning; the day files' rows are in order of
+// hour first, in row groups of few hours each, so that queries for the
+// newest rows skip the others.
 func TestDayMergeKeepsRollups(t *testing.T) {
 	t.Parallel()
 	cfg := compactConfig(t)
@@ -411,5 +415,58 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 	}
 	if got := offsetsIn(t, files); len(got) != int(offset) {
 		t.Errorf("%d distinct offsets, want %d", len(got), offset)
+	}
+	// Rows sorted by hour first within each sort window; row groups cut
+	// at hours once they hold RowGroupRows/8 rows: 2,400 rows an hour
+	// make row groups of 7 hours.
+	minRows := cfg.RowGroupRows / 8
+	span := time.Duration((minRows+2399)/2400) * time.Hour
+	for _, f := range files {
+		rdr, err := file.OpenParquetFile(f.Path, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := rdr.MetaData()
+		col := md.Schema.ColumnIndexByName("timestamp")
+		var lo, hi int64
+		for rg := range md.NumRowGroups() {
+			cc, err := md.RowGroup(rg).ColumnChunk(col)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := cc.Statistics()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := st.(*metadata.Int64Statistics)
+			if rg == 0 || s.Min() < lo {
+				lo = s.Min()
+			}
+			hi = max(hi, s.Max())
+			if d := time.Duration(s.Max() - s.Min()); d >= span {
+				t.Errorf("%s: row group %d of %d spans %s, want under %s", f.ID, rg, md.NumRowGroups(), d, span)
+			}
+		}
+		rdr.Close()
+		if time.Duration(hi-lo) >= span && md.NumRowGroups() < 2 {
+			t.Errorf("%s spans %s in %d row group", f.ID, time.Duration(hi-lo), md.NumRowGroups())
+		}
+		tbl := readTable(t, f.Path, memory.DefaultAllocator)
+		tr := array.NewTableReader(tbl, tbl.NumRows())
+		tr.Next()
+		rec := tr.RecordBatch()
+		ts := rec.Column(int(rec.Schema().FieldIndices("timestamp")[0])).(*array.Timestamp)
+		svc := rec.Column(int(rec.Schema().FieldIndices("service_name")[0])).(*array.String)
+		for i := 1; i < int(rec.NumRows()); i++ {
+			if int64(i)%cfg.CompactSortRows == 0 {
+				continue // a new window
+			}
+			h0, h1 := time.Duration(ts.Value(i-1)).Truncate(time.Hour), time.Duration(ts.Value(i)).Truncate(time.Hour)
+			if h1 < h0 || h1 == h0 && svc.Value(i) < svc.Value(i-1) || h1 == h0 && svc.Value(i) == svc.Value(i-1) && ts.Value(i) < ts.Value(i-1) {
+				t.Fatalf("%s: row %d is not in order of hour, service and time after row %d", f.ID, i, i-1)
+			}
+		}
+		tr.Release()
+		tbl.Release()
 	}
 }
