@@ -118,16 +118,15 @@ func dayMergeBytes(cfg Config) int64 { return cfg.CompactInputBytes / 16 }
 // dueGroups returns the files to compact together, each group's files at
 // least CompactAge old (by ID), local and not being announced:
 //
-//   - day merges: when day files are on (DayFilesAfter > 0), the small
-//     files (under dayMergeBytes) of a date that ended more than
-//     DayFilesAfter ago, whether compaction wrote them or not, become one
-//     day file per stream partition, in runs of the same column count of
-//     up to CompactInputBytes and of rollups that together stay within
-//     rollupMaxCounts (so the day file gets one), when a run has at
-//     least two. A quiet
-//     stream's hours then end as one file a day rather than 24, and a
-//     merged day file is merged again only with late files while it is
-//     itself small, so late records rewrite at most dayMergeBytes each;
+//   - day merges (see pastDay): the small files (under dayMergeBytes) of
+//     a date that ended more than DayFilesAfter ago, whether compaction
+//     wrote them or not, become one day file per stream partition, in
+//     runs of the same column count of up to CompactInputBytes and of
+//     rollups that together stay within rollupMaxCounts (so the day file
+//     gets one), when a run has at least two. A quiet stream's hours then
+//     end as one file a day rather than 24, and a merged day file is
+//     merged again only with late files while it is itself small, so
+//     late records rewrite at most dayMergeBytes each;
 //   - per Partition, the files not yet compacted (and not taken by a day
 //     merge), in ID order, cut into runs of the same column count of up
 //     to CompactInputBytes.
@@ -203,10 +202,24 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 	return groups
 }
 
+// dayMergeMinPeriod is the shortest retention period of a stream whose
+// files day merges take: a day file expires with its date, up to 23
+// hours after its earliest hour would have, which is a small share of a
+// week. A stream kept for less keeps its hour files, whose number the
+// period bounds anyway.
+const dayMergeMinPeriod = 7 * 24 * time.Hour
+
 // pastDay reports whether day merges apply to the files of p at now: day
-// files are on and p's date ended more than DayFilesAfter ago.
+// files are on, p's stream is kept forever or for at least
+// dayMergeMinPeriod, and p's date ended more than DayFilesAfter ago.
 func (l *Lake) pastDay(p Partition, now time.Time) bool {
-	return l.cfg.DayFilesAfter > 0 && !dayOf(p.Hour).Add(24*time.Hour+l.cfg.DayFilesAfter).After(now)
+	if l.cfg.DayFilesAfter <= 0 {
+		return false
+	}
+	if per := l.cfg.Retention.Period(p.Tenant, p.Stream); per > 0 && per < dayMergeMinPeriod {
+		return false
+	}
+	return !dayOf(p.Hour).Add(24*time.Hour + l.cfg.DayFilesAfter).After(now)
 }
 
 // runs cuts files into runs of the same column count of up to maxBytes

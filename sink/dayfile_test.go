@@ -470,3 +470,43 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 		tbl.Release()
 	}
 }
+
+// TestDayMergeShortRetention: a stream kept for less than a week keeps
+// its hour files past their date, so that its rows expire by the hour;
+// one kept for a week or more has them merged.
+func TestDayMergeShortRetention(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	cfg.Retention.Streams = map[string]time.Duration{"acme/short": 6 * 24 * time.Hour, "acme/week": 7 * 24 * time.Hour}
+	cfg.Retention.Interval = 24 * time.Hour // Retain is not called
+	l := newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	var offset int64
+	for _, stream := range []string{"short", "week"} {
+		for h := range 3 {
+			p := sink.Partition{Tenant: "acme", Stream: stream, Hour: day.Add(time.Duration(h) * time.Hour)}
+			recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 500, BatchRows: 500, FirstOffset: offset, Start: p.Hour})
+			write(t, l, p, recs)
+			ReleaseAll(recs)
+			offset += 500
+		}
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.CompactAt(context.Background(), day.Add(25*time.Hour+cfg.CompactAge)); err != nil || n != 6 {
+		t.Fatalf("Compact = %d, %v; want week's 3 files merged and short's 3 compacted each", n, err)
+	}
+	count := map[string]int{}
+	for _, f := range l.Files() {
+		if f.Partition.Day != (f.Partition.Stream == "week") || !f.Compacted {
+			t.Errorf("%s: day %v, compacted %v", f.Partition.Dir(), f.Partition.Day, f.Compacted)
+		}
+		count[f.Partition.Stream]++
+	}
+	if count["short"] != 3 || count["week"] != 1 {
+		t.Errorf("files per stream: %v, want short 3 and week 1", count)
+	}
+}
