@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -95,6 +96,7 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 			if ctx.Err() != nil {
 				return replaced, ctx.Err()
 			}
+			l.cst.failures.Add(1)
 			errs = append(errs, err)
 			continue
 		}
@@ -103,11 +105,59 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 	return replaced, errors.Join(errs...)
 }
 
+// CompactionStats counts what compaction did since New, and what it has
+// yet to do.
+type CompactionStats struct {
+	// Files counts the compacted files written, DayMerges those of them
+	// that day merges wrote; Replaced counts the files they replaced.
+	Files, DayMerges, Replaced int64
+	// Rows counts the rows written; BytesRead and BytesWritten the bytes
+	// of the replaced files and of the written ones.
+	Rows, BytesRead, BytesWritten int64
+	// Failures counts groups that could not be compacted (logged; tried
+	// again at the next pass).
+	Failures int64
+	// Busy is the time spent compacting.
+	Busy time.Duration
+	// DueFiles and DueBytes are the published files that compaction
+	// would take now and their bytes: its backlog (0 when compaction is
+	// off).
+	DueFiles, DueBytes int64
+}
+
+// compactionCounters are the counts of CompactionStats.
+type compactionCounters struct {
+	files, dayMerges, replaced    atomic.Int64
+	rows, bytesRead, bytesWritten atomic.Int64
+	failures, busy                atomic.Int64
+}
+
+// CompactionStats returns what compaction did since New, and its backlog
+// now.
+func (l *Lake) CompactionStats() CompactionStats {
+	c := &l.cst
+	st := CompactionStats{
+		Files: c.files.Load(), DayMerges: c.dayMerges.Load(), Replaced: c.replaced.Load(),
+		Rows: c.rows.Load(), BytesRead: c.bytesRead.Load(), BytesWritten: c.bytesWritten.Load(),
+		Failures: c.failures.Load(), Busy: time.Duration(c.busy.Load()),
+	}
+	if l.cfg.CompactAge > 0 {
+		for _, g := range l.dueGroups(time.Now()) {
+			for _, f := range g.files {
+				st.DueFiles++
+				st.DueBytes += f.Bytes
+			}
+		}
+	}
+	return st
+}
+
 // A compaction is a run of published files of one stream partition that
 // become one compacted file in partition into.
 type compaction struct {
-	into  Partition
-	files []FileInfo // in ID order
+	into     Partition
+	files    []FileInfo // in ID order
+	dayMerge bool       // the small files of a past date (see dueGroups)
 }
 
 // dayMergeBytes is the size under which a file of a past date is merged
@@ -179,7 +229,7 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 			if len(run) >= 2 {
 				into := run[0].Partition
 				into.Day, into.Hour = true, dayOf(into.Hour)
-				groups = append(groups, compaction{into: into, files: run})
+				groups = append(groups, compaction{into: into, files: run, dayMerge: true})
 				continue
 			}
 			// Alone: compacted in its own partition like any other.
@@ -328,8 +378,19 @@ func (l *Lake) compactGroup(ctx context.Context, g compaction) error {
 			l.ret.pendingDirs[d] = true // emptied by a day merge once its files are deleted
 		}
 	}
+	took := time.Since(start)
+	c := &l.cst
+	c.files.Add(1)
+	if g.dayMerge {
+		c.dayMerges.Add(1)
+	}
+	c.replaced.Add(int64(len(files)))
+	c.rows.Add(info.Rows)
+	c.bytesRead.Add(before)
+	c.bytesWritten.Add(info.Bytes)
+	c.busy.Add(int64(took))
 	l.log.Info("sink: compacted", "partition", p.Dir(), "files", len(files), "rows", info.Rows,
-		"bytes_before", before, "bytes_after", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		"bytes_before", before, "bytes_after", info.Bytes, "took", took.Round(time.Millisecond))
 	if l.obs != nil {
 		l.obs.Replaced(info, files)
 		return nil

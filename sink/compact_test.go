@@ -243,6 +243,17 @@ func TestCompactionFailureIsolated(t *testing.T) {
 	if err == nil || n != 1 {
 		t.Fatalf("Compact = %d, %v; want the good file replaced and an error for the bad one", n, err)
 	}
+	if st := l.CompactionStats(); st.Files != 1 || st.DayMerges != 0 || st.Replaced != 1 || st.Failures != 1 {
+		t.Errorf("after one group compacted and one failed: %+v", st)
+	}
+	// The bad file is due, by the clock, once CompactAge old: the backlog.
+	deadline := time.Now().Add(10 * time.Second)
+	for st := l.CompactionStats(); st.DueFiles != 1 || st.DueBytes != bad.Bytes; st = l.CompactionStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("backlog %d files of %d bytes, want the bad file's %d", st.DueFiles, st.DueBytes, bad.Bytes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, f := range l.Files() {
 		if f.Partition.Stream == "bad" && (f.ID != bad.ID || f.Compacted) {
 			t.Errorf("bad file changed: %+v", f)

@@ -306,6 +306,10 @@ func TestDayMerge(t *testing.T) {
 	if got := offsetsIn(t, files); len(got) != int(offset) {
 		t.Errorf("%d distinct offsets after the day merge, want %d", len(got), offset)
 	}
+	if st := l.CompactionStats(); st.Files != 1 || st.DayMerges != 1 || st.Replaced != 3 || st.Rows != 6000 ||
+		st.BytesWritten != merged.Bytes || st.BytesRead <= 0 || st.Busy <= 0 || st.Failures != 0 || st.DueFiles != 0 {
+		t.Errorf("after the day merge: %+v", st)
+	}
 	// The next pass removes the emptied hour directories.
 	if n, err := l.CompactAt(context.Background(), past); err != nil || n != 0 {
 		t.Fatalf("Compact after the merge = %d, %v; want nothing", n, err)

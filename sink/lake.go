@@ -208,9 +208,10 @@ type Lake struct {
 	stagedErrs   int       // Observer.Staged failures not yet logged
 	stagedLogged time.Time // last log of them
 
-	ret   retention // retention.go
-	rem   *remote   // remote.go; nil without Config.Remote
-	cache cache     // cache.go; with Config.Remote
+	ret   retention          // retention.go
+	cst   compactionCounters // compact.go
+	rem   *remote            // remote.go; nil without Config.Remote
+	cache cache              // cache.go; with Config.Remote
 
 	// scanReplaced holds the IDs that the footers of the files found by
 	// scan replace, for openRemote; nil afterwards.

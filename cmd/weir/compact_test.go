@@ -112,6 +112,15 @@ func TestCompactionEndToEnd(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	waitCount(t, s.url, "SELECT count(DISTINCT _offset) FROM app", int64(pushed))
+	if n, replaced := metric(t, s.url, "weir_compaction_files_total"), metric(t, s.url, "weir_compaction_replaced_files_total"); n < 1 || replaced < n {
+		t.Errorf("weir_compaction_files_total = %v, weir_compaction_replaced_files_total = %v", n, replaced)
+	}
+	if rows := metric(t, s.url, "weir_compaction_rows_total"); rows < float64(pushed) {
+		t.Errorf("weir_compaction_rows_total = %v, want at least the %d records pushed", rows, pushed)
+	}
+	if due, busy := metric(t, s.url, "weir_compaction_due_files"), metric(t, s.url, "weir_compaction_seconds_total"); due != 0 || busy <= 0 {
+		t.Errorf("weir_compaction_due_files = %v, weir_compaction_seconds_total = %v once every file is compacted", due, busy)
+	}
 	cancel()
 	wg.Wait()
 	mu.Lock()

@@ -139,3 +139,41 @@ func (c retentionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRetentionRuns, prometheus.CounterValue, float64(st.Runs))
 	ch <- prometheus.MustNewConstMetric(descRetentionFailures, prometheus.CounterValue, float64(st.Failures))
 }
+
+// compactionCollector exports what compaction did, and its backlog, to
+// Prometheus.
+type compactionCollector struct{ lake *sink.Lake }
+
+var (
+	descCompactFiles     = prometheus.NewDesc("weir_compaction_files_total", "Compacted files written.", nil, nil)
+	descCompactDayMerges = prometheus.NewDesc("weir_compaction_day_merges_total", "Compacted files that merged the small files of a past date (docs/format.md).", nil, nil)
+	descCompactReplaced  = prometheus.NewDesc("weir_compaction_replaced_files_total", "Published files replaced by compacted ones.", nil, nil)
+	descCompactRows      = prometheus.NewDesc("weir_compaction_rows_total", "Records written by compaction.", nil, nil)
+	descCompactRead      = prometheus.NewDesc("weir_compaction_read_bytes_total", "Bytes of the files compaction replaced.", nil, nil)
+	descCompactWritten   = prometheus.NewDesc("weir_compaction_written_bytes_total", "Bytes of the files compaction wrote.", nil, nil)
+	descCompactFailures  = prometheus.NewDesc("weir_compaction_failures_total", "Groups of files that could not be compacted (logged; tried again at the next pass).", nil, nil)
+	descCompactBusy      = prometheus.NewDesc("weir_compaction_seconds_total", "Time spent compacting.", nil, nil)
+	descCompactDueFiles  = prometheus.NewDesc("weir_compaction_due_files", "Published files old enough to compact and not yet compacted: the backlog.", nil, nil)
+	descCompactDueBytes  = prometheus.NewDesc("weir_compaction_due_bytes", "Bytes of the files of weir_compaction_due_files.", nil, nil)
+)
+
+func (c compactionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCompactFiles, descCompactDayMerges, descCompactReplaced, descCompactRows, descCompactRead,
+		descCompactWritten, descCompactFailures, descCompactBusy, descCompactDueFiles, descCompactDueBytes} {
+		ch <- d
+	}
+}
+
+func (c compactionCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.lake.CompactionStats()
+	ch <- prometheus.MustNewConstMetric(descCompactFiles, prometheus.CounterValue, float64(st.Files))
+	ch <- prometheus.MustNewConstMetric(descCompactDayMerges, prometheus.CounterValue, float64(st.DayMerges))
+	ch <- prometheus.MustNewConstMetric(descCompactReplaced, prometheus.CounterValue, float64(st.Replaced))
+	ch <- prometheus.MustNewConstMetric(descCompactRows, prometheus.CounterValue, float64(st.Rows))
+	ch <- prometheus.MustNewConstMetric(descCompactRead, prometheus.CounterValue, float64(st.BytesRead))
+	ch <- prometheus.MustNewConstMetric(descCompactWritten, prometheus.CounterValue, float64(st.BytesWritten))
+	ch <- prometheus.MustNewConstMetric(descCompactFailures, prometheus.CounterValue, float64(st.Failures))
+	ch <- prometheus.MustNewConstMetric(descCompactBusy, prometheus.CounterValue, st.Busy.Seconds())
+	ch <- prometheus.MustNewConstMetric(descCompactDueFiles, prometheus.GaugeValue, float64(st.DueFiles))
+	ch <- prometheus.MustNewConstMetric(descCompactDueBytes, prometheus.GaugeValue, float64(st.DueBytes))
+}
