@@ -21,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/arrow-go/v18/parquet/schema"
 
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
@@ -86,21 +87,24 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 	// once no query reads them) go at a later pass.
 	l.removeEmptyDirs()
 	var errs []error
-	for _, g := range l.dueGroups(now) {
-		if err := ctx.Err(); err != nil {
-			return replaced, err
-		}
-		// A group that fails (a file that cannot be read, a full disk)
-		// stays as it is and is tried again next time; the others go on.
-		if err := l.compactGroup(ctx, g); err != nil {
-			if ctx.Err() != nil {
-				return replaced, ctx.Err()
+	for _, due := range l.dueGroups(now) {
+		for _, g := range bySchema(due) {
+			if err := ctx.Err(); err != nil {
+				return replaced, err
 			}
-			l.cst.failures.Add(1)
-			errs = append(errs, err)
-			continue
+			// A group that fails (a file that cannot be read, a full
+			// disk) stays as it is and is tried again next time; the
+			// others go on.
+			if err := l.compactGroup(ctx, g); err != nil {
+				if ctx.Err() != nil {
+					return replaced, ctx.Err()
+				}
+				l.cst.failures.Add(1)
+				errs = append(errs, err)
+				continue
+			}
+			replaced += len(g.files)
 		}
-		replaced += len(g.files)
 	}
 	return replaced, errors.Join(errs...)
 }
@@ -142,10 +146,12 @@ func (l *Lake) CompactionStats() CompactionStats {
 		Failures: c.failures.Load(), Busy: time.Duration(c.busy.Load()),
 	}
 	if l.cfg.CompactAge > 0 {
-		for _, g := range l.dueGroups(time.Now()) {
-			for _, f := range g.files {
-				st.DueFiles++
-				st.DueBytes += f.Bytes
+		for _, due := range l.dueGroups(time.Now()) {
+			for _, g := range bySchema(due) {
+				for _, f := range g.files {
+					st.DueFiles++
+					st.DueBytes += f.Bytes
+				}
 			}
 		}
 	}
@@ -258,6 +264,46 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 // week. A stream kept for less keeps its hour files, whose number the
 // period bounds anyway.
 const dayMergeMinPeriod = 7 * 24 * time.Hour
+
+// bySchema cuts g into runs of files whose Parquet schemas are equal, as
+// read from their footers. Files of one column count can still differ
+// (in their promoted columns, after a configuration change), and a group
+// of both would fail at every pass. A run of two or more is compacted
+// into g.into; a file alone is compacted in its own partition if
+// compaction did not write it, and left as it is otherwise. A footer
+// that cannot be read leaves g whole, for compactGroup to report.
+func bySchema(g compaction) []compaction {
+	if len(g.files) < 2 {
+		return []compaction{g}
+	}
+	schemas := make([]*schema.Schema, len(g.files))
+	for i, f := range g.files {
+		r, err := file.OpenParquetFile(f.Path, false)
+		if err != nil {
+			return []compaction{g}
+		}
+		schemas[i] = r.MetaData().Schema
+		r.Close()
+	}
+	var out []compaction
+	add := func(run []FileInfo) {
+		switch {
+		case len(run) > 1:
+			out = append(out, compaction{into: g.into, files: run, dayMerge: g.dayMerge})
+		case !run[0].Compacted:
+			out = append(out, compaction{into: run[0].Partition, files: run})
+		}
+	}
+	start := 0
+	for i := 1; i < len(g.files); i++ {
+		if !schemas[i].Equals(schemas[start]) {
+			add(g.files[start:i])
+			start = i
+		}
+	}
+	add(g.files[start:])
+	return out
+}
 
 // pastDay reports whether day merges apply to the files of p at now: day
 // files are on, p's stream is kept forever or for at least

@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,4 +264,74 @@ func TestCompactionFailureIsolated(t *testing.T) {
 		}
 	}
 	assertNoTemp(t, cfg.Dir)
+}
+
+// TestCompactionSchemaRuns: files of one partition with as many columns
+// but different schemas (promoted columns that changed) are compacted in
+// runs of one schema, not refused at every pass; a day merge does the
+// same.
+func TestCompactionSchemaRuns(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	l := newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day}
+	var offset int64
+	// with returns 100 rows with one more string column, name.
+	with := func(name string) arrow.RecordBatch {
+		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: offset, Start: p.Hour})
+		defer ReleaseAll(recs)
+		offset += 100
+		b := array.NewStringBuilder(memory.DefaultAllocator)
+		defer b.Release()
+		for range 100 {
+			b.Append(name + "-value")
+		}
+		extra := b.NewArray()
+		defer extra.Release()
+		r := recs[0]
+		fields := append(slices.Clone(r.Schema().Fields()), arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: true})
+		cols := append(slices.Clone(r.Columns()), extra)
+		return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, r.NumRows())
+	}
+	// user, user, region, region, user: a new schema publishes the
+	// open file, so five files of one hour.
+	for _, name := range []string{"user", "user", "region", "region", "user"} {
+		rec := with(name)
+		write(t, l, p, []arrow.RecordBatch{rec})
+		rec.Release()
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files := l.Files(); len(files) != 5 || files[0].Columns != files[2].Columns {
+		t.Fatalf("%d files before compaction, want 5 of one column count", len(files))
+	}
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 5 {
+		t.Fatalf("Compact = %d, %v; want the 5 files replaced, in runs of one schema", n, err)
+	}
+	var rows []int64
+	for _, f := range l.Files() {
+		if !f.Compacted {
+			t.Errorf("%s not compacted", f.ID)
+		}
+		rows = append(rows, f.Rows)
+	}
+	slices.Sort(rows)
+	if !slices.Equal(rows, []int64{100, 200, 200}) {
+		t.Errorf("rows of the compacted files: %v, want runs of 200, 200 and 100", rows)
+	}
+	// Past the date, the day merge takes runs of one schema too: the two
+	// "user" files are not neighbours, so each stays.
+	if n, err := l.CompactAt(context.Background(), day.Add(25*time.Hour+cfg.CompactAge)); err != nil || n != 0 {
+		t.Fatalf("day merge = %d, %v; want nothing merged", n, err)
+	}
+	if st := l.CompactionStats(); st.Failures != 0 {
+		t.Errorf("%d compactions failed", st.Failures)
+	}
+	if got := offsetsIn(t, l.Files()); len(got) != int(offset) {
+		t.Errorf("%d distinct offsets, want %d", len(got), offset)
+	}
 }
