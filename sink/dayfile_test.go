@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -387,13 +388,22 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 	// Every minute of 24 hours, 40 rows of random services and
 	// severities: ~1,400 counts an hour, ~34,000 a day.
 	var offset int64
+	bodies := make([]string, 50)
+	for i := range bodies {
+		bodies[i] = fmt.Sprintf("request %d served", i)
+	}
 	for h := range 24 {
 		p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day.Add(time.Duration(h) * time.Hour)}
+		// One Write of 60 parts, a minute each.
+		var parts []arrow.RecordBatch
 		for m := range 60 {
-			recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 40, BatchRows: 40, FirstOffset: offset, Start: p.Hour.Add(time.Duration(m) * time.Minute), Seed: uint64(offset)})
-			write(t, l, p, recs)
-			ReleaseAll(recs)
+			parts = append(parts, SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 40, BatchRows: 40, FirstOffset: offset, Start: p.Hour.Add(time.Duration(m) * time.Minute), Seed: uint64(offset), Bodies: bodies})...)
 			offset += 40
+		}
+		err := l.Write(context.Background(), p, parts...)
+		ReleaseAll(parts)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if err := l.Flush(context.Background()); err != nil {
 			t.Fatal(err)
