@@ -138,7 +138,10 @@ type compactionCounters struct {
 
 // CompactionStats returns what compaction did since New, and its backlog
 // now.
-func (l *Lake) CompactionStats() CompactionStats {
+func (l *Lake) CompactionStats() CompactionStats { return l.compactionStats(time.Now()) }
+
+// compactionStats is CompactionStats with the backlog at now.
+func (l *Lake) compactionStats(now time.Time) CompactionStats {
 	c := &l.cst
 	st := CompactionStats{
 		Files: c.files.Load(), DayMerges: c.dayMerges.Load(), Replaced: c.replaced.Load(),
@@ -146,7 +149,7 @@ func (l *Lake) CompactionStats() CompactionStats {
 		Failures: c.failures.Load(), Busy: time.Duration(c.busy.Load()),
 	}
 	if l.cfg.CompactAge > 0 {
-		for _, due := range l.dueGroups(time.Now()) {
+		for _, due := range l.dueGroups(now) {
 			for _, g := range bySchema(due) {
 				for _, f := range g.files {
 					st.DueFiles++

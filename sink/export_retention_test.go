@@ -14,3 +14,6 @@ func (l *Lake) RetainAt(ctx context.Context, now time.Time) ([]FileInfo, error) 
 func (l *Lake) CompactAt(ctx context.Context, now time.Time) (int, error) {
 	return l.compact(ctx, now)
 }
+
+// CompactionStatsAt is CompactionStats with the backlog at now.
+func (l *Lake) CompactionStatsAt(now time.Time) CompactionStats { return l.compactionStats(now) }
