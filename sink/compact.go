@@ -312,13 +312,11 @@ func bySchema(g compaction) []compaction {
 // files are on, p's stream is kept forever or for at least
 // dayMergeMinPeriod, and p's date ended more than DayFilesAfter ago.
 func (l *Lake) pastDay(p Partition, now time.Time) bool {
-	if l.cfg.DayFilesAfter <= 0 {
+	if l.cfg.DayFilesAfter <= 0 || dayOf(p.Hour).Add(24*time.Hour+l.cfg.DayFilesAfter).After(now) {
 		return false
 	}
-	if per := l.cfg.Retention.Period(p.Tenant, p.Stream); per > 0 && per < dayMergeMinPeriod {
-		return false
-	}
-	return !dayOf(p.Hour).Add(24*time.Hour + l.cfg.DayFilesAfter).After(now)
+	per := l.cfg.Retention.Period(p.Tenant, p.Stream)
+	return per <= 0 || per >= dayMergeMinPeriod
 }
 
 // runs cuts files into runs of the same column count of up to maxBytes
