@@ -32,10 +32,11 @@ import (
 // first, up to Config.CompactInputBytes at a time, or the small files of
 // a past date (see dueGroups), become one file whose rows are sorted by
 // hour, service_name and timestamp within windows of
-// Config.CompactSortRows rows and compressed at Config.CompactZstdLevel. Sorting puts the lines
-// of one service side by side, which is what makes log text compress: on
-// the benchmark's Loghub-shaped load it makes files about a quarter of
-// their size (bench/RESULTS.md, "Bytes on disk"). A compacted file is
+// Config.CompactSortRows rows and compressed at Config.CompactZstdLevel.
+// Sorting puts the lines of one service side by side, which is what
+// makes log text compress: on the benchmark's Loghub-shaped load it makes
+// files about a quarter of their size (bench/RESULTS.md, "Bytes on
+// disk"). A compacted file is
 // marked (weir.compacted) and not compacted again, except by a day merge
 // while it is small; it names the files it replaces (weir.replaces), so
 // that a crash between publishing it and deleting them is repaired at the
@@ -462,8 +463,8 @@ func (l *Lake) nextIDTimeLocked() time.Time {
 }
 
 // writeCompacted writes the rows of files, as rows of p, in windows of
-// CompactSortRows rows sorted by hour, service_name and timestamp, into a new
-// Parquet file at path, fsynced. The returned FileInfo lacks ID and Path.
+// CompactSortRows rows sorted by hour, service_name and timestamp, into
+// a new Parquet file at path, fsynced. The returned FileInfo lacks ID and Path.
 func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, files []FileInfo) (FileInfo, error) {
 	info := FileInfo{Partition: p, MinOffset: -1, MaxOffset: -1, Columns: files[0].Columns, Compacted: true}
 	ids := make([]string, len(files))
