@@ -249,10 +249,7 @@ func (l *Lake) writeEvictedLocked(extra []FileInfo, repl map[string][]string) er
 	var es []evictedRef
 	ids := make(map[string]bool)
 	add := func(f FileInfo, rs []string) {
-		es = append(es, evictedRef{carriedRef: carriedRef{
-			File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
-			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted, Rollup: f.Rollup,
-		}, Replaces: rs})
+		es = append(es, evictedRef{carriedRef: refOf(f), Replaces: rs})
 		ids[f.ID] = true
 	}
 	l.mu.Lock()
@@ -331,20 +328,17 @@ func (l *Lake) openEvicted(done map[string]bool, replaced map[string]bool) error
 	}
 	var added []FileInfo
 	for _, e := range es {
-		p, id, err := parsePath(filepath.FromSlash(e.File))
+		f, err := e.info(l.cfg.Dir)
 		if err != nil {
 			return fmt.Errorf("sink: evicted journal names %q: %w", e.File, err)
 		}
+		id := f.ID
 		l.cache.journaled[id] = true
 		if local[id] || !done[e.File] || replaced[id] || l.ret.journal[filepath.FromSlash(e.File)] {
 			continue
 		}
-		p.Part = e.Part
-		added = append(added, FileInfo{
-			ID: id, Partition: p, Path: filepath.Join(l.cfg.Dir, filepath.FromSlash(e.File)),
-			Rows: e.Rows, Bytes: e.Bytes, MinOffset: e.MinOffset, MaxOffset: e.MaxOffset,
-			Columns: e.Columns, Compacted: e.Compacted, Rollup: e.Rollup, Evicted: true,
-		})
+		f.Evicted = true
+		added = append(added, f)
 		l.cache.replaces[id] = e.Replaces
 		for _, r := range e.Replaces {
 			replaced[r] = true

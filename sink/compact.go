@@ -21,7 +21,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-	"github.com/apache/arrow-go/v18/parquet/schema"
 
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
@@ -269,24 +268,28 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 // period bounds anyway.
 const dayMergeMinPeriod = 7 * 24 * time.Hour
 
-// bySchema cuts g into runs of files whose Parquet schemas are equal, as
-// read from their footers. Files of one column count can still differ
-// (in their promoted columns, after a configuration change), and a group
-// of both would fail at every pass. A run of two or more is compacted
-// into g.into; a file alone is compacted in its own partition if
-// compaction did not write it, and left as it is otherwise. A footer
-// that cannot be read leaves g whole, for compactGroup to report.
+// bySchema cuts g into runs of files of one schema identity (see
+// schemaID). Files of one column count can still differ (in their
+// promoted columns, after a configuration change), and a group of both
+// would fail at every pass. A run of two or more is compacted into
+// g.into; a file alone is compacted in its own partition if compaction
+// did not write it, and left as it is otherwise. The identity of a file
+// whose FileInfo lacks it is read from its footer; a footer that cannot
+// be read leaves g whole, for compactGroup to report.
 func bySchema(g compaction) []compaction {
 	if len(g.files) < 2 {
 		return []compaction{g}
 	}
-	schemas := make([]*schema.Schema, len(g.files))
+	ids := make([]uint64, len(g.files))
 	for i, f := range g.files {
+		if ids[i] = f.schema; ids[i] != 0 {
+			continue
+		}
 		r, err := file.OpenParquetFile(f.Path, false)
 		if err != nil {
 			return []compaction{g}
 		}
-		schemas[i] = r.MetaData().Schema
+		ids[i] = footerSchemaID(r.MetaData())
 		r.Close()
 	}
 	var out []compaction
@@ -300,7 +303,7 @@ func bySchema(g compaction) []compaction {
 	}
 	start := 0
 	for i := 1; i < len(g.files); i++ {
-		if !schemas[i].Equals(schemas[start]) {
+		if ids[i] != ids[start] || ids[i] == 0 {
 			add(g.files[start:i])
 			start = i
 		}
@@ -605,6 +608,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	if meta, err = appendRollup(meta, roll); err != nil {
 		return err
 	}
+	info.schema = schemaID(sc)
 	info.Rollup = roll.valid()
 	if info.Rollup {
 		info.rollupCounts = len(roll.counts)

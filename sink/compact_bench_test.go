@@ -56,3 +56,40 @@ func BenchmarkCompaction(b *testing.B) {
 	}
 	b.ReportMetric(float64(files*fileRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkCompactionStats reads the compaction backlog of a lake with
+// 256 due files of one partition, as each scrape of /metrics does.
+//
+//	go test -run '^$' -bench BenchmarkCompactionStats -count 5 ./sink/
+func BenchmarkCompactionStats(b *testing.B) {
+	const files = 256
+	cfg := sink.DefaultConfig()
+	cfg.Dir = filepath.Join(b.TempDir(), "lake")
+	cfg.DayFilesAfter = 0
+	cfg.MaxFileAge = time.Hour
+	cfg.CompactAge = time.Minute
+	l, err := sink.New(cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Shutdown(context.Background())
+	p := part("bench", 0)
+	for i := range files {
+		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 16, BatchRows: 16, FirstOffset: int64(i) * 16, Start: hour0})
+		err := l.Write(context.Background(), p, recs[0])
+		ReleaseAll(recs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	later := time.Now().Add(time.Hour) // every file is due
+	if st := l.CompactionStatsAt(later); st.DueFiles != files {
+		b.Fatalf("%d files due, want %d", st.DueFiles, files)
+	}
+	for b.Loop() {
+		l.CompactionStatsAt(later)
+	}
+}

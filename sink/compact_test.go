@@ -331,3 +331,99 @@ func TestCompactionSchemaRuns(t *testing.T) {
 		t.Errorf("%d distinct offsets, want %d", len(got), offset)
 	}
 }
+
+// TestSchemaIdentity checks that a file's schema identity is the same
+// as it is published, after a restart reads it from its footer, and in
+// the file compaction writes from it, so that compaction groups files by
+// schema without reading footers: a compacted file and a file published
+// since, of one schema, are merged into a day file.
+func TestSchemaIdentity(t *testing.T) {
+	t.Parallel()
+	cfg := compactConfig(t)
+	cfg.DayFilesAfter = time.Hour
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day}
+	q := p // for the promoted column
+	q.Stream = "other"
+	var offset int64
+	// batch returns 100 rows of the log schema, with one more string
+	// column if promoted is set.
+	batch := func(promoted string) arrow.RecordBatch {
+		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: offset, Start: p.Hour})
+		offset += 100
+		r := recs[0]
+		if promoted == "" {
+			return r
+		}
+		defer r.Release()
+		b := array.NewStringBuilder(memory.DefaultAllocator)
+		defer b.Release()
+		for range 100 {
+			b.Append("v")
+		}
+		extra := b.NewArray()
+		defer extra.Release()
+		fields := append(slices.Clone(r.Schema().Fields()), arrow.Field{Name: promoted, Type: arrow.BinaryTypes.String, Nullable: true})
+		return array.NewRecordBatch(arrow.NewSchema(fields, nil), append(slices.Clone(r.Columns()), extra), r.NumRows())
+	}
+	publish := func(l *sink.Lake, p sink.Partition, promoted string) sink.FileInfo {
+		t.Helper()
+		rec := batch(promoted)
+		defer rec.Release()
+		write(t, l, p, []arrow.RecordBatch{rec})
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		files := l.Files()
+		return files[len(files)-1]
+	}
+	l := newLake(t, cfg, nil)
+	plain, promoted := publish(l, p, ""), publish(l, q, "user")
+	id := sink.SchemaIdentity(plain)
+	if id == 0 || sink.SchemaIdentity(promoted) == 0 || id == sink.SchemaIdentity(promoted) {
+		t.Fatalf("identities %x and %x: want two, neither 0", id, sink.SchemaIdentity(promoted))
+	}
+	shutdown(t, l)
+
+	l = newLake(t, cfg, nil)
+	defer shutdown(t, l)
+	for _, f := range l.Files() {
+		want := id
+		if f.ID == promoted.ID {
+			want = sink.SchemaIdentity(promoted)
+		}
+		if got := sink.SchemaIdentity(f); got != want {
+			t.Errorf("%s read back from its footer: identity %x, published as %x", f.ID, got, want)
+		}
+	}
+	// Each is alone in its run of one schema: compacted on its own.
+	if n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge)); err != nil || n != 2 {
+		t.Fatalf("Compact = %d, %v; want each file compacted on its own", n, err)
+	}
+	var compacted sink.FileInfo
+	for _, f := range l.Files() {
+		if f.Compacted && f.Columns == plain.Columns {
+			compacted = f
+		}
+	}
+	if got := sink.SchemaIdentity(compacted); got != id {
+		t.Fatalf("compacted file's identity %x, its input's %x", got, id)
+	}
+	// A late file of the plain schema: the day merge takes it with the
+	// compacted plain file only if their identities agree.
+	late := publish(l, p, "")
+	if got := sink.SchemaIdentity(late); got != id {
+		t.Fatalf("late file's identity %x, want %x", got, id)
+	}
+	if n, err := l.CompactAt(context.Background(), day.Add(25*time.Hour+cfg.CompactAge)); err != nil || n != 2 {
+		t.Fatalf("day merge = %d, %v; want the compacted and the late plain files merged", n, err)
+	}
+	for _, f := range l.Files() {
+		if f.Partition.Stream == p.Stream && (f.Rows != 200 || sink.SchemaIdentity(f) != id) {
+			t.Errorf("plain file %s: %d rows, identity %x; want the day file of 200 rows, %x", f.ID, f.Rows, sink.SchemaIdentity(f), id)
+		}
+	}
+	if st := l.CompactionStats(); st.Failures != 0 {
+		t.Errorf("%d compactions failed", st.Failures)
+	}
+}

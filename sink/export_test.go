@@ -31,3 +31,12 @@ func ConcatRecords(recs []arrow.RecordBatch) arrow.RecordBatch {
 	}
 	return rec
 }
+
+// SchemaIdentity returns f's schema identity (0 when unknown).
+func SchemaIdentity(f FileInfo) uint64 { return f.schema }
+
+// WithSchemaIdentity returns f with schema identity id.
+func WithSchemaIdentity(f FileInfo, id uint64) FileInfo {
+	f.schema = id
+	return f
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -50,16 +51,17 @@ type openFile struct {
 	full       bool  // reached TargetFileBytes: published once none is in flight
 	sealQueued bool  // handed to the age publisher or being published by its committer
 
-	schema *arrow.Schema
-	segs   []Segment
-	seq    int   // names segments
-	bytes  int64 // of segs
-	offCol int   // index of the _offset column, -1 if none
-	rows   int64
-	hasOff bool         // minOff and maxOff are set
-	low    atomic.Int64 // minOff once set, else -1; read without the file's lock
-	minOff int64
-	maxOff int64
+	schema   *arrow.Schema
+	schemaID uint64 // of schema
+	segs     []Segment
+	seq      int   // names segments
+	bytes    int64 // of segs
+	offCol   int   // index of the _offset column, -1 if none
+	rows     int64
+	hasOff   bool         // minOff and maxOff are set
+	low      atomic.Int64 // minOff once set, else -1; read without the file's lock
+	minOff   int64
+	maxOff   int64
 }
 
 func newOpenFile(root string, p Partition, id string, now time.Time) *openFile {
@@ -113,6 +115,7 @@ func (f *openFile) info() FileInfo {
 		MinOffset: f.minOff,
 		MaxOffset: f.maxOff,
 		Columns:   f.columns(),
+		schema:    f.schemaID,
 	}
 }
 
@@ -130,7 +133,7 @@ func (f *openFile) create(first arrow.RecordBatch) error {
 		return fmt.Errorf("create directory: %w", err)
 	}
 	sc := first.Schema()
-	f.schema = sc
+	f.schema, f.schemaID = sc, schemaID(sc)
 	f.offCol = -1
 	for _, i := range sc.FieldIndices(logschema.Offset) {
 		if sc.Field(i).Type.ID() == arrow.INT64 {
@@ -284,4 +287,19 @@ func (f *openFile) discard(log *slog.Logger) {
 	if err := os.Remove(f.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		log.Error("sink: remove temporary file", "path", f.tmp, "err", err)
 	}
+}
+
+// schemaID identifies the Arrow schema sc by its field names, types and
+// nullability (metadata aside): a hash of sc's fingerprint, never 0, or 0
+// for a schema with a type that has no fingerprint. A published file's
+// schema as written and as read back from its footer (which stores it)
+// have the same identity.
+func schemaID(sc *arrow.Schema) uint64 {
+	fp := sc.Fingerprint()
+	if fp == "" {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(fp))
+	return max(h.Sum64(), 1)
 }

@@ -64,6 +64,9 @@ type FileInfo struct {
 	// rollupCounts is how many counts the file's rollup holds (0 when
 	// unknown, or without a rollup).
 	rollupCounts int
+	// schema identifies the file's Arrow schema (see schemaID): files
+	// of one identity can be compacted together. 0 when unknown.
+	schema uint64
 }
 
 // Observer learns about rows as they are staged into a file and when the

@@ -90,7 +90,10 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := sink.FileInfo{ID: f.ID, Partition: p, Path: f.Path, Rows: 5000, Bytes: st.Size(), MinOffset: 100, MaxOffset: 5099, Columns: 13}
-	if f != want {
+	if sink.SchemaIdentity(f) == 0 {
+		t.Error("no schema identity")
+	}
+	if want = sink.WithSchemaIdentity(want, sink.SchemaIdentity(f)); f != want {
 		t.Errorf("FileInfo = %+v, want %+v", f, want)
 	}
 

@@ -199,6 +199,30 @@ type carriedRef struct {
 	Columns   int    `json:"columns"`
 	Compacted bool   `json:"compacted,omitempty"`
 	Rollup    bool   `json:"rollup,omitempty"`
+	Schema    uint64 `json:"schema,omitempty"` // FileInfo.schema
+}
+
+// refOf returns the reference to f that journals carry.
+func refOf(f FileInfo) carriedRef {
+	return carriedRef{
+		File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
+		MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns,
+		Compacted: f.Compacted, Rollup: f.Rollup, Schema: f.schema,
+	}
+}
+
+// info describes the file that c refers to in the lake at dir.
+func (c carriedRef) info(dir string) (FileInfo, error) {
+	p, id, err := parsePath(filepath.FromSlash(c.File))
+	if err != nil {
+		return FileInfo{}, err
+	}
+	p.Part = c.Part
+	return FileInfo{
+		ID: id, Partition: p, Path: filepath.Join(dir, filepath.FromSlash(c.File)),
+		Rows: c.Rows, Bytes: c.Bytes, MinOffset: c.MinOffset, MaxOffset: c.MaxOffset,
+		Columns: c.Columns, Compacted: c.Compacted, Rollup: c.Rollup, schema: c.Schema,
+	}, nil
 }
 
 // relOf returns f's path relative to the lake root, slash-separated.
@@ -289,16 +313,11 @@ func (l *Lake) openRemote() error {
 		if e := entries[rel]; e != nil {
 			low = e.Low
 			for _, c := range e.Carries {
-				p, id, err := parsePath(filepath.FromSlash(c.File))
+				f, err := c.info(l.cfg.Dir)
 				if err != nil {
 					return fmt.Errorf("sink: carry journal names %q: %w", c.File, err)
 				}
-				p.Part = c.Part
-				e.files = append(e.files, FileInfo{
-					ID: id, Partition: p, Path: filepath.Join(l.cfg.Dir, filepath.FromSlash(c.File)),
-					Rows: c.Rows, Bytes: c.Bytes, MinOffset: c.MinOffset, MaxOffset: c.MaxOffset,
-					Columns: c.Columns, Compacted: c.Compacted, Rollup: c.Rollup,
-				})
+				e.files = append(e.files, f)
 			}
 			if len(e.files) > 0 {
 				r.carry[f.ID] = e
@@ -497,10 +516,7 @@ func (r *remote) prepareReplace(id string, p Partition, olds []FileInfo) error {
 		frozen = append(frozen, o.ID)
 	}
 	for _, f := range e.files {
-		e.Carries = append(e.Carries, carriedRef{
-			File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
-			MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns, Compacted: f.Compacted, Rollup: f.Rollup,
-		})
+		e.Carries = append(e.Carries, refOf(f))
 	}
 	r.carry[id] = e
 	if err := r.writeCarryLocked(); err != nil {

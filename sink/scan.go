@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/weirlabs/weir/internal/logschema"
 )
@@ -105,6 +106,17 @@ func (l *Lake) scan() error {
 	return l.recoverRemoved()
 }
 
+// footerSchemaID is schemaID of the Arrow schema a reader of the file
+// whose footer is md gets (the stored one where there is one), or 0 if it
+// has none.
+func footerSchemaID(md *metadata.FileMetaData) uint64 {
+	sc, err := pqarrow.FromParquet(md.Schema, &pqarrow.ArrowReadProperties{}, md.KeyValueMetadata())
+	if err != nil {
+		return 0
+	}
+	return schemaID(sc)
+}
+
 // readFooter describes a published file from its path and Parquet footer:
 // rows, the stream partition (weir.part metadata), whether compaction
 // wrote it and which files it replaces, and the _offset range (column
@@ -125,6 +137,7 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 	info.Rows = md.NumRows
 	info.Columns = md.Schema.Root().NumFields()
 	kv := md.KeyValueMetadata()
+	info.schema = footerSchemaID(md)
 	info.Compacted = kv.FindValue(metaCompacted) != nil
 	if v := kv.FindValue(metaRollup); v != nil {
 		info.Rollup = true
