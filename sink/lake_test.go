@@ -53,17 +53,17 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestRoundTrip writes batches, reads the file back with pqarrow and
-// compares every column. Checked allocators hold the input batches and
-// the Lake's Parquet writers: nothing may be retained or leaked. The
-// reader gets its own allocator, unchecked: arrow-go v18.8.0's
-// DELTA_BINARY_PACKED decoder never frees its 64-byte bit-width buffer.
+// compares every column. Checked allocators hold the input batches, the
+// Lake's Parquet writers and the reader: nothing may be retained or
+// leaked.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	wmem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer wmem.AssertSize(t, 0)
-	rmem := memory.NewGoAllocator()
+	rmem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer rmem.AssertSize(t, 0)
 
 	cfg := testConfig(t)
 	cfg.RowGroupRows = 2048 // several row groups
