@@ -55,7 +55,9 @@ func TestS3NoMissingFiles(t *testing.T) {
 		askedMu gosync.Mutex
 		asked   = map[string]bool{} // locations the lake asked about and was told to wait
 	)
-	e.lakeCfg.Remote = &sink.Remote{Store: st, Prefix: "lake", Referenced: func(loc string) bool {
+	// Short pauses after a failed upload: a slow or refused request of
+	// a loaded machine is retried within the test's waits.
+	e.lakeCfg.Remote = &sink.Remote{Store: st, Prefix: "lake", RetryMin: 10 * time.Millisecond, RetryMax: 250 * time.Millisecond, Referenced: func(loc string) bool {
 		ref := r.Referenced(loc)
 		if ref {
 			askedMu.Lock()
