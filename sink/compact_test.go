@@ -275,22 +275,10 @@ func TestCompactionSchemaRuns(t *testing.T) {
 	day := time.Now().UTC().Truncate(24 * time.Hour)
 	p := sink.Partition{Tenant: "acme", Stream: "app", Hour: day}
 	var offset int64
-	// with returns 100 rows with one more string column, name.
 	with := func(name string) arrow.RecordBatch {
-		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: offset, Start: p.Hour})
-		defer ReleaseAll(recs)
+		rec := promotedBatch(offset, p.Hour, name)
 		offset += 100
-		b := array.NewStringBuilder(memory.DefaultAllocator)
-		defer b.Release()
-		for range 100 {
-			b.Append(name + "-value")
-		}
-		extra := b.NewArray()
-		defer extra.Release()
-		r := recs[0]
-		fields := append(slices.Clone(r.Schema().Fields()), arrow.Field{Name: name, Type: arrow.BinaryTypes.String, Nullable: true})
-		cols := append(slices.Clone(r.Columns()), extra)
-		return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, r.NumRows())
+		return rec
 	}
 	// user, user, region, region, user: a new schema publishes the
 	// open file, so five files of one hour.
@@ -346,29 +334,10 @@ func TestSchemaIdentity(t *testing.T) {
 	q := p // for the promoted column
 	q.Stream = "other"
 	var offset int64
-	// batch returns 100 rows of the log schema, with one more string
-	// column if promoted is set.
-	batch := func(promoted string) arrow.RecordBatch {
-		recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: offset, Start: p.Hour})
-		offset += 100
-		r := recs[0]
-		if promoted == "" {
-			return r
-		}
-		defer r.Release()
-		b := array.NewStringBuilder(memory.DefaultAllocator)
-		defer b.Release()
-		for range 100 {
-			b.Append("v")
-		}
-		extra := b.NewArray()
-		defer extra.Release()
-		fields := append(slices.Clone(r.Schema().Fields()), arrow.Field{Name: promoted, Type: arrow.BinaryTypes.String, Nullable: true})
-		return array.NewRecordBatch(arrow.NewSchema(fields, nil), append(slices.Clone(r.Columns()), extra), r.NumRows())
-	}
 	publish := func(l *sink.Lake, p sink.Partition, promoted string) sink.FileInfo {
 		t.Helper()
-		rec := batch(promoted)
+		rec := promotedBatch(offset, p.Hour, promoted)
+		offset += 100
 		defer rec.Release()
 		write(t, l, p, []arrow.RecordBatch{rec})
 		if err := l.Flush(context.Background()); err != nil {
@@ -426,4 +395,24 @@ func TestSchemaIdentity(t *testing.T) {
 	if st := l.CompactionStats(); st.Failures != 0 {
 		t.Errorf("%d compactions failed", st.Failures)
 	}
+}
+
+// promotedBatch returns 100 rows of the log schema from offset first at
+// hour, with one more string column if promoted names it.
+func promotedBatch(first int64, hour time.Time, promoted string) arrow.RecordBatch {
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 100, BatchRows: 100, FirstOffset: first, Start: hour})
+	r := recs[0]
+	if promoted == "" {
+		return r
+	}
+	defer r.Release()
+	b := array.NewStringBuilder(memory.DefaultAllocator)
+	defer b.Release()
+	for range 100 {
+		b.Append(promoted + "-value")
+	}
+	extra := b.NewArray()
+	defer extra.Release()
+	fields := append(slices.Clone(r.Schema().Fields()), arrow.Field{Name: promoted, Type: arrow.BinaryTypes.String, Nullable: true})
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), append(slices.Clone(r.Columns()), extra), r.NumRows())
 }
