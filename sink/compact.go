@@ -87,24 +87,22 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 	// once no query reads them) go at a later pass.
 	l.removeEmptyDirs()
 	var errs []error
-	for _, due := range l.dueGroups(now) {
-		for _, g := range bySchema(due) {
-			if err := ctx.Err(); err != nil {
-				return replaced, err
-			}
-			// A group that fails (a file that cannot be read, a full
-			// disk) stays as it is and is tried again next time; the
-			// others go on.
-			if err := l.compactGroup(ctx, g); err != nil {
-				if ctx.Err() != nil {
-					return replaced, ctx.Err()
-				}
-				l.cst.failures.Add(1)
-				errs = append(errs, err)
-				continue
-			}
-			replaced += len(g.files)
+	for _, g := range l.dueGroups(now) {
+		if err := ctx.Err(); err != nil {
+			return replaced, err
 		}
+		// A group that fails (a file that cannot be read, a full disk)
+		// stays as it is and is tried again next time; the others go
+		// on.
+		if err := l.compactGroup(ctx, g); err != nil {
+			if ctx.Err() != nil {
+				return replaced, ctx.Err()
+			}
+			l.cst.failures.Add(1)
+			errs = append(errs, err)
+			continue
+		}
+		replaced += len(g.files)
 	}
 	return replaced, errors.Join(errs...)
 }
@@ -149,12 +147,10 @@ func (l *Lake) compactionStats(now time.Time) CompactionStats {
 		Failures: c.failures.Load(), Busy: time.Duration(c.busy.Load()),
 	}
 	if l.cfg.CompactAge > 0 {
-		for _, due := range l.dueGroups(now) {
-			for _, g := range bySchema(due) {
-				for _, f := range g.files {
-					st.DueFiles++
-					st.DueBytes += f.Bytes
-				}
+		for _, g := range l.dueGroups(now) {
+			for _, f := range g.files {
+				st.DueFiles++
+				st.DueBytes += f.Bytes
 			}
 		}
 	}
@@ -180,14 +176,14 @@ func dayMergeBytes(cfg Config) int64 { return cfg.CompactInputBytes / 16 }
 //   - day merges (see pastDay): the small files (under dayMergeBytes) of
 //     a date that ended more than DayFilesAfter ago, whether compaction
 //     wrote them or not, become one day file per stream partition, in
-//     runs of the same column count of up to CompactInputBytes and of
+//     runs of one schema (see runs) of up to CompactInputBytes and of
 //     rollups that together stay within rollupMaxCounts (so the day file
 //     gets one), when a run has at least two. A quiet stream's hours then
 //     end as one file a day rather than 24, and a merged day file is
 //     merged again only with late files while it is itself small, so
 //     late records rewrite at most dayMergeBytes each;
 //   - per Partition, the files not yet compacted (and not taken by a day
-//     merge), in ID order, cut into runs of the same column count of up
+//     merge), in ID order, cut into runs of one schema (see runs) of up
 //     to CompactInputBytes.
 func (l *Lake) dueGroups(now time.Time) []compaction {
 	cutoff := now.Add(-l.cfg.CompactAge)
@@ -268,50 +264,6 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 // period bounds anyway.
 const dayMergeMinPeriod = 7 * 24 * time.Hour
 
-// bySchema cuts g into runs of files of one schema identity (see
-// schemaID). Files of one column count can still differ (in their
-// promoted columns, after a configuration change), and a group of both
-// would fail at every pass. A run of two or more is compacted into
-// g.into; a file alone is compacted in its own partition if compaction
-// did not write it, and left as it is otherwise. The identity of a file
-// whose FileInfo lacks it is read from its footer; a footer that cannot
-// be read leaves g whole, for compactGroup to report.
-func bySchema(g compaction) []compaction {
-	if len(g.files) < 2 {
-		return []compaction{g}
-	}
-	ids := make([]uint64, len(g.files))
-	for i, f := range g.files {
-		if ids[i] = f.schema; ids[i] != 0 {
-			continue
-		}
-		r, err := file.OpenParquetFile(f.Path, false)
-		if err != nil {
-			return []compaction{g}
-		}
-		ids[i] = footerSchemaID(r.MetaData())
-		r.Close()
-	}
-	var out []compaction
-	add := func(run []FileInfo) {
-		switch {
-		case len(run) > 1:
-			out = append(out, compaction{into: g.into, files: run, dayMerge: g.dayMerge})
-		case !run[0].Compacted:
-			out = append(out, compaction{into: run[0].Partition, files: run})
-		}
-	}
-	start := 0
-	for i := 1; i < len(g.files); i++ {
-		if ids[i] != ids[start] || ids[i] == 0 {
-			add(g.files[start:i])
-			start = i
-		}
-	}
-	add(g.files[start:])
-	return out
-}
-
 // pastDay reports whether day merges apply to the files of p at now: day
 // files are on, p's stream is kept forever or for at least
 // dayMergeMinPeriod, and p's date ended more than DayFilesAfter ago.
@@ -323,16 +275,20 @@ func (l *Lake) pastDay(p Partition, now time.Time) bool {
 	return per <= 0 || per >= dayMergeMinPeriod
 }
 
-// runs cuts files into runs of the same column count of up to maxBytes
-// and, if maxCounts > 0, of up to maxCounts rollup counts (see
-// rollupBound); a file past either bound is a run of its own.
+// runs cuts files into runs of one schema (by identity, see schemaID) of
+// up to maxBytes and, if maxCounts > 0, of up to maxCounts rollup counts
+// (see rollupBound); a file past either bound, or whose schema identity
+// is unknown, is a run of its own. Files of one column count can differ
+// in their promoted columns (after a configuration change), and a group
+// of both would fail at every pass.
 func runs(files []FileInfo, maxBytes, maxCounts int64) [][]FileInfo {
 	var out [][]FileInfo
 	var cur []FileInfo
 	var bytes, counts int64
 	for _, f := range files {
 		c := rollupBound(f)
-		if len(cur) > 0 && (bytes+f.Bytes > maxBytes || maxCounts > 0 && counts+c > maxCounts || f.Columns != cur[0].Columns) {
+		if len(cur) > 0 && (bytes+f.Bytes > maxBytes || maxCounts > 0 && counts+c > maxCounts ||
+			f.schema != cur[0].schema || f.schema == 0) {
 			out = append(out, cur)
 			cur, bytes, counts = nil, 0, 0
 		}
