@@ -30,7 +30,7 @@ var reservedViews = []string{"logs", countsView, messagesView}
 // catalog is one tenant's query database: an in-memory DuckDB whose views
 // read that tenant's published files and staged segments, and which may
 // read nothing else (allowed_directories names the tenant's lake and
-// staging folders only). Tenants never share a database, so no statement,
+// staging folders, and the folder its own answers are written to). Tenants never share a database, so no statement,
 // catalog function or file path of one can reach another's data.
 //
 // Staged rows are kept as small Parquet segments under the data
@@ -47,6 +47,11 @@ type catalog struct {
 	tenant  string
 	db      *sql.DB
 	staging string // the engine's staging root; this tenant's is staging/tenant=<id>
+	// results is the directory DuckDB writes Arrow and Parquet answers
+	// to (see columnar), inside the tenant's spill directory. It is one
+	// of the sandbox's allowed directories: user SQL could read the
+	// tenant's own answers there, never write (vet allows no COPY).
+	results string
 	// globs is whether views may read segments by glob: false when the
 	// staging root's path has glob metacharacters, and views then list
 	// every segment, rebuilt at each.
@@ -362,7 +367,8 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 	if err := os.RemoveAll(spill); err != nil {
 		return fmt.Errorf("query: clear spill directory: %w", err)
 	}
-	if err := os.MkdirAll(spill, 0o755); err != nil {
+	c.results = filepath.Join(spill, "results")
+	if err := os.MkdirAll(c.results, 0o755); err != nil {
 		return fmt.Errorf("query: spill directory: %w", err)
 	}
 	tenantDir := "tenant=" + c.tenant + string(filepath.Separator)
@@ -376,7 +382,7 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 		fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", c.cfg.MaxSpill))
 	stmts = append(stmts, rollupSchemaStmts...)
 	stmts = append(stmts,
-		"SET GLOBAL allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+"]",
+		"SET GLOBAL allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+", "+quoteString(c.results+string(filepath.Separator))+"]",
 		"SET GLOBAL enable_external_access = false",
 		"SET GLOBAL autoinstall_known_extensions = false",
 		"SET GLOBAL autoload_known_extensions = false",

@@ -41,7 +41,15 @@ const (
 )
 
 // NewWriter returns a ResultWriter that encodes a result in f to w.
-// Nested values (lists, maps, structs) are JSON text in CSV and Arrow.
+//
+// A Parquet answer to a SELECT is written by DuckDB, with its own types:
+// nested values (lists, maps, structs) stay nested, DECIMAL stays
+// decimal, UUID keeps its logical type; HUGEINT, UHUGEINT, INTERVAL, TIME
+// WITH TIME ZONE, UNION, BIT and BIGNUM (and values nesting them) are
+// DuckDB's text for them, and duplicate column names get DuckDB's
+// suffixes (a, a_1). Arrow answers, and EXPLAIN's rows in Parquet, carry
+// nested and other values without a faithful Arrow scalar as text (JSON
+// text for nested values), as CSV does.
 func NewWriter(f Format, w io.Writer) ResultWriter {
 	switch f {
 	case FormatCSV:
@@ -300,45 +308,78 @@ func (c *csvWriter) flushRow() error {
 // arrowBatchRows is the row count of each Arrow record batch written.
 const arrowBatchRows = 8192
 
-// arrowWriter builds record batches from rows and writes an IPC stream,
-// or with parquet set a Parquet file: one row group per batch, footer at
-// the end, so it streams to w like the IPC stream does.
+// arrowWriter writes an Arrow IPC stream or, with parquet set, a Parquet
+// file (zstd). In Parquet it takes the file DuckDB wrote (writeParquet)
+// where it can. A result that comes row by row is built into batches of
+// arrowBatchRows rows, written as they fill: in Parquet one row group
+// each, with the footer at the end, so it streams to w like the IPC
+// stream does.
 type arrowWriter struct {
 	w       io.Writer
 	mem     memory.Allocator
 	parquet bool
 	cols    []Column
-	schema  *arrow.Schema
-	rb      *array.RecordBuilder
 	ipc     *ipc.Writer
 	pq      *pqarrow.FileWriter
-	rows    int
+	// done is set once the whole answer is written (a file sent as is).
+	done bool
+	// rb and rows build batches from rows.
+	rb   *array.RecordBuilder
+	rows int
+}
+
+// parquetOptions implements columnarWriter: DuckDB writes Parquet
+// answers, in zstd, with row groups of 32 Ki rows, which keep its writer
+// (and the rereading of a cut answer) within the query memory limit at
+// 128 MiB on wide rows. Arrow answers come row by row: DuckDB's Arrow
+// interface is not built in (it needs a build tag), and a detour through
+// a Parquet file costs more than it saves (bench/RESULTS.md).
+func (a *arrowWriter) parquetOptions() string {
+	if a.parquet {
+		return "COMPRESSION zstd, ROW_GROUP_SIZE 32768"
+	}
+	return ""
 }
 
 func (a *arrowWriter) Begin(cols []Column) error {
 	a.cols = cols
-	fields := make([]arrow.Field, len(cols))
-	for i, c := range cols {
-		fields[i] = arrow.Field{Name: c.Name, Type: arrowType(c.Type), Nullable: true}
-	}
-	a.schema = arrow.NewSchema(fields, nil)
-	a.rb = array.NewRecordBuilder(a.mem, a.schema)
+	return nil
+}
+
+// open starts the encoding of batches of schema.
+func (a *arrowWriter) open(schema *arrow.Schema) error {
 	if a.parquet {
 		props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithAllocator(a.mem))
-		pw, err := pqarrow.NewFileWriter(a.schema, a.w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(a.mem)))
+		pw, err := pqarrow.NewFileWriter(schema, a.w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(a.mem)))
 		if err != nil {
-			a.rb.Release()
 			return fmt.Errorf("parquet: %w", err)
 		}
 		a.pq = pw
 		return nil
 	}
-	a.ipc = ipc.NewWriter(a.w, ipc.WithSchema(a.schema), ipc.WithAllocator(a.mem))
+	a.ipc = ipc.NewWriter(a.w, ipc.WithSchema(schema), ipc.WithAllocator(a.mem))
 	return nil
 }
 
-// arrowType maps a DuckDB type name to the Arrow type weir writes it as.
-// Types without a faithful scalar mapping become strings.
+func (a *arrowWriter) write(rec arrow.RecordBatch) error {
+	if a.pq != nil {
+		return a.pq.Write(rec)
+	}
+	return a.ipc.Write(rec)
+}
+
+// rowSchema is the schema of a result that comes row by row.
+func (a *arrowWriter) rowSchema() *arrow.Schema {
+	fields := make([]arrow.Field, len(a.cols))
+	for i, c := range a.cols {
+		fields[i] = arrow.Field{Name: c.Name, Type: arrowType(c.Type), Nullable: true}
+	}
+	return arrow.NewSchema(fields, nil)
+}
+
+// arrowType maps a DuckDB type name to the Arrow type weir writes it as
+// when the result comes row by row. Types without a faithful scalar
+// mapping become strings.
 func arrowType(t string) arrow.DataType {
 	switch t {
 	case "BOOLEAN":
@@ -378,6 +419,13 @@ func arrowType(t string) arrow.DataType {
 }
 
 func (a *arrowWriter) Row(vals []driver.Value) error {
+	if a.rb == nil {
+		schema := a.rowSchema()
+		if err := a.open(schema); err != nil {
+			return err
+		}
+		a.rb = array.NewRecordBuilder(a.mem, schema)
+	}
 	for i, v := range vals {
 		b := a.rb.Field(i)
 		if v == nil {
@@ -442,16 +490,32 @@ func (a *arrowWriter) flush() error {
 	rec := a.rb.NewRecordBatch()
 	defer rec.Release()
 	a.rows = 0
-	if a.pq != nil {
-		return a.pq.Write(rec)
-	}
-	return a.ipc.Write(rec)
+	return a.write(rec)
+}
+
+// writeParquet implements columnarWriter: a Parquet answer is the file
+// DuckDB wrote.
+func (a *arrowWriter) writeParquet(r *parquetResult) error {
+	a.done = true
+	_, err := io.Copy(a.w, io.NewSectionReader(r.f, 0, r.size))
+	return err
 }
 
 func (a *arrowWriter) End(bool) error {
-	defer a.rb.Release()
-	if a.rows > 0 {
-		if err := a.flush(); err != nil {
+	if a.done {
+		return nil
+	}
+	if a.rb != nil {
+		defer a.rb.Release()
+		if a.rows > 0 {
+			if err := a.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if a.pq == nil && a.ipc == nil {
+		// No rows: an empty stream or file of the columns.
+		if err := a.open(a.rowSchema()); err != nil {
 			return err
 		}
 	}

@@ -53,7 +53,10 @@ type Column struct {
 // ResultWriter receives a result. Begin is called once, before any row
 // and only after the query has produced its first row or finished, so
 // errors in planning and in the first chunk come back from Run before
-// anything is written. Row's values are only valid during the call.
+// anything is written. Row's values are only valid during the call. The
+// Parquet writer of NewWriter takes a SELECT's result as the file DuckDB
+// wrote instead of through Row (Begin and End are called all the same);
+// ResultWriters made elsewhere get rows.
 type ResultWriter interface {
 	Begin(cols []Column) error
 	Row(vals []driver.Value) error
@@ -152,6 +155,12 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 		if stmt.NumInput() > 0 {
 			return fmt.Errorf("%w: the statement has parameters; inline their values", ErrInvalid)
 		}
+		if cw, ok := w.(columnarWriter); ok && !v.explain && cw.parquetOptions() != "" {
+			st, err = e.columnar(ctx, dc.(*duckdb.Conn), stmt, v.sql, c.results, maxRows, cw)
+			if !errors.Is(err, errNotColumnar) {
+				return err
+			}
+		}
 		rows, err := stmt.QueryContext(ctx, nil)
 		if err != nil {
 			return e.classify(ctx, err)
@@ -165,15 +174,7 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 }
 
 func (e *Engine) stream(ctx context.Context, rows driver.Rows, maxRows uint64, w ResultWriter) (Stats, error) {
-	names := rows.Columns()
-	cols := make([]Column, len(names))
-	typed, _ := rows.(driver.RowsColumnTypeDatabaseTypeName)
-	for i, n := range names {
-		cols[i].Name = n
-		if typed != nil {
-			cols[i].Type = typed.ColumnTypeDatabaseTypeName(i)
-		}
-	}
+	cols := columnsOfRows(rows)
 	vals := make([]driver.Value, len(cols))
 	var st Stats
 	begun := false

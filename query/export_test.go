@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
 	"github.com/weirlabs/weir/transform/arrowbatch"
@@ -86,6 +89,27 @@ func TestExport(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], "line 0") || !strings.Contains(lines[30], "line 29") {
 		t.Errorf("rows not in timestamp order: %q ... %q", lines[1], lines[30])
+	}
+
+	// In Parquet: DuckDB writes the hour, in timestamp order, maps as
+	// maps and without the date and hour columns.
+	buf.Reset()
+	n, err = e.ExportHour(context.Background(), spec, h0, NewWriter(FormatParquet, &buf))
+	if err != nil || n != 30 {
+		t.Fatalf("ExportHour in Parquet = %d, %v", n, err)
+	}
+	rec := readParquet(t, buf.Bytes())
+	defer rec.Release()
+	sc := rec.Schema()
+	if rec.NumRows() != 30 || sc.HasField("date") || sc.HasField("hour") || !sc.HasField("attributes") ||
+		sc.Field(sc.FieldIndices("attributes")[0]).Type.ID() != arrow.MAP {
+		t.Errorf("Parquet export: %d rows, schema %s", rec.NumRows(), sc)
+	}
+	ts := rec.Column(sc.FieldIndices("timestamp")[0]).(*array.Timestamp)
+	for i := 1; i < ts.Len(); i++ {
+		if ts.Value(i) < ts.Value(i-1) {
+			t.Fatalf("Parquet export: row %d is older than row %d", i, i-1)
+		}
 	}
 
 	// A predicate and a narrower range.

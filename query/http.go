@@ -183,6 +183,17 @@ func (h *headerOnBegin) Begin(cols []Column) error {
 	return h.inner.Begin(cols)
 }
 func (h *headerOnBegin) Row(v []driver.Value) error { return h.inner.Row(v) }
+
+func (h *headerOnBegin) parquetOptions() string {
+	if cw, ok := h.inner.(columnarWriter); ok {
+		return cw.parquetOptions()
+	}
+	return ""
+}
+
+func (h *headerOnBegin) writeParquet(r *parquetResult) error {
+	return h.inner.(columnarWriter).writeParquet(r)
+}
 func (h *headerOnBegin) End(truncated bool) error {
 	if truncated {
 		h.hw.w.Header().Set("Weir-Truncated", "true")

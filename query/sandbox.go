@@ -59,6 +59,8 @@ type vetted struct {
 	// sql is what to run: the user's SELECT inside a row limit, or an
 	// EXPLAIN rebuilt around the checked statement.
 	sql string
+	// explain is whether sql is an EXPLAIN; it is otherwise a SELECT.
+	explain bool
 }
 
 // vet checks query and returns what to run in its place. maxRows bounds
@@ -78,7 +80,7 @@ func vet(ctx context.Context, conn *sql.Conn, query string, maxRows uint64) (vet
 		return vetted{}, err
 	}
 	if explain != "" {
-		return vetted{sql: explain + " " + inner}, nil
+		return vetted{sql: explain + " " + inner, explain: true}, nil
 	}
 	// The newline ends a trailing line comment before the parenthesis.
 	return vetted{sql: "SELECT * FROM (\n" + inner + "\n) LIMIT " + strconv.FormatUint(maxRows+1, 10)}, nil

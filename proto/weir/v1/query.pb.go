@@ -27,7 +27,8 @@ type ExportFormat int32
 const (
 	// Same as EXPORT_FORMAT_PARQUET.
 	ExportFormat_EXPORT_FORMAT_UNSPECIFIED ExportFormat = 0
-	// Parquet (zstd); nested columns (attributes, resource) are JSON text.
+	// Parquet (zstd), written by DuckDB with its types: attributes and
+	// resource are maps of strings.
 	ExportFormat_EXPORT_FORMAT_PARQUET ExportFormat = 1
 	// CSV with a header line.
 	ExportFormat_EXPORT_FORMAT_CSV ExportFormat = 2

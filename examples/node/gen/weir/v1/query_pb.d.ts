@@ -231,7 +231,8 @@ export enum ExportFormat {
   UNSPECIFIED = 0,
 
   /**
-   * Parquet (zstd); nested columns (attributes, resource) are JSON text.
+   * Parquet (zstd), written by DuckDB with its types: attributes and
+   * resource are maps of strings.
    *
    * @generated from enum value: EXPORT_FORMAT_PARQUET = 1;
    */
