@@ -175,7 +175,11 @@ func TestParquetAnswers(t *testing.T) {
 
 	// Errors in binding and in running come back before anything is
 	// written, classified as for rows.
-	for _, sql := range []string{"SELECT nope FROM range(3)", "SELECT CAST('x' || i AS INTEGER) FROM range(3) t(i)", "COPY (SELECT 1) TO 'x.parquet'"} {
+	// Nor can SQL reach the COPY around it.
+	for _, sql := range []string{
+		"SELECT nope FROM range(3)", "SELECT CAST('x' || i AS INTEGER) FROM range(3) t(i)", "COPY (SELECT 1) TO 'x.parquet'",
+		"SELECT 1)) TO 'x.csv' (FORMAT csv); SELECT ((1", "SELECT 1 /*", "SELECT 1 --\n)) TO 'x.csv' (FORMAT csv)",
+	} {
 		_, _, raw, err := run(sql, 0)
 		if !errors.Is(err, ErrInvalid) || len(raw) != 0 {
 			t.Errorf("%s: %v after %d bytes, want ErrInvalid before any", sql, err, len(raw))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,7 +81,19 @@ func TestTenantIsolation(t *testing.T) {
 	if len(globexFiles) == 0 {
 		t.Fatal("globex has no published file")
 	}
+	// A Parquet file where globex's answers are written, as if one were
+	// being sent: acme's database may not read it either.
+	planted := filepath.Join(dir, "tmp", "query", "tenant=globex", "results", "planted.parquet")
+	data, err := os.ReadFile(globexFiles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(planted, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, sql := range []string{
+		"SELECT count(*) FROM read_parquet('" + planted + "')",
+		"SELECT count(*) FROM read_parquet('" + filepath.Join(dir, "tmp") + "/**/*.parquet')",
 		"SELECT count(*) FROM read_parquet('" + globexFiles[0] + "')",
 		"SELECT count(*) FROM read_parquet('" + filepath.Join(dir, "lake") + "/**/*.parquet')",
 		"SELECT count(*) FROM read_parquet('" + filepath.Join(dir, "staging") + "/**/*.parquet')",

@@ -150,8 +150,9 @@ func get(t *testing.T, url string) (int, string, string) {
 // EndToEnd calls it): the overview shows volume by severity, Explore
 // filters, Top errors finds the HDFS warning pattern and opens its
 // records, the SQL console charts a query, the dashboards draw, and live
-// tail receives new records. Screenshots go to $WEIR_ARTIFACTS/ui (or a
-// temporary directory), named in the log.
+// tail receives new records. Screenshots go to $WEIR_ARTIFACTS/ui, named
+// in the log; without it, to the test's temporary directory, removed
+// with it.
 func checkUI(t *testing.T, s *testServer, streams []string, total int64) {
 	chrome := findChromium(t)
 	b := newBrowser(t, chrome)
@@ -364,11 +365,7 @@ func newBrowser(t *testing.T, chrome string) *uiBrowser {
 			t.Fatal(err)
 		}
 	} else {
-		dir, err := os.MkdirTemp("", "weir-ui-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.artifacts = dir
+		b.artifacts = t.TempDir()
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome),
