@@ -49,7 +49,9 @@ const (
 // DuckDB's text for them, and duplicate column names get DuckDB's
 // suffixes (a, a_1). Arrow answers, and EXPLAIN's rows in Parquet, carry
 // nested and other values without a faithful Arrow scalar as text (JSON
-// text for nested values), as CSV does.
+// text for nested values), as CSV does. Nested values made only of
+// strings, booleans and integers are the JSON DuckDB writes for them
+// (keys in the value's order); others are encoded by weir (keys sorted).
 func NewWriter(f Format, w io.Writer) ResultWriter {
 	switch f {
 	case FormatCSV:
@@ -99,6 +101,10 @@ func (j *ndjsonWriter) appendRow(b []byte, vals []driver.Value) ([]byte, error) 
 			b = append(b, ',')
 		}
 		b = append(b, j.keys[i]...)
+		if s, ok := v.(string); ok && j.cols[i].jsonText {
+			b = append(b, s...)
+			continue
+		}
 		var err error
 		if b, err = appendJSON(b, v, j.cols[i].Type); err != nil {
 			return nil, fmt.Errorf("encode column %q: %w", j.cols[i].Name, err)
@@ -168,6 +174,17 @@ func appendJSONFloat(b []byte, f float64) []byte {
 }
 
 func (j *ndjsonWriter) End(bool) error { return nil }
+
+// nestedAsJSON implements jsonTextWriter.
+func (j *ndjsonWriter) nestedAsJSON() bool { return true }
+
+// nestedAsJSON implements jsonTextWriter: nested values are JSON text in
+// CSV.
+func (c *csvWriter) nestedAsJSON() bool { return true }
+
+// nestedAsJSON implements jsonTextWriter: nested values are JSON text in
+// a result that comes row by row.
+func (a *arrowWriter) nestedAsJSON() bool { return true }
 
 // flushRow implements rowFlusher: Row writes each row whole.
 func (j *ndjsonWriter) flushRow() error { return nil }

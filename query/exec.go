@@ -48,6 +48,9 @@ type Column struct {
 	Name string `json:"name"`
 	// Type is DuckDB's type name, such as "VARCHAR".
 	Type string `json:"type"`
+	// jsonText is set when the column's values are the JSON text DuckDB
+	// wrote for them (strings; see jsonTextWriter).
+	jsonText bool
 }
 
 // ResultWriter receives a result. Begin is called once, before any row
@@ -161,20 +164,38 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 				return err
 			}
 		}
+		var text []Column
+		if wantsJSONText(w) && !v.explain {
+			if sel, cols := nestedAsText(stmt); sel != "" {
+				wrapped, err := dc.(*duckdb.Conn).Prepare("SELECT " + sel + " FROM (\n" + v.sql + "\n)")
+				if err != nil {
+					return e.classify(ctx, err)
+				}
+				defer wrapped.Close()
+				stmt, text = wrapped.(*duckdb.Stmt), cols
+			}
+		}
 		rows, err := stmt.QueryContext(ctx, nil)
 		if err != nil {
 			return e.classify(ctx, err)
 		}
 		defer rows.Close()
-		st, err = e.stream(ctx, rows, maxRows, w)
+		st, err = e.stream(ctx, rows, maxRows, text, w)
 		return err
 	})
 	st.Elapsed = time.Since(start)
 	return st, err
 }
 
-func (e *Engine) stream(ctx context.Context, rows driver.Rows, maxRows uint64, w ResultWriter) (Stats, error) {
+// stream writes rows to w. text, if set, has the type names of the
+// columns that come as JSON text.
+func (e *Engine) stream(ctx context.Context, rows driver.Rows, maxRows uint64, text []Column, w ResultWriter) (Stats, error) {
 	cols := columnsOfRows(rows)
+	for i, c := range text {
+		if c.Type != "" && i < len(cols) {
+			cols[i].Type, cols[i].jsonText = c.Type, true
+		}
+	}
 	vals := make([]driver.Value, len(cols))
 	var st Stats
 	begun := false

@@ -184,6 +184,8 @@ func (h *headerOnBegin) Begin(cols []Column) error {
 }
 func (h *headerOnBegin) Row(v []driver.Value) error { return h.inner.Row(v) }
 
+func (h *headerOnBegin) nestedAsJSON() bool { return wantsJSONText(h.inner) }
+
 func (h *headerOnBegin) parquetOptions() string {
 	if cw, ok := h.inner.(columnarWriter); ok {
 		return cw.parquetOptions()
@@ -207,6 +209,8 @@ type jsonDocWriter struct {
 	rows ndjsonWriter
 	n    int
 }
+
+func (j *jsonDocWriter) nestedAsJSON() bool { return true }
 
 func (j *jsonDocWriter) Begin(cols []Column) error {
 	j.hw.begin()

@@ -133,6 +133,8 @@ func (c *connectSink) Row(vals []driver.Value) error {
 	return c.endRow()
 }
 
+func (c *connectSink) nestedAsJSON() bool { return wantsJSONText(c.inner) }
+
 // endRow lets the chunk end here, between two rows, in a row format.
 func (c *connectSink) endRow() error {
 	if c.rowFlush == nil {
