@@ -103,18 +103,10 @@ func BenchmarkStaged(b *testing.B) {
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
 }
 
-// discardWriter drops result rows, counting them.
-type discardWriter struct{ rows int }
-
-func (w *discardWriter) Begin([]Column) error     { return nil }
-func (w *discardWriter) Row([]driver.Value) error { w.rows++; return nil }
-func (w *discardWriter) End(bool) error           { return nil }
-
-// BenchmarkQueryHot measures dashboard-style queries over records that are
-// still staged (not yet in a published file): 1 M rows in 16 staged
-// batches of 64 Ki rows, as the transform stage hands them over.
-func BenchmarkQueryHot(b *testing.B) {
-	const per, batches = 64 << 10, 16
+// stagedRows returns an engine whose stream "bench" holds batches staged
+// batches of per log-like rows, queryable, none published.
+func stagedRows(b *testing.B, per, batches int) *Engine {
+	b.Helper()
 	rec := benchBatch(b, per)
 	defer rec.Release()
 	e, l := stagingLake(b)
@@ -127,6 +119,21 @@ func BenchmarkQueryHot(b *testing.B) {
 	if err := e.Sync(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	return e
+}
+
+// discardWriter drops result rows, counting them.
+type discardWriter struct{ rows int }
+
+func (w *discardWriter) Begin([]Column) error     { return nil }
+func (w *discardWriter) Row([]driver.Value) error { w.rows++; return nil }
+func (w *discardWriter) End(bool) error           { return nil }
+
+// BenchmarkQueryHot measures dashboard-style queries over records that are
+// still staged (not yet in a published file): 1 M rows in 16 staged
+// batches of 64 Ki rows, as the transform stage hands them over.
+func BenchmarkQueryHot(b *testing.B) {
+	e := stagedRows(b, 64<<10, 16)
 	for _, q := range []struct{ name, sql string }{
 		{"count_by_severity_per_minute", `SELECT time_bucket(INTERVAL 1 minute, timestamp) AS t, severity_text, count(*) FROM logs GROUP BY ALL`},
 		{"top_services", `SELECT service_name, count(*) AS n FROM logs GROUP BY 1 ORDER BY n DESC LIMIT 10`},
@@ -183,18 +190,7 @@ type rowsOnly struct{ ResultWriter }
 // DuckDB writes it (duckdb) against weir building it from rows (rows).
 func BenchmarkParquetAnswer(b *testing.B) {
 	const per, batches = 64 << 10, 4
-	rec := benchBatch(b, per)
-	defer rec.Release()
-	e, l := stagingLake(b)
-	p := sink.Partition{Tenant: record.DefaultTenant, Stream: "bench", Hour: time.Now().UTC().Truncate(time.Hour)}
-	for range batches {
-		if err := l.Write(context.Background(), p, rec); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := e.Sync(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	e := stagedRows(b, per, batches)
 	for _, c := range []struct {
 		name string
 		w    func(io.Writer) ResultWriter

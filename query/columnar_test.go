@@ -54,15 +54,30 @@ func readParquet(t *testing.T, b []byte) arrow.RecordBatch {
 	return rec
 }
 
-// colsWriter records the columns Begin gets, passing the result on.
+// colsWriter records the columns Begin gets and passes the result on,
+// taking it as a file or nested columns as JSON text when what it wraps
+// does.
 type colsWriter struct {
-	columnarWriter
+	ResultWriter
 	cols []Column
 }
 
 func (w *colsWriter) Begin(cols []Column) error {
 	w.cols = cols
-	return w.columnarWriter.Begin(cols)
+	return w.ResultWriter.Begin(cols)
+}
+
+func (w *colsWriter) nestedAsJSON() bool { return wantsJSONText(w.ResultWriter) }
+
+func (w *colsWriter) parquetOptions() string {
+	if cw, ok := w.ResultWriter.(columnarWriter); ok {
+		return cw.parquetOptions()
+	}
+	return ""
+}
+
+func (w *colsWriter) writeParquet(r *parquetResult) error {
+	return w.ResultWriter.(columnarWriter).writeParquet(r)
 }
 
 // answerFiles lists what is left in the engine's answer directory.
@@ -86,7 +101,7 @@ func TestParquetAnswers(t *testing.T) {
 	ctx := context.Background()
 	run := func(sql string, maxRows uint64) (Stats, []Column, []byte, error) {
 		var buf bytes.Buffer
-		w := &colsWriter{columnarWriter: NewWriter(FormatParquet, &buf).(columnarWriter)}
+		w := &colsWriter{ResultWriter: NewWriter(FormatParquet, &buf)}
 		st, err := e.Run(ctx, sql, Options{MaxRows: maxRows}, w)
 		return st, w.cols, buf.Bytes(), err
 	}

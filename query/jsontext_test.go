@@ -12,20 +12,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 )
 
-// textCapture records the columns Begin gets and passes the result on;
-// it takes nested columns as JSON text when what it wraps does.
-type textCapture struct {
-	ResultWriter
-	cols []Column
-}
-
-func (c *textCapture) Begin(cols []Column) error {
-	c.cols = cols
-	return c.ResultWriter.Begin(cols)
-}
-
-func (c *textCapture) nestedAsJSON() bool { return wantsJSONText(c.ResultWriter) }
-
 // sameJSON reports whether a and b are equal, or both JSON for equal
 // values (key order and escaping aside).
 func sameJSON(a, b string) bool {
@@ -51,9 +37,9 @@ func TestNestedAsJSONText(t *testing.T) {
 	textual := map[string]bool{"m": true, "l": true, "st": true, "lm": true, "arr": true, "nl": true}
 	for _, f := range []Format{FormatJSON, FormatCSV, FormatArrow} {
 		var gotBuf, wantBuf bytes.Buffer
-		got := &textCapture{ResultWriter: NewWriter(f, &gotBuf)}
-		want := &textCapture{ResultWriter: rowsOnly{NewWriter(f, &wantBuf)}}
-		for _, w := range []*textCapture{got, want} {
+		got := &colsWriter{ResultWriter: NewWriter(f, &gotBuf)}
+		want := &colsWriter{ResultWriter: rowsOnly{NewWriter(f, &wantBuf)}}
+		for _, w := range []*colsWriter{got, want} {
 			if _, err := e.Run(context.Background(), q, Options{}, w); err != nil {
 				t.Fatalf("format %d: %v", f, err)
 			}
