@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 )
@@ -129,6 +131,8 @@ func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.S
 		return Stats{}, fmt.Errorf("answer directory: %w", err)
 	}
 	defer os.RemoveAll(qdir)
+	ctx, stop := e.watchAnswer(ctx, qdir)
+	defer stop()
 	opts := w.parquetOptions()
 	name := filepath.Join(qdir, "all.parquet")
 	written, err := e.copyTo(ctx, conn, "SELECT "+sel+" FROM (\n"+sqlText+"\n)", name, opts)
@@ -152,6 +156,9 @@ func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.S
 	if err != nil {
 		return Stats{}, fmt.Errorf("answer file: %w", err)
 	}
+	if fi.Size() > e.cfg.MaxAnswerBytes {
+		return Stats{}, e.answerTooLarge()
+	}
 	if err := w.Begin(cols); err != nil {
 		return st, err
 	}
@@ -159,6 +166,60 @@ func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.S
 		return st, err
 	}
 	return st, w.End(st.Truncated)
+}
+
+// answerWatchEvery is how often a Parquet answer's files are measured
+// while DuckDB writes them.
+const answerWatchEvery = 20 * time.Millisecond
+
+// watchAnswer returns ctx, canceled with answerTooLarge's error once the
+// files in dir pass MaxAnswerBytes, and stop, which ends the watch and
+// waits for it: DuckDB's COPY would otherwise fill the disk the lake and
+// the log share with an answer of any size.
+func (e *Engine) watchAnswer(ctx context.Context, dir string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(answerWatchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if dirBytes(dir) > e.cfg.MaxAnswerBytes {
+				cancel(fmt.Errorf("%w (stopped while DuckDB wrote it)", e.answerTooLarge()))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
+}
+
+func (e *Engine) answerTooLarge() error {
+	return fmt.Errorf("%w: the Parquet answer is larger than %d bytes (query.max_answer); ask for fewer rows or columns", ErrResources, e.cfg.MaxAnswerBytes)
+}
+
+// dirBytes returns the bytes of the files in dir.
+func dirBytes(dir string) int64 {
+	ents, _ := os.ReadDir(dir)
+	var n int64
+	for _, d := range ents {
+		if fi, err := d.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // copyTo has DuckDB write the result of query to the Parquet file name

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +221,41 @@ func TestParquetAnswerCanceled(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tmp", "query", "tenant=default", "results")); err != nil {
 		t.Errorf("answer directory: %v", err)
+	}
+}
+
+// TestParquetAnswerTooLarge: a Parquet answer whose file would pass
+// MaxAnswerBytes fails with ErrResources before anything is written,
+// whether DuckDB is stopped while writing or has finished, and leaves no
+// file; a smaller answer still goes through.
+func TestParquetAnswerTooLarge(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Threads = 2
+	cfg.MaxAnswerBytes = 256 << 10
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	// 20,000 rows (~700 KB) are written before the first watch; a million
+	// (~35 MB, a second's work for DuckDB) are stopped while being written.
+	for _, rows := range []int{20_000, 1_000_000} {
+		var buf bytes.Buffer
+		_, err := e.Run(context.Background(), fmt.Sprintf("SELECT md5(i::VARCHAR) || md5((i + 1)::VARCHAR) AS s FROM range(%d) t(i)", rows),
+			Options{MaxRows: uint64(rows), Timeout: time.Minute}, NewWriter(FormatParquet, &buf))
+		if !errors.Is(err, ErrResources) || buf.Len() != 0 {
+			t.Errorf("%d rows: %v after %d bytes, want ErrResources before any", rows, err, buf.Len())
+		}
+		if stopped := err != nil && strings.Contains(err.Error(), "while DuckDB wrote it"); rows == 1_000_000 && !stopped {
+			t.Errorf("%d rows: %v; want DuckDB stopped while writing", rows, err)
+		}
+	}
+	if left := answerFiles(t, cfg.DataDir); len(left) != 0 {
+		t.Errorf("answer files left behind: %v", left)
+	}
+	var buf bytes.Buffer
+	if st, err := e.Run(context.Background(), "SELECT md5(i::VARCHAR) AS s FROM range(1000) t(i)", Options{}, NewWriter(FormatParquet, &buf)); err != nil || st.Rows != 1000 {
+		t.Fatalf("a small answer: %+v, %v", st, err)
 	}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// MaxSpill bounds the disk that queries may spill to, under
 	// DataDir's tmp/query folder, such as "4GB".
 	MaxSpill string
+	// MaxAnswerBytes bounds the Parquet file DuckDB writes for one
+	// Parquet answer (under the same folder) before it is sent; a larger
+	// answer fails with ErrResources.
+	MaxAnswerBytes int64
 	// MaxConcurrent bounds user queries running at once; more wait for a
 	// slot until their deadline. System queries (Options.System) have one
 	// more slot of their own, so slow user queries never lock out the
@@ -63,9 +67,11 @@ type Config struct {
 // DefaultConfig returns bounds suited to an interactive endpoint.
 func DefaultConfig() Config {
 	return Config{
-		MemoryLimit:   "1GB",
-		MaxSpill:      "4GB",
-		MaxConcurrent: 4,
+		MemoryLimit: "1GB",
+		MaxSpill:    "4GB",
+		// A million rows of the lake's log records take ~30 MB.
+		MaxAnswerBytes: 1 << 30,
+		MaxConcurrent:  4,
 		// One slot stays free for other tenants.
 		TenantConcurrent: 3,
 		DefaultRows:      10_000,
@@ -94,6 +100,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("query: invalid MemoryLimit %q", c.MemoryLimit)
 	case c.MaxSpill == "" || strings.ContainsAny(c.MaxSpill, "'\\"):
 		return fmt.Errorf("query: invalid MaxSpill %q", c.MaxSpill)
+	case c.MaxAnswerBytes < 1:
+		return fmt.Errorf("query: MaxAnswerBytes must be positive, got %d", c.MaxAnswerBytes)
 	}
 	return nil
 }

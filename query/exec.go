@@ -258,5 +258,8 @@ func (e *Engine) ctxErr(ctx context.Context, err error) error {
 	if errors.Is(context.Cause(ctx), ErrTimeout) {
 		return fmt.Errorf("%w: %v", ErrTimeout, err)
 	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrResources) {
+		return cause
+	}
 	return fmt.Errorf("%w: %v", ErrCanceled, context.Cause(ctx))
 }

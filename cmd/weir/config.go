@@ -204,6 +204,7 @@ type config struct {
 		Threads          int           `yaml:"threads"`
 		MemoryLimit      string        `yaml:"memory_limit"`
 		MaxSpill         string        `yaml:"max_spill"`
+		MaxAnswer        string        `yaml:"max_answer"`
 		MaxConcurrent    int           `yaml:"max_concurrent"`
 		TenantConcurrent int           `yaml:"tenant_concurrent"`
 		DefaultRows      uint64        `yaml:"default_rows"`
@@ -328,6 +329,7 @@ func defaultConfig() config {
 	qc := query.DefaultConfig()
 	c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent = qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent
 	c.Query.TenantConcurrent = qc.TenantConcurrent
+	c.Query.MaxAnswer = "1GiB"
 	hc := tail.DefaultConfig()
 	c.Tail.MaxViewers, c.Tail.MaxViewersPerTenant, c.Tail.ViewerBytes, c.Tail.TotalBytes, c.Tail.IdleTimeout =
 		hc.MaxSubscribers, hc.MaxSubscribersPerTenant, hc.QueueBytes, hc.TotalBytes, hc.IdleTimeout
@@ -533,6 +535,7 @@ func (c *config) query() query.Config {
 	qc.Streams = []string{logschema.DeadLetterStream}
 	qc.Threads, qc.MemoryLimit, qc.MaxSpill, qc.MaxConcurrent = c.Query.Threads, c.Query.MemoryLimit, c.Query.MaxSpill, c.Query.MaxConcurrent
 	qc.TenantConcurrent = c.Query.TenantConcurrent
+	qc.MaxAnswerBytes, _ = parseBytes(c.Query.MaxAnswer) // checked by validate
 	qc.DefaultRows, qc.MaxRows, qc.DefaultTimeout, qc.MaxTimeout =
 		c.Query.DefaultRows, c.Query.MaxRows, c.Query.DefaultTimeout, c.Query.MaxTimeout
 	return qc
@@ -591,6 +594,9 @@ func (c *config) validate() error {
 	}
 	if err := c.Forward.validate(); err != nil {
 		return err
+	}
+	if _, err := parseBytes(c.Query.MaxAnswer); err != nil {
+		return fmt.Errorf("query.max_answer: %w", err)
 	}
 	if err := c.Alerts.Validate(); err != nil {
 		return err

@@ -110,3 +110,23 @@ func TestMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxAnswer: query.max_answer is a size, 1 GiB by default, and a bad
+// one fails validation with its key named.
+func TestMaxAnswer(t *testing.T) {
+	c := defaultConfig()
+	c.Data = t.TempDir()
+	if n := c.query().MaxAnswerBytes; n != 1<<30 {
+		t.Errorf("default: %d bytes", n)
+	}
+	c.Query.MaxAnswer = "512MiB"
+	if n := c.query().MaxAnswerBytes; n != 512<<20 || c.validate() != nil {
+		t.Errorf("512MiB: %d bytes, %v", n, c.validate())
+	}
+	for _, bad := range []string{"lots", "0"} {
+		c.Query.MaxAnswer = bad
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "max_answer") && !strings.Contains(err.Error(), "MaxAnswerBytes") {
+			t.Errorf("%q: %v, want an error about max_answer", bad, err)
+		}
+	}
+}
