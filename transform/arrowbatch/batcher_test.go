@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -479,5 +480,78 @@ func TestBatcherRecycledBuffers(t *testing.T) {
 	}
 	if reused, _, _ := pool.Stats(); reused == 0 {
 		t.Fatalf("no buffer reused over %d batches", w.batches)
+	}
+}
+
+// TestBatcherInterleavedHours: records of three hours interleaved within
+// pushes, with batches filling (MaxRows) and pushed out by a new hour
+// (MaxOpen) between records of one hour, each land in a batch of their
+// own hour, in offset order, none lost or doubled; timestamps at the
+// ends of the int64 range go to batches of their hour too.
+func TestBatcherInterleavedHours(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	w := &memWriter{}
+	defer w.release()
+	cfg := DefaultConfig()
+	cfg.MaxRows = 4
+	cfg.MaxOpen = 2
+	bt := newTestBatcher(t, cfg, w, mem)
+	now := time.Unix(1_700_000_000, 0)
+	bt.now = func() time.Time { return now }
+	h0 := now.Truncate(time.Hour).UnixNano()
+	hours := []int64{h0, h0 + int64(time.Hour), h0 - int64(time.Hour)}
+	// Runs of 1 to 5 records of one hour, then another hour: every kind
+	// of switch, within the batch's hour and across its end.
+	var recs []record.Record
+	var hourOfOffset []int64
+	for i := 0; len(recs) < 200; i++ {
+		h := hours[i%3]
+		for j := range i%5 + 1 {
+			ts := h + int64(j)*int64(time.Minute) + int64(len(recs))
+			switch {
+			case j == 0 && i%2 == 0:
+				ts = h // the hour's first nanosecond: the previous run's hour's end
+			case j == 0:
+				ts = h + int64(time.Hour) - 1 // the hour's last nanosecond
+			}
+			recs = append(recs, record.Record{Timestamp: ts, ObservedTimestamp: ts, Body: fmt.Sprint(len(recs))})
+			hourOfOffset = append(hourOfOffset, h)
+		}
+	}
+	recs = append(recs, record.Record{Timestamp: math.MinInt64 + 1, Body: "min"}, record.Record{Timestamp: math.MaxInt64, Body: "max"})
+	hourOfOffset = append(hourOfOffset, time.Unix(0, math.MinInt64+1).UTC().Truncate(time.Hour).UnixNano(), time.Unix(0, math.MaxInt64).UTC().Truncate(time.Hour).UnixNano())
+	for off := 0; off < len(recs); off += 37 { // pushes of 37 records
+		end := min(off+37, len(recs))
+		if err := bt.Consume(context.Background(), batchOf(int64(off), recs[off:end]...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]bool, len(recs))
+	for i, rec := range w.recs {
+		offs := rec.Column(rec.Schema().FieldIndices(logschema.Offset)[0]).(*array.Int64)
+		last := int64(-1)
+		for r := range offs.Len() {
+			off := offs.Value(r)
+			if seen[off] {
+				t.Fatalf("offset %d written twice", off)
+			}
+			seen[off] = true
+			if got := w.parts[i].Hour.UnixNano(); got != hourOfOffset[off] && !w.parts[i].Day {
+				t.Errorf("offset %d (hour %d) in the batch of hour %d", off, hourOfOffset[off], got)
+			}
+			if off <= last {
+				t.Errorf("batch %d: offset %d after %d", i, off, last)
+			}
+			last = off
+		}
+	}
+	for off, ok := range seen {
+		if !ok {
+			t.Errorf("offset %d lost", off)
+		}
 	}
 }
