@@ -86,8 +86,8 @@ var errNotColumnar = errors.New("result types unknown before execution")
 // rebuilding it from rows. sqlText's LIMIT lets at most maxRows+1 rows
 // through; when the extra row came, DuckDB copies the first maxRows rows
 // of its file to a second file, which is the answer. The files, in a
-// directory of the query's own, are removed on return. errNotColumnar means nothing ran and the statement
-// is to be run for rows.
+// directory of the query's own, are removed on return. errNotColumnar
+// means nothing ran and the statement is to be run for rows.
 func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.Stmt, sqlText, dir string, maxRows uint64, w columnarWriter) (Stats, error) {
 	n, err := stmt.ColumnCount()
 	if err != nil {
