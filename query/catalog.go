@@ -30,8 +30,9 @@ var reservedViews = []string{"logs", countsView, messagesView}
 // catalog is one tenant's query database: an in-memory DuckDB whose views
 // read that tenant's published files and staged segments, and which may
 // read nothing else (allowed_directories names the tenant's lake and
-// staging folders, and the folder its own answers are written to). Tenants never share a database, so no statement,
-// catalog function or file path of one can reach another's data.
+// staging folders, and the folder its own Parquet answers are written
+// to). Tenants never share a database, so no statement, catalog function
+// or file path of one can reach another's data.
 //
 // Staged rows are kept as small Parquet segments under the data
 // directory's staging/ folder, so DuckDB reads memory-fresh and published
@@ -47,8 +48,8 @@ type catalog struct {
 	tenant  string
 	db      *sql.DB
 	staging string // the engine's staging root; this tenant's is staging/tenant=<id>
-	// results is the directory DuckDB writes Arrow and Parquet answers
-	// to (see columnar), inside the tenant's spill directory. It is one
+	// results is the directory DuckDB writes Parquet answers to (see
+	// columnar), inside the tenant's spill directory. It is one
 	// of the sandbox's allowed directories: user SQL could read the
 	// tenant's own answers there, never write (vet allows no COPY).
 	results string

@@ -3,12 +3,10 @@ package query
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,39 +74,25 @@ func asText(t duckdb.TypeInfo, depth int) bool {
 	return false
 }
 
-// errNotColumnar is columnar's answer when the statement's result types
-// cannot be read up front; the caller falls back to rows.
-var errNotColumnar = errors.New("result types unknown before execution")
-
 // columnar runs the vetted SELECT in stmt (whose text is sqlText) as a
 // COPY to a Parquet file in dir, and hands the file to w: DuckDB encodes
 // the result column by column, with its own types, instead of weir
 // rebuilding it from rows. sqlText's LIMIT lets at most maxRows+1 rows
 // through; when the extra row came, DuckDB copies the first maxRows rows
 // of its file to a second file, which is the answer. The files, in a
-// directory of the query's own, are removed on return. errNotColumnar
+// directory of the query's own, are removed on return. errTypesUnknown
 // means nothing ran and the statement is to be run for rows.
 func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.Stmt, sqlText, dir string, maxRows uint64, w columnarWriter) (Stats, error) {
-	n, err := stmt.ColumnCount()
+	n := 0
+	sel, text, err := projection(stmt, func(ref string, t duckdb.TypeInfo) string {
+		n++
+		if asText(t, 0) {
+			return "CAST(" + ref + " AS VARCHAR)"
+		}
+		return ""
+	})
 	if err != nil {
-		return Stats{}, errNotColumnar
-	}
-	proj := make([]string, n)
-	text := false
-	for i := range n {
-		info, err := stmt.ColumnTypeInfo(i)
-		if err != nil || info.InternalType() == duckdb.TYPE_INVALID || info.InternalType() == duckdb.TYPE_ANY {
-			return Stats{}, errNotColumnar
-		}
-		name, err := stmt.ColumnName(i)
-		if err != nil {
-			return Stats{}, errNotColumnar
-		}
-		ref := "#" + strconv.Itoa(i+1)
-		if asText(info, 0) {
-			ref, text = "CAST("+ref+" AS VARCHAR)", true
-		}
-		proj[i] = ref + " AS " + quoteIdent(name)
+		return Stats{}, err
 	}
 	// The column names and DuckDB's type names, as the row path reports
 	// them: from the same statement under LIMIT 0, which DuckDB answers
@@ -118,11 +102,10 @@ func (e *Engine) columnar(ctx context.Context, conn *duckdb.Conn, stmt *duckdb.S
 		return Stats{}, e.classify(ctx, err)
 	}
 	if len(cols) != n {
-		return Stats{}, errNotColumnar
+		return Stats{}, errTypesUnknown
 	}
-	sel := "*"
-	if text {
-		sel = strings.Join(proj, ", ")
+	if !text {
+		sel = "*"
 	}
 	// The query's own directory: DuckDB writes each file under a
 	// temporary name first, which a failed COPY leaves behind.

@@ -160,7 +160,7 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 		}
 		if cw, ok := w.(columnarWriter); ok && !v.explain && cw.parquetOptions() != "" {
 			st, err = e.columnar(ctx, dc.(*duckdb.Conn), stmt, v.sql, c.results, maxRows, cw)
-			if !errors.Is(err, errNotColumnar) {
+			if !errors.Is(err, errTypesUnknown) {
 				return err
 			}
 		}
@@ -255,11 +255,12 @@ func (e *Engine) ctxErr(ctx context.Context, err error) error {
 	if errors.Is(err, ErrBusy) {
 		return fmt.Errorf("%w: no free query slot before the deadline", ErrBusy)
 	}
-	if errors.Is(context.Cause(ctx), ErrTimeout) {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, ErrTimeout):
 		return fmt.Errorf("%w: %v", ErrTimeout, err)
-	}
-	if cause := context.Cause(ctx); errors.Is(cause, ErrResources) {
+	case errors.Is(cause, ErrResources):
 		return cause
 	}
-	return fmt.Errorf("%w: %v", ErrCanceled, context.Cause(ctx))
+	return fmt.Errorf("%w: %v", ErrCanceled, cause)
 }

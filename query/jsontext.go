@@ -1,6 +1,7 @@
 package query
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -95,30 +96,50 @@ func elemTypeName(t duckdb.TypeInfo, depth int) string {
 // columns of stmt's result as JSON text, and the columns with the type
 // names of those (others are ""), or "" if no column is one.
 func nestedAsText(stmt *duckdb.Stmt) (string, []Column) {
-	n, err := stmt.ColumnCount()
-	if err != nil {
+	var cols []Column
+	sel, found, err := projection(stmt, func(ref string, t duckdb.TypeInfo) string {
+		typ := nestedTypeName(t, 0)
+		cols = append(cols, Column{Type: typ})
+		if typ == "" {
+			return ""
+		}
+		return "CAST(to_json(" + ref + ") AS VARCHAR)"
+	})
+	if err != nil || !found {
 		return "", nil
 	}
+	return sel, cols
+}
+
+// errTypesUnknown is projection's answer when the statement's result
+// types cannot be read before it runs.
+var errTypesUnknown = errors.New("result types unknown before execution")
+
+// projection returns a select list over the columns of stmt's result,
+// by position and under their names, each the expression wrap gives for
+// the column's reference (#n) and type, or the column itself where wrap
+// gives ""; wrapped is whether wrap gave any. It fails with
+// errTypesUnknown when a column's type cannot be read before running.
+func projection(stmt *duckdb.Stmt, wrap func(ref string, t duckdb.TypeInfo) string) (sel string, wrapped bool, err error) {
+	n, err := stmt.ColumnCount()
+	if err != nil {
+		return "", false, errTypesUnknown
+	}
 	proj := make([]string, n)
-	cols := make([]Column, n)
-	found := false
 	for i := range n {
 		info, err := stmt.ColumnTypeInfo(i)
-		if err != nil {
-			return "", nil
+		if err != nil || info.InternalType() == duckdb.TYPE_INVALID || info.InternalType() == duckdb.TYPE_ANY {
+			return "", false, errTypesUnknown
 		}
 		name, err := stmt.ColumnName(i)
 		if err != nil {
-			return "", nil
+			return "", false, errTypesUnknown
 		}
 		ref := "#" + strconv.Itoa(i+1)
-		if typ := nestedTypeName(info, 0); typ != "" {
-			ref, cols[i].Type, found = "CAST(to_json("+ref+") AS VARCHAR)", typ, true
+		if expr := wrap(ref, info); expr != "" {
+			ref, wrapped = expr, true
 		}
 		proj[i] = ref + " AS " + quoteIdent(name)
 	}
-	if !found {
-		return "", nil
-	}
-	return strings.Join(proj, ", "), cols
+	return strings.Join(proj, ", "), wrapped, nil
 }
