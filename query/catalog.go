@@ -97,8 +97,8 @@ type catalog struct {
 	nEvicted atomic.Int64
 	restored uint64 // changes up to the latest putting back of fetched files
 
-	// logsStale is set while the logs view may not list every stream
-	// view: until it is made, and after a failed view change.
+	// logsStale is set while log_counts and log_messages may not cover
+	// every stream: until they are made, and after a failed view change.
 	logsStale bool
 
 	// View changes are applied by a background loop, at a bounded rate:
@@ -749,19 +749,24 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 }
 
 // viewStmtsLocked returns the DDL that recreates the views of streams
-// from the catalog as it stands, and the logs view when it changes too,
-// and records that those streams have views. mu must be held.
+// from the catalog as it stands, and the logs view with them, and
+// records that those streams have views. mu must be held.
 //
-// The logs view is the union of the stream views (logsQuery): its text
-// names streams, not files, so a change to a stream's files recreates
-// only that stream's view, and DDL grows with that stream's files rather
-// than with all of the tenant's. DuckDB binds views when a query runs, so
-// logs always reads the stream views as they stand.
+// The logs view lists the files of every stream without promoted
+// columns itself, in one scan (logsQueryLocked), so every change
+// recreates it with the changed stream's view and its DDL grows with
+// those streams' files (DuckDB looks at each listed path when a view is
+// made, ~30 µs a path; bench/RESULTS.md, "One scan per view"). A union of
+// the stream views would name streams instead, but DuckDB cannot sort a
+// union larger than its memory limit once the union's first part has
+// been sorted in memory, and logs is what users sort. log_counts and
+// log_messages name the per-stream rollup views and change only with
+// the set of streams.
 func (c *catalog) viewStmtsLocked(streams []string) []string {
-	logs := c.logsStale
+	unions := c.logsStale
 	c.logsStale = false
 	for _, s := range streams {
-		logs = logs || !c.streams[s] || slices.Contains(reservedViews, s)
+		unions = unions || !c.streams[s] || slices.Contains(reservedViews, s)
 		c.streams[s] = true
 	}
 	var stmts []string
@@ -774,9 +779,10 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 	for _, s := range streams {
 		stmts = append(stmts, c.rollupViewStmtsLocked(s)...)
 	}
-	if logs { // after the stream views: DuckDB checks a view's query when it is created
+	stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked())
+	if unions { // after the stream views: DuckDB checks a view's query when it is created
 		counts, messages := c.rollupUnionsLocked()
-		stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked(),
+		stmts = append(stmts,
 			"CREATE OR REPLACE VIEW "+countsView+" AS "+counts,
 			"CREATE OR REPLACE VIEW "+messagesView+" AS "+messages)
 	}
@@ -795,29 +801,44 @@ func (c *catalog) pathsLocked(stream string) []string {
 	return paths
 }
 
-// logsQueryLocked is the SELECT behind the logs view: the rows of every
-// stream view, by column name (streams may have promoted different
-// attribute columns; NULL where a stream lacks one), in the columns'
-// order of viewQuery. A stream named like a reserved view has no view of
-// its own; its files are read in place. mu must be held.
+// logsQueryLocked is the SELECT behind the logs view: one scan of the
+// files and staged segments of every stream without promoted attribute
+// columns (streams named like a reserved view included), by position,
+// in the columns of viewQuery, and the views of the other streams
+// joined to it by name (NULL where a stream lacks a column). mu must be
+// held.
+//
+// One scan, because DuckDB sorts the rows of a scan larger than its
+// memory limit by spilling but not those of a union whose first part it
+// sorted in memory (viewQuery). Streams with promoted columns keep views
+// of their own: DuckDB 1.5 fails (an internal error) to answer a count
+// from the statistics of a scan by name whose first file lacks a column
+// the query filters on, which a scan of several such streams' files
+// together would invite.
 func (c *catalog) logsQueryLocked() string {
 	names := make([]string, 0, len(c.streams))
 	for s := range c.streams {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	var parts []string
+	var narrow, parts []string
 	for _, s := range names {
-		if slices.Contains(reservedViews, s) {
+		switch {
+		case !c.wide[s]:
+			narrow = append(narrow, c.pathsLocked(s)...)
+		case slices.Contains(reservedViews, s):
 			if paths := c.pathsLocked(s); len(paths) > 0 {
-				parts = append(parts, "SELECT * FROM ("+viewQuery(paths, c.wide[s])+")")
+				parts = append(parts, "SELECT * FROM ("+viewQuery(paths, true)+")")
 			}
-			continue
+		default:
+			parts = append(parts, "SELECT * FROM "+viewName(s))
 		}
-		parts = append(parts, "SELECT * FROM "+viewName(s))
 	}
-	if len(parts) == 0 {
-		return emptyView
+	if len(narrow) > 0 || len(parts) == 0 {
+		parts = append([]string{"SELECT * FROM (" + viewQuery(narrow, false) + ")"}, parts...)
+	}
+	if len(parts) == 1 {
+		return parts[0]
 	}
 	return `SELECT "stream", * EXCLUDE ("stream", "date", "hour"), "date", "hour" FROM (` + strings.Join(parts, " UNION ALL BY NAME ") + ")"
 }
@@ -855,37 +876,30 @@ var emptyView = logschema.EmptyView()
 // wide, files may differ in those columns and DuckDB reads them together
 // by name, NULL where a file lacks one; that costs a look at every
 // file's footer, so views of streams without such columns go by
-// position. Day files (hour=24, sink.Partition.Day) are read by a scan
-// of their own that takes each row's hour from its timestamp, so that
-// the hourly files keep DuckDB's pruning on hour.
+// position.
+//
+// All files are read by one scan: DuckDB sorts the rows of a scan
+// larger than its memory limit by spilling, but not those of a union
+// whose first part it sorted in memory (its sort decides to spill only
+// until the first of the union's parts is done), and the views are what
+// users sort. A day file's rows (hour=24, sink.Partition.Day) take their
+// hour from their timestamp; a filter on hour then prunes files by
+// their directory only in views that list no day file.
 func viewQuery(paths []string, wide bool) string {
 	if len(paths) == 0 {
 		return emptyView
 	}
-	var hours, days []string
-	for _, p := range paths {
-		if isDayFile(p) {
-			days = append(days, p)
-		} else {
-			hours = append(hours, p)
-		}
+	hour := `"hour"`
+	if slices.ContainsFunc(paths, isDayFile) {
+		hour = dayFileHour
 	}
-	var parts []string
-	if len(hours) > 0 {
-		parts = append(parts, scanQuery(hours, wide, `"hour"`))
-	}
-	if len(days) > 0 {
-		parts = append(parts, scanQuery(days, wide, dayFileHour))
-	}
-	if wide {
-		return strings.Join(parts, " UNION ALL BY NAME ")
-	}
-	return strings.Join(parts, " UNION ALL ")
+	return scanQuery(paths, wide, hour)
 }
 
-// dayFileHour is the hour column of a day file's rows: the UTC hour of
-// their timestamp (the path says hour=24).
-const dayFileHour = `CAST(date_part('hour', timezone('UTC', "timestamp")) AS INTEGER) AS "hour"`
+// dayFileHour is the hour column of a view that lists day files: the
+// UTC hour of a day file's rows' timestamp (its path says hour=24), the
+// partition's hour for the rows of other files.
+const dayFileHour = `CASE WHEN "hour" = 24 THEN CAST(date_part('hour', timezone('UTC', "timestamp")) AS INTEGER) ELSE "hour" END AS "hour"`
 
 // dayDir is the directory name of day files (sink.DayHour).
 var dayDir = "hour=" + strconv.Itoa(sink.DayHour)
@@ -897,15 +911,13 @@ func isDayFile(path string) bool { return filepath.Base(filepath.Dir(path)) == d
 // scanQuery reads paths with hive partitioning, hour being the SQL of the
 // hour column.
 func scanQuery(paths []string, wide bool, hour string) string {
-	// Newest first (a folder's paths sort by date, hour and file ID):
-	// DuckDB starts reading files in the
-	// list's order, so a query for the newest rows (ORDER BY timestamp
-	// DESC LIMIT n) finds them in the first files, and the top-n's
-	// dynamic filter on timestamp then skips the older row groups by
-	// their statistics. The hour files' scan comes before the day files'
-	// (dates that ended) for the same reason.
+	// Newest first, whatever their stream: DuckDB starts reading files in
+	// the list's order, so a query for the newest rows (ORDER BY
+	// timestamp DESC LIMIT n) finds them in the first files, and the
+	// top-n's dynamic filter on timestamp then skips the older row groups
+	// by their statistics.
 	paths = slices.Clone(paths)
-	slices.SortFunc(paths, func(a, b string) int { return strings.Compare(b, a) })
+	slices.SortFunc(paths, newestFirst)
 	var q strings.Builder
 	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", ` + hour + ` FROM system.main.read_parquet([`)
 	for i, p := range paths {
@@ -921,6 +933,21 @@ func scanQuery(paths []string, wide bool, hour string) string {
 	q.WriteString("hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
 	return q.String()
 }
+
+// newestFirst orders paths of files and staged segments by date, hour
+// and file ID (creation time), descending, whatever their stream; a day
+// file's hour=24 comes before its date's hour files. Paths without a
+// date directory come last.
+func newestFirst(a, b string) int {
+	ka, kb := a[strings.Index(a, dateSep)+1:], b[strings.Index(b, dateSep)+1:]
+	if c := strings.Compare(kb, ka); c != 0 {
+		return c
+	}
+	return strings.Compare(b, a)
+}
+
+// dateSep starts the date directory of a path (sink's layout).
+const dateSep = string(filepath.Separator) + "date="
 
 // streamNames returns the streams that have views, sorted.
 func (c *catalog) streamNames() []string {
