@@ -30,7 +30,7 @@ import (
 // are at least Config.CompactAge old: the files of one Partition, oldest
 // first, up to Config.CompactInputBytes at a time, or the small files of
 // a past date (see dueGroups), become one file whose rows are sorted by
-// hour, service_name and timestamp within windows of
+// hour (newest first), service_name and timestamp within windows of
 // Config.CompactSortRows rows and compressed at Config.CompactZstdLevel.
 // Sorting puts the lines of one service side by side, which is what
 // makes log text compress: on the benchmark's Loghub-shaped load it makes
@@ -422,9 +422,18 @@ func (l *Lake) nextIDTimeLocked() time.Time {
 }
 
 // writeCompacted writes the rows of files, as rows of p, in windows of
-// CompactSortRows rows sorted by hour, service_name and timestamp, into
-// a new Parquet file at path, fsynced. The returned FileInfo lacks ID and Path.
+// CompactSortRows rows sorted by hour (newest first), service_name and
+// timestamp, into a new Parquet file at path, fsynced. The returned
+// FileInfo lacks ID and Path.
+//
+// The files are read newest partition first, so that a day merge's
+// windows, and with them its row groups, run from the date's newest hour
+// to its oldest: a query for the newest rows (ORDER BY timestamp DESC
+// LIMIT n) finds them in the file's first row groups, and its top-n
+// filter skips the rest by their statistics before reading them.
 func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, files []FileInfo) (FileInfo, error) {
+	files = slices.Clone(files)
+	slices.SortStableFunc(files, func(a, b FileInfo) int { return b.Partition.Hour.Compare(a.Partition.Hour) })
 	info := FileInfo{Partition: p, MinOffset: -1, MaxOffset: -1, Columns: files[0].Columns, Compacted: true}
 	ids := make([]string, len(files))
 	for i, f := range files {
@@ -462,8 +471,8 @@ func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, f
 
 // writeSorted writes the batches that each passes to its callback (of
 // one schema, info.Rows rows of info.Partition), in windows of
-// CompactSortRows rows sorted by hour (of the timestamp), service_name
-// and timestamp, in row groups cut at hours (see hourWriter), into a new
+// CompactSortRows rows sorted by hour (of the timestamp; newest first),
+// service_name and timestamp, in row groups cut at hours (see hourWriter), into a new
 // Parquet file at path, fsynced, with meta and the rows' rollup in its
 // footer. It sets info.Bytes and info.Rollup.
 func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, meta [][2]string, each func(func(arrow.RecordBatch) error) error) error {
@@ -634,8 +643,9 @@ func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(a
 }
 
 // sortedWindow returns the n rows whose columns are window (window[i]
-// are the parts of column i, of schema sc) sorted by service_name, then
-// timestamp, stably (rows of one service and time keep their order).
+// are the parts of column i, of schema sc) sorted by the hour of their
+// timestamp, newest first, then service_name, then timestamp, stably
+// (rows of one service and time keep their order).
 // Without those columns the rows keep their order. It releases every part
 // of window, each column as soon as it is sorted, and leaves the slices
 // empty.
@@ -674,8 +684,8 @@ func sortedWindow(ctx context.Context, mem memory.Allocator, sc *arrow.Schema, w
 			}
 			slices.SortStableFunc(idx, func(a, b int32) int {
 				ta, tb := int64(ts.Value(int(a))), int64(ts.Value(int(b)))
-				if c := cmp.Compare(hourOf(ta), hourOf(tb)); c != 0 {
-					return c
+				if c := cmp.Compare(hourOf(tb), hourOf(ta)); c != 0 {
+					return c // newest hour first
 				}
 				if c := strings.Compare(svc.Value(int(a)), svc.Value(int(b))); c != 0 {
 					return c

@@ -376,8 +376,9 @@ func TestDayMerge(t *testing.T) {
 // counts than one file's rollup may are merged into several day files,
 // each with its rollup, so that queries keep reading counts from
 // rollups rather than scanning; the day files' rows are in order of
-// hour first, in row groups of few hours each, so that queries for the
-// newest rows skip the others.
+// hour first, newest first, in row groups of few hours each that run
+// from the newest hours to the oldest, so that queries for the newest
+// rows find them first and skip the others.
 func TestDayMergeKeepsRollups(t *testing.T) {
 	t.Parallel()
 	cfg := compactConfig(t)
@@ -430,7 +431,7 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 	if got := offsetsIn(t, files); len(got) != int(offset) {
 		t.Errorf("%d distinct offsets, want %d", len(got), offset)
 	}
-	// Rows sorted by hour first within each sort window; row groups cut
+	// Rows sorted by hour (newest first) within each sort window; row groups cut
 	// at hours once they hold RowGroupRows/8 rows: 2,400 rows an hour
 	// make row groups of 7 hours.
 	minRows := cfg.RowGroupRows / 8
@@ -442,7 +443,7 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 		}
 		md := rdr.MetaData()
 		col := md.Schema.ColumnIndexByName("timestamp")
-		var lo, hi int64
+		var lo, hi, prevMax int64
 		for rg := range md.NumRowGroups() {
 			cc, err := md.RowGroup(rg).ColumnChunk(col)
 			if err != nil {
@@ -460,6 +461,11 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 			if d := time.Duration(s.Max() - s.Min()); d >= span {
 				t.Errorf("%s: row group %d of %d spans %s, want under %s", f.ID, rg, md.NumRowGroups(), d, span)
 			}
+			if rg > 0 && s.Max() > prevMax {
+				t.Errorf("%s: row group %d ends at %v, after row group %d (%v): want the newest hours first",
+					f.ID, rg, time.Unix(0, s.Max()).UTC(), rg-1, time.Unix(0, prevMax).UTC())
+			}
+			prevMax = s.Max()
 		}
 		rdr.Close()
 		if time.Duration(hi-lo) >= span && md.NumRowGroups() < 2 {
@@ -476,8 +482,8 @@ func TestDayMergeKeepsRollups(t *testing.T) {
 				continue // a new window
 			}
 			h0, h1 := time.Duration(ts.Value(i-1)).Truncate(time.Hour), time.Duration(ts.Value(i)).Truncate(time.Hour)
-			if h1 < h0 || h1 == h0 && svc.Value(i) < svc.Value(i-1) || h1 == h0 && svc.Value(i) == svc.Value(i-1) && ts.Value(i) < ts.Value(i-1) {
-				t.Fatalf("%s: row %d is not in order of hour, service and time after row %d", f.ID, i, i-1)
+			if h1 > h0 || h1 == h0 && svc.Value(i) < svc.Value(i-1) || h1 == h0 && svc.Value(i) == svc.Value(i-1) && ts.Value(i) < ts.Value(i-1) {
+				t.Fatalf("%s: row %d is not in order of hour (newest first), service and time after row %d", f.ID, i, i-1)
 			}
 		}
 		tr.Release()

@@ -37,7 +37,8 @@ import (
 // 80 % INFO, 10 % WARN, 10 % ERROR and a trace id on every tenth row, in
 // stream "bench" of the default tenant, spread evenly over
 // WEIR_SYNTH_HOURS hours (default 84: three and a half days) ending with
-// the current hour.
+// the current hour, or with the hour of WEIR_SYNTH_END (RFC 3339), so
+// that a lake can be made again with the same share of today's hours.
 func TestWriteSyntheticLake(t *testing.T) {
 	dir := os.Getenv("WEIR_SYNTH_LAKE")
 	if dir == "" {
@@ -48,7 +49,14 @@ func TestWriteSyntheticLake(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Dir = dir
 	lines := synthLoghub(t)
-	end := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	end := time.Now().UTC()
+	if e := os.Getenv("WEIR_SYNTH_END"); e != "" {
+		var err error
+		if end, err = time.Parse(time.RFC3339, e); err != nil {
+			t.Fatalf("WEIR_SYNTH_END: %v", err)
+		}
+	}
+	end = end.UTC().Truncate(time.Hour).Add(time.Hour)
 	start := end.Add(-time.Duration(hours) * time.Hour)
 	step := (end.Sub(start) - time.Millisecond) / time.Duration(rows)
 	began := time.Now()
