@@ -97,9 +97,10 @@ type catalog struct {
 	nEvicted atomic.Int64
 	restored uint64 // changes up to the latest putting back of fetched files
 
-	// logsStale is set while log_counts and log_messages may not cover
-	// every stream: until they are made, and after a failed view change.
-	logsStale bool
+	// rollupUnionsStale is set while log_counts and log_messages may not
+	// cover every stream: until they are made, and after a failed view
+	// change.
+	rollupUnionsStale bool
 
 	// View changes are applied by a background loop, at a bounded rate:
 	// rebuilding a view costs time in the number of its files, so one
@@ -204,7 +205,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		active:     map[uint64]int{},
 		evicted:    map[string]map[string]sink.FileInfo{},
 
-		logsStale: true,
+		rollupUnionsStale: true,
 	}
 	c.dirty = map[string]bool{}
 	c.settled = sync.NewCond(&c.mu)
@@ -723,10 +724,11 @@ func (c *catalog) removeDoomed() {
 	c.mu.Unlock()
 }
 
-// redoLocked has the view loop make the views of streams, and logs,
-// again after a view change that failed. mu must be held.
+// redoLocked has the view loop make the views of streams, logs,
+// log_counts and log_messages again after a view change that failed. mu
+// must be held.
 func (c *catalog) redoLocked(streams []string) {
-	c.logsStale = true
+	c.rollupUnionsStale = true
 	for _, s := range streams {
 		c.dirty[s] = true
 	}
@@ -736,14 +738,14 @@ func (c *catalog) redoLocked(streams []string) {
 	}
 }
 
-// applyViewsLocked recreates the views of the given streams (and the
-// logs view when it changes) from the catalog as it stands. ddl and mu must be held (ddl
-// first).
+// applyViewsLocked recreates the views of the given streams and logs
+// (see viewStmtsLocked) from the catalog as it stands. ddl and mu must
+// be held (ddl first).
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
 	c.commitLoadLocked(err == nil)
 	if err != nil {
-		c.logsStale = true
+		c.rollupUnionsStale = true
 	}
 	return err
 }
@@ -763,8 +765,8 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 // log_messages name the per-stream rollup views and change only with
 // the set of streams.
 func (c *catalog) viewStmtsLocked(streams []string) []string {
-	unions := c.logsStale
-	c.logsStale = false
+	unions := c.rollupUnionsStale
+	c.rollupUnionsStale = false
 	for _, s := range streams {
 		unions = unions || !c.streams[s] || slices.Contains(reservedViews, s)
 		c.streams[s] = true

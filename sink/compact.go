@@ -472,9 +472,9 @@ func writeCompacted(ctx context.Context, cfg Config, path string, p Partition, f
 // writeSorted writes the batches that each passes to its callback (of
 // one schema, info.Rows rows of info.Partition), in windows of
 // CompactSortRows rows sorted by hour (of the timestamp; newest first),
-// service_name and timestamp, in row groups cut at hours (see hourWriter), into a new
-// Parquet file at path, fsynced, with meta and the rows' rollup in its
-// footer. It sets info.Bytes and info.Rollup.
+// service_name and timestamp, in row groups cut at hours (see
+// hourWriter), into a new Parquet file at path, fsynced, with meta and
+// the rows' rollup in its footer. It sets info.Bytes and info.Rollup.
 func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, meta [][2]string, each func(func(arrow.RecordBatch) error) error) error {
 	p := info.Partition
 	// Rows are decoded, sorted and encoded with Go's allocator: arrow-go's
