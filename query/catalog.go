@@ -895,24 +895,6 @@ func viewQuery(paths []string, wide bool) string {
 	if slices.ContainsFunc(paths, isDayFile) {
 		hour = dayFileHour
 	}
-	return scanQuery(paths, wide, hour)
-}
-
-// dayFileHour is the hour column of a view that lists day files: the
-// UTC hour of a day file's rows' timestamp (its path says hour=24), the
-// partition's hour for the rows of other files.
-const dayFileHour = `CASE WHEN "hour" = 24 THEN CAST(date_part('hour', timezone('UTC', "timestamp")) AS INTEGER) ELSE "hour" END AS "hour"`
-
-// dayDir is the directory name of day files (sink.DayHour).
-var dayDir = "hour=" + strconv.Itoa(sink.DayHour)
-
-// isDayFile reports whether path, a published file or a staging link,
-// is in a day file's directory.
-func isDayFile(path string) bool { return filepath.Base(filepath.Dir(path)) == dayDir }
-
-// scanQuery reads paths with hive partitioning, hour being the SQL of the
-// hour column.
-func scanQuery(paths []string, wide bool, hour string) string {
 	// Newest first, whatever their stream: DuckDB starts reading files in
 	// the list's order, so a query for the newest rows (ORDER BY
 	// timestamp DESC LIMIT n) finds them in the first files, and the
@@ -935,6 +917,18 @@ func scanQuery(paths []string, wide bool, hour string) string {
 	q.WriteString("hive_types = {'tenant': VARCHAR, 'stream': VARCHAR, 'date': DATE, 'hour': INTEGER})")
 	return q.String()
 }
+
+// dayFileHour is the hour column of a view that lists day files: the
+// UTC hour of a day file's rows' timestamp (its path says hour=24), the
+// partition's hour for the rows of other files.
+const dayFileHour = `CASE WHEN "hour" = 24 THEN CAST(date_part('hour', timezone('UTC', "timestamp")) AS INTEGER) ELSE "hour" END AS "hour"`
+
+// dayDir is the directory name of day files (sink.DayHour).
+var dayDir = "hour=" + strconv.Itoa(sink.DayHour)
+
+// isDayFile reports whether path, a published file or a staging link,
+// is in a day file's directory.
+func isDayFile(path string) bool { return filepath.Base(filepath.Dir(path)) == dayDir }
 
 // newestFirst orders paths of files and staged segments by date, hour
 // and file ID (creation time), descending, whatever their stream; a day

@@ -19,22 +19,12 @@ import (
 // hours from 2020-01-01, through the real transform stage and lake.
 func stageRecords(t testing.TB, lake *sink.Lake, stream string, n, hours int) {
 	t.Helper()
-	tcfg := arrowbatch.DefaultConfig()
-	bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, stream, 0, lake, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]record.Record, n)
 	for i := range recs {
 		recs[i] = record.Record{Timestamp: start.Add(time.Duration(i%hours) * time.Hour).UnixNano(), Body: fmt.Sprintf("%s %d", stream, i), SeverityText: "INFO"}
 	}
-	if err := bt.Consume(context.Background(), record.NewBatch(record.DefaultTenant, stream, recs)); err != nil {
-		t.Fatal(err)
-	}
-	if err := bt.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	stageBatch(t, lake, stream, recs)
 }
 
 // TestLogsViewOneScan: the logs view reads every stream's rows, those of

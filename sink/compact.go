@@ -486,7 +486,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		return fmt.Errorf("create temporary file: %w", err)
 	}
 	defer out.Close()
-	buf := bufio.NewWriterSize(&writebackFile{f: out}, 1<<20)
+	buf := bufio.NewWriterSize(newWritebackFile(out), 1<<20)
 	ccfg := cfg
 	ccfg.Codec, ccfg.ZstdLevel = CodecZstd, cfg.CompactZstdLevel
 	var w *pqarrow.FileWriter

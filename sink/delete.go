@@ -226,7 +226,7 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 		return 0, fmt.Errorf("create temporary file: %w", err)
 	}
 	defer out.Close()
-	buf := bufio.NewWriterSize(&writebackFile{f: out}, 1<<20)
+	buf := bufio.NewWriterSize(newWritebackFile(out), 1<<20)
 	wcfg := cfg
 	if f.Compacted {
 		wcfg.Codec, wcfg.ZstdLevel = CodecZstd, cfg.CompactZstdLevel

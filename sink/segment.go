@@ -285,7 +285,7 @@ func concatSegments(dst *os.File, segs []Segment, kv [][2]string) (int64, error)
 		return 0, err
 	}
 	pos := int64(len(magic))
-	started := int64(0) // writeback started below it (writebackBytes)
+	wb := writeback{f: dst}
 	var out format.FileMetaData
 	for i, s := range segs {
 		src, err := os.Open(s.Path)
@@ -312,10 +312,7 @@ func concatSegments(dst *os.File, segs []Segment, kv [][2]string) (int64, error)
 			return 0, fmt.Errorf("segment %s: %w", s.Path, err)
 		}
 		pos += ft.body
-		if pos-started >= writebackBytes {
-			startWriteback(dst, started, pos-started)
-			started = pos
-		}
+		wb.at(pos)
 	}
 	for _, p := range kv {
 		out.KeyValueMetadata = append(out.KeyValueMetadata, format.KeyValue{Key: p[0], Value: p[1]})

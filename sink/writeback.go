@@ -14,20 +14,36 @@ import "os"
 // to build and the final fsync has little left to do.
 const writebackBytes = 8 << 20
 
+// writeback starts the writeback of a file written from offset 0, in
+// steps of at least writebackBytes.
+type writeback struct {
+	f       *os.File
+	started int64 // writeback started below it
+}
+
+// at records that f holds off bytes and starts the writeback of those
+// past the last start once they are writebackBytes.
+func (w *writeback) at(off int64) {
+	if d := off - w.started; d >= writebackBytes {
+		startWriteback(w.f, w.started, d)
+		w.started = off
+	}
+}
+
 // writebackFile is an io.Writer onto f, written from offset 0, that
 // starts the writeback of every writebackBytes written.
 type writebackFile struct {
-	f       *os.File
-	off     int64 // bytes written
-	started int64 // writeback started below it
+	writeback
+	off int64 // bytes written
+}
+
+func newWritebackFile(f *os.File) *writebackFile {
+	return &writebackFile{writeback: writeback{f: f}}
 }
 
 func (w *writebackFile) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.off += int64(n)
-	if d := w.off - w.started; d >= writebackBytes {
-		startWriteback(w.f, w.started, d)
-		w.started = w.off
-	}
+	w.at(w.off)
 	return n, err
 }

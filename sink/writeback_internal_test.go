@@ -15,7 +15,7 @@ func TestWritebackFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w := &writebackFile{f: f}
+	w := newWritebackFile(f)
 	var want bytes.Buffer
 	chunk := make([]byte, 3<<20+17)
 	for i := range 7 {
