@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,34 @@ func (e *env) openLake(t testing.TB) *sink.Lake {
 	}
 	t.Cleanup(func() { l.Shutdown(context.Background()) })
 	return l
+}
+
+// settled waits until l's background compactor has nothing left to do
+// with the files it has: every committed file is the output of a
+// compaction and uploaded (for a lake in object storage), none is due,
+// and none is younger than age (l's CompactAge), so none can become due
+// later and be merged into a day file after the caller has looked. A
+// compacted file is due again while its date has other small files.
+func settled(t testing.TB, l *sink.Lake, age time.Duration) {
+	t.Helper()
+	waitFor(t, func() bool {
+		files := l.CommittedFiles()
+		if len(files) != len(l.Files()) {
+			return false
+		}
+		now := time.Now()
+		for _, f := range files {
+			ts, _, _ := strings.Cut(f.ID, "-")
+			created, err := time.Parse("20060102T150405.000000000Z", ts)
+			if err != nil {
+				t.Fatalf("file ID %q: %v", f.ID, err)
+			}
+			if !f.Compacted || now.Sub(created) < age {
+				return false
+			}
+		}
+		return l.CompactionStats().DueFiles == 0
+	})
 }
 
 func (e *env) icebergConfig() iceberg.Config {

@@ -46,22 +46,11 @@ func TestS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := open(l)
-	// settled waits until every published file is compacted (the
-	// lake's compactor runs in the background) and uploaded.
+	// settled waits until the lake's background compactor is done and
+	// every file is uploaded.
 	settled := func(l *sink.Lake) {
 		t.Helper()
-		waitFor(t, func() bool {
-			files := l.CommittedFiles()
-			if len(files) != len(l.Files()) {
-				return false
-			}
-			for _, f := range files {
-				if !f.Compacted {
-					return false
-				}
-			}
-			return true
-		})
+		settled(t, l, e.lakeCfg.CompactAge)
 		for _, f := range l.CommittedFiles() {
 			if !strings.HasPrefix(f.Location, "s3://"+srv.Bucket+"/lake/tenant=") {
 				t.Fatalf("committed file at %s", f.Location)

@@ -195,6 +195,7 @@ func TestS3NoMissingFiles(t *testing.T) {
 		}
 		return true
 	})
+	settled(t, l, e.lakeCfg.CompactAge)
 	for _, f := range before {
 		if !exists(f.Location) {
 			t.Fatalf("%s deleted while the table lists it", f.Location)
