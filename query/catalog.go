@@ -76,9 +76,13 @@ type catalog struct {
 	streams    map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
 	wanted     map[string]bool        // streams EnsureStream waits to make views of
 	wide       map[string]bool        // streams with files of promoted attribute columns
-	gen        uint64                 // bumped by every change that retires files
-	active     map[uint64]int         // running queries by the gen they started at
-	retired    []retiredSegment       // segments to delete once unseen
+	schemas    map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
+	// schemaFiles are the schema files of streams whose files differ in
+	// their columns (schemafile.go).
+	schemaFiles map[string]schemaFile
+	gen         uint64           // bumped by every change that retires files
+	active      map[uint64]int   // running queries by the gen they started at
+	retired     []retiredSegment // segments to delete once unseen
 	// doomed are retired segments no query can see any more, for the
 	// remover to delete without mu: a publish retires every staging
 	// segment of its file at once (hundreds a minute per stream), and
@@ -138,6 +142,7 @@ type stagedFile struct {
 	// once linked.
 	prefix       string
 	narrow, wide bool
+	schema       uint64 // the file's sink.FileInfo.SchemaID
 }
 
 // Segment kinds: the letter after the file ID in a staging segment's
@@ -188,22 +193,24 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 	db.SetMaxOpenConns(cfg.MaxConcurrent + 2)
 	db.SetMaxIdleConns(cfg.MaxConcurrent + 2)
 	c := &catalog{
-		cfg:        cfg,
-		log:        log.With("tenant", tenant),
-		tenant:     tenant,
-		db:         db,
-		staging:    staging,
-		globs:      !hasGlobMeta(staging),
-		files:      map[string][]string{},
-		rolled:     map[string]bool{},
-		loaded:     map[string]string{},
-		rollupDefs: map[string]string{},
-		staged:     map[string]*stagedFile{},
-		streams:    map[string]bool{},
-		wanted:     map[string]bool{},
-		wide:       map[string]bool{},
-		active:     map[uint64]int{},
-		evicted:    map[string]map[string]sink.FileInfo{},
+		cfg:         cfg,
+		log:         log.With("tenant", tenant),
+		tenant:      tenant,
+		db:          db,
+		staging:     staging,
+		globs:       !hasGlobMeta(staging),
+		files:       map[string][]string{},
+		rolled:      map[string]bool{},
+		loaded:      map[string]string{},
+		rollupDefs:  map[string]string{},
+		staged:      map[string]*stagedFile{},
+		streams:     map[string]bool{},
+		wanted:      map[string]bool{},
+		wide:        map[string]bool{},
+		schemas:     map[string]uint64{},
+		active:      map[uint64]int{},
+		schemaFiles: map[string]schemaFile{},
+		evicted:     map[string]map[string]sink.FileInfo{},
 
 		rollupUnionsStale: true,
 	}
@@ -291,10 +298,21 @@ func (c *catalog) applyPending() error {
 	clear(c.dirty)
 	sort.Strings(streams)
 	target := c.changes
+	conn := c.conn
+	if jobs := c.schemaJobsLocked(streams); len(jobs) > 0 {
+		// Made without mu: DuckDB reads the footers of the streams' files.
+		c.mu.Unlock()
+		c.makeSchemaFiles(context.Background(), conn, jobs)
+		c.mu.Lock()
+		if c.conn == nil {
+			c.mu.Unlock()
+			return nil
+		}
+		c.setSchemaFilesLocked(jobs)
+	}
 	stmts := c.viewStmtsLocked(streams)
 	retiring := c.retiring
 	c.retiring = nil
-	conn := c.conn
 	c.mu.Unlock()
 
 	err := execViews(context.Background(), conn, stmts)
@@ -444,6 +462,7 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 		}
 		c.files[f.Partition.Stream] = append(c.files[f.Partition.Stream], f.Path)
 		c.rolled[f.Path] = f.Rollup
+		c.schemas[f.Path] = f.SchemaID()
 		c.noteColumns(f.Partition.Stream, f.Columns)
 		if !slices.Contains(streams, f.Partition.Stream) {
 			streams = append(streams, f.Partition.Stream)
@@ -482,7 +501,7 @@ func (c *catalog) stage(f sink.FileInfo, seg sink.Segment) error {
 	}
 	sf := c.staged[f.ID]
 	if sf == nil {
-		sf = &stagedFile{stream: p.Stream, prefix: prefix}
+		sf = &stagedFile{stream: p.Stream, prefix: prefix, schema: f.SchemaID()}
 		c.staged[f.ID] = sf
 	}
 	sf.segments = append(sf.segments, path)
@@ -542,6 +561,7 @@ func (c *catalog) published(f sink.FileInfo) error {
 	delete(c.staged, f.ID)
 	c.files[p.Stream] = append(c.files[p.Stream], f.Path)
 	c.rolled[f.Path] = f.Rollup
+	c.schemas[f.Path] = f.SchemaID()
 	c.noteColumns(p.Stream, f.Columns)
 	if sf != nil {
 		c.retiring = append(c.retiring, sf)
@@ -569,10 +589,12 @@ func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
 	for _, o := range old {
 		gone[o.Path] = true
 		delete(c.rolled, o.Path)
+		delete(c.schemas, o.Path)
 		sf.segments = append(sf.segments, o.Path)
 	}
 	c.files[p.Stream] = append(slices.DeleteFunc(c.files[p.Stream], func(path string) bool { return gone[path] }), f.Path)
 	c.rolled[f.Path] = f.Rollup
+	c.schemas[f.Path] = f.SchemaID()
 	c.noteColumns(p.Stream, f.Columns)
 	// Retired like staging links: deleted once the views no longer list
 	// them and no query that started before is running.
@@ -601,6 +623,7 @@ func (c *catalog) removed(files []sink.FileInfo) {
 		}
 		byStream[s][f.Path] = true
 		delete(c.rolled, f.Path)
+		delete(c.schemas, f.Path)
 	}
 	for s, gone := range byStream {
 		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
@@ -742,6 +765,10 @@ func (c *catalog) redoLocked(streams []string) {
 // (see viewStmtsLocked) from the catalog as it stands. ddl and mu must
 // be held (ddl first).
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
+	if jobs := c.schemaJobsLocked(streams); len(jobs) > 0 {
+		c.makeSchemaFiles(ctx, c.conn, jobs)
+		c.setSchemaFilesLocked(jobs)
+	}
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
 	c.commitLoadLocked(err == nil)
 	if err != nil {
@@ -754,10 +781,9 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 // from the catalog as it stands, and the logs view with them, and
 // records that those streams have views. mu must be held.
 //
-// The logs view lists the files of every stream without promoted
-// columns itself, in one scan (logsQueryLocked), so every change
-// recreates it with the changed stream's view and its DDL grows with
-// those streams' files (DuckDB looks at each listed path when a view is
+// The logs view lists the files of every stream itself, in one scan
+// (logsQueryLocked), so every change recreates it with the changed
+// stream's view and its DDL grows with the tenant's files (DuckDB looks at each listed path when a view is
 // made, ~30 µs a path; bench/RESULTS.md, "One scan per view"). A union of
 // the stream views would name streams instead, but DuckDB cannot sort a
 // union larger than its memory limit once the union's first part has
@@ -776,7 +802,7 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 		if slices.Contains(reservedViews, s) {
 			continue
 		}
-		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), viewQuery(c.pathsLocked(s), c.wide[s])))
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), c.scanLocked(s, c.pathsLocked(s))))
 	}
 	for _, s := range streams {
 		stmts = append(stmts, c.rollupViewStmtsLocked(s)...)
@@ -804,45 +830,22 @@ func (c *catalog) pathsLocked(stream string) []string {
 }
 
 // logsQueryLocked is the SELECT behind the logs view: one scan of the
-// files and staged segments of every stream without promoted attribute
-// columns (streams named like a reserved view included), by position,
-// in the columns of viewQuery, and the views of the other streams
-// joined to it by name (NULL where a stream lacks a column). mu must be
-// held.
+// files and staged segments of every stream (streams named like a
+// reserved view included), in the columns of viewQuery, by position
+// while no stream has promoted attribute columns and by name, with the
+// schema file of all streams first (schemafile.go), once one has. mu
+// must be held.
 //
 // One scan, because DuckDB sorts the rows of a scan larger than its
 // memory limit by spilling but not those of a union whose first part it
-// sorted in memory (viewQuery). Streams with promoted columns keep views
-// of their own: DuckDB 1.5 fails (an internal error) to answer a count
-// from the statistics of a scan by name whose first file lacks a column
-// the query filters on, which a scan of several such streams' files
-// together would invite.
+// sorted in memory (viewQuery).
 func (c *catalog) logsQueryLocked() string {
-	names := make([]string, 0, len(c.streams))
-	for s := range c.streams {
-		names = append(names, s)
-	}
-	sort.Strings(names)
-	var narrow, parts []string
+	names, wide := c.logsStreamsLocked(nil)
+	var paths []string
 	for _, s := range names {
-		switch {
-		case !c.wide[s]:
-			narrow = append(narrow, c.pathsLocked(s)...)
-		case slices.Contains(reservedViews, s):
-			if paths := c.pathsLocked(s); len(paths) > 0 {
-				parts = append(parts, "SELECT * FROM ("+viewQuery(paths, true)+")")
-			}
-		default:
-			parts = append(parts, "SELECT * FROM "+viewName(s))
-		}
+		paths = append(paths, c.pathsLocked(s)...)
 	}
-	if len(narrow) > 0 || len(parts) == 0 {
-		parts = append([]string{"SELECT * FROM (" + viewQuery(narrow, false) + ")"}, parts...)
-	}
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	return `SELECT "stream", * EXCLUDE ("stream", "date", "hour"), "date", "hour" FROM (` + strings.Join(parts, " UNION ALL BY NAME ") + ")"
+	return viewQuery(paths, wide, c.schemaFiles[allStreams].path)
 }
 
 // viewName is the qualified name of a stream's view, so that nothing a
@@ -887,7 +890,10 @@ var emptyView = logschema.EmptyView()
 // users sort. A day file's rows (hour=24, sink.Partition.Day) take their
 // hour from their timestamp; a filter on hour then prunes files by
 // their directory only in views that list no day file.
-func viewQuery(paths []string, wide bool) string {
+//
+// A wide view lists schemaFile, when not "", before the files: see
+// schemafile.go.
+func viewQuery(paths []string, wide bool, schemaFile string) string {
 	if len(paths) == 0 {
 		return emptyView
 	}
@@ -902,6 +908,9 @@ func viewQuery(paths []string, wide bool) string {
 	// by their statistics.
 	paths = slices.Clone(paths)
 	slices.SortFunc(paths, newestFirst)
+	if wide && schemaFile != "" {
+		paths = append([]string{schemaFile}, paths...)
+	}
 	var q strings.Builder
 	q.WriteString(`SELECT "stream", * EXCLUDE ("tenant", "stream", "date", "hour"), "date", ` + hour + ` FROM system.main.read_parquet([`)
 	for i, p := range paths {

@@ -100,6 +100,7 @@ func (c *catalog) evict(files []sink.FileInfo) {
 		c.files[s] = slices.DeleteFunc(c.files[s], func(path string) bool { return gone[path] })
 		for p := range gone {
 			delete(c.rolled, p)
+			delete(c.schemas, p)
 		}
 		c.changedLocked(s)
 	}
@@ -166,6 +167,7 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 			c.files[s] = append(c.files[s], f.Path)
 		}
 		c.rolled[f.Path] = f.Rollup
+		c.schemas[f.Path] = f.SchemaID()
 		c.noteColumns(s, f.Columns)
 		c.changedLocked(s)
 		c.restored = c.changes

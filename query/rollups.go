@@ -139,7 +139,7 @@ func (c *catalog) rollupViewStmtsLocked(stream string) []string {
 	if len(covered) == 0 && !slices.Contains(reservedViews, stream) {
 		hotRows = viewName(stream)
 	} else if len(hot) > 0 {
-		hotDef = viewQuery(hot, c.wide[stream])
+		hotDef = c.scanLocked(stream, hot)
 	}
 	// An unused hot view is emptied rather than left naming files that
 	// may be gone.

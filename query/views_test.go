@@ -98,8 +98,15 @@ func TestLogsViewOneScan(t *testing.T) {
 // files, a small stream beside a large one. DuckDB decides to spill a
 // sort only until the first part of a union is sorted, so a union of
 // scans (of hour and day files, or of streams) failed with Out of
-// Memory here.
+// Memory here. With promoted columns in the large stream, logs reads
+// the streams by name, still in one scan.
 func TestViewsSortLargerThanMemory(t *testing.T) {
+	for _, promoted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("promoted=%v", promoted), func(t *testing.T) { testViewsSortLargerThanMemory(t, promoted) })
+	}
+}
+
+func testViewsSortLargerThanMemory(t *testing.T, promoted bool) {
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
@@ -124,15 +131,45 @@ func TestViewsSortLargerThanMemory(t *testing.T) {
 			Timestamp: start.Add(time.Duration(i*7919%rows) * time.Second).UnixNano(),
 			Body:      body + strings.Repeat(string(rune('a'+i%26)), bodyBytes-len(body)),
 		}
+		if promoted {
+			big[i].Attributes = []record.KV{{Key: "k", Value: fmt.Sprint(i % 5)}}
+		}
 	}
 	big = append(big, record.Record{Timestamp: time.Now().UnixNano(), Body: "today"})
-	stageBatch(t, lake, "big", big)
+	if promoted {
+		// The Batcher promotes k after its first batch.
+		tcfg := arrowbatch.DefaultConfig()
+		tcfg.MaxColumns = 4
+		bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "big", 0, lake, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range [][]record.Record{big[:1000], big[1000:]} {
+			if err := bt.Consume(context.Background(), record.NewBatch(record.DefaultTenant, "big", part)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := bt.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		stageBatch(t, lake, "big", big)
+	}
 	stageRecords(t, lake, "_small", 3, 1)
 	if err := lake.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Sync(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if promoted {
+		if n := queryInts(t, e, "SELECT count(attr_k) FROM logs")[0]; n != rows-1000 {
+			t.Fatalf("%d rows with attr_k, want %d", n, rows-1000)
+		}
+		stmts := viewStmts(t, e, "big")
+		if l := stmts[len(stmts)-1]; !strings.HasPrefix(l, "CREATE OR REPLACE VIEW logs ") || strings.Count(l, "read_parquet(") != 1 || strings.Contains(l, "UNION") {
+			t.Errorf("logs view %.300q: want one scan", l)
+		}
 	}
 	for _, view := range []string{"big", "logs"} {
 		// Over the row limit: DuckDB sorts them all (a top-n of this

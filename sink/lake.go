@@ -69,6 +69,11 @@ type FileInfo struct {
 	schema uint64
 }
 
+// SchemaID identifies the file's Arrow schema by its columns' names,
+// types and order: files with the same non-zero SchemaID have the same
+// columns. It is 0 when unknown (a footer without a schema weir reads).
+func (f FileInfo) SchemaID() uint64 { return f.schema }
+
 // Observer learns about rows as they are staged into a file and when the
 // file is published. Its methods are called from the goroutine that
 // writes or publishes the file (a Write caller, the age publisher, Flush or

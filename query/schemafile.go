@@ -1,0 +1,246 @@
+package query
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Schema files. A stream with promoted attribute columns is read by name
+// (viewQuery), and its files differ in those columns whenever their
+// batchers promoted different attributes: partitions decide on their own,
+// and again after every restart. DuckDB 1.5 answers some counts from the
+// row groups' statistics, indexing the statistics of the first listed
+// file by the columns of all of them; when that file is the only one a
+// query's filter on the path (date, hour) keeps and it lacks a column the
+// query filters on, DuckDB fails with an internal error ("Attempted to
+// access index 3 within vector of size 3"). So the view of such a stream
+// lists first a schema file: a Parquet file with no rows and every column
+// of the stream's files, with the types DuckDB gives them together.
+//
+// The logs view reads the files of every stream in one scan, by name as
+// soon as one stream has promoted columns, and lists a schema file of all
+// of them first (under the name allStreams).
+//
+// A schema file is made when the set of the files' schemas
+// (sink.FileInfo.SchemaID) changes to one of two or more, in the tenant's
+// results directory (which user SQL may read, and which is emptied when
+// the engine starts), named by a hash of its columns, under directories
+// that give it the lake's partition keys. One that the views no longer
+// list is retired like a staging segment.
+
+// allStreams names the schema file of the logs view in
+// catalog.schemaFiles: no stream has an empty name.
+const allStreams = ""
+
+// schemaFile is the schema file of a stream's views.
+type schemaFile struct {
+	// key is the stream's file schemas when it was made (schemaKeyLocked).
+	key string
+	// path is the schema file, or "" when the files share one schema.
+	path string
+}
+
+// schemaJob is a schema file to make: the union of the columns of paths,
+// a stream's files and staging globs as of key.
+type schemaJob struct {
+	stream, key string
+	paths       []string
+	path        string // the result; "" if it could not be made
+}
+
+// schemaKeyLocked returns the schemas of the published and staged files
+// of stream (of every stream in names for allStreams) as a comparable
+// key, and whether there are two or more of them. A file of unknown
+// schema counts as one of its own. mu must be held.
+func (c *catalog) schemaKeyLocked(stream string, names []string) (key string, mixed bool) {
+	var ids []uint64
+	var unknown []string
+	add := func(id uint64, path string) {
+		if id == 0 {
+			unknown = append(unknown, path)
+		} else if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	for _, s := range names {
+		for _, p := range c.files[s] {
+			add(c.schemas[p], p)
+		}
+	}
+	for _, sf := range c.staged {
+		if sf.stream == stream || stream == allStreams && slices.Contains(names, sf.stream) {
+			add(sf.schema, sf.prefix)
+		}
+	}
+	slices.Sort(ids)
+	slices.Sort(unknown)
+	var b strings.Builder
+	for _, id := range ids {
+		b.WriteString(strconv.FormatUint(id, 16))
+		b.WriteByte(',')
+	}
+	for _, p := range unknown {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	return b.String(), len(ids)+len(unknown) >= 2
+}
+
+// schemaJobsLocked brings the schema files of streams, and of logs, up
+// to date as far as it can under mu: views whose files now share one
+// schema lose theirs. It returns the schema files to make. mu must be
+// held.
+func (c *catalog) schemaJobsLocked(streams []string) []schemaJob {
+	var jobs []schemaJob
+	job := func(s string, names []string) {
+		key, mixed := c.schemaKeyLocked(s, names)
+		switch {
+		case c.schemaFiles[s].key == key:
+		case !mixed:
+			c.setSchemaFileLocked(s, schemaFile{key: key})
+		default:
+			var paths []string
+			for _, n := range names {
+				paths = append(paths, c.pathsLocked(n)...)
+			}
+			jobs = append(jobs, schemaJob{stream: s, key: key, paths: paths})
+		}
+	}
+	for _, s := range streams {
+		if c.wide[s] { // else read by position: every file has the log schema's columns
+			job(s, []string{s})
+		}
+	}
+	// logs changes with every stream.
+	if names, wide := c.logsStreamsLocked(streams); wide {
+		job(allStreams, names)
+	}
+	return jobs
+}
+
+// setSchemaFileLocked records f as stream's schema file and retires the
+// one it replaces once the views stop listing it. mu must be held.
+func (c *catalog) setSchemaFileLocked(stream string, f schemaFile) {
+	if old := c.schemaFiles[stream].path; old != "" && old != f.path {
+		c.retiring = append(c.retiring, &stagedFile{stream: stream, segments: []string{old}})
+	}
+	if f == (schemaFile{}) {
+		delete(c.schemaFiles, stream)
+		return
+	}
+	c.schemaFiles[stream] = f
+}
+
+// makeSchemaFiles makes the schema files of jobs on conn, setting each
+// job's path; one that fails is logged and left without (its stream's
+// views read its files as before, and the next change tries again). It
+// does not take mu; ddl must be held.
+func (c *catalog) makeSchemaFiles(ctx context.Context, conn *sql.Conn, jobs []schemaJob) {
+	for i := range jobs {
+		path, err := c.makeSchemaFile(ctx, conn, jobs[i].stream, jobs[i].paths)
+		if err != nil {
+			c.log.Warn("query: schema file", "stream", jobs[i].stream, "err", err)
+			continue
+		}
+		jobs[i].path = path
+	}
+}
+
+// makeSchemaFile writes the schema file of paths, the files of stream (or
+// allStreams), if it does not exist, and returns its path. The name
+// hashes the stream and the columns: each stream's file is its own, to
+// be retired without regard to the others.
+func (c *catalog) makeSchemaFile(ctx context.Context, conn *sql.Conn, stream string, paths []string) (string, error) {
+	rows, err := conn.QueryContext(ctx, "DESCRIBE SELECT * FROM system.main.read_parquet(["+quoteList(paths)+"], union_by_name = true)")
+	if err != nil {
+		return "", err
+	}
+	var cols []string
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00", stream)
+	for rows.Next() {
+		var name, typ string
+		var null, key, def, extra sql.NullString
+		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
+			rows.Close()
+			return "", err
+		}
+		cols = append(cols, "CAST(NULL AS "+typ+") AS "+quoteIdent(name))
+		fmt.Fprintf(h, "%s\x00%s\x00", name, typ)
+	}
+	if err := rows.Close(); err != nil {
+		return "", err
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(c.results, schemaDir, "tenant="+c.tenant, "stream=_", "date=1970-01-01", "hour=0")
+	path := filepath.Join(dir, fmt.Sprintf("%016x.parquet", h.Sum64()))
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// Written beside its name and renamed into place, so a query never
+	// reads a part-written file.
+	tmp := path + ".tmp"
+	copyStmt := "COPY (SELECT " + strings.Join(cols, ", ") + " LIMIT 0) TO " + quoteString(tmp) + " (FORMAT parquet)"
+	if _, err := conn.ExecContext(ctx, copyStmt); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return path, nil
+}
+
+// schemaDir holds the schema files, in the results directory.
+const schemaDir = "columns"
+
+// setSchemaFilesLocked records the schema files jobs made. mu must be
+// held.
+func (c *catalog) setSchemaFilesLocked(jobs []schemaJob) {
+	for _, j := range jobs {
+		if j.path != "" {
+			c.setSchemaFileLocked(j.stream, schemaFile{key: j.key, path: j.path})
+		}
+	}
+}
+
+// logsStreamsLocked returns the streams logs reads once streams have
+// views, sorted, and whether one of them has promoted columns. mu must be
+// held.
+func (c *catalog) logsStreamsLocked(streams []string) (names []string, wide bool) {
+	for s := range c.streams {
+		names = append(names, s)
+	}
+	for _, s := range streams {
+		if !c.streams[s] {
+			names = append(names, s)
+		}
+	}
+	slices.Sort(names)
+	for _, s := range names {
+		wide = wide || c.wide[s]
+	}
+	return names, wide
+}
+
+// scanLocked is viewQuery of paths, files of stream, with stream's schema
+// file first when it has one. mu must be held.
+func (c *catalog) scanLocked(stream string, paths []string) string {
+	if len(paths) == 0 || !c.wide[stream] {
+		return viewQuery(paths, c.wide[stream], "")
+	}
+	return viewQuery(paths, true, c.schemaFiles[stream].path)
+}

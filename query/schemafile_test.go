@@ -1,0 +1,147 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/sink"
+	"github.com/weirlabs/weir/transform/arrowbatch"
+)
+
+// TestSchemaFile: partitions of a stream that promoted different
+// attributes write files that differ in their columns. Counts that
+// filter on the path down to the newest file and on a column it lacks
+// are answered, staged and published, through the stream's view and
+// logs (DuckDB failed them with an internal error while the view listed
+// that file first); the stream's views list one schema file, which a
+// new set of schemas replaces and which is then deleted.
+func TestSchemaFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := openEngine(t, dir)
+	// A file per hour, so that a filter on the hour keeps one file.
+	lake := openLake(t, e, dir, func(c *sink.Config) { c.DayFilesAfter = 0 })
+	defer lake.Shutdown(ctx)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const narrowRows, wideRows = 1000, 600
+	// stage stages, through a new Batcher of part, narrowRows records at
+	// 03:00 on day, which decide the Batcher's promoted column (attr_ +
+	// key), then wideRows at 05:00 that get it.
+	stage := func(part int32, day int, key string) {
+		t.Helper()
+		tcfg := arrowbatch.DefaultConfig()
+		tcfg.MaxColumns = 4
+		bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "alpha", part, lake, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []struct{ hour, n int }{{3, narrowRows}, {5, wideRows}} {
+			recs := make([]record.Record, r.n)
+			for i := range recs {
+				ts := time.Date(2020, 1, day, r.hour, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+				recs[i] = record.Record{Timestamp: ts.UnixNano(), Body: fmt.Sprint(i), Attributes: []record.KV{{Key: key, Value: fmt.Sprint(i % 7)}}}
+			}
+			if err := bt.Consume(ctx, record.NewBatch(record.DefaultTenant, "alpha", recs)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := bt.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := lake.WaitStaged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// schemaFiles returns the schema files of alpha and of logs, which
+	// must be the only ones on disk and listed first by the views.
+	schemaFiles := func(when string) (alpha, logs string) {
+		t.Helper()
+		c.mu.Lock()
+		alpha, logs = c.schemaFiles["alpha"].path, c.schemaFiles[allStreams].path
+		c.mu.Unlock()
+		if alpha == "" || logs == "" || alpha == logs {
+			t.Fatalf("%s: schema files of alpha %q and of logs %q, want one each", when, alpha, logs)
+		}
+		m, err := filepath.Glob(filepath.Join(c.results, schemaDir, "*", "*", "*", "*", "*.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Sort(m); !slices.Equal(m, slices.Sorted(slices.Values([]string{alpha, logs}))) {
+			t.Errorf("%s: schema files on disk %v, want %s and %s", when, m, alpha, logs)
+		}
+		for _, s := range viewStmts(t, e, "alpha") {
+			first := alpha
+			if strings.HasPrefix(s, "CREATE OR REPLACE VIEW logs ") {
+				first = logs
+			}
+			if strings.Contains(s, "read_parquet([") && !strings.Contains(s, "read_parquet(["+quoteString(first)) {
+				t.Errorf("%s: DDL %.300q: want %s listed first", when, s, first)
+			}
+		}
+		return alpha, logs
+	}
+	// check asks for the rows of day's 05:00 file without the column
+	// attr_<other> (all of them: the file lacks it), and with its own.
+	check := func(when string, day int, own, other string) {
+		t.Helper()
+		where := fmt.Sprintf(`"date" = DATE '2020-01-%02d' AND "hour" = 5`, day)
+		for _, q := range []struct {
+			sql  string
+			want int64
+		}{
+			{"SELECT count(*) FROM alpha WHERE " + where + " AND attr_" + other + " IS NULL", wideRows},
+			{"SELECT count(*) FROM alpha WHERE " + where + " AND attr_" + other + " = 1", 0},
+			{"SELECT count(*) FROM logs WHERE stream = 'alpha' AND " + where + " AND attr_" + other + " IS NULL", wideRows},
+			{"SELECT count(*) FROM alpha WHERE " + where + " AND attr_" + own + " IS NOT NULL", wideRows},
+			{"SELECT count(*) FROM alpha WHERE " + where, wideRows},
+		} {
+			if got := queryInts(t, e, q.sql)[0]; got != q.want {
+				t.Errorf("%s: %s = %d, want %d", when, q.sql, got, q.want)
+			}
+		}
+		if got := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; got != int64(day*(narrowRows+wideRows)) {
+			t.Errorf("%s: alpha has %d rows, want %d", when, got, day*(narrowRows+wideRows))
+		}
+	}
+
+	stage(0, 1, "k1")
+	stage(1, 2, "k2")
+	check("staged", 2, "k2", "k1")
+	alpha, logs := schemaFiles("staged")
+	publishAll(t, lake, e)
+	check("published", 2, "k2", "k1")
+	if a, l := schemaFiles("published"); a != alpha || l != logs {
+		t.Errorf("schema files after publishing %s, %s, want %s, %s: the schemas did not change", a, l, alpha, logs)
+	}
+
+	// A third schema: new schema files, and the old ones deleted.
+	stage(2, 3, "k3")
+	check("a third schema", 3, "k3", "k1")
+	publishAll(t, lake, e)
+	check("a third schema, published", 3, "k3", "k2")
+	if a, l := schemaFiles("a third schema"); a == alpha || l == logs {
+		t.Errorf("schema files after a third schema %s, %s, want others than %s, %s", a, l, alpha, logs)
+	}
+
+	// A stream read by position has none.
+	stageRecords(t, lake, "beta", 10, 2)
+	publishAll(t, lake, e)
+	for _, s := range viewStmts(t, e, "beta") {
+		if strings.Contains(s, string(filepath.Separator)+schemaDir+string(filepath.Separator)) && strings.HasPrefix(s, "CREATE OR REPLACE VIEW memory.main.\"beta\"") {
+			t.Errorf("DDL for beta %.300q lists a schema file", s)
+		}
+	}
+}
