@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -143,5 +144,50 @@ func TestSchemaFile(t *testing.T) {
 		if strings.Contains(s, string(filepath.Separator)+schemaDir+string(filepath.Separator)) && strings.HasPrefix(s, "CREATE OR REPLACE VIEW memory.main.\"beta\"") {
 			t.Errorf("DDL for beta %.300q lists a schema file", s)
 		}
+	}
+}
+
+// BenchmarkSchemaFile: what making a schema file costs over a view of n
+// paths (15 hour files of a stream listed over and over, footers
+// cached): DuckDB's DESCRIBE of the scan by name, and the write of the
+// file with no rows, which is new each time.
+func BenchmarkSchemaFile(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	e := openEngine(b, dir)
+	lake := openLake(b, e, dir, func(c *sink.Config) { c.DayFilesAfter = 0 })
+	defer lake.Shutdown(ctx)
+	stageRecords(b, lake, "alpha", 15000, 15)
+	if err := lake.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.mu.Lock()
+	files := slices.Clone(c.files["alpha"])
+	c.mu.Unlock()
+	for _, n := range []int{15, 150, 1500} {
+		var paths []string
+		for len(paths) < n {
+			paths = append(paths, files...)
+		}
+		b.Run(fmt.Sprintf("paths=%d", n), func(b *testing.B) {
+			c.ddl.Lock()
+			defer c.ddl.Unlock()
+			for i := 0; b.Loop(); i++ {
+				path, err := c.makeSchemaFile(ctx, c.conn, fmt.Sprint("s", i), paths[:n])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := os.Remove(path); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
