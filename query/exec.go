@@ -144,13 +144,13 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 		// once instead of running all but the last.
 		prepared, err := dc.(*duckdb.Conn).Prepare(v.sql)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+			return e.prepareErr(ctx, err)
 		}
 		stmt := prepared.(*duckdb.Stmt)
 		defer stmt.Close()
 		typ, err := stmt.StatementType()
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+			return e.prepareErr(ctx, err)
 		}
 		if !allowedStatements[typ] {
 			return fmt.Errorf("%w: only reading statements (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE) are allowed; this one changes state or reaches outside the lake", ErrInvalid)
@@ -228,6 +228,24 @@ func (e *Engine) stream(ctx context.Context, rows driver.Rows, maxRows uint64, t
 		}
 	}
 	return st, w.End(st.Truncated)
+}
+
+// prepareErr maps an error of preparing a statement, where DuckDB parses,
+// binds and plans it: the query's (ErrInvalid; a file it names that
+// cannot be read too) unless the context ended or DuckDB failed in
+// itself or ran out of memory (classify).
+func (e *Engine) prepareErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return e.classify(ctx, err)
+	}
+	var de *duckdb.Error
+	if errors.As(err, &de) {
+		switch de.Type {
+		case duckdb.ErrorTypeInternal, duckdb.ErrorTypeFatal, duckdb.ErrorTypeOutOfMemory, duckdb.ErrorTypeInterrupt:
+			return e.classify(ctx, err)
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrInvalid, err)
 }
 
 // classify maps a DuckDB or context error to the package's errors.

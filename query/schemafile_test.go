@@ -2,7 +2,9 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,6 +128,28 @@ func TestSchemaFile(t *testing.T) {
 	check("published", 2, "k2", "k1")
 	if a, l := schemaFiles("published"); a != alpha || l != logs {
 		t.Errorf("schema files after publishing %s, %s, want %s, %s: the schemas did not change", a, l, alpha, logs)
+	}
+
+	// A query that lists the files itself, the day's 05:00 file first,
+	// trips DuckDB as the views did: DuckDB's own failure, not the
+	// query's (HTTP 500, not 400).
+	first, err := filepath.Glob(filepath.Join(dir, "lake", "tenant=default", "stream=alpha", "date=2020-01-02", "hour=05", "*.parquet"))
+	if err != nil || len(first) != 1 {
+		t.Fatalf("files of 2020-01-02 05:00: %v, %v; want one", first, err)
+	}
+	rest, err := filepath.Glob(filepath.Join(dir, "lake", "tenant=default", "stream=alpha", "date=2020-01-01", "*", "*.parquet"))
+	if err != nil || len(rest) == 0 {
+		t.Fatalf("files of 2020-01-01: %v, %v", rest, err)
+	}
+	own := fmt.Sprintf(`SELECT count(*) FROM read_parquet([%s], union_by_name = true, hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER})
+		WHERE "date" = DATE '2020-01-02' AND "hour" = 5 AND attr_k1 IS NULL`, quoteList(append(first, rest...)))
+	var w rowsWriter
+	if _, err := e.Run(ctx, own, Options{}, &w); err != nil {
+		if status, _ := httpStatus(err); errors.Is(err, ErrInvalid) || status != http.StatusInternalServerError {
+			t.Errorf("DuckDB's failure on %s: %v, HTTP %d: want it reported as the server's", own, err, status)
+		}
+	} else if len(w.rows) != 1 || w.rows[0][0] != int64(wideRows) {
+		t.Errorf("%s = %v, want %d", own, w.rows, wideRows)
 	}
 
 	// A third schema: new schema files, and the old ones deleted.
