@@ -29,11 +29,13 @@ import (
 // of them first (under the name allStreams).
 //
 // A schema file is made when the set of the files' schemas
-// (sink.FileInfo.SchemaID) changes to one of two or more, in the tenant's
+// (sink.FileInfo.SchemaID) changes to one of two or more and the columns
+// are not those of the view's schema file already, in the tenant's
 // results directory (which user SQL may read, and which is emptied when
-// the engine starts), named by a hash of its columns, under directories
-// that give it the lake's partition keys. One that the views no longer
-// list is retired like a staging segment.
+// the engine starts), under directories that give it the lake's
+// partition keys, with a name never used before: one the views no
+// longer list is retired like a staging segment (deleted once no query
+// can see it), and must not come back.
 
 // allStreams names the schema file of the logs view in
 // catalog.schemaFiles: no stream has an empty name.
@@ -45,6 +47,8 @@ type schemaFile struct {
 	key string
 	// path is the schema file, or "" when the files share one schema.
 	path string
+	// cols hashes its columns' names and types.
+	cols uint64
 }
 
 // schemaJob is a schema file to make: the union of the columns of paths,
@@ -52,7 +56,8 @@ type schemaFile struct {
 type schemaJob struct {
 	stream, key string
 	paths       []string
-	path        string // the result; "" if it could not be made
+	cur         schemaFile // the stream's schema file now
+	made        schemaFile // the result; path "" if it could not be made
 }
 
 // schemaKeyLocked returns the schemas of the published and staged files
@@ -110,7 +115,7 @@ func (c *catalog) schemaJobsLocked(streams []string) []schemaJob {
 			for _, n := range names {
 				paths = append(paths, c.pathsLocked(n)...)
 			}
-			jobs = append(jobs, schemaJob{stream: s, key: key, paths: paths})
+			jobs = append(jobs, schemaJob{stream: s, key: key, paths: paths, cur: c.schemaFiles[s]})
 		}
 	}
 	for _, s := range streams {
@@ -144,50 +149,49 @@ func (c *catalog) setSchemaFileLocked(stream string, f schemaFile) {
 // does not take mu; ddl must be held.
 func (c *catalog) makeSchemaFiles(ctx context.Context, conn *sql.Conn, jobs []schemaJob) {
 	for i := range jobs {
-		path, err := c.makeSchemaFile(ctx, conn, jobs[i].stream, jobs[i].paths)
+		j := &jobs[i]
+		path, cols, err := c.makeSchemaFile(ctx, conn, j.paths, j.cur)
 		if err != nil {
-			c.log.Warn("query: schema file", "stream", jobs[i].stream, "err", err)
+			c.log.Warn("query: schema file", "stream", j.stream, "err", err)
 			continue
 		}
-		jobs[i].path = path
+		j.made = schemaFile{key: j.key, path: path, cols: cols}
 	}
 }
 
-// makeSchemaFile writes the schema file of paths, the files of stream (or
-// allStreams), if it does not exist, and returns its path. The name
-// hashes the stream and the columns: each stream's file is its own, to
-// be retired without regard to the others.
-func (c *catalog) makeSchemaFile(ctx context.Context, conn *sql.Conn, stream string, paths []string) (string, error) {
+// makeSchemaFile returns the schema file of paths and the hash of its
+// columns: cur's file if it has those columns, else a new one.
+func (c *catalog) makeSchemaFile(ctx context.Context, conn *sql.Conn, paths []string, cur schemaFile) (string, uint64, error) {
 	rows, err := conn.QueryContext(ctx, "DESCRIBE SELECT * FROM system.main.read_parquet(["+quoteList(paths)+"], union_by_name = true)")
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	var cols []string
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%s\x00", stream)
 	for rows.Next() {
 		var name, typ string
 		var null, key, def, extra sql.NullString
 		if err := rows.Scan(&name, &typ, &null, &key, &def, &extra); err != nil {
 			rows.Close()
-			return "", err
+			return "", 0, err
 		}
 		cols = append(cols, "CAST(NULL AS "+typ+") AS "+quoteIdent(name))
 		fmt.Fprintf(h, "%s\x00%s\x00", name, typ)
 	}
 	if err := rows.Close(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := rows.Err(); err != nil {
-		return "", err
+		return "", 0, err
+	}
+	sum := h.Sum64()
+	if cur.path != "" && cur.cols == sum {
+		return cur.path, sum, nil
 	}
 	dir := filepath.Join(c.results, schemaDir, "tenant="+c.tenant, "stream=_", "date=1970-01-01", "hour=0")
-	path := filepath.Join(dir, fmt.Sprintf("%016x.parquet", h.Sum64()))
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
-	}
+	path := filepath.Join(dir, fmt.Sprintf("%016x-%d.parquet", sum, c.seq.Add(1)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	// Written beside its name and renamed into place, so a query never
 	// reads a part-written file.
@@ -195,13 +199,13 @@ func (c *catalog) makeSchemaFile(ctx context.Context, conn *sql.Conn, stream str
 	copyStmt := "COPY (SELECT " + strings.Join(cols, ", ") + " LIMIT 0) TO " + quoteString(tmp) + " (FORMAT parquet)"
 	if _, err := conn.ExecContext(ctx, copyStmt); err != nil {
 		os.Remove(tmp)
-		return "", err
+		return "", 0, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return "", err
+		return "", 0, err
 	}
-	return path, nil
+	return path, sum, nil
 }
 
 // schemaDir holds the schema files, in the results directory.
@@ -211,8 +215,8 @@ const schemaDir = "columns"
 // held.
 func (c *catalog) setSchemaFilesLocked(jobs []schemaJob) {
 	for _, j := range jobs {
-		if j.path != "" {
-			c.setSchemaFileLocked(j.stream, schemaFile{key: j.key, path: j.path})
+		if j.made.path != "" {
+			c.setSchemaFileLocked(j.stream, j.made)
 		}
 	}
 }

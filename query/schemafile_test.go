@@ -203,8 +203,8 @@ func BenchmarkSchemaFile(b *testing.B) {
 		b.Run(fmt.Sprintf("paths=%d", n), func(b *testing.B) {
 			c.ddl.Lock()
 			defer c.ddl.Unlock()
-			for i := 0; b.Loop(); i++ {
-				path, err := c.makeSchemaFile(ctx, c.conn, fmt.Sprint("s", i), paths[:n])
+			for b.Loop() {
+				path, _, err := c.makeSchemaFile(ctx, c.conn, paths[:n], schemaFile{})
 				if err != nil {
 					b.Fatal(err)
 				}
