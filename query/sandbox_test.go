@@ -258,17 +258,18 @@ func (s *startWriter) Begin(cols []Column) error {
 	return nil
 }
 
-// TestSettingsBindEveryConnection: the time zone, the footer cache and
-// the sandbox hold on the connections queries run on, not only on the
-// one the catalog set them on.
+// TestSettingsBindEveryConnection: the time zone, the footer cache, the
+// file cache being off and the sandbox hold on the connections queries
+// run on, not only on the one the catalog set them on.
 func TestSettingsBindEveryConnection(t *testing.T) {
 	e := openEngine(t, t.TempDir())
 	const q = `SELECT current_setting('TimeZone'), current_setting('parquet_metadata_cache'),
-		current_setting('enable_external_access'), current_setting('lock_configuration')`
+		current_setting('enable_external_file_cache'), current_setting('enable_external_access'),
+		current_setting('lock_configuration')`
 	for range 3 {
 		got := queryRows(t, e, q)
-		if want := "[UTC true false true]"; len(got) != 1 || got[0] != want {
-			t.Fatalf("time zone, footer cache, external access, locked = %v, want %s", got, want)
+		if want := "[UTC true false false true]"; len(got) != 1 || got[0] != want {
+			t.Fatalf("time zone, footer cache, file cache, external access, locked = %v, want %s", got, want)
 		}
 	}
 }
