@@ -789,8 +789,9 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 //
 // The logs view lists the files of every stream itself, in one scan
 // (logsQueryLocked), so every change recreates it with the changed
-// stream's view and its DDL grows with the tenant's files (DuckDB looks at each listed path when a view is
-// made, ~30 µs a path; bench/RESULTS.md, "One scan per view"). A union of
+// stream's view and its DDL grows with the tenant's files (DuckDB looks
+// at each listed path when a view is made, ~30 µs a path by position;
+// bench/RESULTS.md, "One scan per view"). A union of
 // the stream views would name streams instead, but DuckDB cannot sort a
 // union larger than its memory limit once the union's first part has
 // been sorted in memory, and logs is what users sort. log_counts and
