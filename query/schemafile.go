@@ -61,10 +61,10 @@ type schemaJob struct {
 }
 
 // schemaKeyLocked returns the schemas of the published and staged files
-// of stream (of every stream in names for allStreams) as a comparable
-// key, and whether there are two or more of them. A file of unknown
-// schema counts as one of its own. mu must be held.
-func (c *catalog) schemaKeyLocked(stream string, names []string) (key string, mixed bool) {
+// of the streams in names as a comparable key, and whether there are two
+// or more of them. A file of unknown schema counts as one of its own. mu
+// must be held.
+func (c *catalog) schemaKeyLocked(names []string) (key string, mixed bool) {
 	var ids []uint64
 	var unknown []string
 	add := func(id uint64, path string) {
@@ -74,13 +74,15 @@ func (c *catalog) schemaKeyLocked(stream string, names []string) (key string, mi
 			ids = append(ids, id)
 		}
 	}
+	in := make(map[string]bool, len(names))
 	for _, s := range names {
+		in[s] = true
 		for _, p := range c.files[s] {
 			add(c.schemas[p], p)
 		}
 	}
 	for _, sf := range c.staged {
-		if sf.stream == stream || stream == allStreams && slices.Contains(names, sf.stream) {
+		if in[sf.stream] {
 			add(sf.schema, sf.prefix)
 		}
 	}
@@ -105,7 +107,7 @@ func (c *catalog) schemaKeyLocked(stream string, names []string) (key string, mi
 func (c *catalog) schemaJobsLocked(streams []string) []schemaJob {
 	var jobs []schemaJob
 	job := func(s string, names []string) {
-		key, mixed := c.schemaKeyLocked(s, names)
+		key, mixed := c.schemaKeyLocked(names)
 		switch {
 		case c.schemaFiles[s].key == key:
 		case !mixed:
@@ -243,8 +245,5 @@ func (c *catalog) logsStreamsLocked(streams []string) (names []string, wide bool
 // scanLocked is viewQuery of paths, files of stream, with stream's schema
 // file first when it has one. mu must be held.
 func (c *catalog) scanLocked(stream string, paths []string) string {
-	if len(paths) == 0 || !c.wide[stream] {
-		return viewQuery(paths, c.wide[stream], "")
-	}
-	return viewQuery(paths, true, c.schemaFiles[stream].path)
+	return viewQuery(paths, c.wide[stream], c.schemaFiles[stream].path)
 }
