@@ -78,11 +78,15 @@ type catalog struct {
 	wide       map[string]bool        // streams with files of promoted attribute columns
 	schemas    map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
 	// schemaFiles are the schema files of streams whose files differ in
-	// their columns (schemafile.go).
-	schemaFiles map[string]schemaFile
-	gen         uint64           // bumped by every change that retires files
-	active      map[uint64]int   // running queries by the gen they started at
-	retired     []retiredSegment // segments to delete once unseen
+	// their columns (schemafile.go); schemaFailed the keys whose schema
+	// file could not be made, by stream, and schemaRetry how long such a
+	// key waits before it is tried again.
+	schemaFiles  map[string]schemaFile
+	schemaFailed map[string]schemaFailure
+	schemaRetry  time.Duration
+	gen          uint64           // bumped by every change that retires files
+	active       map[uint64]int   // running queries by the gen they started at
+	retired      []retiredSegment // segments to delete once unseen
 	// doomed are retired segments no query can see any more, for the
 	// remover to delete without mu: a publish retires every staging
 	// segment of its file at once (hundreds a minute per stream), and
@@ -212,6 +216,9 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		schemaFiles: map[string]schemaFile{},
 		evicted:     map[string]map[string]sink.FileInfo{},
 
+		schemaFailed: map[string]schemaFailure{},
+		schemaRetry:  schemaRetry,
+
 		rollupUnionsStale: true,
 	}
 	c.dirty = map[string]bool{}
@@ -308,7 +315,7 @@ func (c *catalog) applyPending() error {
 			c.mu.Unlock()
 			return nil
 		}
-		c.setSchemaFilesLocked(jobs)
+		c.setSchemaFilesLocked(jobs, time.Now())
 	}
 	stmts := c.viewStmtsLocked(streams)
 	retiring := c.retiring
@@ -773,7 +780,7 @@ func (c *catalog) redoLocked(streams []string) {
 func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error {
 	if jobs := c.schemaJobsLocked(streams); len(jobs) > 0 {
 		c.makeSchemaFiles(ctx, c.conn, jobs)
-		c.setSchemaFilesLocked(jobs)
+		c.setSchemaFilesLocked(jobs, time.Now())
 	}
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
 	c.commitLoadLocked(err == nil)

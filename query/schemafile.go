@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Schema files. A stream with promoted attribute columns is read by name
@@ -36,6 +37,24 @@ import (
 // partition keys, with a name never used before: one the views no
 // longer list is retired like a staging segment (deleted once no query
 // can see it), and must not come back.
+
+// A schema file that cannot be made (DuckDB cannot read the files'
+// columns together, or the results directory cannot be written) leaves
+// the views with the schema file they had, if any, and is tried again
+// for the same schemas only after schemaRetry: views change with every
+// staged segment, and each try reads every file's footer and logs the
+// failure. A change of the schemas tries at once.
+
+// schemaRetry is how long a stream's schemas whose schema file could not
+// be made wait before it is tried again.
+const schemaRetry = time.Minute
+
+// schemaFailure is a schema file that could not be made: for which
+// schemas (schemaKeyLocked) and when.
+type schemaFailure struct {
+	key string
+	at  time.Time
+}
 
 // allStreams names the schema file of the logs view in
 // catalog.schemaFiles: no stream has an empty name.
@@ -111,7 +130,9 @@ func (c *catalog) schemaJobsLocked(streams []string) []schemaJob {
 		switch {
 		case c.schemaFiles[s].key == key:
 		case !mixed:
+			delete(c.schemaFailed, s)
 			c.setSchemaFileLocked(s, schemaFile{key: key})
+		case c.schemaFailed[s].key == key && time.Since(c.schemaFailed[s].at) < c.schemaRetry:
 		default:
 			var paths []string
 			for _, n := range names {
@@ -147,14 +168,14 @@ func (c *catalog) setSchemaFileLocked(stream string, f schemaFile) {
 
 // makeSchemaFiles makes the schema files of jobs on conn, setting each
 // job's path; one that fails is logged and left without (its stream's
-// views read its files as before, and the next change tries again). It
-// does not take mu; ddl must be held.
+// views read its files as before; see schemaRetry). It does not take mu;
+// ddl must be held.
 func (c *catalog) makeSchemaFiles(ctx context.Context, conn *sql.Conn, jobs []schemaJob) {
 	for i := range jobs {
 		j := &jobs[i]
 		path, cols, err := c.makeSchemaFile(ctx, conn, j.paths, j.cur)
 		if err != nil {
-			c.log.Warn("query: schema file", "stream", j.stream, "err", err)
+			c.log.Warn("query: schema file not made; views keep the one they had, if any", "stream", j.stream, "retry_after", schemaRetry, "err", err)
 			continue
 		}
 		j.made = schemaFile{key: j.key, path: path, cols: cols}
@@ -213,13 +234,16 @@ func (c *catalog) makeSchemaFile(ctx context.Context, conn *sql.Conn, paths []st
 // schemaDir holds the schema files, in the results directory.
 const schemaDir = "columns"
 
-// setSchemaFilesLocked records the schema files jobs made. mu must be
-// held.
-func (c *catalog) setSchemaFilesLocked(jobs []schemaJob) {
+// setSchemaFilesLocked records the schema files jobs made, and the
+// failures of those they could not. mu must be held.
+func (c *catalog) setSchemaFilesLocked(jobs []schemaJob, at time.Time) {
 	for _, j := range jobs {
-		if j.made.path != "" {
-			c.setSchemaFileLocked(j.stream, j.made)
+		if j.made.path == "" {
+			c.schemaFailed[j.stream] = schemaFailure{key: j.key, at: at}
+			continue
 		}
+		delete(c.schemaFailed, j.stream)
+		c.setSchemaFileLocked(j.stream, j.made)
 	}
 }
 

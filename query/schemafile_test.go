@@ -1,14 +1,17 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,38 +39,7 @@ func TestSchemaFile(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const narrowRows, wideRows = 1000, 600
-	// stage stages, through a new Batcher of part, narrowRows records at
-	// 03:00 on day, which decide the Batcher's promoted column (attr_ +
-	// key), then wideRows at 05:00 that get it.
-	stage := func(part int32, day int, key string) {
-		t.Helper()
-		tcfg := arrowbatch.DefaultConfig()
-		tcfg.MaxColumns = 4
-		bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "alpha", part, lake, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range []struct{ hour, n int }{{3, narrowRows}, {5, wideRows}} {
-			recs := make([]record.Record, r.n)
-			for i := range recs {
-				ts := time.Date(2020, 1, day, r.hour, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
-				recs[i] = record.Record{Timestamp: ts.UnixNano(), Body: fmt.Sprint(i), Attributes: []record.KV{{Key: key, Value: fmt.Sprint(i % 7)}}}
-			}
-			if err := bt.Consume(ctx, record.NewBatch(record.DefaultTenant, "alpha", recs)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := bt.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := lake.WaitStaged(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stage := func(part int32, day int, key string) { stageWide(t, lake, e, part, day, key) }
 	// schemaFiles returns the schema files of alpha and of logs, which
 	// must be the only ones on disk and listed first by the views.
 	schemaFiles := func(when string) (alpha, logs string) {
@@ -169,6 +141,150 @@ func TestSchemaFile(t *testing.T) {
 			t.Errorf("DDL for beta %.300q lists a schema file", s)
 		}
 	}
+}
+
+// narrowRows and wideRows are what stageWide stages at 03:00 and 05:00.
+const narrowRows, wideRows = 1000, 600
+
+// stageWide stages into stream alpha, through a new Batcher of part,
+// narrowRows records at 03:00 on day, which decide the Batcher's
+// promoted column (attr_ + key), then wideRows at 05:00 that get it, and
+// waits until e's views have them.
+func stageWide(t *testing.T, lake *sink.Lake, e *Engine, part int32, day int, key string) {
+	t.Helper()
+	ctx := context.Background()
+	tcfg := arrowbatch.DefaultConfig()
+	tcfg.MaxColumns = 4
+	bt, err := arrowbatch.NewBatcher(tcfg, record.DefaultTenant, "alpha", part, lake, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ hour, n int }{{3, narrowRows}, {5, wideRows}} {
+		recs := make([]record.Record, r.n)
+		for i := range recs {
+			ts := time.Date(2020, 1, day, r.hour, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+			recs[i] = record.Record{Timestamp: ts.UnixNano(), Body: fmt.Sprint(i), Attributes: []record.KV{{Key: key, Value: fmt.Sprint(i % 7)}}}
+		}
+		if err := bt.Consume(ctx, record.NewBatch(record.DefaultTenant, "alpha", recs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lake.WaitStaged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSchemaFileRetry: a schema file that cannot be made (here a file
+// stands where its directory would be) is logged once per stream and
+// not tried again while the schemas stay the same, however often the
+// views change, until schemaRetry has passed; a change of the schemas
+// tries at once. The views answer meanwhile, and list the schema file
+// once it can be made.
+func TestSchemaFileRetry(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var logBuf syncBuffer
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Threads = 2
+	e, err := Open(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(ctx)
+	lake := openLake(t, e, dir, func(c *sink.Config) { c.DayFilesAfter = 0 })
+	defer lake.Shutdown(ctx)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setRetry := func(d time.Duration) {
+		c.mu.Lock()
+		c.schemaRetry = d
+		c.mu.Unlock()
+	}
+	setRetry(time.Hour)
+	block := filepath.Join(c.results, schemaDir)
+	if err := os.WriteFile(block, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failures := func() int { return strings.Count(logBuf.String(), `msg="query: schema file`) }
+	// check checks that more failures were logged since the last check
+	// (atLeast to atMost more), the rows of days, and the schema files.
+	logged := 0
+	check := func(when string, atLeast, atMost, days int, made bool) {
+		t.Helper()
+		got := failures()
+		if got < logged+atLeast || got > logged+atMost {
+			t.Errorf("%s: %d more schema file failures logged, want %d to %d:\n%s", when, got-logged, atLeast, atMost, logBuf.String())
+		}
+		logged = got
+		if got := queryInts(t, e, "SELECT count(*) FROM alpha")[0]; got != int64(days*(narrowRows+wideRows)) {
+			t.Errorf("%s: alpha has %d rows, want %d", when, got, days*(narrowRows+wideRows))
+		}
+		// Days 1 to 4 promoted k1.
+		if got, want := queryInts(t, e, "SELECT count(*) FROM logs WHERE attr_k1 IS NOT NULL")[0], int64(min(days, 4)*wideRows); got != want {
+			t.Errorf("%s: logs has %d rows with attr_k1, want %d", when, got, want)
+		}
+		c.mu.Lock()
+		alpha, logs := c.schemaFiles["alpha"].path, c.schemaFiles[allStreams].path
+		c.mu.Unlock()
+		if (alpha != "" && logs != "") != made {
+			t.Errorf("%s: schema files of alpha %q and of logs %q, want them made: %v", when, alpha, logs, made)
+		}
+	}
+
+	// Two schemas (the 03:00 rows have no promoted column): alpha's and
+	// logs' schema files fail.
+	stageWide(t, lake, e, 0, 1, "k1")
+	check("first failure", 2, 2, 1, false)
+	// The same schemas, new files: not tried again.
+	stageWide(t, lake, e, 0, 2, "k1")
+	publishAll(t, lake, e)
+	check("same schemas", 0, 0, 2, false)
+	// Once the retry is due, changes of the views try again (each change
+	// while it is due): still failing, they are logged again.
+	setRetry(0)
+	stageWide(t, lake, e, 0, 3, "k1")
+	check("retry due", 2, 1000, 3, false)
+	setRetry(time.Hour)
+	stageWide(t, lake, e, 1, 4, "k1")
+	check("same schemas after a retry", 0, 0, 4, false)
+	// A third schema tries at once, even before the retry is due.
+	stageWide(t, lake, e, 1, 5, "k2")
+	check("new schemas", 2, 2, 5, false)
+	// Once the directory can be made and the retry is due, the next
+	// change makes the schema files.
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	setRetry(0)
+	stageWide(t, lake, e, 1, 6, "k2")
+	check("unblocked", 0, 0, 6, true)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // BenchmarkSchemaFile: what making a schema file costs over a view of n
