@@ -515,7 +515,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 		}
 		defer rec.Release()
 		if w == nil {
-			props, err := writerProps(ccfg, mem, sc, rec, compactedProps(ccfg.RowGroupRows, info.Rows, rec)...)
+			props, err := writerProps(ccfg, mem, sc, []arrow.RecordBatch{rec}, compactedProps(ccfg.RowGroupRows, info.Rows, rec)...)
 			if err != nil {
 				return err
 			}

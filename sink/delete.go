@@ -257,7 +257,7 @@ func writeFiltered(ctx context.Context, cfg Config, path string, f FileInfo, set
 			if f.Compacted {
 				extra = compactedProps(cfg.RowGroupRows, f.Rows, rec)
 			}
-			props, err := writerProps(wcfg, mem, rec.Schema(), rec, extra...)
+			props, err := writerProps(wcfg, mem, rec.Schema(), []arrow.RecordBatch{rec}, extra...)
 			if err != nil {
 				return err
 			}

@@ -14,15 +14,18 @@ import (
 )
 
 // Encoding choices. The lake is schema-agnostic, so encodings follow from
-// the Parquet physical type and from the first batch of each file:
+// the Parquet physical type and from the first rows of each file (the
+// batches it is written from, up to cardinalityProbe values a column):
 //
 //   - INT64 leaves (timestamps, offsets): DELTA_BINARY_PACKED, no
 //     dictionary. Log timestamps and offsets rise almost monotonically, so
 //     deltas are tiny; a dictionary of unique values would only be built
 //     to be thrown away.
 //   - BYTE_ARRAY leaves: dictionary, unless at least cardinalitySample
-//     non-null values of the file's first batch are more than half
-//     distinct (bodies, trace ids): then PLAIN. Dictionary-encoding such a
+//     of those non-null values are more than half distinct (bodies,
+//     trace ids): then PLAIN. They are read across batches, because a
+//     segment written from an Arrow request's parts may hold many small
+//     ones, each with too few trace ids to judge by. Dictionary-encoding such a
 //     column costs a hash probe per value for nothing. A column that turns
 //     out high-cardinality later still falls back to PLAIN when its
 //     dictionary passes the 1 MiB dictionary page limit.
@@ -40,8 +43,8 @@ const (
 )
 
 // writerProps returns the writer properties for a file of schema sc whose
-// first batch is first.
-func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow.RecordBatch, extra ...parquet.WriterProperty) (*parquet.WriterProperties, error) {
+// first rows are those of sample, in order.
+func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, sample []arrow.RecordBatch, extra ...parquet.WriterProperty) (*parquet.WriterProperties, error) {
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(mem),
 		parquet.WithDictionaryDefault(true),
@@ -65,13 +68,23 @@ func writerProps(cfg Config, mem memory.Allocator, sc *arrow.Schema, first arrow
 	if err != nil {
 		return nil, fmt.Errorf("map Arrow schema to Parquet: %w", err)
 	}
-	var leaves []arrow.Array
-	if first != nil {
-		for _, c := range first.Columns() {
-			leaves = leafArrays(c, leaves)
+	// leaves[i] are the arrays of leaf column i in each batch of sample,
+	// or nil for a type this walk does not know: judged by type only.
+	var leaves [][]arrow.Array
+	for _, rec := range sample {
+		var l []arrow.Array
+		for _, c := range rec.Columns() {
+			l = leafArrays(c, l)
 		}
-		if len(leaves) != pqs.NumColumns() {
-			leaves = nil // a type this walk does not know; judge by type only
+		if len(l) != pqs.NumColumns() {
+			leaves = nil
+			break
+		}
+		if leaves == nil {
+			leaves = make([][]arrow.Array, len(l))
+		}
+		for i, a := range l {
+			leaves[i] = append(leaves[i], a)
 		}
 	}
 	for i := range pqs.NumColumns() {
@@ -124,31 +137,38 @@ func leafArrays(arr arrow.Array, out []arrow.Array) []arrow.Array {
 }
 
 // highCardinality reports whether more than half of the first non-null
-// values of a string or binary array are distinct, judged on at least
-// cardinalitySample of them.
-func highCardinality(arr arrow.Array) bool {
-	var value func(int) string
-	switch a := arr.(type) {
-	case *array.String:
-		value = a.Value
-	case *array.LargeString:
-		value = a.Value
-	case *array.Binary:
-		value = a.ValueString
-	case *array.LargeBinary:
-		value = a.ValueString
-	default:
-		return false
-	}
-	n := min(arr.Len(), cardinalityProbe)
-	seen := make(map[string]struct{}, n)
-	nonNull := 0
-	for i := range n {
-		if arr.IsNull(i) {
-			continue
+// values of arrs, string or binary arrays of one type read in order, are
+// distinct, judged on at least cardinalitySample of them. It looks at up
+// to cardinalityProbe values in all.
+func highCardinality(arrs []arrow.Array) bool {
+	seen := make(map[string]struct{})
+	nonNull, looked := 0, 0
+	for _, arr := range arrs {
+		var value func(int) string
+		switch a := arr.(type) {
+		case *array.String:
+			value = a.Value
+		case *array.LargeString:
+			value = a.Value
+		case *array.Binary:
+			value = a.ValueString
+		case *array.LargeBinary:
+			value = a.ValueString
+		default:
+			return false
 		}
-		nonNull++
-		seen[value(i)] = struct{}{}
+		n := min(arr.Len(), cardinalityProbe-looked)
+		looked += n
+		for i := range n {
+			if arr.IsNull(i) {
+				continue
+			}
+			nonNull++
+			seen[value(i)] = struct{}{}
+		}
+		if looked == cardinalityProbe {
+			break
+		}
 	}
 	return nonNull >= cardinalitySample && 2*len(seen) > nonNull
 }

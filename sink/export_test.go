@@ -18,7 +18,7 @@ func NewWithAllocator(cfg Config, obs Observer, log *slog.Logger, mem memory.All
 // WriterProps returns the properties the Lake would write a file with,
 // for the encoding benchmarks.
 func WriterProps(cfg Config, first arrow.RecordBatch) (*parquet.WriterProperties, pqarrow.ArrowWriterProperties, error) {
-	props, err := writerProps(cfg, memory.DefaultAllocator, first.Schema(), first)
+	props, err := writerProps(cfg, memory.DefaultAllocator, first.Schema(), []arrow.RecordBatch{first})
 	return props, arrowWriterProps(memory.DefaultAllocator), err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/sink"
@@ -143,12 +144,40 @@ func TestFileProperties(t *testing.T) {
 	if v := *md.KeyValueMetadata().FindValue("weir.part"); v != "7" {
 		t.Errorf("weir.part = %q", v)
 	}
+	checkColumnChunks(t, md.RowGroup(0))
+}
+
+// TestFilePropertiesFromParts: a Write of parts too small to judge a
+// column by alone (an Arrow request's lanes) gets its encodings from its
+// first rows across parts: the trace ids of 200-row parts get no
+// dictionary, as those of one large batch do not.
+func TestFilePropertiesFromParts(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	l := newLake(t, cfg, nil)
+	parts := cut(SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 10000, Start: hour0}), []int{200})
+	defer ReleaseAll(parts)
+	write(t, l, part("app", 0), parts)
+	shutdown(t, l)
+	rdr, err := file.OpenParquetFile(l.Files()[0].Path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	for i := range rdr.MetaData().NumRowGroups() {
+		checkColumnChunks(t, rdr.MetaData().RowGroup(i))
+	}
+}
+
+// checkColumnChunks checks the compression, statistics and encodings of
+// a row group's column chunks against the lake's choices (encode.go).
+func checkColumnChunks(t *testing.T, rg *metadata.RowGroupMetaData) {
+	t.Helper()
 	dict := func(encs []parquet.Encoding) bool {
 		return slices.Contains(encs, parquet.Encodings.RLEDict) || slices.Contains(encs, parquet.Encodings.PlainDict)
 	}
-	rg := md.RowGroup(0)
-	for i := range md.Schema.NumColumns() {
-		path := md.Schema.Column(i).Path()
+	for i := range rg.NumColumns() {
+		path := rg.Schema.Column(i).Path()
 		cc, err := rg.ColumnChunk(i)
 		if err != nil {
 			t.Fatal(err)

@@ -34,20 +34,14 @@ type Segment struct {
 const magic = "PAR1"
 
 // writeSegment encodes the rows of recs, in order, into a new Parquet
-// file at path with the lake's writer properties (chosen from the
-// largest of recs, see writerProps) and returns its size. recs share one
+// file at path with the lake's writer properties (chosen from recs' first
+// rows, see writerProps) and returns its size. recs share one
 // schema and hold at least one row. The file is not fsynced: a segment
 // only matters once its rows are published, and publishing fsyncs the
 // file they are copied into.
 func writeSegment(cfg Config, mem memory.Allocator, path string, recs ...arrow.RecordBatch) (int64, error) {
 	sc := recs[0].Schema()
-	sample := recs[0]
-	for _, r := range recs[1:] {
-		if r.NumRows() > sample.NumRows() {
-			sample = r
-		}
-	}
-	props, err := writerProps(cfg, mem, sc, sample)
+	props, err := writerProps(cfg, mem, sc, recs)
 	if err != nil {
 		return 0, err
 	}
@@ -181,8 +175,7 @@ func writeParquet(path string, sc *arrow.Schema, props *parquet.WriterProperties
 // rows. sc is the schema of every segment. It is how runs of small
 // segments (a quiet stream's) become row groups of a useful size.
 func mergeSegments(ctx context.Context, cfg Config, mem memory.Allocator, path string, sc *arrow.Schema, segs []Segment) (Segment, error) {
-	var first arrow.RecordBatch
-	// Encoding choices follow the first batch, as for any segment.
+	// Encoding choices follow the first rows, as for any segment.
 	var recs []arrow.RecordBatch
 	defer func() {
 		for _, r := range recs {
@@ -208,13 +201,7 @@ func mergeSegments(ctx context.Context, cfg Config, mem memory.Allocator, path s
 		}
 		rows += s.Rows
 	}
-	for _, r := range recs {
-		if r.NumRows() > 0 {
-			first = r
-			break
-		}
-	}
-	props, err := writerProps(cfg, mem, sc, first)
+	props, err := writerProps(cfg, mem, sc, recs)
 	if err != nil {
 		return Segment{}, err
 	}
