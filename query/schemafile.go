@@ -133,6 +133,7 @@ func (c *catalog) schemaJobsLocked(streams []string) []schemaJob {
 			delete(c.schemaFailed, s)
 			c.setSchemaFileLocked(s, schemaFile{key: key})
 		case c.schemaFailed[s].key == key && time.Since(c.schemaFailed[s].at) < c.schemaRetry:
+			// Failed for these schemas lately: not yet again.
 		default:
 			var paths []string
 			for _, n := range names {

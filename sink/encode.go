@@ -25,10 +25,10 @@ import (
 //     of those non-null values are more than half distinct (bodies,
 //     trace ids): then PLAIN. They are read across batches, because a
 //     segment written from an Arrow request's parts may hold many small
-//     ones, each with too few trace ids to judge by. Dictionary-encoding such a
-//     column costs a hash probe per value for nothing. A column that turns
-//     out high-cardinality later still falls back to PLAIN when its
-//     dictionary passes the 1 MiB dictionary page limit.
+//     ones, each with too few trace ids to judge by. Dictionary-encoding
+//     such a column costs a hash probe per value for nothing. A column
+//     that turns out high-cardinality later still falls back to PLAIN
+//     when its dictionary passes the 1 MiB dictionary page limit.
 //   - everything else: dictionary.
 //
 // All columns: Config.Codec (zstd at Config.ZstdLevel by default), the

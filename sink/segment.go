@@ -35,10 +35,10 @@ const magic = "PAR1"
 
 // writeSegment encodes the rows of recs, in order, into a new Parquet
 // file at path with the lake's writer properties (chosen from recs' first
-// rows, see writerProps) and returns its size. recs share one
-// schema and hold at least one row. The file is not fsynced: a segment
-// only matters once its rows are published, and publishing fsyncs the
-// file they are copied into.
+// rows, see writerProps) and returns its size. recs share one schema and
+// hold at least one row. The file is not fsynced: a segment only matters
+// once its rows are published, and publishing fsyncs the file they are
+// copied into.
 func writeSegment(cfg Config, mem memory.Allocator, path string, recs ...arrow.RecordBatch) (int64, error) {
 	sc := recs[0].Schema()
 	props, err := writerProps(cfg, mem, sc, recs)
