@@ -104,6 +104,33 @@ func TestMemory(t *testing.T) {
 	if c.goMemoryLimit() != 0 || c.Buffer.MaxBytes != 1000000 {
 		t.Errorf("memory 0: Go limit %d, buffer %d", c.goMemoryLimit(), c.Buffer.MaxBytes)
 	}
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	// Go's collector runs at limitGCPercent only under the limit serve
+	// sets, and never over a GOGC the environment sets.
+	for _, tc := range []struct {
+		c    config
+		env  func(string) string
+		want int
+	}{
+		{d, env(), limitGCPercent},
+		{d, env("GOGC", "100"), 0},
+		{d, env("GOGC", "off"), 0},
+		{d, env("GOMEMLIMIT", "1GiB"), 0},
+		{c, env(), 0}, // memory: 0, no limit
+	} {
+		if got := tc.c.goGCPercent(tc.env); got != tc.want {
+			t.Errorf("memory %q, GOGC %q, GOMEMLIMIT %q: GC percent %d, want %d", tc.c.Memory, tc.env("GOGC"), tc.env("GOMEMLIMIT"), got, tc.want)
+		}
+	}
 	for _, bad := range []string{"memory: 64MiB\n", "memory: 12 parsecs\n", "memory: lots\n"} {
 		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "memory") {
 			t.Errorf("%q: %v, want an error about memory", bad, err)

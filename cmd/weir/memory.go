@@ -28,9 +28,11 @@ import (
 // The rest of the Go share goes to the batches being built and encoded
 // (transform.max_bytes per stream partition being flushed, two per
 // encoder in flight, and up to twice transform.max_bytes of their
-// buffers kept for the next batches), connections and caches; with the
-// soft limit the garbage collector works harder instead of letting the
-// heap double.
+// buffers kept for the next batches), connections and caches. Under the
+// soft limit Go's collector runs at limitGCPercent, unless GOGC is set:
+// the limit, not the doubling of a small live heap, decides how often it
+// runs under load, and near the limit it works harder instead of letting
+// the heap grow.
 // bench/RESULTS.md records the peak RSS measured against it.
 const (
 	defaultMemory = "512MiB"
@@ -44,6 +46,14 @@ const (
 	// 10 MiB (bench/RESULTS.md, "Memory within the one setting"). Up to a
 	// quarter of memory is set aside for it.
 	programReserve = 120 << 20
+	// limitGCPercent is Go's GOGC under the soft limit: a collection
+	// when the heap has grown to five times what the last one left. At
+	// saturation the write path makes ~400 MB/s of short-lived garbage
+	// around a small live heap, so with the default of 100 the
+	// collector's mark work took 5-6 % of the server's CPU; at 400 the
+	// heap grows to the limit and it takes ~2 % (bench/RESULTS.md, "The
+	// collector under the memory limit").
+	limitGCPercent = 400
 )
 
 // configKeys returns the dotted paths of the mapping keys a YAML file
@@ -120,6 +130,17 @@ func (c *config) goMemoryLimit() int64 {
 		duck = m
 	}
 	return max(m-duck-min(programReserve, m/4), m/4)
+}
+
+// goGCPercent is the GOGC serve gives Go's runtime: limitGCPercent when
+// serve sets Go's soft limit (memory is set, GOMEMLIMIT is not) and GOGC
+// is not set, otherwise 0 for Go's own setting. getenv reads the
+// environment.
+func (c *config) goGCPercent(getenv func(string) string) int {
+	if c.goMemoryLimit() == 0 || getenv("GOMEMLIMIT") != "" || getenv("GOGC") != "" {
+		return 0
+	}
+	return limitGCPercent
 }
 
 // parseBytes parses a size such as 512MiB, 1GB or 1048576: an integer

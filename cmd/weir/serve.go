@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	if lim := cfg.goMemoryLimit(); lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(lim)
-		log.Info("memory budget", "memory", cfg.Memory, "go_limit_mib", lim>>20, "query_memory_limit", cfg.Query.MemoryLimit,
+		gogc := "GOGC=" + os.Getenv("GOGC")
+		if gc := cfg.goGCPercent(os.Getenv); gc > 0 {
+			debug.SetGCPercent(gc)
+			gogc = strconv.Itoa(gc)
+		}
+		log.Info("memory budget", "memory", cfg.Memory, "go_limit_mib", lim>>20, "go_gc_percent", gogc, "query_memory_limit", cfg.Query.MemoryLimit,
 			"buffer_max_bytes", cfg.Buffer.MaxBytes, "compaction_sort_rows", cfg.Sink.Compaction.SortRows)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
