@@ -262,7 +262,7 @@ func (w *worker) nextBatch(ctx context.Context) (batch, bool) {
 		w.r.markerSeq++
 		b.marker = fmt.Sprintf("weir-bench-marker run=%s seq=%d", w.r.runID, w.r.markerSeq)
 		w.r.mu.Unlock()
-		b.recs[len(b.recs)-1] = &weirv1.LogRecord{TimeUnixNano: uint64(b.markAt.UnixNano()), Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", "weir-bench")}}
+		b.recs[len(b.recs)-1] = &weirv1.LogRecord{TimeUnixNano: uint64(b.markAt.UnixNano()), Body: b.marker, SeverityText: "INFO", Resource: []*weirv1.KeyValue{stringKV("service.name", markerService)}}
 	}
 	for _, rec := range b.recs {
 		b.bytes += int64(len(rec.GetBody()))
