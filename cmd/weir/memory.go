@@ -50,9 +50,9 @@ const (
 	// when the heap has grown to five times what the last one left. At
 	// saturation the write path makes ~400 MB/s of short-lived garbage
 	// around a small live heap, so with the default of 100 the
-	// collector's mark work took 5-6 % of the server's CPU; at 400 the
-	// heap grows to the limit and it takes ~2 % (bench/RESULTS.md, "The
-	// collector under the memory limit").
+	// collector took 4-6 % of the server's CPU; at 400 the heap grows
+	// to the limit and it takes ~2 % (bench/RESULTS.md, "The collector
+	// under the memory limit").
 	limitGCPercent = 400
 )
 
