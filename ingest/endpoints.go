@@ -85,6 +85,13 @@ func (e *endpoints) done(ctx context.Context, records, size, dead int, err error
 	c.dead.Add(int64(dead))
 }
 
+// failed counts a request whose batch was taken but whose
+// acknowledgement level was not reached (a PushStream's wait after the
+// batch was counted by done).
+func (e *endpoints) failed(ctx context.Context, err error) {
+	e.done(ctx, 0, 0, 0, err)
+}
+
 // EndpointStats returns the counters of every tenant and endpoint that
 // saw a push, sorted by tenant and endpoint. It is safe to call
 // concurrently with pushes.

@@ -187,29 +187,27 @@ func (s *Service) Push(ctx context.Context, req *connect.Request[weirv1.PushRequ
 }
 
 // PushStream implements weirv1connect.IngestServiceHandler. Batches are
-// handled one at a time in order, so a full buffer stops the server from
-// reading further requests: the transport's flow control then slows the
-// client down. A batch that waits longer than PushTimeout for room is
-// acknowledged with resource_exhausted.
+// taken into the buffer one at a time in order, so a full buffer stops
+// the server from reading further requests: the transport's flow control
+// then slows the client down. A batch that waits longer than PushTimeout
+// for room is acknowledged with resource_exhausted.
+//
+// Reading does not wait for acknowledgements: while one batch waits for
+// its level (the log's fsync for DURABLE), the batches after it are read
+// and taken, so a stream with several batches in flight keeps the server
+// busy. Acknowledgements still go out in the order the batches came, each
+// once its batch has reached its level or failed; at most maxLevelWaits
+// batches wait at once, past that the stream stops reading.
 //
 // A batch with ack_each_level is acknowledged once per level, as each is
 // reached: first ACCEPTED (in order with the other batches' acks), then
 // DURABLE and, if asked, COMMITTED, which may come after acks of later
-// batches. At most maxLevelWaits batches wait for their levels at once;
-// past that the stream stops reading.
+// batches. At most maxLevelWaits such batches wait for their later levels
+// at once.
 func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[weirv1.PushStreamRequest, weirv1.PushStreamResponse]) error {
 	tenant := auth.TenantOf(ctx)
-	var (
-		sendMu sync.Mutex
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, maxLevelWaits)
-	)
-	send := func(ack *weirv1.PushStreamResponse) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(ack)
-	}
-	defer wg.Wait()
+	a := newAcker(ctx, s, stream.Send)
+	defer a.close()
 	for {
 		req, err := stream.Receive()
 		if errors.Is(err, io.EOF) {
@@ -218,60 +216,171 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 		if err != nil {
 			return err
 		}
-		id := req.GetBatchId()
-		level, err := s.level(req.GetAckLevel())
-		each := req.GetAckEachLevel()
-		var res pushed
+		// The wait for the level starts with the batch: the timeout
+		// covers taking it and its fsync, as for a unary Push.
+		p := pendingAck{id: req.GetBatchId(), each: req.GetAckEachLevel()}
+		p.level, err = s.level(req.GetAckLevel())
 		if err == nil {
-			res, err = s.push(ctx, tenant, req.GetStream(), payload{req.GetRecords(), req.GetArrowIpc()}, level, req.GetProducerId(), req.GetSequence(), !each)
+			p.wctx, p.cancel = waitContext(ctx, s.timeout(p.level), s.now())
+			p.res, err = s.push(ctx, tenant, req.GetStream(), payload{req.GetRecords(), req.GetArrowIpc()}, p.level, req.GetProducerId(), req.GetSequence(), false)
 		}
 		if err != nil && ctx.Err() != nil {
+			if p.cancel != nil {
+				p.cancel()
+			}
 			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
 		}
-		receipt := res.receipt
-		first := level
-		if each {
-			first = buffer.Accepted
-		}
-		if err := send(ackOf(id, res, first, err)); err != nil {
+		p.err = err
+		if err := a.add(p); err != nil {
 			return err
 		}
-		if err != nil || !each || level == buffer.Accepted {
-			continue
-		}
-		if receipt == nil {
-			// Nothing was buffered (every record dropped): every level
-			// is reached at once.
-			for l := buffer.Durable; l <= level; l++ {
-				if err := send(ackOf(id, res, l, nil)); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return connect.NewError(connect.CodeCanceled, context.Cause(ctx))
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			for _, l := range []buffer.Level{buffer.Durable, buffer.Committed} {
-				if l > level {
-					return
-				}
-				err := receipt.Wait(ctx, l)
-				if err != nil {
-					err = s.connectErr(ctx, err)
-				}
-				if send(ackOf(id, res, l, err)) != nil || err != nil {
-					return
-				}
-			}
-		}()
 	}
+}
+
+// pendingAck is a batch of a PushStream whose acknowledgement has not
+// been sent.
+type pendingAck struct {
+	id    uint64
+	each  bool // ack_each_level
+	level buffer.Level
+	res   pushed
+	err   error // the batch failed before the buffer took it
+	// wctx bounds the wait for level; cancel releases it (nil when the
+	// level could not be read).
+	wctx   context.Context
+	cancel context.CancelFunc
+}
+
+// acker sends a PushStream's acknowledgements in the order of its
+// batches from one goroutine, waiting for each batch's level in turn;
+// the later levels of ack_each_level batches are waited for apart, by at
+// most maxLevelWaits goroutines. Its goroutines are joined by close.
+type acker struct {
+	s       *Service
+	ctx     context.Context
+	sendMu  sync.Mutex
+	sendFn  func(*weirv1.PushStreamResponse) error
+	queue   chan pendingAck
+	broken  chan struct{} // closed once a send failed; err then holds why
+	err     error
+	slots   chan struct{}
+	levels  sync.WaitGroup // ack_each_level waiters
+	ordered sync.WaitGroup // the in-order sender
+}
+
+func newAcker(ctx context.Context, s *Service, send func(*weirv1.PushStreamResponse) error) *acker {
+	a := &acker{
+		s: s, ctx: ctx, sendFn: send,
+		queue:  make(chan pendingAck, maxLevelWaits),
+		broken: make(chan struct{}),
+		slots:  make(chan struct{}, maxLevelWaits),
+	}
+	a.ordered.Go(a.run)
+	return a
+}
+
+// add queues p's acknowledgement behind those of the batches before it.
+// It blocks while maxLevelWaits batches wait, and fails once a send has
+// failed (the client is gone) or ctx is done.
+func (a *acker) add(p pendingAck) error {
+	select {
+	case a.queue <- p:
+		return nil
+	case <-a.broken:
+		p.release()
+		return a.err
+	case <-a.ctx.Done():
+		p.release()
+		return connect.NewError(connect.CodeCanceled, context.Cause(a.ctx))
+	}
+}
+
+// close sends what is queued and waits for every waiter.
+func (a *acker) close() {
+	close(a.queue)
+	a.ordered.Wait()
+	a.levels.Wait()
+}
+
+func (p *pendingAck) release() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// send writes one acknowledgement; after a failed send it sends nothing.
+func (a *acker) send(ack *weirv1.PushStreamResponse) bool {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	select {
+	case <-a.broken:
+		return false
+	default:
+	}
+	if err := a.sendFn(ack); err != nil {
+		a.err = err
+		close(a.broken)
+		return false
+	}
+	return true
+}
+
+// run sends the queued acknowledgements in order.
+func (a *acker) run() {
+	for p := range a.queue {
+		a.first(p)
+	}
+}
+
+// first sends p's in-order acknowledgement: its error, ACCEPTED for
+// ack_each_level, else its level once reached. It hands the later levels
+// of an ack_each_level batch to a waiter of their own.
+func (a *acker) first(p pendingAck) {
+	err, level := p.err, p.level
+	if p.each {
+		level = buffer.Accepted
+	}
+	if err == nil && p.res.receipt != nil && level > buffer.Accepted {
+		if werr := p.res.receipt.Wait(p.wctx, level); werr != nil {
+			err = a.s.connectErr(p.wctx, werr)
+			a.s.endpoints.failed(a.ctx, err)
+		}
+	}
+	if !a.send(ackOf(p.id, p.res, level, err)) || err != nil || !p.each || p.level == buffer.Accepted {
+		p.release()
+		return
+	}
+	if p.res.receipt == nil {
+		// Nothing was buffered (every record dropped): every level is
+		// reached at once.
+		for l := buffer.Durable; l <= p.level; l++ {
+			if !a.send(ackOf(p.id, p.res, l, nil)) {
+				break
+			}
+		}
+		p.release()
+		return
+	}
+	select {
+	case a.slots <- struct{}{}:
+	case <-a.ctx.Done():
+		p.release()
+		return
+	}
+	a.levels.Go(func() {
+		defer func() { <-a.slots }()
+		defer p.release()
+		for l := buffer.Durable; l <= p.level; l++ {
+			err := p.res.receipt.Wait(p.wctx, l)
+			if err != nil {
+				err = a.s.connectErr(p.wctx, err)
+				a.s.endpoints.failed(a.ctx, err)
+			}
+			if !a.send(ackOf(p.id, p.res, l, err)) || err != nil {
+				return
+			}
+		}
+	})
 }
 
 // maxLevelWaits bounds the batches of one stream waiting for their

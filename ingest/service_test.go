@@ -3,10 +3,13 @@ package ingest
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +203,167 @@ func TestAckOf(t *testing.T) {
 	if ack.GetCode() != weirv1.ErrorCode_ERROR_CODE_UNSPECIFIED || ack.GetErrorCode() != "" || ack.GetErrorMessage() != "" ||
 		ack.GetAccepted() != 7 || !ack.GetDuplicate() || ack.GetDeadLettered() != 2 || ack.GetAckLevel() != weirv1.AckLevel_ACK_LEVEL_DURABLE {
 		t.Errorf("success: ack %+v", ack)
+	}
+}
+
+// heldCommitter keeps every batch it consumes unpublished while held is
+// set, so that COMMITTED waits until the test lets go.
+type heldCommitter struct {
+	held     *atomic.Bool
+	mu       sync.Mutex
+	oldest   int64
+	consumed *atomic.Int64 // records, over all partitions
+	some     bool
+}
+
+func (c *heldCommitter) Consume(_ context.Context, b *record.Batch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.some {
+		c.oldest, c.some = b.Offset, true
+	}
+	c.consumed.Add(int64(b.Len()))
+	b.Release()
+	return nil
+}
+func (*heldCommitter) Tick(context.Context, time.Time) error { return nil }
+func (*heldCommitter) Close(context.Context) error           { return nil }
+
+func (c *heldCommitter) Oldest() (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.oldest, c.some && c.held.Load()
+}
+
+// TestPushStreamReadsAhead checks that a stream goes on reading and
+// taking batches while an earlier one waits for its level, and that the
+// acknowledgements still come in the order of the batches: a COMMITTED
+// batch that cannot commit yet holds back the acks of the ACCEPTED,
+// DURABLE, failing and ack_each_level batches sent after it, though all
+// of them are in the buffer.
+func TestPushStreamReadsAhead(t *testing.T) {
+	var held atomic.Bool
+	held.Store(true)
+	var consumed atomic.Int64
+	bcfg := buffer.DefaultConfig()
+	bcfg.WALDir = t.TempDir()
+	bcfg.TickInterval = 5 * time.Millisecond
+	buf, err := buffer.New(bcfg, buffer.Deps{NewConsumer: func(buffer.Key) buffer.Consumer {
+		return &heldCommitter{held: &held, consumed: &consumed}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = buf.Shutdown(context.Background()) })
+	cfg := DefaultConfig()
+	cfg.PushTimeout = time.Minute
+	cfg.CommittedTimeout = time.Minute
+	pipe, err := transform.NewPipeline(transform.PipelineConfig{Limits: record.Limits{MaxFuture: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(cfg, pipe, buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(svc.Handler())
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	client := weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
+
+	const (
+		accepted  = weirv1.AckLevel_ACK_LEVEL_ACCEPTED
+		durable   = weirv1.AckLevel_ACK_LEVEL_DURABLE
+		committed = weirv1.AckLevel_ACK_LEVEL_COMMITTED
+	)
+	reqs := []*weirv1.PushStreamRequest{
+		{BatchId: 1, Stream: "app", AckLevel: committed},
+		{BatchId: 2, Stream: "app", AckLevel: accepted},
+		{BatchId: 3, Stream: "app", AckLevel: durable},
+		{BatchId: 4, Stream: "Not A Stream", AckLevel: durable},
+		{BatchId: 5, Stream: "app", AckLevel: committed, AckEachLevel: true},
+		{BatchId: 6, Stream: "app"},
+	}
+	taken := int64(0)
+	for i, r := range reqs {
+		r.Records = []*weirv1.LogRecord{{Body: "a"}, {Body: "b"}}
+		if i != 3 {
+			taken += 2
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := client.PushStream(ctx)
+	acks := make(chan *weirv1.PushStreamResponse, 16)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			ack, err := st.Receive()
+			if err != nil {
+				close(acks)
+				done <- err
+				return
+			}
+			acks <- ack
+		}
+	}()
+	for _, r := range reqs {
+		if err := st.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every batch after the first is read and taken while the first
+	// waits to be committed.
+	for consumed.Load() < taken {
+		select {
+		case ack := <-acks:
+			t.Fatalf("ack %v while batch 1 cannot have committed", ack)
+		case <-ctx.Done():
+			t.Fatalf("%d of %d records taken: the stream stopped reading behind a batch waiting for its level", consumed.Load(), taken)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if len(acks) != 0 {
+		t.Fatalf("ack %v before batch 1 committed", <-acks)
+	}
+	held.Store(false)
+	if err := st.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	type ackAt struct {
+		id    uint64
+		level weirv1.AckLevel
+		code  weirv1.ErrorCode
+	}
+	var got []ackAt
+	for ack := range acks {
+		got = append(got, ackAt{ack.GetBatchId(), ack.GetAckLevel(), ack.GetCode()})
+	}
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("stream ended with %v", err)
+	}
+	want := []ackAt{
+		{1, committed, 0}, {2, accepted, 0}, {3, durable, 0},
+		{4, 0, weirv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
+		{5, accepted, 0}, {6, durable, 0},
+	}
+	// Batch 5's later levels may come before batch 6's ack.
+	var later []ackAt
+	var inOrder []ackAt
+	for _, a := range got {
+		if a.id == 5 && a.level != accepted {
+			later = append(later, a)
+			continue
+		}
+		inOrder = append(inOrder, a)
+	}
+	if !slices.Equal(inOrder, want) {
+		t.Errorf("acks %v, want in the order of the batches %v", inOrder, want)
+	}
+	if !slices.Equal(later, []ackAt{{5, durable, 0}, {5, committed, 0}}) {
+		t.Errorf("batch 5's later levels %v", later)
 	}
 }
