@@ -68,6 +68,13 @@ func newArrowEncoder() *arrowEncoder {
 // encode returns recs as an Arrow IPC stream, valid until the next call.
 func (e *arrowEncoder) encode(recs []*weirv1.LogRecord) ([]byte, error) {
 	e.rb.Reserve(len(recs))
+	var body, sev int
+	for _, r := range recs {
+		body += len(r.GetBody())
+		sev += len(r.GetSeverityText())
+	}
+	e.body.ReserveData(body)
+	e.sevText.ReserveData(sev)
 	for _, r := range recs {
 		appendTime(e.ts, r.GetTimeUnixNano())
 		appendTime(e.obs, r.GetObservedTimeUnixNano())
