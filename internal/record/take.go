@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -125,6 +126,9 @@ func takeMaps(parts []arrow.Array, locs []Loc, mem memory.Allocator) (arrow.Arra
 // takeStrings is TakeParts of utf8 arrays, written straight into its
 // buffers: one pass sizes them, one copies the values.
 func takeStrings(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	if !slices.ContainsFunc(parts, func(a *array.String) bool { return a.NullN() > 0 }) {
+		return takeStringRuns(parts, locs, mem)
+	}
 	n := len(locs)
 	size, nulls := 0, 0
 	for _, l := range locs {
@@ -162,6 +166,58 @@ func takeStrings(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow
 		pos += copy(data[pos:], a.Value(r))
 	}
 	offs[n] = int32(pos)
+	return stringArray(n, valid, offBuf, dataBuf, nulls), nil
+}
+
+// takeStringRuns is takeStrings of arrays without nulls. Rows that
+// follow each other in one part (the runs between the rows a lane order
+// moved, a map row's entries) are sized and copied at once.
+func takeStringRuns(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow.Array, error) {
+	n := len(locs)
+	// run returns the end of the run that starts at k.
+	run := func(k int) int {
+		j := k + 1
+		for j < n && locs[j].Part == locs[k].Part && locs[j].Row == locs[j-1].Row+1 {
+			j++
+		}
+		return j
+	}
+	size := 0
+	for k := 0; k < n; {
+		j := run(k)
+		offs := parts[locs[k].Part].ValueOffsets()
+		size += int(offs[int(locs[k].Row)+j-k] - offs[locs[k].Row])
+		k = j
+	}
+	if size > maxText {
+		return nil, fmt.Errorf("record: take: %d bytes of text do not fit one array", size)
+	}
+	offBuf := memory.NewResizableBuffer(mem)
+	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
+	dataBuf := memory.NewResizableBuffer(mem)
+	dataBuf.Resize(size)
+	offs, data := arrow.Int32Traits.CastFromBytes(offBuf.Bytes()), dataBuf.Bytes()
+	pos := 0
+	for k := 0; k < n; {
+		j := run(k)
+		a := parts[locs[k].Part]
+		src := a.ValueOffsets()[locs[k].Row : int(locs[k].Row)+j-k+1]
+		delta := int32(pos) - src[0]
+		for i, o := range src[:j-k] {
+			offs[k+i] = o + delta
+		}
+		if lo, hi := src[0], src[j-k]; hi > lo {
+			pos += copy(data[pos:], a.Data().Buffers()[2].Bytes()[lo:hi])
+		}
+		k = j
+	}
+	offs[n] = int32(pos)
+	return stringArray(n, nil, offBuf, dataBuf, 0), nil
+}
+
+// stringArray makes a utf8 array of n rows of its buffers, taking them
+// over.
+func stringArray(n int, valid, offBuf, dataBuf *memory.Buffer, nulls int) arrow.Array {
 	d := array.NewData(arrow.BinaryTypes.String, n, []*memory.Buffer{valid, offBuf, dataBuf}, nil, nulls, 0)
 	for _, b := range []*memory.Buffer{valid, offBuf, dataBuf} {
 		if b != nil {
@@ -169,7 +225,7 @@ func takeStrings(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow
 		}
 	}
 	defer d.Release()
-	return array.MakeFromData(d), nil
+	return array.MakeFromData(d)
 }
 
 // CanTake reports whether Take and TakeParts copy arrays of type t: the

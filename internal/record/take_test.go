@@ -123,6 +123,39 @@ func TestTakeParts(t *testing.T) {
 	}
 }
 
+// TestTakeRuns takes a slice of a batch (its offsets not at zero) in
+// the buffer's lane order, runs of following rows with every 13th row
+// moved to the end, and checks the rows against the records.
+func TestTakeRuns(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	recs := realisticBatch(t, 300).Records
+	whole := Columns(recs, mem)
+	defer whole.Release()
+	const from = 7
+	slice := whole.NewSlice(from, int64(len(recs)))
+	defer slice.Release()
+	var idx, moved []int
+	for r := range len(recs) - from {
+		if r%13 == 0 {
+			moved = append(moved, r)
+		} else {
+			idx = append(idx, r)
+		}
+	}
+	idx = append(idx, moved...)
+	got := Take(slice, idx, mem)
+	defer got.Release()
+	var rows []Record
+	for _, i := range idx {
+		rows = append(rows, recs[from+i])
+	}
+	if !reflect.DeepEqual(Rows(got), rowsWant(rows)) {
+		t.Fatal("rows taken in runs differ from the records")
+	}
+}
+
 // TestTakeMapsWithNulls gathers map rows that are null, empty, or hold
 // null values, from slices of one array (whose offsets do not start at
 // zero), and checks them against maps built row by row.
@@ -186,10 +219,28 @@ func BenchmarkTake(b *testing.B) {
 	batch := realisticBatch(b, 1000)
 	cols := Columns(batch.Records, memory.DefaultAllocator)
 	defer cols.Release()
-	idx := rand.New(rand.NewPCG(3, 4)).Perm(1000)
-	b.ReportAllocs()
-	for b.Loop() {
-		Take(cols, idx, memory.DefaultAllocator).Release()
+	shuffled := rand.New(rand.NewPCG(3, 4)).Perm(1000)
+	// The buffer's lane order: one record in 20 (a priority record)
+	// moved behind the others.
+	var lanes, moved []int
+	for r := range 1000 {
+		if r%20 == 0 {
+			moved = append(moved, r)
+		} else {
+			lanes = append(lanes, r)
+		}
 	}
-	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "records/s")
+	lanes = append(lanes, moved...)
+	for _, c := range []struct {
+		name string
+		idx  []int
+	}{{"order=shuffled", shuffled}, {"order=lanes", lanes}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Take(cols, c.idx, memory.DefaultAllocator).Release()
+			}
+			b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
