@@ -336,6 +336,13 @@ func (a *acker) run() {
 // ack_each_level, else its level once reached. It hands the later levels
 // of an ack_each_level batch to a waiter of their own.
 func (a *acker) first(p pendingAck) {
+	select {
+	case <-a.broken:
+		// The client is gone: nothing more can be told.
+		p.release()
+		return
+	default:
+	}
 	err, level := p.err, p.level
 	if p.each {
 		level = buffer.Accepted

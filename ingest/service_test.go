@@ -235,21 +235,16 @@ func (c *heldCommitter) Oldest() (int64, bool) {
 	return c.oldest, c.some && c.held.Load()
 }
 
-// TestPushStreamReadsAhead checks that a stream goes on reading and
-// taking batches while an earlier one waits for its level, and that the
-// acknowledgements still come in the order of the batches: a COMMITTED
-// batch that cannot commit yet holds back the acks of the ACCEPTED,
-// DURABLE, failing and ack_each_level batches sent after it, though all
-// of them are in the buffer.
-func TestPushStreamReadsAhead(t *testing.T) {
-	var held atomic.Bool
-	held.Store(true)
-	var consumed atomic.Int64
+// heldService serves an ingest service whose buffer's consumers are
+// heldCommitters, through a real HTTP/2 server. Each request's handler
+// sends on returned, if given, once it has returned.
+func heldService(t *testing.T, held *atomic.Bool, consumed *atomic.Int64, returned chan<- struct{}) weirv1connect.IngestServiceClient {
+	t.Helper()
 	bcfg := buffer.DefaultConfig()
 	bcfg.WALDir = t.TempDir()
 	bcfg.TickInterval = 5 * time.Millisecond
 	buf, err := buffer.New(bcfg, buffer.Deps{NewConsumer: func(buffer.Key) buffer.Consumer {
-		return &heldCommitter{held: &held, consumed: &consumed}
+		return &heldCommitter{held: held, consumed: consumed}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -266,13 +261,65 @@ func TestPushStreamReadsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	path, h := svc.Handler()
 	mux := http.NewServeMux()
-	mux.Handle(svc.Handler())
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if returned != nil {
+			returned <- struct{}{}
+		}
+	}))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
-	defer srv.Close()
-	client := weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
+	t.Cleanup(srv.Close)
+	return weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, connect.WithGRPC())
+}
+
+// TestPushStreamClientGone checks that a stream whose client goes away
+// while its batches wait for their levels ends at once: the waits end
+// with the stream, not at their minute-long timeouts.
+func TestPushStreamClientGone(t *testing.T) {
+	var held atomic.Bool
+	held.Store(true)
+	var consumed atomic.Int64
+	returned := make(chan struct{}, 1)
+	client := heldService(t, &held, &consumed, returned)
+	ctx, cancel := context.WithCancel(context.Background())
+	st := client.PushStream(ctx)
+	for id := uint64(1); id <= 3; id++ {
+		if err := st.Send(&weirv1.PushStreamRequest{BatchId: id, Stream: "app", Records: []*weirv1.LogRecord{{Body: "a"}},
+			AckLevel: weirv1.AckLevel_ACK_LEVEL_COMMITTED, AckEachLevel: id == 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	timeout := time.After(30 * time.Second)
+	for consumed.Load() < 3 {
+		select {
+		case <-timeout:
+			t.Fatalf("%d of 3 records taken", consumed.Load())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case <-returned:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream's handler still waits for its batches' levels after the client left")
+	}
+}
+
+// TestPushStreamReadsAhead checks that a stream goes on reading and
+// taking batches while an earlier one waits for its level, and that the
+// acknowledgements still come in the order of the batches: a COMMITTED
+// batch that cannot commit yet holds back the acks of the ACCEPTED,
+// DURABLE, failing and ack_each_level batches sent after it, though all
+// of them are in the buffer.
+func TestPushStreamReadsAhead(t *testing.T) {
+	var held atomic.Bool
+	held.Store(true)
+	var consumed atomic.Int64
+	client := heldService(t, &held, &consumed, nil)
 
 	const (
 		accepted  = weirv1.AckLevel_ACK_LEVEL_ACCEPTED
