@@ -139,13 +139,10 @@ func takeStrings(parts []*array.String, locs []Loc, mem memory.Allocator) (arrow
 			size += a.ValueLen(r)
 		}
 	}
-	if size > maxText {
-		return nil, fmt.Errorf("record: take: %d bytes of text do not fit one array", size)
+	offBuf, dataBuf, err := textBuffers(n, size, mem)
+	if err != nil {
+		return nil, err
 	}
-	offBuf := memory.NewResizableBuffer(mem)
-	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
-	dataBuf := memory.NewResizableBuffer(mem)
-	dataBuf.Resize(size)
 	var valid *memory.Buffer
 	if nulls > 0 {
 		valid = memory.NewResizableBuffer(mem)
@@ -189,13 +186,10 @@ func takeStringRuns(parts []*array.String, locs []Loc, mem memory.Allocator) (ar
 		size += int(offs[int(locs[k].Row)+j-k] - offs[locs[k].Row])
 		k = j
 	}
-	if size > maxText {
-		return nil, fmt.Errorf("record: take: %d bytes of text do not fit one array", size)
+	offBuf, dataBuf, err := textBuffers(n, size, mem)
+	if err != nil {
+		return nil, err
 	}
-	offBuf := memory.NewResizableBuffer(mem)
-	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
-	dataBuf := memory.NewResizableBuffer(mem)
-	dataBuf.Resize(size)
 	offs, data := arrow.Int32Traits.CastFromBytes(offBuf.Bytes()), dataBuf.Bytes()
 	pos := 0
 	for k := 0; k < n; {
@@ -213,6 +207,19 @@ func takeStringRuns(parts []*array.String, locs []Loc, mem memory.Allocator) (ar
 	}
 	offs[n] = int32(pos)
 	return stringArray(n, nil, offBuf, dataBuf, 0), nil
+}
+
+// textBuffers returns the buffers of a utf8 array of n values and size
+// bytes of text, from mem; it fails when the text does not fit one array.
+func textBuffers(n, size int, mem memory.Allocator) (offBuf, dataBuf *memory.Buffer, err error) {
+	if size > maxText {
+		return nil, nil, fmt.Errorf("record: take: %d bytes of text do not fit one array", size)
+	}
+	offBuf = memory.NewResizableBuffer(mem)
+	offBuf.Resize(arrow.Int32Traits.BytesRequired(n + 1))
+	dataBuf = memory.NewResizableBuffer(mem)
+	dataBuf.Resize(size)
+	return offBuf, dataBuf, nil
 }
 
 // stringArray makes a utf8 array of n rows of its buffers, taking them
