@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -279,4 +282,77 @@ func TestAdversarialResources(t *testing.T) {
 	}
 	wantCode(t, "gzip bomb", err, connect.CodeResourceExhausted)
 	pusher.finish(t)
+}
+
+// TestAdversarialMemory runs weir as its own process (the ceiling on
+// DuckDB's allocator is a setting of the process) with memory: 256MiB,
+// and sends a query whose one vector of strings holds 2 GB, far past
+// DuckDB's memory_limit: it fails with RESOURCE_EXHAUSTED at
+// query.memory_ceiling (twice memory), the process stays well under
+// the 2 GB, and it goes on answering queries and taking pushes.
+func TestAdversarialMemory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the ceiling on DuckDB's allocator is enforced in Linux builds only, and the test reads /proc")
+	}
+	data := t.TempDir()
+	config := filepath.Join(data, "weir.yaml")
+	if err := os.WriteFile(config, []byte("memory: 256MiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "serve", "--addr", addr, "--data", filepath.Join(data, "d"), "--config", config)
+	cmd.Env = append(os.Environ(), "WEIR_TEST_AS_WEIR=1")
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+	url := "http://" + addr
+	waitHealthy(t, url)
+	if v := metric(t, url, "weir_query_native_memory_limit_bytes"); v != 512<<20 {
+		t.Fatalf("ceiling %v, want 512 MiB (twice memory)", v)
+	}
+	pusher := startPusher(t, url, "steady")
+
+	status, raw, _ := postSQL(t, url, "SELECT max(length(repeat('x', 100000000 + i::INT))) FROM range(20) t(i)", "")
+	var res sqlResult
+	_ = json.Unmarshal(raw, &res)
+	if status != http.StatusTooManyRequests || res.Code != "resource_exhausted" {
+		t.Fatalf("2 GB in one vector: %d %s", status, raw)
+	}
+	if metric(t, url, "weir_query_native_memory_refused_total") == 0 {
+		t.Error("no allocation refused at the ceiling: the query failed for another reason")
+	}
+	if peak := metric(t, url, "weir_query_native_memory_peak_bytes"); peak > 512<<20 {
+		t.Errorf("DuckDB's allocator held %v bytes, past the 512 MiB ceiling", peak)
+	}
+	status, raw, _ = postSQL(t, url, "SELECT max(length(repeat('x', 1000000 + i::INT)))::BIGINT AS n FROM range(20) t(i)", "")
+	if status != http.StatusOK || !strings.Contains(string(raw), `"n":1000019`) {
+		t.Errorf("a query within the ceiling: %d %s", status, raw)
+	}
+	pusher.finish(t)
+
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hwm int64
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &hwm)
+		}
+	}
+	t.Logf("peak RSS %d MiB", hwm>>10)
+	if hwm == 0 || hwm<<10 > 1<<30 {
+		t.Errorf("peak RSS %d KiB: want under 1 GiB (the 512 MiB ceiling, Go's share and the program)", hwm)
+	}
 }

@@ -109,7 +109,7 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, retentionCollector{p.lake}, compactionCollector{p.lake}, p.alerts)
-	reg.MustRegister(consumeCollector{consumers, p.hold})
+	reg.MustRegister(consumeCollector{consumers, p.hold}, nativeMemoryCollector{})
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).

@@ -205,6 +205,7 @@ type config struct {
 		MemoryLimit      string        `yaml:"memory_limit"`
 		MaxSpill         string        `yaml:"max_spill"`
 		MaxAnswer        string        `yaml:"max_answer"`
+		MemoryCeiling    string        `yaml:"memory_ceiling"`
 		MaxConcurrent    int           `yaml:"max_concurrent"`
 		TenantConcurrent int           `yaml:"tenant_concurrent"`
 		DefaultRows      uint64        `yaml:"default_rows"`
@@ -597,6 +598,11 @@ func (c *config) validate() error {
 	}
 	if _, err := parseBytes(c.Query.MaxAnswer); err != nil {
 		return fmt.Errorf("query.max_answer: %w", err)
+	}
+	if ceil, err := parseBytes(c.Query.MemoryCeiling); err != nil {
+		return fmt.Errorf("query.memory_ceiling: %w", err)
+	} else if lim, err := parseBytes(c.Query.MemoryLimit); err == nil && ceil > 0 && ceil < lim {
+		return fmt.Errorf("query.memory_ceiling %s is below query.memory_limit %s: DuckDB would fail queries before it spills them", c.Query.MemoryCeiling, c.Query.MemoryLimit)
 	}
 	if err := c.Alerts.Validate(); err != nil {
 		return err

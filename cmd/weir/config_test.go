@@ -90,12 +90,23 @@ func TestMemory(t *testing.T) {
 	if err := c.validate(); err != nil {
 		t.Error(err)
 	}
+	if d.Query.MemoryCeiling != "1024MiB" || c.Query.MemoryCeiling != "4096MiB" {
+		t.Errorf("DuckDB's ceiling: %s by default, %s with 2GiB", d.Query.MemoryCeiling, c.Query.MemoryCeiling)
+	}
+	if c, err = load("query:\n  memory_ceiling: 64MiB\n"); err != nil {
+		t.Fatal(err)
+	} else if err := c.validate(); err == nil || !strings.Contains(err.Error(), "query.memory_ceiling") {
+		t.Errorf("a ceiling below memory_limit: %v", err)
+	}
 	// DuckDB given more than memory: Go still gets a quarter.
 	if c, err = load("memory: 512MiB\nquery:\n  memory_limit: 1GB\n"); err != nil {
 		t.Fatal(err)
 	}
 	if c.goMemoryLimit() != 128<<20 {
 		t.Errorf("DuckDB above memory: Go limit %d, want a quarter of memory", c.goMemoryLimit())
+	}
+	if c.Query.MemoryCeiling != "1907MiB" {
+		t.Errorf("DuckDB above memory: ceiling %s, want twice its memory_limit", c.Query.MemoryCeiling)
 	}
 	c, err = load("memory: 0\nbuffer:\n  max_bytes: 1000000\n")
 	if err != nil {

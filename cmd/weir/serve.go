@@ -85,7 +85,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			gogc = strconv.Itoa(gc)
 		}
 		log.Info("memory budget", "memory", cfg.Memory, "go_limit_mib", lim>>20, "go_gc_percent", gogc, "query_memory_limit", cfg.Query.MemoryLimit,
-			"buffer_max_bytes", cfg.Buffer.MaxBytes, "compaction_sort_rows", cfg.Sink.Compaction.SortRows)
+			"query_memory_ceiling", cfg.Query.MemoryCeiling, "buffer_max_bytes", cfg.Buffer.MaxBytes, "compaction_sort_rows", cfg.Sink.Compaction.SortRows)
+	}
+	if ceil, _ := parseBytes(cfg.Query.MemoryCeiling); ceil > 0 { // checked by validate
+		if _, err := query.SetNativeMemoryLimit(ceil); err != nil {
+			log.Warn("query.memory_ceiling is not enforced: a query may take DuckDB past it", "err", err)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
