@@ -116,6 +116,7 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 		return Stats{}, err
 	}
 	defer release()
+	relieveNativeMemory()
 	conn, err := c.db.Conn(ctx)
 	if err != nil {
 		return Stats{}, e.classify(ctx, fmt.Errorf("connect: %w", err))

@@ -21,3 +21,6 @@ func SetNativeMemoryLimit(limit int64) (int64, error) {
 // NativeMemory reports DuckDB's allocator as not supported in this
 // build.
 func NativeMemory() NativeMemoryStats { return NativeMemoryStats{} }
+
+// relieveNativeMemory has nothing to do in this build.
+func relieveNativeMemory() {}
