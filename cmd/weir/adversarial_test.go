@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -299,25 +298,13 @@ func TestAdversarialMemory(t *testing.T) {
 	if err := os.WriteFile(config, []byte("memory: 256MiB\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	cmd := exec.Command(os.Args[0], "serve", "--addr", addr, "--data", filepath.Join(data, "d"), "--config", config)
-	cmd.Env = append(os.Environ(), "WEIR_TEST_AS_WEIR=1")
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
+	p := startWeir(t, filepath.Join(data, "d"), config)
+	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", p.logs.String())
 		}
-	}()
-	url := "http://" + addr
-	waitHealthy(t, url)
+	})
+	url := p.url
 	if v := metric(t, url, "weir_query_native_memory_limit_bytes"); v != 512<<20 {
 		t.Fatalf("ceiling %v, want 512 MiB (twice memory)", v)
 	}
@@ -341,7 +328,7 @@ func TestAdversarialMemory(t *testing.T) {
 	}
 	pusher.finish(t)
 
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
