@@ -204,10 +204,10 @@ static int weir_install(char *err, size_t errlen) {
 	}
 	// Allocations past oversize_threshold go to an arena of their own,
 	// made at the first of them; make it now so that it gets the hooks,
-	// with an allocation that stays. Freed, its address space would stay
-	// with that arena, retained, for later large allocations to reuse
-	// without asking the hooks. Held, it costs address space only: its
-	// pages are never written.
+	// with an allocation that is held for good. Freed before the hooks,
+	// it would stay with that arena committed, for large allocations to
+	// reuse uncounted; freed after, it would be decommitted uncounted.
+	// Held, it costs address space only: its pages are never written.
 	size_t huge = weir_size_stat("opt.oversize_threshold");
 	if (huge > 0 && weir_probe == NULL) {
 		weir_probe = duckdb_je_malloc(huge);
@@ -330,13 +330,13 @@ func installNativeHooks() error {
 	return nativeMem.err
 }
 
-// SetNativeMemoryLimit limits the address space DuckDB's allocator may
-// take from the operating system, for every engine of the process
-// together, to limit bytes (0: no limit), and returns the previous
-// limit. Past it an allocation of DuckDB fails and the query that asked
-// for it fails with ErrResources. What was taken before the call counts
-// toward the limit. It returns an error, and changes nothing, where the
-// build's DuckDB allocator cannot be hooked.
+// SetNativeMemoryLimit limits the memory DuckDB's allocator holds
+// committed, every engine of the process together, to limit bytes (0:
+// no limit), and returns the previous limit. Past it an allocation of
+// DuckDB fails and the query that asked for it fails with ErrResources.
+// What was committed before the call counts toward the limit. The first
+// call installs the allocator's hooks; it returns an error, and changes
+// nothing, where the build's DuckDB allocator cannot be hooked.
 //
 // Like runtime/debug.SetMemoryLimit it is a setting of the process, for
 // its main program to make.

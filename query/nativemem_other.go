@@ -7,8 +7,8 @@ import (
 	"fmt"
 )
 
-// SetNativeMemoryLimit limits the address space DuckDB's allocator may
-// take; this build cannot (DuckDB's copy of jemalloc is hooked only in
+// SetNativeMemoryLimit limits the memory DuckDB's allocator holds
+// committed; this build cannot (DuckDB's copy of jemalloc is hooked only in
 // the driver's prebuilt Linux library), so it returns an error and
 // changes nothing.
 func SetNativeMemoryLimit(limit int64) (int64, error) {

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 
 // TestNativeMemoryLimit runs a query whose one vector of strings is far
 // past DuckDB's memory_limit: with the native limit it fails with
-// ErrResources, the address space DuckDB took stays under the limit, and
+// ErrResources, what DuckDB's allocator holds stays under the limit, and
 // the engine answers the next query.
 func TestNativeMemoryLimit(t *testing.T) {
 	e := openEngine(t, t.TempDir())

@@ -21,13 +21,14 @@ import (
 //   - query.memory_limit (DuckDB, outside Go's heap): a quarter;
 //   - query.memory_ceiling (what DuckDB's allocator holds, every tenant's
 //     database together, a hard limit: query.SetNativeMemoryLimit): twice
-//     memory, or twice query.memory_limit if that is more. memory_limit bounds what DuckDB's buffer manager holds; the
-//     ceiling also bounds what it does not count: the strings of a vector
-//     being computed (SELECT repeat('x', 100000000 + i) FROM range(20)
-//     holds 2 GB at once) and a query's rows while the driver collects
-//     them whole before the first is sent (about 0.5 KiB a row of the
-//     logs view, so ~0.5 GiB for an answer of max_rows). It is not a
-//     budget within memory but a bound on what no query may pass;
+//     memory, or twice query.memory_limit if that is more. memory_limit
+//     bounds what DuckDB's buffer manager holds; the ceiling also bounds
+//     what it does not count: the strings of a vector being computed
+//     (SELECT repeat('x', 100000000 + i) FROM range(20) holds 2 GB at
+//     once) and a query's rows while the driver collects them whole
+//     before the first is sent (about 0.5 KiB a row of the logs view, so
+//     ~0.5 GiB for an answer of max_rows). It is not a budget within
+//     memory but a bound that no query passes;
 //   - buffer.max_bytes (records queued for the sink): an eighth;
 //   - sink.compaction.sort_rows: the largest power of two whose window
 //     (~800 B a row, with room: the window's copies of the decoded
@@ -211,14 +212,14 @@ func parseBytes(s string) (int64, error) {
 type nativeMemoryCollector struct{}
 
 var (
-	descNativeMapped  = prometheus.NewDesc("weir_query_native_memory_bytes", "Memory DuckDB's allocator holds committed, every tenant's database together (query.NativeMemory).", nil, nil)
-	descNativePeak    = prometheus.NewDesc("weir_query_native_memory_peak_bytes", "The most weir_query_native_memory_bytes has been since start.", nil, nil)
-	descNativeLimit   = prometheus.NewDesc("weir_query_native_memory_limit_bytes", "query.memory_ceiling as enforced; 0 when none.", nil, nil)
-	descNativeRefused = prometheus.NewDesc("weir_query_native_memory_refused_total", "Requests of DuckDB's allocator refused at query.memory_ceiling; each failed a query with RESOURCE_EXHAUSTED.", nil, nil)
+	descNativeCommitted = prometheus.NewDesc("weir_query_native_memory_bytes", "Memory DuckDB's allocator holds committed, every tenant's database together (query.NativeMemory).", nil, nil)
+	descNativePeak      = prometheus.NewDesc("weir_query_native_memory_peak_bytes", "The most weir_query_native_memory_bytes has been since start.", nil, nil)
+	descNativeLimit     = prometheus.NewDesc("weir_query_native_memory_limit_bytes", "query.memory_ceiling as enforced; 0 when none.", nil, nil)
+	descNativeRefused   = prometheus.NewDesc("weir_query_native_memory_refused_total", "Requests of DuckDB's allocator refused at query.memory_ceiling; each failed a query with RESOURCE_EXHAUSTED.", nil, nil)
 )
 
 func (nativeMemoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descNativeMapped
+	ch <- descNativeCommitted
 	ch <- descNativePeak
 	ch <- descNativeLimit
 	ch <- descNativeRefused
@@ -229,7 +230,7 @@ func (nativeMemoryCollector) Collect(ch chan<- prometheus.Metric) {
 	if !st.Supported {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(descNativeMapped, prometheus.GaugeValue, float64(st.Committed))
+	ch <- prometheus.MustNewConstMetric(descNativeCommitted, prometheus.GaugeValue, float64(st.Committed))
 	ch <- prometheus.MustNewConstMetric(descNativePeak, prometheus.GaugeValue, float64(st.Peak))
 	ch <- prometheus.MustNewConstMetric(descNativeLimit, prometheus.GaugeValue, float64(st.Limit))
 	ch <- prometheus.MustNewConstMetric(descNativeRefused, prometheus.CounterValue, float64(st.Refused))
