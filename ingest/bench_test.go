@@ -151,6 +151,10 @@ func (r rowsOnly) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch
 	return r.p.Process(dst, b)
 }
 
+func (r rowsOnly) DeadLetter(rec *record.Record, stream, stage, errText string) record.Record {
+	return r.p.DeadLetter(rec, stream, stage, errText)
+}
+
 // discardWriter is a sink that drops what it is given.
 type discardWriter struct{}
 

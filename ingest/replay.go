@@ -112,7 +112,7 @@ func (rp *Replayer) Replay(ctx context.Context, tenant string, streams []string)
 		if err != nil {
 			// Still invalid, and its stream has no processors: a new dead
 			// letter, so that it can be replayed again later.
-			d := transform.DeadLetter(&r, stream, "validate", err.Error(), rp.svc.now())
+			d := rp.svc.proc.DeadLetter(&r, stream, "validate", err.Error())
 			parts = append(partsBuf[:0], &record.Batch{Tenant: tenant, Stream: logschema.DeadLetterStream,
 				Records: []record.Record{d}, ProducerID: b.ProducerID + "/" + stream, Sequence: b.Sequence, SequenceGaps: true})
 			parts[0].Bytes = d.Size()

@@ -46,6 +46,9 @@ type Pusher interface {
 // (INVALID_ARGUMENT to the client) only when the whole batch is rejected.
 type Processor interface {
 	Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error)
+	// DeadLetter returns the dead letter of r, pushed to stream, which
+	// failed at stage with errText (see transform.DeadLetter).
+	DeadLetter(r *record.Record, stream, stage, errText string) record.Record
 }
 
 // Config bounds what the service accepts.

@@ -13,6 +13,7 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/transform"
 )
 
 // TestSubmit: a protocol handler's batch larger than MaxBatchRecords is
@@ -110,6 +111,10 @@ type passThrough struct{}
 
 func (passThrough) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batch, error) {
 	return append(dst, b), nil
+}
+
+func (passThrough) DeadLetter(r *record.Record, stream, stage, errText string) record.Record {
+	return transform.DeadLetter(r, stream, stage, errText, time.Now(), record.Limits{})
 }
 
 // TestCommittedTimeout: a COMMITTED wait gets CommittedTimeout, since its

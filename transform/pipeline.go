@@ -250,7 +250,8 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 		if nowText == "" {
 			nowText = now.UTC().Format(time.RFC3339Nano)
 		}
-		dead = append(dead, deadLetter(r, b.Stream, stage, err.Error(), nowText))
+		lo, hi := p.cfg.Limits.Window(now)
+		dead = append(dead, deadLetter(r, b.Stream, stage, err.Error(), nowText, lo, hi))
 	}
 	// The records' attribute slices are cut from one allocation, with
 	// room for what the processors add.
@@ -348,11 +349,12 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, rejects []
 		return dst, errs[0]
 	}
 	nowText := now.UTC().Format(time.RFC3339Nano)
+	lo, hi := p.cfg.Limits.Window(now)
 	dead := make([]record.Record, 0, len(bad))
 	kept := make([]record.Record, 0, len(b.Records)-len(bad))
 	for i := range b.Records {
 		if len(bad) > 0 && bad[0] == i {
-			dead = append(dead, deadLetter(&b.Records[i], b.Stream, "validate", errs[0].Error(), nowText))
+			dead = append(dead, deadLetter(&b.Records[i], b.Stream, "validate", errs[0].Error(), nowText, lo, hi))
 			bad, errs = bad[1:], errs[1:]
 			continue
 		}
@@ -442,18 +444,28 @@ func derived(b *record.Batch, stream string, recs []record.Record) *record.Batch
 }
 
 // DeadLetter returns the dead-letter record of r, which was pushed to
-// stream and failed at stage with the error text: r as it arrived, made
-// storable (invalid UTF-8 replaced, out-of-range timestamps and severity
-// moved to attributes), plus the AttrDead* attributes.
-func DeadLetter(r *record.Record, stream, stage, errText string, at time.Time) record.Record {
-	return deadLetter(r, stream, stage, errText, at.UTC().Format(time.RFC3339Nano))
+// stream and failed at stage with the error text at time at: r as it
+// arrived, made storable (invalid UTF-8 replaced, a severity outside
+// 0..24 and times outside lim's window at at moved to attributes), plus
+// the AttrDead* attributes. A dead letter whose time was moved is filed
+// under the time it reaches the sink, so that records sent with times
+// spread over years cannot make the dead-letter stream a file per hour.
+func DeadLetter(r *record.Record, stream, stage, errText string, at time.Time, lim record.Limits) record.Record {
+	lo, hi := lim.Window(at)
+	return deadLetter(r, stream, stage, errText, at.UTC().Format(time.RFC3339Nano), lo, hi)
 }
 
-func deadLetter(r *record.Record, stream, stage, errText, at string) record.Record {
+// DeadLetter is DeadLetter at the pipeline's time and with its limits.
+func (p *Pipeline) DeadLetter(r *record.Record, stream, stage, errText string) record.Record {
+	return DeadLetter(r, stream, stage, errText, p.cfg.Now(), p.cfg.Limits)
+}
+
+// deadLetter is DeadLetter with at as text and lim's window as lo..hi.
+func deadLetter(r *record.Record, stream, stage, errText, at string, lo, hi int64) record.Record {
 	d := *r
 	d.Body = validUTF8(d.Body)
 	d.SeverityText = validUTF8(d.SeverityText)
-	attrs := make([]record.KV, 0, len(r.Attributes)+6)
+	attrs := make([]record.KV, 0, len(r.Attributes)+7)
 	for _, kv := range r.Attributes {
 		attrs = append(attrs, record.KV{Key: validUTF8(kv.Key), Value: validUTF8(kv.Value)})
 	}
@@ -467,13 +479,16 @@ func deadLetter(r *record.Record, stream, stage, errText, at string) record.Reco
 		attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "severity_number", Value: fmt.Sprint(d.SeverityNumber)})
 		d.SeverityNumber = 0
 	}
-	// Timestamps stay unless negative; the dead-letter stream accepts
-	// far-future ones so they can be seen as sent.
-	if d.Timestamp < 0 {
+	// A time outside the window moves to an attribute (0, "none", is
+	// never outside it), as does the observed time the record would
+	// otherwise be filed under; Revive puts them back.
+	outside := func(t int64) bool { return t != 0 && (t < lo || t > hi) }
+	if outside(d.Timestamp) {
 		attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "timestamp", Value: fmt.Sprint(d.Timestamp)})
 		d.Timestamp = 0
 	}
-	if d.ObservedTimestamp < 0 {
+	if outside(d.ObservedTimestamp) {
+		attrs = append(attrs, record.KV{Key: logschema.AttrDeadPrefix + "observed_timestamp", Value: fmt.Sprint(d.ObservedTimestamp)})
 		d.ObservedTimestamp = 0
 	}
 	d.Attributes = append(attrs,
@@ -503,6 +518,10 @@ func Revive(r record.Record) (stream string, out record.Record, ok bool) {
 			var n int64
 			fmt.Sscan(kv.Value, &n)
 			out.Timestamp = n
+		case kv.Key == logschema.AttrDeadPrefix+"observed_timestamp":
+			var n int64
+			fmt.Sscan(kv.Value, &n)
+			out.ObservedTimestamp = n
 		case strings.HasPrefix(kv.Key, logschema.AttrDeadPrefix):
 		default:
 			out.Attributes = append(out.Attributes, kv)

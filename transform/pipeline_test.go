@@ -179,8 +179,13 @@ func TestPipelineValidation(t *testing.T) {
 		t.Fatalf("got %v", m)
 	}
 	d := m[logschema.DeadLetterStream].Records
-	if d[0].Timestamp != future || !strings.Contains(attrOf(&d[0], logschema.AttrDeadError), "timestamp") {
+	// The far-future time moves to an attribute, so that the dead letter
+	// is filed under the time it reaches the sink.
+	if d[0].Timestamp != 0 || attrOf(&d[0], logschema.AttrDeadPrefix+"timestamp") != fmt.Sprint(future) || !strings.Contains(attrOf(&d[0], logschema.AttrDeadError), "timestamp") {
 		t.Errorf("future record: %+v", d[0])
+	}
+	if _, r, _ := Revive(d[0]); r.Timestamp != future {
+		t.Errorf("Revive of the future record: %+v", r)
 	}
 	if d[1].Body != "\uFFFDbad" || d[1].SeverityNumber != 0 || attrOf(&d[1], logschema.AttrDeadPrefix+"severity_number") != "99" {
 		t.Errorf("bad record: %+v", d[1])
@@ -198,6 +203,51 @@ func TestPipelineValidation(t *testing.T) {
 	stream, r, ok := Revive(d[1])
 	if !ok || stream != "plain" || r.SeverityNumber != 99 || len(r.Attributes) != 0 {
 		t.Errorf("Revive: %v %q %+v", ok, stream, r)
+	}
+}
+
+// TestPipelineMaxPast: with Limits.MaxPast, records older than it are
+// dead-lettered, an old observed time counting when there is no
+// timestamp; their dead letters keep their times in attributes and are
+// filed under now, whatever the stream's processors.
+func TestPipelineMaxPast(t *testing.T) {
+	for _, rules := range []string{`streams: {}`, `streams: {plain: {processors: [{set: {seen: "yes"}}]}}`} {
+		p, err := NewPipeline(PipelineConfig{
+			Rules:  rulesOf(t, rules),
+			Limits: record.Limits{MaxFuture: time.Hour, MaxPast: 7 * 24 * time.Hour},
+			Now:    func() time.Time { return testNow },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := testNow.Add(-8 * 24 * time.Hour).UnixNano()
+		recent := testNow.Add(-6 * 24 * time.Hour).UnixNano()
+		b := lines("plain", "recent", "old", "old observed", "none")
+		b.Records[0].Timestamp = recent
+		b.Records[1].Timestamp = old
+		b.Records[2].Timestamp, b.Records[2].ObservedTimestamp = 0, old
+		b.Records[3].Timestamp, b.Records[3].ObservedTimestamp = 0, 0
+		out, err := p.Process(nil, b)
+		if err != nil {
+			t.Fatalf("%s: %v", rules, err)
+		}
+		m := byStream(t, out)
+		if got := m["plain"].Records; len(got) != 2 || got[0].Body != "recent" || got[1].Body != "none" {
+			t.Fatalf("%s: kept %+v", rules, got)
+		}
+		d := m[logschema.DeadLetterStream].Records
+		if len(d) != 2 {
+			t.Fatalf("%s: dead letters %+v", rules, d)
+		}
+		if d[0].Timestamp != 0 || attrOf(&d[0], logschema.AttrDeadPrefix+"timestamp") != fmt.Sprint(old) || !strings.Contains(attrOf(&d[0], logschema.AttrDeadError), "in the past") {
+			t.Errorf("%s: old record: %+v", rules, d[0])
+		}
+		if d[1].Timestamp != 0 || d[1].ObservedTimestamp != 0 || attrOf(&d[1], logschema.AttrDeadPrefix+"observed_timestamp") != fmt.Sprint(old) {
+			t.Errorf("%s: old observed record: %+v", rules, d[1])
+		}
+		if _, r, ok := Revive(d[1]); !ok || r.Timestamp != 0 || r.ObservedTimestamp != old {
+			t.Errorf("%s: Revive: %+v", rules, r)
+		}
 	}
 }
 

@@ -99,7 +99,7 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 
 	// Subscriptions read streams like queues over what queries see
 	// (docs/consume.md).
-	consumers, err := consume.New(cfg.consumeConfig(), newConsumeSource(p.engine, p.buf, p.lake, cfg.Buffer.Partitions), consumeDeadLetters{p.buf}, log)
+	consumers, err := consume.New(cfg.consumeConfig(), newConsumeSource(p.engine, p.buf, p.lake, cfg.Buffer.Partitions), consumeDeadLetters{buf: p.buf, pipe: p.pipe}, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -86,6 +86,9 @@ type config struct {
 		MaxMessageBytes int           `yaml:"max_message_bytes"`
 		MaxBatchRecords int           `yaml:"max_batch_records"`
 		MaxFuture       time.Duration `yaml:"max_future"`
+		// MaxPast bounds how old a record's time may be; 0 = any time
+		// since 1970 (record.Limits.MaxPast).
+		MaxPast         time.Duration `yaml:"max_past"`
 		PushTimeout     time.Duration `yaml:"push_timeout"`
 		DefaultAckLevel string        `yaml:"default_ack_level"`
 		// TenantRecordsPerSecond and TenantBytesPerSecond bound each
@@ -505,7 +508,7 @@ func (c *config) transform() arrowbatch.Config {
 func (c *config) pipeline(log *slog.Logger) transform.PipelineConfig {
 	return transform.PipelineConfig{
 		Rules:    c.Streams,
-		Limits:   record.Limits{MaxFuture: c.Ingest.MaxFuture},
+		Limits:   record.Limits{MaxFuture: c.Ingest.MaxFuture, MaxPast: c.Ingest.MaxPast},
 		StateDir: filepath.Join(c.Data, "patterns"),
 		Log:      log,
 	}
@@ -563,8 +566,8 @@ func (c *config) validate() error {
 	if c.Server.IdleTimeout <= 0 || c.Server.ReadTimeout <= 0 || c.Server.StreamIdleTimeout <= 0 {
 		return fmt.Errorf("server.idle_timeout, server.read_timeout and server.stream_idle_timeout must be positive")
 	}
-	if c.Ingest.MaxFuture < 0 {
-		return fmt.Errorf("ingest.max_future must not be negative")
+	if c.Ingest.MaxFuture < 0 || c.Ingest.MaxPast < 0 {
+		return fmt.Errorf("ingest.max_future and ingest.max_past must not be negative")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {

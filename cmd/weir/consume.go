@@ -106,10 +106,12 @@ func (s consumeSource) OffsetsSince(ctx context.Context, tenant, stream string, 
 // the buffer, durably, like the records transforms reject: the original
 // record with the weir.dead_letter.* attributes, stage "consume", the
 // reason as the error.
-type consumeDeadLetters struct{ buf *buffer.Buffer }
+type consumeDeadLetters struct {
+	buf  *buffer.Buffer
+	pipe *transform.Pipeline
+}
 
 func (d consumeDeadLetters) DeadLetter(ctx context.Context, tenant, stream, group string, recs []consume.DeadRecord) error {
-	now := time.Now()
 	byPart := map[int32][]consume.DeadRecord{}
 	for _, r := range recs {
 		byPart[r.Partition] = append(byPart[r.Partition], r)
@@ -118,7 +120,7 @@ func (d consumeDeadLetters) DeadLetter(ctx context.Context, tenant, stream, grou
 		out := make([]record.Record, len(rs))
 		last := int64(0)
 		for i := range rs {
-			out[i] = transform.DeadLetter(&rs[i].Record, stream, "consume", fmt.Sprintf("partition %d offset %d: %s", part, rs[i].Offset, rs[i].Reason), now)
+			out[i] = d.pipe.DeadLetter(&rs[i].Record, stream, "consume", fmt.Sprintf("partition %d offset %d: %s", part, rs[i].Offset, rs[i].Reason))
 			last = max(last, rs[i].Offset)
 		}
 		b := record.NewBatch(tenant, logschema.DeadLetterStream, out)

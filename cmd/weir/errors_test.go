@@ -79,6 +79,53 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestTimesOutsideTheWindow sends, as a shipper with a broken clock (or
+// a hostile one) would, records whose times are spread over hundreds of
+// future hours and, with ingest.max_past set, hundreds of past dates.
+// They are dead-lettered with their times kept in attributes, and filed
+// under the time they arrived: the lake gets no file per hour or date for
+// them, and the records inside the window are stored as sent.
+func TestTimesOutsideTheWindow(t *testing.T) {
+	s := startServer(t, "", func(c *config) { c.Ingest.MaxPast = 7 * 24 * time.Hour })
+	now := time.Now().UTC()
+	const spread = 300
+	var body strings.Builder
+	line := func(at time.Time, msg string) {
+		fmt.Fprintf(&body, "{\"_time\": %q, \"_msg\": %q}\n", at.Format(time.RFC3339Nano), msg)
+	}
+	line(now.Add(-6*24*time.Hour), "six days old")
+	line(now, "now")
+	for i := range spread {
+		line(now.Add(time.Duration(48+i)*time.Hour), "ahead")
+		line(now.Add(-time.Duration(8+i)*24*time.Hour), "behind")
+	}
+	resp, err := http.Post(s.url+"/v1/ingest/jsonl?stream=clock", "application/x-ndjson", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`{"accepted":2,"dead_lettered":%d}`, 2*spread); resp.StatusCode != http.StatusOK || strings.TrimSpace(string(answer)) != want {
+		t.Fatalf("push: %s %s, want %s", resp.Status, answer, want)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM clock", 2)
+	waitCount(t, s.url, "SELECT count(*) FROM _dead_letter", 2*spread)
+	res := mustSQL(t, s.url, `SELECT count(DISTINCT (date, hour)) AS partitions, count(DISTINCT attributes['weir.dead_letter.timestamp']) AS times,
+		count(*) FILTER (WHERE attributes['weir.dead_letter.error'] LIKE '%in the past%') AS past,
+		count(*) FILTER (WHERE attributes['weir.dead_letter.error'] LIKE '%in the future%') AS future,
+		count(*) FILTER (WHERE timestamp < now() - INTERVAL 1 HOUR OR timestamp > now() + INTERVAL 1 HOUR) AS outside FROM _dead_letter`)
+	got := fmt.Sprint(res.Rows[0])
+	// The records arrived within a second: one hour, two if it turned.
+	want := fmt.Sprintf("map[future:%d outside:0 partitions:1 past:%[1]d times:%d]", spread, 2*spread)
+	if got != want && got != strings.Replace(want, "partitions:1", "partitions:2", 1) {
+		t.Errorf("dead letters: %s, want %s", got, want)
+	}
+	res = mustSQL(t, s.url, "SELECT body, date FROM clock ORDER BY timestamp")
+	if len(res.Rows) != 2 || res.Rows[0]["body"] != "six days old" || res.Rows[0]["date"] != now.Add(-6*24*time.Hour).Format(time.DateOnly) {
+		t.Errorf("stored: %v", res.Rows)
+	}
+}
+
 // TestSQLSandbox checks that only reading statements run, that DuckDB can
 // reach no file outside the data directory, and the result formats and
 // bounds of the SQL endpoint.

@@ -91,12 +91,17 @@ func Rows(rec arrow.RecordBatch) []Record {
 // row that fails, or nil.
 func ValidateColumns(rec arrow.RecordBatch, now time.Time, lim Limits) error {
 	n := int(rec.NumRows())
-	maxTS := now.Add(lim.MaxFuture).UnixNano()
+	minTS, maxTS := lim.Window(now)
 	ts := rec.Column(ColTimestamp).(*array.Timestamp).TimestampValues()
 	obs := rec.Column(ColObservedTimestamp).(*array.Timestamp).TimestampValues()
 	sev := rec.Column(ColSeverityNumber).(*array.Int32).Int32Values()
 	for i := 0; i < n; i++ {
-		if t, o, s := int64(ts[i]), int64(obs[i]), sev[i]; t < 0 || t > maxTS || o < 0 || o > maxTS || s < 0 || s > 24 {
+		t, o, s := int64(ts[i]), int64(obs[i]), sev[i]
+		eff := t
+		if eff == 0 {
+			eff = o
+		}
+		if t < 0 || t > maxTS || o < 0 || o > maxTS || s < 0 || s > 24 || eff != 0 && eff < minTS {
 			r := Record{Timestamp: t, ObservedTimestamp: o, SeverityNumber: s}
 			return r.ValidateRanges(i, now, lim)
 		}

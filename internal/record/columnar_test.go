@@ -183,7 +183,7 @@ func TestReadColumnsClientSchema(t *testing.T) {
 func TestValidateColumns(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	lim := Limits{MaxFuture: time.Hour}
+	lim := Limits{MaxFuture: time.Hour, MaxPast: 24 * time.Hour}
 	ok := Record{Timestamp: now.UnixNano(), Body: "fine", Attributes: []KV{{"k", "v"}}}
 	for _, tc := range []struct {
 		name string
@@ -191,6 +191,8 @@ func TestValidateColumns(t *testing.T) {
 		want error
 	}{
 		{"future", Record{Timestamp: now.Add(2 * time.Hour).UnixNano()}, ErrInvalidTimestamp},
+		{"past", Record{Timestamp: now.Add(-25 * time.Hour).UnixNano(), ObservedTimestamp: now.UnixNano()}, ErrInvalidTimestamp},
+		{"observed past, no timestamp", Record{ObservedTimestamp: now.Add(-25 * time.Hour).UnixNano()}, ErrInvalidTimestamp},
 		{"severity", Record{SeverityNumber: 30}, ErrInvalidSeverity},
 		{"body", Record{Body: "a\xffb"}, ErrInvalidUTF8},
 		{"attribute", Record{Attributes: []KV{{"k", "\xc3"}}}, ErrInvalidUTF8},
@@ -209,6 +211,26 @@ func TestValidateColumns(t *testing.T) {
 		t.Errorf("split character: %v", err)
 	}
 	cols.Release()
+	// An old observed time under a timestamp inside the window, and a
+	// record with neither (it gets the time it reaches the sink), are
+	// valid; both ways of validating agree.
+	inside := []Record{ok, {Timestamp: now.Add(-23 * time.Hour).UnixNano(), ObservedTimestamp: now.Add(-48 * time.Hour).UnixNano()}, {}}
+	cols = Columns(inside, memory.DefaultAllocator)
+	if err := ValidateColumns(cols, now, lim); err != nil {
+		t.Errorf("valid rows: %v", err)
+	}
+	cols.Release()
+	for i := range inside {
+		if err := inside[i].Validate(i, now, lim); err != nil {
+			t.Errorf("valid record: %v", err)
+		}
+	}
+	if err := (&Record{Timestamp: now.Add(-25 * time.Hour).UnixNano()}).Validate(0, now, lim); !errors.Is(err, ErrInvalidTimestamp) || !strings.Contains(err.Error(), "in the past") {
+		t.Errorf("old record: %v", err)
+	}
+	if err := (&Record{Timestamp: 1}).Validate(0, now, Limits{MaxFuture: time.Hour}); err != nil {
+		t.Errorf("without MaxPast, 1970: %v", err)
+	}
 	cols = Columns([]Record{ok, ok}, memory.DefaultAllocator)
 	if err := ValidateColumns(cols, now, lim); err != nil {
 		t.Errorf("valid rows: %v", err)

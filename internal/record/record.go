@@ -199,6 +199,20 @@ func ValidateTenant(id string) error {
 type Limits struct {
 	// MaxFuture is how far past the validation time a timestamp may lie.
 	MaxFuture time.Duration
+	// MaxPast is how far before the validation time a record's time (its
+	// timestamp, or its observed timestamp when it has none) may lie; 0
+	// means any time since 1970. The lake keeps a file per stream and
+	// hour or date, so records spread over many dates cost a file each.
+	MaxPast time.Duration
+}
+
+// Window returns the times, in ns since the Unix epoch, that lim accepts
+// at time now: lo to hi inclusive. lo is 0 when MaxPast is 0.
+func (lim Limits) Window(now time.Time) (lo, hi int64) {
+	if lim.MaxPast > 0 {
+		lo = max(now.Add(-lim.MaxPast).UnixNano(), 0)
+	}
+	return lo, now.Add(lim.MaxFuture).UnixNano()
 }
 
 // Validate checks the record against lim at time now. It rejects invalid
@@ -211,15 +225,28 @@ func (r *Record) Validate(index int, now time.Time, lim Limits) error {
 	return r.validateText(index)
 }
 
+// Time is the time the lake files r under: its timestamp, or its
+// observed timestamp when it has none; 0 if it has neither (it is then
+// filed under the time it reaches the sink).
+func (r *Record) Time() int64 {
+	if r.Timestamp != 0 {
+		return r.Timestamp
+	}
+	return r.ObservedTimestamp
+}
+
 // ValidateRanges is the part of Validate that checks timestamps and the
 // severity number, for records whose text is known to be valid.
 func (r *Record) ValidateRanges(index int, now time.Time, lim Limits) error {
-	maxTS := now.Add(lim.MaxFuture).UnixNano()
+	minTS, maxTS := lim.Window(now)
 	if r.Timestamp < 0 || r.Timestamp > maxTS {
 		return fmt.Errorf("record %d: %w: timestamp %d ns is before 1970 or more than %s in the future", index, ErrInvalidTimestamp, r.Timestamp, lim.MaxFuture)
 	}
 	if r.ObservedTimestamp < 0 || r.ObservedTimestamp > maxTS {
 		return fmt.Errorf("record %d: %w: observed timestamp %d ns is before 1970 or more than %s in the future", index, ErrInvalidTimestamp, r.ObservedTimestamp, lim.MaxFuture)
+	}
+	if t := r.Time(); t != 0 && t < minTS {
+		return fmt.Errorf("record %d: %w: timestamp %d ns is more than %s in the past", index, ErrInvalidTimestamp, t, lim.MaxPast)
 	}
 	if r.SeverityNumber < 0 || r.SeverityNumber > 24 {
 		return fmt.Errorf("record %d: %w: %d (want 0 to 24)", index, ErrInvalidSeverity, r.SeverityNumber)
