@@ -65,18 +65,18 @@ type catalog struct {
 	ddl sync.Mutex
 	// mu guards the catalog below. Queries take it only briefly, to
 	// register and unregister.
-	mu         sync.Mutex
-	conn       *sql.Conn
-	files      map[string][]string    // published file paths by stream
-	rolled     map[string]bool        // published files with a rollup, by path
-	loaded     map[string]string      // files whose rollups the tables hold: path to stream
-	load       rollupLoad             // the change of the view change being made
-	rollupDefs map[string]string      // rollup and hot views' SELECTs as last committed, by name
-	staged     map[string]*stagedFile // by sink file ID
-	streams    map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
-	wanted     map[string]bool        // streams EnsureStream waits to make views of
-	wide       map[string]bool        // streams with files of promoted attribute columns
-	schemas    map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
+	mu       sync.Mutex
+	conn     *sql.Conn
+	files    map[string][]string    // published file paths by stream
+	rolled   map[string]bool        // published files with a rollup, by path
+	loaded   map[string]string      // files whose rollups the tables hold: path to stream
+	load     rollupLoad             // the change of the view change being made
+	viewDefs map[string]string      // the hot and logs views' SELECTs as last committed, by name
+	staged   map[string]*stagedFile // by sink file ID
+	streams  map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
+	wanted   map[string]bool        // streams EnsureStream waits to make views of
+	wide     map[string]bool        // streams with files of promoted attribute columns
+	schemas  map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
 	// schemaFiles are the schema files of streams whose files differ in
 	// their columns (schemafile.go); schemaFailed the keys whose schema
 	// file could not be made, by stream, and schemaRetry how long such a
@@ -104,11 +104,6 @@ type catalog struct {
 	evicted  map[string]map[string]sink.FileInfo
 	nEvicted atomic.Int64
 	restored uint64 // changes up to the latest putting back of fetched files
-
-	// rollupUnionsStale is set while log_counts and log_messages may not
-	// cover every stream: until they are made, and after a failed view
-	// change.
-	rollupUnionsStale bool
 
 	// View changes are applied by a background loop, at a bounded rate:
 	// rebuilding a view costs time in the number of its files, so one
@@ -206,7 +201,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		files:       map[string][]string{},
 		rolled:      map[string]bool{},
 		loaded:      map[string]string{},
-		rollupDefs:  map[string]string{},
+		viewDefs:    map[string]string{},
 		staged:      map[string]*stagedFile{},
 		streams:     map[string]bool{},
 		wanted:      map[string]bool{},
@@ -218,8 +213,6 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 
 		schemaFailed: map[string]schemaFailure{},
 		schemaRetry:  schemaRetry,
-
-		rollupUnionsStale: true,
 	}
 	c.dirty = map[string]bool{}
 	c.settled = sync.NewCond(&c.mu)
@@ -764,7 +757,6 @@ func (c *catalog) removeDoomed() {
 // log_counts and log_messages again after a view change that failed. mu
 // must be held.
 func (c *catalog) redoLocked(streams []string) {
-	c.rollupUnionsStale = true
 	for _, s := range streams {
 		c.dirty[s] = true
 	}
@@ -784,15 +776,13 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 	}
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
 	c.commitLoadLocked(err == nil)
-	if err != nil {
-		c.rollupUnionsStale = true
-	}
 	return err
 }
 
 // viewStmtsLocked returns the DDL that recreates the views of streams
-// from the catalog as it stands, and the logs view with them, and
-// records that those streams have views. mu must be held.
+// from the catalog as it stands, with the rollup loads of their files,
+// the hot view (rollups.go) and the logs view, and records that those
+// streams have views. mu must be held.
 //
 // The logs view lists the files of every stream itself, in one scan
 // (logsQueryLocked), so every change recreates it with the changed
@@ -801,14 +791,10 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 // bench/RESULTS.md, "One scan per view"). A union of
 // the stream views would name streams instead, but DuckDB cannot sort a
 // union larger than its memory limit once the union's first part has
-// been sorted in memory, and logs is what users sort. log_counts and
-// log_messages name the per-stream rollup views and change only with
-// the set of streams.
+// been sorted in memory, and logs is what users sort; binding a union
+// also costs in the number of its parts at every query.
 func (c *catalog) viewStmtsLocked(streams []string) []string {
-	unions := c.rollupUnionsStale
-	c.rollupUnionsStale = false
 	for _, s := range streams {
-		unions = unions || !c.streams[s] || slices.Contains(reservedViews, s)
 		c.streams[s] = true
 	}
 	var stmts []string
@@ -819,16 +805,12 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), c.scanLocked(s, c.pathsLocked(s))))
 	}
 	for _, s := range streams {
-		stmts = append(stmts, c.rollupViewStmtsLocked(s)...)
+		stmts = append(stmts, c.rollupLoadStmtsLocked(s)...)
 	}
-	stmts = append(stmts, "CREATE OR REPLACE VIEW logs AS "+c.logsQueryLocked())
-	if unions { // after the stream views: DuckDB checks a view's query when it is created
-		counts, messages := c.rollupUnionsLocked()
-		stmts = append(stmts,
-			"CREATE OR REPLACE VIEW "+countsView+" AS "+counts,
-			"CREATE OR REPLACE VIEW "+messagesView+" AS "+messages)
-	}
-	return stmts
+	stmts = c.hotViewStmtsLocked(stmts)
+	// A new stream has no files yet: logs and the hot view stay as they
+	// are until its first rows are staged.
+	return c.defineLocked(stmts, "logs", c.logsQueryLocked())
 }
 
 // pathsLocked returns the published files of stream and the globs (or
