@@ -753,9 +753,8 @@ func (c *catalog) removeDoomed() {
 	c.mu.Unlock()
 }
 
-// redoLocked has the view loop make the views of streams, logs,
-// log_counts and log_messages again after a view change that failed. mu
-// must be held.
+// redoLocked has the view loop make the views of streams, the hot view
+// and logs again after a view change that failed. mu must be held.
 func (c *catalog) redoLocked(streams []string) {
 	for _, s := range streams {
 		c.dirty[s] = true

@@ -216,8 +216,9 @@ func (lim Limits) Window(now time.Time) (lo, hi int64) {
 }
 
 // Validate checks the record against lim at time now. It rejects invalid
-// UTF-8 in any text, negative or far-future timestamps, and severity
-// numbers outside 0..24. index names the record in the error.
+// UTF-8 in any text, negative, far-future or (with MaxPast) too old
+// timestamps, and severity numbers outside 0..24. index names the record
+// in the error.
 func (r *Record) Validate(index int, now time.Time, lim Limits) error {
 	if err := r.ValidateRanges(index, now, lim); err != nil {
 		return err
