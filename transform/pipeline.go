@@ -246,11 +246,11 @@ func (p *Pipeline) Process(dst []*record.Batch, b *record.Batch) ([]*record.Batc
 	var dead []record.Record
 	routes := map[string][]record.Record(nil)
 	nowText := ""
+	lo, hi := p.cfg.Limits.Window(now)
 	deadOf := func(r *record.Record, stage string, err error) {
 		if nowText == "" {
 			nowText = now.UTC().Format(time.RFC3339Nano)
 		}
-		lo, hi := p.cfg.Limits.Window(now)
 		dead = append(dead, deadLetter(r, b.Stream, stage, err.Error(), nowText, lo, hi))
 	}
 	// The records' attribute slices are cut from one allocation, with
