@@ -803,9 +803,7 @@ func (c *catalog) viewStmtsLocked(streams []string) []string {
 		}
 		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", viewName(s), c.scanLocked(s, c.pathsLocked(s))))
 	}
-	for _, s := range streams {
-		stmts = append(stmts, c.rollupLoadStmtsLocked(s)...)
-	}
+	stmts = append(stmts, c.rollupLoadStmtsLocked(streams)...)
 	stmts = c.hotViewStmtsLocked(stmts)
 	// A new stream has no files yet: logs and the hot view stay as they
 	// are until its first rows are staged.

@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -66,8 +67,47 @@ var rollupSchemaStmts = []string{
 }
 
 // rollupJSONType is the part of the weir.rollup footer value
-// (sink/rollup.go) the tables take.
-const rollupJSONType = `{"counts": [{"m": "BIGINT", "s": "VARCHAR", "sn": "INTEGER", "st": "VARCHAR", "p": "VARCHAR", "n": "BIGINT"}], "bodies": [{"b": "VARCHAR", "n": "BIGINT"}]}`
+// (sink/rollup.go, docs/format.md "Rollups") the tables take, of both
+// versions: version 1's counts, an object each, and version 2's parallel
+// arrays. A document of one version has none of the other's fields.
+const rollupJSONType = `{"counts": [{"m": "BIGINT", "s": "VARCHAR", "sn": "INTEGER", "st": "VARCHAR", "p": "VARCHAR", "n": "BIGINT"}], ` +
+	`"m0": "BIGINT", "m": ["BIGINT"], "s": ["INTEGER"], "sn": ["INTEGER"], "st": ["INTEGER"], "p": ["INTEGER"], "n": ["BIGINT"], ` +
+	`"services": ["VARCHAR"], "severity_texts": ["VARCHAR"], "patterns": ["VARCHAR"], "bodies": [{"b": "VARCHAR", "n": "BIGINT"}]}`
+
+// rollupInsertStmts returns the statements that add the rollups of the
+// given files (by stream) to the rollup tables: one INSERT per table.
+// Counts come from version 1's objects, unnested, and from version 2's
+// arrays, unnested side by side (DuckDB unnests the lists of one SELECT
+// together, and an absent "p" gives NULL pattern ids) with their
+// dictionaries indexed from 1; a document of one version yields no rows
+// in the other's SELECT. Each SELECT parses the footers as it reads
+// them, so that only a file's rows are held at once (the tenant's
+// memory_limit bounds these statements).
+//
+// One INSERT per table, because DuckDB 1.5.5 loses the rows of an
+// INSERT of more than a row group (122,880 rows) that follows, in the
+// same transaction, an INSERT into the same table that read footers and
+// added none: the commit succeeds and the rows are gone
+// (bench/RESULTS.md, "Rollups in columns"; TestRollupLoadOneInsert).
+func rollupInsertStmts(files map[string][]string) []string {
+	streams := slices.Sorted(maps.Keys(files))
+	var counts, bodies []string
+	for _, stream := range streams {
+		docs := fmt.Sprintf("SELECT file_name, from_json(decode(value), %s) AS d FROM system.main.parquet_kv_metadata([%s]) WHERE decode(key) = 'weir.rollup'",
+			quoteString(rollupJSONType), quoteList(files[stream]))
+		qs := quoteString(stream)
+		counts = append(counts,
+			"SELECT file_name, "+qs+", to_timestamp(r.m / 1000) AS t, CAST(t AS DATE), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_name, unnest(d.counts) AS r FROM ("+docs+"))",
+			"SELECT file_name, "+qs+", to_timestamp((m0 + m) * 60) AS t, CAST(t AS DATE), sv[s + 1], sn, stv[st + 1], pv[p + 1], n "+
+				"FROM (SELECT file_name, d.m0 AS m0, d.services AS sv, d.severity_texts AS stv, d.patterns AS pv, "+
+				"unnest(d.m) AS m, unnest(d.s) AS s, unnest(d.sn) AS sn, unnest(d.st) AS st, unnest(d.p) AS p, unnest(d.n) AS n FROM ("+docs+"))")
+		bodies = append(bodies, "SELECT file_name, "+qs+", r.b, r.n FROM (SELECT file_name, unnest(d.bodies) AS r FROM ("+docs+"))")
+	}
+	return []string{
+		"INSERT INTO " + countsTable + " " + strings.Join(counts, " UNION ALL "),
+		"INSERT INTO " + messagesTable + " " + strings.Join(bodies, " UNION ALL "),
+	}
+}
 
 // rollupLoad is a change to the rollup tables: the files whose rollups
 // a view change loads and drops.
@@ -78,30 +118,31 @@ type rollupLoad struct {
 }
 
 // rollupLoadStmtsLocked returns the statements that load the rollups
-// of stream's newly listed files and drop those of files it no longer
-// lists, which it records in c.load for commitLoadLocked. mu and ddl
-// must be held.
-func (c *catalog) rollupLoadStmtsLocked(stream string) []string {
-	var covered, add []string
-	for _, p := range c.pathsLocked(stream) {
-		if c.rolled[p] {
-			covered = append(covered, p)
-			if c.loaded[p] == "" {
-				add = append(add, p)
+// of the given streams' newly listed files and drop those of files they
+// no longer list, which it records in c.load for commitLoadLocked: at
+// most one DELETE and one INSERT per table (rollupInsertStmts). mu and
+// ddl must be held.
+func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
+	add := map[string][]string{} // stream to files
+	var drop []string
+	for _, stream := range streams {
+		var covered []string
+		for _, p := range c.pathsLocked(stream) {
+			if c.rolled[p] {
+				covered = append(covered, p)
+				if c.loaded[p] == "" {
+					add[stream] = append(add[stream], p)
+				}
 			}
 		}
-	}
-	var drop []string
-	for p, s := range c.loaded {
-		if s == stream && !slices.Contains(covered, p) {
-			drop = append(drop, p)
+		for p, s := range c.loaded {
+			if s == stream && !slices.Contains(covered, p) {
+				drop = append(drop, p)
+			}
 		}
+		sort.Strings(add[stream])
 	}
-	sort.Strings(add)
 	sort.Strings(drop)
-	if c.load.add == nil {
-		c.load.add = map[string]string{}
-	}
 	var stmts []string
 	if len(drop) > 0 {
 		list := quoteList(drop)
@@ -116,14 +157,14 @@ func (c *catalog) rollupLoadStmtsLocked(stream string) []string {
 		}
 	}
 	if len(add) > 0 {
-		docs := fmt.Sprintf("SELECT file_name, from_json(decode(value), %s) AS d FROM system.main.parquet_kv_metadata([%s]) WHERE decode(key) = 'weir.rollup'",
-			quoteString(rollupJSONType), quoteList(add))
-		qs := quoteString(stream)
-		stmts = append(stmts,
-			"INSERT INTO "+countsTable+" SELECT file_name, "+qs+", to_timestamp(r.m / 1000) AS m, CAST(m AS DATE), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_name, unnest(d.counts) AS r FROM ("+docs+"))",
-			"INSERT INTO "+messagesTable+" SELECT file_name, "+qs+", r.b, r.n FROM (SELECT file_name, unnest(d.bodies) AS r FROM ("+docs+"))")
-		for _, p := range add {
-			c.load.add[p] = stream
+		stmts = append(stmts, rollupInsertStmts(add)...)
+		if c.load.add == nil {
+			c.load.add = map[string]string{}
+		}
+		for stream, files := range add {
+			for _, p := range files {
+				c.load.add[p] = stream
+			}
 		}
 	}
 	return stmts

@@ -2,12 +2,15 @@ package query
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/sink"
@@ -266,5 +269,166 @@ func TestRollupViewsEqualScans(t *testing.T) {
 	}
 	if rolled, _ := rolledFiles(lake); len(rolled) == 0 {
 		t.Error("after a restart no file has a rollup")
+	}
+}
+
+// TestRollupVersions: the rollup tables take a footer's rollup of either
+// version (docs/format.md, "Rollups") as the same rows: version 1's
+// counts as objects, and version 2's parallel arrays with their
+// dictionaries, pattern ids absent or null, minutes before 1970, and no
+// counts at all.
+func TestRollupVersions(t *testing.T) {
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, s := range rollupSchemaStmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	dir := t.TempDir()
+	docs := map[string]string{
+		"v1": `{"v":1,"rows":6,"counts":[` +
+			`{"m":-120000,"s":"api","sn":9,"st":"INFO","p":null,"n":1},` +
+			`{"m":60000,"s":"api","sn":9,"st":"INFO","p":null,"n":2},` +
+			`{"m":60000,"s":"db","sn":17,"st":"ERROR","p":"p1","n":3}],` +
+			`"bodies":[{"b":"done","n":4},{"b":"failed","n":2}],"bodies_exact":true}`,
+		"v2": `{"v":2,"rows":6,"m0":-2,"m":[0,3,3],"s":[0,0,1],"sn":[9,9,17],"st":[0,0,1],"p":[null,null,0],"n":[1,2,3],` +
+			`"services":["api","db"],"severity_texts":["INFO","ERROR"],"patterns":["p1"],` +
+			`"bodies":[{"b":"done","n":4},{"b":"failed","n":2}],"bodies_exact":true}`,
+		"v2 without patterns": `{"v":2,"rows":3,"m0":1,"m":[0,0],"s":[0,1],"sn":[9,17],"st":[0,1],"n":[2,1],` +
+			`"services":["api","db"],"severity_texts":["INFO","ERROR"],"bodies":[{"b":"done","n":3}],"bodies_exact":true}`,
+		"v2 empty": `{"v":2,"rows":0,"m0":0,"m":[],"s":[],"sn":[],"st":[],"n":[],"services":[],"severity_texts":[],"bodies":[],"bodies_exact":true}`,
+	}
+	want := map[string][]string{
+		"v1":                  {"-2 api 9 INFO <nil> 1", "1 api 9 INFO <nil> 2", "1 db 17 ERROR p1 3", "body done 4", "body failed 2"},
+		"v2 without patterns": {"1 api 9 INFO <nil> 2", "1 db 17 ERROR <nil> 1", "body done 3"},
+		"v2 empty":            nil,
+	}
+	want["v2"] = want["v1"]
+	for name, doc := range docs {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".parquet")
+		copyStmt := fmt.Sprintf("COPY (SELECT 1 AS x) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': %s})", quoteString(path), quoteString(doc))
+		if _, err := conn.ExecContext(ctx, copyStmt); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range rollupInsertStmts(map[string][]string{"app": {path}}) {
+			if _, err := conn.ExecContext(ctx, s); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		var got []string
+		rows, err := conn.QueryContext(ctx, `SELECT epoch("minute")::BIGINT // 60, service_name, severity_number, severity_text, pattern_id, n, "date" = CAST("minute" AS DATE), "stream" FROM `+countsTable+` WHERE file = ?`, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var m, sn, n int64
+			var svc, st, stream string
+			var p sql.NullString
+			var dateOK bool
+			if err := rows.Scan(&m, &svc, &sn, &st, &p, &n, &dateOK, &stream); err != nil {
+				t.Fatal(err)
+			}
+			if !dateOK || stream != "app" {
+				t.Errorf("%s: a count of minute %d has date matching %v, stream %q", name, m, dateOK, stream)
+			}
+			pat := "<nil>"
+			if p.Valid {
+				pat = p.String
+			}
+			got = append(got, fmt.Sprintf("%d %s %d %s %s %d", m, svc, sn, st, pat, n))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows, err = conn.QueryContext(ctx, "SELECT body, n FROM "+messagesTable+" WHERE file = ?", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var b string
+			var n int64
+			if err := rows.Scan(&b, &n); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("body %s %d", b, n))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want[name]) {
+			t.Errorf("%s: the tables hold\n%q\nwant\n%q", name, got, want[name])
+		}
+	}
+}
+
+// TestRollupLoadOneInsert: a change that loads more rollup rows than a
+// DuckDB row group holds, after files whose rollups add none, keeps
+// every row once committed. DuckDB 1.5.5 drops the rows of such an
+// INSERT when an earlier INSERT of the transaction into the same table
+// added none (rollupInsertStmts).
+func TestRollupLoadOneInsert(t *testing.T) {
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, s := range rollupSchemaStmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		path := filepath.Join(dir, name+".parquet")
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("COPY (SELECT 1 AS x) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': %s})", quoteString(path), quoteString(doc))); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const perFile, files = 16000, 9 // 144,000 rows: more than a row group
+	var b strings.Builder
+	list := func(v string) string { return "[" + strings.TrimSuffix(strings.Repeat(v+",", perFile), ",") + "]" }
+	for i := range perFile {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, i)
+	}
+	full := `{"v":2,"rows":16000,"m0":0,"m":[` + b.String() + `],"s":` + list("0") + `,"sn":` + list("9") + `,"st":` + list("0") + `,"n":` + list("1") +
+		`,"services":["api"],"severity_texts":["INFO"],"bodies":[],"bodies_exact":true}`
+	add := map[string][]string{
+		"a": {write("empty", `{"v":2,"rows":0,"m0":0,"m":[],"s":[],"sn":[],"st":[],"n":[],"services":[],"severity_texts":[],"bodies":[],"bodies_exact":true}`)},
+	}
+	for i := range files {
+		add["b"] = append(add["b"], write(fmt.Sprintf("full%d", i), full))
+	}
+	if err := execViews(ctx, conn, rollupInsertStmts(add)); err != nil {
+		t.Fatal(err)
+	}
+	var n, sum int64
+	if err := conn.QueryRowContext(ctx, "SELECT count(*), sum(n) FROM "+countsTable+" WHERE stream = 'b'").Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != perFile*files || sum != perFile*files {
+		t.Fatalf("the counts table holds %d rows summing to %d after the change, want %d", n, sum, perFile*files)
 	}
 }

@@ -28,7 +28,12 @@ import (
 const metaRollup = "weir.rollup"
 
 const (
-	rollupVersion = 1
+	// rollupVersion is the version of the rollups compaction writes.
+	// Version 1 (a JSON object per count, docs/format.md) is still read
+	// by the query engine; version 2 holds the same counts as parallel
+	// arrays in a fifth of the bytes, as every reader of the file keeps
+	// its footer (bench/RESULTS.md, "Rollups in columns").
+	rollupVersion = 2
 	// RollupTopBodies is how many of a file's most frequent bodies its
 	// rollup keeps, with their counts in the file.
 	RollupTopBodies = 100
@@ -37,37 +42,38 @@ const (
 	// so a file's top bodies are exact only while it has fewer distinct
 	// bodies than that (rollupDoc.BodiesExact).
 	rollupMaxBodies = 1 << 16
-	// rollupMaxCounts bounds the counts of a rollup (about 70 bytes of
+	// rollupMaxCounts bounds the counts of a rollup (about 12 bytes of
 	// footer each): a file with more distinct minutes, services,
 	// severities and pattern ids than that gets no rollup, and queries
 	// scan it.
 	rollupMaxCounts = 1 << 14
 )
 
-// rollupDoc is the JSON of metaRollup. Field names are short: the
-// footer is read at every query over the file.
+// rollupDoc is the JSON of metaRollup, version 2. Count i is the rows of
+// minute Minute0+Minutes[i] (Unix minutes), service Services[Service[i]],
+// severity SeverityNumber[i] and SeverityTexts[SeverityText[i]], and
+// pattern Patterns[Pattern[i]] (none where Pattern[i] is null, and none
+// for all when Pattern is absent): N[i] rows. Field names are short
+// where they repeat, and N comes before any string (rollupCountsIn).
 type rollupDoc struct {
 	Version int `json:"v"`
 	// Rows is the file's row count; the counts add up to it.
-	Rows   int64         `json:"rows"`
-	Counts []rollupCount `json:"counts"`
+	Rows           int64    `json:"rows"`
+	Minute0        int64    `json:"m0"`
+	Minutes        []int64  `json:"m"`
+	Service        []int    `json:"s"`
+	SeverityNumber []int32  `json:"sn"`
+	SeverityText   []int    `json:"st"`
+	Pattern        []*int   `json:"p,omitempty"`
+	N              []int64  `json:"n"`
+	Services       []string `json:"services"`
+	SeverityTexts  []string `json:"severity_texts"`
+	Patterns       []string `json:"patterns,omitempty"`
 	// Bodies are the file's RollupTopBodies most frequent bodies, most
 	// frequent first (ties by body), with their exact counts in the file
 	// when BodiesExact.
 	Bodies      []rollupBody `json:"bodies"`
 	BodiesExact bool         `json:"bodies_exact"`
-}
-
-// rollupCount counts the rows of one minute (Minute: the start, in Unix
-// milliseconds), service, severity and pattern id (attributes
-// "pattern.id"; nil without one).
-type rollupCount struct {
-	Minute         int64   `json:"m"`
-	Service        string  `json:"s"`
-	SeverityNumber int32   `json:"sn"`
-	SeverityText   string  `json:"st"`
-	Pattern        *string `json:"p"`
-	N              int64   `json:"n"`
 }
 
 type rollupBody struct {
@@ -202,29 +208,70 @@ func (r *rollup) valid() bool { return !r.invalid }
 // (transform.AttrPatternID; sink does not import transform).
 const patternIDAttr = "pattern.id"
 
-// rollupCountsIn returns how many counts the rollupDoc JSON v holds,
-// without decoding it (readFooter reads every file's footer at start):
-// each count has exactly one "m" key, and within JSON strings a quote is
-// escaped, so the key's text appears nowhere else.
-func rollupCountsIn(v string) int { return strings.Count(v, `"m":`) }
+// rollupCountsIn returns how many counts the metaRollup value v holds,
+// without decoding it (readFooter reads every file's footer at start).
+// Within JSON strings a quote is escaped, so a key's text appears
+// nowhere else: a version 1 rollup has one "m" key per count, and
+// version 2 has one array "n" of numbers, before any string.
+func rollupCountsIn(v string) int {
+	if strings.HasPrefix(v, `{"v":1,`) {
+		return strings.Count(v, `"m":`)
+	}
+	i := strings.Index(v, `"n":[`)
+	if i < 0 {
+		return 0
+	}
+	list := v[i+len(`"n":[`):]
+	list = list[:max(strings.IndexByte(list, ']'), 0)]
+	if list == "" {
+		return 0
+	}
+	return strings.Count(list, ",") + 1
+}
 
 // encode returns the rollup as metaRollup's value.
 func (r *rollup) encode() (string, error) {
-	doc := rollupDoc{Version: rollupVersion, Rows: r.rows, BodiesExact: !r.overflow,
-		Counts: make([]rollupCount, 0, len(r.counts))}
-	for k, n := range r.counts {
-		rc := rollupCount{Minute: k.minute, Service: k.service, SeverityNumber: k.sevNum, SeverityText: k.sevText, N: n}
-		if k.hasPattern {
-			p := k.pattern
-			rc.Pattern = &p
-		}
-		doc.Counts = append(doc.Counts, rc)
+	keys := make([]rollupKey, 0, len(r.counts))
+	for k := range r.counts {
+		keys = append(keys, k)
 	}
-	slices.SortFunc(doc.Counts, func(a, b rollupCount) int {
-		return cmp.Or(cmp.Compare(a.Minute, b.Minute), strings.Compare(a.Service, b.Service),
-			cmp.Compare(a.SeverityNumber, b.SeverityNumber), strings.Compare(a.SeverityText, b.SeverityText),
-			cmp.Compare(deref(a.Pattern), deref(b.Pattern)))
+	slices.SortFunc(keys, func(a, b rollupKey) int {
+		return cmp.Or(cmp.Compare(a.minute, b.minute), strings.Compare(a.service, b.service),
+			cmp.Compare(a.sevNum, b.sevNum), strings.Compare(a.sevText, b.sevText),
+			cmp.Compare(patternOf(a), patternOf(b)))
 	})
+	n := len(keys)
+	doc := rollupDoc{Version: rollupVersion, Rows: r.rows, BodiesExact: !r.overflow,
+		Minutes: make([]int64, n), Service: make([]int, n), SeverityNumber: make([]int32, n),
+		SeverityText: make([]int, n), N: make([]int64, n), Services: []string{}, SeverityTexts: []string{},
+		Bodies: []rollupBody{}}
+	services, texts, patterns := map[string]int{}, map[string]int{}, map[string]int{}
+	index := func(m map[string]int, names *[]string, s string) int {
+		i, ok := m[s]
+		if !ok {
+			i = len(*names)
+			m[s] = i
+			*names = append(*names, s)
+		}
+		return i
+	}
+	if n > 0 {
+		doc.Minute0 = keys[0].minute / 60000 // minutes are floored, so exact
+	}
+	for i, k := range keys {
+		doc.Minutes[i] = k.minute/60000 - doc.Minute0
+		doc.Service[i] = index(services, &doc.Services, k.service)
+		doc.SeverityNumber[i] = k.sevNum
+		doc.SeverityText[i] = index(texts, &doc.SeverityTexts, k.sevText)
+		doc.N[i] = r.counts[k]
+		if k.hasPattern {
+			if doc.Pattern == nil {
+				doc.Pattern = make([]*int, n)
+			}
+			p := index(patterns, &doc.Patterns, k.pattern)
+			doc.Pattern[i] = &p
+		}
+	}
 	for b, n := range r.bodies {
 		doc.Bodies = append(doc.Bodies, rollupBody{Body: b, N: n})
 	}
@@ -241,11 +288,12 @@ func (r *rollup) encode() (string, error) {
 	return string(out), nil
 }
 
-func deref(s *string) string {
-	if s == nil {
+// patternOf orders a key without a pattern id before those with one.
+func patternOf(k rollupKey) string {
+	if !k.hasPattern {
 		return ""
 	}
-	return *s
+	return "\x00" + k.pattern
 }
 
 // compactedProps are the writer properties of compacted files beyond

@@ -20,19 +20,22 @@ import (
 	"github.com/weirlabs/weir/sink"
 )
 
-// footerRollup is the weir.rollup footer value (docs/format.md, "Rollups").
+// footerRollup is the weir.rollup footer value, version 2 (docs/format.md,
+// "Rollups").
 type footerRollup struct {
-	Version int   `json:"v"`
-	Rows    int64 `json:"rows"`
-	Counts  []struct {
-		M  int64   `json:"m"`
-		S  string  `json:"s"`
-		SN int32   `json:"sn"`
-		ST string  `json:"st"`
-		P  *string `json:"p"`
-		N  int64   `json:"n"`
-	} `json:"counts"`
-	Bodies []struct {
+	Version       int      `json:"v"`
+	Rows          int64    `json:"rows"`
+	M0            int64    `json:"m0"`
+	M             []int64  `json:"m"`
+	S             []int    `json:"s"`
+	SN            []int32  `json:"sn"`
+	ST            []int    `json:"st"`
+	P             []*int   `json:"p"`
+	N             []int64  `json:"n"`
+	Services      []string `json:"services"`
+	SeverityTexts []string `json:"severity_texts"`
+	Patterns      []string `json:"patterns"`
+	Bodies        []struct {
 		B string `json:"b"`
 		N int64  `json:"n"`
 	} `json:"bodies"`
@@ -111,12 +114,16 @@ func TestCompactionRollupAndBloom(t *testing.T) {
 	}
 	gotCounts := map[string]int64{}
 	var sum int64
-	for _, c := range got.Counts {
-		gotCounts[fmt.Sprintf("%d %s %d %s %v", c.M, c.S, c.SN, c.ST, c.P)] += c.N
-		sum += c.N
+	for i, n := range got.N {
+		var p *string
+		if got.P != nil && got.P[i] != nil {
+			p = &got.Patterns[*got.P[i]]
+		}
+		gotCounts[fmt.Sprintf("%d %s %d %s %v", (got.M0+got.M[i])*60000, got.Services[got.S[i]], got.SN[i], got.SeverityTexts[got.ST[i]], p)] += n
+		sum += n
 	}
-	if got.Version != 1 || got.Rows != 9000 || sum != 9000 {
-		t.Errorf("rollup version %d, rows %d, counts summing to %d; want 1, 9000, 9000", got.Version, got.Rows, sum)
+	if got.Version != 2 || got.Rows != 9000 || sum != 9000 {
+		t.Errorf("rollup version %d, rows %d, counts summing to %d; want 2, 9000, 9000", got.Version, got.Rows, sum)
 	}
 	if fmt.Sprint(gotCounts) != fmt.Sprint(want) {
 		t.Errorf("rollup counts\n%v\nwant\n%v", gotCounts, want)
