@@ -181,10 +181,13 @@ func TestBackground(t *testing.T) {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// A bound for a loaded machine (the race detector, MinIO and every
+	// package's tests at once), not a timing: conditions are met within
+	// a few seconds on a quiet one.
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20 s")
+			t.Fatal("condition not met within 60 s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

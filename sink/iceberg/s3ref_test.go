@@ -97,7 +97,16 @@ func TestS3NoMissingFiles(t *testing.T) {
 		missing  []string
 		missMu   gosync.Mutex
 	)
+	// The reader starts once the first pass has made both tables: before,
+	// it would only hammer the bucket for tables that do not exist yet
+	// while the lake uploads its first files.
+	tablesMade := make(chan struct{})
 	readerWG.Go(func() {
+		select {
+		case <-tablesMade:
+		case <-ctx.Done():
+			return
+		}
 		rc, err := iceberg.OpenCatalog(ctx, cfg)
 		if err != nil {
 			t.Error(err)
@@ -154,6 +163,7 @@ func TestS3NoMissingFiles(t *testing.T) {
 	write(t, l, old, "old", 0, 0, 10, hour0, false)
 	waitFor(t, func() bool { return len(l.CommittedFiles()) == 3 })
 	sync(t, r)
+	close(tablesMade)
 	check := func(stream string, w want) {
 		t.Helper()
 		c, err := iceberg.OpenCatalog(context.Background(), cfg)
