@@ -272,30 +272,47 @@ func TestRollupViewsEqualScans(t *testing.T) {
 	}
 }
 
-// TestRollupVersions: the rollup tables take a footer's rollup of either
-// version (docs/format.md, "Rollups") as the same rows: version 1's
-// counts as objects, and version 2's parallel arrays with their
-// dictionaries, pattern ids absent or null, minutes before 1970, and no
-// counts at all.
-func TestRollupVersions(t *testing.T) {
+// rollupDB returns a connection to a new DuckDB database with the rollup
+// tables and views, and a function that writes a Parquet file of one row
+// whose footer holds the given weir.rollup value and returns its path.
+func rollupDB(t *testing.T) (*sql.Conn, func(name, rollup string) string) {
+	t.Helper()
 	connector, err := duckdb.NewConnector("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db := sql.OpenDB(connector)
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	for _, s := range rollupSchemaStmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
 	dir := t.TempDir()
+	return conn, func(name, rollup string) string {
+		t.Helper()
+		path := filepath.Join(dir, name+".parquet")
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("COPY (SELECT 1 AS x) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': %s})", quoteString(path), quoteString(rollup))); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}
+
+// TestRollupVersions: the rollup tables take a footer's rollup of either
+// version (docs/format.md, "Rollups") as the same rows: version 1's
+// counts as objects, and version 2's parallel arrays with their
+// dictionaries, pattern ids absent or null, minutes before 1970, and no
+// counts at all.
+func TestRollupVersions(t *testing.T) {
+	ctx := context.Background()
+	conn, writeFile := rollupDB(t)
 	docs := map[string]string{
 		"v1": `{"v":1,"rows":6,"counts":[` +
 			`{"m":-120000,"s":"api","sn":9,"st":"INFO","p":null,"n":1},` +
@@ -316,11 +333,7 @@ func TestRollupVersions(t *testing.T) {
 	}
 	want["v2"] = want["v1"]
 	for name, doc := range docs {
-		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".parquet")
-		copyStmt := fmt.Sprintf("COPY (SELECT 1 AS x) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': %s})", quoteString(path), quoteString(doc))
-		if _, err := conn.ExecContext(ctx, copyStmt); err != nil {
-			t.Fatal(err)
-		}
+		path := writeFile(strings.ReplaceAll(name, " ", "_"), doc)
 		for _, s := range rollupInsertStmts(map[string][]string{"app": {path}}) {
 			if _, err := conn.ExecContext(ctx, s); err != nil {
 				t.Fatalf("%s: %v", name, err)
@@ -379,31 +392,8 @@ func TestRollupVersions(t *testing.T) {
 // INSERT when an earlier INSERT of the transaction into the same table
 // added none (rollupInsertStmts).
 func TestRollupLoadOneInsert(t *testing.T) {
-	connector, err := duckdb.NewConnector("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, s := range rollupSchemaStmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	dir := t.TempDir()
-	write := func(name, doc string) string {
-		path := filepath.Join(dir, name+".parquet")
-		if _, err := conn.ExecContext(ctx, fmt.Sprintf("COPY (SELECT 1 AS x) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': %s})", quoteString(path), quoteString(doc))); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	conn, writeFile := rollupDB(t)
 	const perFile, files = 16000, 9 // 144,000 rows: more than a row group
 	var b strings.Builder
 	list := func(v string) string { return "[" + strings.TrimSuffix(strings.Repeat(v+",", perFile), ",") + "]" }
@@ -416,10 +406,10 @@ func TestRollupLoadOneInsert(t *testing.T) {
 	full := `{"v":2,"rows":16000,"m0":0,"m":[` + b.String() + `],"s":` + list("0") + `,"sn":` + list("9") + `,"st":` + list("0") + `,"n":` + list("1") +
 		`,"services":["api"],"severity_texts":["INFO"],"bodies":[],"bodies_exact":true}`
 	add := map[string][]string{
-		"a": {write("empty", `{"v":2,"rows":0,"m0":0,"m":[],"s":[],"sn":[],"st":[],"n":[],"services":[],"severity_texts":[],"bodies":[],"bodies_exact":true}`)},
+		"a": {writeFile("empty", `{"v":2,"rows":0,"m0":0,"m":[],"s":[],"sn":[],"st":[],"n":[],"services":[],"severity_texts":[],"bodies":[],"bodies_exact":true}`)},
 	}
 	for i := range files {
-		add["b"] = append(add["b"], write(fmt.Sprintf("full%d", i), full))
+		add["b"] = append(add["b"], writeFile(fmt.Sprintf("full%d", i), full))
 	}
 	if err := execViews(ctx, conn, rollupInsertStmts(add)); err != nil {
 		t.Fatal(err)

@@ -238,7 +238,7 @@ func (r *rollup) encode() (string, error) {
 	slices.SortFunc(keys, func(a, b rollupKey) int {
 		return cmp.Or(cmp.Compare(a.minute, b.minute), strings.Compare(a.service, b.service),
 			cmp.Compare(a.sevNum, b.sevNum), strings.Compare(a.sevText, b.sevText),
-			cmp.Compare(patternOf(a), patternOf(b)))
+			comparePatterns(a, b))
 	})
 	n := len(keys)
 	doc := rollupDoc{Version: rollupVersion, Rows: r.rows, BodiesExact: !r.overflow,
@@ -288,12 +288,16 @@ func (r *rollup) encode() (string, error) {
 	return string(out), nil
 }
 
-// patternOf orders a key without a pattern id before those with one.
-func patternOf(k rollupKey) string {
-	if !k.hasPattern {
-		return ""
+// comparePatterns orders keys without a pattern id before those with
+// one, and those by pattern id.
+func comparePatterns(a, b rollupKey) int {
+	switch {
+	case a.hasPattern != b.hasPattern && !a.hasPattern:
+		return -1
+	case a.hasPattern != b.hasPattern:
+		return 1
 	}
-	return "\x00" + k.pattern
+	return strings.Compare(a.pattern, b.pattern)
 }
 
 // compactedProps are the writer properties of compacted files beyond
