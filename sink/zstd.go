@@ -26,9 +26,10 @@ import (
 // C++'s and parquet-mr's writers do not: every reader of a page that
 // has one hashes the whole decoded page again (4 % of DuckDB's time in a
 // substring search over compacted files, bench/RESULTS.md "Pages without
-// zstd checksums"), and a page's bytes were checked when the file was
-// written. Pages of up to zstdWindow get arrow-go's bytes but for the
-// checksum's flag and its four bytes.
+// zstd checksums"). The cost: a page damaged at rest is caught only where
+// zstd's own format or the Parquet decoding rejects it, as with those
+// writers' files. Pages of up to zstdWindow get arrow-go's bytes but for
+// the checksum's flag and its four bytes.
 const zstdWindow = 1 << 20
 
 // zstdIdle bounds the idle encoders kept per level. Encoding runs on
