@@ -69,10 +69,20 @@ func TestCacheEvictFetchRestart(t *testing.T) {
 		ps[i].Hour = hour0.Add(time.Duration(i) * time.Hour)
 		writeRows(t, l, ps[i], int64(i)*1000, 1000)
 	}
+	// Compacted: the journal carries what their footers say, rollups
+	// included, for the files a restart finds evicted.
+	if _, err := l.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	syncRemote(t, l)
 	orig := l.Files()
 	if len(orig) != 6 {
 		t.Fatalf("%d files", len(orig))
+	}
+	for _, f := range orig {
+		if !f.Rollup || f.RollupCounts == 0 {
+			t.Fatalf("compacted file %s: rollup %v with %d counts", f.ID, f.Rollup, f.RollupCounts)
+		}
 	}
 	content := make(map[string][]byte)
 	var sizes []int64
@@ -120,6 +130,12 @@ func TestCacheEvictFetchRestart(t *testing.T) {
 	local = localFiles(t, files)
 	if len(files) != 6 || len(local) != 2 {
 		t.Fatalf("after a restart: files %d, local %v", len(files), local)
+	}
+	for i, f := range files {
+		if f.ID != orig[i].ID || f.Rollup != orig[i].Rollup || f.RollupCounts != orig[i].RollupCounts || f.Rows != orig[i].Rows {
+			t.Errorf("after a restart, file %d (evicted %v): %s with %d rows, rollup %v of %d counts; want %s, %d, %v, %d",
+				i, f.Evicted, f.ID, f.Rows, f.Rollup, f.RollupCounts, orig[i].ID, orig[i].Rows, orig[i].Rollup, orig[i].RollupCounts)
+		}
 	}
 	if got := l.LastOffset("acme", "app", 0); got != 6000 {
 		t.Fatalf("LastOffset = %d, want 6000", got)

@@ -306,8 +306,8 @@ func runs(files []FileInfo, maxBytes, maxCounts int64) [][]FileInfo {
 // file they are compacted into: its own rollup's count, or, unknown,
 // its row count.
 func rollupBound(f FileInfo) int64 {
-	if f.Rollup && f.rollupCounts > 0 {
-		return int64(f.rollupCounts)
+	if f.Rollup && f.RollupCounts > 0 {
+		return int64(f.RollupCounts)
 	}
 	return f.Rows
 }
@@ -576,7 +576,7 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 	info.schema = schemaID(sc)
 	info.Rollup = roll.valid()
 	if info.Rollup {
-		info.rollupCounts = len(roll.counts)
+		info.RollupCounts = len(roll.counts)
 	}
 	for _, kv := range meta {
 		if err := w.AppendKeyValueMetadata(kv[0], kv[1]); err != nil {

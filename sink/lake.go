@@ -52,6 +52,11 @@ type FileInfo struct {
 	// rows by minute, service, severity and pattern id, and their most
 	// frequent bodies (docs/format.md, "Rollups"): compacted files.
 	Rollup bool
+	// RollupCounts is how many counts a file's rollup holds (one per
+	// minute, service, severity and pattern id of its rows); 0 without a
+	// rollup, or when unknown (a lake in object storage whose journal
+	// predates the field). It bounds what loading the rollup costs.
+	RollupCounts int
 	// Evicted is set for a file of a lake in object storage whose local
 	// copy was evicted from the cache (Remote.CacheBytes): Path does not
 	// exist, the file is in the bucket only; Lake.Fetch brings it back.
@@ -61,9 +66,6 @@ type FileInfo struct {
 	// CommittedFiles only.
 	Location string
 
-	// rollupCounts is how many counts the file's rollup holds (0 when
-	// unknown, or without a rollup).
-	rollupCounts int
 	// schema identifies the file's Arrow schema (see schemaID): files
 	// of one identity can be compacted together. 0 when unknown.
 	schema uint64

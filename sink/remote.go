@@ -199,7 +199,8 @@ type carriedRef struct {
 	Columns   int    `json:"columns"`
 	Compacted bool   `json:"compacted,omitempty"`
 	Rollup    bool   `json:"rollup,omitempty"`
-	Schema    uint64 `json:"schema,omitempty"` // FileInfo.schema
+	Counts    int    `json:"rollup_counts,omitempty"` // FileInfo.RollupCounts
+	Schema    uint64 `json:"schema,omitempty"`        // FileInfo.schema
 }
 
 // refOf returns the reference to f that journals carry.
@@ -207,7 +208,7 @@ func refOf(f FileInfo) carriedRef {
 	return carriedRef{
 		File: relOf(f), Part: f.Partition.Part, Rows: f.Rows, Bytes: f.Bytes,
 		MinOffset: f.MinOffset, MaxOffset: f.MaxOffset, Columns: f.Columns,
-		Compacted: f.Compacted, Rollup: f.Rollup, Schema: f.schema,
+		Compacted: f.Compacted, Rollup: f.Rollup, Counts: f.RollupCounts, Schema: f.schema,
 	}
 }
 
@@ -221,7 +222,7 @@ func (c carriedRef) info(dir string) (FileInfo, error) {
 	return FileInfo{
 		ID: id, Partition: p, Path: filepath.Join(dir, filepath.FromSlash(c.File)),
 		Rows: c.Rows, Bytes: c.Bytes, MinOffset: c.MinOffset, MaxOffset: c.MaxOffset,
-		Columns: c.Columns, Compacted: c.Compacted, Rollup: c.Rollup, schema: c.Schema,
+		Columns: c.Columns, Compacted: c.Compacted, Rollup: c.Rollup, RollupCounts: c.Counts, schema: c.Schema,
 	}, nil
 }
 

@@ -128,6 +128,9 @@ func TestCompactionRollupAndBloom(t *testing.T) {
 	if fmt.Sprint(gotCounts) != fmt.Sprint(want) {
 		t.Errorf("rollup counts\n%v\nwant\n%v", gotCounts, want)
 	}
+	if files[0].RollupCounts != len(got.N) {
+		t.Errorf("FileInfo.RollupCounts = %d, the rollup holds %d", files[0].RollupCounts, len(got.N))
+	}
 	type bc struct {
 		b string
 		n int64

@@ -141,7 +141,7 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 	info.Compacted = kv.FindValue(metaCompacted) != nil
 	if v := kv.FindValue(metaRollup); v != nil {
 		info.Rollup = true
-		info.rollupCounts = rollupCountsIn(*v)
+		info.RollupCounts = rollupCountsIn(*v)
 	}
 	var replaces []string
 	if v := kv.FindValue(metaReplaces); v != nil && *v != "" {
