@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -63,20 +64,28 @@ type catalog struct {
 	// while the DDL runs; mu is not, so staging rows (the sink's write
 	// path) and starting queries never wait for DDL.
 	ddl sync.Mutex
+	// compressDue is set, under ddl, while rows a change added to the
+	// rollup tables or deleted wait for a checkpoint (compress).
+	compressDue atomic.Bool
 	// mu guards the catalog below. Queries take it only briefly, to
 	// register and unregister.
-	mu       sync.Mutex
-	conn     *sql.Conn
-	files    map[string][]string    // published file paths by stream
-	rolled   map[string]bool        // published files with a rollup, by path
-	loaded   map[string]string      // files whose rollups the tables hold: path to stream
-	load     rollupLoad             // the change of the view change being made
-	viewDefs map[string]string      // the hot and logs views' SELECTs as last committed, by name
-	staged   map[string]*stagedFile // by sink file ID
-	streams  map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
-	wanted   map[string]bool        // streams EnsureStream waits to make views of
-	wide     map[string]bool        // streams with files of promoted attribute columns
-	schemas  map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
+	mu     sync.Mutex
+	conn   *sql.Conn
+	files  map[string][]string     // published file paths by stream
+	rolled map[string]int64        // published files with a rollup, by path: rollupCost
+	loaded map[string]loadedRollup // files whose rollups the tables hold, by path
+	// lastFileID is the last file id given to a rollup load.
+	lastFileID int64
+	load       rollupLoad // the change of the view change being made
+	// loadBudget bounds the rollup counts one change loads:
+	// rollupLoadBudget, smaller in tests.
+	loadBudget int64
+	viewDefs   map[string]string      // the hot and logs views' SELECTs as last committed, by name
+	staged     map[string]*stagedFile // by sink file ID
+	streams    map[string]bool        // streams that have a view (or whose DDL is running: ddl is held)
+	wanted     map[string]bool        // streams EnsureStream waits to make views of
+	wide       map[string]bool        // streams with files of promoted attribute columns
+	schemas    map[string]uint64      // published files' sink.FileInfo.SchemaID, by path
 	// schemaFiles are the schema files of streams whose files differ in
 	// their columns (schemafile.go); schemaFailed the keys whose schema
 	// file could not be made, by stream, and schemaRetry how long such a
@@ -111,14 +120,19 @@ type catalog struct {
 	// at once (a backfill spread over many hours). Changes are recorded
 	// under mu and applied together, so a publish still swaps a file's
 	// segments for the file in one view change.
-	dirty    map[string]bool // streams whose views are out of date
-	retiring []*stagedFile   // out of the catalog; retire once the views drop them
-	applied  uint64          // changes applied so far
-	changes  uint64          // changes recorded so far
-	settled  *sync.Cond      // signalled after each apply, on mu
-	kick     chan struct{}
-	stop     chan struct{}
-	loopDone chan struct{}
+	dirty map[string]bool // streams whose views are out of date
+	// later are the streams with rollups left to load (loadBudget) once
+	// the tables are compressed, and loadTarget the changes that load
+	// them once they are resumed (resumeLoadsLocked).
+	later      []string
+	loadTarget uint64
+	retiring   []*stagedFile // out of the catalog; retire once the views drop them
+	applied    uint64        // changes applied so far
+	changes    uint64        // changes recorded so far
+	settled    *sync.Cond    // signalled after each apply, on mu
+	kick       chan struct{}
+	stop       chan struct{}
+	loopDone   chan struct{}
 
 	// The remover deletes doomed segments in the background: woken by
 	// sweep, it stops at stop and closes removerDone.
@@ -127,8 +141,30 @@ type catalog struct {
 }
 
 // minViewInterval spaces view rebuilds; a rebuild that took d is followed
-// by a pause of at least 2d, which bounds rebuilding to a third of a core.
+// by a pause of at least 2d, which bounds rebuilding to a third of a core,
+// except while rollups are left to load (loadBudget): that work is
+// finite, and the sooner it is done the less queries scan.
 const minViewInterval = 20 * time.Millisecond
+
+// catalogDB is the database of a tenant's DuckDB that holds its views and
+// rollup tables, and every connection's default: in memory like DuckDB's
+// own, but attached with COMPRESS, so that a checkpoint compresses its
+// tables, which DuckDB never does in its default in-memory database
+// (rollups.go). The views live there too because DuckDB lets one
+// transaction write to one database only, and a view change writes the
+// views and the rollup tables together.
+const catalogDB = "weir"
+
+// useCatalogDB is run on every new connection of a tenant's database.
+// The first attaches catalogDB; user SQL can do neither (vet).
+func useCatalogDB(e driver.ExecerContext) error {
+	for _, s := range []string{"ATTACH IF NOT EXISTS ':memory:' AS " + catalogDB + " (COMPRESS)", "USE " + catalogDB} {
+		if _, err := e.ExecContext(context.Background(), s, nil); err != nil {
+			return fmt.Errorf("query: %s: %w", s, err)
+		}
+	}
+	return nil
+}
 
 // stagedFile is the staged rows of one unpublished sink file.
 type stagedFile struct {
@@ -183,7 +219,7 @@ type retiredSegment struct {
 // newCatalog starts tenant's database, creates its views and locks it
 // down for user SQL. dataDir, lakeDir and staging are absolute.
 func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging string) (*catalog, error) {
-	connector, err := duckdb.NewConnector("", nil)
+	connector, err := duckdb.NewConnector("", useCatalogDB)
 	if err != nil {
 		return nil, fmt.Errorf("query: open duckdb: %w", err)
 	}
@@ -199,8 +235,9 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		staging:     staging,
 		globs:       !hasGlobMeta(staging),
 		files:       map[string][]string{},
-		rolled:      map[string]bool{},
-		loaded:      map[string]string{},
+		rolled:      map[string]int64{},
+		loaded:      map[string]loadedRollup{},
+		loadBudget:  rollupLoadBudget,
 		viewDefs:    map[string]string{},
 		staged:      map[string]*stagedFile{},
 		streams:     map[string]bool{},
@@ -234,14 +271,24 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 func (c *catalog) viewLoop() {
 	defer close(c.loopDone)
 	for {
+		var retry <-chan time.Time
+		if c.compressDue.Load() {
+			retry = time.After(compressRetry)
+		}
 		select {
 		case <-c.kick:
+		case <-retry:
 		case <-c.stop:
 			return
 		}
 		start := time.Now()
 		c.applyPending() // logs its error and marks the change to redo
 		pause := max(minViewInterval, 2*time.Since(start))
+		c.mu.Lock()
+		if c.loadingLocked() {
+			pause = minViewInterval
+		}
+		c.mu.Unlock()
 		select {
 		case <-time.After(pause):
 		case <-c.stop:
@@ -280,6 +327,14 @@ func (c *catalog) applyPending() error {
 	c.ddl.Lock()
 	defer c.ddl.Unlock()
 	c.mu.Lock()
+	if conn := c.conn; conn != nil && c.compressDue.Load() {
+		c.mu.Unlock()
+		done := c.compress(context.Background(), conn, false)
+		c.mu.Lock()
+		if done {
+			c.resumeLoadsLocked()
+		}
+	}
 	// After the change that held ddl: a stream it made is in c.streams.
 	for s := range c.wanted {
 		if !c.streams[s] {
@@ -311,15 +366,20 @@ func (c *catalog) applyPending() error {
 		c.setSchemaFilesLocked(jobs, time.Now())
 	}
 	stmts := c.viewStmtsLocked(streams)
+	alters := c.load.altersTables()
 	retiring := c.retiring
 	c.retiring = nil
 	c.mu.Unlock()
 
 	err := execViews(context.Background(), conn, stmts)
+	compressed := err == nil && c.compress(context.Background(), conn, alters)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commitLoadLocked(err == nil)
+	if compressed {
+		c.resumeLoadsLocked()
+	}
 	if err != nil {
 		c.log.Error("query: update views; retrying", "err", err)
 		c.retiring = append(retiring, c.retiring...)
@@ -345,7 +405,8 @@ func (c *catalog) sync(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	target := c.changes
-	for c.applied < target && c.conn != nil {
+	// Rollups left for later changes (loadBudget) are loaded too.
+	for (c.applied < target || c.loadingLocked()) && c.conn != nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -467,7 +528,7 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 			continue
 		}
 		c.files[f.Partition.Stream] = append(c.files[f.Partition.Stream], f.Path)
-		c.rolled[f.Path] = f.Rollup
+		c.rolled[f.Path] = rollupCost(f)
 		c.schemas[f.Path] = f.SchemaID()
 		c.noteColumns(f.Partition.Stream, f.Columns)
 		if !slices.Contains(streams, f.Partition.Stream) {
@@ -566,7 +627,7 @@ func (c *catalog) published(f sink.FileInfo) error {
 	sf := c.staged[f.ID]
 	delete(c.staged, f.ID)
 	c.files[p.Stream] = append(c.files[p.Stream], f.Path)
-	c.rolled[f.Path] = f.Rollup
+	c.rolled[f.Path] = rollupCost(f)
 	c.schemas[f.Path] = f.SchemaID()
 	c.noteColumns(p.Stream, f.Columns)
 	if sf != nil {
@@ -599,7 +660,7 @@ func (c *catalog) replaced(f sink.FileInfo, old []sink.FileInfo) {
 		sf.segments = append(sf.segments, o.Path)
 	}
 	c.files[p.Stream] = append(slices.DeleteFunc(c.files[p.Stream], func(path string) bool { return gone[path] }), f.Path)
-	c.rolled[f.Path] = f.Rollup
+	c.rolled[f.Path] = rollupCost(f)
 	c.schemas[f.Path] = f.SchemaID()
 	c.noteColumns(p.Stream, f.Columns)
 	// Retired like staging links: deleted once the views no longer list
@@ -774,9 +835,60 @@ func (c *catalog) applyViewsLocked(ctx context.Context, streams []string) error 
 		c.setSchemaFilesLocked(jobs, time.Now())
 	}
 	err := execViews(ctx, c.conn, c.viewStmtsLocked(streams))
+	compressed := err == nil && c.compress(ctx, c.conn, c.load.altersTables())
 	c.commitLoadLocked(err == nil)
+	if compressed {
+		c.resumeLoadsLocked()
+	}
 	return err
 }
+
+// compress checkpoints catalogDB after a change that altered the rollup
+// tables (altered), or while an earlier checkpoint is owed, which
+// compresses the rows the changes added and frees those they deleted
+// (rollups.go). It reports whether no checkpoint is owed any more. DuckDB
+// refuses a checkpoint while a transaction that wrote is still kept, and
+// it keeps one while any query that started before its commit runs, so
+// the checkpoint right after a change often fails; the view loop tries
+// again every compressRetry until one succeeds, and loads no more
+// rollups meanwhile. A checkpoint frees the rows as loaded, and their
+// pages are given back to the system at once. ddl must be held.
+func (c *catalog) compress(ctx context.Context, conn *sql.Conn, altered bool) bool {
+	if !altered && !c.compressDue.Load() {
+		return true
+	}
+	_, err := conn.ExecContext(ctx, "CHECKPOINT "+catalogDB)
+	c.compressDue.Store(err != nil)
+	if err != nil {
+		c.log.Debug("query: compress the rollup tables; trying again", "err", err)
+		return false
+	}
+	// The rows as loaded are freed now: hand their pages back.
+	purgeNativeMemory()
+	return true
+}
+
+// compressRetry is how often the view loop tries again a checkpoint
+// that failed (compress).
+const compressRetry = 50 * time.Millisecond
+
+// resumeLoadsLocked has the view loop load the rollups that changes left
+// for later (loadBudget), once the tables are compressed. mu must be
+// held.
+func (c *catalog) resumeLoadsLocked() {
+	if len(c.later) == 0 {
+		return
+	}
+	for _, s := range c.later {
+		c.changedLocked(s)
+	}
+	c.later = nil
+	c.loadTarget = c.changes
+}
+
+// loadingLocked reports whether rollups are left to load. mu must be
+// held.
+func (c *catalog) loadingLocked() bool { return len(c.later) > 0 || c.applied < c.loadTarget }
 
 // viewStmtsLocked returns the DDL that recreates the views of streams
 // from the catalog as it stands, with the rollup loads of their files,
@@ -843,7 +955,7 @@ func (c *catalog) logsQueryLocked() string {
 
 // viewName is the qualified name of a stream's view, so that nothing a
 // query could name first is read instead.
-func viewName(stream string) string { return "memory.main." + quoteIdent(stream) }
+func viewName(stream string) string { return catalogDB + ".main." + quoteIdent(stream) }
 
 // execViews runs view DDL in one transaction, so queries see all of the
 // change or none of it.

@@ -253,8 +253,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 }
 
 // Sync returns once every change made before the call (records staged,
-// files published or abandoned) is visible to queries and what those
-// changes left unseen by every running query is deleted, or ctx is done.
+// files published or abandoned) is visible to queries, the rollups of
+// the files they list are loaded (docs/format.md, "SQL views") and what
+// those changes left unseen by every running query is deleted, or ctx is
+// done.
 func (e *Engine) Sync(ctx context.Context) error {
 	e.mu.Lock()
 	cats := make([]*catalog, 0, len(e.catalogs))

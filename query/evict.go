@@ -166,7 +166,7 @@ func (c *catalog) restore(ctx context.Context, files []sink.FileInfo) error {
 		if !slices.Contains(c.files[s], f.Path) {
 			c.files[s] = append(c.files[s], f.Path)
 		}
-		c.rolled[f.Path] = f.Rollup
+		c.rolled[f.Path] = rollupCost(f)
 		c.schemas[f.Path] = f.SchemaID()
 		c.noteColumns(s, f.Columns)
 		c.changedLocked(s)

@@ -380,3 +380,12 @@ func relieveNativeMemory() {
 		C.weir_purge()
 	}
 }
+
+// purgeNativeMemory gives back the pages DuckDB's allocator holds free,
+// after work that freed much at once (compress): jemalloc decays them
+// only as it allocates again, so an idle server would keep them.
+func purgeNativeMemory() {
+	if nativeMem.installed.Load() {
+		C.weir_purge()
+	}
+}

@@ -24,3 +24,6 @@ func NativeMemory() NativeMemoryStats { return NativeMemoryStats{} }
 
 // relieveNativeMemory has nothing to do in this build.
 func relieveNativeMemory() {}
+
+// purgeNativeMemory has nothing to do in this build.
+func purgeNativeMemory() {}

@@ -5,7 +5,10 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+
+	"github.com/weirlabs/weir/sink"
 )
 
 // Rollups (docs/format.md, "Rollups" and "SQL views"): compacted files
@@ -28,37 +31,63 @@ import (
 //
 // Parsing footers at every query would cost more than the counts save,
 // so the catalog loads each listed file's rollup once into two tables
-// (weir_rollups.counts and weir_rollups.messages, keyed by file path) in
+// (weir_rollups.counts and weir_rollups.messages, keyed by a file id) in
 // the same transaction as the view change that lists the file, and
 // deletes them in the one that drops it: a query sees the rollups of
-// exactly the files its views list.
+// exactly the files its views list. The tables live in the tenant's
+// compressed in-memory database (catalogDB), and a change that altered
+// them is followed by a checkpoint, which compresses what it added: a
+// count takes ~2.6 bytes there against ~80 uncompressed, 60 days of 7
+// services 3.4 MB against 101 MB (bench/RESULTS.md, "Rollups
+// compressed"). DuckDB holds a transaction's new rows uncompressed until
+// that checkpoint, so one change loads at most rollupLoadBudget counts;
+// files it leaves for the next are counted by the hot view until then.
 //
-// The rows without a rollup (files not compacted yet, staged segments)
-// are one view of the whole tenant, weir_rollups.hot, a single scan like
-// logs' that lists every such file of every stream; log_counts and
-// log_messages are the counted rows of that view and the rollup tables.
-// Their own text never changes: a change recreates the hot view with
-// the stream views and logs, and a new stream costs no more than a new
-// file. (Views per stream, unioned, made every new stream rebind the
-// union of all of them, 0.7 s at 1,024 streams, and a query of
-// log_counts bind it again: bench/RESULTS.md, "Many streams, and times
-// spread over years".)
-
+// The rows without a rollup (files not compacted yet, staged segments,
+// and files whose rollups wait for a later change) are one view of the
+// whole tenant, weir_rollups.hot, a single scan like logs' that lists
+// every such file of every stream; log_counts and log_messages are the
+// counted rows of that view and the rollup tables. Their own text never
+// changes: a change recreates the hot view with the stream views and
+// logs, and a new stream costs no more than a new file. (Views per
+// stream, unioned, made every new stream rebind the union of all of
+// them, 0.7 s at 1,024 streams, and a query of log_counts bind it again:
+// bench/RESULTS.md, "Many streams, and times spread over years".)
 const (
 	countsView    = "log_counts"
 	messagesView  = "log_messages"
 	rollupSchema  = "weir_rollups"
-	countsTable   = "memory." + rollupSchema + ".counts"
-	messagesTable = "memory." + rollupSchema + ".messages"
-	hotView       = "memory." + rollupSchema + ".hot"
+	countsTable   = catalogDB + "." + rollupSchema + ".counts"
+	messagesTable = catalogDB + "." + rollupSchema + ".messages"
+	hotView       = catalogDB + "." + rollupSchema + ".hot"
 )
+
+// rollupLoadBudget bounds the counts one view change loads, by
+// rollupCost: ~40 MB uncompressed until the checkpoint that follows the
+// change, within the default memory_limit (Config.MemoryLimit) however
+// many rollups a start finds.
+const rollupLoadBudget = 1 << 19
+
+// rollupCost is what loading f's rollup costs, in counts: its
+// RollupCounts, or its rows when those are unknown (they bound them); 0
+// for a file without a rollup.
+func rollupCost(f sink.FileInfo) int64 {
+	switch {
+	case !f.Rollup:
+		return 0
+	case f.RollupCounts > 0:
+		return int64(f.RollupCounts)
+	default:
+		return max(f.Rows, 1)
+	}
+}
 
 // rollupSchemaStmts create the rollup tables, the hot view (empty until
 // the first change) and log_counts and log_messages over them.
 var rollupSchemaStmts = []string{
-	"CREATE SCHEMA IF NOT EXISTS memory." + rollupSchema,
-	"CREATE TABLE IF NOT EXISTS " + countsTable + ` (file VARCHAR, "stream" VARCHAR, "minute" TIMESTAMPTZ, "date" DATE, service_name VARCHAR, severity_number INTEGER, severity_text VARCHAR, pattern_id VARCHAR, n BIGINT)`,
-	"CREATE TABLE IF NOT EXISTS " + messagesTable + ` (file VARCHAR, "stream" VARCHAR, body VARCHAR, n BIGINT)`,
+	"CREATE SCHEMA IF NOT EXISTS " + catalogDB + "." + rollupSchema,
+	"CREATE TABLE IF NOT EXISTS " + countsTable + ` (file_id BIGINT, "stream" VARCHAR, "minute" TIMESTAMPTZ, "date" DATE, service_name VARCHAR, severity_number INTEGER, severity_text VARCHAR, pattern_id VARCHAR, n BIGINT)`,
+	"CREATE TABLE IF NOT EXISTS " + messagesTable + ` (file_id BIGINT, "stream" VARCHAR, body VARCHAR, n BIGINT)`,
 	"CREATE OR REPLACE VIEW " + hotView + " AS " + emptyView,
 	"CREATE OR REPLACE VIEW " + countsView + ` AS SELECT "stream", to_timestamp((epoch_ms("timestamp") // 60000) * 60) AS "minute", "date", service_name, severity_number, severity_text, attributes['pattern.id'] AS pattern_id, count(*) AS n FROM ` + hotView + ` GROUP BY ALL
 		UNION ALL SELECT "stream", "minute", "date", service_name, severity_number, severity_text, pattern_id, n FROM ` + countsTable,
@@ -75,33 +104,43 @@ const rollupJSONType = `{"counts": [{"m": "BIGINT", "s": "VARCHAR", "sn": "INTEG
 	`"services": ["VARCHAR"], "severity_texts": ["VARCHAR"], "patterns": ["VARCHAR"], "bodies": [{"b": "VARCHAR", "n": "BIGINT"}]}`
 
 // rollupInsertStmts returns the statements that add the rollups of the
-// given files (by stream) to the rollup tables: one INSERT per table.
+// given files (by stream) to the rollup tables, each file's rows under
+// its id in ids: one INSERT per table.
 // Counts come from version 1's objects, unnested, and from version 2's
 // arrays, unnested side by side (DuckDB unnests the lists of one SELECT
 // together, and an absent "p" gives NULL pattern ids) with their
 // dictionaries indexed from 1; a document of one version yields no rows
 // in the other's SELECT. Each SELECT parses the footers as it reads
 // them, so that only a file's rows are held at once (the tenant's
-// memory_limit bounds these statements).
+// memory_limit bounds these statements): a file's id comes from a CASE
+// over its path, as a join with the ids would have DuckDB hold every
+// parsed footer for its hash table (the 60-day lake failed at
+// memory_limit that way).
 //
 // One INSERT per table, because DuckDB 1.5.5 loses the rows of an
 // INSERT of more than a row group (122,880 rows) that follows, in the
 // same transaction, an INSERT into the same table that read footers and
 // added none: the commit succeeds and the rows are gone
 // (bench/RESULTS.md, "Rollups in columns"; TestRollupLoadOneInsert).
-func rollupInsertStmts(files map[string][]string) []string {
+func rollupInsertStmts(files map[string][]string, ids map[string]int64) []string {
 	streams := slices.Sorted(maps.Keys(files))
 	var counts, bodies []string
 	for _, stream := range streams {
-		docs := fmt.Sprintf("SELECT file_name, from_json(decode(value), %s) AS d FROM system.main.parquet_kv_metadata([%s]) WHERE decode(key) = 'weir.rollup'",
-			quoteString(rollupJSONType), quoteList(files[stream]))
+		var id strings.Builder
+		id.WriteString("CASE file_name")
+		for _, p := range files[stream] {
+			fmt.Fprintf(&id, " WHEN %s THEN %d", quoteString(p), ids[p])
+		}
+		id.WriteString(" END")
+		docs := fmt.Sprintf("SELECT %s AS file_id, from_json(decode(value), %s) AS d FROM system.main.parquet_kv_metadata([%s]) WHERE decode(key) = 'weir.rollup'",
+			id.String(), quoteString(rollupJSONType), quoteList(files[stream]))
 		qs := quoteString(stream)
 		counts = append(counts,
-			"SELECT file_name, "+qs+", to_timestamp(r.m / 1000) AS t, CAST(t AS DATE), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_name, unnest(d.counts) AS r FROM ("+docs+"))",
-			"SELECT file_name, "+qs+", to_timestamp((m0 + m) * 60) AS t, CAST(t AS DATE), sv[s + 1], sn, stv[st + 1], pv[p + 1], n "+
-				"FROM (SELECT file_name, d.m0 AS m0, d.services AS sv, d.severity_texts AS stv, d.patterns AS pv, "+
+			"SELECT file_id, "+qs+", to_timestamp(r.m / 1000) AS t, CAST(t AS DATE), r.s, r.sn, r.st, r.p, r.n FROM (SELECT file_id, unnest(d.counts) AS r FROM ("+docs+"))",
+			"SELECT file_id, "+qs+", to_timestamp((m0 + m) * 60) AS t, CAST(t AS DATE), sv[s + 1], sn, stv[st + 1], pv[p + 1], n "+
+				"FROM (SELECT file_id, d.m0 AS m0, d.services AS sv, d.severity_texts AS stv, d.patterns AS pv, "+
 				"unnest(d.m) AS m, unnest(d.s) AS s, unnest(d.sn) AS sn, unnest(d.st) AS st, unnest(d.p) AS p, unnest(d.n) AS n FROM ("+docs+"))")
-		bodies = append(bodies, "SELECT file_name, "+qs+", r.b, r.n FROM (SELECT file_name, unnest(d.bodies) AS r FROM ("+docs+"))")
+		bodies = append(bodies, "SELECT file_id, "+qs+", r.b, r.n FROM (SELECT file_id, unnest(d.bodies) AS r FROM ("+docs+"))")
 	}
 	return []string{
 		"INSERT INTO " + countsTable + " " + strings.Join(counts, " UNION ALL "),
@@ -112,43 +151,79 @@ func rollupInsertStmts(files map[string][]string) []string {
 // rollupLoad is a change to the rollup tables: the files whose rollups
 // a view change loads and drops.
 type rollupLoad struct {
-	add  map[string]string // path to stream
+	add  map[string]loadedRollup // by path
 	drop map[string]bool
 	defs map[string]string // the views it recreates: name to SELECT
+	// later are the streams with rollups left for a later change
+	// (rollupLoadBudget).
+	later []string
 }
 
+// loadedRollup is a file whose rollup the tables hold, or will once the
+// change that loads it commits.
+type loadedRollup struct {
+	stream string
+	id     int64 // file_id in the tables: paths are long, and the same in every row of the file
+}
+
+// altersTables reports whether the change adds or drops rollups.
+func (l *rollupLoad) altersTables() bool { return len(l.add) > 0 || len(l.drop) > 0 }
+
 // rollupLoadStmtsLocked returns the statements that load the rollups
-// of the given streams' newly listed files and drop those of files they
-// no longer list, which it records in c.load for commitLoadLocked: at
-// most one DELETE and one INSERT per table (rollupInsertStmts). mu and
-// ddl must be held.
+// of the given streams' newly listed files, newest first and up to
+// c.loadBudget counts (at least one file; none while a checkpoint is
+// owed, see compress), and drop those of files they no
+// longer list, which it records in c.load for commitLoadLocked: at most
+// one DELETE and one INSERT per table (rollupInsertStmts). mu and ddl
+// must be held.
 func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 	add := map[string][]string{} // stream to files
 	var drop []string
+	listed := map[string]bool{}
+	changing := make(map[string]bool, len(streams))
+	budget := c.loadBudget
+	if c.compressDue.Load() {
+		budget = 0 // what the last loads added is not compressed yet
+	}
 	for _, stream := range streams {
-		var covered []string
+		changing[stream] = true
+		var pending []string
 		for _, p := range c.pathsLocked(stream) {
-			if c.rolled[p] {
-				covered = append(covered, p)
-				if c.loaded[p] == "" {
-					add[stream] = append(add[stream], p)
+			if c.rolled[p] > 0 {
+				listed[p] = true
+				if _, ok := c.loaded[p]; !ok {
+					pending = append(pending, p)
 				}
 			}
 		}
-		for p, s := range c.loaded {
-			if s == stream && !slices.Contains(covered, p) {
-				drop = append(drop, p)
+		slices.SortFunc(pending, newestFirst)
+		for _, p := range pending {
+			if cost := c.rolled[p]; cost <= budget || budget == c.loadBudget {
+				add[stream] = append(add[stream], p)
+				budget -= min(cost, budget)
+				continue
 			}
+			c.load.later = append(c.load.later, stream)
+			break
 		}
 		sort.Strings(add[stream])
+	}
+	for p, l := range c.loaded {
+		if !listed[p] && changing[l.stream] {
+			drop = append(drop, p)
+		}
 	}
 	sort.Strings(drop)
 	var stmts []string
 	if len(drop) > 0 {
-		list := quoteList(drop)
+		ids := make([]string, len(drop))
+		for i, p := range drop {
+			ids[i] = strconv.FormatInt(c.loaded[p].id, 10)
+		}
+		list := strings.Join(ids, ", ")
 		stmts = append(stmts,
-			"DELETE FROM "+countsTable+" WHERE file IN ("+list+")",
-			"DELETE FROM "+messagesTable+" WHERE file IN ("+list+")")
+			"DELETE FROM "+countsTable+" WHERE file_id IN ("+list+")",
+			"DELETE FROM "+messagesTable+" WHERE file_id IN ("+list+")")
 		if c.load.drop == nil {
 			c.load.drop = map[string]bool{}
 		}
@@ -157,15 +232,18 @@ func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 		}
 	}
 	if len(add) > 0 {
-		stmts = append(stmts, rollupInsertStmts(add)...)
 		if c.load.add == nil {
-			c.load.add = map[string]string{}
+			c.load.add = map[string]loadedRollup{}
 		}
-		for stream, files := range add {
-			for _, p := range files {
-				c.load.add[p] = stream
+		ids := map[string]int64{}
+		for _, stream := range slices.Sorted(maps.Keys(add)) {
+			for _, p := range add[stream] {
+				c.lastFileID++
+				ids[p] = c.lastFileID
+				c.load.add[p] = loadedRollup{stream: stream, id: c.lastFileID}
 			}
 		}
+		stmts = append(stmts, rollupInsertStmts(add, ids)...)
 	}
 	return stmts
 }
@@ -182,7 +260,7 @@ func (c *catalog) hotViewStmtsLocked(stmts []string) []string {
 	for _, s := range names {
 		for _, p := range c.pathsLocked(s) {
 			_, adding := c.load.add[p]
-			if !adding && (c.loaded[p] == "" || c.load.drop[p]) {
+			if _, loaded := c.loaded[p]; !adding && (!loaded || c.load.drop[p]) {
 				hot = append(hot, p)
 			}
 		}
@@ -206,14 +284,21 @@ func (c *catalog) defineLocked(stmts []string, name, def string) []string {
 
 // commitLoadLocked applies the recorded change to the rollup tables to
 // c.loaded once its statements committed (ok), and forgets it either
-// way. mu must be held.
+// way. Streams with rollups left to load are kept in c.later, for the
+// view loop to load once the tables are compressed (resumeLoadsLocked);
+// Sync waits for them. mu must be held.
 func (c *catalog) commitLoadLocked(ok bool) {
 	if ok {
+		for _, s := range c.load.later {
+			if !slices.Contains(c.later, s) {
+				c.later = append(c.later, s)
+			}
+		}
 		for p := range c.load.drop {
 			delete(c.loaded, p)
 		}
-		for p, s := range c.load.add {
-			c.loaded[p] = s
+		for p, l := range c.load.add {
+			c.loaded[p] = l
 		}
 		for name, def := range c.load.defs {
 			c.viewDefs[name] = def

@@ -120,6 +120,29 @@ func rolledFiles(lake *sink.Lake) (rolled []sink.FileInfo, all int) {
 	return rolled, len(lake.Files())
 }
 
+// openRollupLake opens the lake in dir/lake for e, with its files added:
+// files of an hour each, compacted only by Compact, retention of 30 days
+// applied only by Retain.
+func openRollupLake(t *testing.T, e *Engine, dir string) *sink.Lake {
+	t.Helper()
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	scfg.CompactAge = 0    // off: Compact compacts every file
+	scfg.DayFilesAfter = 0 // a file per hour: the tests count the files of their hours
+	scfg.Retention.Default = 30 * 24 * time.Hour
+	scfg.Retention.Interval = time.Hour // Retain runs it
+	lake, err := sink.New(scfg, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lake.Shutdown(context.Background()) })
+	if err := e.AddFiles(lake.Files()); err != nil {
+		t.Fatal(err)
+	}
+	return lake
+}
+
 // TestRollupViewsEqualScans: log_counts and log_messages answer as the
 // same counts over the logs view do, over staged rows, published files,
 // compacted files with rollups and all of them together; after retention
@@ -130,22 +153,7 @@ func TestRollupViewsEqualScans(t *testing.T) {
 	dir := t.TempDir()
 	open := func() (*Engine, *sink.Lake) {
 		e := openEngine(t, dir)
-		scfg := sink.DefaultConfig()
-		scfg.Dir = filepath.Join(dir, "lake")
-		scfg.MaxFileAge = time.Hour
-		scfg.CompactAge = 0    // off: Compact compacts every file
-		scfg.DayFilesAfter = 0 // a file per hour: the test counts the files of its hours
-		scfg.Retention.Default = 30 * 24 * time.Hour
-		scfg.Retention.Interval = time.Hour // Retain runs it
-		lake, err := sink.New(scfg, e, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { lake.Shutdown(context.Background()) })
-		if err := e.AddFiles(lake.Files()); err != nil {
-			t.Fatal(err)
-		}
-		return e, lake
+		return e, openRollupLake(t, e, dir)
 	}
 	e, lake := open()
 	ctx := context.Background()
@@ -272,12 +280,196 @@ func TestRollupViewsEqualScans(t *testing.T) {
 	}
 }
 
+// TestRollupLoadInSteps: a start that finds more rollup counts than one
+// view change loads (the catalog's budget, one count here) loads them
+// over several changes, a file each, newest first, while log_counts and
+// log_messages count every row of logs; once done, the tables hold every
+// file's rollup, compressed.
+func TestRollupLoadInSteps(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	e := openEngine(t, dir)
+	lake := openRollupLake(t, e, dir)
+	start := time.Now().UTC().Truncate(time.Hour).Add(-72 * time.Hour)
+	for i, s := range []string{"app", "app", "app", "db", "db"} {
+		rollupRecords(t, lake, s, start.Add(time.Duration(i)*time.Hour), 1200, i)
+	}
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lake.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rolled, all := rolledFiles(lake); len(rolled) != 5 || all != 5 {
+		t.Fatalf("after compaction %d of %d files have a rollup, want 5 of 5", len(rolled), all)
+	}
+	total := checkRollups(t, e, "before the restart")
+	if err := lake.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e = openEngine(t, dir)
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ddl.Lock()
+	c.mu.Lock()
+	c.loadBudget = 1
+	before := c.changes
+	c.mu.Unlock()
+	c.ddl.Unlock()
+	lake = openRollupLake(t, e, dir) // adds the files: the first change
+
+	c.mu.Lock()
+	first := len(c.loaded) // the view loop may have loaded more since
+	c.mu.Unlock()
+	if first == 0 {
+		t.Fatal("the change that added the files loaded no rollup")
+	}
+
+	// Checked while the view loop loads the rest, and once more after.
+	checks := 0
+	synced := make(chan error, 1)
+	go func() { synced <- e.Sync(ctx) }()
+	for done := false; !done; {
+		select {
+		case err := <-synced:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		default:
+		}
+		got := queryInts(t, e, "SELECT (SELECT count(*) FROM logs), (SELECT sum(n)::BIGINT FROM log_counts), (SELECT sum(n)::BIGINT FROM log_messages)")
+		if !slices.Equal(got, []int64{total, total, total}) {
+			t.Fatalf("check %d while loading: logs, log_counts, log_messages count %v, want %d each", checks, got, total)
+		}
+		checks++
+	}
+	c.mu.Lock()
+	loaded, changes := len(c.loaded), c.changes-before
+	c.mu.Unlock()
+	if loaded != 5 {
+		t.Errorf("after Sync the tables hold the rollups of %d files, want 5", loaded)
+	}
+	if changes < 4 {
+		t.Errorf("the loads took %d more changes, want at least 4 (one file each)", changes)
+	}
+	checkRollups(t, e, "after the loads")
+
+	// Compressed: DuckDB stores no segment of the tables uncompressed.
+	// The last change's checkpoint may have failed while the checks
+	// above ran; the view loop tries again until one succeeds.
+	deadline := time.Now().Add(time.Minute)
+	for c.compressDue.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for _, table := range []string{countsTable, messagesTable} {
+		var segments, plain int64
+		c.ddl.Lock()
+		err := c.conn.QueryRowContext(ctx, "SELECT count(*), count(*) FILTER (compression = 'Uncompressed') FROM pragma_storage_info("+quoteString(table)+")").Scan(&segments, &plain)
+		c.ddl.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if segments == 0 || plain > 0 {
+			t.Errorf("%s: %d of %d segments uncompressed, want none of some", table, plain, segments)
+		}
+	}
+}
+
+// TestRollupLoadOrder: one change loads the newest rollups of the
+// changed streams first, up to the budget and at least one file, and
+// leaves the others' streams to be changed again.
+func TestRollupLoadOrder(t *testing.T) {
+	c := &catalog{
+		files: map[string][]string{
+			"app": {"/l/stream=app/date=2026-01-01/hour=01/a.parquet", "/l/stream=app/date=2026-01-03/hour=01/b.parquet", "/l/stream=app/date=2026-01-02/hour=24/c.parquet", "/l/stream=app/date=2026-01-04/hour=02/hot.parquet"},
+			"db":  {"/l/stream=db/date=2026-01-05/hour=01/d.parquet"},
+		},
+		rolled: map[string]int64{
+			"/l/stream=app/date=2026-01-01/hour=01/a.parquet": 10,
+			"/l/stream=app/date=2026-01-03/hour=01/b.parquet": 30,
+			"/l/stream=app/date=2026-01-02/hour=24/c.parquet": 20,
+			"/l/stream=db/date=2026-01-05/hour=01/d.parquet":  5,
+		},
+		loaded:   map[string]loadedRollup{"/l/stream=app/date=2025-12-01/hour=01/gone.parquet": {stream: "app", id: 7}},
+		staged:   map[string]*stagedFile{},
+		dirty:    map[string]bool{},
+		viewDefs: map[string]string{},
+		kick:     make(chan struct{}, 1),
+	}
+	step := func(budget int64, streams ...string) (add []string, drop []string, later []string) {
+		c.loadBudget = budget
+		c.rollupLoadStmtsLocked(streams)
+		for p := range c.load.add {
+			add = append(add, filepath.Base(p))
+		}
+		for p := range c.load.drop {
+			drop = append(drop, filepath.Base(p))
+		}
+		slices.Sort(add)
+		slices.Sort(drop)
+		later = c.load.later
+		return
+	}
+	add, drop, later := step(25, "app", "db")
+	if !slices.Equal(add, []string{"b.parquet"}) || !slices.Equal(drop, []string{"gone.parquet"}) || !slices.Equal(later, []string{"app", "db"}) {
+		t.Errorf("budget 25: add %v, drop %v, later %v; want b (newest, over the budget but first), gone, and app and db later", add, drop, later)
+	}
+	c.commitLoadLocked(true)
+	if len(c.dirty) != 0 || !slices.Equal(c.later, []string{"app", "db"}) || !c.loadingLocked() {
+		t.Errorf("after the change: dirty %v, later %v, loading %v; want app and db left for later", c.dirty, c.later, c.loadingLocked())
+	}
+	c.resumeLoadsLocked() // once compressed
+	if !c.dirty["app"] || !c.dirty["db"] || len(c.later) != 0 || !c.loadingLocked() {
+		t.Errorf("resumed: dirty %v, later %v, loading %v; want app and db changed again, and loading", c.dirty, c.later, c.loadingLocked())
+	}
+	c.applied = c.changes
+
+	// While a checkpoint is owed, a change loads nothing.
+	c.compressDue.Store(true)
+	if add, _, later = step(25, "app", "db"); len(add) != 0 || !slices.Equal(later, []string{"app", "db"}) {
+		t.Errorf("checkpoint owed: add %v, later %v; want nothing, app and db later", add, later)
+	}
+	c.commitLoadLocked(false)
+	c.compressDue.Store(false)
+
+	add, drop, later = step(25, "app", "db")
+	if !slices.Equal(add, []string{"c.parquet", "d.parquet"}) || len(drop) != 0 || !slices.Equal(later, []string{"app"}) {
+		t.Errorf("second change: add %v, drop %v, later %v; want c and d (20 and 5 of 25; a's 10 would exceed it), app later", add, drop, later)
+	}
+	c.commitLoadLocked(true)
+	c.resumeLoadsLocked()
+	c.applied = c.changes
+	add, _, later = step(100, "app")
+	if !slices.Equal(add, []string{"a.parquet"}) || len(later) != 0 {
+		t.Errorf("third change: add %v, later %v; want a, nothing later", add, later)
+	}
+	c.commitLoadLocked(true)
+	c.resumeLoadsLocked()
+	if c.loadingLocked() || len(c.loaded) != 4 {
+		t.Errorf("after the last change: loading %v, %d files loaded; want not loading, 4", c.loadingLocked(), len(c.loaded))
+	}
+	ids := map[int64]bool{}
+	for p, l := range c.loaded {
+		if l.id <= 0 || ids[l.id] || l.stream != strings.Split(strings.Split(p, "stream=")[1], "/")[0] {
+			t.Errorf("%s loaded as %+v: want a new id and its stream", p, l)
+		}
+		ids[l.id] = true
+	}
+}
+
 // rollupDB returns a connection to a new DuckDB database with the rollup
 // tables and views, and a function that writes a Parquet file of one row
 // whose footer holds the given weir.rollup value and returns its path.
 func rollupDB(t *testing.T) (*sql.Conn, func(name, rollup string) string) {
 	t.Helper()
-	connector, err := duckdb.NewConnector("", nil)
+	connector, err := duckdb.NewConnector("", useCatalogDB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,15 +524,17 @@ func TestRollupVersions(t *testing.T) {
 		"v2 empty":            nil,
 	}
 	want["v2"] = want["v1"]
+	var id int64
 	for name, doc := range docs {
 		path := writeFile(strings.ReplaceAll(name, " ", "_"), doc)
-		for _, s := range rollupInsertStmts(map[string][]string{"app": {path}}) {
+		id++
+		for _, s := range rollupInsertStmts(map[string][]string{"app": {path}}, map[string]int64{path: id}) {
 			if _, err := conn.ExecContext(ctx, s); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 		}
 		var got []string
-		rows, err := conn.QueryContext(ctx, `SELECT epoch("minute")::BIGINT // 60, service_name, severity_number, severity_text, pattern_id, n, "date" = CAST("minute" AS DATE), "stream" FROM `+countsTable+` WHERE file = ?`, path)
+		rows, err := conn.QueryContext(ctx, `SELECT epoch("minute")::BIGINT // 60, service_name, severity_number, severity_text, pattern_id, n, "date" = CAST("minute" AS DATE), "stream" FROM `+countsTable+` WHERE file_id = ?`, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,7 +558,7 @@ func TestRollupVersions(t *testing.T) {
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
-		rows, err = conn.QueryContext(ctx, "SELECT body, n FROM "+messagesTable+" WHERE file = ?", path)
+		rows, err = conn.QueryContext(ctx, "SELECT body, n FROM "+messagesTable+" WHERE file_id = ?", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +605,13 @@ func TestRollupLoadOneInsert(t *testing.T) {
 	for i := range files {
 		add["b"] = append(add["b"], writeFile(fmt.Sprintf("full%d", i), full))
 	}
-	if err := execViews(ctx, conn, rollupInsertStmts(add)); err != nil {
+	ids := map[string]int64{}
+	for _, files := range add {
+		for _, p := range files {
+			ids[p] = int64(len(ids) + 1)
+		}
+	}
+	if err := execViews(ctx, conn, rollupInsertStmts(add, ids)); err != nil {
 		t.Fatal(err)
 	}
 	var n, sum int64

@@ -136,7 +136,7 @@ func TestSchemaFile(t *testing.T) {
 	stageRecords(t, lake, "beta", 10, 2)
 	publishAll(t, lake, e)
 	for _, s := range viewStmts(t, e, "beta") {
-		if strings.Contains(s, string(filepath.Separator)+schemaDir+string(filepath.Separator)) && strings.HasPrefix(s, "CREATE OR REPLACE VIEW memory.main.\"beta\"") {
+		if strings.Contains(s, string(filepath.Separator)+schemaDir+string(filepath.Separator)) && strings.HasPrefix(s, "CREATE OR REPLACE VIEW weir.main.\"beta\"") {
 			t.Errorf("DDL for beta %.300q lists a schema file", s)
 		}
 	}

@@ -77,7 +77,7 @@ func TestLogsViewOneScan(t *testing.T) {
 	// alpha's view, the hot view and logs: log_counts and log_messages
 	// name the hot view and stay as they are.
 	stmts := viewStmts(t, e, "alpha")
-	if len(stmts) != 3 || !strings.Contains(stmts[0], "VIEW memory.main.\"alpha\"") || !strings.HasPrefix(stmts[1], "CREATE OR REPLACE VIEW "+hotView+" ") ||
+	if len(stmts) != 3 || !strings.Contains(stmts[0], "VIEW weir.main.\"alpha\"") || !strings.HasPrefix(stmts[1], "CREATE OR REPLACE VIEW "+hotView+" ") ||
 		!strings.HasPrefix(stmts[2], "CREATE OR REPLACE VIEW logs ") {
 		t.Fatalf("DDL for a change to alpha: %q, want alpha's view, the hot view and logs", stmts)
 	}
@@ -109,7 +109,7 @@ func TestLogsViewOneScan(t *testing.T) {
 	delete(c.streams, "fresh")
 	c.mu.Unlock()
 	c.ddl.Unlock()
-	if len(stmts) != 1 || !strings.HasPrefix(stmts[0], `CREATE OR REPLACE VIEW memory.main."fresh" AS `+emptyView) {
+	if len(stmts) != 1 || !strings.HasPrefix(stmts[0], `CREATE OR REPLACE VIEW weir.main."fresh" AS `+emptyView) {
 		t.Errorf("DDL for a new stream: %q, want its own empty view only", stmts)
 	}
 	if err := e.EnsureStream(record.DefaultTenant, "fresh"); err != nil {
