@@ -172,10 +172,10 @@ func (l *rollupLoad) altersTables() bool { return len(l.add) > 0 || len(l.drop) 
 // rollupLoadStmtsLocked returns the statements that load the rollups
 // of the given streams' newly listed files, newest first and up to
 // c.loadBudget counts (at least one file; none while a checkpoint is
-// owed, see compress), and drop those of files they no
-// longer list, which it records in c.load for commitLoadLocked: at most
-// one DELETE and one INSERT per table (rollupInsertStmts). mu and ddl
-// must be held.
+// owed, see compress), and drop those of files they no longer list,
+// which it records in c.load for commitLoadLocked: at most one DELETE
+// and one INSERT per table (rollupInsertStmts). mu and ddl must be
+// held.
 func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 	add := map[string][]string{} // stream to files
 	var drop []string
