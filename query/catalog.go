@@ -76,6 +76,11 @@ type catalog struct {
 	loaded map[string]loadedRollup // files whose rollups the tables hold, by path
 	// lastFileID is the last file id given to a rollup load.
 	lastFileID int64
+	// suspect are files whose rollup was in a load that failed, loaded
+	// alone since (suspectLoadLocked).
+	suspect map[string]bool
+	// deferLoads is set while a change leaves every rollup to later ones.
+	deferLoads bool
 	load       rollupLoad // the change of the view change being made
 	// loadBudget bounds the rollup counts one change loads:
 	// rollupLoadBudget, smaller in tests.
@@ -237,6 +242,7 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		files:       map[string][]string{},
 		rolled:      map[string]int64{},
 		loaded:      map[string]loadedRollup{},
+		suspect:     map[string]bool{},
 		loadBudget:  rollupLoadBudget,
 		viewDefs:    map[string]string{},
 		staged:      map[string]*stagedFile{},
@@ -507,7 +513,8 @@ func (c *catalog) close() error {
 	return errors.Join(errs...)
 }
 
-// addFiles makes already published files of the tenant visible.
+// addFiles makes already published files of the tenant visible, and has
+// the view loop load their rollups.
 func (c *catalog) addFiles(files []sink.FileInfo) error {
 	c.ddl.Lock()
 	defer c.ddl.Unlock()
@@ -535,6 +542,11 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 			streams = append(streams, f.Partition.Stream)
 		}
 	}
+	// The files are visible once this returns; their rollups are loaded
+	// by the view loop (Sync waits for them), so that a start waits for
+	// none and a rollup that fails to load cannot fail it.
+	c.deferLoads = true
+	defer func() { c.deferLoads = false }()
 	return c.applyViewsLocked(context.Background(), streams)
 }
 

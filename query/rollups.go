@@ -172,18 +172,18 @@ func (l *rollupLoad) altersTables() bool { return len(l.add) > 0 || len(l.drop) 
 // rollupLoadStmtsLocked returns the statements that load the rollups
 // of the given streams' newly listed files, newest first and up to
 // c.loadBudget counts (at least one file; none while a checkpoint is
-// owed, see compress), and drop those of files they no longer list,
-// which it records in c.load for commitLoadLocked: at most one DELETE
-// and one INSERT per table (rollupInsertStmts). mu and ddl must be
-// held.
+// owed, see compress, or in addFiles' change; a suspect only alone, see
+// suspectLoadLocked), and drop those of files they no longer list, which
+// it records in c.load for commitLoadLocked: at most one DELETE and one
+// INSERT per table (rollupInsertStmts). mu and ddl must be held.
 func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 	add := map[string][]string{} // stream to files
 	var drop []string
 	listed := map[string]bool{}
 	changing := make(map[string]bool, len(streams))
 	budget := c.loadBudget
-	if c.compressDue.Load() {
-		budget = 0 // what the last loads added is not compressed yet
+	if c.compressDue.Load() || c.deferLoads {
+		budget = 0
 	}
 	for _, stream := range streams {
 		changing[stream] = true
@@ -198,7 +198,11 @@ func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 		}
 		slices.SortFunc(pending, newestFirst)
 		for _, p := range pending {
-			if cost := c.rolled[p]; cost <= budget || budget == c.loadBudget {
+			cost := c.rolled[p]
+			if c.suspect[p] {
+				cost = c.loadBudget // alone, or not at all
+			}
+			if cost <= budget || budget == c.loadBudget {
 				add[stream] = append(add[stream], p)
 				budget -= min(cost, budget)
 				continue
@@ -284,11 +288,18 @@ func (c *catalog) defineLocked(stmts []string, name, def string) []string {
 
 // commitLoadLocked applies the recorded change to the rollup tables to
 // c.loaded once its statements committed (ok), and forgets it either
-// way. Streams with rollups left to load are kept in c.later, for the
+// way; the rollups of a change that failed are suspects
+// (suspectLoadLocked). Streams with rollups left to load are kept in c.later, for the
 // view loop to load once the tables are compressed (resumeLoadsLocked);
 // Sync waits for them. mu must be held.
 func (c *catalog) commitLoadLocked(ok bool) {
+	if !ok && len(c.load.add) > 0 {
+		c.suspectLoadLocked()
+	}
 	if ok {
+		for p := range c.load.add {
+			delete(c.suspect, p)
+		}
 		for _, s := range c.load.later {
 			if !slices.Contains(c.later, s) {
 				c.later = append(c.later, s)
@@ -305,6 +316,28 @@ func (c *catalog) commitLoadLocked(ok bool) {
 		}
 	}
 	c.load = rollupLoad{}
+}
+
+// suspectLoadLocked records that the change loading c.load.add failed.
+// Its files' rollups are loaded one at a time from then on, so that one
+// that fails to load (a footer that does not parse, say) holds back
+// neither the views nor the others' rollups; a file whose rollup fails
+// alone is counted from its rows for good (its cost set to 0). mu must
+// be held.
+func (c *catalog) suspectLoadLocked() {
+	if len(c.load.add) == 1 {
+		for p := range c.load.add {
+			if c.suspect[p] {
+				delete(c.suspect, p)
+				c.rolled[p] = 0
+				c.log.Warn("query: a file's rollup cannot be loaded; its rows are counted from the file", "path", p)
+				return
+			}
+		}
+	}
+	for p := range c.load.add {
+		c.suspect[p] = true
+	}
 }
 
 func quoteList(ss []string) string {

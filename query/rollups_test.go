@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -282,9 +283,9 @@ func TestRollupViewsEqualScans(t *testing.T) {
 
 // TestRollupLoadInSteps: a start that finds more rollup counts than one
 // view change loads (the catalog's budget, one count here) loads them
-// over several changes, a file each, newest first, while log_counts and
-// log_messages count every row of logs; once done, the tables hold every
-// file's rollup, compressed.
+// in the view loop over several changes, a file each, while log_counts
+// and log_messages count every row of logs; once done, the tables hold
+// every file's rollup, compressed.
 func TestRollupLoadInSteps(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -322,14 +323,7 @@ func TestRollupLoadInSteps(t *testing.T) {
 	before := c.changes
 	c.mu.Unlock()
 	c.ddl.Unlock()
-	lake = openRollupLake(t, e, dir) // adds the files: the first change
-
-	c.mu.Lock()
-	first := len(c.loaded) // the view loop may have loaded more since
-	c.mu.Unlock()
-	if first == 0 {
-		t.Fatal("the change that added the files loaded no rollup")
-	}
+	lake = openRollupLake(t, e, dir) // adds the files; the view loop loads their rollups
 
 	// Checked while the view loop loads the rest, and once more after.
 	checks := 0
@@ -385,6 +379,85 @@ func TestRollupLoadInSteps(t *testing.T) {
 	}
 }
 
+// TestRollupLoadFailure: a compacted file whose rollup does not parse
+// holds back neither the views nor the other files' rollups: its rows
+// are counted from the file, the others' from the tables, new rows
+// still become visible, and the files are added (as at a start) without
+// an error.
+func TestRollupLoadFailure(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	e := openEngine(t, dir)
+	lake := openRollupLake(t, e, dir)
+	start := time.Now().UTC().Truncate(time.Hour).Add(-48 * time.Hour)
+	rollupRecords(t, lake, "app", start, 1200, 0)
+	rollupRecords(t, lake, "app", start.Add(time.Hour), 600, 1)
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lake.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rolled, _ := rolledFiles(lake)
+	if len(rolled) != 2 {
+		t.Fatalf("%d files with a rollup, want 2", len(rolled))
+	}
+
+	// A copy of the second file's rows whose footer's rollup is not
+	// JSON, written by DuckDB beside it.
+	good := rolled[1]
+	bad := good
+	bad.ID = "20991231T235959.000000000Z-0badf00d"
+	bad.Path = filepath.Join(filepath.Dir(good.Path), bad.ID+".parquet")
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("COPY (FROM read_parquet(%s)) TO %s (FORMAT parquet, KV_METADATA {'weir.rollup': '{\"v\":2,\"n\":[1,'})",
+		quoteString(good.Path), quoteString(bad.Path))); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddFiles([]sink.FileInfo{bad}); err != nil {
+		t.Fatalf("adding a file whose rollup does not parse: %v", err)
+	}
+	total := checkRollups(t, e, "with a rollup that does not parse")
+	if want := int64(1200 + 600 + 600); total != want {
+		t.Fatalf("logs has %d rows, want %d", total, want)
+	}
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	_, badLoaded := c.loaded[bad.Path]
+	loaded, cost := len(c.loaded), c.rolled[bad.Path]
+	hot := c.viewDefs[hotView]
+	c.mu.Unlock()
+	if badLoaded || loaded != 2 || cost != 0 || !strings.Contains(hot, bad.ID) {
+		t.Errorf("bad file loaded %v, %d files loaded, its cost %d, in the hot view %v; want it counted from its rows, the other 2 loaded",
+			badLoaded, loaded, cost, strings.Contains(hot, bad.ID))
+	}
+
+	// New rows still become visible, compacted ones with their rollup.
+	rollupRecords(t, lake, "app", start.Add(2*time.Hour), 300, 2)
+	if err := lake.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lake.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := checkRollups(t, e, "after new rows"); got != total+300 {
+		t.Fatalf("after new rows logs has %d rows, want %d", got, total+300)
+	}
+	c.mu.Lock()
+	loaded = len(c.loaded)
+	c.mu.Unlock()
+	if loaded != 3 {
+		t.Errorf("%d files loaded, want 3", loaded)
+	}
+}
+
 // TestRollupLoadOrder: one change loads the newest rollups of the
 // changed streams first, up to the budget and at least one file, and
 // leaves the others' streams to be changed again.
@@ -401,6 +474,8 @@ func TestRollupLoadOrder(t *testing.T) {
 			"/l/stream=db/date=2026-01-05/hour=01/d.parquet":  5,
 		},
 		loaded:   map[string]loadedRollup{"/l/stream=app/date=2025-12-01/hour=01/gone.parquet": {stream: "app", id: 7}},
+		suspect:  map[string]bool{},
+		log:      slog.New(slog.DiscardHandler),
 		staged:   map[string]*stagedFile{},
 		dirty:    map[string]bool{},
 		viewDefs: map[string]string{},
@@ -464,6 +539,37 @@ func TestRollupLoadOrder(t *testing.T) {
 			t.Errorf("%s loaded as %+v: want a new id and its stream", p, l)
 		}
 		ids[l.id] = true
+	}
+
+	// A load that fails makes its files suspects, loaded alone; one that
+	// fails alone is counted from its rows for good.
+	for _, name := range []string{"e", "f"} {
+		p := "/l/stream=db/date=2026-01-06/hour=0" + map[string]string{"e": "1", "f": "2"}[name] + "/" + name + ".parquet"
+		c.files["db"] = append(c.files["db"], p)
+		c.rolled[p] = 5
+	}
+	if add, _, _ = step(100, "db"); !slices.Equal(add, []string{"e.parquet", "f.parquet"}) {
+		t.Fatalf("new files: add %v, want e and f", add)
+	}
+	c.commitLoadLocked(false)
+	if len(c.suspect) != 2 {
+		t.Fatalf("after a failed load of e and f: suspects %v", c.suspect)
+	}
+	add, _, later = step(100, "db")
+	if !slices.Equal(add, []string{"f.parquet"}) || !slices.Equal(later, []string{"db"}) {
+		t.Errorf("suspects: add %v, later %v; want f alone (the newest), db later", add, later)
+	}
+	c.commitLoadLocked(false) // f fails alone
+	if c.suspect["/l/stream=db/date=2026-01-06/hour=02/f.parquet"] || c.rolled["/l/stream=db/date=2026-01-06/hour=02/f.parquet"] != 0 {
+		t.Errorf("f failed alone: suspect %v, cost %d; want neither", c.suspect, c.rolled["/l/stream=db/date=2026-01-06/hour=02/f.parquet"])
+	}
+	add, _, later = step(100, "db")
+	if !slices.Equal(add, []string{"e.parquet"}) || len(later) != 0 {
+		t.Errorf("after f: add %v, later %v; want e alone, nothing later", add, later)
+	}
+	c.commitLoadLocked(true)
+	if len(c.suspect) != 0 || c.loaded["/l/stream=db/date=2026-01-06/hour=01/e.parquet"].id == 0 {
+		t.Errorf("e loaded: suspects %v, loaded %v", c.suspect, c.loaded)
 	}
 }
 
