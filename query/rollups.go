@@ -289,9 +289,9 @@ func (c *catalog) defineLocked(stmts []string, name, def string) []string {
 // commitLoadLocked applies the recorded change to the rollup tables to
 // c.loaded once its statements committed (ok), and forgets it either
 // way; the rollups of a change that failed are suspects
-// (suspectLoadLocked). Streams with rollups left to load are kept in c.later, for the
-// view loop to load once the tables are compressed (resumeLoadsLocked);
-// Sync waits for them. mu must be held.
+// (suspectLoadLocked). Streams with rollups left to load are kept in
+// c.later, for the view loop to load once the tables are compressed
+// (resumeLoadsLocked); Sync waits for them. mu must be held.
 func (c *catalog) commitLoadLocked(ok bool) {
 	if !ok && len(c.load.add) > 0 {
 		c.suspectLoadLocked()
