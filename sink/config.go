@@ -61,6 +61,12 @@ type Config struct {
 	// order (staging.go). Each encoder holds one batch and the queue as
 	// many again, which bounds the Arrow memory of batches in flight.
 	Encoders int
+	// MaxDamagedFiles is how many damaged published files (a footer that
+	// does not parse) New moves out of the lake, to <Dir>/.damaged/,
+	// before it fails instead; 0 fails at the first. More than a few at
+	// once suggests the wrong directory or a failing disk, which a person
+	// should look at before the lake changes.
+	MaxDamagedFiles int
 
 	// CompactAge is how old (since its first row) a published file must
 	// be before compaction rewrites it; 0 turns compaction off. See
@@ -133,6 +139,7 @@ func DefaultConfig() Config {
 		Codec:           CodecZstd,
 		MaxOpenFiles:    1024,
 		DayFilesAfter:   time.Hour,
+		MaxDamagedFiles: 10,
 
 		CompactAge:        5 * time.Minute,
 		CompactInputBytes: 256 << 20,
@@ -171,6 +178,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sink: DayFilesAfter must not be negative, got %s", c.DayFilesAfter)
 	case c.Encoders < 0 || c.Encoders > maxEncoders:
 		return fmt.Errorf("sink: Encoders must be in [0, %d], got %d", maxEncoders, c.Encoders)
+	case c.MaxDamagedFiles < 0:
+		return fmt.Errorf("sink: MaxDamagedFiles must not be negative, got %d", c.MaxDamagedFiles)
 	case c.CompactAge < 0:
 		return fmt.Errorf("sink: CompactAge must not be negative, got %s", c.CompactAge)
 	case c.CompactAge > 0 && c.CompactAge < minMaxFileAge:

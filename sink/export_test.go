@@ -40,3 +40,11 @@ func WithSchemaIdentity(f FileInfo, id uint64) FileInfo {
 	f.schema = id
 	return f
 }
+
+// ReadFooter reads a published file's footer as New does, and reports
+// whether an error it returns makes the file damaged (set aside) rather
+// than unreadable (refused).
+func ReadFooter(path string) (FileInfo, bool, error) {
+	info, _, err := readFooter(path, Partition{}, "")
+	return info, err != nil && isDamage(err), err
+}

@@ -226,6 +226,7 @@ type Lake struct {
 	// scanReplaced holds the IDs that the footers of the files found by
 	// scan replace, for openRemote; nil afterwards.
 	scanReplaced map[string]bool
+	damaged      []DamagedFile // set aside by scan; read-only afterwards
 }
 
 const stagedLogEvery = 10 * time.Second
@@ -259,8 +260,11 @@ const maxDurableDirs = 4096
 // New returns a Lake writing under cfg.Dir, which it creates if needed.
 // It deletes leftover temporary files (never published; logged as a
 // warning with their count) and reads the footer of every published file
-// to fill Files and LastOffset. A published file whose footer cannot be
-// read is an error: the lake is damaged and offsets cannot be trusted.
+// to fill Files and LastOffset. A published file that cannot be read (an
+// I/O error) is an error. One whose footer does not parse is damaged: New
+// moves it to <Dir>/.damaged/ and logs it (Damaged lists them), up to
+// Config.MaxDamagedFiles, and fails past that or when the lake has a
+// Remote (whose bucket may hold a sound copy).
 // obs may be nil; log nil means slog.Default().
 //
 // Only one Lake may write a Dir at a time: New deletes every temporary

@@ -685,18 +685,106 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestCorruptPublishedFile(t *testing.T) {
+// TestDamagedPublishedFiles: New moves published files whose footers do
+// not parse (cut short, not Parquet, empty) to .damaged/ at the same
+// relative paths, lists them in Damaged, leaves them out of Files and
+// LastOffset and never scans them again; it refuses instead past
+// MaxDamagedFiles (moving nothing), with a remote lake, and for a file
+// it cannot read at all.
+func TestDamagedPublishedFiles(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
-	dir := filepath.Join(cfg.Dir, "tenant=a", "stream=b", "date=2026-01-02", "hour=03")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	l := newLake(t, cfg, nil)
+	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 500, BatchRows: 500})
+	defer ReleaseAll(recs)
+	for _, s := range []string{"cut", "junk", "empty", "sound"} {
+		write(t, l, part(s, 0), recs)
+	}
+	shutdown(t, l)
+	paths := make(map[string]string) // stream → path
+	for _, f := range l.Files() {
+		paths[f.Partition.Stream] = f.Path
+	}
+	data, err := os.ReadFile(paths["cut"])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "20260102T030000.000000000Z-00000001.parquet"), []byte("not parquet"), 0o644); err != nil {
+	for s, b := range map[string][]byte{"cut": data[:len(data)/2], "junk": []byte("PAR1 not really PAR1"), "empty": nil} {
+		if err := os.WriteFile(paths[s], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	few := cfg
+	few.MaxDamagedFiles = 2
+	if _, err := sink.New(few, nil, nil); err == nil || !strings.Contains(err.Error(), "3 published files are damaged") {
+		t.Fatalf("New with 3 damaged files and MaxDamagedFiles 2: %v", err)
+	}
+	remote := cfg
+	remote.Remote = &sink.Remote{Store: &faultStore{}}
+	if _, err := sink.New(remote, nil, nil); err == nil || !strings.Contains(err.Error(), "read footer") {
+		t.Fatalf("New of a remote lake with damaged files: %v", err)
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("a refused New moved %s: %v", p, err)
+		}
+	}
+
+	var logs logBuffer
+	l2, err := sink.New(cfg, nil, newLogger(&logs))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sink.New(cfg, nil, nil); err == nil {
-		t.Fatal("New accepted a lake with a corrupt published file")
+	shutdown(t, l2)
+	if files := l2.Files(); len(files) != 1 || files[0].Path != paths["sound"] {
+		t.Errorf("Files after setting damaged files aside: %+v", files)
+	}
+	if got := l2.LastOffset("acme", "cut", 0); got != 0 {
+		t.Errorf("LastOffset of a stream whose only file is damaged = %d, want 0", got)
+	}
+	dmg := l2.Damaged()
+	if len(dmg) != 3 {
+		t.Fatalf("Damaged() = %+v, want 3 files", dmg)
+	}
+	for _, d := range dmg {
+		from, to := filepath.Join(cfg.Dir, d.Path), filepath.Join(cfg.Dir, d.Moved)
+		if d.Moved != filepath.Join(".damaged", d.Path) || d.Err == "" {
+			t.Errorf("damaged file %+v", d)
+		}
+		if _, err := os.Stat(from); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still in the lake: %v", from, err)
+		}
+		if st, err := os.Stat(to); err != nil || st.Size() != d.Bytes {
+			t.Errorf("%s set aside: %v (size %v, want %d)", to, err, st, d.Bytes)
+		}
+		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), d.Path) {
+			t.Errorf("no error logged for %s:\n%s", d.Path, logs.String())
+		}
+	}
+
+	// The next start finds nothing damaged and leaves .damaged/ alone.
+	l3 := newLake(t, cfg, nil)
+	shutdown(t, l3)
+	if d, files := l3.Damaged(), l3.Files(); len(d) != 0 || len(files) != 1 {
+		t.Errorf("the next start: Damaged %+v, Files %+v", d, files)
+	}
+	for _, d := range dmg {
+		if _, err := os.Stat(filepath.Join(cfg.Dir, d.Moved)); err != nil {
+			t.Errorf("a set-aside file went away: %v", err)
+		}
+	}
+
+	// A file that cannot be read at all is not damaged: it stops the
+	// start rather than have its rows hidden.
+	if err := os.Symlink(filepath.Join(t.TempDir(), "gone.parquet"), paths["cut"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.New(cfg, nil, nil); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("New with a dangling published file: %v", err)
+	}
+	if d, err := os.Lstat(paths["cut"]); err != nil || d.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the dangling file was moved: %v", err)
 	}
 }
 

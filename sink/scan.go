@@ -1,20 +1,24 @@
 package sink
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
+	"github.com/weirlabs/weir/internal/arrowipc"
 	"github.com/weirlabs/weir/internal/logschema"
 )
 
@@ -24,12 +28,16 @@ import (
 func (l *Lake) scan() error {
 	var removed, skipped int
 	var firstSkip string
+	var damaged []DamagedFile
 	replaced := make(map[string]bool) // IDs named by compacted files
 	err := filepath.WalkDir(l.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
+			if d.Name() == damagedDir && filepath.Dir(path) == filepath.Clean(l.cfg.Dir) {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		name := d.Name()
@@ -54,7 +62,11 @@ func (l *Lake) scan() error {
 			}
 			info, repl, err := readFooter(path, p, id)
 			if err != nil {
-				return err
+				if !isDamage(err) || l.cfg.Remote != nil {
+					return err
+				}
+				damaged = append(damaged, DamagedFile{Path: rel, Bytes: info.Bytes, Err: err.Error()})
+				return nil
 			}
 			l.files = append(l.files, info)
 			for _, r := range repl {
@@ -65,6 +77,9 @@ func (l *Lake) scan() error {
 	})
 	if err != nil {
 		return fmt.Errorf("sink: scan lake %q: %w", l.cfg.Dir, err)
+	}
+	if err := l.setDamagedAside(damaged); err != nil {
+		return err
 	}
 	// A crash between publishing a compacted file and deleting the files
 	// it replaces leaves both; the compacted one holds every row.
@@ -106,6 +121,94 @@ func (l *Lake) scan() error {
 	return l.recoverRemoved()
 }
 
+// damagedDir is the directory under the lake root that holds the
+// published files New set aside because their footers do not parse.
+const damagedDir = ".damaged"
+
+// DamagedFile is a published file that New found damaged and moved out of
+// the lake (Lake.Damaged).
+type DamagedFile struct {
+	Path  string // where it was, relative to the lake root
+	Moved string // where it is now: under .damaged/ at the same relative path
+	Bytes int64  // its size
+	Err   string // why its footer did not parse
+}
+
+// Damaged returns the published files that New moved aside because their
+// footers did not parse. Their rows are not in the lake; the ones a
+// write-ahead log still holds are replayed by the buffer's recovery, as
+// for any record no published file holds.
+func (l *Lake) Damaged() []DamagedFile { return slices.Clone(l.damaged) }
+
+// isDamage reports whether err, from reading a file's footer, says the
+// bytes are wrong (not a Parquet file, cut short, a footer that does not
+// decode) rather than that they could not be read: an I/O error, a
+// permission, a missing file stop the start instead, since setting aside
+// a sound file would hide its rows.
+func isDamage(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return !errors.As(err, &pe) && !errors.As(err, &errno)
+}
+
+// setDamagedAside moves the files scan found damaged to the same relative
+// paths under <Dir>/.damaged/, logging each, or refuses the start when
+// there are more than Config.MaxDamagedFiles: many at once suggests the
+// wrong directory or a failing disk rather than a damaged file, and a
+// person should look first. Nothing is deleted: the files stay for
+// inspection until someone removes them.
+func (l *Lake) setDamagedAside(damaged []DamagedFile) error {
+	if len(damaged) == 0 {
+		return nil
+	}
+	if len(damaged) > l.cfg.MaxDamagedFiles {
+		return fmt.Errorf("sink: scan lake %q: %d published files are damaged, more than sink.max_damaged_files (%d) to set aside; the first: %s: %s",
+			l.cfg.Dir, len(damaged), l.cfg.MaxDamagedFiles, damaged[0].Path, damaged[0].Err)
+	}
+	for i := range damaged {
+		d := &damaged[i]
+		d.Moved = filepath.Join(damagedDir, d.Path)
+		from, to := filepath.Join(l.cfg.Dir, d.Path), filepath.Join(l.cfg.Dir, d.Moved)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		}
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		}
+		if err := syncDir(filepath.Dir(from)); err != nil {
+			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		}
+		l.log.Error("sink: a published file is damaged; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
+			"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
+	}
+	l.damaged = damaged
+	return nil
+}
+
+// arrowSchemaKey is the footer's key-value entry for the Arrow schema the
+// file was written from (base64 of its IPC serialization).
+const arrowSchemaKey = "ARROW:schema"
+
+// checkStoredSchema checks the footer's stored Arrow schema, if any, before
+// pqarrow decodes it, decoding the base64 as pqarrow does.
+func checkStoredSchema(kv metadata.KeyValueMetadata) error {
+	v := kv.FindValue(arrowSchemaKey)
+	if v == nil {
+		return nil
+	}
+	var b []byte
+	var err error
+	if len(*v)%4 == 0 {
+		b, err = base64.StdEncoding.DecodeString(*v)
+	}
+	if len(b) == 0 || err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(*v); err != nil {
+			return err
+		}
+	}
+	return arrowipc.CheckSchema(b)
+}
+
 // footerSchemaID is schemaID of the Arrow schema a reader of the file
 // whose footer is md gets (the stored one where there is one), or 0 if it
 // has none.
@@ -120,14 +223,29 @@ func footerSchemaID(md *metadata.FileMetaData) uint64 {
 // readFooter describes a published file from its path and Parquet footer:
 // rows, the stream partition (weir.part metadata), whether compaction
 // wrote it and which files it replaces, and the _offset range (column
-// statistics).
-func readFooter(path string, p Partition, id string) (FileInfo, []string, error) {
+// statistics). A footer that does not parse is an error for which
+// isDamage holds: arrow-go panics on some damaged footers, and it would
+// allocate what a damaged Arrow schema in the footer asks for (gigabytes
+// from a few flipped bits) if the schema were not checked first.
+func readFooter(path string, p Partition, id string) (info FileInfo, replaces []string, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			info, replaces, err = FileInfo{Bytes: info.Bytes}, nil, fmt.Errorf("read footer of %q: %v", path, v)
+		}
+	}()
+	return parseFooter(path, p, id, &info)
+}
+
+// parseFooter is readFooter without the recovery; it sets info.Bytes
+// before it reads the file.
+func parseFooter(path string, p Partition, id string, out *FileInfo) (FileInfo, []string, error) {
 	info := FileInfo{ID: id, Partition: p, Path: path, MinOffset: -1, MaxOffset: -1}
 	st, err := os.Stat(path)
 	if err != nil {
 		return info, nil, err
 	}
 	info.Bytes = st.Size()
+	out.Bytes = info.Bytes
 	r, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		return info, nil, fmt.Errorf("read footer of %q: %w", path, err)
@@ -137,6 +255,9 @@ func readFooter(path string, p Partition, id string) (FileInfo, []string, error)
 	info.Rows = md.NumRows
 	info.Columns = md.Schema.Root().NumFields()
 	kv := md.KeyValueMetadata()
+	if err := checkStoredSchema(kv); err != nil {
+		return info, nil, fmt.Errorf("read footer of %q: %s: %w", path, arrowSchemaKey, err)
+	}
 	info.schema = footerSchemaID(md)
 	info.Compacted = kv.FindValue(metaCompacted) != nil
 	if v := kv.FindValue(metaRollup); v != nil {

@@ -113,6 +113,21 @@ func (m *Messages) Message() (*ipc.Message, error) {
 	return m.cur, nil
 }
 
+// CheckSchema checks that data begins with a schema message that
+// arrow-go's readers can parse without the harm Messages guards against,
+// as an IPC stream's first message or a schema serialized on its own
+// (the ARROW:schema of a Parquet file's footer, which pqarrow decodes
+// with an unchecked reader).
+func CheckSchema(data []byte) error {
+	m := NewMessages(data)
+	defer m.Release()
+	_, err := m.Message()
+	if errors.Is(err, io.EOF) {
+		return errors.New("no schema message")
+	}
+	return err
+}
+
 // Rest returns the bytes after the end-of-stream marker.
 func (m *Messages) Rest() int { return len(m.data) - m.pos }
 
