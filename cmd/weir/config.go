@@ -183,8 +183,12 @@ type config struct {
 		DayFilesAfter time.Duration `yaml:"day_files_after"`
 		// Encoders is how many batches are encoded to Parquet at once;
 		// 0 means one per core (sink.Config.Encoders).
-		Encoders   int `yaml:"encoders"`
-		Compaction struct {
+		Encoders int `yaml:"encoders"`
+		// MaxDamagedFiles: published files whose footers do not parse
+		// are moved to <data>/lake/.damaged/ at start, up to this many;
+		// more stop the start (sink.Config.MaxDamagedFiles).
+		MaxDamagedFiles int `yaml:"max_damaged_files"`
+		Compaction      struct {
 			Age        time.Duration `yaml:"age"`
 			InputBytes int64         `yaml:"input_bytes"`
 			SortRows   int64         `yaml:"sort_rows"`
@@ -325,6 +329,7 @@ func defaultConfig() config {
 	sc := sink.DefaultConfig()
 	c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec, c.Sink.DayFilesAfter =
 		sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec, sc.DayFilesAfter
+	c.Sink.MaxDamagedFiles = sc.MaxDamagedFiles
 	cc := &c.Sink.Compaction
 	cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel = sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel
 	c.Retention.Interval = sink.DefaultRetentionInterval
@@ -519,6 +524,7 @@ func (c *config) sink() sink.Config {
 	sc.Dir = filepath.Join(c.Data, "lake")
 	sc.TargetFileBytes, sc.MaxFileAge, sc.RowGroupRows, sc.ZstdLevel, sc.Codec, sc.Encoders, sc.DayFilesAfter =
 		c.Sink.TargetFileBytes, c.Sink.MaxFileAge, c.Sink.RowGroupRows, c.Sink.ZstdLevel, c.Sink.Codec, c.Sink.Encoders, c.Sink.DayFilesAfter
+	sc.MaxDamagedFiles = c.Sink.MaxDamagedFiles
 	cc := c.Sink.Compaction
 	sc.CompactAge, sc.CompactInputBytes, sc.CompactSortRows, sc.CompactZstdLevel = cc.Age, cc.InputBytes, cc.SortRows, cc.ZstdLevel
 	sc.Retention = c.Retention.sink()

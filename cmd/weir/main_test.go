@@ -202,13 +202,17 @@ func textRecord(body string) *weirv1.LogRecord {
 	}
 }
 
-// lakeFiles lists the published Parquet files under a data directory.
+// lakeFiles lists the published Parquet files under a data directory
+// (not the damaged ones set aside under lake/.damaged/).
 func lakeFiles(t *testing.T, data string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(filepath.Join(data, "lake"), func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
 		}
 		if !d.IsDir() && strings.HasSuffix(p, ".parquet") && !strings.HasPrefix(d.Name(), ".") {
 			out = append(out, p)

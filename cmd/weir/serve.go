@@ -406,6 +406,7 @@ var (
 	descLakeFiles   = prometheus.NewDesc("weir_lake_files", "Published Parquet files.", nil, nil)
 	descLakeBytes   = prometheus.NewDesc("weir_lake_bytes", "Bytes on disk of the published Parquet files.", nil, nil)
 	descLakeRows    = prometheus.NewDesc("weir_lake_rows", "Records in the published Parquet files.", nil, nil)
+	descLakeDamaged = prometheus.NewDesc("weir_lake_damaged_files", "Published files found damaged at start and moved to <data>/lake/.damaged/ (docs/lake.md).", nil, nil)
 	descDeadLetters = prometheus.NewDesc("weir_transform_dead_letters_total", "Records sent to the dead-letter stream.", nil, nil)
 	descDropped     = prometheus.NewDesc("weir_transform_dropped_total", "Records dropped by filter, drop, sample or on_error: drop.", nil, nil)
 	descRouted      = prometheus.NewDesc("weir_transform_routed_total", "Records routed to another stream.", nil, nil)
@@ -413,7 +414,7 @@ var (
 )
 
 func (c lakeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLakeFiles, descLakeBytes, descLakeRows, descDeadLetters, descDropped, descRouted, descLimited} {
+	for _, d := range []*prometheus.Desc{descLakeFiles, descLakeBytes, descLakeRows, descLakeDamaged, descDeadLetters, descDropped, descRouted, descLimited} {
 		ch <- d
 	}
 }
@@ -428,6 +429,7 @@ func (c lakeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLakeFiles, prometheus.GaugeValue, float64(len(files)))
 	ch <- prometheus.MustNewConstMetric(descLakeBytes, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(descLakeRows, prometheus.GaugeValue, float64(rows))
+	ch <- prometheus.MustNewConstMetric(descLakeDamaged, prometheus.GaugeValue, float64(len(c.lake.Damaged())))
 	st := c.pipe.Stats()
 	ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.CounterValue, float64(st.DeadLetters))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
