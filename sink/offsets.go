@@ -70,10 +70,13 @@ func (l *Lake) PublishedOffsets(ctx context.Context, tenant, stream string, part
 const maxOffsetReads = 5
 
 // publishedOffsets reads the _offset values at or above from of the
-// stream partition's published files, unsorted. A file evicted from the
-// local cache is fetched back to be read, unless its offsets are known
-// without it: offsets are unique within a file, so one with as many rows
-// as its offset range is long holds every offset of that range.
+// stream partition's published files, unsorted. A file's offsets are
+// known without reading it when it has as many rows as its offset range
+// is long (offsets are unique within a file, so it holds every offset of
+// that range): most files, since a stream partition's rows reach a file
+// in offset order. That spares recovery the reads, the fetch of an
+// evicted file, and a failure on a file whose pages are damaged. Other
+// files are read; an evicted one is fetched back first.
 func (l *Lake) publishedOffsets(ctx context.Context, tenant, stream string, part int32, from int64) ([]int64, error) {
 	var files []FileInfo
 	for _, f := range l.Files() {
@@ -87,7 +90,7 @@ func (l *Lake) publishedOffsets(ctx context.Context, tenant, stream string, part
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if f.Evicted && f.Rows == f.MaxOffset-f.MinOffset+1 {
+		if f.Rows == f.MaxOffset-f.MinOffset+1 {
 			for o := max(f.MinOffset, from); o <= f.MaxOffset; o++ {
 				offs = append(offs, o)
 			}
