@@ -76,9 +76,14 @@ type catalog struct {
 	loaded map[string]loadedRollup // files whose rollups the tables hold, by path
 	// lastFileID is the last file id given to a rollup load.
 	lastFileID int64
-	// suspect are files whose rollup was in a load that failed, loaded
-	// alone since (suspectLoadLocked).
-	suspect map[string]bool
+	// suspect are files whose rollup was in a load that failed, with the
+	// most files a change may load with it since: half the failed load's
+	// (suspectLoadLocked). gaveUp are those whose rollup failed alone,
+	// counted from their rows until retried (retryRollupsLocked), and
+	// rollupRetry the first wait before a retry (doubling).
+	suspect     map[string]int
+	gaveUp      map[string]gaveUpRollup
+	rollupRetry time.Duration
 	// deferLoads is set while a change leaves every rollup to later ones.
 	deferLoads bool
 	load       rollupLoad // the change of the view change being made
@@ -242,7 +247,9 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 		files:       map[string][]string{},
 		rolled:      map[string]int64{},
 		loaded:      map[string]loadedRollup{},
-		suspect:     map[string]bool{},
+		suspect:     map[string]int{},
+		gaveUp:      map[string]gaveUpRollup{},
+		rollupRetry: rollupRetryMin,
 		loadBudget:  rollupLoadBudget,
 		viewDefs:    map[string]string{},
 		staged:      map[string]*stagedFile{},
@@ -277,16 +284,25 @@ func newCatalog(cfg *Config, log *slog.Logger, tenant, dataDir, lakeDir, staging
 func (c *catalog) viewLoop() {
 	defer close(c.loopDone)
 	for {
-		var retry <-chan time.Time
+		var retry, rollups <-chan time.Time
 		if c.compressDue.Load() {
 			retry = time.After(compressRetry)
 		}
+		c.mu.Lock()
+		if at, ok := c.nextRollupRetryLocked(); ok {
+			rollups = time.After(time.Until(at))
+		}
+		c.mu.Unlock()
 		select {
 		case <-c.kick:
 		case <-retry:
+		case <-rollups:
 		case <-c.stop:
 			return
 		}
+		c.mu.Lock()
+		c.retryRollupsLocked(time.Now())
+		c.mu.Unlock()
 		start := time.Now()
 		c.applyPending() // logs its error and marks the change to redo
 		pause := max(minViewInterval, 2*time.Since(start))

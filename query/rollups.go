@@ -3,10 +3,12 @@ package query
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weirlabs/weir/sink"
 )
@@ -185,6 +187,10 @@ func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 	if c.compressDue.Load() || c.deferLoads {
 		budget = 0
 	}
+	// A change loads either no suspects or suspects only, at most as many
+	// as the smallest room of those it takes (suspectLoadLocked).
+	var taken, suspects int
+	room := math.MaxInt
 	for _, stream := range streams {
 		changing[stream] = true
 		var pending []string
@@ -199,12 +205,21 @@ func (c *catalog) rollupLoadStmtsLocked(streams []string) []string {
 		slices.SortFunc(pending, newestFirst)
 		for _, p := range pending {
 			cost := c.rolled[p]
-			if c.suspect[p] {
-				cost = c.loadBudget // alone, or not at all
+			n, suspect := c.suspect[p]
+			fits := cost <= budget || budget == c.loadBudget
+			if suspect {
+				fits = fits && taken == suspects && suspects < min(room, n)
+			} else {
+				fits = fits && suspects == 0
 			}
-			if cost <= budget || budget == c.loadBudget {
+			if fits {
 				add[stream] = append(add[stream], p)
 				budget -= min(cost, budget)
+				taken++
+				if suspect {
+					suspects++
+					room = min(room, n)
+				}
 				continue
 			}
 			c.load.later = append(c.load.later, stream)
@@ -299,6 +314,7 @@ func (c *catalog) commitLoadLocked(ok bool) {
 	if ok {
 		for p := range c.load.add {
 			delete(c.suspect, p)
+			delete(c.gaveUp, p)
 		}
 		for _, s := range c.load.later {
 			if !slices.Contains(c.later, s) {
@@ -319,24 +335,89 @@ func (c *catalog) commitLoadLocked(ok bool) {
 }
 
 // suspectLoadLocked records that the change loading c.load.add failed.
-// Its files' rollups are loaded one at a time from then on, so that one
-// that fails to load (a footer that does not parse, say) holds back
-// neither the views nor the others' rollups; a file whose rollup fails
-// alone is counted from its rows for good (its cost set to 0). mu must
+// Its files become suspects that a change loads with at most half as
+// many files as the failed one (rounded up), so that a file whose rollup
+// does not load (a footer that does not parse, say) is found in as many
+// changes as halvings, while neither the views nor the others' rollups
+// wait for it. A suspect that fails alone is counted from its rows
+// (its cost set to 0) until retryRollupsLocked tries it again. mu must
 // be held.
 func (c *catalog) suspectLoadLocked() {
-	if len(c.load.add) == 1 {
-		for p := range c.load.add {
-			if c.suspect[p] {
-				delete(c.suspect, p)
-				c.rolled[p] = 0
-				c.log.Warn("query: a file's rollup cannot be loaded; its rows are counted from the file", "path", p)
-				return
+	n := len(c.load.add)
+	for p, l := range c.load.add {
+		if _, ok := c.suspect[p]; !ok || n > 1 {
+			room := (n + 1) / 2
+			if r, ok := c.suspect[p]; ok {
+				room = min(room, r)
 			}
+			c.suspect[p] = room
+			continue
+		}
+		delete(c.suspect, p)
+		g := c.gaveUp[p]
+		g.stream, g.cost = l.stream, c.rolled[p]
+		g.wait = min(max(2*g.wait, c.rollupRetry), rollupRetryMax)
+		g.at = time.Now().Add(g.wait)
+		c.gaveUp[p] = g
+		c.rolled[p] = 0
+		c.log.Warn("query: a file's rollup cannot be loaded; its rows are counted from the file until it is tried again",
+			"path", p, "retry_in", g.wait)
+	}
+}
+
+// gaveUpRollup is a file whose rollup failed to load alone: its stream,
+// its rollupCost, and when it is tried again after how long a wait.
+type gaveUpRollup struct {
+	stream string
+	cost   int64
+	at     time.Time
+	wait   time.Duration
+}
+
+// The wait before a rollup that failed alone is tried again: doubling
+// from rollupRetryMin (catalog.rollupRetry) at each failure, up to
+// rollupRetryMax. A failure can pass (a query held the memory at that
+// moment) and the file's rows are counted meanwhile, only more slowly.
+const (
+	rollupRetryMin = time.Minute
+	rollupRetryMax = time.Hour
+)
+
+// nextRollupRetryLocked returns when the next given-up rollup is due to
+// be tried again, if any. mu must be held.
+func (c *catalog) nextRollupRetryLocked() (time.Time, bool) {
+	var next time.Time
+	for p, g := range c.gaveUp {
+		if c.rolled[p] > 0 {
+			continue // being tried again
+		}
+		if next.IsZero() || g.at.Before(next) {
+			next = g.at
 		}
 	}
-	for p := range c.load.add {
-		c.suspect[p] = true
+	return next, !next.IsZero()
+}
+
+// retryRollupsLocked gives the given-up rollups due at now their cost
+// back, as suspects loaded alone, and marks their streams changed; it
+// forgets suspects and given-up files no longer listed. mu must be held.
+func (c *catalog) retryRollupsLocked(now time.Time) {
+	for p, g := range c.gaveUp {
+		if _, ok := c.rolled[p]; !ok {
+			delete(c.gaveUp, p)
+			continue
+		}
+		if g.at.After(now) || c.rolled[p] > 0 {
+			continue
+		}
+		c.rolled[p] = g.cost
+		c.suspect[p] = 1
+		c.changedLocked(g.stream)
+	}
+	for p := range c.suspect {
+		if _, ok := c.rolled[p]; !ok {
+			delete(c.suspect, p)
+		}
 	}
 }
 

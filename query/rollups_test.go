@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -418,16 +419,19 @@ func TestRollupLoadFailure(t *testing.T) {
 		quoteString(good.Path), quoteString(bad.Path))); err != nil {
 		t.Fatal(err)
 	}
+	c, err := e.catalog(record.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.rollupRetry = time.Hour // tried again below, by hand
+	c.mu.Unlock()
 	if err := e.AddFiles([]sink.FileInfo{bad}); err != nil {
 		t.Fatalf("adding a file whose rollup does not parse: %v", err)
 	}
 	total := checkRollups(t, e, "with a rollup that does not parse")
 	if want := int64(1200 + 600 + 600); total != want {
 		t.Fatalf("logs has %d rows, want %d", total, want)
-	}
-	c, err := e.catalog(record.DefaultTenant)
-	if err != nil {
-		t.Fatal(err)
 	}
 	c.mu.Lock()
 	_, badLoaded := c.loaded[bad.Path]
@@ -456,6 +460,32 @@ func TestRollupLoadFailure(t *testing.T) {
 	if loaded != 3 {
 		t.Errorf("%d files loaded, want 3", loaded)
 	}
+
+	// The failure passes (here: the file is mended): once due, the retry
+	// loads the file's rollup, without a restart.
+	raw, err := os.ReadFile(good.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad.Path+".tmp", raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bad.Path+".tmp", bad.Path); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.retryRollupsLocked(c.gaveUp[bad.Path].at)
+	c.mu.Unlock()
+	if got := checkRollups(t, e, "after the retry"); got != total+300 {
+		t.Fatalf("after the retry logs has %d rows, want %d", got, total+300)
+	}
+	c.mu.Lock()
+	_, badLoaded = c.loaded[bad.Path]
+	gaveUp := len(c.gaveUp)
+	c.mu.Unlock()
+	if !badLoaded || gaveUp != 0 {
+		t.Errorf("after the retry: bad file loaded %v, %d given up; want it loaded, none", badLoaded, gaveUp)
+	}
 }
 
 // TestRollupLoadOrder: one change loads the newest rollups of the
@@ -474,7 +504,8 @@ func TestRollupLoadOrder(t *testing.T) {
 			"/l/stream=db/date=2026-01-05/hour=01/d.parquet":  5,
 		},
 		loaded:   map[string]loadedRollup{"/l/stream=app/date=2025-12-01/hour=01/gone.parquet": {stream: "app", id: 7}},
-		suspect:  map[string]bool{},
+		suspect:  map[string]int{},
+		gaveUp:   map[string]gaveUpRollup{},
 		log:      slog.New(slog.DiscardHandler),
 		staged:   map[string]*stagedFile{},
 		dirty:    map[string]bool{},
@@ -541,35 +572,104 @@ func TestRollupLoadOrder(t *testing.T) {
 		ids[l.id] = true
 	}
 
-	// A load that fails makes its files suspects, loaded alone; one that
-	// fails alone is counted from its rows for good.
-	for _, name := range []string{"e", "f"} {
-		p := "/l/stream=db/date=2026-01-06/hour=0" + map[string]string{"e": "1", "f": "2"}[name] + "/" + name + ".parquet"
-		c.files["db"] = append(c.files["db"], p)
-		c.rolled[p] = 5
+	// A load that fails makes its files suspects, loaded with at most
+	// half as many files; one that fails alone is counted from its rows
+	// until it is tried again, alone.
+	c.rollupRetry = time.Minute
+	db := func(name string, hour int) string {
+		return fmt.Sprintf("/l/stream=db/date=2026-01-06/hour=%02d/%s.parquet", hour, name)
 	}
-	if add, _, _ = step(100, "db"); !slices.Equal(add, []string{"e.parquet", "f.parquet"}) {
-		t.Fatalf("new files: add %v, want e and f", add)
+	for i, name := range []string{"e", "f", "g", "h", "i"} {
+		c.files["db"] = append(c.files["db"], db(name, i+1))
+		c.rolled[db(name, i+1)] = 5
+	}
+	if add, _, _ = step(100, "db"); !slices.Equal(add, []string{"e.parquet", "f.parquet", "g.parquet", "h.parquet", "i.parquet"}) {
+		t.Fatalf("new files: add %v, want e to i", add)
 	}
 	c.commitLoadLocked(false)
-	if len(c.suspect) != 2 {
-		t.Fatalf("after a failed load of e and f: suspects %v", c.suspect)
+	if len(c.suspect) != 5 || c.suspect[db("e", 1)] != 3 {
+		t.Fatalf("after a failed load of five files: suspects %v, want five with room for 3", c.suspect)
 	}
 	add, _, later = step(100, "db")
-	if !slices.Equal(add, []string{"f.parquet"}) || !slices.Equal(later, []string{"db"}) {
-		t.Errorf("suspects: add %v, later %v; want f alone (the newest), db later", add, later)
+	if !slices.Equal(add, []string{"g.parquet", "h.parquet", "i.parquet"}) || !slices.Equal(later, []string{"db"}) {
+		t.Errorf("suspects: add %v, later %v; want the newest three, db later", add, later)
 	}
-	c.commitLoadLocked(false) // f fails alone
-	if c.suspect["/l/stream=db/date=2026-01-06/hour=02/f.parquet"] || c.rolled["/l/stream=db/date=2026-01-06/hour=02/f.parquet"] != 0 {
-		t.Errorf("f failed alone: suspect %v, cost %d; want neither", c.suspect, c.rolled["/l/stream=db/date=2026-01-06/hour=02/f.parquet"])
-	}
-	add, _, later = step(100, "db")
-	if !slices.Equal(add, []string{"e.parquet"}) || len(later) != 0 {
-		t.Errorf("after f: add %v, later %v; want e alone, nothing later", add, later)
+	c.commitLoadLocked(false) // g, h or i fails
+	add, _, _ = step(100, "db")
+	if !slices.Equal(add, []string{"h.parquet", "i.parquet"}) {
+		t.Errorf("after three failed: add %v, want the newest two", add)
 	}
 	c.commitLoadLocked(true)
-	if len(c.suspect) != 0 || c.loaded["/l/stream=db/date=2026-01-06/hour=01/e.parquet"].id == 0 {
-		t.Errorf("e loaded: suspects %v, loaded %v", c.suspect, c.loaded)
+	add, _, _ = step(100, "db")
+	if !slices.Equal(add, []string{"f.parquet", "g.parquet"}) {
+		t.Errorf("after two loaded: add %v, want f and g (g's room is 2)", add)
+	}
+	c.commitLoadLocked(false) // f or g fails
+	if add, _, _ = step(100, "db"); !slices.Equal(add, []string{"g.parquet"}) {
+		t.Errorf("after f and g failed: add %v, want g alone", add)
+	}
+	before := time.Now()
+	c.commitLoadLocked(false) // g fails alone
+	gu, ok := c.gaveUp[db("g", 3)]
+	if _, sus := c.suspect[db("g", 3)]; sus || !ok || c.rolled[db("g", 3)] != 0 || gu.cost != 5 || gu.wait != time.Minute || gu.at.Before(before.Add(time.Minute)) {
+		t.Errorf("g failed alone: suspect %v, given up %+v, cost %d; want given up for a minute, counted from its rows", c.suspect, gu, c.rolled[db("g", 3)])
+	}
+	if at, ok := c.nextRollupRetryLocked(); !ok || at != gu.at {
+		t.Errorf("next retry %v %v, want %v", at, ok, gu.at)
+	}
+	for _, want := range []string{"f.parquet", "e.parquet"} {
+		add, _, _ = step(100, "db")
+		if !slices.Equal(add, []string{want}) {
+			t.Errorf("after g: add %v, want %s alone", add, want)
+		}
+		c.commitLoadLocked(true)
+	}
+	if len(c.suspect) != 0 {
+		t.Errorf("e and f loaded: suspects %v", c.suspect)
+	}
+
+	// The retry: not before it is due, then g alone; failing again
+	// doubles the wait; loaded, it is forgotten.
+	clear(c.dirty)
+	c.retryRollupsLocked(gu.at.Add(-time.Second))
+	if c.dirty["db"] || c.rolled[db("g", 3)] != 0 {
+		t.Errorf("retried before due: dirty %v, cost %d", c.dirty, c.rolled[db("g", 3)])
+	}
+	c.retryRollupsLocked(gu.at)
+	if !c.dirty["db"] || c.rolled[db("g", 3)] != 5 || c.suspect[db("g", 3)] != 1 {
+		t.Errorf("retried when due: dirty %v, cost %d, suspects %v", c.dirty, c.rolled[db("g", 3)], c.suspect)
+	}
+	if _, ok := c.nextRollupRetryLocked(); ok {
+		t.Error("a retry is due while g is being tried")
+	}
+	if add, _, _ = step(100, "db"); !slices.Equal(add, []string{"g.parquet"}) {
+		t.Errorf("retry: add %v, want g", add)
+	}
+	c.commitLoadLocked(false)
+	if gu = c.gaveUp[db("g", 3)]; gu.wait != 2*time.Minute || c.rolled[db("g", 3)] != 0 {
+		t.Errorf("g failed again: %+v, cost %d; want a wait of two minutes", gu, c.rolled[db("g", 3)])
+	}
+	c.retryRollupsLocked(gu.at)
+	step(100, "db")
+	c.commitLoadLocked(true)
+	if _, ok := c.gaveUp[db("g", 3)]; ok || c.loaded[db("g", 3)].id == 0 || len(c.suspect) != 0 {
+		t.Errorf("g loaded: given up %v, loaded %v, suspects %v", c.gaveUp, c.loaded, c.suspect)
+	}
+
+	// A given-up file that leaves the lake is forgotten.
+	c.files["db"] = append(c.files["db"], db("j", 6))
+	c.rolled[db("j", 6)] = 5
+	step(100, "db")
+	c.commitLoadLocked(false)
+	step(100, "db")
+	c.commitLoadLocked(false)
+	if _, ok := c.gaveUp[db("j", 6)]; !ok {
+		t.Fatalf("j failed twice, alone: not given up: %v", c.gaveUp)
+	}
+	delete(c.rolled, db("j", 6))
+	c.retryRollupsLocked(time.Now())
+	if len(c.gaveUp) != 0 {
+		t.Errorf("j left the lake: given up %v", c.gaveUp)
 	}
 }
 
