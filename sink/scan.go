@@ -62,8 +62,11 @@ func (l *Lake) scan() error {
 			}
 			info, repl, err := readFooter(path, p, id)
 			if err != nil {
-				if !isDamage(err) || l.cfg.Remote != nil {
+				if !isDamage(err) {
 					return err
+				}
+				if l.cfg.Remote != nil {
+					return fmt.Errorf("%w (a lake in object storage does not set a damaged file aside: replace the local copy with the bucket's)", err)
 				}
 				damaged = append(damaged, DamagedFile{Path: rel, Bytes: info.Bytes, Err: err.Error()})
 				return nil

@@ -406,7 +406,7 @@ var (
 	descLakeFiles   = prometheus.NewDesc("weir_lake_files", "Published Parquet files.", nil, nil)
 	descLakeBytes   = prometheus.NewDesc("weir_lake_bytes", "Bytes on disk of the published Parquet files.", nil, nil)
 	descLakeRows    = prometheus.NewDesc("weir_lake_rows", "Records in the published Parquet files.", nil, nil)
-	descLakeDamaged = prometheus.NewDesc("weir_lake_damaged_files", "Published files found damaged at start and moved to <data>/lake/.damaged/ (docs/lake.md).", nil, nil)
+	descLakeDamaged = prometheus.NewDesc("weir_lake_damaged_files", "Published files found damaged at start and moved to <data>/lake/.damaged/ (docs/durability.md).", nil, nil)
 	descDeadLetters = prometheus.NewDesc("weir_transform_dead_letters_total", "Records sent to the dead-letter stream.", nil, nil)
 	descDropped     = prometheus.NewDesc("weir_transform_dropped_total", "Records dropped by filter, drop, sample or on_error: drop.", nil, nil)
 	descRouted      = prometheus.NewDesc("weir_transform_routed_total", "Records routed to another stream.", nil, nil)
