@@ -100,11 +100,35 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 			}
 			l.cst.failures.Add(1)
 			errs = append(errs, err)
+			l.noteUndecodable(err)
 			continue
 		}
 		replaced += len(g.files)
 	}
 	return replaced, errors.Join(errs...)
+}
+
+// noteUndecodable leaves out of compaction from now on the file that err,
+// a group's failure, says does not decode, so that the group's other
+// files are compacted at the next pass instead of failing with it at
+// every one. The file stays in the lake: queries that read its damaged
+// pages fail, the others answer.
+func (l *Lake) noteUndecodable(err error) {
+	var ue *undecodableError
+	if !errors.As(err, &ue) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.undecodable[ue.path] {
+		return
+	}
+	if l.undecodable == nil {
+		l.undecodable = make(map[string]bool)
+	}
+	l.undecodable[ue.path] = true
+	l.log.Error("sink: a published file does not decode; compaction leaves it as it is, and queries that read its damaged part fail",
+		"file", ue.path, "err", ue.err)
 }
 
 // CompactionStats counts what compaction did since New, and what it has
@@ -119,6 +143,9 @@ type CompactionStats struct {
 	// Failures counts groups that could not be compacted (logged; tried
 	// again at the next pass).
 	Failures int64
+	// Undecodable counts the published files whose bytes did not decode
+	// when compaction read them: it leaves them out since (logged once).
+	Undecodable int64
 	// Busy is the time spent compacting.
 	Busy time.Duration
 	// DueFiles and DueBytes are the published files that compaction
@@ -146,6 +173,9 @@ func (l *Lake) compactionStats(now time.Time) CompactionStats {
 		Rows: c.rows.Load(), BytesRead: c.bytesRead.Load(), BytesWritten: c.bytesWritten.Load(),
 		Failures: c.failures.Load(), Busy: time.Duration(c.busy.Load()),
 	}
+	l.mu.Lock()
+	st.Undecodable = int64(len(l.undecodable))
+	l.mu.Unlock()
 	if l.cfg.CompactAge > 0 {
 		for _, g := range l.dueGroups(now) {
 			for _, f := range g.files {
@@ -171,7 +201,8 @@ type compaction struct {
 func dayMergeBytes(cfg Config) int64 { return cfg.CompactInputBytes / 16 }
 
 // dueGroups returns the files to compact together, each group's files at
-// least CompactAge old (by ID), local and not being announced:
+// least CompactAge old (by ID), local, not being announced and not found
+// undecodable (noteUndecodable):
 //
 //   - day merges (see pastDay): the small files (under dayMergeBytes) of
 //     a date that ended more than DayFilesAfter ago, whether compaction
@@ -202,8 +233,10 @@ func (l *Lake) dueGroups(now time.Time) []compaction {
 		return nil
 	}
 	for _, f := range l.files {
-		if f.Evicted || l.announcing[f.ID] {
-			continue // evicted files are in the bucket only: not fetched to be compacted
+		if f.Evicted || l.announcing[f.ID] || l.undecodable[f.Path] {
+			// Evicted files are in the bucket only: not fetched to be
+			// compacted; undecodable ones would fail their group again.
+			continue
 		}
 		if t, ok := idTime(f.ID); !ok || t.After(cutoff) {
 			continue
@@ -609,20 +642,21 @@ func writeSorted(ctx context.Context, cfg Config, path string, info *FileInfo, m
 const readBatchRows = 8 << 10
 
 // eachBatch calls fn with every record batch of the Parquet file at path;
-// the batch is valid during the call only.
+// the batch is valid during the call only. An error of the file's reader
+// that says its bytes do not decode (isDamage) is an *undecodableError.
 func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(arrow.RecordBatch) error) error {
 	pf, err := file.OpenParquetFile(path, false)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return readError(ctx, path, fmt.Errorf("open %s: %w", path, err))
 	}
 	defer pf.Close()
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: readBatchRows}, mem)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return readError(ctx, path, fmt.Errorf("read %s: %w", path, err))
 	}
 	rr, err := fr.GetRecordReader(ctx, nil, nil)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return readError(ctx, path, fmt.Errorf("read %s: %w", path, err))
 	}
 	defer rr.Release()
 	for rr.Next() {
@@ -637,9 +671,29 @@ func eachBatch(ctx context.Context, mem memory.Allocator, path string, fn func(a
 		return err
 	}
 	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read %s: %w", path, err)
+		return readError(ctx, path, fmt.Errorf("read %s: %w", path, err))
 	}
 	return nil
+}
+
+// undecodableError is a published file whose bytes do not decode (its
+// pages, mostly: a footer that does not parse is found at New).
+type undecodableError struct {
+	path string
+	err  error
+}
+
+func (e *undecodableError) Error() string { return e.err.Error() }
+func (e *undecodableError) Unwrap() error { return e.err }
+
+// readError is err, from reading the file at path, as an
+// *undecodableError when it says the bytes are damaged rather than that
+// they could not be read or that ctx ended.
+func readError(ctx context.Context, path string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || !isDamage(err) {
+		return err
+	}
+	return &undecodableError{path: path, err: err}
 }
 
 // sortedWindow returns the n rows whose columns are window (window[i]

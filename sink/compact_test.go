@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"encoding/binary"
 	"os"
 	"slices"
 	"strings"
@@ -216,9 +217,10 @@ func TestCompactionCrash(t *testing.T) {
 	}
 }
 
-// TestCompactionFailureIsolated: a group that cannot be compacted (here a
-// file damaged from outside) is reported and left as it is; the other
-// groups are compacted all the same.
+// TestCompactionFailureIsolated: a file whose pages do not decode fails
+// its group once; compaction then leaves it out (counted in Undecodable,
+// not in the backlog), so the rest of its group and other groups are
+// compacted and later passes do not fail.
 func TestCompactionFailureIsolated(t *testing.T) {
 	t.Parallel()
 	cfg := compactConfig(t)
@@ -226,38 +228,58 @@ func TestCompactionFailureIsolated(t *testing.T) {
 	defer shutdown(t, l)
 	recs := SynthBatches(memory.DefaultAllocator, SynthOptions{Rows: 2000, BatchRows: 1000, Start: hour0})
 	defer ReleaseAll(recs)
-	write(t, l, part("bad", 0), recs[:1])
+	for _, r := range recs {
+		write(t, l, part("bad", 0), []arrow.RecordBatch{r}) // two files
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	write(t, l, part("good", 0), recs[1:])
 	if err := l.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var bad sink.FileInfo
 	for _, f := range l.Files() {
-		if f.Partition.Stream == "bad" {
+		if f.Partition.Stream == "bad" && bad.ID == "" {
 			bad = f
 		}
 	}
-	if err := os.Truncate(bad.Path, 100); err != nil {
+	raw, err := os.ReadFile(bad.Path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := l.CompactAt(context.Background(), time.Now().Add(cfg.CompactAge))
+	footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
+	clear(raw[4 : len(raw)-8-footer]) // every page, not the footer
+	if err := os.WriteFile(bad.Path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(cfg.CompactAge)
+	n, err := l.CompactAt(context.Background(), at)
 	if err == nil || n != 1 {
-		t.Fatalf("Compact = %d, %v; want the good file replaced and an error for the bad one", n, err)
+		t.Fatalf("Compact = %d, %v; want the good file replaced and an error for the bad group", n, err)
 	}
-	if st := l.CompactionStats(); st.Files != 1 || st.DayMerges != 0 || st.Replaced != 1 || st.Failures != 1 {
-		t.Errorf("after one group compacted and one failed: %+v", st)
+	if st := l.CompactionStatsAt(at); st.Files != 1 || st.Replaced != 1 || st.Failures != 1 || st.Undecodable != 1 || st.DueFiles != 1 {
+		t.Errorf("after one group compacted and one failed: %+v; want one undecodable file and the bad group's other file due", st)
 	}
-	// The bad file stays due: the backlog.
-	if st := l.CompactionStatsAt(time.Now().Add(cfg.CompactAge)); st.DueFiles != 1 || st.DueBytes != bad.Bytes {
-		t.Errorf("backlog %d files of %d bytes, want the bad file's %d", st.DueFiles, st.DueBytes, bad.Bytes)
+	if n, err := l.CompactAt(context.Background(), at); err != nil || n != 1 {
+		t.Errorf("second pass: Compact = %d, %v; want the bad group's sound file compacted", n, err)
+	}
+	if n, err := l.CompactAt(context.Background(), at); err != nil || n != 0 {
+		t.Errorf("third pass: Compact = %d, %v; want nothing to do", n, err)
+	}
+	if st := l.CompactionStatsAt(at); st.Files != 2 || st.Failures != 1 || st.Undecodable != 1 || st.DueFiles != 0 {
+		t.Errorf("after the passes: %+v", st)
 	}
 	for _, f := range l.Files() {
-		if f.Partition.Stream == "bad" && (f.ID != bad.ID || f.Compacted) {
-			t.Errorf("bad file changed: %+v", f)
+		if f.ID == bad.ID {
+			continue
 		}
-		if f.Partition.Stream == "good" && !f.Compacted {
-			t.Errorf("good file not compacted: %+v", f)
+		if !f.Compacted {
+			t.Errorf("file not compacted: %+v", f)
 		}
+	}
+	if i := slices.IndexFunc(l.Files(), func(f sink.FileInfo) bool { return f.ID == bad.ID }); i < 0 || l.Files()[i].Compacted {
+		t.Errorf("the damaged file left the lake or changed")
 	}
 	assertNoTemp(t, cfg.Dir)
 }

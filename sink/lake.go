@@ -227,6 +227,9 @@ type Lake struct {
 	// scan replace, for openRemote; nil afterwards.
 	scanReplaced map[string]bool
 	damaged      []DamagedFile // set aside by scan; read-only afterwards
+	// undecodable are the paths of published files that compaction
+	// found damaged and leaves out (noteUndecodable).
+	undecodable map[string]bool
 }
 
 const stagedLogEvery = 10 * time.Second

@@ -155,11 +155,12 @@ var (
 	descCompactBusy      = prometheus.NewDesc("weir_compaction_seconds_total", "Time spent compacting.", nil, nil)
 	descCompactDueFiles  = prometheus.NewDesc("weir_compaction_due_files", "Published files old enough to compact and not yet compacted: the backlog.", nil, nil)
 	descCompactDueBytes  = prometheus.NewDesc("weir_compaction_due_bytes", "Bytes of the files of weir_compaction_due_files.", nil, nil)
+	descCompactDamaged   = prometheus.NewDesc("weir_compaction_undecodable_files", "Published files whose bytes did not decode when compaction read them; it leaves them out (docs/durability.md).", nil, nil)
 )
 
 func (c compactionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCompactFiles, descCompactDayMerges, descCompactReplaced, descCompactRows, descCompactRead,
-		descCompactWritten, descCompactFailures, descCompactBusy, descCompactDueFiles, descCompactDueBytes} {
+		descCompactWritten, descCompactFailures, descCompactBusy, descCompactDueFiles, descCompactDueBytes, descCompactDamaged} {
 		ch <- d
 	}
 }
@@ -176,4 +177,5 @@ func (c compactionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCompactBusy, prometheus.CounterValue, st.Busy.Seconds())
 	ch <- prometheus.MustNewConstMetric(descCompactDueFiles, prometheus.GaugeValue, float64(st.DueFiles))
 	ch <- prometheus.MustNewConstMetric(descCompactDueBytes, prometheus.GaugeValue, float64(st.DueBytes))
+	ch <- prometheus.MustNewConstMetric(descCompactDamaged, prometheus.GaugeValue, float64(st.Undecodable))
 }
