@@ -249,7 +249,11 @@ func (e *Engine) prepareErr(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %v", ErrInvalid, err)
 }
 
-// classify maps a DuckDB or context error to the package's errors.
+// classify maps a DuckDB or context error to the package's errors. An
+// "Invalid Error" while a query runs is DuckDB finding data it cannot
+// decode (a lake file damaged at rest: "TProtocolException: Invalid
+// data"), the server's failure rather than the query's; a query's own
+// mistakes are the other types ("Invalid Input", "Conversion", ...).
 func (e *Engine) classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return e.ctxErr(ctx, err)
@@ -261,7 +265,7 @@ func (e *Engine) classify(ctx context.Context, err error) error {
 			return fmt.Errorf("%w: %v", ErrResources, err)
 		case duckdb.ErrorTypeInterrupt:
 			return fmt.Errorf("%w: %v", ErrCanceled, err)
-		case duckdb.ErrorTypeFatal, duckdb.ErrorTypeInternal, duckdb.ErrorTypeConnection, duckdb.ErrorTypeIO:
+		case duckdb.ErrorTypeFatal, duckdb.ErrorTypeInternal, duckdb.ErrorTypeConnection, duckdb.ErrorTypeIO, duckdb.ErrorTypeInvalid:
 			return err
 		default:
 			return fmt.Errorf("%w: %v", ErrInvalid, err)

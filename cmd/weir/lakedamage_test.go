@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,5 +105,101 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 	for _, stream := range []string{"kept", "hurt"} {
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 		waitCount(t, s.url, "SELECT count(DISTINCT _offset) FROM "+stream, n)
+	}
+}
+
+// TestUndecodableFileLeftByCompaction: a published file whose pages are
+// damaged (its footer intact) does not stop the start; compaction fails
+// on it once, leaves it out from then on (weir_compaction_undecodable_files)
+// and compacts the other files; queries that read it fail with 500 while
+// the server stays up; moved away by hand as docs/durability.md says,
+// its rows are replayed from the log at the next start.
+func TestUndecodableFileLeftByCompaction(t *testing.T) {
+	data := t.TempDir()
+	compactAge := time.Duration(0)
+	mutate := func(c *config) {
+		c.Sink.MaxFileAge = 200 * time.Millisecond
+		c.Sink.Compaction.Age = compactAge
+	}
+	s := startServer(t, data, mutate)
+	ingest, _ := newClients(s.url)
+	const n = 500
+	for _, stream := range []string{"kept", "hurt"} {
+		recs := make([]*weirv1.LogRecord, n)
+		for i := range recs {
+			recs[i] = textRecord(fmt.Sprintf("%s record %d", stream, i))
+		}
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, s.url, "weir_lake_rows") != 2*n {
+		if time.Now().After(deadline) {
+			t.Fatalf("weir_lake_rows = %v after 10 s, want %d", metric(t, s.url, "weir_lake_rows"), 2*n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var hurt []string
+	for _, p := range lakeFiles(t, data) {
+		if !strings.Contains(p, "stream=hurt") {
+			continue
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
+		clear(raw[4 : len(raw)-8-footer]) // every page, not the footer
+		if err := os.WriteFile(p, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hurt = append(hurt, p)
+	}
+	if len(hurt) == 0 {
+		t.Fatal("no published file of stream hurt")
+	}
+
+	compactAge = 200 * time.Millisecond
+	s = startServer(t, data, mutate)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		compacted := 0
+		files := lakeFiles(t, data)
+		for _, p := range files {
+			if compactedFile(t, p) {
+				compacted++
+			}
+		}
+		if metric(t, s.url, "weir_compaction_undecodable_files") == float64(len(hurt)) && compacted == len(files)-len(hurt) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %v undecodable, %d of %d files compacted; want %d undecodable and the others compacted",
+				metric(t, s.url, "weir_compaction_undecodable_files"), compacted, len(files), len(hurt))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM kept", n)
+	if status, raw, _ := postSQL(t, s.url, "SELECT count(DISTINCT body) FROM hurt", ""); status != http.StatusInternalServerError {
+		t.Errorf("a query over the damaged pages: %d %s, want 500", status, raw)
+	}
+	waitHealthy(t, s.url)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, p := range hurt {
+		if err := os.Rename(p, filepath.Join(t.TempDir(), filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = startServer(t, data, mutate)
+	for _, stream := range []string{"kept", "hurt"} {
+		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
+		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 	}
 }
