@@ -2,7 +2,6 @@ package sink_test
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"slices"
 	"strings"
@@ -244,15 +243,7 @@ func TestCompactionFailureIsolated(t *testing.T) {
 			bad = f
 		}
 	}
-	raw, err := os.ReadFile(bad.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
-	clear(raw[4 : len(raw)-8-footer]) // every page, not the footer
-	if err := os.WriteFile(bad.Path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	zeroPages(t, bad.Path)
 	at := time.Now().Add(cfg.CompactAge)
 	n, err := l.CompactAt(context.Background(), at)
 	if err == nil || n != 1 {

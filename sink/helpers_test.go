@@ -3,6 +3,7 @@ package sink_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -254,4 +255,19 @@ func (r *recorder) snapshot() []event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]event(nil), r.events...)
+}
+
+// zeroPages zeroes every byte of the Parquet file at path between its
+// leading magic and its footer: damage inside, with the footer intact.
+func zeroPages(t *testing.T, path string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
+	clear(raw[4 : len(raw)-8-footer])
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -28,24 +28,8 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 		c.Sink.Compaction.Age = 0
 	}
 	s := startServer(t, data, mutate)
-	ingest, _ := newClients(s.url)
 	const n = 500
-	for _, stream := range []string{"kept", "hurt"} {
-		recs := make([]*weirv1.LogRecord, n)
-		for i := range recs {
-			recs[i] = textRecord(fmt.Sprintf("%s record %d", stream, i))
-		}
-		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for metric(t, s.url, "weir_lake_rows") != 2*n {
-		if time.Now().After(deadline) {
-			t.Fatalf("weir_lake_rows = %v after 10 s, want %d", metric(t, s.url, "weir_lake_rows"), 2*n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	pushPublished(t, s, n, "kept", "hurt")
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +71,7 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 		}
 	}
 	// The replayed rows are published again.
-	deadline = time.Now().Add(10 * time.Second)
-	for metric(t, s.url, "weir_lake_rows") != 2*n {
-		if time.Now().After(deadline) {
-			t.Fatalf("weir_lake_rows = %v after 10 s, want %d", metric(t, s.url, "weir_lake_rows"), 2*n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the replayed rows published", func() bool { return metric(t, s.url, "weir_lake_rows") == 2*n })
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,24 +100,8 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 		c.Sink.Compaction.Age = compactAge
 	}
 	s := startServer(t, data, mutate)
-	ingest, _ := newClients(s.url)
 	const n = 500
-	for _, stream := range []string{"kept", "hurt"} {
-		recs := make([]*weirv1.LogRecord, n)
-		for i := range recs {
-			recs[i] = textRecord(fmt.Sprintf("%s record %d", stream, i))
-		}
-		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for metric(t, s.url, "weir_lake_rows") != 2*n {
-		if time.Now().After(deadline) {
-			t.Fatalf("weir_lake_rows = %v after 10 s, want %d", metric(t, s.url, "weir_lake_rows"), 2*n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	pushPublished(t, s, n, "kept", "hurt")
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +127,7 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 
 	compactAge = 200 * time.Millisecond
 	s = startServer(t, data, mutate)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	waitUntil(t, 20*time.Second, "the damaged files undecodable and the others compacted", func() bool {
 		compacted := 0
 		files := lakeFiles(t, data)
 		for _, p := range files {
@@ -174,15 +135,8 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 				compacted++
 			}
 		}
-		if metric(t, s.url, "weir_compaction_undecodable_files") == float64(len(hurt)) && compacted == len(files)-len(hurt) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s: %v undecodable, %d of %d files compacted; want %d undecodable and the others compacted",
-				metric(t, s.url, "weir_compaction_undecodable_files"), compacted, len(files), len(hurt))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return metric(t, s.url, "weir_compaction_undecodable_files") == float64(len(hurt)) && compacted == len(files)-len(hurt)
+	})
 	waitCount(t, s.url, "SELECT count(*) FROM kept", n)
 	if status, raw, _ := postSQL(t, s.url, "SELECT count(DISTINCT body) FROM hurt", ""); status != http.StatusInternalServerError {
 		t.Errorf("a query over the damaged pages: %d %s, want 500", status, raw)
@@ -202,4 +156,22 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 	}
+}
+
+// pushPublished pushes n records to each stream and waits until the lake
+// has published them all.
+func pushPublished(t *testing.T, s *testServer, n int, streams ...string) {
+	t.Helper()
+	ingest, _ := newClients(s.url)
+	for _, stream := range streams {
+		recs := make([]*weirv1.LogRecord, n)
+		for i := range recs {
+			recs[i] = textRecord(fmt.Sprintf("%s record %d", stream, i))
+		}
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: recs})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := float64(n * len(streams))
+	waitUntil(t, 10*time.Second, "every record published", func() bool { return metric(t, s.url, "weir_lake_rows") == want })
 }
