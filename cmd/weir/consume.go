@@ -262,6 +262,8 @@ func (s subscribeService) rpcErr(err error) error {
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, consume.ErrTooManySubscriptions), errors.Is(err, consume.ErrTooManyGroups), errors.Is(err, query.ErrBusy):
 		return connect.NewError(connect.CodeResourceExhausted, err)
+	case errors.Is(err, consume.ErrOffsetsDamaged):
+		return connect.NewError(connect.CodeDataLoss, err)
 	}
 	return err
 }

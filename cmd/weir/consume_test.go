@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weirlabs/weir/internal/auth"
+	"github.com/weirlabs/weir/internal/record"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
@@ -746,5 +747,69 @@ func TestConsumeFewerPartitions(t *testing.T) {
 		if r.GetPartition() > 1 || !strings.HasPrefix(r.GetRecord().GetBody(), "after-") {
 			t.Fatalf("live record %d:%d %q", r.GetPartition(), r.GetOffset(), r.GetRecord().GetBody())
 		}
+	}
+}
+
+// TestConsumeDamagedOffsets: a consumer group's offsets file damaged at
+// rest no longer stops the start. That group is refused with DATA_LOSS
+// (Commit and Subscribe) while the others work; once the file is
+// removed, the group starts over without a restart.
+func TestConsumeDamagedOffsets(t *testing.T) {
+	t.Parallel()
+	s, ing, sc := consumeServer(t, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	push(t, ctx, ing, "app", weirv1.AckLevel_ACK_LEVEL_DURABLE, mixed("r", 8)...)
+	for group, off := range map[string]int64{"g": 3, "h": 2} {
+		if _, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: group,
+			Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: off}}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(s.data, "consumers", "tenant="+record.DefaultTenant, "stream=app", "group=g.json")
+	if _, err := os.Stat(damaged); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(damaged, []byte(`{"offsets": {"0": 3`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, s.data, func(c *config) {
+		fastCommit(c)
+		c.Buffer.Partitions = 1
+		c.Consume.PollInterval = 20 * time.Millisecond
+	})
+	sc = weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
+	_, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: "g",
+		Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: 4}}}))
+	if connect.CodeOf(err) != connect.CodeDataLoss {
+		t.Errorf("Commit to the damaged group: %v, want data_loss", err)
+	}
+	st, err := sc.Subscribe(ctx, connect.NewRequest(&weirv1.SubscribeRequest{Stream: "app", Group: "g"}))
+	if err == nil {
+		if st.Receive() {
+			t.Errorf("Subscribe to the damaged group answered %v", st.Msg())
+		}
+		err = st.Err()
+		st.Close()
+	}
+	if connect.CodeOf(err) != connect.CodeDataLoss {
+		t.Errorf("Subscribe to the damaged group: %v, want data_loss", err)
+	}
+	// The other group resumes after its commit.
+	h := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "h"})
+	if got := h.atLeast(6); got[0].GetOffset() != 2 || len(got) != 6 {
+		t.Errorf("group h resumed at %d with %d records, want offset 2 and 6", got[0].GetOffset(), len(got))
+	}
+	// Removed, the damaged file's group starts over.
+	if err := os.Remove(damaged); err != nil {
+		t.Fatal(err)
+	}
+	g := openSub(t, sc, &weirv1.SubscribeRequest{Stream: "app", Group: "g"})
+	if got := g.atLeast(8); got[0].GetOffset() != 0 {
+		t.Errorf("group g started over at %d, want 0", got[0].GetOffset())
 	}
 }

@@ -129,6 +129,11 @@ var (
 	ErrTooManyGroups = errors.New("consume: too many consumer groups")
 	// ErrInvalid marks a request that is wrong whatever the state.
 	ErrInvalid = errors.New("consume: invalid request")
+	// ErrOffsetsDamaged means the group's offsets file does not parse:
+	// the group is refused until the file is restored or removed (the
+	// group then starts over at its members' start position), which
+	// takes effect at the group's next request.
+	ErrOffsetsDamaged = errors.New("consume: the group's offsets file is damaged")
 )
 
 // Manager keeps the subscriptions and consumer groups of one server. Its
@@ -204,6 +209,12 @@ func New(cfg Config, src Source, dead DeadLetters, log *slog.Logger) (*Manager, 
 	}
 	for _, k := range keys {
 		if _, err := m.groupLocked(k); err != nil {
+			// One damaged file refuses its group, not the start.
+			if errors.Is(err, ErrOffsetsDamaged) {
+				log.Error("consume: a consumer group's offsets file is damaged; the group is refused until the file is restored or removed",
+					"tenant", k.tenant, "stream", k.stream, "group", k.group, "err", err)
+				continue
+			}
 			return nil, err
 		}
 	}

@@ -26,7 +26,8 @@ func (c *Config) groupPath(k groupKey) string {
 }
 
 // loadOffsets reads a group's committed offsets; a group that never
-// committed has none.
+// committed has none. A file that does not parse is ErrOffsetsDamaged:
+// saveOffsets replaces it whole, so only damage at rest makes one.
 func loadOffsets(path string) (map[int32]int64, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -37,13 +38,13 @@ func loadOffsets(path string) (map[int32]int64, error) {
 	}
 	var f offsetsFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("consume: offsets file %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrOffsetsDamaged, path, err)
 	}
 	out := make(map[int32]int64, len(f.Offsets))
 	for k, v := range f.Offsets {
 		p, err := strconv.ParseInt(k, 10, 32)
 		if err != nil || p < 0 || v < 0 {
-			return nil, fmt.Errorf("consume: offsets file %s: bad entry %q: %d", path, k, v)
+			return nil, fmt.Errorf("%w: %s: bad entry %q: %d", ErrOffsetsDamaged, path, k, v)
 		}
 		out[int32(p)] = v
 	}
