@@ -263,7 +263,9 @@ func (s subscribeService) rpcErr(err error) error {
 	case errors.Is(err, consume.ErrTooManySubscriptions), errors.Is(err, consume.ErrTooManyGroups), errors.Is(err, query.ErrBusy):
 		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, consume.ErrOffsetsDamaged):
-		return connect.NewError(connect.CodeDataLoss, err)
+		// The file's path and parse error are the server's log's, not
+		// the client's.
+		return connect.NewError(connect.CodeDataLoss, fmt.Errorf("%w; an operator must restore or remove it", consume.ErrOffsetsDamaged))
 	}
 	return err
 }

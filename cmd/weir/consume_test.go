@@ -785,8 +785,8 @@ func TestConsumeDamagedOffsets(t *testing.T) {
 	sc = weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
 	_, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: "g",
 		Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: 4}}}))
-	if connect.CodeOf(err) != connect.CodeDataLoss {
-		t.Errorf("Commit to the damaged group: %v, want data_loss", err)
+	if connect.CodeOf(err) != connect.CodeDataLoss || strings.Contains(err.Error(), s.data) {
+		t.Errorf("Commit to the damaged group: %v, want data_loss without the server's paths", err)
 	}
 	st, err := sc.Subscribe(ctx, connect.NewRequest(&weirv1.SubscribeRequest{Stream: "app", Group: "g"}))
 	if err == nil {
