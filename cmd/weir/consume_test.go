@@ -132,16 +132,21 @@ func mixed(prefix string, n int) []*weirv1.LogRecord {
 
 func consumeServer(t *testing.T, partitions int, mutate func(*config)) (*testServer, weirv1connect.IngestServiceClient, weirv1connect.SubscribeServiceClient) {
 	t.Helper()
-	s := startServer(t, "", func(c *config) {
+	s := startServer(t, "", consumeConfig(partitions, mutate))
+	ing, _ := newClients(s.url)
+	return s, ing, weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
+}
+
+// consumeConfig is consumeServer's configuration, for a restart.
+func consumeConfig(partitions int, mutate func(*config)) func(*config) {
+	return func(c *config) {
 		fastCommit(c)
 		c.Buffer.Partitions = partitions
 		c.Consume.PollInterval = 20 * time.Millisecond
 		if mutate != nil {
 			mutate(c)
 		}
-	})
-	ing, _ := newClients(s.url)
-	return s, ing, weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
+	}
 }
 
 // TestConsumeReplayThenLive: a subscription from the earliest record gets
@@ -777,11 +782,7 @@ func TestConsumeDamagedOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = startServer(t, s.data, func(c *config) {
-		fastCommit(c)
-		c.Buffer.Partitions = 1
-		c.Consume.PollInterval = 20 * time.Millisecond
-	})
+	s = startServer(t, s.data, consumeConfig(1, nil))
 	sc = weirv1connect.NewSubscribeServiceClient(newHTTPClient(), s.url)
 	_, err := sc.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: "g",
 		Offsets: []*weirv1.PartitionOffset{{Partition: 0, Offset: 4}}}))

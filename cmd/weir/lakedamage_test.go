@@ -36,22 +36,9 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 
 	lake := filepath.Join(data, "lake")
 	var hurt []string // relative to the lake
-	for _, p := range lakeFiles(t, data) {
-		if !strings.Contains(p, "stream=hurt") {
-			continue
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, raw[:len(raw)/2], 0o644); err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range damageFiles(t, data, "hurt", func(raw []byte) []byte { return raw[:len(raw)/2] }) {
 		rel, _ := filepath.Rel(lake, p)
 		hurt = append(hurt, rel)
-	}
-	if len(hurt) == 0 {
-		t.Fatal("no published file of stream hurt")
 	}
 
 	s = startServer(t, data, mutate)
@@ -105,25 +92,11 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	var hurt []string
-	for _, p := range lakeFiles(t, data) {
-		if !strings.Contains(p, "stream=hurt") {
-			continue
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	hurt := damageFiles(t, data, "hurt", func(raw []byte) []byte {
 		footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
 		clear(raw[4 : len(raw)-8-footer]) // every page, not the footer
-		if err := os.WriteFile(p, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		hurt = append(hurt, p)
-	}
-	if len(hurt) == 0 {
-		t.Fatal("no published file of stream hurt")
-	}
+		return raw
+	})
 
 	compactAge = 200 * time.Millisecond
 	s = startServer(t, data, mutate)
@@ -174,4 +147,28 @@ func pushPublished(t *testing.T, s *testServer, n int, streams ...string) {
 	}
 	want := float64(n * len(streams))
 	waitUntil(t, 10*time.Second, "every record published", func() bool { return metric(t, s.url, "weir_lake_rows") == want })
+}
+
+// damageFiles rewrites every published file of stream under data with
+// what damage makes of its bytes, and returns their paths.
+func damageFiles(t *testing.T, data, stream string, damage func([]byte) []byte) []string {
+	t.Helper()
+	var out []string
+	for _, p := range lakeFiles(t, data) {
+		if !strings.Contains(p, "stream="+stream+string(filepath.Separator)) {
+			continue
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, damage(raw), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no published file of stream %s", stream)
+	}
+	return out
 }
