@@ -58,6 +58,9 @@ type catalog struct {
 	// staging root's path has glob metacharacters, and views then list
 	// every segment, rebuilt at each.
 	globs bool
+	// ownDirs are the tenant's lake and staging folders, with the names
+	// errors call them by (fault.go).
+	ownDirs []ownDir
 
 	// ddl serialises the view DDL, so views change in the order of the
 	// catalog states they were built from. It is taken before mu and held
@@ -481,6 +484,10 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 		return fmt.Errorf("query: spill directory: %w", err)
 	}
 	tenantDir := "tenant=" + c.tenant + string(filepath.Separator)
+	c.ownDirs = []ownDir{
+		{path: filepath.Join(lakeDir, tenantDir) + string(filepath.Separator), name: "lake/"},
+		{path: filepath.Join(c.staging, tenantDir) + string(filepath.Separator), name: "staging/"},
+	}
 	// The sandbox: these settings bind every connection of the tenant's
 	// database, and lock_configuration stops user SQL from undoing them.
 	// User SQL may read the tenant's lake and staged rows and nothing
@@ -491,7 +498,7 @@ func (c *catalog) init(dataDir, lakeDir string) error {
 		fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", c.cfg.MaxSpill))
 	stmts = append(stmts, rollupSchemaStmts...)
 	stmts = append(stmts,
-		"SET GLOBAL allowed_directories = ["+quoteString(filepath.Join(lakeDir, tenantDir)+string(filepath.Separator))+", "+quoteString(filepath.Join(c.staging, tenantDir)+string(filepath.Separator))+", "+quoteString(c.results+string(filepath.Separator))+"]",
+		"SET GLOBAL allowed_directories = ["+quoteString(c.ownDirs[0].path)+", "+quoteString(c.ownDirs[1].path)+", "+quoteString(c.results+string(filepath.Separator))+"]",
 		"SET GLOBAL enable_external_access = false",
 		"SET GLOBAL autoinstall_known_extensions = false",
 		"SET GLOBAL autoload_known_extensions = false",

@@ -102,7 +102,7 @@ func (e *Engine) Run(ctx context.Context, query string, opt Options, w ResultWri
 // run is Run with the bounds worked out. check, when set, runs on the
 // query's connection before the statement is vetted; its error is
 // returned as is.
-func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uint64, timeout time.Duration, check func(context.Context, *sql.Conn) error, w ResultWriter) (Stats, error) {
+func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uint64, timeout time.Duration, check func(context.Context, *sql.Conn) error, w ResultWriter) (_ Stats, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
@@ -111,6 +111,11 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 	if err != nil {
 		return Stats{}, err
 	}
+	defer func() {
+		if err != nil {
+			err = c.serverFault(query, err)
+		}
+	}()
 	release, err := e.acquire(ctx, c.tenant, opt.System)
 	if err != nil {
 		return Stats{}, err
@@ -246,7 +251,7 @@ func (e *Engine) prepareErr(ctx context.Context, err error) error {
 			return e.classify(ctx, err)
 		}
 	}
-	return fmt.Errorf("%w: %v", ErrInvalid, err)
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }
 
 // classify maps a DuckDB or context error to the package's errors. An
@@ -268,7 +273,7 @@ func (e *Engine) classify(ctx context.Context, err error) error {
 		case duckdb.ErrorTypeFatal, duckdb.ErrorTypeInternal, duckdb.ErrorTypeConnection, duckdb.ErrorTypeIO, duckdb.ErrorTypeInvalid:
 			return err
 		default:
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	return err

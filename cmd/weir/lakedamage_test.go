@@ -131,6 +131,58 @@ func TestUndecodableFileLeftByCompaction(t *testing.T) {
 	}
 }
 
+// TestLakeFileLostWhileRunning: a published file cut short or removed
+// behind the server's back while it runs fails the queries that read it
+// as the server's failure (500, Internal), naming the file by its place in
+// the tenant's lake and never by the server's paths; other streams still
+// answer, and a path the query names itself is still the query's mistake
+// (400).
+func TestLakeFileLostWhileRunning(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, func(c *config) {
+		c.Sink.MaxFileAge = 200 * time.Millisecond
+		c.Sink.Compaction.Age = time.Hour
+	})
+	const n = 50
+	pushPublished(t, s, n, "kept", "cut", "gone")
+	damageFiles(t, data, "cut", func(raw []byte) []byte { return raw[:len(raw)/2] })
+	for _, p := range damageFiles(t, data, "gone", func(raw []byte) []byte { return raw }) {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	_, q := newClients(s.url)
+	for _, stream := range []string{"cut", "gone"} {
+		sql := "SELECT count(DISTINCT body) FROM " + stream
+		status, raw, _ := postSQL(t, s.url, sql, "")
+		msg := string(raw)
+		if status != http.StatusInternalServerError || !strings.Contains(msg, `"internal"`) {
+			t.Errorf("%s: %d %s, want 500", sql, status, msg)
+		}
+		if !strings.Contains(msg, "lake/stream="+stream+"/date=") || strings.Contains(msg, data) {
+			t.Errorf("%s: %s, want the file named within the lake and no server path", sql, msg)
+		}
+		st, err := q.Query(context.Background(), connect.NewRequest(&weirv1.QueryRequest{Sql: sql}))
+		if err == nil {
+			for st.Receive() {
+			}
+			err = st.Err()
+		}
+		wantCode(t, sql, err, connect.CodeInternal)
+		if err != nil && strings.Contains(err.Error(), data) {
+			t.Errorf("%s over Connect: %v names the server's paths", sql, err)
+		}
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM kept", n)
+
+	named := filepath.Join(data, "lake", "tenant=default", "stream=kept", "none.parquet")
+	sql := fmt.Sprintf("SELECT * FROM read_parquet('%s')", named)
+	if status, raw, _ := postSQL(t, s.url, sql, ""); status != http.StatusBadRequest || !strings.Contains(string(raw), named) {
+		t.Errorf("a missing file the query names: %d %s, want 400 naming it", status, raw)
+	}
+}
+
 // pushPublished pushes n records to each stream and waits until the lake
 // has published them all.
 func pushPublished(t *testing.T, s *testServer, n int, streams ...string) {
