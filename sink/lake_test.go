@@ -23,6 +23,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 
 	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/internal/objstore"
 	"github.com/weirlabs/weir/sink"
 )
 
@@ -720,10 +721,24 @@ func TestDamagedPublishedFiles(t *testing.T) {
 	if _, err := sink.New(few, nil, nil); err == nil || !strings.Contains(err.Error(), "3 published files are damaged") {
 		t.Fatalf("New with 3 damaged files and MaxDamagedFiles 2: %v", err)
 	}
+	// A lake in object storage whose upload log says the files are in
+	// the bucket, which cannot be reached: the start waits for the
+	// bucket's copies rather than set the files aside.
 	remote := cfg
-	remote.Remote = &sink.Remote{Store: &faultStore{}}
-	if _, err := sink.New(remote, nil, nil); err == nil || !strings.Contains(err.Error(), "read footer") {
-		t.Fatalf("New of a remote lake with damaged files: %v", err)
+	remote.Remote = &sink.Remote{Store: awayStore{}}
+	var uploaded strings.Builder
+	for _, p := range paths {
+		rel, _ := filepath.Rel(cfg.Dir, p)
+		uploaded.WriteString(filepath.ToSlash(rel) + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, ".uploaded.log"), []byte(uploaded.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.New(remote, nil, nil); err == nil || !strings.Contains(err.Error(), "could not be downloaded") {
+		t.Fatalf("New of a remote lake with damaged files and the bucket away: %v", err)
+	}
+	if err := os.Remove(filepath.Join(cfg.Dir, ".uploaded.log")); err != nil {
+		t.Fatal(err)
 	}
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
@@ -786,6 +801,13 @@ func TestDamagedPublishedFiles(t *testing.T) {
 	if d, err := os.Lstat(paths["cut"]); err != nil || d.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("the dangling file was moved: %v", err)
 	}
+}
+
+// awayStore is a bucket that cannot be reached.
+type awayStore struct{ objstore.Store }
+
+func (awayStore) Get(context.Context, string, string) error {
+	return errors.New("dial tcp: connection refused")
 }
 
 func TestLastOffset(t *testing.T) {

@@ -233,11 +233,15 @@ func relOf(f FileInfo) string {
 
 func (r *remote) key(f FileInfo) string { return r.keyOfRel(relOf(f)) }
 
-func (r *remote) keyOfRel(rel string) string {
-	if r.cfg.Prefix == "" {
+func (r *remote) keyOfRel(rel string) string { return objectKey(r.cfg.Prefix, rel) }
+
+// objectKey is the key of the object of the file at rel, a slash-separated
+// path relative to the lake root, under prefix.
+func objectKey(prefix, rel string) string {
+	if prefix == "" {
 		return rel
 	}
-	return path.Join(r.cfg.Prefix, rel)
+	return path.Join(prefix, rel)
 }
 
 func (r *remote) retryMin() time.Duration {
@@ -269,20 +273,9 @@ func (l *Lake) openRemote() error {
 		return err
 	}
 	r.id = id
-	done := make(map[string]bool)
-	raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, uploadLog))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("sink: read upload log: %w", err)
-	}
-	logEnd := 0
-	for text := string(raw); ; {
-		line, rest, ok := strings.Cut(text, "\n")
-		if !ok || strings.IndexByte(line, 0) >= 0 {
-			break // the reserve, or a line torn by a crash: never recorded
-		}
-		done[line] = true
-		logEnd += len(line) + 1
-		text = rest
+	raw, done, logEnd, err := readUploadLog(l.cfg.Dir)
+	if err != nil {
+		return err
 	}
 	replaced := l.scanReplaced
 	l.scanReplaced = nil
@@ -292,17 +285,9 @@ func (l *Lake) openRemote() error {
 	if err := l.openEvicted(done, replaced); err != nil {
 		return err
 	}
-	entries := make(map[string]*carryEntry)
-	if raw, err := os.ReadFile(filepath.Join(l.cfg.Dir, carryJournal)); err == nil {
-		var es []*carryEntry
-		if err := json.Unmarshal(raw, &es); err != nil {
-			return fmt.Errorf("sink: carry journal %s: %w", filepath.Join(l.cfg.Dir, carryJournal), err)
-		}
-		for _, e := range es {
-			entries[e.File] = e
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("sink: read carry journal: %w", err)
+	entries, err := readCarryJournal(l.cfg.Dir)
+	if err != nil {
+		return err
 	}
 	for _, f := range l.files {
 		rel := relOf(f)
@@ -358,6 +343,48 @@ func (l *Lake) openRemote() error {
 	r.ulogEnd, r.ulogSize = int64(logEnd), st.Size()
 	l.rem = r
 	return nil
+}
+
+// readUploadLog reads the upload log of the lake in dir: its bytes (nil
+// when there is none), the relative paths it records as uploaded, and
+// where its last whole line ends.
+func readUploadLog(dir string) (raw []byte, done map[string]bool, end int, err error) {
+	raw, err = os.ReadFile(filepath.Join(dir, uploadLog))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, 0, fmt.Errorf("sink: read upload log: %w", err)
+	}
+	done = make(map[string]bool)
+	for text := string(raw); ; {
+		line, rest, ok := strings.Cut(text, "\n")
+		if !ok || strings.IndexByte(line, 0) >= 0 {
+			break // the reserve, or a line torn by a crash: never recorded
+		}
+		done[line] = true
+		end += len(line) + 1
+		text = rest
+	}
+	return raw, done, end, nil
+}
+
+// readCarryJournal reads the carry journal of the lake in dir: its
+// entries by the relative path of the file that carries them.
+func readCarryJournal(dir string) (map[string]*carryEntry, error) {
+	entries := make(map[string]*carryEntry)
+	raw, err := os.ReadFile(filepath.Join(dir, carryJournal))
+	if errors.Is(err, fs.ErrNotExist) {
+		return entries, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink: read carry journal: %w", err)
+	}
+	var es []*carryEntry
+	if err := json.Unmarshal(raw, &es); err != nil {
+		return nil, fmt.Errorf("sink: carry journal %s: %w", filepath.Join(dir, carryJournal), err)
+	}
+	for _, e := range es {
+		entries[e.File] = e
+	}
+	return entries, nil
 }
 
 // lakeID returns the lake's identity, stored in dir/.lake-id, made (16

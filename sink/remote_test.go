@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -771,4 +772,132 @@ func TestRemoteForeignObjects(t *testing.T) {
 	if err := again.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRemoteDamagedFileRestored: a lake in object storage whose local
+// files are found damaged at start takes the bucket's copy of an
+// uploaded one (its rows stay in the lake, the damaged copy goes to
+// .damaged/), sets aside one not yet uploaded as a local lake does, and
+// refuses the start, moving nothing, where that would lose rows only the
+// bucket holds (a file that carries replaced files) or where the bucket's
+// copy is damaged too.
+func TestRemoteDamagedFileRestored(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake")
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeRows(t, l, part("up", 0), 0, 500)
+	syncRemote(t, l)
+	shutdown(t, l)
+	// Not started: nothing is uploaded.
+	l = newLake(t, cfg, nil)
+	writeRows(t, l, part("local", 0), 0, 300)
+	shutdown(t, l)
+
+	files := make(map[string]sink.FileInfo) // by stream
+	for _, f := range l.Files() {
+		files[f.Partition.Stream] = f
+	}
+	sound, err := os.ReadFile(files["up"].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutSize := make(map[string]int64)
+	cut := func(stream string) {
+		t.Helper()
+		raw, err := os.ReadFile(files[stream].Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cutSize[stream] = int64(len(raw) / 2)
+		if err := os.WriteFile(files[stream].Path, raw[:len(raw)/2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut("up")
+	cut("local")
+	rel := func(stream string) string {
+		r, err := filepath.Rel(cfg.Dir, files[stream].Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.ToSlash(r)
+	}
+	unmoved := func(what string, streams ...string) {
+		t.Helper()
+		for _, s := range streams {
+			if st, err := os.Stat(files[s].Path); err != nil || st.Size() != cutSize[s] {
+				t.Errorf("%s: the damaged file of %s was moved or replaced: %v", what, s, err)
+			}
+		}
+		tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(files["up"].Path), ".*"))
+		if len(tmps) != 0 {
+			t.Errorf("%s: the refused start left %v", what, tmps)
+		}
+	}
+
+	// The file not yet uploaded carries replaced files whose rows only
+	// the bucket holds now.
+	carry := fmt.Sprintf(`[{"low": -1, "file": %q, "carries": [{"file": "tenant=acme/stream=local/x.parquet", "part": 0, "rows": 1, "bytes": 1, "min_offset": 0, "max_offset": 0, "columns": 1}]}]`, rel("local"))
+	if err := os.WriteFile(filepath.Join(cfg.Dir, ".carry.json"), []byte(carry), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "not yet in the bucket") {
+		t.Fatalf("New with a damaged file that carries others: %v", err)
+	}
+	unmoved("a damaged carrying file", "up", "local")
+	if err := os.Remove(filepath.Join(cfg.Dir, ".carry.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs logBuffer
+	l2, err := sink.New(cfg, nil, newLogger(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	syncRemote(t, l2)
+	dmg := make(map[string]sink.DamagedFile)
+	for _, d := range l2.Damaged() {
+		dmg[filepath.ToSlash(d.Path)] = d
+	}
+	if d := dmg[rel("up")]; !d.Restored || d.Moved != filepath.Join(".damaged", d.Path) {
+		t.Errorf("the uploaded file: %+v, want restored and its damaged copy moved", d)
+	}
+	if d := dmg[rel("local")]; d.Restored || d.Moved == "" {
+		t.Errorf("the file not uploaded: %+v, want set aside", d)
+	}
+	if got, err := os.ReadFile(files["up"].Path); err != nil || !bytes.Equal(got, sound) {
+		t.Errorf("the restored file differs from the one published (%v)", err)
+	}
+	got := l2.Files()
+	if len(got) != 1 || got[0].ID != files["up"].ID || got[0].Rows != 500 || got[0].MinOffset != 0 || got[0].MaxOffset != 499 {
+		t.Errorf("Files after the restore: %+v", got)
+	}
+	if o := l2.LastOffset("acme", "local", 0); o != 0 {
+		t.Errorf("LastOffset of the stream set aside = %d, want 0 (its rows to be replayed)", o)
+	}
+	if !strings.Contains(logs.String(), "its copy in the bucket took its place") {
+		t.Errorf("the restore was not logged:\n%s", logs.String())
+	}
+	checkBucket(t, srv, "lake", l2, offsetRange(0, 500))
+	shutdown(t, l2)
+
+	// The bucket's copy damaged too: nothing to take, the start stops.
+	cut("up")
+	junk := filepath.Join(t.TempDir(), "junk")
+	if err := os.WriteFile(junk, []byte("PAR1 not really PAR1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Store(t).Put(context.Background(), "lake/"+rel("up"), junk, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.New(cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "is damaged too") {
+		t.Fatalf("New with the bucket's copy damaged too: %v", err)
+	}
+	unmoved("the bucket's copy damaged too", "up")
 }

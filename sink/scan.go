@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -65,10 +67,7 @@ func (l *Lake) scan() error {
 				if !isDamage(err) {
 					return err
 				}
-				if l.cfg.Remote != nil {
-					return fmt.Errorf("%w (a lake in object storage does not set a damaged file aside: replace the local copy with the bucket's)", err)
-				}
-				damaged = append(damaged, DamagedFile{Path: rel, Bytes: info.Bytes, Err: err.Error()})
+				damaged = append(damaged, DamagedFile{Path: rel, Bytes: info.Bytes, Err: err.Error(), part: p, id: id})
 				return nil
 			}
 			l.files = append(l.files, info)
@@ -81,7 +80,7 @@ func (l *Lake) scan() error {
 	if err != nil {
 		return fmt.Errorf("sink: scan lake %q: %w", l.cfg.Dir, err)
 	}
-	if err := l.setDamagedAside(damaged); err != nil {
+	if err := l.mendDamaged(damaged, replaced); err != nil {
 		return err
 	}
 	// A crash between publishing a compacted file and deleting the files
@@ -128,19 +127,26 @@ func (l *Lake) scan() error {
 // published files New set aside because their footers do not parse.
 const damagedDir = ".damaged"
 
-// DamagedFile is a published file that New found damaged and moved out of
-// the lake (Lake.Damaged).
+// DamagedFile is a published file that New found damaged: moved out of
+// the lake, and, in a lake in object storage, replaced by the bucket's
+// copy where the bucket has one (Lake.Damaged).
 type DamagedFile struct {
 	Path  string // where it was, relative to the lake root
 	Moved string // where it is now: under .damaged/ at the same relative path
 	Bytes int64  // its size
 	Err   string // why its footer did not parse
+	// Restored is set when the file's copy in the bucket took its place:
+	// its rows stayed in the lake.
+	Restored bool
+
+	part Partition
+	id   string
 }
 
 // Damaged returns the published files that New moved aside because their
-// footers did not parse. Their rows are not in the lake; the ones a
-// write-ahead log still holds are replayed by the buffer's recovery, as
-// for any record no published file holds.
+// footers did not parse. The rows of those not Restored are not in the
+// lake; the ones a write-ahead log still holds are replayed by the
+// buffer's recovery, as for any record no published file holds.
 func (l *Lake) Damaged() []DamagedFile { return slices.Clone(l.damaged) }
 
 // isDamage reports whether err, from reading a file's footer, says the
@@ -154,13 +160,28 @@ func isDamage(err error) bool {
 	return !errors.As(err, &pe) && !errors.As(err, &errno)
 }
 
-// setDamagedAside moves the files scan found damaged to the same relative
-// paths under <Dir>/.damaged/, logging each, or refuses the start when
-// there are more than Config.MaxDamagedFiles: many at once suggests the
-// wrong directory or a failing disk rather than a damaged file, and a
-// person should look first. Nothing is deleted: the files stay for
-// inspection until someone removes them.
-func (l *Lake) setDamagedAside(damaged []DamagedFile) error {
+// restoreTimeout bounds the download of one damaged file's copy from the
+// bucket at start (a compacted file of a gigabyte at 2 MB/s).
+const restoreTimeout = 10 * time.Minute
+
+// mendDamaged deals with the files scan found damaged, or refuses the
+// start when there are more than Config.MaxDamagedFiles: many at once
+// suggests the wrong directory or a failing disk rather than a damaged
+// file, and a person should look first. Every damaged file is moved to
+// the same relative path under <Dir>/.damaged/ and logged; nothing is
+// deleted, the files stay for inspection until someone removes them.
+//
+// In a lake in object storage, a file the upload log records as uploaded
+// has a sound copy in the bucket (checked by checksum when it was put):
+// it is downloaded, its footer read, and it takes the damaged file's
+// place, so its rows stay in the lake and the compacted files it
+// replaces are added to replaced. A file not yet uploaded has no other
+// copy and is set aside as in a local lake, unless it carries replaced
+// files (the carry journal): their rows may now be only in the bucket's
+// objects, which dropping the file would let the start delete, so that
+// stops the start. A copy that cannot be downloaded or is damaged too
+// stops it as well.
+func (l *Lake) mendDamaged(damaged []DamagedFile, replaced map[string]bool) error {
 	if len(damaged) == 0 {
 		return nil
 	}
@@ -168,23 +189,114 @@ func (l *Lake) setDamagedAside(damaged []DamagedFile) error {
 		return fmt.Errorf("sink: scan lake %q: %d published files are damaged, more than sink.max_damaged_files (%d) to set aside; the first: %s: %s",
 			l.cfg.Dir, len(damaged), l.cfg.MaxDamagedFiles, damaged[0].Path, damaged[0].Err)
 	}
+	var uploaded map[string]bool
+	var carries map[string]*carryEntry
+	if l.cfg.Remote != nil {
+		var err error
+		if _, uploaded, _, err = readUploadLog(l.cfg.Dir); err != nil {
+			return err
+		}
+		if carries, err = readCarryJournal(l.cfg.Dir); err != nil {
+			return err
+		}
+	}
 	for i := range damaged {
 		d := &damaged[i]
-		d.Moved = filepath.Join(damagedDir, d.Path)
-		from, to := filepath.Join(l.cfg.Dir, d.Path), filepath.Join(l.cfg.Dir, d.Moved)
-		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		rel := filepath.ToSlash(d.Path)
+		if l.cfg.Remote != nil && !uploaded[rel] && carries[rel] != nil {
+			return fmt.Errorf("sink: scan lake %q: published file %s is damaged (%s) and not yet in the bucket, and the files it replaced are now only there: replace it with a sound copy, or remove it and its entry in %s by hand, then start",
+				l.cfg.Dir, d.Path, d.Err, carryJournal)
 		}
-		if err := os.Rename(from, to); err != nil {
-			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		var fetched string
+		if l.cfg.Remote != nil && uploaded[rel] {
+			l.log.Warn("sink: a published file is damaged; downloading its copy in the bucket", "file", d.Path, "err", d.Err)
+			tmp, err := l.fetchSound(d)
+			if err != nil {
+				return err
+			}
+			fetched = tmp
 		}
-		if err := syncDir(filepath.Dir(from)); err != nil {
-			return fmt.Errorf("sink: set aside damaged file: %w", err)
+		if err := l.moveAside(d); err != nil {
+			os.Remove(fetched)
+			return err
 		}
-		l.log.Error("sink: a published file is damaged; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
+		if fetched == "" {
+			l.log.Error("sink: a published file is damaged; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
+				"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
+			continue
+		}
+		path := filepath.Join(l.cfg.Dir, d.Path)
+		if err := os.Rename(fetched, path); err != nil {
+			os.Remove(fetched)
+			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+		}
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+		}
+		info, repl, err := readFooter(path, d.part, d.id)
+		if err != nil {
+			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+		}
+		l.files = append(l.files, info)
+		for _, r := range repl {
+			replaced[r] = true
+		}
+		d.Restored = true
+		l.log.Warn("sink: a published file is damaged; its copy in the bucket took its place",
 			"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
 	}
 	l.damaged = damaged
+	return nil
+}
+
+// fetchSound downloads the bucket's copy of damaged file d beside it,
+// under a temporary name that a later scan removes, and checks its
+// footer; it returns the temporary file's path.
+func (l *Lake) fetchSound(d *DamagedFile) (string, error) {
+	path := filepath.Join(l.cfg.Dir, d.Path)
+	tmp := filepath.Join(filepath.Dir(path), "."+d.id+".restore"+tmpSuffix)
+	key := objectKey(l.cfg.Remote.Prefix, filepath.ToSlash(d.Path))
+	ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+	defer cancel()
+	fail := func(err error) (string, error) {
+		os.Remove(tmp)
+		return "", fmt.Errorf("sink: scan lake %q: published file %s is damaged (%s) and its copy in the bucket (%s) %w; replace the local file with a sound copy, then start",
+			l.cfg.Dir, d.Path, d.Err, key, err)
+	}
+	if err := l.cfg.Remote.Store.Get(ctx, key, tmp); err != nil {
+		return fail(fmt.Errorf("could not be downloaded: %w", err))
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return fail(fmt.Errorf("could not be downloaded: %w", err))
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(fmt.Errorf("could not be downloaded: %w", err))
+	}
+	if _, _, err := readFooter(tmp, d.part, d.id); err != nil {
+		return fail(fmt.Errorf("is damaged too: %w", err))
+	}
+	return tmp, nil
+}
+
+// moveAside moves damaged file d to the same relative path under
+// <Dir>/.damaged/ and sets d.Moved.
+func (l *Lake) moveAside(d *DamagedFile) error {
+	d.Moved = filepath.Join(damagedDir, d.Path)
+	from, to := filepath.Join(l.cfg.Dir, d.Path), filepath.Join(l.cfg.Dir, d.Moved)
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return fmt.Errorf("sink: set aside damaged file: %w", err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("sink: set aside damaged file: %w", err)
+	}
+	if err := syncDir(filepath.Dir(from)); err != nil {
+		return fmt.Errorf("sink: set aside damaged file: %w", err)
+	}
 	return nil
 }
 

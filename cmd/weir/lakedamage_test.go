@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/weirlabs/weir/internal/objstore/miniotest"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 )
 
@@ -70,6 +71,59 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 	for _, stream := range []string{"kept", "hurt"} {
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 		waitCount(t, s.url, "SELECT count(DISTINCT _offset) FROM "+stream, n)
+	}
+}
+
+// TestDamagedLakeFileRestoredFromBucket: with the lake in a MinIO bucket,
+// published files cut short at rest are replaced at the next start by
+// their copies in the bucket (the same files, not a replay), and every
+// record is counted once.
+func TestDamagedLakeFileRestoredFromBucket(t *testing.T) {
+	srv := miniotest.Start(t)
+	data := t.TempDir()
+	mutate := func(c *config) {
+		c.Sink.MaxFileAge = 200 * time.Millisecond
+		c.Sink.Compaction.Age = 0
+		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
+		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
+			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
+	}
+	s := startServer(t, data, mutate)
+	const n = 500
+	pushPublished(t, s, n, "kept", "hurt")
+	waitUntil(t, 20*time.Second, "every file uploaded", func() bool { return metric(t, s.url, "weir_lake_upload_pending_files") == 0 })
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	sizes := make(map[string]int64) // by path
+	hurt := damageFiles(t, data, "hurt", func(raw []byte) []byte { return raw[:len(raw)/2] })
+	for _, p := range hurt {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[p] = st.Size()
+	}
+
+	s = startServer(t, data, mutate)
+	for _, stream := range []string{"kept", "hurt"} {
+		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
+		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
+	}
+	if got := metric(t, s.url, "weir_lake_damaged_files"); got != float64(len(hurt)) {
+		t.Errorf("weir_lake_damaged_files = %v, want %d", got, len(hurt))
+	}
+	objects := srv.Keys(t, "weir/lake/")
+	lake := filepath.Join(data, "lake")
+	for _, p := range hurt {
+		rel, _ := filepath.Rel(lake, p)
+		st, err := os.Stat(p)
+		if size, ok := objects["weir/lake/"+filepath.ToSlash(rel)]; err != nil || !ok || st.Size() != size {
+			t.Errorf("%s: not the bucket's copy in place (%v; object %d bytes)", rel, err, size)
+		}
+		if st, err := os.Stat(filepath.Join(lake, ".damaged", rel)); err != nil || st.Size() != sizes[p] {
+			t.Errorf("the damaged copy of %s not set aside: %v", rel, err)
+		}
 	}
 }
 
