@@ -518,6 +518,18 @@ func (l *Lake) download(ctx context.Context, f FileInfo) error {
 	if err != nil {
 		return err
 	}
+	// The object was checked by checksum when it was put, but the bucket
+	// is outside: its footer is read as a published file's at start
+	// (readers such as compaction's decode the Arrow schema it stores),
+	// and it must be the file evicted, not another.
+	got, _, err := readFooter(tmp, f.Partition, f.ID)
+	if err != nil {
+		return fmt.Errorf("the bucket's copy is damaged: %w", err)
+	}
+	if got.Rows != f.Rows || got.MinOffset != f.MinOffset || got.MaxOffset != f.MaxOffset {
+		return fmt.Errorf("the bucket's copy holds %d rows at offsets [%d, %d], the file %d at [%d, %d]",
+			got.Rows, got.MinOffset, got.MaxOffset, f.Rows, f.MinOffset, f.MaxOffset)
+	}
 	c := &l.cache
 	c.trimMu.Lock()
 	defer c.trimMu.Unlock()

@@ -3,9 +3,12 @@ package sink_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,5 +350,89 @@ func TestCacheEvictionInterrupted(t *testing.T) {
 	waitFor(t, "evicted again", func() bool { s, _ := l.CacheStats(); return s.Evictions == 1 })
 	if local := localFiles(t, l.Files()); len(local) != 1 || !local[orig[2].ID] {
 		t.Fatalf("local %v", local)
+	}
+}
+
+// TestCacheFetchDamagedObject: an evicted file whose object in the bucket
+// is damaged (its footer zeroed, its size unchanged) is not brought back:
+// Fetch fails, the file stays evicted and nothing is left on disk; once
+// the object is sound again the fetch brings the file back.
+func TestCacheFetchDamagedObject(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake/d")
+	cfg.CompactAge = 0
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i)*500, 500)
+	}
+	syncRemote(t, l)
+	orig := l.Files()
+	shutdown(t, l)
+
+	cfg.Remote.CacheBytes = max(orig[0].Bytes, orig[1].Bytes)
+	l = newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	waitFor(t, "one file evicted", func() bool {
+		s, _ := l.CacheStats()
+		return s.Evictions == 1
+	})
+	var gone sink.FileInfo
+	for _, f := range l.Files() {
+		if f.Evicted {
+			gone = f
+		}
+	}
+	rel, err := filepath.Rel(cfg.Dir, gone.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "lake/d/" + filepath.ToSlash(rel)
+	st := srv.Store(t)
+	copyPath := filepath.Join(t.TempDir(), "object")
+	if err := st.Get(context.Background(), key, copyPath); err != nil {
+		t.Fatal(err)
+	}
+	sound, err := os.ReadFile(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(sound)
+	footer := int(binary.LittleEndian.Uint32(damaged[len(damaged)-8:]))
+	clear(damaged[len(damaged)-8-footer : len(damaged)-8])
+	put := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(copyPath, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Put(context.Background(), key, copyPath, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(damaged)
+
+	if _, err := l.Fetch(context.Background(), []sink.FileInfo{gone}); err == nil || !strings.Contains(err.Error(), "the bucket's copy is damaged") {
+		t.Fatalf("Fetch of a file whose object is damaged: %v", err)
+	}
+	if s, _ := l.CacheStats(); s.FetchFailures != 1 || s.Fetches != 0 {
+		t.Errorf("stats after the failed fetch: %+v", s)
+	}
+	localFiles(t, l.Files()) // the file is still evicted and not on disk
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(gone.Path), ".*")); len(left) != 0 {
+		t.Errorf("the failed fetch left %v", left)
+	}
+
+	put(sound)
+	release := fetch(t, l, []sink.FileInfo{gone})
+	defer release()
+	if b, err := os.ReadFile(gone.Path); err != nil || !bytes.Equal(b, sound) {
+		t.Errorf("the file fetched once the object is sound differs (%v)", err)
 	}
 }
