@@ -199,6 +199,13 @@ func TestLakeFileLostWhileRunning(t *testing.T) {
 	})
 	const n = 50
 	pushPublished(t, s, n, "kept", "cut", "gone")
+	// The views read the published files, not the staged rows they
+	// replace, before the files are damaged.
+	for _, p := range lakeFiles(t, data) {
+		stream := filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(p))))
+		waitCount(t, s.url, fmt.Sprintf("SELECT count(*) FROM duckdb_views() WHERE view_name = '%s' AND sql LIKE '%%%s%%'",
+			strings.TrimPrefix(stream, "stream="), filepath.Base(p)), 1)
+	}
 	damageFiles(t, data, "cut", func(raw []byte) []byte { return raw[:len(raw)/2] })
 	for _, p := range damageFiles(t, data, "gone", func(raw []byte) []byte { return raw }) {
 		if err := os.Remove(p); err != nil {
