@@ -544,7 +544,12 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var streams []string
+	var added []sink.FileInfo
 	for _, f := range files {
+		if c.knownLocked(f) {
+			continue
+		}
+		added = append(added, f)
 		if f.Evicted {
 			s := f.Partition.Stream
 			if c.evicted[s] == nil {
@@ -570,7 +575,87 @@ func (c *catalog) addFiles(files []sink.FileInfo) error {
 	// none and a rollup that fails to load cannot fail it.
 	c.deferLoads = true
 	defer func() { c.deferLoads = false }()
-	return c.applyViewsLocked(context.Background(), streams)
+	ctx := context.Background()
+	err := c.applyViewsLocked(ctx, streams)
+	if err == nil {
+		return nil
+	}
+	bad := c.unreadableLocked(ctx, added)
+	if bad == nil {
+		return err
+	}
+	// None of the new files, and the views as they were.
+	c.forgetLocked(added)
+	if rerr := c.applyViewsLocked(ctx, streams); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return bad
+}
+
+// isDataError reports whether err, from DuckDB reading a file, is about
+// the file's bytes rather than DuckDB's memory, an interrupt or DuckDB
+// itself failing.
+func isDataError(err error) bool {
+	var de *duckdb.Error
+	if !errors.As(err, &de) {
+		return false
+	}
+	switch de.Type {
+	case duckdb.ErrorTypeOutOfMemory, duckdb.ErrorTypeInterrupt, duckdb.ErrorTypeConnection, duckdb.ErrorTypeFatal:
+		return false
+	}
+	return true
+}
+
+// knownLocked reports whether f was added before. mu must be held.
+func (c *catalog) knownLocked(f sink.FileInfo) bool {
+	if f.Evicted {
+		_, ok := c.evicted[f.Partition.Stream][f.ID]
+		return ok
+	}
+	_, ok := c.schemas[f.Path]
+	return ok
+}
+
+// forgetLocked takes files that addFiles added out of the catalog again,
+// before any view change listed them. mu must be held.
+func (c *catalog) forgetLocked(files []sink.FileInfo) {
+	for _, f := range files {
+		s := f.Partition.Stream
+		if f.Evicted {
+			delete(c.evicted[s], f.ID)
+			continue
+		}
+		c.files[s] = slices.DeleteFunc(c.files[s], func(p string) bool { return p == f.Path })
+		delete(c.rolled, f.Path)
+		delete(c.schemas, f.Path)
+	}
+	c.nEvicted.Store(int64(c.evictedCountLocked()))
+}
+
+// unreadableLocked has DuckDB read the footer of each of files that is on
+// disk, alone, and returns those it cannot read, or nil when it reads
+// them all. ddl and mu must be held.
+func (c *catalog) unreadableLocked(ctx context.Context, files []sink.FileInfo) *UnreadableFilesError {
+	var bad *UnreadableFilesError
+	for _, f := range files {
+		if f.Evicted {
+			continue
+		}
+		rows, err := c.conn.QueryContext(ctx, "SELECT * FROM system.main.read_parquet("+quoteString(f.Path)+") LIMIT 0")
+		if err == nil {
+			err = rows.Close()
+		}
+		if err == nil || !isDataError(err) {
+			continue
+		}
+		if bad == nil {
+			bad = &UnreadableFilesError{}
+		}
+		bad.Files = append(bad.Files, f)
+		bad.Errs = append(bad.Errs, err)
+	}
+	return bad
 }
 
 // staged: see Engine.Staged.

@@ -277,22 +277,53 @@ func (e *Engine) Sync(ctx context.Context) error {
 }
 
 // AddFiles makes already published files visible, such as those found in
-// the lake at start-up, each in its tenant's database.
+// the lake at start-up, each in its tenant's database. Files it was given
+// before are skipped, so it may be called again with the same list.
+//
+// DuckDB refuses some damaged footers that the lake's reader accepts, and
+// one such file would fail every view change of its tenant. When the views
+// cannot be made, AddFiles reads each new file's footer with DuckDB alone:
+// if some cannot be read, it returns an *UnreadableFilesError naming them,
+// having added none of that tenant's new files (other tenants' are added),
+// for the caller to take them out of the lake (sink.Lake.SetAside) and
+// call AddFiles again.
 func (e *Engine) AddFiles(files []sink.FileInfo) error {
 	byTenant := map[string][]sink.FileInfo{}
 	for _, f := range files {
 		byTenant[f.Partition.Tenant] = append(byTenant[f.Partition.Tenant], f)
 	}
+	var unreadable *UnreadableFilesError
 	for tenant, fs := range byTenant {
 		c, err := e.catalog(tenant)
 		if err != nil {
 			return err
 		}
-		if err := c.addFiles(fs); err != nil {
+		var ue *UnreadableFilesError
+		if err := c.addFiles(fs); errors.As(err, &ue) {
+			if unreadable == nil {
+				unreadable = &UnreadableFilesError{}
+			}
+			unreadable.Files = append(unreadable.Files, ue.Files...)
+			unreadable.Errs = append(unreadable.Errs, ue.Errs...)
+		} else if err != nil {
 			return err
 		}
 	}
+	if unreadable != nil {
+		return unreadable
+	}
 	return nil
+}
+
+// UnreadableFilesError is AddFiles' error for published files whose
+// footers DuckDB cannot read.
+type UnreadableFilesError struct {
+	Files []sink.FileInfo
+	Errs  []error // why, for each of Files
+}
+
+func (e *UnreadableFilesError) Error() string {
+	return fmt.Sprintf("query: DuckDB cannot read %d published files; the first, %s: %v", len(e.Files), e.Files[0].Path, e.Errs[0])
 }
 
 // Staged makes the rows of seg, staged into the unpublished file f,

@@ -2,7 +2,9 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -510,5 +512,60 @@ func TestEnsureStreamsAtOnce(t *testing.T) {
 	}
 	if got := queryInts(t, e, "SELECT count(*) FROM logs"); got[0] != 0 {
 		t.Errorf("logs: %d rows", got[0])
+	}
+}
+
+// TestAddFilesUnreadable: a published file whose footer DuckDB refuses
+// fails the view change; AddFiles names it in an UnreadableFilesError,
+// adds none of the tenant's new files and leaves the views as they were.
+// Called again without it, AddFiles adds the others; files it was given
+// before are skipped.
+func TestAddFilesUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	scfg := sink.DefaultConfig()
+	scfg.Dir = filepath.Join(dir, "lake")
+	scfg.MaxFileAge = time.Hour
+	scfg.DayFilesAfter = 0
+	lake, err := sink.New(scfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lake.Shutdown(context.Background())
+	start := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	for i := range 3 {
+		rollupRecords(t, lake, "app", start.Add(time.Duration(i)*time.Hour), 100, i)
+	}
+	if err := lake.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files := lake.Files()
+	if len(files) != 3 {
+		t.Fatalf("%d files, want 3", len(files))
+	}
+	// In the newest hour, after the file there: the first file a view
+	// lists, whose footer DuckDB reads when the view is made.
+	bad := files[2]
+	bad.ID = "20991231T235959.000000000Z-0badf00d"
+	bad.Path = filepath.Join(filepath.Dir(bad.Path), bad.ID+".parquet")
+	if err := os.WriteFile(bad.Path, []byte("PAR1 no footer here PAR1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	e := openEngine(t, dir)
+	err = e.AddFiles(append(slices.Clone(files), bad))
+	var ue *UnreadableFilesError
+	if !errors.As(err, &ue) || len(ue.Files) != 1 || ue.Files[0].Path != bad.Path || len(ue.Errs) != 1 || ue.Errs[0] == nil {
+		t.Fatalf("AddFiles with a file DuckDB cannot read: %v, want an UnreadableFilesError naming it alone", err)
+	}
+	if n := queryInts(t, e, "SELECT count(*) FROM logs")[0]; n != 0 {
+		t.Errorf("logs has %d rows after the failed AddFiles, want none of its files", n)
+	}
+	for range 2 {
+		if err := e.AddFiles(files); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryInts(t, e, "SELECT (SELECT count(*) FROM logs), (SELECT count(*) FROM app)"); got[0] != 300 || got[1] != 300 {
+			t.Errorf("logs and app have %v rows, want 300 each", got)
+		}
 	}
 }

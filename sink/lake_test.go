@@ -803,6 +803,72 @@ func TestDamagedPublishedFiles(t *testing.T) {
 	}
 }
 
+// TestSetAside: files another reader found unreadable leave the lake
+// before Start as damaged ones do at New: moved under .damaged/, listed by
+// Damaged, gone from Files, and LastOffset no longer counts their offsets
+// (recovery replays them); more than MaxDamagedFiles, or a call after
+// Start, is refused and moves nothing.
+func TestSetAside(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.MaxDamagedFiles = 1
+	l := newLake(t, cfg, nil)
+	for i := range 3 {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i)*100, 100)
+	}
+	files := l.Files()
+	why := []error{errors.New("DuckDB: no"), errors.New("DuckDB: no")}
+	if err := l.SetAside(files[1:], why); err == nil || !strings.Contains(err.Error(), "more than sink.max_damaged_files") {
+		t.Fatalf("SetAside of 2 files with MaxDamagedFiles 1: %v", err)
+	}
+	if got := len(l.Files()); got != 3 || len(l.Damaged()) != 0 {
+		t.Fatalf("a refused SetAside changed the lake: %d files, %+v", got, l.Damaged())
+	}
+
+	if err := l.SetAside(files[2:], why[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Files(); len(got) != 2 || got[1].ID != files[1].ID {
+		t.Errorf("Files after SetAside: %+v", got)
+	}
+	if got := l.LastOffset("acme", "app", 0); got != 200 {
+		t.Errorf("LastOffset = %d, want 200: the set-aside file's offsets are not in the lake", got)
+	}
+	d := l.Damaged()
+	rel, _ := filepath.Rel(cfg.Dir, files[2].Path)
+	if len(d) != 1 || d[0].Path != rel || d[0].Restored || d[0].Err != "DuckDB: no" {
+		t.Fatalf("Damaged = %+v", d)
+	}
+	if _, err := os.Stat(files[2].Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file is still in the lake: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(cfg.Dir, d[0].Moved)); err != nil || st.Size() != files[2].Bytes {
+		t.Errorf("the file was not set aside whole: %v", err)
+	}
+	if err := l.SetAside(files[2:], why[:1]); err != nil {
+		t.Errorf("SetAside of a file the lake no longer has: %v", err)
+	}
+
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetAside(files[:1], why[:1]); err == nil {
+		t.Fatal("SetAside after Start passed")
+	}
+	if len(l.Files()) != 2 {
+		t.Errorf("a refused SetAside changed the lake")
+	}
+	// The next lake finds the rest and leaves .damaged/ alone.
+	shutdown(t, l)
+	l2 := newLake(t, cfg, nil)
+	defer shutdown(t, l2)
+	if got := l2.LastOffset("acme", "app", 0); len(l2.Files()) != 2 || got != 200 {
+		t.Errorf("the next start: %d files, LastOffset %d", len(l2.Files()), got)
+	}
+}
+
 // awayStore is a bucket that cannot be reached.
 type awayStore struct{ objstore.Store }
 

@@ -901,3 +901,62 @@ func TestRemoteDamagedFileRestored(t *testing.T) {
 	}
 	unmoved("the bucket's copy damaged too", "up")
 }
+
+// TestRemoteSetAside: in a lake in object storage, SetAside puts the
+// bucket's copy of an uploaded file in place of a local copy that differs
+// from it; a file reported again is set aside, and its object is deleted
+// once the lake starts, as a removed file's is.
+func TestRemoteSetAside(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake")
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i)*100, 100)
+	}
+	syncRemote(t, l)
+	shutdown(t, l)
+	files := l.Files()
+	sound, err := os.ReadFile(files[1].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeroPages(t, files[1].Path)
+
+	l = newLake(t, cfg, nil)
+	why := []error{errors.New("DuckDB: no")}
+	if err := l.SetAside(files[1:], why); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(files[1].Path); err != nil || !bytes.Equal(got, sound) {
+		t.Errorf("the bucket's copy is not in place (%v)", err)
+	}
+	if d := l.Damaged(); len(d) != 1 || !d[0].Restored {
+		t.Errorf("Damaged = %+v, want the file restored", d)
+	}
+	if len(l.Files()) != 2 {
+		t.Errorf("%d files after the restore, want 2", len(l.Files()))
+	}
+
+	// Reported again: the bucket's copy is no better.
+	if err := l.SetAside(files[1:], why); err != nil {
+		t.Fatal(err)
+	}
+	d := l.Damaged()
+	if len(d) != 2 || d[1].Restored || d[1].Moved == d[0].Moved {
+		t.Errorf("Damaged = %+v, want the file set aside beside the first copy", d)
+	}
+	if got := l.LastOffset("acme", "app", 0); len(l.Files()) != 1 || got != 100 {
+		t.Errorf("after the second report: %d files, LastOffset %d", len(l.Files()), got)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+	syncRemote(t, l)
+	checkBucket(t, srv, "lake", l, offsetRange(0, 100))
+}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -216,33 +217,21 @@ func (l *Lake) mendDamaged(damaged []DamagedFile, replaced map[string]bool) erro
 			}
 			fetched = tmp
 		}
-		if err := l.moveAside(d); err != nil {
-			os.Remove(fetched)
-			return err
-		}
-		if fetched == "" {
-			l.log.Error("sink: a published file is damaged; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
-				"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
+		if fetched != "" {
+			info, repl, err := l.restore(d, fetched)
+			if err != nil {
+				return err
+			}
+			l.files = append(l.files, info)
+			for _, r := range repl {
+				replaced[r] = true
+			}
 			continue
 		}
-		path := filepath.Join(l.cfg.Dir, d.Path)
-		if err := os.Rename(fetched, path); err != nil {
-			os.Remove(fetched)
-			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+		if err := l.moveAside(d); err != nil {
+			return err
 		}
-		if err := syncDir(filepath.Dir(path)); err != nil {
-			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
-		}
-		info, repl, err := readFooter(path, d.part, d.id)
-		if err != nil {
-			return fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
-		}
-		l.files = append(l.files, info)
-		for _, r := range repl {
-			replaced[r] = true
-		}
-		d.Restored = true
-		l.log.Warn("sink: a published file is damaged; its copy in the bucket took its place",
+		l.log.Error("sink: a published file is damaged; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
 			"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
 	}
 	l.damaged = damaged
@@ -284,9 +273,16 @@ func (l *Lake) fetchSound(d *DamagedFile) (string, error) {
 }
 
 // moveAside moves damaged file d to the same relative path under
-// <Dir>/.damaged/ and sets d.Moved.
+// <Dir>/.damaged/ (with .1, .2, ... after it where an earlier copy of the
+// file is there already) and sets d.Moved.
 func (l *Lake) moveAside(d *DamagedFile) error {
 	d.Moved = filepath.Join(damagedDir, d.Path)
+	for n := 1; ; n++ {
+		if _, err := os.Lstat(filepath.Join(l.cfg.Dir, d.Moved)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		d.Moved = filepath.Join(damagedDir, d.Path) + "." + strconv.Itoa(n)
+	}
 	from, to := filepath.Join(l.cfg.Dir, d.Path), filepath.Join(l.cfg.Dir, d.Moved)
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return fmt.Errorf("sink: set aside damaged file: %w", err)
@@ -298,6 +294,182 @@ func (l *Lake) moveAside(d *DamagedFile) error {
 		return fmt.Errorf("sink: set aside damaged file: %w", err)
 	}
 	return nil
+}
+
+// SetAside takes published files that weir's other readers cannot read
+// out of the lake, as New does with files whose footers do not parse
+// (docs/durability.md, "A damaged lake file"): the query engine's DuckDB
+// refuses some damaged footers that the lake's reader accepts, and weir
+// serve hands such files here before Start (query.UnreadableFilesError).
+// why gives each file's reason. Each file is moved under .damaged/,
+// logged and listed by Damaged; its offsets leave the lake, so recovery
+// replays what the write-ahead log still holds of them. In a lake in
+// object storage, an uploaded file whose copy in the bucket differs from
+// the local one is replaced by it instead (once per file and start);
+// one not yet uploaded that carries replaced files is refused as at New.
+// Files the lake no longer has are skipped. It fails after Start, and
+// past Config.MaxDamagedFiles, counted with the files New found damaged.
+func (l *Lake) SetAside(files []FileInfo, why []error) error {
+	l.mu.Lock()
+	started := l.done != nil || l.closed
+	var ds []DamagedFile
+	for i, f := range files {
+		if _, ok := l.indexLocked(f.ID); !ok {
+			continue
+		}
+		rel, err := filepath.Rel(l.cfg.Dir, f.Path)
+		if err != nil {
+			l.mu.Unlock()
+			return fmt.Errorf("sink: set aside %s: %w", f.Path, err)
+		}
+		reason := "unreadable"
+		if i < len(why) && why[i] != nil {
+			reason = why[i].Error()
+		}
+		ds = append(ds, DamagedFile{Path: rel, Bytes: f.Bytes, Err: reason, part: f.Partition, id: f.ID})
+	}
+	n := len(l.damaged)
+	l.mu.Unlock()
+	switch {
+	case started:
+		return errors.New("sink: SetAside after Start")
+	case len(ds) == 0:
+		return nil
+	case n+len(ds) > l.cfg.MaxDamagedFiles:
+		return fmt.Errorf("sink: lake %q: %d published files are damaged, more than sink.max_damaged_files (%d) to set aside; the first this reader could not read: %s: %s",
+			l.cfg.Dir, n+len(ds), l.cfg.MaxDamagedFiles, ds[0].Path, ds[0].Err)
+	}
+	for i := range ds {
+		if err := l.setAsideOne(&ds[i]); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.damaged = append(l.damaged, ds...)
+	l.mu.Unlock()
+	return nil
+}
+
+// setAsideOne is SetAside for one file of the lake.
+func (l *Lake) setAsideOne(d *DamagedFile) error {
+	l.mu.Lock()
+	restoredBefore := slices.ContainsFunc(l.damaged, func(o DamagedFile) bool { return o.Path == d.Path && o.Restored })
+	var uploaded, carries bool
+	if l.rem != nil {
+		l.rem.mu.Lock()
+		_, uploaded = l.rem.uploaded[d.id]
+		carries = !uploaded && l.rem.carry[d.id] != nil
+		l.rem.mu.Unlock()
+	}
+	l.mu.Unlock()
+	if carries {
+		return fmt.Errorf("sink: lake %q: published file %s cannot be read (%s) and is not yet in the bucket, and the files it replaced are now only there: replace it with a sound copy, or remove it and its entry in %s by hand, then start",
+			l.cfg.Dir, d.Path, d.Err, carryJournal)
+	}
+	path := filepath.Join(l.cfg.Dir, d.Path)
+	if uploaded && !restoredBefore {
+		tmp, err := l.fetchSound(d)
+		if err != nil {
+			return err
+		}
+		same, err := sameBytes(tmp, path)
+		if err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("sink: set aside %s: %w", d.Path, err)
+		}
+		if !same {
+			info, _, err := l.restore(d, tmp)
+			if err != nil {
+				return err
+			}
+			l.mu.Lock()
+			if i, ok := l.indexLocked(d.id); ok {
+				l.files[i] = info
+			}
+			l.mu.Unlock()
+			return nil
+		}
+		os.Remove(tmp)
+	}
+	if err := l.moveAside(d); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, ok := l.indexLocked(d.id)
+	if !ok {
+		return nil
+	}
+	f := l.files[i]
+	l.files = slices.Delete(l.files, i, i+1)
+	if l.rem != nil {
+		// Its object, if any, holds the same bytes or others that were
+		// no better: it goes as a removed file's does.
+		l.rem.removedLocked([]FileInfo{f})
+	}
+	l.recomputeLastLocked(streamOf(f.Partition))
+	l.log.Error("sink: a published file cannot be read by the query engine; it was moved out of the lake and its rows that the write-ahead log still holds are replayed",
+		"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
+	return nil
+}
+
+// restore puts tmp, the bucket's sound copy of damaged file d, in its
+// place, moving the damaged copy under .damaged/, and returns its footer's
+// description and the files it replaces.
+func (l *Lake) restore(d *DamagedFile, tmp string) (FileInfo, []string, error) {
+	if err := l.moveAside(d); err != nil {
+		os.Remove(tmp)
+		return FileInfo{}, nil, err
+	}
+	path := filepath.Join(l.cfg.Dir, d.Path)
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+	}
+	info, repl, err := readFooter(path, d.part, d.id)
+	if err != nil {
+		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
+	}
+	d.Restored = true
+	l.log.Warn("sink: a published file is damaged; its copy in the bucket took its place",
+		"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
+	return info, repl, nil
+}
+
+// sameBytes reports whether the files at a and b hold the same bytes.
+func sameBytes(a, b string) (bool, error) {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
+}
+
+// recomputeLastLocked sets the next offset of stream partition sk from
+// the files and the removal journal, after a file left. l.mu must be
+// held.
+func (l *Lake) recomputeLastLocked(sk streamKey) {
+	var last int64
+	for _, f := range l.files {
+		if f.MaxOffset >= 0 && streamOf(f.Partition) == sk {
+			last = max(last, f.MaxOffset+1)
+		}
+	}
+	if set := l.ret.offsets[sk]; len(set) > 0 {
+		last = max(last, set[len(set)-1].To)
+	}
+	if last == 0 {
+		delete(l.last, sk)
+		return
+	}
+	l.last[sk] = last
 }
 
 // arrowSchemaKey is the footer's key-value entry for the Arrow schema the

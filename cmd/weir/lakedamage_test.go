@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/objstore/miniotest"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/sink"
 )
 
 // TestDamagedLakeFileSetAside: published files damaged at rest (cut
@@ -73,6 +77,98 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 		waitCount(t, s.url, "SELECT count(DISTINCT _offset) FROM "+stream, n)
 	}
 }
+
+// TestUnreadableToDuckDBSetAside: a published file whose footer the
+// lake's reader accepts and DuckDB refuses (about one in ten single-bit
+// footer damages), listed first by its stream's views, stopped weir serve
+// at its first view change. It is now set aside at start as the lake's
+// own damaged files are, and its rows are replayed from the log: every
+// record is counted once.
+func TestUnreadableToDuckDBSetAside(t *testing.T) {
+	data := t.TempDir()
+	mutate := func(c *config) {
+		c.Sink.MaxFileAge = 200 * time.Millisecond
+		c.Sink.Compaction.Age = 0
+	}
+	s := startServer(t, data, mutate)
+	const n = 500
+	pushPublished(t, s, n, "kept", "hurt")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var hurt string // the newest, listed first
+	for _, p := range lakeFiles(t, data) {
+		if strings.Contains(p, "stream=hurt"+string(filepath.Separator)) && filepath.Base(p) > filepath.Base(hurt) {
+			hurt = p
+		}
+	}
+	raw, err := os.ReadFile(hurt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hurt, duckDBRefusedFooter(t, raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, data, mutate)
+	for _, stream := range []string{"kept", "hurt"} {
+		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
+		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
+	}
+	if got := metric(t, s.url, "weir_lake_damaged_files"); got != 1 {
+		t.Errorf("weir_lake_damaged_files = %v, want 1", got)
+	}
+	rel, _ := filepath.Rel(filepath.Join(data, "lake"), hurt)
+	if _, err := os.Stat(filepath.Join(data, "lake", ".damaged", rel)); err != nil {
+		t.Errorf("the file was not set aside: %v", err)
+	}
+}
+
+// duckDBRefusedFooter returns raw, a published file, with one bit of its
+// footer flipped such that the lake still reads the file at start and
+// DuckDB cannot read its footer: the first such bit, in order.
+func duckDBRefusedFooter(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lake := t.TempDir()
+	dir := filepath.Join(lake, "tenant=t", "stream=s", "date=2026-01-01", "hour=00")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "20260101T000000.000000000Z-00000000.parquet")
+	footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
+	for i := len(raw) - 8 - footer; i < len(raw)-8; i++ {
+		for bit := range 8 {
+			b := bytes.Clone(raw)
+			b[i] ^= 1 << bit
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := sink.DefaultConfig()
+			cfg.Dir, cfg.MaxDamagedFiles = lake, 0
+			l, err := sink.New(cfg, nil, slog.New(slog.DiscardHandler))
+			if err != nil {
+				continue // the lake's reader refuses it too
+			}
+			l.Shutdown(context.Background())
+			rows, err := db.Query("SELECT * FROM read_parquet(" + sqlString(path) + ") LIMIT 0")
+			if err == nil {
+				rows.Close()
+				continue
+			}
+			return b
+		}
+	}
+	t.Fatal("no single-bit damage of the footer that only DuckDB refuses")
+	return nil
+}
+
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // TestDamagedLakeFileRestoredFromBucket: with the lake in a MinIO bucket,
 // published files cut short at rest are replaced at the next start by

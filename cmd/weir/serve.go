@@ -193,7 +193,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	// Queries fetch the files evicted from the lake's local cache.
 	engine.SetFetcher(lake)
-	if err := engine.AddFiles(lake.Files()); err != nil {
+	if err := showLake(engine, lake); err != nil {
 		return err
 	}
 	if err := run.start(ctx, "sink", lake); err != nil {
@@ -542,4 +542,30 @@ func (c syslogCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSyslogWaits, prometheus.CounterValue, float64(st.BackpressureWaits))
 	ch <- prometheus.MustNewConstMetric(descSyslogDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descSyslogUDPDropped, prometheus.CounterValue, float64(st.UDPDropped))
+}
+
+// showLake makes the lake's files visible to the engine at start. A file
+// whose footer DuckDB cannot read (some damage passes the lake's reader)
+// would fail every view change of its tenant: the lake sets such files
+// aside before its start, as it does files it cannot read itself, and the
+// rest are shown (docs/durability.md, "A damaged lake file").
+func showLake(engine *query.Engine, lake *sink.Lake) error {
+	// A file is reported at most twice: a lake in object storage first
+	// puts the bucket's copy in its place.
+	reported := map[string]int{}
+	for {
+		err := engine.AddFiles(lake.Files())
+		var ue *query.UnreadableFilesError
+		if !errors.As(err, &ue) {
+			return err
+		}
+		for _, f := range ue.Files {
+			if reported[f.Path]++; reported[f.Path] > 2 {
+				return err
+			}
+		}
+		if err := lake.SetAside(ue.Files, ue.Errs); err != nil {
+			return fmt.Errorf("%w (%w)", err, ue)
+		}
+	}
 }
