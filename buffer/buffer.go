@@ -150,6 +150,9 @@ type Buffer struct {
 	walLost          atomic.Int64
 	walSalvaged      atomic.Int64
 	recoveryFailures atomic.Int64
+	// producersDamaged counts producer tables set aside because they did
+	// not parse (createStream).
+	producersDamaged atomic.Int64
 	// removeHook, if set, deletes log segments instead of Log.Remove
 	// (tests).
 	removeHook func(l *wal.Log, before uint64) error

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,7 +274,39 @@ func (ps *producers) observe(id string, seq uint64, now time.Time) {
 	st.Last = max(st.Last, seq)
 }
 
-// load reads the saved table, if any.
+// damagedProducersError is load's error for a saved table that does not
+// parse, which it moved aside (to moved, beside it): the stream goes on
+// with the producers its log shows.
+type damagedProducersError struct {
+	moved string
+	err   error
+}
+
+func (e *damagedProducersError) Error() string {
+	return fmt.Sprintf("buffer: the producers table does not parse (%v); moved to %s", e.err, e.moved)
+}
+
+// setAside moves the damaged saved table out of the way, to
+// producers.json.damaged (.1, .2, ... after it where an earlier one is
+// kept), so that the next save does not hide it, and returns a
+// *damagedProducersError; the table starts empty.
+func (ps *producers) setAside(parseErr error) error {
+	moved := ps.path + ".damaged"
+	for n := 1; ; n++ {
+		if _, err := os.Lstat(moved); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		moved = ps.path + ".damaged." + strconv.Itoa(n)
+	}
+	if err := os.Rename(ps.path, moved); err != nil {
+		return fmt.Errorf("buffer: set aside the damaged producers table %s: %w", ps.path, err)
+	}
+	ps.saved = []byte("{}")
+	return &damagedProducersError{moved: moved, err: parseErr}
+}
+
+// load reads the saved table, if any. A table that does not parse is set
+// aside (setAside).
 func (ps *producers) load() error {
 	if ps.path == "" {
 		return nil
@@ -288,7 +321,7 @@ func (ps *producers) load() error {
 	}
 	m := map[string]*producerState{}
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("buffer: %s: %w", ps.path, err)
+		return ps.setAside(err)
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

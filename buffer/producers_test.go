@@ -295,3 +295,77 @@ func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	return nil
 }
+
+// TestDamagedProducersTable: a saved producers table that does not parse
+// no longer makes its stream unavailable. It is set aside beside the log
+// (producers.json.damaged) and counted, and the stream recovers with the
+// producers its log still shows: a retry of a batch the log holds is
+// still a duplicate; a producer whose only batch was in a deleted
+// segment is forgotten, as after producer_ttl.
+func TestDamagedProducersTable(t *testing.T) {
+	cfg := walConfig(t)
+	cfg.WAL.SegmentBytes = 1024
+	c := &holdingConsumer{oldest: -1}
+	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	push := func(b *Buffer, id string, seq uint64) error {
+		return b.Push(ctx, producerBatch(id, seq, strings.Repeat("x", 300)), Durable)
+	}
+	if err := push(b, "beta", 1); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 20; seq++ {
+		if err := push(b, "alpha", seq); err != nil {
+			t.Fatalf("alpha %d: %v", seq, err)
+		}
+	}
+	s, _ := b.stream("acme", "s")
+	first := s.parts[0].wal.Segments()[0].Index
+	c.publish(21)
+	waitUntil(t, "a log segment is deleted after publishing", func() bool {
+		return s.parts[0].wal.Segments()[0].Index != first
+	})
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	table := filepath.Join(cfg.WALDir, "tenant=acme", "stream=s", "producers.json")
+	damaged := []byte(`{"alpha": {"last": 2`)
+	if err := os.WriteFile(table, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b2, err := New(cfg, Deps{
+		NewConsumer: func(Key) Consumer { return &holdingConsumer{oldest: -1} },
+		Published: func(context.Context, Key, int64) (func(int64) bool, error) {
+			return func(o int64) bool { return o < 21 }, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Shutdown(ctx)
+	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("retry of alpha 20, in the log: %v, want ErrDuplicate", err)
+	}
+	if err := push(b2, "alpha", 21); err != nil {
+		t.Errorf("alpha 21: %v", err)
+	}
+	if err := push(b2, "beta", 1); err != nil {
+		t.Errorf("retry of beta 1, forgotten: %v, want it written again", err)
+	}
+	if st := b2.Stats(); st.ProducerTablesDamaged != 1 || st.RecoveryFailures != 0 {
+		t.Errorf("stats: %d damaged tables, %d recovery failures; want 1 and 0", st.ProducerTablesDamaged, st.RecoveryFailures)
+	}
+	if got, err := os.ReadFile(table + ".damaged"); err != nil || string(got) != string(damaged) {
+		t.Errorf("the damaged table was not set aside as it was: %q, %v", got, err)
+	}
+}

@@ -44,6 +44,11 @@ type Stats struct {
 	// left untouched on disk, logged at error level, and a push to such
 	// a stream fails with the same error until the log is repaired.
 	RecoveryFailures int64
+	// ProducerTablesDamaged counts streams whose saved table of
+	// idempotent producers did not parse: set aside beside it
+	// (producers.json.damaged), logged at error level, and the stream went
+	// on with the producers its log shows.
+	ProducerTablesDamaged int64
 }
 
 // Stats returns a snapshot of the buffer's state and counters. It is safe
@@ -73,9 +78,10 @@ func (b *Buffer) Stats() Stats {
 		TickErrors:    b.tickErrors.Load(),
 		CloseErrors:   b.closeErrors.Load(),
 
-		WALDamage:          b.walDamage.Load(),
-		WALLostRecords:     b.walLost.Load(),
-		WALSalvagedRecords: b.walSalvaged.Load(),
-		RecoveryFailures:   b.recoveryFailures.Load(),
+		WALDamage:             b.walDamage.Load(),
+		WALLostRecords:        b.walLost.Load(),
+		WALSalvagedRecords:    b.walSalvaged.Load(),
+		RecoveryFailures:      b.recoveryFailures.Load(),
+		ProducerTablesDamaged: b.producersDamaged.Load(),
 	}
 }

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -87,7 +88,16 @@ func (b *Buffer) createStream(k streamKey, recovering bool) (*stream, error) {
 		prodPath = filepath.Join(b.cfg.WALDir, "tenant="+k.tenant, "stream="+k.stream, "producers.json")
 	}
 	s.prods = newProducers(prodPath, t.quota, b.cfg.ProducerTTL)
-	if err := s.prods.load(); err != nil {
+	var damaged *damagedProducersError
+	if err := s.prods.load(); errors.As(err, &damaged) {
+		// The log's records name their producers: recovery finds every
+		// producer whose batches the log still holds. Those whose last
+		// batch was in a deleted segment are forgotten, as after
+		// producer_ttl.
+		b.producersDamaged.Add(1)
+		b.log.Error("buffer: a stream's table of idempotent producers is damaged; it was set aside and the stream goes on with the producers its write-ahead log shows (one whose last batch is older than the log may have an old batch written again if it retries it)",
+			"tenant", k.tenant, "stream", k.stream, "moved_to", damaged.moved, "err", damaged.err)
+	} else if err != nil {
 		s.prods.release()
 		return nil, err
 	}

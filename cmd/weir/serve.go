@@ -371,11 +371,12 @@ var (
 	descWALLost       = prometheus.NewDesc("weir_wal_lost_records_total", "Unpublished records lost to write-ahead-log damage.", nil, nil)
 	descWALSalvaged   = prometheus.NewDesc("weir_wal_salvaged_records_total", "Records of damaged log records sent to the dead-letter stream.", nil, nil)
 	descRecoveryFails = prometheus.NewDesc("weir_wal_recovery_failures_total", "Streams whose write-ahead log could not be recovered; they refuse pushes.", nil, nil)
+	descProdsDamaged  = prometheus.NewDesc("weir_buffer_producer_tables_damaged_total", "Streams whose saved table of idempotent producers did not parse and was set aside (docs/durability.md).", nil, nil)
 )
 
 func (c bufferCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueuedRecords, descQueuedBytes, descStreams, descPushedRecords, descPushedBatches, descRejectedFull, descUncommitted,
-		descWALDamage, descWALLost, descWALSalvaged, descRecoveryFails} {
+		descWALDamage, descWALLost, descWALSalvaged, descRecoveryFails, descProdsDamaged} {
 		ch <- d
 	}
 }
@@ -393,6 +394,7 @@ func (c bufferCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWALLost, prometheus.CounterValue, float64(s.WALLostRecords))
 	ch <- prometheus.MustNewConstMetric(descWALSalvaged, prometheus.CounterValue, float64(s.WALSalvagedRecords))
 	ch <- prometheus.MustNewConstMetric(descRecoveryFails, prometheus.CounterValue, float64(s.RecoveryFailures))
+	ch <- prometheus.MustNewConstMetric(descProdsDamaged, prometheus.CounterValue, float64(s.ProducerTablesDamaged))
 }
 
 // lakeCollector exports the published lake's size and the stream
