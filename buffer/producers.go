@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weirlabs/weir/internal/aside"
 )
 
 // Errors of idempotent producers.
@@ -287,19 +288,12 @@ func (e *damagedProducersError) Error() string {
 }
 
 // setAside moves the damaged saved table out of the way, to
-// producers.json.damaged (.1, .2, ... after it where an earlier one is
-// kept), so that the next save does not hide it, and returns a
-// *damagedProducersError; the table starts empty.
+// producers.json.damaged (aside.Move), so that the next save does not
+// hide it, and returns a *damagedProducersError; the table starts empty.
 func (ps *producers) setAside(parseErr error) error {
-	moved := ps.path + ".damaged"
-	for n := 1; ; n++ {
-		if _, err := os.Lstat(moved); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		moved = ps.path + ".damaged." + strconv.Itoa(n)
-	}
-	if err := os.Rename(ps.path, moved); err != nil {
-		return fmt.Errorf("buffer: set aside the damaged producers table %s: %w", ps.path, err)
+	moved, err := aside.Move(ps.path, ps.path+".damaged")
+	if err != nil {
+		return fmt.Errorf("buffer: the producers table does not parse (%v), and: %w", parseErr, err)
 	}
 	ps.saved = []byte("{}")
 	return &damagedProducersError{moved: moved, err: parseErr}

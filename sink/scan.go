@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/weirlabs/weir/internal/arrowipc"
+	"github.com/weirlabs/weir/internal/aside"
 	"github.com/weirlabs/weir/internal/logschema"
 )
 
@@ -273,26 +274,18 @@ func (l *Lake) fetchSound(d *DamagedFile) (string, error) {
 }
 
 // moveAside moves damaged file d to the same relative path under
-// <Dir>/.damaged/ (with .1, .2, ... after it where an earlier copy of the
-// file is there already) and sets d.Moved.
+// <Dir>/.damaged/ (aside.Move: with .1, .2, ... after it where an earlier
+// copy of the file is there already) and sets d.Moved.
 func (l *Lake) moveAside(d *DamagedFile) error {
-	d.Moved = filepath.Join(damagedDir, d.Path)
-	for n := 1; ; n++ {
-		if _, err := os.Lstat(filepath.Join(l.cfg.Dir, d.Moved)); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		d.Moved = filepath.Join(damagedDir, d.Path) + "." + strconv.Itoa(n)
-	}
-	from, to := filepath.Join(l.cfg.Dir, d.Path), filepath.Join(l.cfg.Dir, d.Moved)
+	to := filepath.Join(l.cfg.Dir, damagedDir, d.Path)
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return fmt.Errorf("sink: set aside damaged file: %w", err)
 	}
-	if err := os.Rename(from, to); err != nil {
-		return fmt.Errorf("sink: set aside damaged file: %w", err)
+	moved, err := aside.Move(filepath.Join(l.cfg.Dir, d.Path), to)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
 	}
-	if err := syncDir(filepath.Dir(from)); err != nil {
-		return fmt.Errorf("sink: set aside damaged file: %w", err)
-	}
+	d.Moved, _ = filepath.Rel(l.cfg.Dir, moved)
 	return nil
 }
 

@@ -381,3 +381,59 @@ func damageFiles(t *testing.T, data, stream string, damage func([]byte) []byte) 
 	}
 	return out
 }
+
+// TestDamagedStateFilesSetAside: small state files damaged at rest (a
+// stream's table of idempotent producers, the alert rules' state) no
+// longer stop weir serve or a stream: each is moved aside beside itself,
+// logged and counted, and the server goes on. A producer's retry of a
+// batch the log still holds is still a duplicate.
+func TestDamagedStateFilesSetAside(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, nil)
+	push := func(seq uint64) *weirv1.PushResponse {
+		t.Helper()
+		ingest, _ := newClients(s.url)
+		resp, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{
+			Stream: "app", Records: []*weirv1.LogRecord{textRecord(fmt.Sprintf("batch %d", seq))},
+			ProducerId: "shipper-1", Sequence: seq, AckLevel: weirv1.AckLevel_ACK_LEVEL_DURABLE,
+		}))
+		if err != nil {
+			t.Fatalf("push %d: %v", seq, err)
+		}
+		return resp.Msg
+	}
+	push(1)
+	push(2)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	producers := filepath.Join(data, "wal", "tenant=default", "stream=app", "producers.json")
+	alerts := filepath.Join(data, "alerts", "state.json")
+	for _, p := range []string{producers, alerts} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(`{"version": 1, "rules": {`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s = startServer(t, data, nil)
+	if !push(2).GetDuplicate() {
+		t.Error("the retry of batch 2, in the log, was written again")
+	}
+	if push(3).GetDuplicate() {
+		t.Error("batch 3 taken for a duplicate")
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM app", 3)
+	for name, want := range map[string]float64{"weir_buffer_producer_tables_damaged_total": 1, "weir_alert_state_files_damaged_total": 1, "weir_wal_recovery_failures_total": 0} {
+		if got := metric(t, s.url, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	for _, p := range []string{producers, alerts} {
+		if _, err := os.Stat(p + ".damaged"); err != nil {
+			t.Errorf("%s not set aside: %v", p, err)
+		}
+	}
+}

@@ -95,7 +95,14 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		return nil, err
 	}
 	states, err := loadState(deps.StateDir)
-	if err != nil {
+	var damaged *damagedStateError
+	if errors.As(err, &damaged) {
+		// Firing alerts are sent again, as new; pattern rules take the
+		// patterns of their history as seen again (docs/alerts.md).
+		deps.Log.Error("alert: the alert state file is damaged; it was set aside and the rules start without state",
+			"moved_to", damaged.moved, "err", damaged.err)
+		met.stateDamaged.Inc()
+	} else if err != nil {
 		return nil, err
 	}
 	m := &Manager{

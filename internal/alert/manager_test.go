@@ -1,12 +1,15 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,5 +401,35 @@ func TestQueueFull(t *testing.T) {
 	}
 	if got := counter(t, met.dropped.WithLabelValues("r")); got != 4 {
 		t.Errorf("dropped %v, want 4", got)
+	}
+}
+
+// TestDamagedStateSetAside: a state file that does not parse is moved to
+// state.json.damaged and the manager starts without state; one of
+// another version still refuses the start, so that a downgrade does not
+// drop it.
+func TestDamagedStateSetAside(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, stateFile)
+	damaged := []byte(`{"version": 1, "rules": {"spike": {`)
+	if err := os.WriteFile(path, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := newTestManager(t, dir, &fakeQuerier{}, &recorder{})
+	if err := m.SetRules(context.Background(), testRules(t, spikeRule)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path + ".damaged"); err != nil || !bytes.Equal(got, damaged) {
+		t.Errorf("the damaged state was not set aside as it was: %q, %v", got, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the damaged state file is still in place: %v", err)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"version": 99, "rules": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(DefaultConfig(), Deps{Querier: &fakeQuerier{}, StateDir: dir}); err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Errorf("New over a state file of another version: %v", err)
 	}
 }

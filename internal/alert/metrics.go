@@ -12,6 +12,8 @@ type metrics struct {
 	failed    *prometheus.CounterVec
 	retries   *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
+	// stateDamaged counts state files set aside at start (loadState).
+	stateDamaged prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,6 +43,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_alert_notifications_dropped_total", Help: "Alerts dropped because the receiver's queue was full.",
 		}, []string{"receiver"}),
+		stateDamaged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weir_alert_state_files_damaged_total", Help: "Alert state files that did not parse at start and were set aside (the rules started without state).",
+		}),
 	}
 	if reg != nil {
 		for _, c := range m.collectors() {
@@ -62,7 +67,7 @@ func (m *metrics) forget(tenant, rule string) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.evals, m.failures, m.duration, m.instances, m.sent, m.failed, m.retries, m.dropped}
+	return []prometheus.Collector{m.evals, m.failures, m.duration, m.instances, m.sent, m.failed, m.retries, m.dropped, m.stateDamaged}
 }
 
 // Describe implements prometheus.Collector, for a Manager built without

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/weirlabs/weir/internal/aside"
 )
 
 // stateFile is the name of the persisted state under Deps.StateDir.
@@ -63,7 +65,21 @@ type stateDoc struct {
 	Rules   map[string]*ruleState `json:"rules"`
 }
 
-// loadState reads the state file in dir; a missing file is no state.
+// damagedStateError is loadState's error for a state file that does not
+// parse, which it moved aside (to moved): the rules start without state.
+type damagedStateError struct {
+	moved string
+	err   error
+}
+
+func (e *damagedStateError) Error() string {
+	return fmt.Sprintf("alert: the state file does not parse (%v); moved to %s", e.err, e.moved)
+}
+
+// loadState reads the state file in dir; a missing file is no state. A
+// file that does not parse is set aside (aside.Move) with a
+// *damagedStateError, and the state returned is empty; one of another
+// version is an error, so that a downgrade does not drop its state.
 func loadState(dir string) (map[string]*ruleState, error) {
 	path := filepath.Join(dir, stateFile)
 	raw, err := os.ReadFile(path)
@@ -75,7 +91,11 @@ func loadState(dir string) (map[string]*ruleState, error) {
 	}
 	var doc stateDoc
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("alert: state file %s is damaged: %w", path, err)
+		moved, merr := aside.Move(path, path+".damaged")
+		if merr != nil {
+			return nil, fmt.Errorf("alert: state file %s is damaged (%v), and: %w", path, err, merr)
+		}
+		return map[string]*ruleState{}, &damagedStateError{moved: moved, err: err}
 	}
 	if doc.Version != stateVersion {
 		return nil, fmt.Errorf("alert: state file %s has version %d, want %d", path, doc.Version, stateVersion)
