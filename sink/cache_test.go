@@ -361,21 +361,10 @@ func TestCacheFetchDamagedObject(t *testing.T) {
 	srv := miniotest.Start(t)
 	cfg := remoteConfig(t, srv.Store(t), "lake/d")
 	cfg.CompactAge = 0
-	l := newLake(t, cfg, nil)
-	if err := l.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2 {
-		p := part("app", 0)
-		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
-		writeRows(t, l, p, int64(i)*500, 500)
-	}
-	syncRemote(t, l)
-	orig := l.Files()
-	shutdown(t, l)
+	orig := uploadHours(t, cfg, 2, 500)
 
 	cfg.Remote.CacheBytes = max(orig[0].Bytes, orig[1].Bytes)
-	l = newLake(t, cfg, nil)
+	l := newLake(t, cfg, nil)
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,25 @@ func writeRows(t *testing.T, l *sink.Lake, p sink.Partition, first int64, n int)
 	}
 }
 
+// uploadHours has a lake with cfg write n files of rows rows each, one an
+// hour from hour0 with consecutive offsets, upload them and shut down,
+// and returns the files.
+func uploadHours(t *testing.T, cfg sink.Config, n, rows int) []sink.FileInfo {
+	t.Helper()
+	l := newLake(t, cfg, nil)
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		p := part("app", 0)
+		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
+		writeRows(t, l, p, int64(i*rows), rows)
+	}
+	syncRemote(t, l)
+	shutdown(t, l)
+	return l.Files()
+}
+
 // offsetRow reads the _offset column with parquet-go.
 type offsetRow struct {
 	Offset int64 `parquet:"_offset"`
@@ -909,25 +928,14 @@ func TestRemoteDamagedFileRestored(t *testing.T) {
 func TestRemoteSetAside(t *testing.T) {
 	srv := miniotest.Start(t)
 	cfg := remoteConfig(t, srv.Store(t), "lake")
-	l := newLake(t, cfg, nil)
-	if err := l.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2 {
-		p := part("app", 0)
-		p.Hour = hour0.Add(time.Duration(i) * time.Hour)
-		writeRows(t, l, p, int64(i)*100, 100)
-	}
-	syncRemote(t, l)
-	shutdown(t, l)
-	files := l.Files()
+	files := uploadHours(t, cfg, 2, 100)
 	sound, err := os.ReadFile(files[1].Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	zeroPages(t, files[1].Path)
 
-	l = newLake(t, cfg, nil)
+	l := newLake(t, cfg, nil)
 	why := []error{errors.New("DuckDB: no")}
 	if err := l.SetAside(files[1:], why); err != nil {
 		t.Fatal(err)

@@ -27,17 +27,8 @@ import (
 // their rows from the write-ahead log, so every record is counted once;
 // the next restart finds nothing damaged and counts the same.
 func TestDamagedLakeFileSetAside(t *testing.T) {
-	data := t.TempDir()
-	mutate := func(c *config) {
-		c.Sink.MaxFileAge = 200 * time.Millisecond
-		c.Sink.Compaction.Age = 0
-	}
-	s := startServer(t, data, mutate)
 	const n = 500
-	pushPublished(t, s, n, "kept", "hurt")
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
+	data := publishKeptAndHurt(t, n)
 
 	lake := filepath.Join(data, "lake")
 	var hurt []string // relative to the lake
@@ -46,7 +37,7 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 		hurt = append(hurt, rel)
 	}
 
-	s = startServer(t, data, mutate)
+	s := startServer(t, data, publishQuickly)
 	for _, stream := range []string{"kept", "hurt"} {
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
@@ -68,7 +59,7 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = startServer(t, data, mutate)
+	s = startServer(t, data, publishQuickly)
 	if got := metric(t, s.url, "weir_lake_damaged_files"); got != 0 {
 		t.Errorf("weir_lake_damaged_files = %v at the next start, want 0", got)
 	}
@@ -85,17 +76,8 @@ func TestDamagedLakeFileSetAside(t *testing.T) {
 // own damaged files are, and its rows are replayed from the log: every
 // record is counted once.
 func TestUnreadableToDuckDBSetAside(t *testing.T) {
-	data := t.TempDir()
-	mutate := func(c *config) {
-		c.Sink.MaxFileAge = 200 * time.Millisecond
-		c.Sink.Compaction.Age = 0
-	}
-	s := startServer(t, data, mutate)
 	const n = 500
-	pushPublished(t, s, n, "kept", "hurt")
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
+	data := publishKeptAndHurt(t, n)
 	var hurt string // the newest, listed first
 	for _, p := range lakeFiles(t, data) {
 		if strings.Contains(p, "stream=hurt"+string(filepath.Separator)) && filepath.Base(p) > filepath.Base(hurt) {
@@ -110,7 +92,7 @@ func TestUnreadableToDuckDBSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = startServer(t, data, mutate)
+	s := startServer(t, data, publishQuickly)
 	for _, stream := range []string{"kept", "hurt"} {
 		waitCount(t, s.url, "SELECT count(*) FROM "+stream, n)
 		waitCount(t, s.url, "SELECT count(DISTINCT body) FROM "+stream, n)
@@ -178,8 +160,7 @@ func TestDamagedLakeFileRestoredFromBucket(t *testing.T) {
 	srv := miniotest.Start(t)
 	data := t.TempDir()
 	mutate := func(c *config) {
-		c.Sink.MaxFileAge = 200 * time.Millisecond
-		c.Sink.Compaction.Age = 0
+		publishQuickly(c)
 		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
 		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
 			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
@@ -230,26 +211,19 @@ func TestDamagedLakeFileRestoredFromBucket(t *testing.T) {
 // the server stays up; moved away by hand as docs/durability.md says,
 // its rows are replayed from the log at the next start.
 func TestUndecodableFileLeftByCompaction(t *testing.T) {
-	data := t.TempDir()
-	compactAge := time.Duration(0)
-	mutate := func(c *config) {
-		c.Sink.MaxFileAge = 200 * time.Millisecond
-		c.Sink.Compaction.Age = compactAge
-	}
-	s := startServer(t, data, mutate)
 	const n = 500
-	pushPublished(t, s, n, "kept", "hurt")
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
+	data := publishKeptAndHurt(t, n)
 	hurt := damageFiles(t, data, "hurt", func(raw []byte) []byte {
 		footer := int(binary.LittleEndian.Uint32(raw[len(raw)-8:]))
 		clear(raw[4 : len(raw)-8-footer]) // every page, not the footer
 		return raw
 	})
 
-	compactAge = 200 * time.Millisecond
-	s = startServer(t, data, mutate)
+	mutate := func(c *config) {
+		publishQuickly(c)
+		c.Sink.Compaction.Age = 200 * time.Millisecond
+	}
+	s := startServer(t, data, mutate)
 	waitUntil(t, 20*time.Second, "the damaged files undecodable and the others compacted", func() bool {
 		compacted := 0
 		files := lakeFiles(t, data)
@@ -338,6 +312,26 @@ func TestLakeFileLostWhileRunning(t *testing.T) {
 	if status, raw, _ := postSQL(t, s.url, sql, ""); status != http.StatusBadRequest || !strings.Contains(string(raw), named) {
 		t.Errorf("a missing file the query names: %d %s, want 400 naming it", status, raw)
 	}
+}
+
+// publishQuickly has files published within moments and not compacted.
+func publishQuickly(c *config) {
+	c.Sink.MaxFileAge = 200 * time.Millisecond
+	c.Sink.Compaction.Age = 0
+}
+
+// publishKeptAndHurt serves a new data directory with publishQuickly,
+// publishes n records to each of the streams kept and hurt, stops the
+// server and returns the directory.
+func publishKeptAndHurt(t *testing.T, n int) string {
+	t.Helper()
+	data := t.TempDir()
+	s := startServer(t, data, publishQuickly)
+	pushPublished(t, s, n, "kept", "hurt")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // pushPublished pushes n records to each stream and waits until the lake
