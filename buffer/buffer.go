@@ -24,6 +24,12 @@ var (
 	// ErrTooManyStreams means the batch names a new stream and
 	// Config.MaxStreams streams exist already.
 	ErrTooManyStreams = errors.New("too many streams")
+	// ErrStreamUnavailable means the stream's write-ahead log could not
+	// be opened or recovered (docs/durability.md, "A damaged log"): the
+	// stream refuses pushes until an operator mends it. The error's
+	// message names the stream, not the server's files; the cause is
+	// in the error chain and in the server's log.
+	ErrStreamUnavailable = errors.New("stream unavailable")
 )
 
 // roomPoll is how often a Push waiting for room re-checks on its own. Wake-
@@ -153,6 +159,9 @@ type Buffer struct {
 	// producersDamaged counts producer tables set aside because they did
 	// not parse (createStream).
 	producersDamaged atomic.Int64
+	// unavailableLogged is when a push to each stream whose log cannot be
+	// opened last logged why (unavailable). createMu guards it.
+	unavailableLogged map[streamKey]time.Time
 	// removeHook, if set, deletes log segments instead of Log.Remove
 	// (tests).
 	removeHook func(l *wal.Log, before uint64) error

@@ -263,8 +263,9 @@ func TestWALDamageRecovery(t *testing.T) {
 
 // TestWALUnrecoverableStream gives one stream a log segment of another
 // format version: the buffer must start, recover the other stream, count
-// and log the failure, and fail pushes to the broken stream with the
-// corruption error, leaving its log as it was.
+// and log the failure, and fail pushes to the broken stream with
+// ErrStreamUnavailable (the corruption error as its cause, the server's
+// paths not in its message), leaving its log as it was.
 func TestWALUnrecoverableStream(t *testing.T) {
 	cfg := walConfig(t)
 	var first consumers
@@ -293,8 +294,11 @@ func TestWALUnrecoverableStream(t *testing.T) {
 		t.Errorf("log does not report the broken stream:\n%s", logs.String())
 	}
 	err = b2.Push(ctx, batchOf("broken", recsOf("svc", 5, 1)...), Durable)
-	if !errors.As(err, new(*wal.CorruptionError)) {
-		t.Errorf("push to the broken stream: %v, want a *wal.CorruptionError", err)
+	if !errors.Is(err, ErrStreamUnavailable) || !errors.As(err, new(*wal.CorruptionError)) {
+		t.Errorf("push to the broken stream: %v, want ErrStreamUnavailable caused by a *wal.CorruptionError", err)
+	}
+	if err != nil && strings.Contains(err.Error(), cfg.WALDir) {
+		t.Errorf("the push's error names the server's files: %v", err)
 	}
 	mustShutdown(t, b2)
 	if got := second.offsetsOf(Key{Tenant: "acme", Stream: "fine"}); len(got) != 5 {

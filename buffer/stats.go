@@ -42,7 +42,8 @@ type Stats struct {
 	// RecoveryFailures counts streams whose logs could not be recovered
 	// at all (for example a segment of another format version): they are
 	// left untouched on disk, logged at error level, and a push to such
-	// a stream fails with the same error until the log is repaired.
+	// a stream fails with ErrStreamUnavailable (its cause in the chain)
+	// until the log is repaired.
 	RecoveryFailures int64
 	// ProducerTablesDamaged counts streams whose saved table of
 	// idempotent producers did not parse: set aside beside it

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -35,12 +36,57 @@ func (b *Buffer) stream(tenant, name string) (*stream, error) {
 	} else {
 		var err error
 		if s, err = b.createStream(k, false); err != nil {
-			return nil, err
+			return nil, b.unavailable(k, err)
 		}
 	}
 	b.announce(k, s)
 	return s, nil
 }
+
+// unavailableLogEvery bounds how often a push to a stream whose log cannot
+// be opened logs why.
+const unavailableLogEvery = time.Minute
+
+// unavailable returns err, from creating stream k for a push, as the
+// caller should see it: the errors that tell a client what to do (too
+// many streams or producers, a full disk, the buffer closing) as they
+// are, and any other, the stream's log failing to open or recover, as an
+// *unavailableError, logged at most every unavailableLogEvery per stream.
+func (b *Buffer) unavailable(k streamKey, err error) error {
+	for _, known := range []error{ErrTooManyStreams, ErrTooManyProducers, ErrNoSpace, ErrClosed} {
+		if errors.Is(err, known) {
+			return err
+		}
+	}
+	b.createMu.Lock()
+	last, logged := b.unavailableLogged[k]
+	if !logged || time.Since(last) >= unavailableLogEvery {
+		if b.unavailableLogged == nil {
+			b.unavailableLogged = make(map[streamKey]time.Time)
+		}
+		b.unavailableLogged[k] = time.Now()
+		logged = false
+	}
+	b.createMu.Unlock()
+	if !logged {
+		b.log.Error("buffer: a stream's write-ahead log cannot be opened or recovered; pushes to it are refused", "tenant", k.tenant, "stream", k.stream, "err", err)
+	}
+	return &unavailableError{tenant: k.tenant, stream: k.stream, cause: err}
+}
+
+// unavailableError is a push's error for a stream whose log cannot be
+// opened or recovered. Its message leaves out the cause, which names the
+// server's files.
+type unavailableError struct {
+	tenant, stream string
+	cause          error
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("%v: the write-ahead log of stream %q (tenant %q) cannot be opened or recovered; the server's log says why", ErrStreamUnavailable, e.stream, e.tenant)
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrStreamUnavailable, e.cause} }
 
 // announce calls Deps.NewStream for s once, outside createMu; callers
 // that come meanwhile wait for it.

@@ -679,7 +679,7 @@ func (s *Service) connectErr(ctx context.Context, err error) error {
 		return cerr
 	case errors.Is(err, buffer.ErrTooManyStreams):
 		return connect.NewError(connect.CodeResourceExhausted, err)
-	case errors.Is(err, buffer.ErrClosed):
+	case errors.Is(err, buffer.ErrClosed), errors.Is(err, buffer.ErrStreamUnavailable):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case ctx.Err() != nil:
 		return connect.NewError(connect.CodeCanceled, err)

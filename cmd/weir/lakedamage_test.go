@@ -431,3 +431,67 @@ func TestDamagedStateFilesSetAside(t *testing.T) {
 		}
 	}
 }
+
+// TestUnrecoverableStreamUnavailable: a stream whose write-ahead log
+// cannot be recovered (a segment of another format version) refuses
+// pushes with 503 (UNAVAILABLE), naming the stream and not the server's
+// files, while the server and the other streams go on.
+func TestUnrecoverableStreamUnavailable(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, nil)
+	ingest, _ := newClients(s.url)
+	for _, stream := range []string{"broken", "fine"} {
+		if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: stream, Records: []*weirv1.LogRecord{textRecord("one")}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(data, "wal", "tenant=default", "stream=broken", "part=0", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segment of the stream: %v", err)
+	}
+	raw, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := raw[8] // the segment's format version (docs/wal.md)
+	raw[8] = 9
+	if err := os.WriteFile(segs[0], raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, data, nil)
+	ingest, _ = newClients(s.url)
+	_, err = ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "broken", Records: []*weirv1.LogRecord{textRecord("two")}}))
+	wantCode(t, "a push to the broken stream", err, connect.CodeUnavailable)
+	if err != nil && (strings.Contains(err.Error(), data) || !strings.Contains(err.Error(), `"broken"`)) {
+		t.Errorf("the push's error: %v, want the stream named and no server path", err)
+	}
+	resp, err := http.Post(s.url+"/v1/ingest/jsonl?stream=broken", "application/x-ndjson", strings.NewReader(`{"msg": "three"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a JSON lines push to the broken stream: %d, want 503", resp.StatusCode)
+	}
+	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "fine", Records: []*weirv1.LogRecord{textRecord("two")}})); err != nil {
+		t.Errorf("a push to the other stream: %v", err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM fine", 2)
+	if got := metric(t, s.url, "weir_wal_recovery_failures_total"); got != 1 {
+		t.Errorf("weir_wal_recovery_failures_total = %v, want 1", got)
+	}
+
+	// Mended, the log is recovered by the next push.
+	raw[8] = version
+	if err := os.WriteFile(segs[0], raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ingest.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "broken", Records: []*weirv1.LogRecord{textRecord("four")}})); err != nil {
+		t.Fatalf("a push once the log is mended: %v", err)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM broken", 2)
+}
