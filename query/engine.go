@@ -130,6 +130,12 @@ type Engine struct {
 	closed   bool
 	fetcher  Fetcher        // see SetFetcher
 	releases sync.WaitGroup // fetched files being handed back
+	// mending are the lake files being mended (mend), mends their
+	// goroutines, which mendCtx's cancel (stopMends) ends at Shutdown.
+	mending   map[string]bool
+	mends     sync.WaitGroup
+	mendCtx   context.Context
+	stopMends context.CancelFunc
 }
 
 // Open prepares the engine and the default tenant's database. It empties
@@ -171,8 +177,10 @@ func Open(cfg Config, log *slog.Logger) (*Engine, error) {
 		busy:     map[string]chan struct{}{},
 		scans:    newScanCache(),
 	}
+	e.mendCtx, e.stopMends = context.WithCancel(context.Background())
 	e.cfg.TenantConcurrent = min(cfg.TenantConcurrent, cfg.MaxConcurrent)
 	if _, err := e.catalog(record.DefaultTenant); err != nil {
+		e.stopMends()
 		return nil, err
 	}
 	return e, nil
@@ -248,6 +256,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		errs = append(errs, c.close())
 	}
 	e.releases.Wait()
+	e.stopMends()
+	e.mends.Wait()
 	errs = append(errs, os.RemoveAll(e.staging))
 	return errors.Join(errs...)
 }

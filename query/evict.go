@@ -35,6 +35,50 @@ type Fetcher interface {
 	Fetch(ctx context.Context, files []sink.FileInfo) (release func(), err error)
 }
 
+// Mender is implemented by a Fetcher that can put a sound copy in place
+// of a local lake file a query could not read (damaged, cut short or
+// missing): sink.Lake.Mend, for a lake in object storage. It reports
+// whether it replaced the file.
+type Mender interface {
+	Mend(ctx context.Context, path string) (bool, error)
+}
+
+// maxMending bounds the lake files being mended at once.
+const maxMending = 4
+
+// mend has the Fetcher, if it is a Mender, put sound copies in place of
+// lake files a query could not read, in the background: the query that
+// found them fails all the same, later ones read the copies. Files being
+// mended already, and more than maxMending at once, are skipped (a later
+// failing query asks again; the Mender looks at each file once).
+func (e *Engine) mend(paths []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m, ok := e.fetcher.(Mender)
+	if !ok || e.closed {
+		return
+	}
+	for _, p := range paths {
+		if e.mending[p] || len(e.mending) >= maxMending {
+			continue
+		}
+		if e.mending == nil {
+			e.mending = map[string]bool{}
+		}
+		e.mending[p] = true
+		e.mends.Add(1)
+		go func() {
+			defer e.mends.Done()
+			if _, err := m.Mend(e.mendCtx, p); err != nil {
+				e.log.Error("query: could not mend a lake file a query could not read", "file", p, "err", err)
+			}
+			e.mu.Lock()
+			delete(e.mending, p)
+			e.mu.Unlock()
+		}()
+	}
+}
+
 // SetFetcher sets where queries fetch evicted files from. Set it before
 // the lake evicts anything; without it, queries fail with a clear error
 // when they need an evicted file.

@@ -114,6 +114,10 @@ func (e *Engine) run(ctx context.Context, query string, opt Options, maxRows uin
 	defer func() {
 		if err != nil {
 			err = c.serverFault(query, err)
+			var fe *fileError
+			if errors.As(err, &fe) {
+				e.mend(fe.lake)
+			}
 		}
 	}()
 	release, err := e.acquire(ctx, c.tenant, opt.System)

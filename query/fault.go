@@ -23,6 +23,8 @@ type ownDir struct {
 type fileError struct {
 	msg string
 	err error
+	// lake are the absolute paths of the lake files the message names.
+	lake []string
 }
 
 func (e *fileError) Error() string {
@@ -54,10 +56,34 @@ func (c *catalog) serverFault(query string, err error) error {
 		return err
 	}
 	c.log.Warn("query failed reading the server's files", "err", msg)
+	fe := &fileError{err: de, lake: c.lakeFilesIn(msg)}
 	for _, d := range c.ownDirs {
 		msg = strings.ReplaceAll(msg, d.path, d.name)
 	}
-	return &fileError{msg: msg, err: de}
+	fe.msg = msg
+	return fe
+}
+
+// lakeFilesIn returns the paths of the tenant's lake files that msg
+// names.
+func (c *catalog) lakeFilesIn(msg string) []string {
+	var out []string
+	lake := c.ownDirs[0].path
+	for rest := msg; ; {
+		i := strings.Index(rest, lake)
+		if i < 0 {
+			return out
+		}
+		rest = rest[i:]
+		end := strings.IndexAny(rest, "'\"\n\t ")
+		if end < 0 {
+			end = len(rest)
+		}
+		if strings.HasSuffix(rest[:end], ".parquet") {
+			out = append(out, rest[:end])
+		}
+		rest = rest[end:]
+	}
 }
 
 // namesOwnFile reports whether msg names a path in one of the tenant's

@@ -100,7 +100,13 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 			}
 			l.cst.failures.Add(1)
 			errs = append(errs, err)
-			l.noteUndecodable(err)
+			if path := l.noteUndecodable(err); path != "" && l.rem != nil {
+				// The bucket's copy may be sound: in place, the file is
+				// compacted again at the next pass.
+				if _, err := l.Mend(ctx, path); err != nil {
+					l.log.Error("sink: compaction could not mend a file from the bucket", "file", path, "err", err)
+				}
+			}
 			continue
 		}
 		replaced += len(g.files)
@@ -111,17 +117,19 @@ func (l *Lake) compact(ctx context.Context, now time.Time) (replaced int, err er
 // noteUndecodable leaves out of compaction from now on the file that err,
 // a group's failure, says does not decode, so that the group's other
 // files are compacted at the next pass instead of failing with it at
-// every one. The file stays in the lake: queries that read its damaged
-// pages fail, the others answer.
-func (l *Lake) noteUndecodable(err error) {
+// every one, and returns its path ("" when err says no such thing). The
+// file stays in the lake: queries that read its damaged pages fail, the
+// others answer; in a lake in object storage, Mend may put the bucket's
+// copy in its place, which compaction then takes again.
+func (l *Lake) noteUndecodable(err error) string {
 	var ue *undecodableError
 	if !errors.As(err, &ue) {
-		return
+		return ""
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.undecodable[ue.path] {
-		return
+		return ue.path
 	}
 	if l.undecodable == nil {
 		l.undecodable = make(map[string]bool)
@@ -129,6 +137,7 @@ func (l *Lake) noteUndecodable(err error) {
 	l.undecodable[ue.path] = true
 	l.log.Error("sink: a published file does not decode; compaction leaves it as it is, and queries that read its damaged part fail",
 		"file", ue.path, "err", ue.err)
+	return ue.path
 }
 
 // CompactionStats counts what compaction did since New, and what it has

@@ -226,10 +226,13 @@ type Lake struct {
 	// scanReplaced holds the IDs that the footers of the files found by
 	// scan replace, for openRemote; nil afterwards.
 	scanReplaced map[string]bool
-	damaged      []DamagedFile // set aside by scan; read-only afterwards
+	damaged      []DamagedFile // set aside by scan and SetAside, before Start
 	// undecodable are the paths of published files that compaction
-	// found damaged and leaves out (noteUndecodable).
+	// found damaged and leaves out (noteUndecodable) until Mend replaces
+	// them.
 	undecodable map[string]bool
+	// mended are the IDs of files Mend looked at, each once.
+	mended map[string]bool
 }
 
 const stagedLogEvery = 10 * time.Second

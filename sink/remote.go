@@ -115,6 +115,9 @@ type RemoteStats struct {
 	// UploadFailures and DeleteFailures count failed attempts since New;
 	// DeletedObjects the objects deleted from the bucket.
 	UploadFailures, DeleteFailures, DeletedObjects int64
+	// Mended counts local copies found damaged or missing while the lake
+	// ran and replaced by the bucket's (Lake.Mend).
+	Mended int64
 	// Failing is set while the latest attempt failed; LastError says
 	// why (empty when not failing) and Permanent whether the server
 	// refused (credentials, missing bucket) rather than was unreachable.

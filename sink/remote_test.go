@@ -968,3 +968,80 @@ func TestRemoteSetAside(t *testing.T) {
 	syncRemote(t, l)
 	checkBucket(t, srv, "lake", l, offsetRange(0, 100))
 }
+
+// TestRemoteMend: in a lake in object storage, Mend puts the bucket's copy
+// in place of a local copy found damaged or missing while the lake runs,
+// once per file, and leaves the damaged copy under .damaged/; compaction
+// mends a file it cannot decode and compacts it at its next pass. A lake
+// on local disk has nothing to mend from.
+func TestRemoteMend(t *testing.T) {
+	srv := miniotest.Start(t)
+	cfg := remoteConfig(t, srv.Store(t), "lake")
+	cfg.CompactAge = 0 // Compact compacts every file
+	files := uploadHours(t, cfg, 4, 100)
+	sound := make(map[string][]byte)
+	for _, f := range files {
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sound[f.ID] = b
+	}
+	ctx := context.Background()
+	l := newLake(t, cfg, nil)
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, l)
+
+	zeroPages(t, files[0].Path)
+	if err := os.Remove(files[1].Path); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files[:2] {
+		if ok, err := l.Mend(ctx, f.Path); !ok || err != nil {
+			t.Fatalf("Mend of %s: %v, %v", f.ID, ok, err)
+		}
+		if b, err := os.ReadFile(f.Path); err != nil || !bytes.Equal(b, sound[f.ID]) {
+			t.Errorf("%s is not the bucket's copy after Mend (%v)", f.ID, err)
+		}
+		if ok, err := l.Mend(ctx, f.Path); ok || err != nil {
+			t.Errorf("a second Mend of %s: %v, %v; want nothing done", f.ID, ok, err)
+		}
+	}
+	rel, _ := filepath.Rel(cfg.Dir, files[0].Path)
+	if _, err := os.Stat(filepath.Join(cfg.Dir, ".damaged", rel)); err != nil {
+		t.Errorf("the damaged copy was not set aside: %v", err)
+	}
+	if ok, err := l.Mend(ctx, files[3].Path); ok || err != nil {
+		t.Errorf("Mend of a sound file: %v, %v; want nothing done", ok, err)
+	}
+	if s, _ := l.RemoteStats(); s.Mended != 2 {
+		t.Errorf("RemoteStats.Mended = %d, want 2", s.Mended)
+	}
+
+	// Compaction: the first pass fails on a file whose pages are zeroed
+	// and mends it; the next compacts every file.
+	zeroPages(t, files[2].Path)
+	if _, err := l.Compact(ctx); err == nil {
+		t.Fatal("a compaction over a file whose pages are zeroed passed")
+	}
+	if b, err := os.ReadFile(files[2].Path); err != nil || !bytes.Equal(b, sound[files[2].ID]) {
+		t.Fatalf("compaction did not mend the file (%v)", err)
+	}
+	if _, err := l.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.CompactionStats(); st.Replaced != 4 || st.Undecodable != 0 {
+		t.Errorf("compaction replaced %d files, %d undecodable; want the 4, none", st.Replaced, st.Undecodable)
+	}
+	syncRemote(t, l)
+	checkBucket(t, srv, "lake", l, offsetRange(0, 400))
+
+	local := newLake(t, testConfig(t), nil)
+	defer shutdown(t, local)
+	writeRows(t, local, part("app", 0), 0, 10)
+	if ok, err := local.Mend(ctx, local.Files()[0].Path); ok || err != nil {
+		t.Errorf("Mend in a local lake: %v, %v; want nothing done", ok, err)
+	}
+}

@@ -212,7 +212,7 @@ func (l *Lake) mendDamaged(damaged []DamagedFile, replaced map[string]bool) erro
 		var fetched string
 		if l.cfg.Remote != nil && uploaded[rel] {
 			l.log.Warn("sink: a published file is damaged; downloading its copy in the bucket", "file", d.Path, "err", d.Err)
-			tmp, err := l.fetchSound(d)
+			tmp, err := l.fetchSound(context.Background(), d)
 			if err != nil {
 				return err
 			}
@@ -242,15 +242,15 @@ func (l *Lake) mendDamaged(damaged []DamagedFile, replaced map[string]bool) erro
 // fetchSound downloads the bucket's copy of damaged file d beside it,
 // under a temporary name that a later scan removes, and checks its
 // footer; it returns the temporary file's path.
-func (l *Lake) fetchSound(d *DamagedFile) (string, error) {
+func (l *Lake) fetchSound(ctx context.Context, d *DamagedFile) (string, error) {
 	path := filepath.Join(l.cfg.Dir, d.Path)
 	tmp := filepath.Join(filepath.Dir(path), "."+d.id+".restore"+tmpSuffix)
 	key := objectKey(l.cfg.Remote.Prefix, filepath.ToSlash(d.Path))
-	ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
 	fail := func(err error) (string, error) {
 		os.Remove(tmp)
-		return "", fmt.Errorf("sink: scan lake %q: published file %s is damaged (%s) and its copy in the bucket (%s) %w; replace the local file with a sound copy, then start",
+		return "", fmt.Errorf("sink: lake %q: published file %s is damaged (%s) and its copy in the bucket (%s) %w; replace the local file with a sound copy",
 			l.cfg.Dir, d.Path, d.Err, key, err)
 	}
 	if err := l.cfg.Remote.Store.Get(ctx, key, tmp); err != nil {
@@ -361,7 +361,7 @@ func (l *Lake) setAsideOne(d *DamagedFile) error {
 	}
 	path := filepath.Join(l.cfg.Dir, d.Path)
 	if uploaded && !restoredBefore {
-		tmp, err := l.fetchSound(d)
+		tmp, err := l.fetchSound(context.Background(), d)
 		if err != nil {
 			return err
 		}

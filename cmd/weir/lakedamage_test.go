@@ -204,6 +204,45 @@ func TestDamagedLakeFileRestoredFromBucket(t *testing.T) {
 	}
 }
 
+// TestLakeFileMendedFromBucket: with the lake in a MinIO bucket, a local
+// file cut short while the server runs fails the query that finds it
+// (500), and the server then puts the bucket's copy in its place: later
+// queries count every record, and weir_lake_mended_files_total says so.
+func TestLakeFileMendedFromBucket(t *testing.T) {
+	srv := miniotest.Start(t)
+	data := t.TempDir()
+	s := startServer(t, data, func(c *config) {
+		c.Sink.MaxFileAge = 200 * time.Millisecond
+		c.Sink.Compaction.Age = time.Hour
+		c.Sink.Lake = "s3://" + srv.Bucket + "/weir/lake"
+		c.Sink.S3 = s3Config{Endpoint: srv.Endpoint, Region: "us-east-1", PathStyle: true,
+			AccessKeyID: miniotest.User, SecretAccessKey: miniotest.Password}
+	})
+	const n = 200
+	pushPublished(t, s, n, "cut")
+	waitUntil(t, 20*time.Second, "every file uploaded", func() bool { return metric(t, s.url, "weir_lake_upload_pending_files") == 0 })
+	waitViewsRead(t, s.url, data)
+	damageFiles(t, data, "cut", func(raw []byte) []byte { return raw[:len(raw)/2] })
+
+	if status, raw, _ := postSQL(t, s.url, "SELECT count(DISTINCT body) FROM cut", ""); status != http.StatusInternalServerError {
+		t.Errorf("the query that finds the file cut short: %d %s, want 500", status, raw)
+	}
+	waitCount(t, s.url, "SELECT count(DISTINCT body) FROM cut", n)
+	if got := metric(t, s.url, "weir_lake_mended_files_total"); got < 1 {
+		t.Errorf("weir_lake_mended_files_total = %v, want at least 1", got)
+	}
+}
+
+// waitViewsRead waits until the views list every published file of the
+// lake under data (and no longer the staged rows they replace).
+func waitViewsRead(t *testing.T, url, data string) {
+	t.Helper()
+	for _, p := range lakeFiles(t, data) {
+		stream := strings.TrimPrefix(filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(p)))), "stream=")
+		waitCount(t, url, fmt.Sprintf("SELECT count(*) FROM duckdb_views() WHERE view_name = '%s' AND sql LIKE '%%%s%%'", stream, filepath.Base(p)), 1)
+	}
+}
+
 // TestUndecodableFileLeftByCompaction: a published file whose pages are
 // damaged (its footer intact) does not stop the start; compaction fails
 // on it once, leaves it out from then on (weir_compaction_undecodable_files)
@@ -271,11 +310,7 @@ func TestLakeFileLostWhileRunning(t *testing.T) {
 	pushPublished(t, s, n, "kept", "cut", "gone")
 	// The views read the published files, not the staged rows they
 	// replace, before the files are damaged.
-	for _, p := range lakeFiles(t, data) {
-		stream := filepath.Base(filepath.Dir(filepath.Dir(filepath.Dir(p))))
-		waitCount(t, s.url, fmt.Sprintf("SELECT count(*) FROM duckdb_views() WHERE view_name = '%s' AND sql LIKE '%%%s%%'",
-			strings.TrimPrefix(stream, "stream="), filepath.Base(p)), 1)
-	}
+	waitViewsRead(t, s.url, data)
 	damageFiles(t, data, "cut", func(raw []byte) []byte { return raw[:len(raw)/2] })
 	for _, p := range damageFiles(t, data, "gone", func(raw []byte) []byte { return raw }) {
 		if err := os.Remove(p); err != nil {

@@ -139,6 +139,7 @@ var (
 	descRemoteDeletes      = prometheus.NewDesc("weir_lake_remote_deletes_total", "Objects deleted from the bucket (removed or replaced files).", nil, nil)
 	descRemoteDelFailures  = prometheus.NewDesc("weir_lake_remote_delete_failures_total", "Failed deletes of objects (retried with backoff).", nil, nil)
 	descUploadFailing      = prometheus.NewDesc("weir_lake_upload_failing", "1 while the latest attempt to reach object storage failed.", nil, nil)
+	descMended             = prometheus.NewDesc("weir_lake_mended_files_total", "Local lake files a query or compaction could not read, replaced by their copies in the bucket.", nil, nil)
 
 	descCacheLocalBytes    = prometheus.NewDesc("weir_lake_cache_local_bytes", "Bytes of the local copies of uploaded lake files (the local cache).", nil, nil)
 	descCacheEvictedFiles  = prometheus.NewDesc("weir_lake_cache_evicted_files", "Lake files kept in object storage only.", nil, nil)
@@ -151,7 +152,7 @@ var (
 
 func (c lakeRemoteCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUploadPendingFiles, descUploadPendingBytes, descUploadedFiles, descUploadedBytes,
-		descUploadFailures, descRemoteDeletes, descRemoteDelFailures, descUploadFailing,
+		descUploadFailures, descRemoteDeletes, descRemoteDelFailures, descUploadFailing, descMended,
 		descCacheLocalBytes, descCacheEvictedFiles, descCacheEvictedBytes, descCacheEvictions, descCacheFetches, descCacheFetchedBytes, descCacheFetchFailures} {
 		ch <- d
 	}
@@ -174,6 +175,7 @@ func (c lakeRemoteCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRemoteDeletes, prometheus.CounterValue, float64(s.DeletedObjects))
 	ch <- prometheus.MustNewConstMetric(descRemoteDelFailures, prometheus.CounterValue, float64(s.DeleteFailures))
 	ch <- prometheus.MustNewConstMetric(descUploadFailing, prometheus.GaugeValue, failing)
+	ch <- prometheus.MustNewConstMetric(descMended, prometheus.CounterValue, float64(s.Mended))
 	if cs, ok := c.lake.CacheStats(); ok {
 		ch <- prometheus.MustNewConstMetric(descCacheLocalBytes, prometheus.GaugeValue, float64(cs.LocalBytes))
 		ch <- prometheus.MustNewConstMetric(descCacheEvictedFiles, prometheus.GaugeValue, float64(cs.EvictedFiles))
