@@ -20,10 +20,10 @@ import (
 // have the old copy open go on reading it; the next ones read the new.
 //
 // Mend does nothing and reports false for a lake not in object storage,
-// a path that is no file of the lake, a file evicted or not yet uploaded,
-// a file it looked at before (each once, whatever the outcome), and a
-// local copy that holds the bucket's bytes already. It is safe for
-// concurrent use.
+// a lake shut down, a path that is no file of the lake, a file evicted or
+// not yet uploaded, a file it looked at before (each once, whatever the
+// outcome), and a local copy that holds the bucket's bytes already. It is
+// safe for concurrent use.
 func (l *Lake) Mend(ctx context.Context, path string) (bool, error) {
 	if l.rem == nil {
 		return false, nil
@@ -31,7 +31,7 @@ func (l *Lake) Mend(ctx context.Context, path string) (bool, error) {
 	id := strings.TrimSuffix(filepath.Base(path), fileExt)
 	l.mu.Lock()
 	i, ok := l.indexLocked(id)
-	if !ok || l.files[i].Path != path || l.files[i].Evicted || l.mended[id] {
+	if l.closed || !ok || l.files[i].Path != path || l.files[i].Evicted || l.mended[id] {
 		l.mu.Unlock()
 		return false, nil
 	}
@@ -78,7 +78,7 @@ func (l *Lake) Mend(ctx context.Context, path string) (bool, error) {
 	defer c.trimMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if i, ok := l.indexLocked(id); !ok || l.files[i].Evicted {
+	if i, ok := l.indexLocked(id); l.closed || !ok || l.files[i].Evicted {
 		return false, nil
 	}
 	if _, err := os.Lstat(path); err == nil {
