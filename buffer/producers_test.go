@@ -94,18 +94,7 @@ func TestIdempotentProducers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b2, err := New(cfg, Deps{
-		NewConsumer: func(Key) Consumer { return &holdingConsumer{oldest: -1} },
-		Published: func(context.Context, Key, int64) (func(int64) bool, error) {
-			return func(o int64) bool { return o < 21 }, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	b2 := restartPublished(t, cfg, 21)
 	defer b2.Shutdown(ctx)
 	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after restart, retry of alpha 20: %v, want ErrDuplicate", err)
@@ -119,6 +108,25 @@ func TestIdempotentProducers(t *testing.T) {
 	if err := push(b2, "alpha", 26); err != nil {
 		t.Errorf("after restart, alpha 26: %v", err)
 	}
+}
+
+// restartPublished starts a buffer on cfg's logs whose offsets below
+// published count as published.
+func restartPublished(t *testing.T, cfg Config, published int64) *Buffer {
+	t.Helper()
+	b, err := New(cfg, Deps{
+		NewConsumer: func(Key) Consumer { return &holdingConsumer{oldest: -1} },
+		Published: func(context.Context, Key, int64) (func(int64) bool, error) {
+			return func(o int64) bool { return o < published }, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestProducersNotEvictedByOthers has a real producer push, then more
@@ -340,18 +348,7 @@ func TestDamagedProducersTable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b2, err := New(cfg, Deps{
-		NewConsumer: func(Key) Consumer { return &holdingConsumer{oldest: -1} },
-		Published: func(context.Context, Key, int64) (func(int64) bool, error) {
-			return func(o int64) bool { return o < 21 }, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	b2 := restartPublished(t, cfg, 21)
 	defer b2.Shutdown(ctx)
 	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("retry of alpha 20, in the log: %v, want ErrDuplicate", err)
