@@ -27,32 +27,20 @@ func producerBatch(id string, seq uint64, svc string) *record.Batch {
 // producers survives a restart, also after the log segments that carried
 // it were deleted.
 func TestIdempotentProducers(t *testing.T) {
-	cfg := walConfig(t)
-	cfg.WAL.SegmentBytes = 1024
-	c := &holdingConsumer{oldest: -1}
-	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, b := producerLog(t)
 	ctx := context.Background()
-	push := func(b *Buffer, id string, seq uint64) error {
-		return b.Push(ctx, producerBatch(id, seq, strings.Repeat("x", 300)), Durable)
-	}
 	for seq := uint64(1); seq <= 20; seq++ {
-		if err := push(b, "alpha", seq); err != nil {
+		if err := pushSeq(b, "alpha", seq); err != nil {
 			t.Fatalf("alpha %d: %v", seq, err)
 		}
 	}
-	if err := push(b, "alpha", 20); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("retry of the last batch: %v, want ErrDuplicate", err)
 	}
-	if err := push(b, "alpha", 3); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b, "alpha", 3); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("retry of an older batch: %v, want ErrDuplicate", err)
 	}
-	if err := push(b, "alpha", 22); !errors.Is(err, ErrSequence) {
+	if err := pushSeq(b, "alpha", 22); !errors.Is(err, ErrSequence) {
 		t.Errorf("gap: %v, want ErrSequence", err)
 	}
 	// Batches derived by transforms may skip numbers, and retries of
@@ -67,10 +55,10 @@ func TestIdempotentProducers(t *testing.T) {
 	if err := b.Push(ctx, gappy, Durable); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("retry of a gappy batch: %v, want ErrDuplicate", err)
 	}
-	if err := push(b, "beta", 0); !errors.Is(err, ErrSequence) {
+	if err := pushSeq(b, "beta", 0); !errors.Is(err, ErrSequence) {
 		t.Errorf("sequence 0: %v, want ErrSequence", err)
 	}
-	if err := push(b, "beta", 7); err != nil {
+	if err := pushSeq(b, "beta", 7); err != nil {
 		t.Errorf("a new producer may start anywhere: %v", err)
 	}
 	if n := len(c.offsets()); n != 22 {
@@ -96,37 +84,46 @@ func TestIdempotentProducers(t *testing.T) {
 
 	b2 := restartPublished(t, cfg, 21)
 	defer b2.Shutdown(ctx)
-	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after restart, retry of alpha 20: %v, want ErrDuplicate", err)
 	}
-	if err := push(b2, "beta", 7); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b2, "beta", 7); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after restart, retry of beta 7: %v, want ErrDuplicate", err)
 	}
-	if err := push(b2, "alpha", 25); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b2, "alpha", 25); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("after restart, retry of alpha 25: %v, want ErrDuplicate", err)
 	}
-	if err := push(b2, "alpha", 26); err != nil {
+	if err := pushSeq(b2, "alpha", 26); err != nil {
 		t.Errorf("after restart, alpha 26: %v", err)
 	}
+}
+
+// producerLog starts a buffer whose logs cut segments at 1 KiB, over a
+// consumer that holds what it takes until told to publish it.
+func producerLog(t *testing.T) (Config, *holdingConsumer, *Buffer) {
+	t.Helper()
+	cfg := walConfig(t)
+	cfg.WAL.SegmentBytes = 1024
+	c := &holdingConsumer{oldest: -1}
+	return cfg, c, mustNew(t, cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
+}
+
+// pushSeq pushes batch seq of producer id (about 300 bytes) to stream s
+// at the durable level.
+func pushSeq(b *Buffer, id string, seq uint64) error {
+	return b.Push(context.Background(), producerBatch(id, seq, strings.Repeat("x", 300)), Durable)
 }
 
 // restartPublished starts a buffer on cfg's logs whose offsets below
 // published count as published.
 func restartPublished(t *testing.T, cfg Config, published int64) *Buffer {
 	t.Helper()
-	b, err := New(cfg, Deps{
+	return mustNew(t, cfg, Deps{
 		NewConsumer: func(Key) Consumer { return &holdingConsumer{oldest: -1} },
 		Published: func(context.Context, Key, int64) (func(int64) bool, error) {
 			return func(o int64) bool { return o < published }, nil
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestProducersNotEvictedByOthers has a real producer push, then more
@@ -311,25 +308,13 @@ func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 // still a duplicate; a producer whose only batch was in a deleted
 // segment is forgotten, as after producer_ttl.
 func TestDamagedProducersTable(t *testing.T) {
-	cfg := walConfig(t)
-	cfg.WAL.SegmentBytes = 1024
-	c := &holdingConsumer{oldest: -1}
-	b, err := New(cfg, Deps{NewConsumer: func(Key) Consumer { return c }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, b := producerLog(t)
 	ctx := context.Background()
-	push := func(b *Buffer, id string, seq uint64) error {
-		return b.Push(ctx, producerBatch(id, seq, strings.Repeat("x", 300)), Durable)
-	}
-	if err := push(b, "beta", 1); err != nil {
+	if err := pushSeq(b, "beta", 1); err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 20; seq++ {
-		if err := push(b, "alpha", seq); err != nil {
+		if err := pushSeq(b, "alpha", seq); err != nil {
 			t.Fatalf("alpha %d: %v", seq, err)
 		}
 	}
@@ -350,13 +335,13 @@ func TestDamagedProducersTable(t *testing.T) {
 
 	b2 := restartPublished(t, cfg, 21)
 	defer b2.Shutdown(ctx)
-	if err := push(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
+	if err := pushSeq(b2, "alpha", 20); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("retry of alpha 20, in the log: %v, want ErrDuplicate", err)
 	}
-	if err := push(b2, "alpha", 21); err != nil {
+	if err := pushSeq(b2, "alpha", 21); err != nil {
 		t.Errorf("alpha 21: %v", err)
 	}
-	if err := push(b2, "beta", 1); err != nil {
+	if err := pushSeq(b2, "beta", 1); err != nil {
 		t.Errorf("retry of beta 1, forgotten: %v, want it written again", err)
 	}
 	if st := b2.Stats(); st.ProducerTablesDamaged != 1 || st.RecoveryFailures != 0 {

@@ -49,11 +49,11 @@ const unavailableLogEvery = time.Minute
 
 // unavailable returns err, from creating stream k for a push, as the
 // caller should see it: the errors that tell a client what to do (too
-// many streams or producers, a full disk, the buffer closing) as they
-// are, and any other, the stream's log failing to open or recover, as an
+// many streams, a full disk, the buffer closing) as they are, and any
+// other, the stream's log failing to open or recover, as an
 // *unavailableError, logged at most every unavailableLogEvery per stream.
 func (b *Buffer) unavailable(k streamKey, err error) error {
-	for _, known := range []error{ErrTooManyStreams, ErrTooManyProducers, ErrNoSpace, ErrClosed} {
+	for _, known := range []error{ErrTooManyStreams, ErrNoSpace, ErrClosed} {
 		if errors.Is(err, known) {
 			return err
 		}

@@ -64,13 +64,12 @@ func (c *catalog) serverFault(query string, err error) error {
 	return fe
 }
 
-// lakeFilesIn returns the paths of the tenant's lake files that msg
-// names.
-func (c *catalog) lakeFilesIn(msg string) []string {
+// pathsIn returns the paths under dir (absolute, ending in a separator)
+// that msg names: each runs from dir to the next quote or blank.
+func pathsIn(msg, dir string) []string {
 	var out []string
-	lake := c.ownDirs[0].path
 	for rest := msg; ; {
-		i := strings.Index(rest, lake)
+		i := strings.Index(rest, dir)
 		if i < 0 {
 			return out
 		}
@@ -79,32 +78,31 @@ func (c *catalog) lakeFilesIn(msg string) []string {
 		if end < 0 {
 			end = len(rest)
 		}
-		if strings.HasSuffix(rest[:end], ".parquet") {
-			out = append(out, rest[:end])
-		}
+		out = append(out, rest[:end])
 		rest = rest[end:]
 	}
+}
+
+// lakeFilesIn returns the paths of the tenant's lake files that msg
+// names.
+func (c *catalog) lakeFilesIn(msg string) []string {
+	var out []string
+	for _, p := range pathsIn(msg, c.ownDirs[0].path) {
+		if strings.HasSuffix(p, ".parquet") {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // namesOwnFile reports whether msg names a path in one of the tenant's
 // folders that query does not contain.
 func (c *catalog) namesOwnFile(msg, query string) bool {
 	for _, d := range c.ownDirs {
-		rest := msg
-		for {
-			i := strings.Index(rest, d.path)
-			if i < 0 {
-				break
-			}
-			rest = rest[i:]
-			end := strings.IndexAny(rest, "'\"\n\t ")
-			if end < 0 {
-				end = len(rest)
-			}
-			if !strings.Contains(query, rest[:end]) {
+		for _, p := range pathsIn(msg, d.path) {
+			if !strings.Contains(query, p) {
 				return true
 			}
-			rest = rest[end:]
 		}
 	}
 	return false

@@ -526,9 +526,8 @@ func (l *Lake) download(ctx context.Context, f FileInfo) error {
 	if err != nil {
 		return fmt.Errorf("the bucket's copy is damaged: %w", err)
 	}
-	if got.Rows != f.Rows || got.MinOffset != f.MinOffset || got.MaxOffset != f.MaxOffset {
-		return fmt.Errorf("the bucket's copy holds %d rows at offsets [%d, %d], the file %d at [%d, %d]",
-			got.Rows, got.MinOffset, got.MaxOffset, f.Rows, f.MinOffset, f.MaxOffset)
+	if err := sameRows(got, f); err != nil {
+		return err
 	}
 	c := &l.cache
 	c.trimMu.Lock()

@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/weirlabs/weir/internal/aside"
 )
 
 // Mend puts the bucket's copy of the published file at path in place of
@@ -63,9 +61,8 @@ func (l *Lake) Mend(ctx context.Context, path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if got.Rows != f.Rows || got.MinOffset != f.MinOffset || got.MaxOffset != f.MaxOffset {
-		return false, fmt.Errorf("sink: mend %s: the bucket's copy holds %d rows at offsets [%d, %d], the file %d at [%d, %d]",
-			rel, got.Rows, got.MinOffset, got.MaxOffset, f.Rows, f.MinOffset, f.MaxOffset)
+	if err := sameRows(got, f); err != nil {
+		return false, fmt.Errorf("sink: mend %s: %w", rel, err)
 	}
 	if same, err := sameBytes(tmp, path); err == nil && same {
 		return false, nil
@@ -81,26 +78,12 @@ func (l *Lake) Mend(ctx context.Context, path string) (bool, error) {
 	if i, ok := l.indexLocked(id); l.closed || !ok || l.files[i].Evicted {
 		return false, nil
 	}
-	if _, err := os.Lstat(path); err == nil {
-		to := filepath.Join(l.cfg.Dir, damagedDir, rel)
-		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-			return false, fmt.Errorf("sink: mend %s: %w", rel, err)
-		}
-		if d.Moved, err = aside.Move(path, to); err != nil {
-			return false, fmt.Errorf("sink: mend %s: %w", rel, err)
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("sink: mend %s: %w", rel, err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return false, fmt.Errorf("sink: mend %s: %w", rel, err)
+	if _, _, err := l.restore(d, tmp); err != nil {
+		return false, err
 	}
 	delete(l.undecodable, path)
 	l.rem.mu.Lock()
 	l.rem.stats.Mended++
 	l.rem.mu.Unlock()
-	l.log.Warn("sink: a published file could not be read; its copy in the bucket took its place",
-		"file", rel, "moved_to", d.Moved)
 	return true, nil
 }

@@ -407,14 +407,16 @@ func (l *Lake) setAsideOne(d *DamagedFile) error {
 }
 
 // restore puts tmp, the bucket's sound copy of damaged file d, in its
-// place, moving the damaged copy under .damaged/, and returns its footer's
+// place, moving the damaged copy, if any, under .damaged/, and returns its footer's
 // description and the files it replaces.
 func (l *Lake) restore(d *DamagedFile, tmp string) (FileInfo, []string, error) {
-	if err := l.moveAside(d); err != nil {
-		os.Remove(tmp)
-		return FileInfo{}, nil, err
-	}
 	path := filepath.Join(l.cfg.Dir, d.Path)
+	if _, err := os.Lstat(path); err == nil { // a missing copy has nothing to set aside
+		if err := l.moveAside(d); err != nil {
+			os.Remove(tmp)
+			return FileInfo{}, nil, err
+		}
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
@@ -430,6 +432,16 @@ func (l *Lake) restore(d *DamagedFile, tmp string) (FileInfo, []string, error) {
 	l.log.Warn("sink: a published file is damaged; its copy in the bucket took its place",
 		"file", d.Path, "moved_to", d.Moved, "bytes", d.Bytes, "err", d.Err)
 	return info, repl, nil
+}
+
+// sameRows returns an error unless got, the footer of a copy of f from
+// the bucket, describes f's rows and offsets.
+func sameRows(got, f FileInfo) error {
+	if got.Rows != f.Rows || got.MinOffset != f.MinOffset || got.MaxOffset != f.MaxOffset {
+		return fmt.Errorf("the bucket's copy holds %d rows at offsets [%d, %d], the file %d at [%d, %d]",
+			got.Rows, got.MinOffset, got.MaxOffset, f.Rows, f.MinOffset, f.MaxOffset)
+	}
+	return nil
 }
 
 // sameBytes reports whether the files at a and b hold the same bytes.
