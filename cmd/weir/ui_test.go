@@ -371,6 +371,9 @@ func newBrowser(t *testing.T, chrome string) *uiBrowser {
 		chromedp.ExecPath(chrome),
 		chromedp.WindowSize(1280, 900),
 		chromedp.DisableGPU,
+		// Chromium leaves its singleton socket's directory in TMPDIR;
+		// the test's own is removed with it.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 	)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to sandbox as root
