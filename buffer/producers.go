@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/aside"
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Errors of idempotent producers.
@@ -353,31 +354,7 @@ func (ps *producers) save(now time.Time) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".producers-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), ps.path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := durable.WriteFile(ps.path, raw); err != nil {
 		return err
 	}
 	ps.saved = raw

@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/durable"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform"
@@ -190,20 +191,8 @@ func (rp *Replayer) save(path string, st replayState) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := durable.WriteFile(path, data); err != nil {
 		return fmt.Errorf("dead-letter replay state: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Partition identifies the file a batch belongs in.
@@ -294,7 +296,7 @@ func newLake(cfg Config, obs Observer, log *slog.Logger, mem memory.Allocator) (
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sink: create lake directory: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("sink: %w", err)
 	}
 	l := &Lake{
@@ -715,7 +717,7 @@ func (l *Lake) sealLocked(f *openFile) error {
 // each parent whose child's entry is not yet known durable, up to the
 // lake root (whose own entry New made durable).
 func (l *Lake) syncDirs(dir string) error {
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return err
 	}
 	for d := dir; d != l.cfg.Dir && d != filepath.Dir(d); d = filepath.Dir(d) {
@@ -725,7 +727,7 @@ func (l *Lake) syncDirs(dir string) error {
 		if ok {
 			return nil
 		}
-		if err := syncDir(filepath.Dir(d)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(d)); err != nil {
 			return err
 		}
 		l.mu.Lock()

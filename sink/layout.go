@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Lake layout (docs/format.md, "Lake layout"):
@@ -177,46 +178,9 @@ func parsePath(rel string) (Partition, string, error) {
 	return p, id, nil
 }
 
-// syncDir fsyncs a directory, making the entries in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %q for fsync: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %q: %w", dir, err)
-	}
-	return nil
-}
-
-// writeDurably replaces dir/name with data: temporary file, fsync,
-// rename, directory fsync.
+// writeDurably replaces dir/name with data (durable.WriteFile).
 func writeDurably(dir, name string, data []byte) error {
-	final := filepath.Join(dir, name)
-	tmp := final + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	_, err = out.Write(data)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := durable.WriteFile(filepath.Join(dir, name), data); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Retention (docs/lake.md, "Retention") removes published files whose
@@ -418,7 +420,7 @@ func (l *Lake) goneDurably(rel string, synced map[string]bool) bool {
 			return true
 		}
 		if _, err := os.Stat(d); err == nil {
-			if syncDir(d) != nil {
+			if durable.SyncDir(d) != nil {
 				return false
 			}
 			synced[d] = true

@@ -23,6 +23,7 @@ import (
 
 	"github.com/weirlabs/weir/internal/arrowipc"
 	"github.com/weirlabs/weir/internal/aside"
+	"github.com/weirlabs/weir/internal/durable"
 	"github.com/weirlabs/weir/internal/logschema"
 )
 
@@ -421,7 +422,7 @@ func (l *Lake) restore(d *DamagedFile, tmp string) (FileInfo, []string, error) {
 		os.Remove(tmp)
 		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return FileInfo{}, nil, fmt.Errorf("sink: restore damaged file from the bucket: %w", err)
 	}
 	info, repl, err := readFooter(path, d.part, d.id)

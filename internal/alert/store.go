@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weirlabs/weir/internal/aside"
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // stateFile is the name of the persisted state under Deps.StateDir.
@@ -118,31 +119,7 @@ func saveState(dir string, raw []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("alert: state dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, stateFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("alert: save state: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, stateFile), raw); err != nil {
 		return fmt.Errorf("alert: save state: %w", err)
 	}
 	return nil

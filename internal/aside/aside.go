@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Move renames the file at from to to, or, where something is at to
@@ -31,25 +33,13 @@ func Move(from, to string) (string, error) {
 	if err := os.Rename(from, dest); err != nil {
 		return "", fmt.Errorf("set aside %s: %w", from, err)
 	}
-	if err := syncDir(filepath.Dir(dest)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dest)); err != nil {
 		return "", fmt.Errorf("set aside %s: %w", from, err)
 	}
 	if filepath.Dir(from) != filepath.Dir(dest) {
-		if err := syncDir(filepath.Dir(from)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(from)); err != nil {
 			return "", fmt.Errorf("set aside %s: %w", from, err)
 		}
 	}
 	return dest, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // groupKey names a consumer group: groups are per tenant and stream.
@@ -74,42 +76,13 @@ func saveOffsets(path string, offsets map[int32]int64) error {
 		tenantDir := filepath.Dir(dir)
 		root := filepath.Dir(tenantDir)
 		for _, d := range []string{tenantDir, root, filepath.Dir(root)} {
-			if err := syncDir(d); err != nil {
-				return err
+			if err := durable.SyncDir(d); err != nil {
+				return fmt.Errorf("consume: offsets: %w", err)
 			}
 		}
 	}
-	tmp, err := os.CreateTemp(dir, ".offsets-*.tmp")
-	if err != nil {
-		return fmt.Errorf("consume: offsets: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	if err := durable.WriteFile(path, data); err != nil {
 		return fmt.Errorf("consume: write offsets: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("consume: fsync offsets: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("consume: write offsets: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("consume: offsets: %w", err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory, which makes its entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("consume: offsets: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("consume: fsync directory %s: %w", dir, err)
 	}
 	return nil
 }
