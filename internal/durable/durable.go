@@ -4,21 +4,27 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
-// WriteFile replaces path with data: it writes data to path+".tmp",
-// fsyncs it, renames it over path and fsyncs the directory. The directory
-// must exist. On failure the temporary file is removed and path holds its
+// WriteFile replaces path with data: it writes data to path+".tmp"
+// (mode 0600: state is the server's alone), fsyncs it, renames it over
+// path and fsyncs the directory. The directory must exist. On failure the temporary file is removed and path holds its
 // old content, or, if only the directory's fsync failed, the new content
 // not yet known to be durable. Calls for one path must not run
 // concurrently: they share the temporary file, which a crash may leave
 // behind and the next call overwrites.
 func WriteFile(path string, data []byte) error {
 	tmp := path + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// A leftover is removed, not truncated, so that the mode is this one.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ func TestWriteFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	// A temporary file a crash left behind is overwritten.
-	if err := os.WriteFile(path+".tmp", []byte("torn and much longer than the new content"), 0o644); err != nil {
+	if err := os.WriteFile(path+".tmp", []byte("torn and much longer than the new content"), 0o666); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"first", "second, longer", "3"} {
@@ -23,13 +23,16 @@ func TestWriteFile(t *testing.T) {
 			t.Fatalf("after WriteFile(%q): %q, %v", want, got, err)
 		}
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v (%v), want 0600", fi.Mode(), err)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("directory holds %v (%v), want the file alone", entries, err)
 	}
 
 	// A failed write leaves the file as it was.
-	if err := os.Mkdir(path+".tmp", 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(path+".tmp", "in the way"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := durable.WriteFile(path, []byte("never")); err == nil {
