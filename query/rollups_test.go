@@ -324,7 +324,7 @@ func TestRollupLoadInSteps(t *testing.T) {
 	before := c.changes
 	c.mu.Unlock()
 	c.ddl.Unlock()
-	lake = openRollupLake(t, e, dir) // adds the files; the view loop loads their rollups
+	openRollupLake(t, e, dir) // adds the files; the view loop loads their rollups
 
 	// Checked while the view loop loads the rest, and once more after.
 	checks := 0

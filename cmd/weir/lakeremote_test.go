@@ -310,7 +310,7 @@ func TestLakeS3BucketAwayDiskFull(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	s = startServer(t, data, mutate)
+	startServer(t, data, mutate) // stopped at the test's cleanup
 	// Every acknowledged batch reaches the bucket, once.
 	deadline = time.Now().Add(60 * time.Second)
 	for {

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
@@ -224,8 +222,6 @@ func lakeFiles(t *testing.T, data string) []string {
 	}
 	return out
 }
-
-func connectCode(err error) connect.Code { return connect.CodeOf(err) }
 
 // waitCount polls a single-count query until it answers want, for up to
 // ten seconds: records become visible within a second of their ack.

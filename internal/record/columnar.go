@@ -47,8 +47,6 @@ var (
 	batchSchema = logschema.Batch()
 	strMapType  = batchSchema.Field(ColAttributes).Type.(*arrow.MapType)
 	entriesType = strMapType.Elem().(*arrow.StructType)
-	traceIDType = batchSchema.Field(ColTraceID).Type
-	spanIDType  = batchSchema.Field(ColSpanID).Type
 )
 
 // NewColumnarBatch returns a batch of the rows of cols, which must be in
@@ -105,9 +103,8 @@ func ColumnsSize(rec arrow.RecordBatch) int {
 	}
 	for _, c := range []int{ColAttributes, ColResource} {
 		m := rec.Column(c).(*array.Map)
-		lo, hi := m.ValueOffsets(0)
-		_, end := m.ValueOffsets(n - 1)
-		hi = end
+		lo, _ := m.ValueOffsets(0)
+		_, hi := m.ValueOffsets(n - 1)
 		if hi > lo {
 			size += 8*int(hi-lo) + textSpan(m.Keys().(*array.String), int(lo), int(hi)) + textSpan(m.Items().(*array.String), int(lo), int(hi))
 		}

@@ -3,7 +3,6 @@ package wal_test
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -153,12 +152,5 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func mustf(t *testing.T, err error, format string, args ...any) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
 	}
 }

@@ -490,7 +490,6 @@ func countInSegment(recs []rec, seg uint64) int {
 type gate struct {
 	armed   atomic.Bool
 	calls   atomic.Int64
-	mu      sync.Mutex
 	open    chan struct{}
 	entered chan struct{}
 }
