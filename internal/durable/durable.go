@@ -13,11 +13,12 @@ import (
 
 // WriteFile replaces path with data: it writes data to path+".tmp"
 // (mode 0600: state is the server's alone), fsyncs it, renames it over
-// path and fsyncs the directory. The directory must exist. On failure the temporary file is removed and path holds its
-// old content, or, if only the directory's fsync failed, the new content
-// not yet known to be durable. Calls for one path must not run
-// concurrently: they share the temporary file, which a crash may leave
-// behind and the next call overwrites.
+// path and fsyncs the directory. The directory must exist. On failure
+// the temporary file is removed and path holds its old content, or, if
+// only the directory's fsync failed, the new content not yet known to be
+// durable. Calls for one path must not run concurrently: they share the
+// temporary file, which a crash may leave behind and the next call
+// replaces.
 func WriteFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	// A leftover is removed, not truncated, so that the mode is this one.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weirlabs/weir/internal/durable"
 )
 
 // Errors callers match with errors.Is.
@@ -639,15 +641,7 @@ func (l *Log) syncPath(dir string) error {
 		}
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return durable.SyncDir(dir)
 }
 
 // Replay calls fn for each record after from, in log order, with its
