@@ -8,10 +8,10 @@
 // swaps its segments for the file in one view change, so a query sees
 // every record exactly once, before and after a flush (docs/format.md).
 //
-// Views: "logs" covers every stream of the default tenant, with a "stream"
-// column; each stream also gets a view of its own name. User SQL runs in a
-// sandbox: only reading statements are accepted, and DuckDB may touch no
-// file outside the data directory.
+// Views: "logs" covers every stream of the caller's tenant, with a
+// "stream" column; each stream also gets a view of its own name. User
+// SQL runs in a sandbox: only reading statements are accepted, and
+// DuckDB may touch no file outside the data directory.
 //
 // This is the only weir package that links DuckDB (cgo).
 package query

@@ -1,5 +1,6 @@
 // Command weir is the weir log pipeline: a server (weir serve) and its
-// clients (weir push, weir query).
+// command-line clients (weir push, query, tail, consume, export and the
+// others its usage lists).
 package main
 
 import (
@@ -21,11 +22,11 @@ Usage:
   weir query [flags] SQL        run a read-only SQL query
   weir bench [flags]            measure throughput, latency and freshness of a server
   weir tail  [flags]            print records as they arrive
-  weir consume [flags]         read a stream from a position, then live, in offset order
+  weir consume [flags]          read a stream from a position, then live, in offset order
   weir export [flags]           write a stream's records to Parquet, CSV or JSON lines files
   weir delete [flags]           delete the records of a stream that match a SQL predicate
   weir reload [flags]           make a running server re-read its configuration
-  weir replay-dead-letter       send dead letters through their stream's processors again
+  weir replay-dead-letter [flags]  send dead letters through their stream's processors again
   weir key new|hash             make an API key, or hash a token read on stdin
   weir alert test FILE          check alerting rules on a server and run them once
 
