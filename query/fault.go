@@ -96,8 +96,13 @@ func (c *catalog) lakeFilesIn(msg string) []string {
 }
 
 // namesOwnFile reports whether msg names a path in one of the tenant's
-// folders that query does not contain.
+// folders that query does not contain. The context DuckDB appends to a
+// message ("LINE 2: SELECT … read_parquet('/…/nonexist..." under it) quotes
+// the query, cut short, so it is not looked at.
 func (c *catalog) namesOwnFile(msg, query string) bool {
+	if i := strings.Index(msg, "\nLINE "); i >= 0 {
+		msg = msg[:i]
+	}
 	for _, d := range c.ownDirs {
 		for _, p := range pathsIn(msg, d.path) {
 			if !strings.Contains(query, p) {

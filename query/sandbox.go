@@ -50,6 +50,41 @@ var readOnlyTableFunctions = map[string]bool{
 	"pragma_table_info":     true,
 }
 
+// refusedFunctions are scalar functions and macros user SQL may not call,
+// with the reason. DuckDB 1.5 runs them recursively over their input's
+// nesting, on a thread's stack, so a JSON value nested ~100,000 deep
+// (a short expression, or a record's body) overflows it and ends the
+// process; json_pretty's output grows with the square of the depth; and
+// the last two take SQL text past the sandbox.
+var refusedFunctions = map[string]string{
+	"json_structure":             "it recurses over its input's nesting",
+	"json_group_structure":       "it recurses over its input's nesting",
+	"json_contains":              "it recurses over its input's nesting",
+	"json_merge_patch":           "it recurses over its input's nesting",
+	"json_pretty":                "its output grows with the square of its input's nesting",
+	"variant_extract":            "VARIANT values are built recursively from their input",
+	"variant_normalize":          "VARIANT values are built recursively from their input",
+	"variant_typeof":             "VARIANT values are built recursively from their input",
+	"variant_bytes_to_variant":   "VARIANT values are built recursively from their input",
+	"variant_to_parquet_variant": "VARIANT values are built recursively from their input",
+	"json_serialize_plan":        "it plans SQL text the sandbox has not checked",
+	"json_deserialize_sql":       "it reads SQL syntax trees the sandbox has not checked",
+}
+
+// structureFunctions take a JSON structure as their second argument and
+// build a type from it recursively; the structure must be a string
+// literal nested at most maxStructureDepth deep.
+var structureFunctions = map[string]bool{
+	"from_json":             true,
+	"from_json_strict":      true,
+	"json_transform":        true,
+	"json_transform_strict": true,
+}
+
+// maxStructureDepth bounds the nesting of a JSON structure argument, far
+// beyond any log's and far below what overflows a thread's stack.
+const maxStructureDepth = 64
+
 // maxSQLDepth bounds how deeply the syntax tree is walked; a deeper tree
 // is refused rather than recursed into.
 const maxSQLDepth = 512
@@ -128,7 +163,16 @@ func walkTree(n any, depth int) error {
 	}
 	switch v := n.(type) {
 	case map[string]any:
+		if v["id"] == "VARIANT" {
+			// A type: casts to VARIANT build it recursively from their
+			// input, as the variant_ functions do.
+			return fmt.Errorf("%w: the VARIANT type is not available; keep JSON as JSON or VARCHAR", ErrInvalid)
+		}
 		switch v["type"] {
+		case "FUNCTION":
+			if err := checkFunction(v); err != nil {
+				return err
+			}
 		case "TABLE_FUNCTION":
 			fn, _ := v["function"].(map[string]any)
 			name, _ := fn["function_name"].(string)
@@ -157,6 +201,65 @@ func walkTree(n any, depth int) error {
 		}
 	}
 	return nil
+}
+
+// checkFunction refuses a call of a refused function, or a structure
+// function whose structure is not a shallow string literal.
+func checkFunction(fn map[string]any) error {
+	name, _ := fn["function_name"].(string)
+	name = strings.ToLower(name)
+	if why, ok := refusedFunctions[name]; ok {
+		return fmt.Errorf("%w: function %s is not available: %s", ErrInvalid, name, why)
+	}
+	if !structureFunctions[name] {
+		return nil
+	}
+	args, _ := fn["children"].([]any)
+	if len(args) < 2 {
+		return nil // DuckDB refuses the call itself
+	}
+	arg, _ := args[1].(map[string]any)
+	val, _ := arg["value"].(map[string]any)
+	text, isText := val["value"].(string)
+	if arg["class"] != "CONSTANT" || !isText {
+		return fmt.Errorf("%w: %s: give the structure as a string literal", ErrInvalid, name)
+	}
+	if strings.Contains(strings.ToUpper(text), "VARIANT") {
+		return fmt.Errorf("%w: %s: the VARIANT type is not available; keep JSON as JSON or VARCHAR", ErrInvalid, name)
+	}
+	if d := jsonDepth(text); d > maxStructureDepth {
+		return fmt.Errorf("%w: %s: the structure nests %d deep; at most %d is allowed", ErrInvalid, name, d, maxStructureDepth)
+	}
+	return nil
+}
+
+// jsonDepth returns how deeply the arrays and objects of JSON text nest,
+// outside its strings. Text that is not JSON gets a depth too; DuckDB
+// refuses it later.
+func jsonDepth(text string) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // splitExplain takes a leading EXPLAIN apart: it returns the statement

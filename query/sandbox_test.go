@@ -144,6 +144,10 @@ func TestSandboxAllowsReading(t *testing.T) {
 		"SELECT * FROM pragma_table_info('logs')",
 		"SELECT table_name FROM information_schema.tables",
 		"SELECT list_transform([1, 2], x -> x + 1)",
+		`SELECT from_json('{"a": [1, 2]}', '{"a": ["INTEGER"]}')`,
+		`SELECT json_transform('{"a": 1}', '{"a": "VARCHAR"}')`,
+		`SELECT json_extract(repeat('[', 100000) || '1' || repeat(']', 100000), '$[0]') IS NULL`,
+		`SELECT json_keys('{"a": {"b": 1}}'), json_type('[1]'), json_valid('{')`,
 	} {
 		var w rowsWriter
 		if _, err := e.Run(context.Background(), q, Options{}, &w); err != nil {
@@ -159,6 +163,71 @@ func TestSandboxAllowsReading(t *testing.T) {
 	}
 	if len(w.rows) == 0 || !strings.Contains(strings.ToLower(w.rows[0][len(w.rows[0])-1].(string)), "analyze") {
 		t.Errorf("EXPLAIN ANALYZE answered %v", w.rows)
+	}
+}
+
+// TestSandboxRefusesDeepRecursion: DuckDB runs some JSON functions and
+// the VARIANT type recursively over their input's nesting on a thread's
+// stack, so a value nested 100,000 deep ends the process (a crash here
+// ends the test binary). They are refused, whether their input is a
+// constant or a column, called as functions, methods or in lambdas.
+func TestSandboxRefusesDeepRecursion(t *testing.T) {
+	e := openEngine(t, t.TempDir())
+	const deep = `repeat('[', 100000) || '1' || repeat(']', 100000)`
+	const deepObject = `repeat('{"a":', 100000) || '1' || repeat('}', 100000)`
+	const deepType = `repeat('[', 100000) || '"INTEGER"' || repeat(']', 100000)`
+	for _, q := range []string{
+		"SELECT json_structure(" + deep + ")",
+		"SELECT json_contains(" + deep + ", '1')",
+		"SELECT JSON_CONTAINS(" + deepObject + ", '1')",
+		"SELECT json_merge_patch(" + deepObject + ", " + deepObject + ")",
+		"SELECT json_pretty(" + deep + ")",
+		"SELECT json_group_structure(j) FROM (SELECT " + deep + " AS j)",
+		"SELECT j.json_structure() FROM (SELECT " + deep + " AS j)",
+		"SELECT list_transform([" + deep + "], x -> json_structure(x))",
+		"SELECT json_structure(i::VARCHAR || " + deep + ") FROM range(1) t(i)",
+		"SELECT (" + deep + ")::JSON::VARIANT",
+		"SELECT TRY_CAST((" + deep + ")::JSON AS VARIANT[])",
+		"SELECT variant_typeof((" + deep + ")::JSON)",
+		"SELECT 1::VARIANT",
+		"SELECT from_json('1', " + deepType + ")",
+		"SELECT json_transform('1', " + deepType + ")",
+		"SELECT json_transform_strict('1', " + deepType + ")",
+		"SELECT from_json('1', '" + strings.Repeat("[", 65) + `"INTEGER"` + strings.Repeat("]", 65) + "')",
+		`SELECT from_json('1', '"VARIANT"')`,
+		"SELECT json_serialize_plan('SELECT 1')",
+		`SELECT json_deserialize_sql(json_serialize_sql('SELECT 1'))`,
+	} {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), q, Options{Timeout: time.Minute}, &w); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%.80s: %v, want ErrInvalid", q, err)
+		}
+	}
+	// A shallow structure is fine, and the depth counts nesting, not
+	// brackets inside strings.
+	var w rowsWriter
+	q := `SELECT from_json('["[{"]', '` + strings.Repeat("[", 64) + `"VARCHAR"` + strings.Repeat("]", 64) + `') IS NULL, from_json('{"k": "]]]"}', '{"k": "VARCHAR"}').k`
+	if _, err := e.Run(context.Background(), q, Options{}, &w); err != nil {
+		t.Fatalf("%.80s: %v", q, err)
+	}
+	if len(w.rows) != 1 || w.rows[0][1] != "]]]" {
+		t.Errorf("rows %v", w.rows)
+	}
+}
+
+func TestJSONDepth(t *testing.T) {
+	for text, want := range map[string]int{
+		``:                  0,
+		`"INTEGER"`:         0,
+		`["INTEGER"]`:       1,
+		`{"a": [{"b": 1}]}`: 3,
+		`["[[[", "\"[["]`:   1,
+		`[[]][[[]]]`:        3,
+		`]]]`:               0,
+	} {
+		if got := jsonDepth(text); got != want {
+			t.Errorf("jsonDepth(%s) = %d, want %d", text, got, want)
+		}
 	}
 }
 

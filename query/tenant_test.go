@@ -148,3 +148,24 @@ func TestTenantSlots(t *testing.T) {
 		t.Errorf("another tenant's query: %v", err)
 	}
 }
+
+// TestNamedFileCutInContext: DuckDB quotes the query's line under its
+// message, cut short in the middle of a path the query names; that path
+// is still the query's, so a missing file it names is its mistake, not
+// the server's failure. The data directory is short so that the cut
+// falls after the tenant's folder.
+func TestNamedFileCutInContext(t *testing.T) {
+	dir, err := os.MkdirTemp("", "wq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := openEngine(t, dir)
+	named := filepath.Join(dir, "lake", "tenant=default", strings.Repeat("none-", 20)+".parquet")
+	var w rowsWriter
+	_, err = e.Run(context.Background(), "SELECT * FROM read_parquet('"+named+"')", Options{}, &w)
+	var fe *fileError
+	if !errors.Is(err, ErrInvalid) || errors.As(err, &fe) || !strings.Contains(err.Error(), "...") {
+		t.Errorf("%v: want ErrInvalid with DuckDB's cut context, not the server's failure", err)
+	}
+}
