@@ -338,8 +338,9 @@ func (p *Pipeline) validateOnly(dst []*record.Batch, b *record.Batch, rejects []
 		}
 	}
 	for i := range b.Records {
-		if p.limit(&b.Records[i]) {
-			b.Bytes = record.NewBatch("", "", b.Records).Bytes
+		r := &b.Records[i]
+		if before := r.Size(); p.limit(r) {
+			b.Bytes += r.Size() - before
 		}
 	}
 	switch len(bad) {

@@ -418,6 +418,7 @@ func TestPipelineLimits(t *testing.T) {
 		{Key: "a", Value: "short"}, {Key: "much_too_long_key", Value: "v"}, {Key: "b", Value: "héllo wörld"},
 		{Key: "c", Value: "1"}, {Key: "d", Value: "2"},
 	}
+	b.Bytes = b.Records[0].Size()
 	out, err := p.Process(nil, b)
 	if err != nil {
 		t.Fatal(err)
@@ -434,6 +435,19 @@ func TestPipelineLimits(t *testing.T) {
 	}
 	if p.Stats().Limited != 1 || out[0].Bytes != r.Size() {
 		t.Errorf("stats %+v, bytes %d", p.Stats(), out[0].Bytes)
+	}
+
+	// A batch's size follows each record cut, whichever records are.
+	b = lines("plain", "x", "y", "z", "w")
+	for _, i := range []int{0, 2, 3} {
+		b.Records[i].Resource = []record.KV{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}, {Key: "c", Value: "3"}, {Key: "d", Value: "too long"}}
+	}
+	b.Bytes = record.NewBatch("", "", b.Records).Bytes
+	if out, err = p.Process(nil, b); err != nil {
+		t.Fatal(err)
+	}
+	if want := record.NewBatch("", "", out[0].Records).Bytes; out[0].Bytes != want || p.Stats().Limited != 4 {
+		t.Errorf("bytes %d, want %d; stats %+v", out[0].Bytes, want, p.Stats())
 	}
 }
 
