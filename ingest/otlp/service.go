@@ -278,7 +278,10 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 	}
 	raw := get()
 	if r.ContentLength > 0 {
-		raw.Grow(int(r.ContentLength))
+		// Room for what the client says it sends, up to a point: a
+		// client that sends the header and then nothing must not pin
+		// max bytes per connection.
+		raw.Grow(int(min(r.ContentLength, preGrowBytes)))
 	}
 	if _, err := raw.ReadFrom(http.MaxBytesReader(w, r.Body, max)); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -311,6 +314,9 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 // maxPooledBuffer bounds the body buffers kept for reuse, so that one
 // large request does not pin its memory.
 const maxPooledBuffer = 4 << 20
+
+// preGrowBytes bounds the room made for a body before it arrives.
+const preGrowBytes = 64 << 10
 
 // writeStatus answers with a google.rpc.Status, in JSON or protobuf. A
 // Retry-After value adds the header and a RetryInfo detail.
