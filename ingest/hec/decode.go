@@ -223,7 +223,7 @@ func parseTime(raw json.RawMessage) (int64, error) {
 	}
 	secText, frac, _ := strings.Cut(text, ".")
 	sec, err := strconv.ParseInt(secText, 10, 64)
-	if err != nil || sec < 0 || sec > math.MaxInt64/1_000_000_000-1 {
+	if err != nil || strings.HasPrefix(secText, "-") || sec > math.MaxInt64/1_000_000_000-1 {
 		return 0, bad
 	}
 	var ns int64

@@ -20,7 +20,7 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("parseTime(%s) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{`-1`, `"soon"`, `1e300`, `true`, `99999999999999999999`, `1.2x`} {
+	for _, in := range []string{`-1`, `-0.5`, `"-0.000000001"`, `-0`, `"soon"`, `1e300`, `true`, `99999999999999999999`, `1.2x`} {
 		if got, err := parseTime([]byte(in)); err == nil {
 			t.Errorf("parseTime(%s) = %d, want an error", in, got)
 		}

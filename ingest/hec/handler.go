@@ -163,23 +163,26 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	for _, e := range evs {
 		g.Add(h.stream(e.index), e.rec, e.err)
 	}
+	code, detail := CodeInvalidFormat, ""
+	if bad >= 0 {
+		var ee *eventError
+		if errors.As(evs[bad].err, &ee) {
+			code = ee.code
+		}
+		detail = evs[bad].err.Error()
+	}
 	if _, err := httpin.SubmitAll(r.Context(), h.out, g.Batches(), level); err != nil {
+		if status, _ := ingest.HTTPStatus(err); bad >= 0 && status == http.StatusBadRequest {
+			// Nothing was stored because no event was valid: the first
+			// bad one says why, as Splunk answers.
+			reply(w, http.StatusBadRequest, code, &bad, detail)
+			return
+		}
 		failSubmit(w, err)
 		return
 	}
 	if bad >= 0 {
-		var ee *eventError
-		code, detail := CodeInvalidFormat, ""
-		for _, e := range evs {
-			if e.err != nil {
-				if errors.As(e.err, &ee) {
-					code = ee.code
-				}
-				detail = e.err.Error() + "; the request's other events were stored"
-				break
-			}
-		}
-		reply(w, http.StatusBadRequest, code, &bad, detail)
+		reply(w, http.StatusBadRequest, code, &bad, detail+"; the request's other events were stored")
 		return
 	}
 	reply(w, http.StatusOK, CodeSuccess, nil, "")

@@ -74,6 +74,13 @@ func TestEvents(t *testing.T) {
 	if status != http.StatusBadRequest || a.Code != hec.CodeBlankEvent || a.Text != "Event field cannot be blank" || a.Invalid == nil || *a.Invalid != 2 {
 		t.Fatalf("%d %+v", status, a)
 	}
+	// A request of only bad events stores nothing and answers with the
+	// first one's code, as one with good events does.
+	for body, want := range map[string]int{`{"event": ""}`: hec.CodeBlankEvent, `{"time": 1}`: hec.CodeNoEvent, `{"event": "x", "time": -0.5}`: hec.CodeInvalidFormat} {
+		if status, a := do(t, http.MethodPost, srv.URL+hec.EventPath, "", []byte(body)); status != http.StatusBadRequest || a.Code != want || a.Invalid == nil || *a.Invalid != 0 {
+			t.Errorf("%s: %d %+v, want 400 code %d at event 0", body, status, a, want)
+		}
+	}
 	got := h.Records(t)
 	web := got["web"]
 	if len(web) != 2 {
