@@ -19,6 +19,9 @@ var (
 	// ErrFull means there was no room for the batch: it can never fit, or
 	// room did not free up before the push context was done.
 	ErrFull = errors.New("buffer full")
+	// ErrTooLarge means the batch can never fit, however much room frees
+	// up: a retry fails again. It comes with ErrFull.
+	ErrTooLarge = errors.New("batch larger than the buffer")
 	// ErrClosed means Shutdown has begun.
 	ErrClosed = errors.New("buffer closed")
 	// ErrTooManyStreams means the batch names a new stream and

@@ -177,8 +177,8 @@ func (b *Buffer) enqueue(ctx context.Context, batch *record.Batch, level Level, 
 	}
 	if nrec > int64(b.cfg.MaxRecords) || nbytes > b.cfg.MaxBytes {
 		b.rejectedFull.Add(1)
-		return fmt.Errorf("%w: batch of %d records and %d bytes can never fit in a buffer of %d records and %d bytes",
-			ErrFull, nrec, nbytes, b.cfg.MaxRecords, b.cfg.MaxBytes)
+		return fmt.Errorf("%w (%w): batch of %d records and %d bytes can never fit in a buffer of %d records and %d bytes; send smaller batches",
+			ErrFull, ErrTooLarge, nrec, nbytes, b.cfg.MaxRecords, b.cfg.MaxBytes)
 	}
 
 	s, err := b.stream(batch.Tenant, batch.Stream)

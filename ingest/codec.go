@@ -38,13 +38,22 @@ const (
 // bounds.
 var valueTypes = []protoreflect.FullName{"weir.v1.AnyValue"}
 
-// wireLimits returns the limits of requests of at most maxBytes.
-func wireLimits(maxBytes int) protolimit.Limits {
+// recordTypes are the messages a request's record count counts: a batch
+// of more than Config.MaxBatchRecords is refused before it is decoded,
+// as a request of empty records takes two bytes a record on the wire and
+// a few hundred once decoded.
+var recordTypes = []protoreflect.FullName{"weir.v1.LogRecord"}
+
+// wireLimits returns the limits of requests of at most maxBytes and
+// maxRecords records a message.
+func wireLimits(maxBytes, maxRecords int) protolimit.Limits {
 	return protolimit.Limits{
 		MaxDepth:      MaxMessageDepth,
 		ValueTypes:    valueTypes,
 		MaxValueDepth: MaxValueDepth,
 		MaxMessages:   max(1, maxBytes/bytesPerMessage),
+		RecordTypes:   recordTypes,
+		MaxRecords:    max(1, maxRecords),
 	}
 }
 
@@ -56,7 +65,9 @@ type bounds struct {
 	checkers sync.Map // protoreflect.FullName → *protolimit.Checker
 }
 
-func newBounds(maxBytes int) *bounds { return &bounds{lim: wireLimits(maxBytes)} }
+func newBounds(maxBytes, maxRecords int) *bounds {
+	return &bounds{lim: wireLimits(maxBytes, maxRecords)}
+}
 
 // check checks data, the wire encoding of a message of m's type.
 func (b *bounds) check(data []byte, m proto.Message) error {
@@ -84,17 +95,24 @@ func (b *bounds) check(data []byte, m proto.Message) error {
 // strings are valid UTF-8; the service validates every record's text
 // itself and sends invalid records to the dead-letter stream. Clients
 // may use it too (connect.WithCodec).
-func Codec() connect.Codec { return vtCodec{newBounds(DefaultConfig().MaxMessageBytes)} }
+func Codec() connect.Codec {
+	return vtCodec{newBounds(DefaultConfig().MaxMessageBytes, DefaultConfig().MaxBatchRecords)}
+}
 
 // Codecs returns handler options that install the codecs for requests
 // of at most maxBytes, binary ("proto") and JSON ("json" and "json;
 // charset=utf-8"), in place of Connect's defaults of the same names:
 // every RPC of a handler built with them decodes only input within
-// MaxValueDepth, MaxMessageDepth and one message per four bytes of
-// maxBytes. Service.Handler uses them; handlers of other services may
-// too.
+// MaxValueDepth, MaxMessageDepth, one message per four bytes of
+// maxBytes and the default Config.MaxBatchRecords records a message.
+// Handlers of other services may use them; Service.Handler uses its
+// own Config's bounds.
 func Codecs(maxBytes int) []connect.HandlerOption {
-	b := newBounds(maxBytes)
+	return codecs(maxBytes, DefaultConfig().MaxBatchRecords)
+}
+
+func codecs(maxBytes, maxRecords int) []connect.HandlerOption {
+	b := newBounds(maxBytes, maxRecords)
 	return []connect.HandlerOption{
 		connect.WithCodec(vtCodec{b}),
 		connect.WithCodec(jsonCodec{name: "json", b: b}),

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
 
 // wireLayer is one length-prefixed message field around the next layer:
@@ -215,6 +216,32 @@ func TestMessageFlood(t *testing.T) {
 	h.checkAlive(t, "the flood")
 }
 
+// TestRecordFlood: a batch of more records than MaxBatchRecords is
+// refused before it is decoded (empty records take two bytes each on the
+// wire), in either encoding, and the server goes on.
+func TestRecordFlood(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.MaxBatchRecords = 100 })
+	push := func(n int) *weirv1.PushRequest {
+		req := &weirv1.PushRequest{Stream: "app"}
+		for range n {
+			req.Records = append(req.Records, &weirv1.LogRecord{Body: "x"})
+		}
+		return req
+	}
+	jsonClient := weirv1connect.NewIngestServiceClient(h.http, h.url, connect.WithProtoJSON())
+	for name, c := range map[string]weirv1connect.IngestServiceClient{"proto": h.client, "json": jsonClient} {
+		if _, err := c.Push(context.Background(), connect.NewRequest(push(100))); err != nil {
+			t.Errorf("%s: at the limit: %v", name, err)
+		}
+		_, err := c.Push(context.Background(), connect.NewRequest(push(101)))
+		if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "more than 100 records") {
+			t.Errorf("%s: past the limit: %v", name, err)
+		}
+	}
+	h.checkAlive(t, "the records")
+}
+
 // FuzzCodec feeds the service's binary and JSON codecs arbitrary
 // requests: they never crash, and what they decode is within the bounds.
 func FuzzCodec(f *testing.F) {
@@ -224,7 +251,7 @@ func FuzzCodec(f *testing.F) {
 	f.Add([]byte(`{"stream":"app","records":[{"body":"x","attributes":[{"key":"a","value":{"arrayValue":{"values":[{"stringValue":"]"}]}}}]}]}`), true)
 	f.Add([]byte(strings.Repeat(`{"arrayValue":{"values":[`, 10_000)), true)
 	f.Add([]byte(`{"records":[{"traceId":"AAEC"}]}`), true)
-	b := newBounds(1 << 20)
+	b := newBounds(1<<20, 100_000)
 	binaryCodec, jsonC := vtCodec{b}, jsonCodec{name: "json", b: b}
 	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
 		var req weirv1.PushRequest

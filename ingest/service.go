@@ -169,7 +169,7 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts .
 // request's nesting and message count before decoding it (see
 // MaxValueDepth).
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, Codecs(s.cfg.MaxMessageBytes)...), opts...)
+	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, codecs(s.cfg.MaxMessageBytes, s.cfg.MaxBatchRecords)...), opts...)
 	return weirv1connect.NewIngestServiceHandler(s, opts...)
 }
 
@@ -668,6 +668,9 @@ func (s *Service) connectErr(ctx context.Context, err error) error {
 		return connect.NewError(connect.CodeAborted, err)
 	case errors.Is(err, buffer.ErrNoWAL):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, buffer.ErrTooLarge):
+		// No Retry-After: the same batch fails again (HTTPStatus: 413).
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	case errors.Is(err, buffer.ErrFull):
 		cerr := connect.NewError(connect.CodeResourceExhausted, err)
 		cerr.Meta().Set("Retry-After", "1")

@@ -114,9 +114,19 @@ func TestBackpressure(t *testing.T) {
 	if err := push(context.Background(), 1); connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("push without deadline: %v", err)
 	}
-	// A batch that can never fit is refused at once.
-	if err := push(context.Background(), 5); connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "buffer full") {
+	// A batch that can never fit is refused at once, with no hint to
+	// retry it: over plain HTTP it is too large (413).
+	err = push(context.Background(), 5)
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "buffer full") || !errorsAs(err, &ce) || ce.Meta().Get("Retry-After") != "" {
 		t.Fatalf("oversized batch: %v", err)
+	}
+	recs := make([]record.Record, 5)
+	for i := range recs {
+		recs[i] = record.Record{Body: "x"}
+	}
+	_, err = svc.Submit(context.Background(), "app", recs, nil, buffer.Accepted)
+	if status, retry := HTTPStatus(err); status != http.StatusRequestEntityTooLarge || retry != "" {
+		t.Errorf("oversized batch of a plain-HTTP protocol: %v: %d, Retry-After %q", err, status, retry)
 	}
 	// A stream gets the same answer in its ack and can go on.
 	st := client.PushStream(context.Background())

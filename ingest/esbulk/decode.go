@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
 	"github.com/weirlabs/weir/transform/parse"
@@ -112,11 +113,21 @@ func NewDecoder(lim Limits) *Decoder {
 // each (weir does not change stored records); the update's line is
 // skipped. A source document that is not a JSON object, or nests deeper
 // than Limits.MaxDepth, gives a 400 item; one whose @timestamp cannot be
-// read is kept with a Reject, for the dead-letter stream.
-func (d *Decoder) Decode(body []byte, pathIndex string) []Item {
+// read is kept with a Reject, for the dead-letter stream. Only a body of
+// more than httpin.MaxRecords actions fails, as a whole, with an error
+// wrapping httpin.ErrTooLarge: it is refused as it is read, before its
+// records exist.
+func (d *Decoder) Decode(body []byte, pathIndex string) ([]Item, error) {
 	var items []Item
-	lines := splitLines(body)
+	// Each action takes one or two lines.
+	lines, ok := splitLines(body, 2*httpin.MaxRecords)
+	if !ok {
+		return nil, httpin.TooManyRecords()
+	}
 	for n := 0; n < len(lines); n++ {
+		if len(items) == httpin.MaxRecords {
+			return nil, httpin.TooManyRecords()
+		}
 		var it Item
 		action, meta, err := readAction(lines[n])
 		if err != nil {
@@ -167,12 +178,12 @@ func (d *Decoder) Decode(body []byte, pathIndex string) []Item {
 		}
 		items = append(items, it)
 	}
-	return items
+	return items, nil
 }
 
 // splitLines returns the non-blank lines of body without their line
-// ends.
-func splitLines(body []byte) [][]byte {
+// ends, or false when there are more than max.
+func splitLines(body []byte, max int) ([][]byte, bool) {
 	var out [][]byte
 	for len(body) > 0 {
 		line := body
@@ -183,10 +194,13 @@ func splitLines(body []byte) [][]byte {
 		}
 		line = bytes.TrimRight(line, "\r")
 		if len(bytes.TrimSpace(line)) > 0 {
+			if len(out) == max {
+				return nil, false
+			}
 			out = append(out, line)
 		}
 	}
-	return out
+	return out, true
 }
 
 // lineNo is the 1-based line number of line, a sub-slice of body.

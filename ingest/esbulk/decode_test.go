@@ -27,7 +27,10 @@ func TestDecodeMapsDocuments(t *testing.T) {
 {"@timestamp":1772359200000,"message":"second","level":"warn"}
 
 `
-	items := esbulk.NewDecoder(esbulk.Limits{}).Decode([]byte(body), "fallback")
+	items, err := esbulk.NewDecoder(esbulk.Limits{}).Decode([]byte(body), "fallback")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(items) != 2 {
 		t.Fatalf("got %d items, want 2: %+v", len(items), items)
 	}
@@ -88,7 +91,10 @@ func TestDecodeBadLines(t *testing.T) {
 		`{"index":{}}`, `{"message":"no index"}`,
 		`{"index":{"_index":"app"}}`,
 	}, "\n")
-	items := esbulk.NewDecoder(esbulk.Limits{MaxDepth: 16}).Decode([]byte(body), "")
+	items, err := esbulk.NewDecoder(esbulk.Limits{MaxDepth: 16}).Decode([]byte(body), "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	type want struct {
 		status int
 		typ    string

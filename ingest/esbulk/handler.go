@@ -175,7 +175,11 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, pathIndex string)
 		writeError(w, status, errorType(status), err.Error(), "")
 		return
 	}
-	items := h.dec.Decode(body, pathIndex)
+	items, err := h.dec.Decode(body, pathIndex)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, errorType(http.StatusRequestEntityTooLarge), err.Error(), "")
+		return
+	}
 	if status, retry, err := h.submit(r.Context(), items, level); err != nil {
 		writeError(w, status, errorType(status), err.Error(), retry)
 		return

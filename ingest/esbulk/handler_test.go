@@ -199,6 +199,22 @@ func TestBulkBodyBounds(t *testing.T) {
 	if len(sub.got["a"]) != 1 {
 		t.Errorf("stored %d records, want the one of the valid body", len(sub.got["a"]))
 	}
+
+	// More actions than a request may hold: refused whole, whether the
+	// actions take one line each or two.
+	big := newHandler(sub, esbulk.Config{MaxBodyBytes: 8 << 20})
+	for name, body := range map[string]string{
+		"index":  strings.Repeat("{\"index\":{\"_index\":\"b\"}}\n{}\n", 100_001),
+		"delete": strings.Repeat("{\"delete\":{\"_index\":\"b\"}}\n", 100_001),
+		"mixed":  strings.Repeat("{\"delete\":{\"_index\":\"b\"}}\n", 100_000) + "{\"index\":{\"_index\":\"b\"}}\n{}\n",
+	} {
+		if w := do(t, big, "POST", "/_bulk", []byte(body), "Content-Type", "application/x-ndjson"); w.Code != 413 || !strings.Contains(w.Body.String(), "more than 100000 records") {
+			t.Errorf("%s: 100,001 actions: %d %.200s", name, w.Code, w.Body)
+		}
+	}
+	if len(sub.got["b"]) != 0 {
+		t.Errorf("stored %d records of a refused request", len(sub.got["b"]))
+	}
 }
 
 func TestProbes(t *testing.T) {

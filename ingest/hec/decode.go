@@ -108,8 +108,9 @@ var severityFields = []string{"severity", "level", "log.level"}
 // event that cannot be stored as it is comes back with its error (an
 // *eventError) and its JSON text as the body, and text that is not JSON
 // ends the events as one such record holding the rest of the body.
-// bad is the index of the first event with an error, or -1.
-func decodeEvents(body []byte) (out []decoded, bad int) {
+// bad is the index of the first event with an error, or -1. Only more
+// than httpin.MaxRecords events fail, with httpin.TooManyRecords.
+func decodeEvents(body []byte) (out []decoded, bad int, err error) {
 	bad = -1
 	dec := json.NewDecoder(bytes.NewReader(body))
 	for n := 0; ; n++ {
@@ -117,7 +118,10 @@ func decodeEvents(body []byte) (out []decoded, bad int) {
 		var raw json.RawMessage
 		err := dec.Decode(&raw)
 		if errors.Is(err, io.EOF) {
-			return out, bad
+			return out, bad, nil
+		}
+		if n == httpin.MaxRecords {
+			return nil, -1, httpin.TooManyRecords()
 		}
 		if err == nil {
 			err = protolimit.CheckJSON(raw, MaxDepth)
@@ -128,7 +132,7 @@ func decodeEvents(body []byte) (out []decoded, bad int) {
 			if bad < 0 {
 				bad = n
 			}
-			return out, bad
+			return out, bad, nil
 		}
 		d := decodeEvent(raw, n)
 		if d.err != nil && bad < 0 {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 )
 
 func TestParseTime(t *testing.T) {
@@ -30,7 +32,10 @@ func TestParseTime(t *testing.T) {
 func TestDecodeEvents(t *testing.T) {
 	body := `{"event": "a", "time": 1772366400} {"event": {"msg": "b", "level": "warn"}, "index": "web", "fields": {"k": "v"}}
 {"time": 1}{"event": ""}{"event": "c", "fields": [1]} {"event": "d"} {"event": oops} {"event": "never read"}`
-	evs, bad := decodeEvents([]byte(body))
+	evs, bad, err := decodeEvents([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bad != 2 || len(evs) != 7 {
 		t.Fatalf("bad %d, %d events: %+v", bad, len(evs), evs)
 	}
@@ -61,7 +66,13 @@ func FuzzDecodeEvents(f *testing.F) {
 	f.Add([]byte(`{"event": ""} {"time": "x", "event": "y"} [1] "s" {`))
 	f.Add([]byte(strings.Repeat(`{"event":`, 30) + `1` + strings.Repeat(`}`, 30)))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		evs, bad := decodeEvents(body)
+		evs, bad, err := decodeEvents(body)
+		if err != nil {
+			if evs != nil || !errors.Is(err, httpin.ErrTooLarge) {
+				t.Fatalf("%d events, %v", len(evs), err)
+			}
+			return
+		}
 		for i, e := range evs {
 			if e.err == nil && e.rec.Body == "" {
 				t.Fatalf("event %d stored with an empty body", i)

@@ -158,7 +158,11 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	evs, bad := decodeEvents(body)
+	evs, bad, err := decodeEvents(body)
+	if err != nil {
+		reply(w, httpin.StatusOf(err), CodeInvalidFormat, nil, err.Error())
+		return
+	}
 	var g httpin.Grouper
 	for _, e := range evs {
 		g.Add(h.stream(e.index), e.rec, e.err)
@@ -201,6 +205,7 @@ func (h *Handler) raw(w http.ResponseWriter, r *http.Request) {
 	res := m.resource()
 	stream := h.stream(m.Index)
 	var g httpin.Grouper
+	n := 0
 	for len(body) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -211,6 +216,11 @@ func (h *Handler) raw(w http.ResponseWriter, r *http.Request) {
 		line = bytes.TrimRight(line, "\r")
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
+		}
+		if n++; n > httpin.MaxRecords {
+			err := httpin.TooManyRecords()
+			reply(w, httpin.StatusOf(err), CodeInvalidFormat, nil, err.Error())
+			return
 		}
 		g.Add(stream, record.Record{Body: string(line), Resource: append([]record.KV(nil), res...)}, nil)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/weirlabs/weir/ingest/hec"
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/ingest/internal/ingesttest"
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -152,5 +153,35 @@ func TestErrors(t *testing.T) {
 	}
 	if got := h.Records(t); len(got) != 0 {
 		t.Errorf("stored %v", got)
+	}
+}
+
+// TestTooManyRecords: events or raw lines past the records a request may
+// hold are refused as too large, and nothing of the request is stored.
+func TestTooManyRecords(t *testing.T) {
+	h := ingesttest.New(t, nil)
+	cfg := hec.DefaultConfig()
+	cfg.MaxBodyBytes = 4 << 20
+	hh, err := hec.NewHandler(cfg, h.Svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for p, handler := range hh.Routes() {
+		mux.Handle(p, handler)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for path, body := range map[string]string{
+		hec.EventPath: strings.Repeat(`{"event":"x"}`, httpin.MaxRecords+1),
+		hec.RawPath:   strings.Repeat("x\n", httpin.MaxRecords+1),
+	} {
+		status, a := do(t, http.MethodPost, srv.URL+path, "", []byte(body))
+		if status != http.StatusRequestEntityTooLarge || !strings.Contains(a.Detail, "more than 100000 records") {
+			t.Errorf("%s: %d %+v, want 413", path, status, a)
+		}
+	}
+	if got := h.Records(t); len(got) != 0 {
+		t.Errorf("stored %d streams", len(got))
 	}
 }

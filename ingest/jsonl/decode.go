@@ -54,10 +54,10 @@ type line struct {
 	err    error // why the line cannot be stored as it is
 }
 
-// decode splits body into lines and decodes each non-blank one. It never
-// fails: a line that cannot be read is returned with its error and its
-// text as the body.
-func decode(body []byte, p *Params) []line {
+// decode splits body into lines and decodes each non-blank one. A line
+// that cannot be read is returned with its error and its text as the
+// body; only more than httpin.MaxRecords lines fail the request.
+func decode(body []byte, p *Params) ([]line, error) {
 	var out []line
 	for len(body) > 0 {
 		var l []byte
@@ -70,9 +70,12 @@ func decode(body []byte, p *Params) []line {
 		if len(l) == 0 {
 			continue
 		}
+		if len(out) == httpin.MaxRecords {
+			return nil, httpin.TooManyRecords()
+		}
 		out = append(out, decodeLine(l, p))
 	}
-	return out
+	return out, nil
 }
 
 func decodeLine(text []byte, p *Params) line {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 )
 
 func testParams() *Params {
@@ -48,12 +50,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("{\"time\": 1e400}\n[1]\n\"s\""))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p := testParams()
-		lines := decode(body, p)
+		lines, err := decode(body, p)
 		want := 0
 		for l := range strings.SplitSeq(string(body), "\n") {
 			if strings.TrimSpace(l) != "" {
 				want++
 			}
+		}
+		if (err != nil) != (want > httpin.MaxRecords) {
+			t.Fatalf("%d lines: %v", want, err)
 		}
 		if len(lines) > want {
 			t.Fatalf("%d lines from %d", len(lines), want)

@@ -117,7 +117,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, httpin.StatusOf(err), "", err)
 		return
 	}
-	lines := decode(body, p)
+	lines, err := decode(body, p)
+	if err != nil {
+		h.fail(w, httpin.StatusOf(err), "", err)
+		return
+	}
 	if debug(r) {
 		writeDebug(w, lines)
 		return
@@ -137,6 +141,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(ans)
 }
 
+// MaxFieldNames bounds each list of field names a request's arguments
+// give (_msg_field, _time_field, _stream_fields, ignore_fields).
+const MaxFieldNames = 64
+
 // params reads the request's arguments, each from its query argument or
 // else its VictoriaLogs header.
 func (h *Handler) params(r *http.Request) (*Params, error) {
@@ -147,10 +155,17 @@ func (h *Handler) params(r *http.Request) (*Params, error) {
 		}
 		return r.Header.Get(header)
 	}
+	// Every field of every line is matched against the lists, so their
+	// length is bounded.
+	var tooLong error
 	list := func(name, header string) []string {
 		var out []string
 		for f := range strings.SplitSeq(arg(name, header), ",") {
 			if f = strings.TrimSpace(f); f != "" {
+				if len(out) == MaxFieldNames {
+					tooLong = fmt.Errorf("%s names more than %d fields", name, MaxFieldNames)
+					return nil
+				}
 				out = append(out, f)
 			}
 		}
@@ -164,6 +179,9 @@ func (h *Handler) params(r *http.Request) (*Params, error) {
 		Stream:        arg("stream", StreamHeader),
 		DefaultStream: h.cfg.DefaultStream,
 		MaxLineBytes:  h.cfg.MaxLineBytes,
+	}
+	if tooLong != nil {
+		return nil, tooLong
 	}
 	if len(p.MsgFields) == 0 {
 		p.MsgFields = []string{"_msg", "message", "msg"}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/ingest/internal/ingesttest"
 	"github.com/weirlabs/weir/ingest/jsonl"
 	"github.com/weirlabs/weir/internal/record"
@@ -147,6 +148,7 @@ func TestErrors(t *testing.T) {
 		{jsonl.NativePath + "?stream=logs", `{}`, 400, `reserved`},
 		{jsonl.VictoriaLogsPath + "?ack_level=soon", `{}`, 400, "unknown acknowledgement level"},
 		{jsonl.NativePath, strings.Repeat(`{"msg": "x"}`+"\n", 6000), 413, `"code":"resource_exhausted"`},
+		{jsonl.VictoriaLogsPath + "?ignore_fields=" + strings.Repeat("a,", jsonl.MaxFieldNames+1), `{}`, 400, "ignore_fields names more than 64 fields"},
 	} {
 		status, text := post(t, srv.URL+c.path, c.body)
 		if status != c.status || !strings.Contains(text, c.text) {
@@ -165,5 +167,27 @@ func TestErrors(t *testing.T) {
 	}
 	if got := h.Records(t); len(got) != 0 {
 		t.Errorf("stored %v", got)
+	}
+}
+
+// TestTooManyRecords: a request of more records than a request may hold
+// is refused as too large, whatever its size in bytes, and nothing of it
+// is stored; it is refused while decoding, before the records exist.
+func TestTooManyRecords(t *testing.T) {
+	h := ingesttest.New(t, nil)
+	cfg := jsonl.DefaultConfig()
+	native, err := jsonl.NewNative(cfg, h.Svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(native)
+	t.Cleanup(srv.Close)
+	body := strings.Repeat("{}\n\n", httpin.MaxRecords+1)
+	status, text := post(t, srv.URL+jsonl.NativePath+"?stream=s", body)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(text, "more than 100000 records") {
+		t.Errorf("%d records: %d %s, want 413", httpin.MaxRecords+1, status, text)
+	}
+	if got := h.Records(t); len(got) != 0 {
+		t.Errorf("stored %d streams", len(got))
 	}
 }

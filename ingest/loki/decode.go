@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
 )
@@ -53,6 +54,7 @@ type entry struct {
 // fields are skipped, except groups, which the format never holds.
 func decodeProto(b []byte) ([]pushStream, error) {
 	var out []pushStream
+	entries := 0
 	err := fields(b, "PushRequest", func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if num != 1 {
 			return nil
@@ -60,7 +62,7 @@ func decodeProto(b []byte) ([]pushStream, error) {
 		if typ != protowire.BytesType {
 			return wrongType("PushRequest.streams")
 		}
-		s, err := decodeStream(v)
+		s, err := decodeStream(v, &entries)
 		if err != nil {
 			return err
 		}
@@ -70,7 +72,9 @@ func decodeProto(b []byte) ([]pushStream, error) {
 	return out, err
 }
 
-func decodeStream(b []byte) (pushStream, error) {
+// decodeStream decodes a StreamAdapter; entries counts the entries of
+// the request, at most httpin.MaxRecords.
+func decodeStream(b []byte, entries *int) (pushStream, error) {
 	var s pushStream
 	err := fields(b, "StreamAdapter", func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		switch num {
@@ -82,6 +86,9 @@ func decodeStream(b []byte) (pushStream, error) {
 		case 2:
 			if typ != protowire.BytesType {
 				return wrongType("StreamAdapter.entries")
+			}
+			if *entries++; *entries > httpin.MaxRecords {
+				return httpin.TooManyRecords()
 			}
 			e, err := decodeEntry(v)
 			if err != nil {
@@ -256,6 +263,12 @@ func decodeJSON(b []byte) ([]pushStream, error) {
 	var p jsonPush
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("%w: JSON: %v", ErrMalformed, err)
+	}
+	entries := 0
+	for _, js := range p.Streams {
+		if entries += len(js.Values); entries > httpin.MaxRecords {
+			return nil, httpin.TooManyRecords()
+		}
 	}
 	out := make([]pushStream, len(p.Streams))
 	for i, js := range p.Streams {

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -148,7 +149,7 @@ func FuzzDecodeProto(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		streams, err := decodeProto(b)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, httpin.ErrTooLarge) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
@@ -180,7 +181,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		streams, err := decodeJSON(b)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, httpin.ErrTooLarge) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/ingest/internal/ingesttest"
 	"github.com/weirlabs/weir/ingest/loki"
 	"github.com/weirlabs/weir/internal/record"
@@ -218,5 +219,38 @@ func TestSuccessIs204(t *testing.T) {
 	}
 	if got := h.Records(t)["app"]; len(got) != 1 {
 		t.Errorf("%+v", got)
+	}
+}
+
+// TestTooManyEntries: a push of more entries than a request may hold is
+// refused as too large, in either encoding, and nothing of it is stored.
+func TestTooManyEntries(t *testing.T) {
+	h := ingesttest.New(t, nil)
+	cfg := loki.DefaultConfig()
+	cfg.MaxBodyBytes = 4 << 20
+	lh, err := loki.NewHandler(cfg, h.Svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(lh)
+	t.Cleanup(srv.Close)
+	n := httpin.MaxRecords/2 + 1
+	entries := make([][]string, n)
+	for i := range entries {
+		entries[i] = []string{"x"}
+	}
+	half := stream(`{job="a"}`, entries...)
+	proto := snappy.Encode(nil, msg(msg(nil, 1, half), 1, half))
+	values := strings.Repeat(`["1","x"],`, n)
+	values = values[:len(values)-1]
+	json := `{"streams":[{"stream":{"job":"a"},"values":[` + values + `]},{"stream":{"job":"b"},"values":[` + values + `]}]}`
+	for ct, body := range map[string][]byte{"application/x-protobuf": proto, "application/json": []byte(json)} {
+		status, text, _ := push(t, srv.URL, ct, "", body)
+		if status != http.StatusRequestEntityTooLarge || !strings.Contains(text, "more than 100000 records") {
+			t.Errorf("%s: %d %q, want 413", ct, status, text)
+		}
+	}
+	if got := h.Records(t); len(got) != 0 {
+		t.Errorf("stored %d streams", len(got))
 	}
 }

@@ -10,12 +10,17 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weirlabs/weir/ingest"
+	"github.com/weirlabs/weir/ingest/internal/httpin"
 	"github.com/weirlabs/weir/internal/protolimit"
 )
 
 // valueType is OTLP's recursive attribute value, whose nesting
 // ingest.MaxValueDepth bounds.
 const valueType protoreflect.FullName = "opentelemetry.proto.common.v1.AnyValue"
+
+// recordType is the message whose count in a request httpin.MaxRecords
+// bounds, before the request is decoded.
+const recordType protoreflect.FullName = "opentelemetry.proto.logs.v1.LogRecord"
 
 // bytesPerMessage bounds the messages of a request to one per this many
 // bytes of Config.MaxMessageBytes, as ingest bounds its own requests: a
@@ -38,6 +43,8 @@ func newDecoder(maxBytes int) (*decoder, error) {
 		ValueTypes:    []protoreflect.FullName{valueType},
 		MaxValueDepth: ingest.MaxValueDepth,
 		MaxMessages:   max(1, maxBytes/bytesPerMessage),
+		RecordTypes:   []protoreflect.FullName{recordType},
+		MaxRecords:    httpin.MaxRecords,
 	})
 	if err != nil {
 		return nil, err

@@ -451,3 +451,35 @@ func TestGRPCRefusals(t *testing.T) {
 		t.Errorf("refused requests stored %v", streamCounts(got))
 	}
 }
+
+// TestTooManyRecords: a request of more records than a request may hold
+// is refused as too large, over HTTP in either encoding and over gRPC,
+// and nothing of it is stored; a binary one before it is decoded.
+func TestTooManyRecords(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	recs := make([]*logspb.LogRecord, 100_001)
+	for i := range recs {
+		recs[i] = &logspb.LogRecord{}
+	}
+	bin, err := proto.Marshal(request("api", recs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json := `{"resourceLogs":[{"scopeLogs":[{"logRecords":[` + strings.Repeat(`{},`, 100_000) + `{}]}]}]}`
+	for ct, body := range map[string][]byte{"application/x-protobuf": bin, "application/json": []byte(json)} {
+		status, hdr, raw := h.postHTTP(t, ct, "", body, nil)
+		if status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: status %d, want 413: %.200q", ct, status, raw)
+		}
+		if st := decodeStatus(t, hdr, raw); connect.Code(st.GetCode()) != connect.CodeResourceExhausted || !strings.Contains(st.GetMessage(), "more than 100000 records") {
+			t.Errorf("%s: status %v %q", ct, connect.Code(st.GetCode()), st.GetMessage())
+		}
+	}
+	if status, message := h.grpcFrame(t, bin); status == "0" || !strings.Contains(message, "more than 100000 records") {
+		t.Errorf("gRPC: grpc-status %s %q, want a refusal", status, message)
+	}
+	if got := h.records(t); len(got) != 0 {
+		t.Errorf("refused requests stored %v", streamCounts(got))
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/weirlabs/weir/buffer"
 	"github.com/weirlabs/weir/ingest"
 	"github.com/weirlabs/weir/internal/logschema"
+	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
 )
 
@@ -225,6 +226,10 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		err = s.dec.decodeProto(body, req)
 	}
 	release() // the decoders copy what they keep
+	if errors.Is(err, protolimit.ErrTooManyRecords) {
+		writeStatus(w, asJSON, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, err.Error(), "")
+		return
+	}
 	if err != nil {
 		writeStatus(w, asJSON, http.StatusBadRequest, connect.CodeInvalidArgument, err.Error(), "")
 		return

@@ -35,6 +35,9 @@ var (
 	// ErrMalformed reports wire data that is not a valid encoding; the
 	// decoder would refuse it too.
 	ErrMalformed = errors.New("malformed protobuf")
+	// ErrTooManyRecords reports more messages of the record types than
+	// the limit.
+	ErrTooManyRecords = errors.New("too many records")
 )
 
 // Limits bounds the shape of one message.
@@ -55,6 +58,12 @@ type Limits struct {
 	// every map entry and group included: each costs the decoder an
 	// allocation. It must be at least 1.
 	MaxMessages int
+	// RecordTypes names the message types that are records (such as
+	// weir.v1.Record or OpenTelemetry's LogRecord): how many of them a
+	// message holds, at any depth, is bounded by MaxRecords, which must
+	// be at least 1 when RecordTypes is set.
+	RecordTypes []protoreflect.FullName
+	MaxRecords  int
 }
 
 // Validate reports the first invalid limit.
@@ -66,6 +75,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("protolimit: MaxValueDepth must be at least 1 with ValueTypes, got %d", l.MaxValueDepth)
 	case l.MaxMessages < 1:
 		return fmt.Errorf("protolimit: MaxMessages must be at least 1, got %d", l.MaxMessages)
+	case len(l.RecordTypes) > 0 && l.MaxRecords < 1:
+		return fmt.Errorf("protolimit: MaxRecords must be at least 1 with RecordTypes, got %d", l.MaxRecords)
 	}
 	return nil
 }
@@ -92,9 +103,10 @@ type Checker struct {
 }
 
 // node is what a Checker knows of a message type: which of its fields
-// hold messages, and whether it is a value type.
+// hold messages, and whether it is a value or a record type.
 type node struct {
 	value  bool
+	record bool
 	dense  []edge // by field number, for the low numbers
 	sparse map[protowire.Number]edge
 }
@@ -138,12 +150,16 @@ func New(md protoreflect.MessageDescriptor, lim Limits) (*Checker, error) {
 	for _, n := range lim.ValueTypes {
 		values[n] = true
 	}
+	records := make(map[protoreflect.FullName]bool, len(lim.RecordTypes))
+	for _, n := range lim.RecordTypes {
+		records[n] = true
+	}
 	nodes := map[protoreflect.FullName]*node{}
 	var todo []protoreflect.MessageDescriptor
 	get := func(md protoreflect.MessageDescriptor) *node {
 		n, ok := nodes[md.FullName()]
 		if !ok {
-			n = &node{value: values[md.FullName()]}
+			n = &node{value: values[md.FullName()], record: records[md.FullName()]}
 			nodes[md.FullName()] = n
 			todo = append(todo, md)
 		}
@@ -188,8 +204,8 @@ type frame struct {
 }
 
 // Check walks b, the wire encoding of a message of the checker's type,
-// and returns an error wrapping ErrTooDeep or ErrTooManyMessages when it
-// passes a limit, or ErrMalformed when it is not a valid encoding. Its
+// and returns an error wrapping ErrTooDeep, ErrTooManyMessages or
+// ErrTooManyRecords when it passes a limit, or ErrMalformed when it is not a valid encoding. Its
 // work is linear in len(b) and it allocates only when messages nest
 // deeper than a few dozen levels.
 func (c *Checker) Check(b []byte) error {
@@ -199,7 +215,7 @@ func (c *Checker) Check(b []byte) error {
 	if c.root.value {
 		values = 1
 	}
-	messages := 1
+	messages, records := 1, 0
 	pos := 0
 	for {
 		top := &stack[len(stack)-1]
@@ -268,6 +284,11 @@ func (c *Checker) Check(b []byte) error {
 		}
 		if messages++; messages > c.lim.MaxMessages {
 			return refuse(ErrTooManyMessages, "more than %d messages in one message", c.lim.MaxMessages)
+		}
+		if child != nil && child.record {
+			if records++; records > c.lim.MaxRecords {
+				return refuse(ErrTooManyRecords, "more than %d records in one message", c.lim.MaxRecords)
+			}
 		}
 		if child != nil && child.value {
 			if values++; values > c.lim.MaxValueDepth {

@@ -185,6 +185,33 @@ func TestMessageCount(t *testing.T) {
 	}
 }
 
+// TestRecordCount: records are counted apart from messages, empty ones
+// too (two bytes each on the wire).
+func TestRecordCount(t *testing.T) {
+	t.Parallel()
+	lim := testLimits
+	lim.RecordTypes, lim.MaxRecords = []protoreflect.FullName{"weir.v1.LogRecord"}, 100
+	c := newChecker(t, &weirv1.PushRequest{}, lim)
+	push := func(n int) []byte {
+		req := &weirv1.PushRequest{Stream: "s"}
+		for range n {
+			req.Records = append(req.Records, &weirv1.LogRecord{})
+		}
+		b, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := c.Check(push(100)); err != nil {
+		t.Errorf("at the limit: %v", err)
+	}
+	err := c.Check(push(101))
+	if !errors.Is(err, protolimit.ErrTooManyRecords) || !strings.Contains(err.Error(), "more than 100 records") {
+		t.Errorf("past the limit: %v", err)
+	}
+}
+
 // TestMalformed checks that broken encodings are refused, as the
 // decoder refuses them, and that what the checker skips (scalars, packed
 // and unknown fields, fields of a message type sent with another wire
@@ -252,6 +279,7 @@ func TestLimitsValidate(t *testing.T) {
 		{MaxDepth: 0, MaxMessages: 1},
 		{MaxDepth: 1, MaxMessages: 0},
 		{MaxDepth: 1, MaxMessages: 1, ValueTypes: []protoreflect.FullName{"weir.v1.AnyValue"}},
+		{MaxDepth: 1, MaxMessages: 1, RecordTypes: []protoreflect.FullName{"weir.v1.LogRecord"}},
 	} {
 		if _, err := protolimit.New((&weirv1.PushRequest{}).ProtoReflect().Descriptor(), lim); err == nil {
 			t.Errorf("%+v: no error", lim)

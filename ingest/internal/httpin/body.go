@@ -24,6 +24,20 @@ var (
 	ErrUnsupported = errors.New("unsupported media")
 )
 
+// MaxRecords bounds the records of one request. A request's records are
+// decoded whole before they are stored, and each costs a few hundred
+// bytes of memory however few bytes it took on the wire (16 MiB of
+// "{}" lines are five million records), so the bound is on the count,
+// checked as they are decoded: the same as a Connect Push batch's
+// default (ingest.max_batch_records).
+const MaxRecords = 100_000
+
+// TooManyRecords is the error of a request with more than MaxRecords
+// records; it wraps ErrTooLarge.
+func TooManyRecords() error {
+	return fmt.Errorf("%w: it holds more than %d records; send at most %d a request", ErrTooLarge, MaxRecords, MaxRecords)
+}
+
 // StatusOf returns the HTTP status for an error of ReadBody: 413 for
 // ErrTooLarge, 415 for ErrUnsupported, 400 otherwise.
 func StatusOf(err error) int {
