@@ -4,10 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
 // The sandbox decides what user SQL may run by what it is, not by how it
@@ -81,6 +84,30 @@ var structureFunctions = map[string]bool{
 	"json_transform_strict": true,
 }
 
+// patternFunctions are the pattern matches whose matcher backtracks, by
+// function name, with their wildcard: DuckDB 1.5 matches ILIKE, GLOB and
+// LIKE … ESCAPE in time that grows with the text's length to the power of
+// the wildcards before the pattern's end ('%a%a%b' over 3,000 characters
+// took 22 s; '%a%b' over 100,000, 15 s), checking the query's timeout
+// only between vectors. Plain LIKE has a linear matcher and is not
+// listed. A listed call's pattern must be a string literal of at most
+// maxPatternBytes with at most one wildcard run before its end
+// ('%term%', 'prefix%', 'a%b'), so a match costs at most the text's
+// length times the pattern's.
+var patternFunctions = map[string]byte{
+	"~~*":              '%', // ILIKE
+	"!~~*":             '%', // NOT ILIKE
+	"ilike_escape":     '%',
+	"not_ilike_escape": '%',
+	"like_escape":      '%',
+	"not_like_escape":  '%',
+	"~~~":              '*', // GLOB
+	"glob":             '*',
+}
+
+// maxPatternBytes bounds a pattern of patternFunctions.
+const maxPatternBytes = 1024
+
 // maxStructureDepth bounds the nesting of a JSON structure argument, far
 // beyond any log's and far below what overflows a thread's stack.
 const maxStructureDepth = 64
@@ -131,6 +158,10 @@ var errNotReading = fmt.Errorf("%w: only reading statements (SELECT, WITH, FROM,
 func checkSelect(ctx context.Context, conn *sql.Conn, stmt string) error {
 	var raw any
 	if err := conn.QueryRowContext(ctx, "SELECT json_serialize_sql($1::VARCHAR)", stmt).Scan(&raw); err != nil {
+		var de *duckdb.Error
+		if ctx.Err() != nil || errors.As(err, &de) && de.Type == duckdb.ErrorTypeOutOfMemory {
+			return err // the engine's, not the statement's (Engine.classify)
+		}
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	tree, ok := raw.(map[string]any)
@@ -211,6 +242,9 @@ func checkFunction(fn map[string]any) error {
 	if why, ok := refusedFunctions[name]; ok {
 		return fmt.Errorf("%w: function %s is not available: %s", ErrInvalid, name, why)
 	}
+	if wild, ok := patternFunctions[name]; ok {
+		return checkPattern(fn, name, wild)
+	}
 	if !structureFunctions[name] {
 		return nil
 	}
@@ -218,10 +252,8 @@ func checkFunction(fn map[string]any) error {
 	if len(args) < 2 {
 		return nil // DuckDB refuses the call itself
 	}
-	arg, _ := args[1].(map[string]any)
-	val, _ := arg["value"].(map[string]any)
-	text, isText := val["value"].(string)
-	if arg["class"] != "CONSTANT" || !isText {
+	text, ok := stringLiteral(args[1])
+	if !ok {
 		return fmt.Errorf("%w: %s: give the structure as a string literal", ErrInvalid, name)
 	}
 	if strings.Contains(strings.ToUpper(text), "VARIANT") {
@@ -231,6 +263,69 @@ func checkFunction(fn map[string]any) error {
 		return fmt.Errorf("%w: %s: the structure nests %d deep; at most %d is allowed", ErrInvalid, name, d, maxStructureDepth)
 	}
 	return nil
+}
+
+// checkPattern refuses a call of a pattern function (see
+// patternFunctions) whose pattern could make its matcher backtrack.
+func checkPattern(fn map[string]any, name string, wild byte) error {
+	op := strings.ToUpper(strings.NewReplacer("!~~*", "NOT ILIKE", "~~*", "ILIKE", "~~~", "GLOB", "_", " ").Replace(name))
+	args, _ := fn["children"].([]any)
+	if len(args) < 2 {
+		return nil // DuckDB refuses the call itself
+	}
+	pattern, ok := stringLiteral(args[1])
+	if !ok {
+		return fmt.Errorf("%w: %s: give the pattern as a string literal", ErrInvalid, op)
+	}
+	if len(pattern) > maxPatternBytes {
+		return fmt.Errorf("%w: %s: the pattern has %d bytes; at most %d are allowed", ErrInvalid, op, len(pattern), maxPatternBytes)
+	}
+	var escape byte
+	if len(args) > 2 {
+		e, ok := stringLiteral(args[2])
+		if !ok || len(e) > 1 {
+			return fmt.Errorf("%w: %s: give the escape character as a string literal", ErrInvalid, op)
+		}
+		if e != "" {
+			escape = e[0]
+		}
+	}
+	if wildcardRuns(pattern, wild, escape) > 1 {
+		return fmt.Errorf("%w: %s: the pattern %.40q has more than one %c before its end, which DuckDB matches in time that grows with a power of the text's length; "+
+			"use LIKE on lower(…), which is linear, or regexp_matches", ErrInvalid, op, pattern, wild)
+	}
+	return nil
+}
+
+// stringLiteral returns the text of a VARCHAR constant node.
+func stringLiteral(n any) (string, bool) {
+	c, _ := n.(map[string]any)
+	val, _ := c["value"].(map[string]any)
+	text, ok := val["value"].(string)
+	return text, ok && c["class"] == "CONSTANT"
+}
+
+// wildcardRuns counts the runs of wild in pattern that do not end it;
+// a character after escape (when not 0) is a literal.
+func wildcardRuns(pattern string, wild, escape byte) int {
+	runs, inRun := 0, false
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		if escape != 0 && c == escape {
+			i++
+			inRun = false
+			continue
+		}
+		if c != wild {
+			inRun = false
+			continue
+		}
+		if !inRun && strings.TrimLeft(pattern[i:], string(wild)) != "" {
+			runs++
+		}
+		inRun = true
+	}
+	return runs
 }
 
 // jsonDepth returns how deeply the arrays and objects of JSON text nest,

@@ -215,6 +215,91 @@ func TestSandboxRefusesDeepRecursion(t *testing.T) {
 	}
 }
 
+// TestSandboxPatterns: ILIKE, GLOB and LIKE … ESCAPE backtrack, so
+// their patterns are bounded to those matched in time linear in the
+// text's length times the pattern's; plain LIKE is linear anyway.
+func TestSandboxPatterns(t *testing.T) {
+	e := openEngine(t, t.TempDir())
+	for _, q := range []string{
+		`SELECT repeat('a', 3000) ILIKE '%a%a%b'`,
+		`SELECT repeat('a', 100000) ILIKE '%a%b'`,
+		`SELECT repeat('a', 100000) NOT ILIKE '_%a%b'`,
+		`SELECT repeat('a', 100000) ILIKE '%a%b' ESCAPE '!'`,
+		`SELECT repeat('a', 100000) GLOB '*a*b'`,
+		`SELECT glob(repeat('a', 100000), '*a*b')`,
+		`SELECT like_escape(repeat('a', 3000), '%a%a%b', '!')`,
+		`SELECT not_like_escape(repeat('a', 3000), '%a%a%b', '!')`,
+		`SELECT 'x' ILIKE '%' || 'a%b'`,
+		`SELECT 'x' ILIKE p FROM (SELECT '%a%b' AS p)`,
+		`SELECT 'x' ILIKE '%` + strings.Repeat("a", maxPatternBytes) + `%'`,
+		`SELECT 'x' ILIKE '%a!%%b' ESCAPE '!'`,
+	} {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), q, Options{Timeout: time.Minute}, &w); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%.80s: %v, want ErrInvalid", q, err)
+		}
+	}
+	for q, want := range map[string]bool{
+		`SELECT 'Abc' ILIKE '%B%'`:                  true,
+		`SELECT 'Abc' ILIKE 'a%C'`:                  true,
+		`SELECT 'Abc' ILIKE 'a_c%%'`:                true,
+		`SELECT 'a%c' ILIKE '%\%%' ESCAPE '\'`:      true,
+		`SELECT 'abc' ILIKE '%\%%' ESCAPE '\'`:      false,
+		`SELECT 'a%b%c' ILIKE 'a!%b!%%' ESCAPE '!'`: true,
+		`SELECT 'abc' GLOB 'a*'`:                    true,
+		`SELECT 'abc' NOT ILIKE '%X%'`:              true,
+		`SELECT 'aXbXc' LIKE '%X%X%c'`:              true,
+	} {
+		var w rowsWriter
+		if _, err := e.Run(context.Background(), q, Options{}, &w); err != nil {
+			t.Errorf("%s: %v", q, err)
+		} else if len(w.rows) != 1 || w.rows[0][0] != want {
+			t.Errorf("%s = %v, want %v", q, w.rows, want)
+		}
+	}
+}
+
+// TestVetOutOfMemory: a statement too large to check within DuckDB's
+// memory limit is the server's limit (ErrResources, 429), not a mistake
+// in the statement.
+func TestVetOutOfMemory(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Threads, cfg.MemoryLimit = 1, "8MB"
+	e, err := Open(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	var in strings.Builder
+	in.WriteString("SELECT 1 IN (0")
+	for i := range 150_000 {
+		in.WriteString("," + strconv.Itoa(i))
+	}
+	in.WriteString(")")
+	var w rowsWriter
+	if _, err := e.Run(context.Background(), in.String(), Options{Timeout: time.Minute}, &w); !errors.Is(err, ErrResources) {
+		t.Errorf("%v, want ErrResources", err)
+	}
+}
+
+func TestWildcardRuns(t *testing.T) {
+	for _, c := range []struct {
+		pattern string
+		escape  byte
+		want    int
+	}{
+		{"", 0, 0}, {"%", 0, 0}, {"%%", 0, 0}, {"abc", 0, 0}, {"abc%", 0, 0},
+		{"%abc", 0, 1}, {"%abc%", 0, 1}, {"%%abc%%", 0, 1}, {"a%b", 0, 1},
+		{"%a%b", 0, 2}, {"%a%b%", 0, 2}, {"a%b%c", 0, 2},
+		{`%a\%b%`, '\\', 1}, {`\%\%%`, '\\', 0}, {`%a\\%b`, '\\', 2},
+	} {
+		if got := wildcardRuns(c.pattern, '%', c.escape); got != c.want {
+			t.Errorf("wildcardRuns(%q, %q) = %d, want %d", c.pattern, c.escape, got, c.want)
+		}
+	}
+}
+
 func TestJSONDepth(t *testing.T) {
 	for text, want := range map[string]int{
 		``:                  0,
