@@ -483,3 +483,16 @@ func TestTooManyRecords(t *testing.T) {
 		t.Errorf("refused requests stored %v", streamCounts(got))
 	}
 }
+
+// TestXGzip: x-gzip is gzip, as the other protocols take it.
+func TestXGzip(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	wire, _ := proto.Marshal(request("api", &logspb.LogRecord{Body: str("zipped")}))
+	if status, _, raw := h.postHTTP(t, "application/x-protobuf", "x-gzip", gzipped(t, wire), nil); status != http.StatusOK {
+		t.Fatalf("status %d: %q", status, raw)
+	}
+	if got := h.records(t); len(got) != 1 {
+		t.Errorf("stored %v", streamCounts(got))
+	}
+}

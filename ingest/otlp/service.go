@@ -278,6 +278,9 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 		return nil, release, http.StatusRequestEntityTooLarge, tooLarge("")
 	}
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc == "x-gzip" {
+		enc = "gzip" // as the other protocols take it
+	}
 	if enc != "" && enc != "identity" && enc != "gzip" {
 		return nil, release, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q: want gzip or none", enc)
 	}
