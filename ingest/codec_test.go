@@ -239,6 +239,16 @@ func TestRecordFlood(t *testing.T) {
 			t.Errorf("%s: past the limit: %v", name, err)
 		}
 	}
+	// On a stream the message cannot be read, so the stream ends.
+	st := h.client.PushStream(context.Background())
+	if err := st.Send(&weirv1.PushStreamRequest{BatchId: 1, Stream: "app", Records: push(101).Records}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Receive(); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "more than 100 records") {
+		t.Errorf("stream: %v", err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
 	h.checkAlive(t, "the records")
 }
 

@@ -16,9 +16,11 @@ import (
 // The sandbox decides what user SQL may run by what it is, not by how it
 // begins. DuckDB's own parser turns the statement into a syntax tree
 // (json_serialize_sql, which serializes only SELECT statements), and the
-// tree is walked: every table function must be one that only reads, and
-// no table reference may name a file (DuckDB's replacement scans read
-// `FROM 'x.csv'`). EXPLAIN is taken apart and its statement checked the
+// tree is walked: every table function must be one that only reads, no
+// table reference may name a file (DuckDB's replacement scans read
+// `FROM 'x.csv'`), and no scalar function may be one whose cost DuckDB
+// does not bound (refusedFunctions, structureFunctions,
+// patternFunctions). EXPLAIN is taken apart and its statement checked the
 // same way, then put back together from the checked pieces, so what runs
 // is exactly what was checked. The settings in Engine.init are the second
 // wall: no file outside the lake can be read and no setting changed.

@@ -176,7 +176,11 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		detail = evs[bad].err.Error()
 	}
 	if _, err := httpin.SubmitAll(r.Context(), h.out, g.Batches(), level); err != nil {
-		if status, _ := ingest.HTTPStatus(err); bad >= 0 && status == http.StatusBadRequest {
+		allBad := bad >= 0
+		for _, e := range evs {
+			allBad = allBad && e.err != nil
+		}
+		if status, _ := ingest.HTTPStatus(err); allBad && status == http.StatusBadRequest {
 			// Nothing was stored because no event was valid: the first
 			// bad one says why, as Splunk answers.
 			reply(w, http.StatusBadRequest, code, &bad, detail)

@@ -59,7 +59,7 @@ type Limits struct {
 	// allocation. It must be at least 1.
 	MaxMessages int
 	// RecordTypes names the message types that are records (such as
-	// weir.v1.Record or OpenTelemetry's LogRecord): how many of them a
+	// weir.v1.LogRecord or OpenTelemetry's LogRecord): how many of them a
 	// message holds, at any depth, is bounded by MaxRecords, which must
 	// be at least 1 when RecordTypes is set.
 	RecordTypes []protoreflect.FullName
@@ -205,7 +205,8 @@ type frame struct {
 
 // Check walks b, the wire encoding of a message of the checker's type,
 // and returns an error wrapping ErrTooDeep, ErrTooManyMessages or
-// ErrTooManyRecords when it passes a limit, or ErrMalformed when it is not a valid encoding. Its
+// ErrTooManyRecords when it passes a limit, or ErrMalformed when it is
+// not a valid encoding. Its
 // work is linear in len(b) and it allocates only when messages nest
 // deeper than a few dozen levels.
 func (c *Checker) Check(b []byte) error {
