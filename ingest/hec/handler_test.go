@@ -18,8 +18,15 @@ import (
 
 func newServer(t *testing.T, h *ingesttest.Harness) *httptest.Server {
 	t.Helper()
+	return newServerBounded(t, h, 64<<10)
+}
+
+// newServerBounded serves the handler's routes with bodies of at most
+// maxBody bytes.
+func newServerBounded(t *testing.T, h *ingesttest.Harness, maxBody int) *httptest.Server {
+	t.Helper()
 	cfg := hec.DefaultConfig()
-	cfg.MaxBodyBytes = 64 << 10
+	cfg.MaxBodyBytes = maxBody
 	hh, err := hec.NewHandler(cfg, h.Svc)
 	if err != nil {
 		t.Fatal(err)
@@ -160,18 +167,7 @@ func TestErrors(t *testing.T) {
 // hold are refused as too large, and nothing of the request is stored.
 func TestTooManyRecords(t *testing.T) {
 	h := ingesttest.New(t, nil)
-	cfg := hec.DefaultConfig()
-	cfg.MaxBodyBytes = 4 << 20
-	hh, err := hec.NewHandler(cfg, h.Svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	for p, handler := range hh.Routes() {
-		mux.Handle(p, handler)
-	}
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := newServerBounded(t, h, 4<<20)
 	for path, body := range map[string]string{
 		hec.EventPath: strings.Repeat(`{"event":"x"}`, httpin.MaxRecords+1),
 		hec.RawPath:   strings.Repeat("x\n", httpin.MaxRecords+1),

@@ -25,8 +25,15 @@ import (
 
 func newServer(t *testing.T, sub loki.Submitter) *httptest.Server {
 	t.Helper()
+	return newServerBounded(t, sub, 64<<10)
+}
+
+// newServerBounded serves the handler with bodies of at most maxBody
+// bytes.
+func newServerBounded(t *testing.T, sub loki.Submitter, maxBody int) *httptest.Server {
+	t.Helper()
 	cfg := loki.DefaultConfig()
-	cfg.MaxBodyBytes = 64 << 10
+	cfg.MaxBodyBytes = maxBody
 	h, err := loki.NewHandler(cfg, sub)
 	if err != nil {
 		t.Fatal(err)
@@ -226,14 +233,7 @@ func TestSuccessIs204(t *testing.T) {
 // refused as too large, in either encoding, and nothing of it is stored.
 func TestTooManyEntries(t *testing.T) {
 	h := ingesttest.New(t, nil)
-	cfg := loki.DefaultConfig()
-	cfg.MaxBodyBytes = 4 << 20
-	lh, err := loki.NewHandler(cfg, h.Svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(lh)
-	t.Cleanup(srv.Close)
+	srv := newServerBounded(t, h.Svc, 4<<20)
 	n := httpin.MaxRecords/2 + 1
 	entries := make([][]string, n)
 	for i := range entries {
