@@ -230,6 +230,16 @@ func checkUI(t *testing.T, s *testServer, streams []string, total int64) {
 		t.Errorf("two pages of HDFS offsets:\n got %v\nwant %v", got, want)
 	}
 
+	// Body search, whatever the case (an ILIKE '%…%' the sandbox takes):
+	// the records whose body holds the text.
+	res = mustSQL(t, s.url, "SELECT count(*) AS n FROM hdfs WHERE lower(body) LIKE '%verification succeeded%'")
+	searched, _ := res.Rows[0]["n"].(json.Number).Int64()
+	if searched == 0 || searched >= 100 {
+		t.Fatalf("%d HDFS records hold the text searched for; the check wants one page of them", searched)
+	}
+	b.do(chromedp.Evaluate[chromedp.Void](`location.hash = '#/explore?range=all&stream=hdfs&q=VERIFICATION+succeeded'`))
+	b.waitFor(fmt.Sprintf(`location.hash.includes('q=') && document.querySelector('#explore').dataset.state === 'ready' && document.querySelectorAll('#explore-rows tr.record').length === %d`, searched), "the searched records")
+
 	// Top errors: with warnings included, the HDFS warning pattern is
 	// listed; clicking it shows its records in Explore.
 	res = mustSQL(t, s.url, `SELECT attributes['pattern.id'] AS id, any_value(attributes['pattern.template']) AS template, count(*) AS n
