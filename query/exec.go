@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -280,10 +279,6 @@ func (e *Engine) classify(ctx context.Context, err error) error {
 		default:
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-	}
-	if strings.Contains(err.Error(), "unsupported data type") {
-		// The driver cannot return a column of the result's type.
-		return fmt.Errorf("%w: %w; cast the column to another type, such as VARCHAR", ErrInvalid, err)
 	}
 	return err
 }
