@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -186,8 +187,9 @@ func fieldOf(c arrowColumn, t arrow.DataType) (arrowField, bool) {
 // as it can be and its error is in rejects at its index, as
 // record.Batch.Rejects wants them (nil when no row is such). err is for
 // the whole request: INVALID_ARGUMENT, except errArrowTooLarge.
-func decodeArrow(data []byte, maxRows int, mem memory.Allocator, budget int) (out []record.Record, rejects []error, err error) {
+func decodeArrow(ctx context.Context, data []byte, maxRows int, mem memory.Allocator, budget int) (out []record.Record, rejects []error, err error) {
 	lim := arrowipc.NewAllocator(mem, budget)
+	lim.ChargeWith(func(n int) error { return Charge(ctx, n) })
 	defer lim.FreeLeaked() // after the reader's release
 	msgs := arrowipc.NewMessages(data)
 	rd, err := ipc.NewReaderFromMessageReader(msgs, ipc.WithAllocator(lim))
@@ -249,6 +251,8 @@ func (e *rowErrors) all(n int) []error {
 
 func arrowStreamErr(lim *arrowipc.Allocator, err error) error {
 	switch {
+	case lim.ChargeErr() != nil:
+		return lim.ChargeErr()
 	case lim.Exceeded():
 		return fmt.Errorf("%w: decoding it needs more than %d bytes", errArrowTooLarge, lim.Budget())
 	case errors.Is(err, errArrowSchemaChange):

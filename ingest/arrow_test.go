@@ -482,7 +482,7 @@ func TestArrowErrors(t *testing.T) {
 	// Every error path releases the Arrow memory it took.
 	for _, c := range cases {
 		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-		decodeArrow(c.data, 3, mem, 256<<10)
+		decodeArrow(context.Background(), c.data, 3, mem, 256<<10)
 		if n := mem.CurrentAlloc(); n != 0 {
 			t.Errorf("%s: %d bytes of Arrow memory not released", c.name, n)
 		}
@@ -573,7 +573,7 @@ func FuzzArrowBatch(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-		recs, rejects, err := decodeArrow(data, 100, mem, 1<<20)
+		recs, rejects, err := decodeArrow(context.Background(), data, 100, mem, 1<<20)
 		if err == nil && (len(recs) == 0 || len(recs) > 100) {
 			t.Errorf("%d records without an error", len(recs))
 		}

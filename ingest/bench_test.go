@@ -79,7 +79,7 @@ func BenchmarkDecode(b *testing.B) {
 				if err := c.codec.Unmarshal(c.wire, &msg); err != nil {
 					b.Fatal(err)
 				}
-				bt, err := s.batchOf("default", msg.GetStream(), payload{msg.GetRecords(), msg.GetArrowIpc()}, "", 0)
+				bt, err := s.batchOf(context.Background(), "default", msg.GetStream(), payload{msg.GetRecords(), msg.GetArrowIpc()}, "", 0)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -227,6 +227,9 @@ func (s *Service) PushStream(ctx context.Context, stream *connect.BidiStream[wei
 			p.wctx, p.cancel = waitContext(ctx, s.timeout(p.level), s.now())
 			p.res, err = s.push(ctx, tenant, req.GetStream(), payload{req.GetRecords(), req.GetArrowIpc()}, p.level, req.GetProducerId(), req.GetSequence(), false)
 		}
+		// The batch's records are in the buffer (or refused): the
+		// message no longer holds the in-flight budget.
+		releaseRead(ctx)
 		if err != nil && ctx.Err() != nil {
 			if p.cancel != nil {
 				p.cancel()
@@ -444,7 +447,7 @@ type payload struct {
 func (s *Service) push(ctx context.Context, tenant, stream string, p payload, level buffer.Level, producer string, seq uint64, wait bool) (res pushed, err error) {
 	size := 0
 	defer func() { s.endpoints.done(ctx, res.n, size, res.dead, err) }()
-	b, err := s.batchOf(tenant, stream, p, producer, seq)
+	b, err := s.batchOf(ctx, tenant, stream, p, producer, seq)
 	if err != nil {
 		return pushed{}, err
 	}
@@ -521,7 +524,7 @@ const maxProducerID = 128
 // a record.Record cannot is kept in the batch with its error in
 // b.Rejects, for the processor to dead-letter. Errors are
 // *connect.Error.
-func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq uint64) (*record.Batch, error) {
+func (s *Service) batchOf(ctx context.Context, tenant, stream string, p payload, producer string, seq uint64) (*record.Batch, error) {
 	if len(producer) > maxProducerID {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("producer_id has %d bytes; the limit is %d", len(producer), maxProducerID))
 	}
@@ -544,8 +547,11 @@ func (s *Service) batchOf(tenant, stream string, p payload, producer string, seq
 			b.ProducerID, b.Sequence = producer, seq
 			return b, nil
 		}
-		out, rejects, err = decodeArrow(p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
-		if errors.Is(err, errArrowTooLarge) {
+		out, rejects, err = decodeArrow(ctx, p.arrow, s.cfg.MaxBatchRecords, s.mem, arrowMemoryFactor*s.cfg.MaxMessageBytes)
+		switch {
+		case errors.Is(err, ErrBusy):
+			return nil, err // a *connect.Error with its Retry-After
+		case errors.Is(err, errArrowTooLarge):
 			return nil, connect.NewError(connect.CodeResourceExhausted, err)
 		}
 	default:

@@ -112,14 +112,15 @@ func (s *Service) ParseLevel(name string) (buffer.Level, error) {
 // HTTPStatus maps an error of Submit to the HTTP status a plain-HTTP
 // protocol answers with, and the Retry-After value to send with it (""
 // for none). Backpressure becomes 429 with Retry-After, which shippers
-// retry; a batch larger than the buffer can ever hold 413, without;
+// retry; a batch larger than the buffer can ever hold (or a request than
+// the in-flight Budget) 413, without;
 // a server shutting down or unable to confirm becomes 503.
 func HTTPStatus(err error) (status int, retryAfter string) {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) {
 		return http.StatusInternalServerError, ""
 	}
-	if errors.Is(err, buffer.ErrTooLarge) {
+	if errors.Is(err, buffer.ErrTooLarge) || errors.Is(err, ErrOverBudget) {
 		return http.StatusRequestEntityTooLarge, ""
 	}
 	retryAfter = cerr.Meta().Get("Retry-After")

@@ -40,6 +40,9 @@ type pipeline struct {
 	pipe   *transform.Pipeline
 	buf    *buffer.Buffer
 	ing    *ingest.Service
+	// budget bounds the request bytes of every ingest endpoint
+	// (withEndpoint serves them through it).
+	budget *ingest.Budget
 	alerts *alert.Manager
 	hub    *tail.Hub
 	// consumers is set by newAPI.
@@ -108,14 +111,16 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, retentionCollector{p.lake}, compactionCollector{p.lake}, p.alerts)
+		bufferCollector{p.buf}, lakeCollector{lake: p.lake, pipe: p.pipe}, endpointCollector{p.ing}, budgetCollector{p.budget}, retentionCollector{p.lake}, compactionCollector{p.lake}, p.alerts)
 	reg.MustRegister(consumeCollector{consumers, p.hold}, nativeMemoryCollector{})
 
 	// Connect requests must carry Connect-Protocol-Version, which a
 	// cross-site form cannot set (docs/security.md).
 	rpcOpts := connect.WithHandlerOptions(connect.WithRequireConnectProtocolHeader(), connect.WithCompressMinBytes(compressMinBytes))
 	mux := http.NewServeMux()
-	mux.Handle(p.ing.Handler(rpcOpts))
+	// Ingest's gzip decompressor charges the in-flight budget.
+	ingestOpts := connect.WithHandlerOptions(rpcOpts, p.budget.ConnectCompression(cfg.Ingest.MaxMessageBytes))
+	mux.Handle(p.ing.Handler(ingestOpts))
 	mux.Handle(query.NewService(p.engine, auth.TenantOf).Handler(rpcOpts))
 	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: p.hub, stopping: ctx}, rpcOpts))
 	mux.Handle(weirv1connect.NewSubscribeServiceHandler(subscribeService{m: consumers, stopping: ctx, sendTimeout: cfg.Consume.SessionTimeout}, rpcOpts))
@@ -137,7 +142,7 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 	if err != nil {
 		return nil, nil, err
 	}
-	mux.Handle(otelLogs.GRPCHandler(rpcOpts))
+	mux.Handle(otelLogs.GRPCHandler(ingestOpts))
 	mux.Handle(otelLogs.HTTPHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/readyz", ready)

@@ -83,9 +83,12 @@ type config struct {
 	Auth auth.Config `yaml:"auth"`
 
 	Ingest struct {
-		MaxMessageBytes int           `yaml:"max_message_bytes"`
-		MaxBatchRecords int           `yaml:"max_batch_records"`
-		MaxFuture       time.Duration `yaml:"max_future"`
+		MaxMessageBytes int `yaml:"max_message_bytes"`
+		// MaxInflightBytes bounds the request bytes all ingest
+		// endpoints hold at once (ingest.Budget); from memory.
+		MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
+		MaxBatchRecords  int           `yaml:"max_batch_records"`
+		MaxFuture        time.Duration `yaml:"max_future"`
 		// MaxPast bounds how old a record's time may be; 0 = any time
 		// since 1970 (record.Limits.MaxPast).
 		MaxPast         time.Duration `yaml:"max_past"`
@@ -571,6 +574,9 @@ func (c *config) validate() error {
 	}
 	if c.Server.IdleTimeout <= 0 || c.Server.ReadTimeout <= 0 || c.Server.StreamIdleTimeout <= 0 {
 		return fmt.Errorf("server.idle_timeout, server.read_timeout and server.stream_idle_timeout must be positive")
+	}
+	if min := 2 * int64(c.Ingest.MaxMessageBytes); c.Ingest.MaxInflightBytes < min {
+		return fmt.Errorf("ingest.max_inflight_bytes %d is less than twice ingest.max_message_bytes (%d): a compressed request of the largest size could never be taken", c.Ingest.MaxInflightBytes, min)
 	}
 	if c.Ingest.MaxFuture < 0 || c.Ingest.MaxPast < 0 {
 		return fmt.Errorf("ingest.max_future and ingest.max_past must not be negative")

@@ -37,14 +37,38 @@ func endpointOf(path string) string {
 }
 
 // withEndpoint names each push request's endpoint in its context, for
-// the ingest service's counters (weir_ingest_endpoint_*).
-func withEndpoint(h http.Handler) http.Handler {
+// the ingest service's counters (weir_ingest_endpoint_*), and serves it
+// within budget, the request bytes every ingest endpoint holds at once.
+func withEndpoint(h http.Handler, budget *ingest.Budget) http.Handler {
+	pushes := budget.Handler(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name := endpointOf(r.URL.Path); name != "" {
-			r = r.WithContext(ingest.WithEndpoint(r.Context(), name))
+			pushes.ServeHTTP(w, r.WithContext(ingest.WithEndpoint(r.Context(), name)))
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// budgetCollector exports the in-flight budget's state.
+type budgetCollector struct{ b *ingest.Budget }
+
+var (
+	descInflightBytes   = prometheus.NewDesc("weir_ingest_inflight_bytes", "Request bytes ingest endpoints hold now (read and decompressed bodies whose records are not yet in the buffer).", nil, nil)
+	descInflightLimit   = prometheus.NewDesc("weir_ingest_inflight_limit_bytes", "ingest.max_inflight_bytes: the bound on weir_ingest_inflight_bytes.", nil, nil)
+	descInflightRefused = prometheus.NewDesc("weir_ingest_inflight_refused_total", "Ingest requests refused because the in-flight budget had no room (429 / RESOURCE_EXHAUSTED) or could never hold them (413).", nil, nil)
+)
+
+func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInflightBytes
+	ch <- descInflightLimit
+	ch <- descInflightRefused
+}
+
+func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descInflightBytes, prometheus.GaugeValue, float64(c.b.Held()))
+	ch <- prometheus.MustNewConstMetric(descInflightLimit, prometheus.GaugeValue, float64(c.b.Size()))
+	ch <- prometheus.MustNewConstMetric(descInflightRefused, prometheus.CounterValue, float64(c.b.Refused()))
 }
 
 // endpointCollector exports the ingest service's counters by endpoint.

@@ -30,6 +30,9 @@ import (
 //     ~0.5 GiB for an answer of max_rows). It is not a budget within
 //     memory but a bound that no query passes;
 //   - buffer.max_bytes (records queued for the sink): an eighth;
+//   - ingest.max_inflight_bytes (request bodies read and decompressed,
+//     every ingest endpoint together, until their records are in the
+//     buffer): an eighth, but at least twice ingest.max_message_bytes;
 //   - sink.compaction.sort_rows: the largest power of two whose window
 //     (~800 B a row, with room: the window's copies of the decoded
 //     columns, the sorted copy that replaces them column by column, and
@@ -129,6 +132,9 @@ func (c *config) applyMemory(set map[string]bool) error {
 	}
 	if !set["buffer.max_bytes"] {
 		c.Buffer.MaxBytes = m / 8
+	}
+	if !set["ingest.max_inflight_bytes"] {
+		c.Ingest.MaxInflightBytes = max(m/8, 2*int64(c.Ingest.MaxMessageBytes))
 	}
 	if !set["sink.compaction.sort_rows"] {
 		rows := m / 2 / compactRowBytes

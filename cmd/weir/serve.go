@@ -264,7 +264,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("alerts", alerts)
 
-	p := &pipeline{engine: engine, lake: lake, pipe: pipe, buf: buf, ing: ing, alerts: alerts, hub: hub, hold: hold}
+	// Request bodies in flight, every ingest endpoint together.
+	budget, err := ingest.NewBudget(cfg.Ingest.MaxInflightBytes, cfg.Ingest.PushTimeout)
+	if err != nil {
+		return err
+	}
+	p := &pipeline{engine: engine, lake: lake, pipe: pipe, buf: buf, ing: ing, budget: budget, alerts: alerts, hub: hub, hold: hold}
 	reload := newReload(&cfg, p, log)
 	stopHUP := onHangup(func() {
 		if _, err := reload(); err != nil {
@@ -336,7 +341,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	// The host check comes first, so a rebinding page learns nothing,
 	// not even whether a key is needed; then the key and its roles.
-	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux)))
+	front := guard.Handler(guard.Config{Hosts: hosts, Origins: cfg.Server.Origins}, authn.Handler(withEndpoint(mux, budget)))
 	web, err := newWebServer(&cfg, stageLabels(front), ln, certs, ctx)
 	if err != nil {
 		return err

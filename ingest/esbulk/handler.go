@@ -172,7 +172,11 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, pathIndex string)
 	}
 	body, status, err := h.readBody(w, r)
 	if err != nil {
-		writeError(w, status, errorType(status), err.Error(), "")
+		retry := ""
+		if status == http.StatusTooManyRequests {
+			retry = "1"
+		}
+		writeError(w, status, errorType(status), err.Error(), retry)
 		return
 	}
 	items, err := h.dec.Decode(body, pathIndex)
@@ -200,15 +204,18 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %v", err)
 		}
 		defer zr.Close()
-		src = zr
+		src = ingest.ChargeReader(r.Context(), zr)
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q is not supported: send gzip or none", truncate(enc, 32))
 	}
 	body, err := io.ReadAll(io.LimitReader(src, int64(max)+1))
 	var tooBig *http.MaxBytesError
+	budgetStatus, _, budget := ingest.BodyStatus(err)
 	switch {
 	case errors.As(err, &tooBig) || len(body) > max:
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the bulk body is larger than %d bytes (after decompression): send smaller batches", max)
+	case budget:
+		return nil, budgetStatus, err
 	case err != nil:
 		return nil, http.StatusBadRequest, fmt.Errorf("read body: %v", err)
 	}

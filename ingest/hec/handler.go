@@ -130,6 +130,10 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) (body []byte, le
 		return nil, 0, false
 	}
 	body, err = httpin.ReadBody(r, h.cfg.MaxBodyBytes)
+	if errors.Is(err, ingest.ErrBusy) || errors.Is(err, ingest.ErrOverBudget) {
+		failSubmit(w, err)
+		return nil, 0, false
+	}
 	if err != nil {
 		reply(w, httpin.StatusOf(err), CodeInvalidFormat, nil, err.Error())
 		return nil, 0, false

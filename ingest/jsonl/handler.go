@@ -114,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := httpin.ReadBody(r, h.cfg.MaxBodyBytes)
 	if err != nil {
-		h.fail(w, httpin.StatusOf(err), "", err)
+		h.fail(w, httpin.StatusOf(err), httpin.RetryAfter(err), err)
 		return
 	}
 	lines, err := decode(body, p)

@@ -93,8 +93,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	streams, err := h.decode(r)
 	if err != nil {
 		status := http.StatusBadRequest
-		if errors.Is(err, httpin.ErrTooLarge) || errors.Is(err, httpin.ErrEncoding) || errors.Is(err, httpin.ErrUnsupported) {
+		if errors.Is(err, httpin.ErrTooLarge) || errors.Is(err, httpin.ErrEncoding) || errors.Is(err, httpin.ErrUnsupported) || errors.Is(err, ingest.ErrBusy) || errors.Is(err, ingest.ErrOverBudget) {
 			status = httpin.StatusOf(err)
+		}
+		if retry := httpin.RetryAfter(err); retry != "" {
+			w.Header().Set("Retry-After", retry)
 		}
 		http.Error(w, err.Error(), status)
 		return
@@ -145,6 +148,9 @@ func (h *Handler) decode(r *http.Request) ([]pushStream, error) {
 		}
 		if n > h.cfg.MaxBodyBytes {
 			return nil, fmt.Errorf("%w: the snappy block holds %d bytes; the limit is %d", httpin.ErrTooLarge, n, h.cfg.MaxBodyBytes)
+		}
+		if err := ingest.Charge(r.Context(), n); err != nil {
+			return nil, err
 		}
 		raw, err := snappy.Decode(nil, body)
 		if err != nil {

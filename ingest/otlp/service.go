@@ -212,11 +212,14 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, release, status, err := s.readBody(w, r)
 	defer release()
 	if err != nil {
-		code := connect.CodeInvalidArgument
-		if status == http.StatusRequestEntityTooLarge {
+		code, retryAfter := connect.CodeInvalidArgument, ""
+		switch status {
+		case http.StatusRequestEntityTooLarge:
 			code = connect.CodeResourceExhausted
+		case http.StatusTooManyRequests:
+			code, retryAfter = connect.CodeResourceExhausted, "1"
 		}
-		writeStatus(w, asJSON, status, code, err.Error(), "")
+		writeStatus(w, asJSON, status, code, err.Error(), retryAfter)
 		return
 	}
 	req := &collogspb.ExportLogsServiceRequest{}
@@ -295,6 +298,9 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, release, http.StatusRequestEntityTooLarge, tooLarge("")
 		}
+		if status, _, ok := ingest.BodyStatus(err); ok {
+			return nil, release, status, err
+		}
 		return nil, release, http.StatusBadRequest, fmt.Errorf("read the request body: %w", err)
 	}
 	if enc != "gzip" {
@@ -309,7 +315,10 @@ func (s *Service) readBody(w http.ResponseWriter, r *http.Request) (body []byte,
 		return nil, release, http.StatusBadRequest, fmt.Errorf("gzip: %w", err)
 	}
 	out := get()
-	n, err := out.ReadFrom(io.LimitReader(zr, max+1))
+	n, err := out.ReadFrom(io.LimitReader(ingest.ChargeReader(r.Context(), zr), max+1))
+	if status, _, ok := ingest.BodyStatus(err); ok {
+		return nil, release, status, err
+	}
 	if err != nil {
 		return nil, release, http.StatusBadRequest, fmt.Errorf("gzip: %w", err)
 	}

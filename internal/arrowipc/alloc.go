@@ -30,16 +30,32 @@ type Allocator struct {
 	mem    memory.Allocator
 	budget int
 
-	mu       sync.Mutex
-	left     int
-	exceeded bool
-	live     map[*byte][]byte
+	mu        sync.Mutex
+	left      int
+	exceeded  bool
+	charge    func(n int) error
+	chargeErr error
+	live      map[*byte][]byte
 }
 
 // NewAllocator returns an Allocator that takes at most budget bytes from
 // mem.
 func NewAllocator(mem memory.Allocator, budget int) *Allocator {
 	return &Allocator{mem: mem, budget: budget, left: budget, live: map[*byte][]byte{}}
+}
+
+// ChargeWith makes every allocation first call charge with its size; an
+// error fails the allocation as the budget does (the reader reports a
+// read error) and is kept for ChargeErr. Call it before the Allocator is
+// used.
+func (a *Allocator) ChargeWith(charge func(n int) error) { a.charge = charge }
+
+// ChargeErr returns the error of the charge that failed an allocation,
+// or nil.
+func (a *Allocator) ChargeErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.chargeErr
 }
 
 // Budget returns the budget the Allocator was made with.
@@ -68,6 +84,12 @@ func (a *Allocator) takeLocked(n int) {
 	if n > a.left {
 		a.exceeded = true
 		panic(ErrTooLarge)
+	}
+	if a.charge != nil {
+		if err := a.charge(n); err != nil {
+			a.chargeErr = err
+			panic(err)
+		}
 	}
 	a.left -= n
 }

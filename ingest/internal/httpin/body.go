@@ -3,11 +3,14 @@ package httpin
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/weirlabs/weir/ingest"
 )
 
 // Errors of ReadBody. Callers match them with errors.Is and answer in
@@ -39,9 +42,16 @@ func TooManyRecords() error {
 }
 
 // StatusOf returns the HTTP status for an error of ReadBody: 413 for
-// ErrTooLarge, 415 for ErrUnsupported, 400 otherwise.
+// ErrTooLarge and ingest.ErrOverBudget, 415 for ErrUnsupported, 429 for
+// ingest.ErrBusy (send RetryAfter's value with it), 499 for a request
+// whose client went away, 400 otherwise.
 func StatusOf(err error) int {
+	if status, _, ok := ingest.BodyStatus(err); ok {
+		return status
+	}
 	switch {
+	case errors.Is(err, context.Canceled):
+		return 499
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrUnsupported):
@@ -50,11 +60,20 @@ func StatusOf(err error) int {
 	return http.StatusBadRequest
 }
 
+// RetryAfter returns the Retry-After value to answer an error of
+// ReadBody with: "1" for ingest.ErrBusy, else "".
+func RetryAfter(err error) string {
+	_, retryAfter, _ := ingest.BodyStatus(err)
+	return retryAfter
+}
+
 // ReadBody reads the request's body, at most limit bytes of it, and
 // decompresses it when its Content-Encoding is gzip (or x-gzip): the
 // decompressed body is bounded by limit too, so a small compressed body
 // cannot expand past it. Any other encoding than identity fails with an
-// error wrapping ErrUnsupported.
+// error wrapping ErrUnsupported. The decompressed bytes are charged to
+// the request's in-flight budget (ingest.Charge), as the server's
+// Budget.Handler charges the body itself.
 func ReadBody(r *http.Request, limit int) ([]byte, error) {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	switch enc {
@@ -67,20 +86,20 @@ func ReadBody(r *http.Request, limit int) ([]byte, error) {
 		return nil, err
 	}
 	if enc == "gzip" || enc == "x-gzip" {
-		return Gunzip(raw, limit)
+		return gunzip(r.Context(), raw, limit)
 	}
 	return raw, nil
 }
 
-// Gunzip decompresses a gzip body (one member or several), failing with
+// gunzip decompresses a gzip body (one member or several), failing with
 // an error wrapping ErrTooLarge as soon as the output passes limit bytes.
-func Gunzip(b []byte, limit int) ([]byte, error) {
+func gunzip(ctx context.Context, b []byte, limit int) ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: gzip: %v", ErrEncoding, err)
 	}
-	out, err := readAtMost(zr, limit)
-	if err != nil && !errors.Is(err, ErrTooLarge) {
+	out, err := readAtMost(ingest.ChargeReader(ctx, zr), limit)
+	if _, _, budget := ingest.BodyStatus(err); err != nil && !errors.Is(err, ErrTooLarge) && !budget {
 		return nil, fmt.Errorf("%w: gzip: %v", ErrEncoding, err)
 	}
 	return out, err

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/klauspost/compress/snappy"
+
+	"github.com/weirlabs/weir/ingest/loki"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+)
+
+// budgetLines returns n JSON lines of about 100 bytes, numbered from
+// first, for the stream budget.
+func budgetLines(first, n int) []byte {
+	var b bytes.Buffer
+	for i := first; i < first+n; i++ {
+		fmt.Fprintf(&b, `{"_msg":"line %07d %s"}`+"\n", i, strings.Repeat("x", 75))
+	}
+	return b.Bytes()
+}
+
+// stalledPush sends the head of a jsonl push with all of body announced
+// and only its first sent bytes written; the returned function sends
+// the rest and returns the answer's status.
+func stalledPush(t *testing.T, url string, body []byte, sent int) func() int {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	head := fmt.Sprintf("POST /v1/ingest/jsonl?stream=budget HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n", len(body))
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(body[:sent]); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		t.Helper()
+		if _, err := conn.Write(body[sent:]); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+}
+
+// waitMetric polls a /metrics series until ok accepts its value.
+func waitMetric(t *testing.T, url, series string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v := metricValue(t, url, series)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stayed at %v", series, v)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSecurityInflightBudget: the request bytes every ingest endpoint
+// holds are bounded together by ingest.max_inflight_bytes. Bodies sent
+// slowly hold what they have sent; while they fill the budget, a large
+// push is refused at once (429 with Retry-After over HTTP,
+// RESOURCE_EXHAUSTED over Connect, a gzip message too), a small one is
+// still taken, and the stalled pushes, once their clients send the
+// rest, are stored whole. A compressed message that inflates past
+// max_message_bytes is refused without inflating the rest. The budget
+// ends empty.
+func TestSecurityInflightBudget(t *testing.T) {
+	t.Parallel()
+	const limit = 2 << 20
+	s := startServer(t, "", func(c *config) {
+		c.Ingest.MaxMessageBytes = 1 << 20
+		c.Ingest.MaxInflightBytes = limit
+	})
+	// Two pushes of ~880 KB each stall after ~800 KB: 1.6 MB of the
+	// 2 MiB are held, charged in 64 KiB steps.
+	a, b := budgetLines(0, 8800), budgetLines(10000, 8800)
+	finishA := stalledPush(t, s.url, a, 800_000)
+	finishB := stalledPush(t, s.url, b, 800_000)
+	held := waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v >= 1_600_000 })
+	if held > limit {
+		t.Fatalf("inflight %v past the limit %d", held, limit)
+	}
+	if got := metricValue(t, s.url, "weir_ingest_inflight_limit_bytes"); got != limit {
+		t.Errorf("inflight limit metric %v, want %d", got, limit)
+	}
+
+	// A 600 KB push does not fit: refused, to be retried.
+	resp, err := http.Post(s.url+"/v1/ingest/jsonl?stream=budget", "application/x-ndjson", bytes.NewReader(budgetLines(20000, 6000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(text), "max_inflight_bytes") {
+		t.Errorf("large push while the budget is held: %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), text)
+	}
+	// The same through every shipper protocol, as sent and as
+	// decompressed (the budget refuses before anything is decoded).
+	large := bytes.Repeat([]byte("a"), 600_000)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(large)
+	zw.Close()
+	for _, c := range []struct{ path, ctype, enc string }{
+		{"/v1/logs", "application/x-protobuf", ""},
+		{"/v1/logs", "application/json", "gzip"},
+		{loki.Path, "application/x-protobuf", ""},
+		{loki.Path, "application/json", "gzip"},
+		{loki.Path, "application/x-protobuf", "snappy"},
+		{"/_bulk", "application/x-ndjson", ""},
+		{"/_bulk", "application/x-ndjson", "gzip"},
+		{"/services/collector/event", "application/json", ""},
+		{"/services/collector/raw", "text/plain", "gzip"},
+		{"/insert/jsonline", "application/stream+json", "gzip"},
+	} {
+		body := large
+		switch c.enc {
+		case "gzip":
+			body = gz.Bytes()
+		case "snappy":
+			body = snappy.Encode(nil, large)
+		}
+		req, _ := http.NewRequest(http.MethodPost, s.url+c.path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", c.ctype)
+		if c.enc == "gzip" {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(text), "max_inflight_bytes") {
+			t.Errorf("%s %s %s while the budget is held: %d, Retry-After %q: %.300s", c.path, c.ctype, c.enc, resp.StatusCode, resp.Header.Get("Retry-After"), text)
+		}
+	}
+	// The same over Connect, plain and gzip.
+	ing := weirv1connect.NewIngestServiceClient(http.DefaultClient, s.url)
+	zing := weirv1connect.NewIngestServiceClient(http.DefaultClient, s.url, connect.WithSendGzip())
+	var recs []*weirv1.LogRecord
+	for i := range 6000 {
+		recs = append(recs, textRecord(fmt.Sprintf("connect %06d %s", i, strings.Repeat("y", 80))))
+	}
+	for name, c := range map[string]weirv1connect.IngestServiceClient{"plain": ing, "gzip": zing} {
+		_, err := c.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "budget", Records: recs}))
+		if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "max_inflight_bytes") {
+			t.Errorf("%s Connect push while the budget is held: %v", name, err)
+		}
+	}
+	// A zstd-compressed Arrow batch is charged as it is decompressed.
+	schema := arrow.NewSchema([]arrow.Field{{Name: "body", Type: arrow.BinaryTypes.String}}, nil)
+	bld := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	bld.Field(0).(*array.StringBuilder).Append(string(large))
+	rec := bld.NewRecordBatch()
+	bld.Release()
+	var ipcBody bytes.Buffer
+	iw := ipc.NewWriter(&ipcBody, ipc.WithSchema(schema), ipc.WithZstd())
+	if err := iw.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Release()
+	if err := iw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ing.Push(context.Background(), connect.NewRequest(&weirv1.PushRequest{Stream: "budget", ArrowIpc: ipcBody.Bytes()}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "max_inflight_bytes") {
+		t.Errorf("zstd Arrow push of %d bytes while the budget is held: %v", ipcBody.Len(), err)
+	}
+	// A small push fits beside the stalled ones.
+	resp, err = http.Post(s.url+"/v1/ingest/jsonl?stream=budget", "application/x-ndjson", bytes.NewReader(budgetLines(30000, 20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("small push while the budget is held: %d", resp.StatusCode)
+	}
+	if got := metricValue(t, s.url, "weir_ingest_inflight_refused_total"); got < 14 {
+		t.Errorf("refused counter %v, want at least 14", got)
+	}
+
+	// The stalled pushes complete and are stored whole.
+	if st := finishA(); st != http.StatusOK {
+		t.Errorf("stalled push A: %d", st)
+	}
+	if st := finishB(); st != http.StatusOK {
+		t.Errorf("stalled push B: %d", st)
+	}
+	waitCount(t, s.url, "SELECT count(*) FROM budget", 8800+8800+20)
+	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
+
+	// A gzip message of 64 MiB of one byte (~64 KB compressed) is
+	// refused once it passes 1 MiB, not inflated to its end.
+	bomb := &weirv1.PushRequest{Stream: "budget", Records: []*weirv1.LogRecord{textRecord(strings.Repeat("z", 64<<20))}}
+	start := time.Now()
+	_, err = zing.Push(context.Background(), connect.NewRequest(bomb))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("gzip message inflating past max_message_bytes: %v", err)
+	}
+	t.Logf("gzip message of 64 MiB refused in %v", time.Since(start))
+	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
+}

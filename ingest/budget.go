@@ -1,0 +1,358 @@
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// Budget bounds the request bytes that ingest endpoints hold at once,
+// every endpoint and tenant together: each request's body as it arrives
+// and what the server decompresses from it, until the request's records
+// are in the buffer (or the request fails). ingest.max_message_bytes
+// bounds one request; a Budget bounds them all, so that many clients
+// that each send a large body slowly cannot together hold more memory
+// than the budget.
+//
+// Bytes are charged as they are read, so a client that sends slowly
+// holds only what it has sent. A request that holds nothing yet waits up
+// to the budget's wait for room; one that already holds bytes and needs
+// more fails at once when there is no room (waiting while holding could
+// leave every request waiting for the others), with ErrBusy: Connect
+// RESOURCE_EXHAUSTED, HTTP 429, with Retry-After. A Budget is safe for
+// concurrent use.
+type Budget struct {
+	size int64
+	wait time.Duration
+
+	mu      sync.Mutex
+	used    int64
+	waiters int
+	freed   chan struct{} // closed and replaced when bytes are returned while waiters > 0
+
+	held    atomic.Int64 // used, for readers without the lock
+	refused atomic.Int64
+}
+
+// ErrBusy is the error of a request refused because the budget of
+// request bytes in flight is spent. Errors wrapping it are
+// *connect.Error values with CodeResourceExhausted and a Retry-After.
+var ErrBusy = errors.New("the server holds as many request bytes in flight as it may (ingest.max_inflight_bytes); retry")
+
+// ErrOverBudget is the error of a request that needs more bytes at once
+// than the whole budget: it could never be taken, so it is not retried.
+// Errors wrapping it are *connect.Error values with
+// CodeResourceExhausted and no Retry-After.
+var ErrOverBudget = errors.New("the request needs more bytes in flight than ingest.max_inflight_bytes allows at all; send smaller requests")
+
+// BodyStatus returns the HTTP status and Retry-After value ("" for none)
+// of an error that reading or decompressing a request body under a
+// Budget may return: 429 with "1" for ErrBusy, 413 for ErrOverBudget.
+// ok is false for other errors.
+func BodyStatus(err error) (status int, retryAfter string, ok bool) {
+	switch {
+	case errors.Is(err, ErrBusy):
+		return http.StatusTooManyRequests, "1", true
+	case errors.Is(err, ErrOverBudget):
+		return http.StatusRequestEntityTooLarge, "", true
+	}
+	return 0, "", false
+}
+
+// budgetStep is the unit in which a request's bytes are charged, so that
+// the budget's lock is taken once for many reads.
+const budgetStep = 64 << 10
+
+// MinBudget is the smallest budget NewBudget accepts.
+const MinBudget = 1 << 20
+
+// NewBudget returns a budget of size bytes; a request that holds nothing
+// yet waits up to wait for room.
+func NewBudget(size int64, wait time.Duration) (*Budget, error) {
+	if size < MinBudget {
+		return nil, fmt.Errorf("ingest: the in-flight budget must be at least %d bytes, got %d", MinBudget, size)
+	}
+	if wait < 0 {
+		return nil, fmt.Errorf("ingest: the in-flight budget's wait must not be negative, got %v", wait)
+	}
+	return &Budget{size: size, wait: wait, freed: make(chan struct{})}, nil
+}
+
+// Size returns the budget's size in bytes.
+func (b *Budget) Size() int64 { return b.size }
+
+// Held returns the bytes charged now.
+func (b *Budget) Held() int64 { return b.held.Load() }
+
+// Refused returns how many requests the budget has refused.
+func (b *Budget) Refused() int64 { return b.refused.Load() }
+
+// take charges n more bytes to a holder of held bytes if they fit; with
+// wait, it waits for room until ctx is done or the budget's wait has
+// passed. Bytes that could never fit fail with ErrOverBudget.
+func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
+	if held+n > b.size {
+		b.refused.Add(1)
+		return connect.NewError(connect.CodeResourceExhausted, ErrOverBudget)
+	}
+	var timer *time.Timer
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.size {
+			b.used += n
+			b.held.Store(b.used)
+			b.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		}
+		if !wait || b.wait == 0 {
+			b.mu.Unlock()
+			return b.busy()
+		}
+		freed := b.freed
+		b.waiters++
+		b.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(b.wait)
+		}
+		var err error
+		select {
+		case <-freed:
+		case <-timer.C:
+			err = b.busy()
+		case <-ctx.Done():
+			timer.Stop()
+			err = connect.NewError(connect.CodeCanceled, context.Cause(ctx))
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// give returns n charged bytes.
+func (b *Budget) give(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	b.held.Store(b.used)
+	if b.waiters > 0 {
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
+	b.mu.Unlock()
+}
+
+func (b *Budget) busy() error {
+	b.refused.Add(1)
+	err := connect.NewError(connect.CodeResourceExhausted, ErrBusy)
+	err.Meta().Set("Retry-After", "1")
+	return err
+}
+
+// grant is what one request holds of a budget. Its methods are safe for
+// concurrent use, though a request's body is read by one goroutine.
+type grant struct {
+	b   *Budget
+	ctx context.Context
+
+	mu         sync.Mutex
+	held, used int64
+	// declared is the body's Content-Length (-1 unknown): a body
+	// declared larger than the whole budget is refused at its first
+	// bytes with ErrOverBudget, not ErrBusy.
+	declared int64
+}
+
+// charge records n more bytes held by the request, taking room from the
+// budget in budgetSteps: it waits only when the request holds nothing.
+func (g *grant) charge(n int64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.declared > g.b.size {
+		g.b.refused.Add(1)
+		return connect.NewError(connect.CodeResourceExhausted, ErrOverBudget)
+	}
+	if g.used+n > g.held {
+		need := (g.used + n - g.held + budgetStep - 1) / budgetStep * budgetStep
+		if err := g.b.take(g.ctx, g.held, need, g.held == 0); err != nil {
+			return err
+		}
+		g.held += need
+	}
+	g.used += n
+	return nil
+}
+
+// release returns everything the request holds.
+func (g *grant) release() {
+	g.mu.Lock()
+	held := g.held
+	g.held, g.used = 0, 0
+	g.mu.Unlock()
+	g.b.give(held)
+}
+
+type grantKey struct{}
+
+func grantOf(ctx context.Context) *grant {
+	g, _ := ctx.Value(grantKey{}).(*grant)
+	return g
+}
+
+// Handler charges the bodies of the requests it serves to b: each
+// request's bytes are charged as h reads them and returned when h
+// returns (or, for a PushStream, as each message's records have been
+// taken). Code serving the request charges what it decompresses or
+// allocates for the body with Charge and ChargeReader. Serve only ingest
+// endpoints through it.
+func (b *Budget) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g := &grant{b: b, declared: r.ContentLength}
+		g.ctx = context.WithValue(r.Context(), grantKey{}, g)
+		r = r.WithContext(g.ctx)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &chargedBody{ReadCloser: r.Body, g: g}
+		}
+		defer g.release()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// chargedBody charges what is read from a request body to its grant.
+// Reads are at most budgetStep long, and the bytes are charged once
+// read: a request waiting for its client holds nothing it has not been
+// sent.
+type chargedBody struct {
+	io.ReadCloser
+	g *grant
+}
+
+func (c *chargedBody) Read(p []byte) (int, error) {
+	return chargedRead(c.ReadCloser, c.g, p)
+}
+
+func chargedRead(r io.Reader, g *grant, p []byte) (int, error) {
+	if len(p) > budgetStep {
+		p = p[:budgetStep]
+	}
+	n, err := r.Read(p)
+	if n > 0 {
+		if cerr := g.charge(int64(n)); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+// Charge charges n more bytes to the budget of the request whose context
+// is ctx (served through Budget.Handler): memory the request's decoding
+// is about to allocate, such as a decompressed body. It returns an error
+// wrapping ErrBusy when the budget has no room, and nil for a request
+// served without a budget.
+func Charge(ctx context.Context, n int) error {
+	if g := grantOf(ctx); g != nil && n > 0 {
+		return g.charge(int64(n))
+	}
+	return nil
+}
+
+// ChargeReader returns a reader that charges what is read from r to the
+// budget of the request whose context is ctx, as Charge does; r itself
+// when the request has no budget.
+func ChargeReader(ctx context.Context, r io.Reader) io.Reader {
+	if g := grantOf(ctx); g != nil {
+		return chargedReader{r: r, g: g}
+	}
+	return r
+}
+
+type chargedReader struct {
+	r io.Reader
+	g *grant
+}
+
+func (c chargedReader) Read(p []byte) (int, error) { return chargedRead(c.r, c.g, p) }
+
+// releaseRead returns what the request whose context is ctx holds of its
+// budget: a stream's handler calls it once a message's records have been
+// taken, so that a long stream holds only the message being read.
+func releaseRead(ctx context.Context) {
+	if g := grantOf(ctx); g != nil {
+		g.release()
+	}
+}
+
+// ConnectCompression returns the handler option that decompresses gzip
+// Connect and gRPC messages within b: what a message inflates to is
+// charged to the budget while it is decompressed (and refused, with
+// ErrBusy, when there is no room), and decompression stops once a
+// message passes maxMessageBytes instead of inflating the rest only to
+// measure it. Connect's own gzip decompressor would do neither.
+func (b *Budget) ConnectCompression(maxMessageBytes int) connect.HandlerOption {
+	return connect.WithHandlerOptions(
+		connect.WithCompression("gzip", nil, nil), // Connect's own, replaced
+		connect.WithCompression("gzip",
+			func() connect.Decompressor { return &budgetGzip{b: b, max: int64(maxMessageBytes)} },
+			func() connect.Compressor { return gzip.NewWriter(io.Discard) }))
+}
+
+// budgetGzip is a gzip decompressor whose output is charged to a budget
+// until it is closed or reset.
+type budgetGzip struct {
+	zr   gzip.Reader
+	b    *Budget
+	max  int64
+	out  int64 // bytes decompressed since the last reset
+	held int64 // bytes charged to b
+}
+
+func (d *budgetGzip) Read(p []byte) (int, error) {
+	if d.out > d.max {
+		return 0, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("the message is larger than %d bytes once decompressed", d.max))
+	}
+	if len(p) > budgetStep {
+		p = p[:budgetStep]
+	}
+	n, err := d.zr.Read(p)
+	d.out += int64(n)
+	if d.out > d.held {
+		need := (d.out - d.held + budgetStep - 1) / budgetStep * budgetStep
+		// No wait: the request already holds its compressed bytes.
+		if cerr := d.b.take(context.Background(), d.held, need, false); cerr != nil {
+			return n, cerr
+		}
+		d.held += need
+	}
+	return n, err
+}
+
+func (d *budgetGzip) Reset(r io.Reader) error {
+	d.give()
+	return d.zr.Reset(r)
+}
+
+func (d *budgetGzip) Close() error {
+	d.give()
+	return d.zr.Close()
+}
+
+func (d *budgetGzip) give() {
+	d.b.give(d.held)
+	d.held, d.out = 0, 0
+}

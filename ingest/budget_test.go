@@ -1,0 +1,261 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weirlabs/weir/buffer"
+	"github.com/weirlabs/weir/internal/record"
+	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
+	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
+	"github.com/weirlabs/weir/transform"
+)
+
+// budgetServer serves a handler that reads each body whole through
+// b.Handler and answers 200 with its length, or the budget's status. A
+// request with the header Hold keeps what it holds until hold is closed.
+func budgetServer(t *testing.T, b *Budget, hold <-chan struct{}) string {
+	t.Helper()
+	srv := httptest.NewServer(b.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		if status, retry, ok := BodyStatus(err); ok {
+			w.Header().Set("Retry-After", retry)
+			http.Error(w, err.Error(), status)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.Header.Get("Hold") != "" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-hold
+		}
+		io.WriteString(w, "ok")
+	})))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func budgetPost(t *testing.T, url string, n int, hold bool) (*http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bytes.Repeat([]byte("a"), n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hold {
+		req.Header.Set("Hold", "1")
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// TestBudgetHandler: bodies are charged as read; a request that would
+// pass the budget while others hold it fails at once with 429 and
+// Retry-After, one that could never fit with 413; a request that holds
+// nothing yet waits for room and is served once a holder is done; the
+// budget ends empty.
+func TestBudgetHandler(t *testing.T) {
+	b, err := NewBudget(1<<20, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	url := budgetServer(t, b, hold)
+
+	// A holder of 960 KiB (15 steps): 64 KiB left.
+	first, err := budgetPost(t, url, 960<<10, true)
+	if err != nil || first.StatusCode != http.StatusOK {
+		t.Fatalf("holder: %v %v", first, err)
+	}
+	if got := b.Held(); got != 960<<10 {
+		t.Fatalf("held %d, want %d", got, 960<<10)
+	}
+	// 200 KiB: the first step fits, the second does not; no wait.
+	resp, err := budgetPost(t, url, 200<<10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(text), "max_inflight_bytes") {
+		t.Errorf("request past the room left: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), text)
+	}
+	// More than the whole budget: never retried.
+	resp, err = budgetPost(t, url, 2<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("request larger than the budget: %d", resp.StatusCode)
+	}
+	// A second holder takes the last step; a third request waits.
+	second, err := budgetPost(t, url, 10, true)
+	if err != nil || second.StatusCode != http.StatusOK {
+		t.Fatalf("second holder: %v %v", second, err)
+	}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	waited := make(chan answer, 1)
+	go func() {
+		resp, err := budgetPost(t, url, 100, false)
+		waited <- answer{resp, err}
+	}()
+	for {
+		b.mu.Lock()
+		n := b.waiters
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		select {
+		case a := <-waited:
+			t.Fatalf("request served without room: %v %v", a.resp, a.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(hold)
+	a := <-waited
+	if a.err != nil || a.resp.StatusCode != http.StatusOK {
+		t.Fatalf("waiting request: %v %v", a.resp, a.err)
+	}
+	a.resp.Body.Close()
+	for _, r := range []*http.Response{first, second} {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	// The handlers have returned once their answers ended; the budget
+	// is returned after.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Held() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("held %d after every request ended", b.Held())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := b.Refused(); got != 2 {
+		t.Errorf("refused %d, want 2", got)
+	}
+}
+
+// TestBudgetWaitEnds: a request that waits for room longer than the
+// budget's wait is refused with ErrBusy; a canceled one with Canceled.
+func TestBudgetWaitEnds(t *testing.T) {
+	b, err := NewBudget(1<<20, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.take(context.Background(), 0, 1<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.take(context.Background(), 0, budgetStep, true); !errors.Is(err, ErrBusy) || connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("wait past the budget's wait: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b.wait = time.Hour
+	if err := b.take(ctx, 0, budgetStep, true); connect.CodeOf(err) != connect.CodeCanceled {
+		t.Errorf("canceled wait: %v", err)
+	}
+	b.give(1 << 20)
+	if b.Held() != 0 {
+		t.Errorf("held %d", b.Held())
+	}
+	if _, err := NewBudget(MinBudget-1, 0); err == nil {
+		t.Error("a budget below MinBudget was taken")
+	}
+}
+
+// openConsumer takes every batch.
+type openConsumer struct{}
+
+func (openConsumer) Consume(context.Context, *record.Batch) error { return nil }
+func (openConsumer) Tick(context.Context, time.Time) error        { return nil }
+func (openConsumer) Close(context.Context) error                  { return nil }
+
+// TestBudgetPushStream: a PushStream holds only the message being read,
+// so a stream carries many times the budget, and the budget ends empty.
+func TestBudgetPushStream(t *testing.T) {
+	buf, err := buffer.New(buffer.DefaultConfig(), buffer.Deps{NewConsumer: func(buffer.Key) buffer.Consumer { return openConsumer{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = buf.Shutdown(context.Background()) })
+	cfg := DefaultConfig()
+	cfg.DefaultLevel = buffer.Accepted // this buffer has no write-ahead log
+	pipe, err := transform.NewPipeline(transform.PipelineConfig{Limits: record.Limits{MaxFuture: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(cfg, pipe, buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBudget(1<<20, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(svc.Handler(b.ConnectCompression(cfg.MaxMessageBytes)))
+	srv := httptest.NewUnstartedServer(b.Handler(mux))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	for _, gz := range []bool{false, true} {
+		opts := []connect.ClientOption{connect.WithGRPC()}
+		if gz {
+			opts = append(opts, connect.WithSendGzip())
+		}
+		client := weirv1connect.NewIngestServiceClient(srv.Client(), srv.URL, opts...)
+		st := client.PushStream(context.Background())
+		const messages = 40 // of ~100 KB: 4 MB through a 1 MiB budget
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := range messages {
+				recs := make([]*weirv1.LogRecord, 1000)
+				for j := range recs {
+					recs[j] = &weirv1.LogRecord{Body: strings.Repeat("b", 100)}
+				}
+				if err := st.Send(&weirv1.PushStreamRequest{BatchId: uint64(i + 1), Stream: "app", Records: recs}); err != nil {
+					t.Errorf("send %d: %v", i, err)
+					return
+				}
+			}
+			_ = st.CloseRequest()
+		})
+		for i := range messages {
+			ack, err := st.Receive()
+			if err != nil {
+				t.Fatalf("gzip %v: ack %d: %v", gz, i, err)
+			}
+			if ack.GetErrorCode() != "" || ack.GetAccepted() != 1000 {
+				t.Fatalf("gzip %v: ack %d: %v", gz, i, ack)
+			}
+		}
+		wg.Wait()
+		_ = st.CloseResponse()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Held() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("held %d after the streams ended", b.Held())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
