@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/weirlabs/weir/internal/rpcgzip"
 )
 
 // Budget bounds the request bytes that ingest endpoints hold at once,
@@ -301,58 +302,18 @@ func releaseRead(ctx context.Context) {
 // ConnectCompression returns the handler option that decompresses gzip
 // Connect and gRPC messages within b: what a message inflates to is
 // charged to the budget while it is decompressed (and refused, with
-// ErrBusy, when there is no room), and decompression stops once a
-// message passes maxMessageBytes instead of inflating the rest only to
-// measure it. Connect's own gzip decompressor would do neither.
+// ErrBusy, when there is no room; no wait, as the request already holds
+// its compressed bytes), and decompression stops once a message passes
+// maxMessageBytes (rpcgzip).
 func (b *Budget) ConnectCompression(maxMessageBytes int) connect.HandlerOption {
-	return connect.WithHandlerOptions(
-		connect.WithCompression("gzip", nil, nil), // Connect's own, replaced
-		connect.WithCompression("gzip",
-			func() connect.Decompressor { return &budgetGzip{b: b, max: int64(maxMessageBytes)} },
-			func() connect.Compressor { return gzip.NewWriter(io.Discard) }))
+	return rpcgzip.Option(maxMessageBytes, budgetMeter{b})
 }
 
-// budgetGzip is a gzip decompressor whose output is charged to a budget
-// until it is closed or reset.
-type budgetGzip struct {
-	zr   gzip.Reader
-	b    *Budget
-	max  int64
-	out  int64 // bytes decompressed since the last reset
-	held int64 // bytes charged to b
+// budgetMeter charges a budget for rpcgzip.
+type budgetMeter struct{ b *Budget }
+
+func (m budgetMeter) Take(held, n int64) error {
+	return m.b.take(context.Background(), held, n, false)
 }
 
-func (d *budgetGzip) Read(p []byte) (int, error) {
-	if d.out > d.max {
-		return 0, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("the message is larger than %d bytes once decompressed", d.max))
-	}
-	if len(p) > budgetStep {
-		p = p[:budgetStep]
-	}
-	n, err := d.zr.Read(p)
-	d.out += int64(n)
-	if d.out > d.held {
-		need := (d.out - d.held + budgetStep - 1) / budgetStep * budgetStep
-		// No wait: the request already holds its compressed bytes.
-		if cerr := d.b.take(context.Background(), d.held, need, false); cerr != nil {
-			return n, cerr
-		}
-		d.held += need
-	}
-	return n, err
-}
-
-func (d *budgetGzip) Reset(r io.Reader) error {
-	d.give()
-	return d.zr.Reset(r)
-}
-
-func (d *budgetGzip) Close() error {
-	d.give()
-	return d.zr.Close()
-}
-
-func (d *budgetGzip) give() {
-	d.b.give(d.held)
-	d.held, d.out = 0, 0
-}
+func (m budgetMeter) Give(n int64) { m.b.give(n) }

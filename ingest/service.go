@@ -22,6 +22,7 @@ import (
 	"github.com/weirlabs/weir/internal/auth"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/rpcgzip"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
@@ -169,7 +170,7 @@ func NewService(cfg Config, proc Processor, out Pusher, log *slog.Logger, opts .
 // request's nesting and message count before decoding it (see
 // MaxValueDepth).
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes)}, codecs(s.cfg.MaxMessageBytes, s.cfg.MaxBatchRecords)...), opts...)
+	opts = append(append([]connect.HandlerOption{connect.WithReadMaxBytes(s.cfg.MaxMessageBytes), rpcgzip.Option(s.cfg.MaxMessageBytes, nil)}, codecs(s.cfg.MaxMessageBytes, s.cfg.MaxBatchRecords)...), opts...)
 	return weirv1connect.NewIngestServiceHandler(s, opts...)
 }
 

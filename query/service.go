@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/weirlabs/weir/internal/rpcgzip"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
@@ -33,10 +34,10 @@ func NewService(e *Engine, tenant func(context.Context) string) *Service {
 }
 
 // Handler returns the service's path and HTTP handler. Requests are
-// bounded to the SQL endpoint's body size, after decompression; opts may
-// add to that.
+// bounded to the SQL endpoint's body size, after decompression (a gzip
+// request inflates no further: rpcgzip); opts may add to that.
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
-	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(maxSQLBody)}, opts...)
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(maxSQLBody), rpcgzip.Option(maxSQLBody, nil)}, opts...)
 	return weirv1connect.NewQueryServiceHandler(s, opts...)
 }
 

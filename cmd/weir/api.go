@@ -24,6 +24,7 @@ import (
 	"github.com/weirlabs/weir/internal/consume"
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/rpcgzip"
 	"github.com/weirlabs/weir/internal/tail"
 	"github.com/weirlabs/weir/internal/ui"
 	weirv1connect "github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
@@ -58,6 +59,11 @@ type pipeline struct {
 // reset each (~1 % of the server's CPU at saturation, in PushStream's
 // acks); query answers' chunks are far larger.
 const compressMinBytes = 1024
+
+// maxControlMessage bounds a request message (after decompression) of
+// the services that take small requests: Tail, Subscribe, Admin and
+// reflection. Ingest and Query have their own bounds.
+const maxControlMessage = 1 << 20
 
 // newReload returns the reload of the configuration file's stream rules
 // and alerting rules (SIGHUP, AdminService.Reload): both are checked
@@ -122,13 +128,15 @@ func newAPI(ctx context.Context, cfg *config, p *pipeline, reload func() (transf
 	ingestOpts := connect.WithHandlerOptions(rpcOpts, p.budget.ConnectCompression(cfg.Ingest.MaxMessageBytes))
 	mux.Handle(p.ing.Handler(ingestOpts))
 	mux.Handle(query.NewService(p.engine, auth.TenantOf).Handler(rpcOpts))
-	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: p.hub, stopping: ctx}, rpcOpts))
-	mux.Handle(weirv1connect.NewSubscribeServiceHandler(subscribeService{m: consumers, stopping: ctx, sendTimeout: cfg.Consume.SessionTimeout}, rpcOpts))
-	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: p.engine, lake: p.lake, log: log}}, rpcOpts))
+	// The other services' requests are small: bound them.
+	ctlOpts := connect.WithHandlerOptions(rpcOpts, connect.WithReadMaxBytes(maxControlMessage), rpcgzip.Option(maxControlMessage, nil))
+	mux.Handle(weirv1connect.NewTailServiceHandler(tailService{hub: p.hub, stopping: ctx}, ctlOpts))
+	mux.Handle(weirv1connect.NewSubscribeServiceHandler(subscribeService{m: consumers, stopping: ctx, sendTimeout: cfg.Consume.SessionTimeout}, ctlOpts))
+	mux.Handle(weirv1connect.NewAdminServiceHandler(adminService{reload: reload, replay: replayer, log: log, del: &deleter{engine: p.engine, lake: p.lake, log: log}}, ctlOpts))
 	reflector := grpcreflect.NewStaticReflector(weirv1connect.IngestServiceName, weirv1connect.QueryServiceName,
 		weirv1connect.TailServiceName, weirv1connect.AdminServiceName, weirv1connect.SubscribeServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, ctlOpts))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, ctlOpts))
 	mux.Handle("/v1/sql", p.engine.HTTPHandler(auth.TenantOf))
 	mux.Handle(alert.PathAlerts, p.alerts.Handler())
 	mux.Handle(alert.PathTest, p.alerts.Handler())

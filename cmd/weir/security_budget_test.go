@@ -230,3 +230,54 @@ func TestSecurityInflightBudget(t *testing.T) {
 	t.Logf("gzip message of 64 MiB refused in %v", time.Since(start))
 	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
 }
+
+// TestSecurityControlMessageBound: the services that take small
+// requests (Tail, Subscribe, Admin) refuse a message over 1 MiB before
+// holding it, and Query its own bound; a gzip message that inflates
+// past the bound is refused without being inflated to its end.
+func TestSecurityControlMessageBound(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", nil)
+	// A Tail taken would stream until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	big := strings.Repeat("w", 2<<20)
+	for _, gz := range []bool{false, true} {
+		var opts []connect.ClientOption
+		if gz {
+			opts = append(opts, connect.WithSendGzip())
+		}
+		admin := weirv1connect.NewAdminServiceClient(http.DefaultClient, s.url, opts...)
+		_, err := admin.Delete(ctx, connect.NewRequest(&weirv1.DeleteRequest{Stream: "app", Where: big}))
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Errorf("gzip %v: Delete with a 2 MiB predicate: %v", gz, err)
+		}
+		sub := weirv1connect.NewSubscribeServiceClient(http.DefaultClient, s.url, opts...)
+		_, err = sub.Commit(ctx, connect.NewRequest(&weirv1.CommitRequest{Stream: "app", Group: big}))
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Errorf("gzip %v: Commit with a 2 MiB group: %v", gz, err)
+		}
+		tail := weirv1connect.NewTailServiceClient(http.DefaultClient, s.url, opts...)
+		st, err := tail.Tail(ctx, connect.NewRequest(&weirv1.TailRequest{Contains: big}))
+		if err == nil {
+			for st.Receive() {
+			}
+			err = st.Err()
+			st.Close()
+		}
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Errorf("gzip %v: Tail with a 2 MiB filter: %v", gz, err)
+		}
+		q := weirv1connect.NewQueryServiceClient(http.DefaultClient, s.url, opts...)
+		qs, err := q.Query(ctx, connect.NewRequest(&weirv1.QueryRequest{Sql: "SELECT 1 --" + strings.Repeat(" ", 64<<20)}))
+		if err == nil {
+			for qs.Receive() {
+			}
+			err = qs.Err()
+			qs.Close()
+		}
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Errorf("gzip %v: Query of 64 MiB: %v", gz, err)
+		}
+	}
+}

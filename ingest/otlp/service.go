@@ -28,6 +28,7 @@ import (
 	"github.com/weirlabs/weir/internal/logschema"
 	"github.com/weirlabs/weir/internal/protolimit"
 	"github.com/weirlabs/weir/internal/record"
+	"github.com/weirlabs/weir/internal/rpcgzip"
 )
 
 // Paths and headers of the OTLP endpoints.
@@ -89,6 +90,7 @@ func NewService(cfg Config, sub Submitter) (*Service, error) {
 func (s *Service) GRPCHandler(opts ...connect.HandlerOption) (string, http.Handler) {
 	all := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.cfg.MaxMessageBytes),
+		rpcgzip.Option(s.cfg.MaxMessageBytes, nil),
 		connect.WithCodec(protoCodec{s.dec}),
 		connect.WithCodec(jsonCodec{name: "json", d: s.dec}),
 		connect.WithCodec(jsonCodec{name: "json; charset=utf-8", d: s.dec}),
