@@ -215,6 +215,11 @@ func (c jsonCodec) Unmarshal(data []byte, m any) error {
 	if err := protolimit.CheckJSON(data, protolimit.JSONDepth(c.b.lim.MaxDepth)); err != nil {
 		return err
 	}
+	// A push's records are the objects of its records array (depth 2),
+	// counted before protojson builds them.
+	if err := protolimit.CheckJSONRecords(data, 2, c.b.lim.MaxRecords); err != nil {
+		return err
+	}
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, pm); err != nil {
 		return fmt.Errorf("unmarshal into %T: %w", m, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/weirlabs/weir/internal/protolimit"
 	weirv1 "github.com/weirlabs/weir/proto/weir/v1"
 	"github.com/weirlabs/weir/proto/weir/v1/weirv1connect"
 )
@@ -290,4 +292,19 @@ func FuzzCodec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJSONRecordsCountedFirst: a Connect JSON push of more records than
+// a batch may hold is refused before protojson builds them.
+func TestJSONRecordsCountedFirst(t *testing.T) {
+	c := jsonCodec{name: "json", b: newBounds(16<<20, 100_000)}
+	flood := []byte(`{"stream":"app","records":[` + strings.Repeat(`{},`, 1_000_000) + `{}]}`)
+	var err error
+	allocs := testing.AllocsPerRun(1, func() { err = c.Unmarshal(flood, &weirv1.PushRequest{}) })
+	if !errors.Is(err, protolimit.ErrTooManyRecords) {
+		t.Fatalf("flood: %v", err)
+	}
+	if allocs > 100 {
+		t.Errorf("refusing the flood took %.0f allocations", allocs)
+	}
 }

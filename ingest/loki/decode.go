@@ -260,6 +260,11 @@ func decodeJSON(b []byte) ([]pushStream, error) {
 	if err := protolimit.CheckJSON(b, maxJSONDepth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	// Entries are the arrays in the values arrays (depth 4): counted
+	// before encoding/json builds them.
+	if protolimit.CheckJSONRecords(b, 4, httpin.MaxRecords) != nil {
+		return nil, httpin.TooManyRecords()
+	}
 	var p jsonPush
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("%w: JSON: %v", ErrMalformed, err)

@@ -195,3 +195,17 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONEntriesCountedFirst: a JSON push of more entries than a
+// request may hold is refused before encoding/json builds them.
+func TestJSONEntriesCountedFirst(t *testing.T) {
+	flood := []byte(`{"streams":[{"stream":{"app":"x"},"values":[` + strings.Repeat(`["1","a"],`, 1_000_000) + `["1","a"]]}]}`)
+	var err error
+	allocs := testing.AllocsPerRun(1, func() { _, err = decodeJSON(flood) })
+	if !errors.Is(err, httpin.ErrTooLarge) {
+		t.Fatalf("flood: %v", err)
+	}
+	if allocs > 100 {
+		t.Errorf("refusing the flood took %.0f allocations", allocs)
+	}
+}

@@ -84,6 +84,12 @@ func (d *decoder) decodeJSON(data []byte, req *collogspb.ExportLogsServiceReques
 	if err := protolimit.CheckJSON(data, protolimit.JSONDepth(d.checker.Limits().MaxDepth)); err != nil {
 		return err
 	}
+	// Log records are the objects in the logRecords arrays (depth 6:
+	// resourceLogs[].scopeLogs[].logRecords[]), counted before protojson
+	// builds them.
+	if err := protolimit.CheckJSONRecords(data, 6, d.checker.Limits().MaxRecords); err != nil {
+		return err
+	}
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, req); err != nil {
 		return fmt.Errorf("decode JSON: %w", err)
 	}

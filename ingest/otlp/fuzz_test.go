@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weirlabs/weir/internal/protolimit"
 )
 
 // seedRequest holds every kind of value and field the converter reads.
@@ -132,4 +135,24 @@ func FuzzDecode(f *testing.F) {
 			checkConverted(t, &c, req)
 		}
 	})
+}
+
+// TestJSONRecordsCountedFirst: a JSON request of more records than a
+// request may hold is refused before protojson builds them.
+func TestJSONRecordsCountedFirst(t *testing.T) {
+	d, err := newDecoder(16 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flood := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[` + strings.Repeat(`{},`, 1_000_000) + `{}]}]}]}`)
+	var derr error
+	allocs := testing.AllocsPerRun(1, func() {
+		derr = d.decodeJSON(flood, &collogspb.ExportLogsServiceRequest{})
+	})
+	if !errors.Is(derr, protolimit.ErrTooManyRecords) {
+		t.Fatalf("flood: %v", derr)
+	}
+	if allocs > 100 {
+		t.Errorf("refusing the flood took %.0f allocations", allocs)
+	}
 }

@@ -151,3 +151,51 @@ func jsonDepth(data []byte) int {
 	}
 	return depth(v)
 }
+
+// FuzzCheckJSONRecords feeds CheckJSONRecords arbitrary text: it never
+// panics, and for valid JSON it refuses exactly when the arrays at depth
+// 2 hold more container elements than the bound, as encoding/json reads
+// them.
+func FuzzCheckJSONRecords(f *testing.F) {
+	f.Add([]byte(`{"records":[{},{"a":[{}]},[],1,"{"]}`))
+	f.Add([]byte(`[[{}],{"x":[[],[]]}]`))
+	f.Add([]byte(`"\\"[[[[`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const limit = 3
+		err := protolimit.CheckJSONRecords(data, 2, limit)
+		if err != nil && !errors.Is(err, protolimit.ErrTooManyRecords) {
+			t.Fatalf("unexpected error %v", err)
+		}
+		var v any
+		if json.Unmarshal(data, &v) != nil || jsonDepth(data) > 64 {
+			return
+		}
+		n := elementsAt(v, 1, 2)
+		if (err != nil) != (n > limit) {
+			t.Errorf("%q: %d elements at depth 2, error %v", data, n, err)
+		}
+	})
+}
+
+// elementsAt counts the container elements of the arrays at depth in
+// v, which is at depth d.
+func elementsAt(v any, d, depth int) int {
+	n := 0
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			switch e.(type) {
+			case []any, map[string]any:
+				if d == depth {
+					n++
+				}
+			}
+			n += elementsAt(e, d+1, depth)
+		}
+	case map[string]any:
+		for _, e := range x {
+			n += elementsAt(e, d+1, depth)
+		}
+	}
+	return n
+}

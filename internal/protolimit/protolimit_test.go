@@ -326,3 +326,32 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	})
 }
+
+func TestCheckJSONRecords(t *testing.T) {
+	t.Parallel()
+	otlp := func(n int) string {
+		recs := strings.TrimSuffix(strings.Repeat(`{"body":{"stringValue":"[{x}]"}},`, n), ",")
+		return `{"resourceLogs":[{"resource":{"attributes":[{"key":"a","value":{"stringValue":"b"}},{"key":"c","value":{"arrayValue":{"values":[{"intValue":"1"}]}}}]},` +
+			`"scopeLogs":[{"scope":{"name":"s","attributes":[{"key":"d","value":{}}]},"logRecords":[` + recs + `]},{"logRecords":[{}]}]}]}`
+	}
+	// Three records and one: the resource's and scope's attributes,
+	// at other depths or in objects, are not records.
+	if err := protolimit.CheckJSONRecords([]byte(otlp(3)), 6, 4); err != nil {
+		t.Errorf("four records against four: %v", err)
+	}
+	if err := protolimit.CheckJSONRecords([]byte(otlp(3)), 6, 3); !errors.Is(err, protolimit.ErrTooManyRecords) {
+		t.Errorf("four records against three: %v", err)
+	}
+	loki := `{"streams":[{"stream":{"app":"[x]"},"values":[["1","a"],["2","b",{"k":"v"}]]},{"stream":{},"values":[["3","c"]]}]}`
+	if err := protolimit.CheckJSONRecords([]byte(loki), 4, 3); err != nil {
+		t.Errorf("three entries against three: %v", err)
+	}
+	if err := protolimit.CheckJSONRecords([]byte(loki), 4, 2); !errors.Is(err, protolimit.ErrTooManyRecords) {
+		t.Errorf("three entries against two: %v", err)
+	}
+	// A flood of empty records is refused as soon as it passes the bound.
+	flood := `{"records":[` + strings.Repeat(`{},`, 1_000_000) + `{}]}`
+	if err := protolimit.CheckJSONRecords([]byte(flood), 2, 100_000); !errors.Is(err, protolimit.ErrTooManyRecords) || err.Error() != "more than 100000 records in one message" {
+		t.Errorf("flood: %v", err)
+	}
+}
