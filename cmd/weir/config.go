@@ -575,6 +575,9 @@ func (c *config) validate() error {
 	if c.Server.IdleTimeout <= 0 || c.Server.ReadTimeout <= 0 || c.Server.StreamIdleTimeout <= 0 {
 		return fmt.Errorf("server.idle_timeout, server.read_timeout and server.stream_idle_timeout must be positive")
 	}
+	if c.Ingest.MaxInflightBytes < ingest.MinBudget {
+		return fmt.Errorf("ingest.max_inflight_bytes %d is less than the minimum of %d", c.Ingest.MaxInflightBytes, ingest.MinBudget)
+	}
 	if min := 2 * int64(c.Ingest.MaxMessageBytes); c.Ingest.MaxInflightBytes < min {
 		return fmt.Errorf("ingest.max_inflight_bytes %d is less than twice ingest.max_message_bytes (%d): a compressed request of the largest size could never be taken", c.Ingest.MaxInflightBytes, min)
 	}

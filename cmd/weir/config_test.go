@@ -142,6 +142,26 @@ func TestMemory(t *testing.T) {
 			t.Errorf("memory %q, GOGC %q, GOMEMLIMIT %q: GC percent %d, want %d", tc.c.Memory, tc.env("GOGC"), tc.env("GOMEMLIMIT"), got, tc.want)
 		}
 	}
+	// The in-flight budget: an eighth of memory, at least twice the
+	// largest request; set below that, or below the minimum, refused.
+	if d.Ingest.MaxInflightBytes != 64<<20 {
+		t.Errorf("default in-flight budget %d", d.Ingest.MaxInflightBytes)
+	}
+	if c, err = load("memory: 2GiB\n"); err != nil || c.Ingest.MaxInflightBytes != 256<<20 {
+		t.Errorf("2GiB: in-flight budget %d, %v", c.Ingest.MaxInflightBytes, err)
+	}
+	if c, err = load("memory: 128MiB\ningest:\n  max_message_bytes: 33554432\n"); err != nil || c.Ingest.MaxInflightBytes != 64<<20 {
+		t.Errorf("128MiB with 32 MiB requests: in-flight budget %d, %v", c.Ingest.MaxInflightBytes, err)
+	} else if err := c.validate(); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range []string{"ingest:\n  max_inflight_bytes: 20000000\n", "ingest:\n  max_inflight_bytes: 500000\n  max_message_bytes: 100000\n"} {
+		if c, err = load(bad); err != nil {
+			t.Fatal(err)
+		} else if err := c.validate(); err == nil || !strings.Contains(err.Error(), "ingest.max_inflight_bytes") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
 	for _, bad := range []string{"memory: 64MiB\n", "memory: 12 parsecs\n", "memory: lots\n"} {
 		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "memory") {
 			t.Errorf("%q: %v, want an error about memory", bad, err)

@@ -200,6 +200,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int,
 	case "", "identity":
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(src)
+		if status, _, budget := ingest.BodyStatus(err); budget {
+			return nil, status, err // reading the header met the in-flight budget
+		}
 		if err != nil {
 			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %v", err)
 		}
