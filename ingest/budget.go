@@ -28,11 +28,14 @@ import (
 // to the budget's wait for room; one that already holds bytes and needs
 // more fails at once when there is no room (waiting while holding could
 // leave every request waiting for the others), with ErrBusy: Connect
-// RESOURCE_EXHAUSTED, HTTP 429, with Retry-After. A Budget is safe for
-// concurrent use.
+// RESOURCE_EXHAUSTED, HTTP 429, with Retry-After. A request that holds
+// some of the budget and then sends nothing for BudgetConfig.Stall is
+// cut (ErrStalled), so that a few slow clients cannot hold the budget
+// and keep the others out. A Budget is safe for concurrent use.
 type Budget struct {
-	size int64
-	wait time.Duration
+	size  int64
+	wait  time.Duration
+	stall time.Duration
 
 	mu      sync.Mutex
 	used    int64
@@ -54,16 +57,24 @@ var ErrBusy = errors.New("the server holds as many request bytes in flight as it
 // CodeResourceExhausted and no Retry-After.
 var ErrOverBudget = errors.New("the request needs more bytes in flight than ingest.max_inflight_bytes allows at all; send smaller requests")
 
+// ErrStalled is the error of a request cut because it held some of the
+// budget and sent nothing more of its body for BudgetConfig.Stall.
+// Errors wrapping it are *connect.Error values with
+// CodeDeadlineExceeded.
+var ErrStalled = errors.New("the request body stalled while it held in-flight bytes (ingest.inflight_stall_timeout)")
+
 // BodyStatus returns the HTTP status and Retry-After value ("" for none)
 // of an error that reading or decompressing a request body under a
-// Budget may return: 429 with "1" for ErrBusy, 413 for ErrOverBudget.
-// ok is false for other errors.
+// Budget may return: 429 with "1" for ErrBusy, 413 for ErrOverBudget,
+// 408 for ErrStalled. ok is false for other errors.
 func BodyStatus(err error) (status int, retryAfter string, ok bool) {
 	switch {
 	case errors.Is(err, ErrBusy):
 		return http.StatusTooManyRequests, "1", true
 	case errors.Is(err, ErrOverBudget):
 		return http.StatusRequestEntityTooLarge, "", true
+	case errors.Is(err, ErrStalled):
+		return http.StatusRequestTimeout, "", true
 	}
 	return 0, "", false
 }
@@ -75,16 +86,26 @@ const budgetStep = 64 << 10
 // MinBudget is the smallest budget NewBudget accepts.
 const MinBudget = 1 << 20
 
-// NewBudget returns a budget of size bytes; a request that holds nothing
-// yet waits up to wait for room.
-func NewBudget(size int64, wait time.Duration) (*Budget, error) {
-	if size < MinBudget {
-		return nil, fmt.Errorf("ingest: the in-flight budget must be at least %d bytes, got %d", MinBudget, size)
+// BudgetConfig configures a Budget.
+type BudgetConfig struct {
+	// Size is the budget in bytes, at least MinBudget.
+	Size int64
+	// Wait bounds how long a request that holds nothing waits for room.
+	Wait time.Duration
+	// Stall bounds how long a request that holds some of the budget may
+	// go without receiving more of its body; 0 = no bound.
+	Stall time.Duration
+}
+
+// NewBudget returns a budget configured by cfg.
+func NewBudget(cfg BudgetConfig) (*Budget, error) {
+	if cfg.Size < MinBudget {
+		return nil, fmt.Errorf("ingest: the in-flight budget must be at least %d bytes, got %d", MinBudget, cfg.Size)
 	}
-	if wait < 0 {
-		return nil, fmt.Errorf("ingest: the in-flight budget's wait must not be negative, got %v", wait)
+	if cfg.Wait < 0 || cfg.Stall < 0 {
+		return nil, fmt.Errorf("ingest: the in-flight budget's wait and stall must not be negative, got %v and %v", cfg.Wait, cfg.Stall)
 	}
-	return &Budget{size: size, wait: wait, freed: make(chan struct{})}, nil
+	return &Budget{size: cfg.Size, wait: cfg.Wait, stall: cfg.Stall, freed: make(chan struct{})}, nil
 }
 
 // Size returns the budget's size in bytes.
@@ -200,6 +221,13 @@ func (g *grant) charge(n int64) error {
 	return nil
 }
 
+// holding reports whether the request holds some of the budget.
+func (g *grant) holding() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held > 0
+}
+
 // release returns everything the request holds.
 func (g *grant) release() {
 	g.mu.Lock()
@@ -228,7 +256,7 @@ func (b *Budget) Handler(h http.Handler) http.Handler {
 		g.ctx = context.WithValue(r.Context(), grantKey{}, g)
 		r = r.WithContext(g.ctx)
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &chargedBody{ReadCloser: r.Body, g: g}
+			r.Body = &chargedBody{ReadCloser: r.Body, g: g, rc: http.NewResponseController(w)}
 		}
 		defer g.release()
 		h.ServeHTTP(w, r)
@@ -238,14 +266,26 @@ func (b *Budget) Handler(h http.Handler) http.Handler {
 // chargedBody charges what is read from a request body to its grant.
 // Reads are at most budgetStep long, and the bytes are charged once
 // read: a request waiting for its client holds nothing it has not been
-// sent.
+// sent. A read that waits longer than the budget's stall while the
+// request holds some of the budget is cut through the request's read
+// deadline.
 type chargedBody struct {
 	io.ReadCloser
-	g *grant
+	g  *grant
+	rc *http.ResponseController
 }
 
 func (c *chargedBody) Read(p []byte) (int, error) {
-	return chargedRead(c.ReadCloser, c.g, p)
+	var cut *time.Timer
+	if c.g.b.stall > 0 && c.g.holding() {
+		cut = time.AfterFunc(c.g.b.stall, func() { _ = c.rc.SetReadDeadline(time.Now()) })
+	}
+	n, err := chargedRead(c.ReadCloser, c.g, p)
+	if cut != nil && !cut.Stop() {
+		// The deadline has passed: this read or the next fails.
+		return n, connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: nothing came for %v", ErrStalled, c.g.b.stall))
+	}
+	return n, err
 }
 
 func chargedRead(r io.Reader, g *grant, p []byte) (int, error) {

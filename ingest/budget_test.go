@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -68,7 +70,7 @@ func budgetPost(t *testing.T, url string, n int, hold bool) (*http.Response, err
 // nothing yet waits for room and is served once a holder is done; the
 // budget ends empty.
 func TestBudgetHandler(t *testing.T) {
-	b, err := NewBudget(1<<20, time.Hour)
+	b, err := NewBudget(BudgetConfig{Size: 1 << 20, Wait: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestBudgetHandler(t *testing.T) {
 // TestBudgetWaitEnds: a request that waits for room longer than the
 // budget's wait is refused with ErrBusy; a canceled one with Canceled.
 func TestBudgetWaitEnds(t *testing.T) {
-	b, err := NewBudget(1<<20, 20*time.Millisecond)
+	b, err := NewBudget(BudgetConfig{Size: 1 << 20, Wait: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +174,7 @@ func TestBudgetWaitEnds(t *testing.T) {
 	if b.Held() != 0 {
 		t.Errorf("held %d", b.Held())
 	}
-	if _, err := NewBudget(MinBudget-1, 0); err == nil {
+	if _, err := NewBudget(BudgetConfig{Size: MinBudget - 1}); err == nil {
 		t.Error("a budget below MinBudget was taken")
 	}
 }
@@ -202,7 +204,7 @@ func TestBudgetPushStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBudget(1<<20, time.Minute)
+	b, err := NewBudget(BudgetConfig{Size: 1 << 20, Wait: time.Minute, Stall: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +255,36 @@ func TestBudgetPushStream(t *testing.T) {
 		if got := b.Held(); got != 0 {
 			t.Errorf("gzip %v: held %d after the stream ended", gz, got)
 		}
+	}
+}
+
+// TestBudgetStall: a request that holds some of the budget and then
+// sends nothing is cut with 408, and what it held is returned.
+func TestBudgetStall(t *testing.T) {
+	b, err := NewBudget(BudgetConfig{Size: 1 << 20, Wait: time.Hour, Stall: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := budgetServer(t, b, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"+strings.Repeat("s", 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(text), "stalled") {
+		t.Errorf("stalled body: %d %s", resp.StatusCode, text)
+	}
+	if got := b.Held(); got != 0 {
+		t.Errorf("held %d after the stalled request", got)
 	}
 }

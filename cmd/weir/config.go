@@ -86,9 +86,12 @@ type config struct {
 		MaxMessageBytes int `yaml:"max_message_bytes"`
 		// MaxInflightBytes bounds the request bytes all ingest
 		// endpoints hold at once (ingest.Budget); from memory.
-		MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
-		MaxBatchRecords  int           `yaml:"max_batch_records"`
-		MaxFuture        time.Duration `yaml:"max_future"`
+		MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+		// InflightStallTimeout cuts a request that holds some of the
+		// in-flight budget and sends nothing more for this long.
+		InflightStallTimeout time.Duration `yaml:"inflight_stall_timeout"`
+		MaxBatchRecords      int           `yaml:"max_batch_records"`
+		MaxFuture            time.Duration `yaml:"max_future"`
 		// MaxPast bounds how old a record's time may be; 0 = any time
 		// since 1970 (record.Limits.MaxPast).
 		MaxPast         time.Duration `yaml:"max_past"`
@@ -306,6 +309,9 @@ func defaultConfig() config {
 	c.Ingest.MaxMessageBytes, c.Ingest.MaxBatchRecords, c.Ingest.PushTimeout =
 		ic.MaxMessageBytes, ic.MaxBatchRecords, ic.PushTimeout
 	c.Ingest.MaxFuture = 24 * time.Hour
+	// A client on a bad link can pause for seconds; ten of silence
+	// mid-body is a stall.
+	c.Ingest.InflightStallTimeout = 10 * time.Second
 	c.Ingest.DefaultAckLevel = strings.ToLower(ic.DefaultLevel.String())
 	lokiC, jsonlC, hecC := loki.DefaultConfig(), jsonl.DefaultConfig(), hec.DefaultConfig()
 	c.Loki.StreamLabels, c.Loki.DefaultStream = lokiC.StreamLabels, lokiC.DefaultStream
@@ -574,6 +580,9 @@ func (c *config) validate() error {
 	}
 	if c.Server.IdleTimeout <= 0 || c.Server.ReadTimeout <= 0 || c.Server.StreamIdleTimeout <= 0 {
 		return fmt.Errorf("server.idle_timeout, server.read_timeout and server.stream_idle_timeout must be positive")
+	}
+	if c.Ingest.InflightStallTimeout <= 0 {
+		return fmt.Errorf("ingest.inflight_stall_timeout must be positive")
 	}
 	if c.Ingest.MaxInflightBytes < ingest.MinBudget {
 		return fmt.Errorf("ingest.max_inflight_bytes %d is less than the minimum of %d", c.Ingest.MaxInflightBytes, ingest.MinBudget)

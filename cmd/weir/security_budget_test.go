@@ -98,6 +98,7 @@ func TestSecurityInflightBudget(t *testing.T) {
 	s := startServer(t, "", func(c *config) {
 		c.Ingest.MaxMessageBytes = 1 << 20
 		c.Ingest.MaxInflightBytes = limit
+		c.Ingest.InflightStallTimeout = 5 * time.Minute // the stalls here are on purpose
 	})
 	// Two pushes of ~880 KB each stall after ~800 KB: 1.6 MB of the
 	// 2 MiB are held, charged in 64 KiB steps.
@@ -228,6 +229,41 @@ func TestSecurityInflightBudget(t *testing.T) {
 		t.Errorf("gzip message inflating past max_message_bytes: %v", err)
 	}
 	t.Logf("gzip message of 64 MiB refused in %v", time.Since(start))
+	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
+}
+
+// TestSecurityInflightStall: a push that holds some of the in-flight
+// budget and then sends nothing is cut after
+// ingest.inflight_stall_timeout — 408 over HTTP, deadline_exceeded over
+// Connect — and its bytes are returned, so a few slow clients cannot
+// keep the budget from everyone else.
+func TestSecurityInflightStall(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "", func(c *config) { c.Ingest.InflightStallTimeout = 300 * time.Millisecond })
+	for _, c := range []struct{ path, ctype, want string }{
+		{"/v1/ingest/jsonl?stream=budget", "application/x-ndjson", "408 Request Timeout"},
+		{"/weir.v1.IngestService/Push", "application/proto", "deadline_exceeded"},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\nConnect-Protocol-Version: 1\r\nContent-Length: 900000\r\n\r\n", c.path, c.ctype)
+		if _, err := io.WriteString(conn, head+strings.Repeat("s", 200_000)); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		if got := resp.Status + " " + string(text); !strings.Contains(got, c.want) || !strings.Contains(got, "stalled") {
+			t.Errorf("%s stalled: %s", c.path, got)
+		}
+	}
 	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
 }
 

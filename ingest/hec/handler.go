@@ -131,7 +131,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request) (body []byte, le
 	}
 	body, err = httpin.ReadBody(r, h.cfg.MaxBodyBytes)
 	if errors.Is(err, ingest.ErrBusy) || errors.Is(err, ingest.ErrOverBudget) {
-		failSubmit(w, err)
+		failSubmit(w, err) // 429 with Retry-After, or 413: "Server is busy"
 		return nil, 0, false
 	}
 	if err != nil {

@@ -93,7 +93,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	streams, err := h.decode(r)
 	if err != nil {
 		status := http.StatusBadRequest
-		if errors.Is(err, httpin.ErrTooLarge) || errors.Is(err, httpin.ErrEncoding) || errors.Is(err, httpin.ErrUnsupported) || errors.Is(err, ingest.ErrBusy) || errors.Is(err, ingest.ErrOverBudget) {
+		if errors.Is(err, httpin.ErrTooLarge) || errors.Is(err, httpin.ErrEncoding) || errors.Is(err, httpin.ErrUnsupported) || errors.Is(err, ingest.ErrBusy) || errors.Is(err, ingest.ErrOverBudget) || errors.Is(err, ingest.ErrStalled) {
 			status = httpin.StatusOf(err)
 		}
 		if retry := httpin.RetryAfter(err); retry != "" {
