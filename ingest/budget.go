@@ -29,13 +29,15 @@ import (
 // more fails at once when there is no room (waiting while holding could
 // leave every request waiting for the others), with ErrBusy: Connect
 // RESOURCE_EXHAUSTED, HTTP 429, with Retry-After. A request that holds
-// some of the budget and then sends nothing for BudgetConfig.Stall is
-// cut (ErrStalled), so that a few slow clients cannot hold the budget
-// and keep the others out. A Budget is safe for concurrent use.
+// some of the budget and then sends nothing for BudgetConfig.Stall, or
+// holds it longer than BudgetConfig.MaxHold, is cut (ErrStalled), so that
+// a few slow clients cannot hold the budget and keep the others out. A
+// Budget is safe for concurrent use.
 type Budget struct {
-	size  int64
-	wait  time.Duration
-	stall time.Duration
+	size    int64
+	wait    time.Duration
+	stall   time.Duration
+	maxHold time.Duration
 
 	mu      sync.Mutex
 	used    int64
@@ -95,6 +97,10 @@ type BudgetConfig struct {
 	// Stall bounds how long a request that holds some of the budget may
 	// go without receiving more of its body; 0 = no bound.
 	Stall time.Duration
+	// MaxHold bounds how long a request may hold some of the budget
+	// while its body (a stream's message) is still arriving, however
+	// steadily it trickles in; 0 = no bound.
+	MaxHold time.Duration
 }
 
 // NewBudget returns a budget configured by cfg.
@@ -102,10 +108,10 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 	if cfg.Size < MinBudget {
 		return nil, fmt.Errorf("ingest: the in-flight budget must be at least %d bytes, got %d", MinBudget, cfg.Size)
 	}
-	if cfg.Wait < 0 || cfg.Stall < 0 {
-		return nil, fmt.Errorf("ingest: the in-flight budget's wait and stall must not be negative, got %v and %v", cfg.Wait, cfg.Stall)
+	if cfg.Wait < 0 || cfg.Stall < 0 || cfg.MaxHold < 0 {
+		return nil, fmt.Errorf("ingest: the in-flight budget's wait, stall and hold must not be negative, got %v, %v and %v", cfg.Wait, cfg.Stall, cfg.MaxHold)
 	}
-	return &Budget{size: cfg.Size, wait: cfg.Wait, stall: cfg.Stall, freed: make(chan struct{})}, nil
+	return &Budget{size: cfg.Size, wait: cfg.Wait, stall: cfg.Stall, maxHold: cfg.MaxHold, freed: make(chan struct{})}, nil
 }
 
 // Size returns the budget's size in bytes.
@@ -195,6 +201,7 @@ type grant struct {
 
 	mu         sync.Mutex
 	held, used int64
+	since      time.Time // when held last became positive
 	// declared is the body's Content-Length (-1 unknown): a body
 	// declared larger than the whole budget is refused at its first
 	// bytes with ErrOverBudget, not ErrBusy.
@@ -215,17 +222,21 @@ func (g *grant) charge(n int64) error {
 		if err := g.b.take(g.ctx, g.held, need, g.held == 0); err != nil {
 			return err
 		}
+		if g.held == 0 {
+			g.since = time.Now()
+		}
 		g.held += need
 	}
 	g.used += n
 	return nil
 }
 
-// holding reports whether the request holds some of the budget.
-func (g *grant) holding() bool {
+// holding reports whether the request holds some of the budget, and
+// since when.
+func (g *grant) holding() (since time.Time, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.held > 0
+	return g.since, g.held > 0
 }
 
 // release returns everything the request holds.
@@ -276,14 +287,30 @@ type chargedBody struct {
 }
 
 func (c *chargedBody) Read(p []byte) (int, error) {
-	var cut *time.Timer
-	if c.g.b.stall > 0 && c.g.holding() {
-		cut = time.AfterFunc(c.g.b.stall, func() { _ = c.rc.SetReadDeadline(time.Now()) })
+	b := c.g.b
+	since, holding := c.g.holding()
+	if !holding || (b.stall == 0 && b.maxHold == 0) {
+		return chargedRead(c.ReadCloser, c.g, p)
 	}
+	// The read may wait for the client until the stall or the hold
+	// runs out, whichever is first.
+	wait, why := b.stall, fmt.Sprintf("nothing came for %v", b.stall)
+	if b.maxHold > 0 {
+		if left := b.maxHold - time.Since(since); b.stall == 0 || left < wait {
+			wait, why = left, fmt.Sprintf("it was still arriving after %v", b.maxHold)
+		}
+	}
+	stalled := func() error {
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: %s", ErrStalled, why))
+	}
+	if wait <= 0 {
+		return 0, stalled()
+	}
+	cut := time.AfterFunc(wait, func() { _ = c.rc.SetReadDeadline(time.Now()) })
 	n, err := chargedRead(c.ReadCloser, c.g, p)
-	if cut != nil && !cut.Stop() {
+	if !cut.Stop() {
 		// The deadline has passed: this read or the next fails.
-		return n, connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: nothing came for %v", ErrStalled, c.g.b.stall))
+		return n, stalled()
 	}
 	return n, err
 }

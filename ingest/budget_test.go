@@ -288,3 +288,53 @@ func TestBudgetStall(t *testing.T) {
 		t.Errorf("held %d after the stalled request", got)
 	}
 }
+
+// TestBudgetMaxHold: a request that holds some of the budget and keeps
+// its body trickling in is cut once it has held it for MaxHold.
+func TestBudgetMaxHold(t *testing.T) {
+	b, err := NewBudget(BudgetConfig{Size: 1 << 20, Wait: time.Hour, Stall: time.Hour, MaxHold: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := budgetServer(t, b, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"+strings.Repeat("s", 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	// The client trickles a byte every 20 ms, never enough to finish.
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(done)
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := conn.Write([]byte("s")); err != nil {
+					return
+				}
+			}
+		}
+	})
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(text), "still arriving after 300ms") {
+		t.Errorf("trickling body: %d %s", resp.StatusCode, text)
+	}
+	if got := b.Held(); got != 0 {
+		t.Errorf("held %d after the trickling request", got)
+	}
+}

@@ -265,7 +265,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	run.add("alerts", alerts)
 
 	// Request bodies in flight, every ingest endpoint together.
-	budget, err := ingest.NewBudget(ingest.BudgetConfig{Size: cfg.Ingest.MaxInflightBytes, Wait: cfg.Ingest.PushTimeout, Stall: cfg.Ingest.InflightStallTimeout})
+	budget, err := ingest.NewBudget(ingest.BudgetConfig{Size: cfg.Ingest.MaxInflightBytes, Wait: cfg.Ingest.PushTimeout, Stall: cfg.Ingest.InflightStallTimeout, MaxHold: cfg.Server.ReadTimeout})
 	if err != nil {
 		return err
 	}
