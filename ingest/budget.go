@@ -282,8 +282,9 @@ func (b *Budget) Handler(h http.Handler) http.Handler {
 // deadline.
 type chargedBody struct {
 	io.ReadCloser
-	g  *grant
-	rc *http.ResponseController
+	g   *grant
+	rc  *http.ResponseController
+	cut *time.Timer // made by the first read that needs it, then reset
 }
 
 func (c *chargedBody) Read(p []byte) (int, error) {
@@ -306,9 +307,13 @@ func (c *chargedBody) Read(p []byte) (int, error) {
 	if wait <= 0 {
 		return 0, stalled()
 	}
-	cut := time.AfterFunc(wait, func() { _ = c.rc.SetReadDeadline(time.Now()) })
+	if c.cut == nil {
+		c.cut = time.AfterFunc(wait, func() { _ = c.rc.SetReadDeadline(time.Now()) })
+	} else {
+		c.cut.Reset(wait)
+	}
 	n, err := chargedRead(c.ReadCloser, c.g, p)
-	if !cut.Stop() {
+	if !c.cut.Stop() {
 		// The deadline has passed: this read or the next fails.
 		return n, stalled()
 	}
