@@ -258,6 +258,31 @@ func TestBudgetPushStream(t *testing.T) {
 	}
 }
 
+// partialPost sends a POST to url announcing a 500,000-byte body and
+// sends 100,000 bytes of it; answer reads the server's answer.
+func partialPost(t *testing.T, url string) (conn net.Conn, answer func() (int, string)) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"+strings.Repeat("s", 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	return conn, func() (int, string) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(text)
+	}
+}
+
 // TestBudgetStall: a request that holds some of the budget and then
 // sends nothing is cut with 408, and what it held is returned.
 func TestBudgetStall(t *testing.T) {
@@ -265,24 +290,9 @@ func TestBudgetStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := budgetServer(t, b, nil)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"+strings.Repeat("s", 100_000)); err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(text), "stalled") {
-		t.Errorf("stalled body: %d %s", resp.StatusCode, text)
+	_, answer := partialPost(t, budgetServer(t, b, nil))
+	if status, text := answer(); status != http.StatusRequestTimeout || !strings.Contains(text, "stalled") {
+		t.Errorf("stalled body: %d %s", status, text)
 	}
 	if got := b.Held(); got != 0 {
 		t.Errorf("held %d after the stalled request", got)
@@ -296,15 +306,7 @@ func TestBudgetMaxHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := budgetServer(t, b, nil)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"+strings.Repeat("s", 100_000)); err != nil {
-		t.Fatal(err)
-	}
+	conn, answer := partialPost(t, budgetServer(t, b, nil))
 	// The client trickles a byte every 20 ms, never enough to finish.
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -324,15 +326,8 @@ func TestBudgetMaxHold(t *testing.T) {
 			}
 		}
 	})
-	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(text), "still arriving after 300ms") {
-		t.Errorf("trickling body: %d %s", resp.StatusCode, text)
+	if status, text := answer(); status != http.StatusRequestTimeout || !strings.Contains(text, "still arriving after 300ms") {
+		t.Errorf("trickling body: %d %s", status, text)
 	}
 	if got := b.Held(); got != 0 {
 		t.Errorf("held %d after the trickling request", got)
