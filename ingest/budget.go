@@ -295,14 +295,17 @@ func (c *chargedBody) Read(p []byte) (int, error) {
 	}
 	// The read may wait for the client until the stall or the hold
 	// runs out, whichever is first.
-	wait, why := b.stall, fmt.Sprintf("nothing came for %v", b.stall)
+	wait, held := b.stall, false
 	if b.maxHold > 0 {
 		if left := b.maxHold - time.Since(since); b.stall == 0 || left < wait {
-			wait, why = left, fmt.Sprintf("it was still arriving after %v", b.maxHold)
+			wait, held = left, true
 		}
 	}
 	stalled := func() error {
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: %s", ErrStalled, why))
+		if held {
+			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: it was still arriving after %v", ErrStalled, b.maxHold))
+		}
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: nothing came for %v", ErrStalled, b.stall))
 	}
 	if wait <= 0 {
 		return 0, stalled()

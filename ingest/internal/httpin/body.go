@@ -43,15 +43,13 @@ func TooManyRecords() error {
 
 // StatusOf returns the HTTP status for an error of ReadBody: 413 for
 // ErrTooLarge and ingest.ErrOverBudget, 415 for ErrUnsupported, 429 for
-// ingest.ErrBusy (send RetryAfter's value with it), 499 for a request
-// whose client went away, 400 otherwise.
+// ingest.ErrBusy (send RetryAfter's value with it), 408 for
+// ingest.ErrStalled, 400 otherwise.
 func StatusOf(err error) int {
 	if status, _, ok := ingest.BodyStatus(err); ok {
 		return status
 	}
 	switch {
-	case errors.Is(err, context.Canceled):
-		return 499
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrUnsupported):
