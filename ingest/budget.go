@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,14 +69,15 @@ var ErrStalled = errors.New("the request body stalled while it held in-flight by
 // BodyStatus returns the HTTP status and Retry-After value ("" for none)
 // of an error that reading or decompressing a request body under a
 // Budget may return: 429 with "1" for ErrBusy, 413 for ErrOverBudget,
-// 408 for ErrStalled. ok is false for other errors.
+// 408 for ErrStalled and for a read past the server's read deadline
+// (os.ErrDeadlineExceeded). ok is false for other errors.
 func BodyStatus(err error) (status int, retryAfter string, ok bool) {
 	switch {
 	case errors.Is(err, ErrBusy):
 		return http.StatusTooManyRequests, "1", true
 	case errors.Is(err, ErrOverBudget):
 		return http.StatusRequestEntityTooLarge, "", true
-	case errors.Is(err, ErrStalled):
+	case errors.Is(err, ErrStalled), errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout, "", true
 	}
 	return 0, "", false

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -149,7 +150,7 @@ func withDeadlines(h http.Handler, streaming map[string]bool, readTimeout, strea
 			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1, idle: streamIdle}
 		case r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0:
 			if err := rc.SetReadDeadline(time.Now().Add(readTimeout)); err == nil {
-				body := &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1}
+				body := &deadlineBody{ReadCloser: r.Body, rc: rc, h1: h1, limit: readTimeout}
 				r.Body = body
 				if h1 != nil {
 					// A request refused before its body was read (no
@@ -167,12 +168,16 @@ func withDeadlines(h http.Handler, streaming map[string]bool, readTimeout, strea
 // deadlineBody clears the request's read deadline when the body ends;
 // with idle set, it first extends the deadline to idle from now, at most
 // every idle/8 (a request is given between 7/8 idle and idle of
-// silence) so that a fast stream does not pay for it on every read.
+// silence) so that a fast stream does not pay for it on every read. A
+// read that passes the deadline fails with a Connect DeadlineExceeded
+// error that says which timeout passed and wraps os.ErrDeadlineExceeded
+// (HTTP endpoints answer 408, ingest.BodyStatus).
 type deadlineBody struct {
 	io.ReadCloser
 	rc       *http.ResponseController
-	h1       http.Header // the response's, on HTTP/1.1
-	idle     time.Duration
+	h1       http.Header   // the response's, on HTTP/1.1
+	idle     time.Duration // server.stream_idle_timeout, for streams
+	limit    time.Duration // server.read_timeout, for other requests
 	extended time.Time
 	ended    bool
 }
@@ -189,8 +194,15 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF) && !b.ended:
 		b.ended = true
 		_ = b.rc.SetReadDeadline(time.Time{})
-	case errors.Is(err, os.ErrDeadlineExceeded) && b.h1 != nil:
-		b.h1.Set("Connection", "close")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if b.h1 != nil {
+			b.h1.Set("Connection", "close")
+		}
+		what := fmt.Sprintf("it did not arrive within server.read_timeout (%v)", b.limit)
+		if b.idle > 0 {
+			what = fmt.Sprintf("nothing came for server.stream_idle_timeout (%v)", b.idle)
+		}
+		err = connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("the request body timed out: %s: %w", what, err))
 	}
 	return n, err
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,20 +140,38 @@ func TestSecurityStreamIdleTimeout(t *testing.T) {
 }
 
 // A unary request whose body does not arrive within server.read_timeout
-// fails, and the server goes on serving.
+// fails with 408 (deadline_exceeded over Connect), its connection is
+// closed, and the server goes on serving.
 func TestSecurityUnaryReadTimeout(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "", func(c *config) { c.Server.ReadTimeout = 300 * time.Millisecond })
-	conn, err := net.Dial("tcp", s.url[len("http://"):])
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ path, ctype, want string }{
+		{"/v1/ingest/jsonl?stream=slow", "application/x-ndjson", "408 Request Timeout"},
+		{"/weir.v1.IngestService/Push", "application/json", "deadline_exceeded"},
+	} {
+		conn, err := net.Dial("tcp", s.url[len("http://"):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Promise a body of 100 bytes and send none: the request holds
+		// nothing of the in-flight budget, whose hold would end it too.
+		if _, err := io.WriteString(conn, "POST "+c.path+" HTTP/1.1\r\nHost: localhost\r\nContent-Type: "+c.ctype+"\r\nConnect-Protocol-Version: 1\r\nContent-Length: 100\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := resp.Status + " " + string(text); !strings.Contains(got, c.want) || !strings.Contains(got, "server.read_timeout") {
+			t.Errorf("%s with a stalled body: %s", c.path, got)
+		}
+		waitClosed(t, conn, br, "connection with a stalled unary body", 20*time.Second)
 	}
-	defer conn.Close()
-	// Promise a body of 100 bytes and send 2.
-	if _, err := io.WriteString(conn, "POST /weir.v1.IngestService/Push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 100\r\n\r\n{}"); err != nil {
-		t.Fatal(err)
-	}
-	waitClosed(t, conn, conn, "connection with a stalled unary body", 20*time.Second)
 	ingest, _ := newClients(s.url)
 	push(t, context.Background(), ingest, "after", weirv1.AckLevel_ACK_LEVEL_ACCEPTED, textRecord("still served"))
 }

@@ -44,7 +44,8 @@ func TooManyRecords() error {
 // StatusOf returns the HTTP status for an error of ReadBody: 413 for
 // ErrTooLarge and ingest.ErrOverBudget, 415 for ErrUnsupported, 429 for
 // ingest.ErrBusy (send RetryAfter's value with it), 408 for
-// ingest.ErrStalled, 400 otherwise.
+// ingest.ErrStalled and a body that passed the server's read deadline,
+// 400 otherwise.
 func StatusOf(err error) int {
 	if status, _, ok := ingest.BodyStatus(err); ok {
 		return status
