@@ -32,22 +32,55 @@ import (
 // RESOURCE_EXHAUSTED, HTTP 429, with Retry-After. A request that holds
 // some of the budget and then sends nothing for BudgetConfig.Stall, or
 // holds it longer than BudgetConfig.MaxHold, is cut (ErrStalled), so that
-// a few slow clients cannot hold the budget and keep the others out. A
-// Budget is safe for concurrent use.
+// a few slow clients cannot hold the budget and keep the others out.
+//
+// Tenants share the budget when they contend for it: while other
+// tenants wait for room, or waited or were refused (and have taken room
+// since) within contendFor, a tenant may take more only while it holds
+// less than its share, the budget divided among the contending tenants
+// and itself (and at least BudgetConfig.MinShare). A tenant alone may
+// use the whole budget; one that filled it while alone gives back what
+// it holds above its share as its requests end, and the room goes to the
+// others; a request of its that has held bytes for BudgetConfig.Stall
+// while its tenant is over its share is cut with ErrBusy. A Budget is
+// safe for concurrent use.
 type Budget struct {
-	size    int64
-	wait    time.Duration
-	stall   time.Duration
-	maxHold time.Duration
+	size     int64
+	wait     time.Duration
+	stall    time.Duration
+	maxHold  time.Duration
+	minShare int64
+	tenantOf func(context.Context) string
 
 	mu      sync.Mutex
 	used    int64
 	waiters int
 	freed   chan struct{} // closed and replaced when bytes are returned while waiters > 0
+	// tenants holds the bytes each tenant holds, for the tenants that
+	// hold some; contenders the tenants that contend (see contender).
+	// Both are bounded: a tenant in tenants holds at least budgetStep,
+	// and tenants come from the server's keys.
+	tenants    map[string]int64
+	contenders map[string]*contender
 
-	held    atomic.Int64 // used, for readers without the lock
-	refused atomic.Int64
+	held       atomic.Int64 // used, for readers without the lock
+	waiting    atomic.Int64 // waiters, for readers without the lock
+	contending atomic.Int64 // len(contenders), for readers without the lock
+	refused    atomic.Int64
 }
+
+// contender is a tenant that contends for a budget.
+type contender struct {
+	waiting int       // its requests waiting for room
+	last    time.Time // when it last waited, was refused, or took room
+}
+
+// contendFor is how long a tenant counts as contending for the budget
+// after it waited or was refused, or, once it has, after it last took
+// room: long enough for a client to come back after the Retry-After of
+// 1 s and a few backoffs, and for one that keeps sending to keep its
+// share between requests.
+const contendFor = 10 * time.Second
 
 // ErrBusy is the error of a request refused because the budget of
 // request bytes in flight is spent. Errors wrapping it are
@@ -103,6 +136,13 @@ type BudgetConfig struct {
 	// while its body (a stream's message) is still arriving, however
 	// steadily it trickles in; 0 = no bound.
 	MaxHold time.Duration
+	// Tenant returns the tenant of a request from its context; nil puts
+	// every request in one tenant.
+	Tenant func(context.Context) string
+	// MinShare is the least share of the budget a tenant has while
+	// others contend, at most Size: set to the largest request, so that
+	// a tenant can always have one in flight.
+	MinShare int64
 }
 
 // NewBudget returns a budget configured by cfg.
@@ -113,7 +153,15 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 	if cfg.Wait < 0 || cfg.Stall < 0 || cfg.MaxHold < 0 {
 		return nil, fmt.Errorf("ingest: the in-flight budget's wait, stall and hold must not be negative, got %v, %v and %v", cfg.Wait, cfg.Stall, cfg.MaxHold)
 	}
-	return &Budget{size: cfg.Size, wait: cfg.Wait, stall: cfg.Stall, maxHold: cfg.MaxHold, freed: make(chan struct{})}, nil
+	if cfg.MinShare < 0 || cfg.MinShare > cfg.Size {
+		return nil, fmt.Errorf("ingest: a tenant's least share of the in-flight budget must be between 0 and its size %d, got %d", cfg.Size, cfg.MinShare)
+	}
+	return &Budget{
+		size: cfg.Size, wait: cfg.Wait, stall: cfg.Stall, maxHold: cfg.MaxHold,
+		minShare: cfg.MinShare, tenantOf: cfg.Tenant,
+		freed:   make(chan struct{}),
+		tenants: make(map[string]int64), contenders: make(map[string]*contender),
+	}, nil
 }
 
 // Size returns the budget's size in bytes.
@@ -125,10 +173,14 @@ func (b *Budget) Held() int64 { return b.held.Load() }
 // Refused returns how many requests the budget has refused.
 func (b *Budget) Refused() int64 { return b.refused.Load() }
 
-// take charges n more bytes to a holder of held bytes if they fit; with
-// wait, it waits for room until ctx is done or the budget's wait has
-// passed. Bytes that could never fit fail with ErrOverBudget.
-func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
+// Waiting returns how many requests wait for room now.
+func (b *Budget) Waiting() int64 { return b.waiting.Load() }
+
+// take charges n more bytes to a holder of held bytes of tenant's if
+// they fit; with wait, it waits for room until ctx is done or the
+// budget's wait has passed. Bytes that could never fit fail with
+// ErrOverBudget.
+func (b *Budget) take(ctx context.Context, tenant string, held, n int64, wait bool) error {
 	if held+n > b.size {
 		b.refused.Add(1)
 		return connect.NewError(connect.CodeResourceExhausted, ErrOverBudget)
@@ -136,8 +188,17 @@ func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.size {
+		share := b.shareLocked(tenant)
+		room := b.used+n <= b.size
+		if room && (tenant == "" || b.tenants[tenant]+n <= share) {
 			b.used += n
+			if tenant != "" {
+				b.tenants[tenant] += n
+				if c := b.contenders[tenant]; c != nil {
+					// A contender keeps contending while it takes.
+					c.last = time.Now()
+				}
+			}
 			b.held.Store(b.used)
 			b.mu.Unlock()
 			if timer != nil {
@@ -146,11 +207,12 @@ func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
 			return nil
 		}
 		if !wait || b.wait == 0 {
+			err := b.busyLocked(tenant, room, share)
 			b.mu.Unlock()
-			return b.busy()
+			return err
 		}
 		freed := b.freed
-		b.waiters++
+		b.waitLocked(tenant, 1)
 		b.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(b.wait)
@@ -159,13 +221,13 @@ func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
 		select {
 		case <-freed:
 		case <-timer.C:
-			err = b.busy()
+			wait = false // a last look, then a refusal
 		case <-ctx.Done():
 			timer.Stop()
 			err = connect.NewError(connect.CodeCanceled, context.Cause(ctx))
 		}
 		b.mu.Lock()
-		b.waiters--
+		b.waitLocked(tenant, -1)
 		b.mu.Unlock()
 		if err != nil {
 			return err
@@ -173,13 +235,76 @@ func (b *Budget) take(ctx context.Context, held, n int64, wait bool) error {
 	}
 }
 
-// give returns n charged bytes.
-func (b *Budget) give(n int64) {
+// shareLocked returns how many bytes tenant may hold now: the whole
+// budget while no other tenant contends for it, else the budget divided
+// among the contenders and tenant, at least the least share. Contenders
+// whose time has passed are forgotten. Bytes of no tenant ("": what
+// Connect messages inflate to, charged without their request) are held
+// to the budget alone and never contend.
+func (b *Budget) shareLocked(tenant string) int64 {
+	if tenant == "" || len(b.contenders) == 0 {
+		return b.size
+	}
+	others := int64(0)
+	now := time.Now()
+	for t, c := range b.contenders {
+		if c.waiting == 0 && now.Sub(c.last) >= contendFor {
+			delete(b.contenders, t)
+			b.contending.Store(int64(len(b.contenders)))
+			continue
+		}
+		if t != tenant {
+			others++
+		}
+	}
+	if others == 0 {
+		return b.size
+	}
+	return max(b.size/(others+1), b.minShare)
+}
+
+// overShare reports whether tenant holds more than its share now, while
+// other tenants contend.
+func (b *Budget) overShare(tenant string) bool {
+	if tenant == "" || b.contending.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tenants[tenant] > b.shareLocked(tenant)
+}
+
+// waitLocked counts a request of tenant's that starts (d = 1) or stops
+// (d = -1) waiting for room: tenant contends while it waits and for
+// contendFor after, as the request reads the rest of its body.
+func (b *Budget) waitLocked(tenant string, d int) {
+	b.waiters += d
+	b.waiting.Store(int64(b.waiters))
+	if tenant == "" {
+		return
+	}
+	c := b.contenders[tenant]
+	if c == nil {
+		c = &contender{}
+		b.contenders[tenant] = c
+		b.contending.Store(int64(len(b.contenders)))
+	}
+	c.waiting += d
+	c.last = time.Now()
+}
+
+// give returns n bytes charged to tenant.
+func (b *Budget) give(tenant string, n int64) {
 	if n == 0 {
 		return
 	}
 	b.mu.Lock()
 	b.used -= n
+	if left := b.tenants[tenant] - n; left > 0 {
+		b.tenants[tenant] = left
+	} else if tenant != "" {
+		delete(b.tenants, tenant)
+	}
 	b.held.Store(b.used)
 	if b.waiters > 0 {
 		close(b.freed)
@@ -188,9 +313,25 @@ func (b *Budget) give(n int64) {
 	b.mu.Unlock()
 }
 
-func (b *Budget) busy() error {
+// busyLocked refuses a request of tenant's, which now contends for the
+// budget: room tells whether the budget had room for it, within the
+// share tenant is held to.
+func (b *Budget) busyLocked(tenant string, room bool, share int64) error {
 	b.refused.Add(1)
-	err := connect.NewError(connect.CodeResourceExhausted, ErrBusy)
+	if tenant != "" {
+		c := b.contenders[tenant]
+		if c == nil {
+			c = &contender{}
+			b.contenders[tenant] = c
+			b.contending.Store(int64(len(b.contenders)))
+		}
+		c.last = time.Now()
+	}
+	cause := ErrBusy
+	if room {
+		cause = fmt.Errorf("%w: this tenant holds its share (%d bytes) while other tenants wait for room", ErrBusy, share)
+	}
+	err := connect.NewError(connect.CodeResourceExhausted, cause)
 	err.Meta().Set("Retry-After", "1")
 	return err
 }
@@ -198,8 +339,9 @@ func (b *Budget) busy() error {
 // grant is what one request holds of a budget. Its methods are safe for
 // concurrent use, though a request's body is read by one goroutine.
 type grant struct {
-	b   *Budget
-	ctx context.Context
+	b      *Budget
+	ctx    context.Context
+	tenant string
 
 	mu         sync.Mutex
 	held, used int64
@@ -221,7 +363,7 @@ func (g *grant) charge(n int64) error {
 	}
 	if g.used+n > g.held {
 		need := (g.used + n - g.held + budgetStep - 1) / budgetStep * budgetStep
-		if err := g.b.take(g.ctx, g.held, need, g.held == 0); err != nil {
+		if err := g.b.take(g.ctx, g.tenant, g.held, need, g.held == 0); err != nil {
 			return err
 		}
 		if g.held == 0 {
@@ -247,7 +389,7 @@ func (g *grant) release() {
 	held := g.held
 	g.held, g.used = 0, 0
 	g.mu.Unlock()
-	g.b.give(held)
+	g.b.give(g.tenant, held)
 }
 
 type grantKey struct{}
@@ -266,6 +408,9 @@ func grantOf(ctx context.Context) *grant {
 func (b *Budget) Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g := &grant{b: b, declared: r.ContentLength}
+		if b.tenantOf != nil {
+			g.tenant = b.tenantOf(r.Context())
+		}
 		g.ctx = context.WithValue(r.Context(), grantKey{}, g)
 		r = r.WithContext(g.ctx)
 		if r.Body != nil && r.Body != http.NoBody {
@@ -296,20 +441,34 @@ func (c *chargedBody) Read(p []byte) (int, error) {
 		return chargedRead(c.ReadCloser, c.g, p)
 	}
 	// The read may wait for the client until the stall or the hold
-	// runs out, whichever is first.
+	// runs out, whichever is first. While other tenants contend, a
+	// request of a tenant over its share may hold for the stall only.
+	maxHold, over := b.maxHold, false
+	if b.stall > 0 && (maxHold == 0 || b.stall < maxHold) && b.overShare(c.g.tenant) {
+		maxHold, over = b.stall, true
+	}
 	wait, held := b.stall, false
-	if b.maxHold > 0 {
-		if left := b.maxHold - time.Since(since); b.stall == 0 || left < wait {
+	if maxHold > 0 {
+		if left := maxHold - time.Since(since); b.stall == 0 || left < wait {
 			wait, held = left, true
 		}
 	}
+	over = over && held // the share, not the stall, bounds this read
 	stalled := func() error {
-		if held {
-			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: it was still arriving after %v", ErrStalled, b.maxHold))
+		switch {
+		case over:
+			err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%w: this tenant held more than its share for %v while other tenants waited for room", ErrBusy, maxHold))
+			err.Meta().Set("Retry-After", "1")
+			return err
+		case held:
+			return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: it was still arriving after %v", ErrStalled, maxHold))
 		}
 		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w: nothing came for %v", ErrStalled, b.stall))
 	}
 	if wait <= 0 {
+		if over {
+			b.refused.Add(1)
+		}
 		return 0, stalled()
 	}
 	if c.cut == nil {
@@ -320,6 +479,9 @@ func (c *chargedBody) Read(p []byte) (int, error) {
 	n, err := chargedRead(c.ReadCloser, c.g, p)
 	if !c.cut.Stop() {
 		// The deadline has passed: this read or the next fails.
+		if over {
+			b.refused.Add(1)
+		}
 		return n, stalled()
 	}
 	return n, err
@@ -390,7 +552,7 @@ func (b *Budget) ConnectCompression(maxMessageBytes int) connect.HandlerOption {
 type budgetMeter struct{ b *Budget }
 
 func (m budgetMeter) Take(held, n int64) error {
-	return m.b.take(context.Background(), held, n, false)
+	return m.b.take(context.Background(), "", held, n, false)
 }
 
-func (m budgetMeter) Give(n int64) { m.b.give(n) }
+func (m budgetMeter) Give(n int64) { m.b.give("", n) }

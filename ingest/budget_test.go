@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -158,19 +159,19 @@ func TestBudgetWaitEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.take(context.Background(), 0, 1<<20, true); err != nil {
+	if err := b.take(context.Background(), "", 0, 1<<20, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.take(context.Background(), 0, budgetStep, true); !errors.Is(err, ErrBusy) || connect.CodeOf(err) != connect.CodeResourceExhausted {
+	if err := b.take(context.Background(), "", 0, budgetStep, true); !errors.Is(err, ErrBusy) || connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Errorf("wait past the budget's wait: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b.wait = time.Hour
-	if err := b.take(ctx, 0, budgetStep, true); connect.CodeOf(err) != connect.CodeCanceled {
+	if err := b.take(ctx, "", 0, budgetStep, true); connect.CodeOf(err) != connect.CodeCanceled {
 		t.Errorf("canceled wait: %v", err)
 	}
-	b.give(1 << 20)
+	b.give("", 1<<20)
 	if b.Held() != 0 {
 		t.Errorf("held %d", b.Held())
 	}
@@ -331,5 +332,85 @@ func TestBudgetMaxHold(t *testing.T) {
 	}
 	if got := b.Held(); got != 0 {
 		t.Errorf("held %d after the trickling request", got)
+	}
+}
+
+// TestBudgetTenantShare: a tenant alone may fill the budget; while
+// others contend (refused, or waiting), it may take more only below its
+// share, so room it gives back goes to the others first; bytes of no
+// tenant are held to the budget alone.
+func TestBudgetTenantShare(t *testing.T) {
+	const mib = 1 << 20
+	b, err := NewBudget(BudgetConfig{Size: 4 * mib, Wait: time.Hour, MinShare: mib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 4 {
+		if err := b.take(ctx, "a", 0, mib, false); err != nil {
+			t.Fatalf("tenant a alone: %v", err)
+		}
+	}
+	// b is refused for want of room, and so contends.
+	if err := b.take(ctx, "b", 0, mib, false); !errors.Is(err, ErrBusy) || strings.Contains(err.Error(), "share") {
+		t.Fatalf("b while the budget is full: %v", err)
+	}
+	b.give("a", mib)
+	// a holds 3 MiB of its 2 MiB share: the free MiB is b's.
+	if err := b.take(ctx, "a", 0, mib, false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "share") {
+		t.Fatalf("a over its share: %v", err)
+	}
+	if err := b.take(ctx, "b", 0, mib, false); err != nil {
+		t.Fatalf("b within its share: %v", err)
+	}
+	// Unattributed bytes need only room.
+	b.give("b", mib)
+	if err := b.take(ctx, "", 0, mib, false); err != nil {
+		t.Fatalf("no tenant: %v", err)
+	}
+	b.give("", mib)
+	b.give("a", 3*mib)
+	if b.Held() != 0 || len(b.tenants) != 0 {
+		t.Fatalf("held %d by %v", b.Held(), b.tenants)
+	}
+
+	// Waiting: a fills the budget, c and then a wait; the MiB a gives
+	// back goes to c, whose wait makes it a contender.
+	c, err := NewBudget(BudgetConfig{Size: 4 * mib, Wait: time.Hour, MinShare: mib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.take(ctx, "a", 0, 4*mib, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(n int64) {
+		for c.Waiting() != n {
+			runtime.Gosched()
+		}
+	}
+	cDone, aDone := make(chan error, 1), make(chan error, 1)
+	go func() { cDone <- c.take(ctx, "c", 0, mib, true) }()
+	waitFor(1)
+	go func() { aDone <- c.take(ctx, "a", 0, mib, true) }()
+	waitFor(2)
+	c.give("a", mib)
+	if err := <-cDone; err != nil {
+		t.Fatalf("c waiting: %v", err)
+	}
+	select {
+	case err := <-aDone:
+		t.Fatalf("a took the room c waited for: %v", err)
+	default:
+	}
+	// Once c no longer contends, a may take what is free.
+	c.give("a", 2*mib)
+	if err := <-aDone; err != nil {
+		t.Fatalf("a waiting alone: %v", err)
+	}
+	if c.Held() != 3*mib || c.Waiting() != 0 {
+		t.Errorf("held %d, waiting %d", c.Held(), c.Waiting())
+	}
+	if _, err := NewBudget(BudgetConfig{Size: MinBudget, MinShare: MinBudget + 1}); err == nil {
+		t.Error("a least share above the budget was taken")
 	}
 }

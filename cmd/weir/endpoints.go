@@ -56,19 +56,22 @@ type budgetCollector struct{ b *ingest.Budget }
 var (
 	descInflightBytes   = prometheus.NewDesc("weir_ingest_inflight_bytes", "Request bytes ingest endpoints hold now (read and decompressed bodies whose records are not yet in the buffer).", nil, nil)
 	descInflightLimit   = prometheus.NewDesc("weir_ingest_inflight_limit_bytes", "ingest.max_inflight_bytes: the bound on weir_ingest_inflight_bytes.", nil, nil)
-	descInflightRefused = prometheus.NewDesc("weir_ingest_inflight_refused_total", "Ingest requests refused because the in-flight budget had no room (429 / RESOURCE_EXHAUSTED) or could never hold them (413).", nil, nil)
+	descInflightRefused = prometheus.NewDesc("weir_ingest_inflight_refused_total", "Ingest requests refused because the in-flight budget had no room (429 / RESOURCE_EXHAUSTED), their tenant held its share while others waited (429), or it could never hold them (413).", nil, nil)
+	descInflightWaiting = prometheus.NewDesc("weir_ingest_inflight_waiting", "Ingest requests waiting for room in the in-flight budget (up to ingest.push_timeout).", nil, nil)
 )
 
 func (c budgetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInflightBytes
 	ch <- descInflightLimit
 	ch <- descInflightRefused
+	ch <- descInflightWaiting
 }
 
 func (c budgetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descInflightBytes, prometheus.GaugeValue, float64(c.b.Held()))
 	ch <- prometheus.MustNewConstMetric(descInflightLimit, prometheus.GaugeValue, float64(c.b.Size()))
 	ch <- prometheus.MustNewConstMetric(descInflightRefused, prometheus.CounterValue, float64(c.b.Refused()))
+	ch <- prometheus.MustNewConstMetric(descInflightWaiting, prometheus.GaugeValue, float64(c.b.Waiting()))
 }
 
 // endpointCollector exports the ingest service's counters by endpoint.

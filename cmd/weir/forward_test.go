@@ -180,7 +180,13 @@ func mustAtoi(t *testing.T, s string) int {
 // with series, or -1 without one.
 func metricValue(t *testing.T, url, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	return metricValueAs(t, url, "", series)
+}
+
+// metricValueAs is metricValue with a key (none if token is "").
+func metricValueAs(t *testing.T, url, token, series string) float64 {
+	t.Helper()
+	resp, err := keyClient(token).Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,8 +264,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log *slog.Logger) (
 	}
 	run.add("alerts", alerts)
 
-	// Request bodies in flight, every ingest endpoint together.
-	budget, err := ingest.NewBudget(ingest.BudgetConfig{Size: cfg.Ingest.MaxInflightBytes, Wait: cfg.Ingest.PushTimeout, Stall: cfg.Ingest.InflightStallTimeout, MaxHold: cfg.Server.ReadTimeout})
+	// Request bodies in flight, every ingest endpoint together, shared
+	// among the tenants that contend for them.
+	budget, err := ingest.NewBudget(ingest.BudgetConfig{
+		Size: cfg.Ingest.MaxInflightBytes, Wait: cfg.Ingest.PushTimeout, Stall: cfg.Ingest.InflightStallTimeout, MaxHold: cfg.Server.ReadTimeout,
+		Tenant: auth.TenantOf, MinShare: int64(cfg.Ingest.MaxMessageBytes),
+	})
 	if err != nil {
 		return err
 	}
