@@ -263,6 +263,26 @@ func TestSecurityInflightBudget(t *testing.T) {
 	waitMetric(t, s.url, "weir_ingest_inflight_bytes", func(v float64) bool { return v == 0 })
 }
 
+// shareServer starts a server with a 4 MiB in-flight budget, 1 MiB
+// messages and a 5-minute push timeout, and keys for the tenants hog
+// and fair (ingest and query) and for metrics; stall sets
+// ingest.inflight_stall_timeout.
+func shareServer(t *testing.T, stall time.Duration) (s *testServer, hog, fair, metrics tenantKey) {
+	t.Helper()
+	hog = newTenantKey(t, "hog", "hog", auth.RoleIngest, auth.RoleQuery)
+	fair = newTenantKey(t, "fair", "fair", auth.RoleIngest, auth.RoleQuery)
+	metrics = newTenantKey(t, "prometheus", "", auth.RoleMetrics)
+	s = startServer(t, "", func(c *config) {
+		c.Auth.Keys = []auth.Key{hog.key, fair.key, metrics.key}
+		c.Ingest.MaxMessageBytes = 1 << 20
+		c.Ingest.MaxInflightBytes = 4 << 20
+		c.Ingest.PushTimeout = 5 * time.Minute
+		c.Ingest.InflightStallTimeout = stall
+		c.Server.ReadTimeout = 5 * time.Minute
+	})
+	return s, hog, fair, metrics
+}
+
 // TestSecurityInflightTenantShare: tenants share the in-flight budget
 // when they contend for it. One tenant's slow pushes fill the budget;
 // another tenant's push waits for room, and the room the first gives
@@ -272,16 +292,7 @@ func TestSecurityInflightBudget(t *testing.T) {
 func TestSecurityInflightTenantShare(t *testing.T) {
 	t.Parallel()
 	const mib = 1 << 20
-	hog := newTenantKey(t, "hog", "hog", auth.RoleIngest, auth.RoleQuery)
-	fair := newTenantKey(t, "fair", "fair", auth.RoleIngest, auth.RoleQuery)
-	metrics := newTenantKey(t, "prometheus", "", auth.RoleMetrics)
-	s := startServer(t, "", func(c *config) {
-		c.Auth.Keys = []auth.Key{hog.key, fair.key, metrics.key}
-		c.Ingest.MaxMessageBytes = mib
-		c.Ingest.MaxInflightBytes = 4 * mib
-		c.Ingest.PushTimeout = 5 * time.Minute
-		c.Ingest.InflightStallTimeout = 5 * time.Minute // the stalls here are on purpose
-	})
+	s, hog, fair, metrics := shareServer(t, 5*time.Minute) // the stalls here are on purpose
 	metric := func(series string, ok func(float64) bool) {
 		t.Helper()
 		waitMetricAs(t, s.url, metrics.token, series, ok)
@@ -403,17 +414,7 @@ func tricklePush(t *testing.T, url, token string, body []byte, tick time.Duratio
 func TestSecurityInflightShareCut(t *testing.T) {
 	t.Parallel()
 	const mib = 1 << 20
-	hog := newTenantKey(t, "hog", "hog", auth.RoleIngest, auth.RoleQuery)
-	fair := newTenantKey(t, "fair", "fair", auth.RoleIngest, auth.RoleQuery)
-	metrics := newTenantKey(t, "prometheus", "", auth.RoleMetrics)
-	s := startServer(t, "", func(c *config) {
-		c.Auth.Keys = []auth.Key{hog.key, fair.key, metrics.key}
-		c.Ingest.MaxMessageBytes = mib
-		c.Ingest.MaxInflightBytes = 4 * mib
-		c.Ingest.PushTimeout = 5 * time.Minute
-		c.Ingest.InflightStallTimeout = 3 * time.Second
-		c.Server.ReadTimeout = 5 * time.Minute
-	})
+	s, hog, fair, metrics := shareServer(t, 3*time.Second)
 	// Four pushes of 995,000 bytes hold 16 steps of 64 KiB each once
 	// their first 990,000 bytes are in: the whole budget.
 	const stalled, lines = 4, 9950
